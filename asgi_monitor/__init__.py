@@ -1,0 +1,32 @@
+"""asgi_monitor: Prometheus metrics, health checks, alerting and a dashboard for any ASGI app.
+
+Wrap the app in one line::
+
+    from asgi_monitor import MonitoringMiddleware
+    app = MonitoringMiddleware(app)
+"""
+
+from __future__ import annotations
+
+from .collector import MetricsCollector
+from .config import MonitoringConfig
+from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
+from .middleware import MonitoringMiddleware
+from .monitor import Monitor, get_metrics_collector, get_monitor
+from .secret import Secret
+
+__all__ = [
+    "ConfigError",
+    "LifecycleError",
+    "MetricError",
+    "MetricsCollector",
+    "Monitor",
+    "MonitoringConfig",
+    "MonitoringError",
+    "MonitoringMiddleware",
+    "Secret",
+    "get_metrics_collector",
+    "get_monitor",
+]
+
+__version__ = "0.1.0"

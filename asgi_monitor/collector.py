@@ -1,0 +1,192 @@
+"""The metrics collector: request metrics, custom metrics and the package's own health metrics.
+
+``get_metrics_collector()`` returns the one the middleware records into, so an app's custom
+metrics land in the same registry that ``/api/metrics`` exposes. The raw
+:class:`prometheus_client.CollectorRegistry` stays reachable as :attr:`MetricsCollector.registry`
+for people who want prometheus_client objects directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .config import MonitoringConfig
+from .errors import MetricError
+from .request_metrics import OVERFLOW, RequestMetrics
+
+__all__ = ["MetricsCollector"]
+
+logger = logging.getLogger("asgi_monitor.metrics")
+
+_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# A failure inside recording is logged at most this often per place, so a persistent bug in
+# monitoring cannot flood the app's logs (it is still counted every time).
+_ERROR_LOG_INTERVAL = 60.0
+
+_KINDS: dict[str, type[Counter] | type[Gauge] | type[Histogram]] = {
+    "counter": Counter, "gauge": Gauge, "histogram": Histogram,
+}
+
+
+class _Custom:
+    __slots__ = ("kind", "labelnames", "metric", "children")
+
+    def __init__(self, kind: str, labelnames: tuple[str, ...], metric: Any) -> None:
+        self.kind = kind
+        self.labelnames = labelnames
+        self.metric = metric
+        self.children: set[tuple[str, ...]] = set()
+
+
+class _SelfMetrics(Collector):
+    """asgi_monitor's own counters: internal errors and label sets dropped by the series cap."""
+
+    def __init__(self, owner: MetricsCollector, prefix: str) -> None:
+        self._owner = owner
+        self._prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            f"{self._prefix}asgi_monitor_internal_errors",
+            "Failures inside asgi_monitor itself (the app's response was not affected).",
+            labels=("where",))
+        for where, count in sorted(self._owner.internal_errors.items()):
+            errors.add_metric((where,), count)
+        yield errors
+        dropped = CounterMetricFamily(
+            f"{self._prefix}asgi_monitor_series_dropped",
+            "Observations recorded under the '<overflow>' label because a metric reached its "
+            "series cap.", labels=("metric",))
+        counts = dict(self._owner.requests.dropped_counts())
+        counts.update(self._owner.custom_dropped)
+        for metric, count in sorted(counts.items()):
+            dropped.add_metric((metric,), count)
+        yield dropped
+
+
+class MetricsCollector:
+    """Owns the registry and every metric asgi_monitor records.
+
+    Custom metrics are created on first use::
+
+        metrics = get_metrics_collector()
+        metrics.increment_counter("signups_total", labels={"plan": "pro"})
+        metrics.set_gauge("queue_depth", 42)
+        metrics.record_histogram("job_duration_seconds", 1.5)
+
+    A name keeps the type and label names of its first use; changing either raises
+    :class:`MetricError`, as do invalid names and negative counter increments.
+    """
+
+    def __init__(self, config: MonitoringConfig, registry: CollectorRegistry) -> None:
+        self.config = config
+        self.registry = registry
+        self.requests = RequestMetrics(
+            namespace=config.namespace,
+            duration_buckets=config.duration_buckets,
+            size_buckets=config.size_buckets,
+            max_series=config.max_series_per_metric,
+        )
+        self.internal_errors: dict[str, int] = {}
+        self.custom_dropped: dict[str, int] = {}
+        self._last_error_log: dict[str, float] = {}
+        self._custom: dict[str, _Custom] = {}
+        self._lock = threading.Lock()
+        registry.register(self.requests)
+        prefix = f"{config.namespace}_" if config.namespace else ""
+        registry.register(_SelfMetrics(self, prefix))
+
+    # -- internal failures ----------------------------------------------------------------------
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        """Count a failure inside monitoring and log it, at most once a minute per place."""
+        self.internal_errors[where] = self.internal_errors.get(where, 0) + 1
+        now = time.monotonic()
+        if now - self._last_error_log.get(where, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
+            self._last_error_log[where] = now
+            logger.error("asgi_monitor failed in %s (the app's response is unaffected): %r",
+                         where, exc, exc_info=exc)
+
+    # -- custom metrics -------------------------------------------------------------------------
+    def increment_counter(
+        self, name: str, labels: Mapping[str, str] | None = None, value: float = 1
+    ) -> None:
+        if value < 0:
+            raise MetricError(f"counter {name!r} can only go up; got increment {value!r}")
+        self._child("counter", name, labels).inc(value)
+
+    def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
+        self._child("gauge", name, labels).set(value)
+
+    def record_histogram(
+        self,
+        name: str,
+        value: float,
+        labels: Mapping[str, str] | None = None,
+        *,
+        buckets: Sequence[float] | None = None,
+    ) -> None:
+        self._child("histogram", name, labels, buckets=buckets).observe(value)
+
+    def _child(
+        self,
+        kind: str,
+        name: str,
+        labels: Mapping[str, str] | None,
+        buckets: Sequence[float] | None = None,
+    ) -> Any:
+        labels = labels or {}
+        labelnames = tuple(sorted(labels))
+        custom = self._custom.get(name)
+        if custom is None:
+            custom = self._create(kind, name, labelnames, buckets)
+        if custom.kind != kind:
+            raise MetricError(f"metric {name!r} is a {custom.kind}, not a {kind}")
+        if custom.labelnames != labelnames:
+            raise MetricError(
+                f"metric {name!r} was created with labels {list(custom.labelnames)}, "
+                f"got {list(labelnames)}; a metric keeps one label set")
+        if not labelnames:
+            return custom.metric
+        values = tuple(str(labels[k]) for k in labelnames)
+        if values not in custom.children:
+            with self._lock:
+                if len(custom.children) >= self.config.max_series_per_metric:
+                    # Label values from user input must not grow memory without bound.
+                    self.custom_dropped[name] = self.custom_dropped.get(name, 0) + 1
+                    values = (OVERFLOW,) * len(labelnames)
+                custom.children.add(values)
+        return custom.metric.labels(*values)
+
+    def _create(
+        self, kind: str, name: str, labelnames: tuple[str, ...], buckets: Sequence[float] | None
+    ) -> _Custom:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise MetricError(
+                f"invalid metric name {name!r}: use letters, digits, '_' and ':', "
+                "not starting with a digit")
+        for label in labelnames:
+            if not _LABEL_RE.match(label) or label.startswith("__"):
+                raise MetricError(f"invalid label name {label!r} for metric {name!r}")
+        with self._lock:
+            existing = self._custom.get(name)
+            if existing is not None:
+                return existing
+            kwargs: dict[str, Any] = {"registry": self.registry}
+            if kind == "histogram" and buckets is not None:
+                kwargs["buckets"] = tuple(buckets)
+            try:
+                metric = _KINDS[kind](name, f"Custom {kind} {name}", labelnames, **kwargs)
+            except ValueError as exc:
+                raise MetricError(f"cannot create metric {name!r}: {exc}") from None
+            custom = self._custom[name] = _Custom(kind, labelnames, metric)
+            return custom

@@ -1,0 +1,227 @@
+"""The one way in for configuration: a frozen :class:`MonitoringConfig`.
+
+Build it from keyword arguments or from the environment with :meth:`MonitoringConfig.from_env`.
+Every field that can come from the environment names its variable in the field metadata, so the
+parser, the error messages and the documentation table all come from one place.
+Values are validated once, in ``__post_init__``; a bad value raises :class:`ConfigError` naming
+the setting (and its variable) and the accepted form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .secret import Secret
+
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "MonitoringConfig"]
+
+# Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+# Body sizes: 100 B .. 10 MB in rough powers of ten.
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
+    100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0,
+)
+
+RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_NAMESPACE_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("true/false (also 1/0, yes/no, on/off)")
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("a number") from None
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("a whole number") from None
+
+
+def _parse_str(raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_secret(raw: str) -> Secret:
+    return Secret(raw.strip())
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _env(name: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+    return {"env": name, "parse": parse}
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Settings for :class:`~asgi_monitor.MonitoringMiddleware` and its background tasks.
+
+    ``MonitoringConfig()`` gives the defaults; ``MonitoringConfig.from_env()`` reads the
+    variables documented in the README (each field's ``env`` metadata) and accepts overrides.
+    """
+
+    enabled: bool = field(default=True, metadata=_env("ENABLE_MONITORING", _parse_bool))
+    debug: bool = field(default=False, metadata=_env("MONITORING_DEBUG", _parse_bool))
+    namespace: str = field(default="", metadata=_env("MONITORING_NAMESPACE", _parse_str))
+
+    # Background task periods, in seconds.
+    health_check_interval: float = field(
+        default=60.0, metadata=_env("HEALTH_CHECK_INTERVAL", _parse_float)
+    )
+    metrics_collection_interval: float = field(
+        default=30.0, metadata=_env("METRICS_COLLECTION_INTERVAL", _parse_float)
+    )
+    alert_check_interval: float = field(
+        default=10.0, metadata=_env("ALERT_CHECK_INTERVAL", _parse_float)
+    )
+
+    # Alert channels.
+    alert_email_enabled: bool = field(
+        default=False, metadata=_env("ALERT_EMAIL_ENABLED", _parse_bool)
+    )
+    alert_console_enabled: bool = field(
+        default=True, metadata=_env("ALERT_CONSOLE_ENABLED", _parse_bool)
+    )
+    smtp_server: str = field(default="", metadata=_env("SMTP_SERVER", _parse_str))
+    smtp_port: int = field(default=587, metadata=_env("SMTP_PORT", _parse_int))
+    smtp_username: str = field(default="", metadata=_env("SMTP_USERNAME", _parse_str))
+    smtp_password: Secret | None = field(
+        default=None, metadata=_env("SMTP_PASSWORD", _parse_secret)
+    )
+    from_email: str = field(default="", metadata=_env("FROM_EMAIL", _parse_str))
+
+    # Where the monitoring sub-app answers. Each is a path prefix owned by the package.
+    metrics_path: str = field(
+        default="/api/metrics", metadata=_env("MONITORING_METRICS_PATH", _parse_str)
+    )
+    health_path: str = field(
+        default="/api/health", metadata=_env("MONITORING_HEALTH_PATH", _parse_str)
+    )
+    alerts_path: str = field(
+        default="/api/alerts", metadata=_env("MONITORING_ALERTS_PATH", _parse_str)
+    )
+    dashboard_path: str = field(
+        default="/admin/monitoring", metadata=_env("MONITORING_DASHBOARD_PATH", _parse_str)
+    )
+
+    # Request metrics.
+    excluded_paths: tuple[str, ...] = field(
+        default=(), metadata=_env("MONITORING_EXCLUDED_PATHS", _parse_list)
+    )
+    max_series_per_metric: int = field(
+        default=2000, metadata=_env("MONITORING_MAX_SERIES", _parse_int)
+    )
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    size_buckets: tuple[float, ...] = DEFAULT_SIZE_BUCKETS
+    route_resolver: RouteResolver | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("health_check_interval", "metrics_collection_interval",
+                     "alert_check_interval"):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not math.isfinite(value) or value <= 0):
+                self._fail(name, "a number of seconds > 0", value)
+        if not isinstance(self.smtp_port, int) or not 0 < self.smtp_port < 65536:
+            self._fail("smtp_port", "a port number from 1 to 65535", self.smtp_port)
+        if not isinstance(self.max_series_per_metric, int) or self.max_series_per_metric < 1:
+            self._fail("max_series_per_metric", "a whole number >= 1", self.max_series_per_metric)
+        if self.namespace and not _NAMESPACE_RE.match(self.namespace):
+            self._fail("namespace", "letters, digits and '_' not starting with a digit",
+                       self.namespace)
+        for name in ("metrics_path", "health_path", "alerts_path", "dashboard_path"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
+                self._fail(name, "a path starting with '/' and not ending with '/'", value)
+        for path in self.excluded_paths:
+            if not path.startswith("/"):
+                self._fail("excluded_paths", "paths starting with '/'", path)
+        for name in ("duration_buckets", "size_buckets"):
+            buckets = getattr(self, name)
+            if not buckets or list(buckets) != sorted(set(buckets)):
+                self._fail(name, "a non-empty, strictly increasing sequence of numbers", buckets)
+        if self.alert_email_enabled and not (self.smtp_server and self.from_email):
+            self._fail("alert_email_enabled",
+                       "SMTP_SERVER and FROM_EMAIL set when e-mail alerts are enabled", True)
+        if isinstance(self.smtp_password, str):
+            # Accept a plain string from code, but hold it as a Secret from here on.
+            object.__setattr__(self, "smtp_password", Secret(self.smtp_password))
+
+    @classmethod
+    def _fail(cls, name: str, accepted: str, value: object) -> None:
+        env = cls.env_var(name)
+        where = f"{env} ({name})" if env else name
+        shown = "<secret>" if isinstance(value, Secret) else repr(value)
+        raise ConfigError(f"{where} must be {accepted}, got {shown}")
+
+    @staticmethod
+    def env_var(name: str) -> str | None:
+        """The environment variable that sets field ``name``, if any."""
+        for f in dataclasses.fields(MonitoringConfig):
+            if f.name == name:
+                env = f.metadata.get("env")
+                return str(env) if env else None
+        return None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> MonitoringConfig:
+        """Read every documented variable from ``environ`` (default ``os.environ``).
+
+        Keyword ``overrides`` win over the environment (for things like ``route_resolver``
+        that cannot come from a string).
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = f.metadata.get("env")
+            if var is None or var not in env or f.name in overrides:
+                continue
+            raw = env[var]
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                shown = "<secret>" if f.metadata["parse"] is _parse_secret else repr(raw)
+                raise ConfigError(f"{var} must be {exc}, got {shown}") from None
+        values.update(overrides)
+        return cls(**values)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as plain data with every secret masked (for logs, exports, the CLI)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = str(value) if value else ""
+            elif callable(value):
+                value = getattr(value, "__qualname__", type(value).__name__)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out

@@ -1,0 +1,1 @@
+"""The demo: an example Starlette app wrapped in MonitoringMiddleware (``make demo``)."""

@@ -1,0 +1,161 @@
+"""The Monitor: the one object that owns asgi_monitor's state and lifecycle.
+
+It holds the configuration, the metrics collector and the background tasks that later features
+register (health scheduler, history sampler, alert evaluator). The middleware starts it on the
+ASGI ``lifespan.startup`` event, or lazily on the first request for servers without lifespan;
+tests drive it directly with ``async with monitor.running(): ...`` because httpx's ASGITransport
+sends no lifespan events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from .collector import MetricsCollector
+from .config import MonitoringConfig
+from .errors import LifecycleError
+
+__all__ = ["Monitor", "State", "get_metrics_collector", "get_monitor"]
+
+logger = logging.getLogger("asgi_monitor")
+
+ServiceFactory = Callable[[], Awaitable[None]]
+
+
+class State(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Monitor:
+    """Configuration, collectors and background tasks of one monitored app."""
+
+    def __init__(
+        self, config: MonitoringConfig | None = None, *, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.config = config if config is not None else MonitoringConfig.from_env()
+        self.registry = registry if registry is not None else REGISTRY
+        self.collector = MetricsCollector(self.config, self.registry)
+        self.state = State.CREATED
+        # True between "startup complete" and "shutdown began"; the readiness probe reads it.
+        self.ready = False
+        self._services: dict[str, ServiceFactory] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- background services --------------------------------------------------------------------
+    def add_service(self, name: str, factory: ServiceFactory) -> None:
+        """Register a long-running coroutine (e.g. a scheduler loop) to run while started."""
+        if name in self._services:
+            raise LifecycleError(f"a service named {name!r} is already registered")
+        self._services[name] = factory
+        if self.state is State.RUNNING:
+            self._spawn(name, factory)
+
+    def _spawn(self, name: str, factory: ServiceFactory) -> None:
+        self._tasks[name] = asyncio.get_running_loop().create_task(
+            self._supervise(name, factory), name=f"asgi_monitor:{name}")
+
+    async def _supervise(self, name: str, factory: ServiceFactory) -> None:
+        # A crashing service is logged and counted; it never takes the app or the others down.
+        try:
+            await factory()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.collector.internal_error(f"service:{name}", exc)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every registered service. Must be called from the app's event loop."""
+        if self.state is State.RUNNING:
+            raise LifecycleError("monitor already started; call stop() first")
+        self.start_lazily()
+
+    def start_lazily(self) -> None:
+        """Start from a request when the server sent no lifespan events (idempotent)."""
+        if self.state is State.RUNNING:
+            return
+        self.state = State.RUNNING
+        for name, factory in self._services.items():
+            self._spawn(name, factory)
+        self.ready = True
+
+    def begin_shutdown(self) -> None:
+        """Readiness turns false as soon as shutdown begins, before tasks are stopped."""
+        self.ready = False
+
+    async def stop(self) -> None:
+        """Cancel every background task and wait for them to finish."""
+        self.ready = False
+        if self.state is not State.RUNNING:
+            return
+        self.state = State.STOPPED
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Monitor]:
+        """``async with monitor.running():`` starts the services and stops them on exit."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """The registry ``/api/metrics`` exposes."""
+        return self.registry
+
+    @property
+    def task_names(self) -> list[str]:
+        return sorted(self._tasks)
+
+
+_default: Monitor | None = None
+_default_lock = threading.Lock()
+
+
+def get_monitor() -> Monitor:
+    """The process-wide Monitor (configured from the environment on first use)."""
+    return monitor_for(None)
+
+
+def monitor_for(config: MonitoringConfig | None) -> Monitor:
+    """The process-wide Monitor, created with ``config`` if it does not exist yet.
+
+    It lives on prometheus_client's default registry, which cannot hold two of them, so a second
+    different configuration is an error rather than a silent split of the metrics.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Monitor(config)
+        elif config is not None and config != _default.config:
+            raise LifecycleError(
+                "the process-wide monitor already exists with another configuration (something "
+                "called get_metrics_collector() or wrapped an app first); configure it once, or "
+                "pass registry= for a separate monitor")
+        return _default
+
+
+def set_monitor(monitor: Monitor) -> None:
+    """Make ``monitor`` the one ``get_*()`` return (the middleware does this)."""
+    global _default
+    with _default_lock:
+        _default = monitor
+
+
+def get_metrics_collector() -> MetricsCollector:
+    """The collector the middleware records into; add custom metrics here."""
+    return get_monitor().collector

@@ -1,0 +1,214 @@
+"""Request metrics: the store the hot path writes to and the collector Prometheus reads from.
+
+Why not prometheus_client's Counter/Histogram on the hot path: each ``observe`` takes a lock and a
+``.labels()`` lookup formats label values; four histograms and a counter per request would cost
+several microseconds. Here a request costs one dict lookup for its series, four ``bisect`` calls
+and a few integer additions on plain lists. The work of turning that into Prometheus families
+happens on scrape, in :meth:`RequestMetrics.collect`, and exposition stays prometheus_client's.
+
+All writes happen on the event loop thread (ASGI middleware code never runs concurrently with
+itself between awaits), so plain ints need no lock. A scrape from another thread copies each list
+before reading it; a sample it sees may be one request behind, never torn across buckets.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["OVERFLOW", "STANDARD_METHODS", "Histogram", "RequestMetrics", "Series"]
+
+OVERFLOW = "<overflow>"
+# WebSocket sessions last much longer than requests: the request buckets plus minutes and an hour.
+WEBSOCKET_EXTRA_BUCKETS = (30.0, 60.0, 300.0, 900.0, 3600.0)
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+
+class Histogram:
+    """Non-cumulative bucket counts plus a sum; cumulated only when scraped."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left finds the first bound >= value, which is Prometheus' "le" bucket.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> tuple[list[tuple[str, float]], float]:
+        counts = list(self.counts)
+        total = self.total
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(self.bounds, counts):
+            running += count
+            out.append((_le(bound), running))
+        out.append(("+Inf", running + counts[-1]))
+        return out, total
+
+
+def _le(bound: float) -> str:
+    # The formatting prometheus_client uses for its own "le" labels, so series are identical.
+    return floatToGoString(bound)
+
+
+class RouteStats:
+    """The per-(method, route) histograms."""
+
+    __slots__ = ("duration", "ttfb", "request_size", "response_size")
+
+    def __init__(self, duration_bounds: Sequence[float], size_bounds: Sequence[float]) -> None:
+        self.duration = Histogram(duration_bounds)
+        self.ttfb = Histogram(duration_bounds)
+        self.request_size = Histogram(size_bounds)
+        self.response_size = Histogram(size_bounds)
+
+
+class Series:
+    """What one request updates: its (method, route, status) counter and its route's histograms."""
+
+    __slots__ = ("count", "stats")
+
+    def __init__(self, stats: RouteStats) -> None:
+        self.count = 0
+        self.stats = stats
+
+    def observe(self, duration: float, ttfb: float, request_bytes: int, response_bytes: int) -> None:
+        self.count += 1
+        stats = self.stats
+        stats.duration.observe(duration)
+        stats.ttfb.observe(ttfb)
+        stats.request_size.observe(request_bytes)
+        stats.response_size.observe(response_bytes)
+
+
+class RequestMetrics(Collector):
+    """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str = "",
+        duration_buckets: Sequence[float],
+        size_buckets: Sequence[float],
+        max_series: int,
+    ) -> None:
+        self._prefix = f"{namespace}_" if namespace else ""
+        self._duration_buckets = tuple(duration_buckets)
+        self._size_buckets = tuple(size_buckets)
+        self._max_series = max_series
+        self._series: dict[tuple[str, str, int], Series] = {}
+        self._routes: dict[tuple[str, str], RouteStats] = {}
+        self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
+        # One mutable cell per method so the hot path does `cell[0] += 1` with no lookup by label.
+        self.in_progress: dict[str, list[int]] = {m: [0] for m in (*STANDARD_METHODS, "OTHER")}
+        self.ws_active = [0]
+        self._ws_total: dict[str, int] = {}
+        self._ws_duration: dict[str, Histogram] = {}
+        self._ws_dropped = 0
+
+    # -- hot path -------------------------------------------------------------------------------
+    def series(self, method: str, route: str, status: int) -> Series:
+        """The series for a label set, created on first use; over the cap, the overflow one."""
+        key = (method, route, status)
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        if len(self._series) >= self._max_series:
+            self.dropped += 1
+            key = (method, OVERFLOW, status)
+            found = self._series.get(key)
+            if found is not None:
+                return found
+        stats = self._routes.get(key[:2])
+        if stats is None:
+            stats = self._routes[key[:2]] = RouteStats(self._duration_buckets, self._size_buckets)
+        found = self._series[key] = Series(stats)
+        return found
+
+    def websocket_accepted(self, route: str) -> str:
+        """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
+        if route not in self._ws_total and len(self._ws_total) >= self._max_series:
+            self._ws_dropped += 1
+            route = OVERFLOW
+        self._ws_total[route] = self._ws_total.get(route, 0) + 1
+        self.ws_active[0] += 1
+        return route
+
+    def websocket_closed(self, route: str, duration: float) -> None:
+        self.ws_active[0] -= 1
+        histogram = self._ws_duration.get(route)
+        if histogram is None:
+            bounds = sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS})
+            histogram = self._ws_duration[route] = Histogram(bounds)
+        histogram.observe(duration)
+
+    # -- scrape ---------------------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        p = self._prefix
+        series = list(self._series.items())
+        routes = list(self._routes.items())
+
+        total = CounterMetricFamily(f"{p}http_requests", "Total HTTP requests by method, "
+                                    "route template and status.",
+                                    labels=("method", "route", "status"))
+        for (method, route, status), s in series:
+            total.add_metric((method, route, str(status)), s.count)
+        yield total
+
+        histograms = (
+            ("http_request_duration_seconds", "duration",
+             "Time from request start to the last response body chunk."),
+            ("http_time_to_first_byte_seconds", "ttfb",
+             "Time from request start until the response status and headers were sent."),
+            ("http_request_size_bytes", "request_size",
+             "Request body size, counted from the bytes actually received."),
+            ("http_response_size_bytes", "response_size",
+             "Response body size, counted from the bytes actually sent."),
+        )
+        for name, attr, doc in histograms:
+            family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route"))
+            for (method, route), stats in routes:
+                buckets, total_sum = getattr(stats, attr).cumulative()
+                family.add_metric((method, route), buckets, total_sum)
+            yield family
+
+        in_progress = GaugeMetricFamily(f"{p}http_requests_in_progress",
+                                        "HTTP requests being served now.", labels=("method",))
+        for method, cell in self.in_progress.items():
+            in_progress.add_metric((method,), cell[0])
+        yield in_progress
+
+        ws_total = CounterMetricFamily(f"{p}websocket_connections",
+                                       "Accepted WebSocket connections by route template.",
+                                       labels=("route",))
+        for route, count in list(self._ws_total.items()):
+            ws_total.add_metric((route,), count)
+        yield ws_total
+        yield GaugeMetricFamily(f"{p}websocket_connections_active",
+                                "WebSocket connections open now.", value=self.ws_active[0])
+        ws_duration = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
+                                            "WebSocket session length, accept to close.",
+                                            labels=("route",))
+        for route, histogram in list(self._ws_duration.items()):
+            buckets, total_sum = histogram.cumulative()
+            ws_duration.add_metric((route,), buckets, total_sum)
+        yield ws_duration
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Requests recorded under OVERFLOW because of the series cap, per metric family."""
+        return {"http_requests_total": self.dropped,
+                "websocket_connections_total": self._ws_dropped}

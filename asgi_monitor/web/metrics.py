@@ -1,0 +1,34 @@
+"""``GET /api/metrics``: Prometheus exposition, by prometheus_client's own encoders.
+
+The text format by default, OpenMetrics when the Accept header asks for it
+(``prometheus_client.exposition.choose_encoder``), gzip when the client accepts it.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+from prometheus_client.exposition import choose_encoder
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..monitor import Monitor
+
+__all__ = ["metrics_endpoint"]
+
+
+def metrics_endpoint(monitor: Monitor):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        registry = monitor.scrape_registry()
+        # Encoding a large registry takes milliseconds; off the event loop it does not stall
+        # the app's other requests.
+        body = await run_in_threadpool(encoder, registry)
+        headers = {"Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", "") and len(body) > 512:
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type=content_type, headers=headers)
+
+    return endpoint
