@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
+
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -167,7 +168,8 @@ class MonitoringMiddleware:
             if message.get("type") == "websocket.accept" and route is None:
                 try:
                     # Routing has happened by the time the app accepts.
-                    route = self._requests.websocket_accepted(resolve_route(scope, entry_root_path, self._resolver))
+                    template = resolve_route(scope, entry_root_path, self._resolver)
+                    route = self._requests.websocket_accepted(template)
                     accepted_at = perf_counter()
                 except Exception as exc:
                     self.monitor.collector.internal_error("websocket", exc)

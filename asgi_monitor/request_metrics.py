@@ -53,7 +53,7 @@ class Histogram:
         total = self.total
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, count in zip(self.bounds, counts):
+        for bound, count in zip(self.bounds, counts, strict=False):
             running += count
             out.append((_le(bound), running))
         out.append(("+Inf", running + counts[-1]))
@@ -62,7 +62,7 @@ class Histogram:
 
 def _le(bound: float) -> str:
     # The formatting prometheus_client uses for its own "le" labels, so series are identical.
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 class RouteStats:
@@ -86,7 +86,9 @@ class Series:
         self.count = 0
         self.stats = stats
 
-    def observe(self, duration: float, ttfb: float, request_bytes: int, response_bytes: int) -> None:
+    def observe(
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+    ) -> None:
         self.count += 1
         stats = self.stats
         stats.duration.observe(duration)

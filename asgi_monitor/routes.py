@@ -49,10 +49,10 @@ def resolve_route(
         if isinstance(route, Mount):
             # A Mount was the last thing matched (e.g. StaticFiles): its prefix is already in
             # root_path and the rest of the path is free-form.
-            return prefix + "/{path}"
+            return str(prefix) + "/{path}"
         path_format = getattr(route, "path_format", None)
         if isinstance(path_format, str):
-            return prefix + path_format
+            return str(prefix + path_format)
     template = scope.get("path_template")
     if template:
         return str(template)

@@ -7,6 +7,7 @@ The text format by default, OpenMetrics when the Accept header asks for it
 from __future__ import annotations
 
 import gzip
+from collections.abc import Awaitable, Callable
 
 from prometheus_client.exposition import choose_encoder
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +19,7 @@ from ..monitor import Monitor
 __all__ = ["metrics_endpoint"]
 
 
-def metrics_endpoint(monitor: Monitor):  # type: ignore[no-untyped-def]
+def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         registry = monitor.scrape_registry()
