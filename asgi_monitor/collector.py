@@ -55,6 +55,9 @@ class _SelfMetrics(Collector):
         self._owner = owner
         self._prefix = prefix
 
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
     def collect(self) -> Iterator[Metric]:
         errors = CounterMetricFamily(
             f"{self._prefix}asgi_monitor_internal_errors",

@@ -159,10 +159,24 @@ class RequestMetrics(Collector):
         histogram.observe(duration)
 
     # -- scrape ---------------------------------------------------------------------------------
+    def describe(self) -> Iterator[Metric]:
+        # Declaring our names lets the registry reject a custom metric that would clash.
+        return self._families([], [], [], [])
+
     def collect(self) -> Iterator[Metric]:
+        # list() of a dict's items is one C call under the GIL: a consistent snapshot even while
+        # the event loop thread adds series.
+        return self._families(list(self._series.items()), list(self._routes.items()),
+                              list(self._ws_total.items()), list(self._ws_duration.items()))
+
+    def _families(
+        self,
+        series: list[tuple[tuple[str, str, int], Series]],
+        routes: list[tuple[tuple[str, str], RouteStats]],
+        ws_total: list[tuple[str, int]],
+        ws_duration: list[tuple[str, Histogram]],
+    ) -> Iterator[Metric]:
         p = self._prefix
-        series = list(self._series.items())
-        routes = list(self._routes.items())
 
         total = CounterMetricFamily(f"{p}http_requests", "Total HTTP requests by method, "
                                     "route template and status.",
@@ -194,21 +208,21 @@ class RequestMetrics(Collector):
             in_progress.add_metric((method,), cell[0])
         yield in_progress
 
-        ws_total = CounterMetricFamily(f"{p}websocket_connections",
+        ws_family = CounterMetricFamily(f"{p}websocket_connections",
                                        "Accepted WebSocket connections by route template.",
                                        labels=("route",))
-        for route, count in list(self._ws_total.items()):
-            ws_total.add_metric((route,), count)
-        yield ws_total
+        for route, count in ws_total:
+            ws_family.add_metric((route,), count)
+        yield ws_family
         yield GaugeMetricFamily(f"{p}websocket_connections_active",
                                 "WebSocket connections open now.", value=self.ws_active[0])
-        ws_duration = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
+        ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
                                             "WebSocket session length, accept to close.",
                                             labels=("route",))
-        for route, histogram in list(self._ws_duration.items()):
+        for route, histogram in ws_duration:
             buckets, total_sum = histogram.cumulative()
-            ws_duration.add_metric((route,), buckets, total_sum)
-        yield ws_duration
+            ws_histograms.add_metric((route,), buckets, total_sum)
+        yield ws_histograms
 
     def dropped_counts(self) -> dict[str, int]:
         """Requests recorded under OVERFLOW because of the series cap, per metric family."""

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from asgi_monitor import ConfigError, MonitoringConfig, Secret
+
+
+def test_defaults_match_the_documented_values() -> None:
+    config = MonitoringConfig.from_env({})
+    assert config.enabled is True
+    assert config.health_check_interval == 60
+    assert config.metrics_collection_interval == 30
+    assert config.alert_check_interval == 10
+    assert config.alert_email_enabled is False
+    assert config.alert_console_enabled is True
+    assert config.smtp_port == 587
+    assert config.metrics_path == "/api/metrics"
+
+
+def test_reads_every_seed_variable() -> None:
+    env = {
+        "ENABLE_MONITORING": "false",
+        "HEALTH_CHECK_INTERVAL": "15",
+        "METRICS_COLLECTION_INTERVAL": "5.5",
+        "ALERT_CHECK_INTERVAL": "2",
+        "ALERT_EMAIL_ENABLED": "yes",
+        "ALERT_CONSOLE_ENABLED": "0",
+        "SMTP_SERVER": "mail.example.org",
+        "SMTP_PORT": "465",
+        "SMTP_USERNAME": "alerts",
+        "SMTP_PASSWORD": "hunter2-not-shown",
+        "FROM_EMAIL": "alerts@example.org",
+        "MONITORING_DEBUG": "on",
+    }
+    config = MonitoringConfig.from_env(env)
+    assert config.enabled is False
+    assert config.health_check_interval == 15
+    assert config.metrics_collection_interval == 5.5
+    assert config.alert_check_interval == 2
+    assert config.alert_email_enabled is True
+    assert config.alert_console_enabled is False
+    assert config.smtp_server == "mail.example.org"
+    assert config.smtp_port == 465
+    assert config.smtp_username == "alerts"
+    assert isinstance(config.smtp_password, Secret)
+    assert config.smtp_password.get_secret_value() == "hunter2-not-shown"
+    assert config.from_email == "alerts@example.org"
+    assert config.debug is True
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in str(config.public_dict())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("HEALTH_CHECK_INTERVAL", "soon", "a number"),
+        ("HEALTH_CHECK_INTERVAL", "-1", "> 0"),
+        ("METRICS_COLLECTION_INTERVAL", "0", "> 0"),
+        ("ALERT_CHECK_INTERVAL", "nan", "> 0"),
+        ("ENABLE_MONITORING", "maybe", "true/false"),
+        ("ALERT_CONSOLE_ENABLED", "2", "true/false"),
+        ("SMTP_PORT", "smtp", "a whole number"),
+        ("SMTP_PORT", "70000", "1 to 65535"),
+        ("MONITORING_MAX_SERIES", "0", ">= 1"),
+        ("MONITORING_NAMESPACE", "my-app", "letters"),
+        ("MONITORING_METRICS_PATH", "metrics", "starting with '/'"),
+        ("MONITORING_EXCLUDED_PATHS", "/ok,health", "starting with '/'"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    message = str(excinfo.value)
+    assert variable in message
+    assert accepted in message
+
+
+def test_email_alerts_need_a_server() -> None:
+    with pytest.raises(ConfigError, match="ALERT_EMAIL_ENABLED"):
+        MonitoringConfig.from_env({"ALERT_EMAIL_ENABLED": "true"})
+
+
+def test_secret_value_never_in_error_messages() -> None:
+    # SMTP_PASSWORD cannot be invalid, but a secret echoed by _fail must be masked anyway.
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig._fail("smtp_password", "something", Secret("topsecret"))
+    assert "topsecret" not in str(excinfo.value)
+
+
+def test_config_is_frozen() -> None:
+    config = MonitoringConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.enabled = False  # type: ignore[misc]
+
+
+def test_overrides_win_over_environment() -> None:
+    config = MonitoringConfig.from_env({"MONITORING_NAMESPACE": "env"}, namespace="code")
+    assert config.namespace == "code"
+
+
+def test_excluded_paths_parse_as_list() -> None:
+    config = MonitoringConfig.from_env({"MONITORING_EXCLUDED_PATHS": "/healthz, /ready,,"})
+    assert config.excluded_paths == ("/healthz", "/ready")

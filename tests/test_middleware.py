@@ -1,0 +1,356 @@
+"""Request metrics recorded by the middleware: exact samples after known request sequences."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+from support import client, sample
+
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor.monitor import State
+
+Wrap = Callable[..., MonitoringMiddleware]
+
+
+async def ok(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    return Response(body * 2)
+
+
+async def fail(request: Request) -> Response:
+    raise RuntimeError("boom")
+
+
+async def stream(request: Request) -> Response:
+    async def chunks() -> Any:
+        for part in (b"a" * 10, b"b" * 20, b"c" * 30):
+            yield part
+
+    return StreamingResponse(chunks())
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    text = await websocket.receive_text()
+    await websocket.send_text(text.upper())
+    await websocket.close()
+
+
+def app() -> Starlette:
+    return Starlette(routes=[
+        Route("/", ok),
+        Route("/items/{item_id:int}", ok),
+        Route("/echo", echo, methods=["POST"]),
+        Route("/fail", fail),
+        Route("/stream", stream),
+        WebSocketRoute("/ws/{room}", ws_echo),
+    ])
+
+
+async def test_exact_counts_after_known_sequence(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async with client(wrap(app())) as c:
+        for _ in range(3):
+            assert (await c.get("/")).status_code == 200
+        for item in (1, 2, 3, 4):
+            await c.get(f"/items/{item}")
+        await c.get("/nope")
+        await c.get("/also-nope")
+    s = sample
+    assert s(registry, "http_requests_total", method="GET", route="/", status="200") == 3
+    assert s(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+             status="200") == 4
+    assert s(registry, "http_requests_total", method="GET", route="<unmatched>",
+             status="404") == 2
+    assert s(registry, "http_request_duration_seconds_count", method="GET", route="/") == 3
+    assert s(registry, "http_time_to_first_byte_seconds_count", method="GET", route="/") == 3
+    assert s(registry, "http_requests_in_progress", method="GET") == 0
+
+
+async def test_body_sizes_are_counted_from_bytes(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async with client(wrap(app())) as c:
+        r = await c.post("/echo", content=b"x" * 1500)
+        assert r.content == b"x" * 3000
+        await c.get("/stream")
+    assert sample(registry, "http_request_size_bytes_sum", method="POST", route="/echo") == 1500
+    assert sample(registry, "http_response_size_bytes_sum", method="POST", route="/echo") == 3000
+    assert sample(registry, "http_response_size_bytes_sum", method="GET", route="/stream") == 60
+    assert sample(registry, "http_response_size_bytes_bucket", method="GET", route="/stream",
+                  le="100.0") == 1
+
+
+async def test_exception_recorded_as_500_and_reraised(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    async with client(wrap(app())) as c:
+        with pytest.raises(RuntimeError, match="boom"):
+            await c.get("/fail")
+    assert sample(registry, "http_requests_total", method="GET", route="/fail",
+                  status="500") == 1
+    assert sample(registry, "http_requests_in_progress", method="GET") == 0
+
+
+async def test_exception_after_response_start_keeps_sent_status(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    async def late_failure(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("late")
+
+    mw = wrap(late_failure)
+    with pytest.raises(ValueError, match="late"):
+        await mw(_scope("/x"), _receive_once(), _discard)
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="201") == 1
+
+
+async def test_client_disconnect_recorded_as_499(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async def waits_for_disconnect(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    messages = [{"type": "http.request", "body": b"", "more_body": True},
+                {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    await wrap(waits_for_disconnect)(_scope("/x"), receive, _discard)
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="499") == 1
+
+
+async def test_cancellation_recorded_as_499(wrap: Wrap, registry: CollectorRegistry) -> None:
+    started = asyncio.Event()
+
+    async def hangs(scope: Any, receive: Any, send: Any) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    task = asyncio.ensure_future(wrap(hangs)(_scope("/x"), _receive_once(), _discard))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="499") == 1
+    assert sample(registry, "http_requests_in_progress", method="GET") == 0
+
+
+async def test_unknown_methods_collapse_to_other(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async with client(wrap(app())) as c:
+        await c.request("BREW", "/")
+        await c.request("PROPFIND", "/")
+    assert sample(registry, "http_requests_total", method="OTHER", route="/",
+                  status="405") == 2
+
+
+async def test_excluded_paths_are_not_recorded(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async with client(wrap(app(), excluded_paths=("/",))) as c:
+        assert (await c.get("/")).text == "hello"
+        await c.get("/items/1")
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") == 1
+
+
+async def test_monitoring_paths_are_not_app_traffic(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    async with client(wrap(app())) as c:
+        for _ in range(3):
+            assert (await c.get("/api/metrics")).status_code == 200
+    text = (await _scrape(registry))
+    assert "/api/metrics" not in text
+
+
+async def test_disabled_is_a_pass_through(registry: CollectorRegistry) -> None:
+    mw = MonitoringMiddleware(app(), MonitoringConfig(enabled=False), registry=registry)
+    async with client(mw) as c:
+        assert (await c.get("/")).text == "hello"
+        assert (await c.get("/api/metrics")).status_code == 404  # the app's own 404
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") is None
+
+
+async def test_namespace_prefixes_metric_names(wrap: Wrap, registry: CollectorRegistry) -> None:
+    async with client(wrap(app(), namespace="shop")) as c:
+        await c.get("/")
+    assert sample(registry, "shop_http_requests_total", method="GET", route="/",
+                  status="200") == 1
+
+
+async def test_series_cap_sends_new_label_sets_to_overflow(
+    registry: CollectorRegistry
+) -> None:
+    def resolver(scope: Any) -> str:
+        return str(scope["path"])  # deliberately unbounded, to hit the cap
+
+    config = MonitoringConfig(max_series_per_metric=5, route_resolver=resolver)
+    mw = MonitoringMiddleware(_plain_app, config, registry=registry)
+    for i in range(20):
+        await mw(_scope(f"/p{i}"), _receive_once(), _discard)
+    assert sample(registry, "http_requests_total", method="GET", route="<overflow>",
+                  status="200") == 15
+    assert sample(registry, "asgi_monitor_series_dropped_total",
+                  metric="http_requests_total") == 15
+
+
+async def test_ten_thousand_junk_paths_add_one_series(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app())
+    before = _series_count(registry)
+    for i in range(10_000):
+        await mw(_scope(f"/junk/{i}/{'x' * (i % 50)}"), _receive_once(), _discard)
+    # one http_requests_total series (+ the four histograms of the same label set)
+    assert _series_count(registry) - before == 1
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="404") == 10_000
+
+
+def test_websocket_metrics_and_messages_pass_through(registry: CollectorRegistry) -> None:
+    mw = MonitoringMiddleware(app(), MonitoringConfig(), registry=registry)
+    with TestClient(mw) as tc, tc.websocket_connect("/ws/lobby") as ws:
+        ws.send_text("hi")
+        assert ws.receive_text() == "HI"
+    assert sample(registry, "websocket_connections_total", route="/ws/{room}") == 1
+    assert sample(registry, "websocket_connections_active") == 0
+    assert sample(registry, "websocket_session_duration_seconds_count", route="/ws/{room}") == 1
+
+
+async def test_other_scope_types_pass_through_untouched(wrap: Wrap) -> None:
+    seen: list[Any] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope, receive, send))
+
+    scope = {"type": "custom-protocol", "path": "/api/metrics"}
+    await wrap(inner)(scope, _receive_once, _discard)
+    assert seen == [(scope, _receive_once, _discard)]
+
+
+async def test_lifespan_passes_through_and_starts_the_monitor(wrap: Wrap) -> None:
+    events: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    mw = wrap(inner)
+    incoming = asyncio.Queue[dict[str, Any]]()
+    outgoing: list[str] = []
+    await incoming.put({"type": "lifespan.startup"})
+
+    async def send(message: dict[str, Any]) -> None:
+        outgoing.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            assert mw.monitor.state is State.RUNNING and mw.monitor.ready
+            await incoming.put({"type": "lifespan.shutdown"})
+
+    await mw({"type": "lifespan", "asgi": {"version": "3.0"}}, incoming.get, send)
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    assert outgoing == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert mw.monitor.state is State.STOPPED and not mw.monitor.ready
+
+
+async def test_starts_lazily_without_lifespan(wrap: Wrap) -> None:
+    mw = wrap(app())
+    assert mw.monitor.state is State.CREATED
+    async with client(mw) as c:
+        await c.get("/")
+    assert mw.monitor.state is State.RUNNING
+    await mw.monitor.stop()
+
+
+async def test_running_context_starts_and_stops_services(wrap: Wrap) -> None:
+    mw = wrap(app())
+    ticks: list[int] = []
+
+    async def service() -> None:
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    mw.monitor.add_service("ticker", service)
+    async with mw.monitor.running():
+        await asyncio.sleep(0.05)
+        assert mw.monitor.task_names == ["ticker"]
+    assert ticks and mw.monitor.task_names == []
+
+
+async def test_failure_inside_recording_never_changes_the_response(
+    wrap: Wrap, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mw = wrap(app())
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("store exploded")
+
+    monkeypatch.setattr(mw.monitor.collector.requests, "series", broken)
+    async with client(mw) as c:
+        r = await c.get("/")
+    assert (r.status_code, r.text) == (200, "hello")
+    assert sample(registry, "asgi_monitor_internal_errors_total", where="record") == 1
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _scope(path: str, method: str = "GET") -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": b"", "headers": [], "client": ("127.0.0.1", 1234),
+            "server": ("test", 80)}
+
+
+def _receive_once() -> Callable[[], Any]:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _discard(message: Any) -> None:
+    return None
+
+
+async def _plain_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _series_count(registry: CollectorRegistry) -> int:
+    return sum(1 for m in registry.collect() for s in m.samples
+               if s.name == "http_requests_total")
+
+
+async def _scrape(registry: CollectorRegistry) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry).decode()
