@@ -62,8 +62,12 @@ APP = Starlette(routes=[
 ])
 
 
-async def drive(app: Callable[..., Any], scope: dict[str, Any],
-                incoming: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], BaseException | None]:
+Sent = list[dict[str, Any]]
+
+
+async def drive(
+    app: Callable[..., Any], scope: dict[str, Any], incoming: list[dict[str, Any]]
+) -> tuple[Sent, BaseException | None]:
     sent: list[dict[str, Any]] = []
     queue = list(incoming)
 
