@@ -12,7 +12,7 @@ from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
 from .middleware import MonitoringMiddleware
-from .monitor import Monitor, get_metrics_collector, get_monitor
+from .monitor import Monitor, get_health_checker, get_metrics_collector, get_monitor
 from .secret import Secret
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MonitoringError",
     "MonitoringMiddleware",
     "Secret",
+    "get_health_checker",
     "get_metrics_collector",
     "get_monitor",
 ]

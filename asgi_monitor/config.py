@@ -115,6 +115,39 @@ class MonitoringConfig:
     )
     from_email: str = field(default="", metadata=_env("FROM_EMAIL", _parse_str))
 
+    # Health checks (issue 5). Thresholds of the built-in checks.
+    health_check_timeout: float = field(
+        default=10.0, metadata=_env("HEALTH_CHECK_TIMEOUT", _parse_float)
+    )
+    health_default_checks: bool = field(
+        default=True, metadata=_env("HEALTH_DEFAULT_CHECKS", _parse_bool)
+    )
+    health_memory_warning_percent: float = field(
+        default=85.0, metadata=_env("HEALTH_MEMORY_WARNING_PERCENT", _parse_float)
+    )
+    health_memory_critical_percent: float = field(
+        default=95.0, metadata=_env("HEALTH_MEMORY_CRITICAL_PERCENT", _parse_float)
+    )
+    health_disk_path: str = field(default="/", metadata=_env("HEALTH_DISK_PATH", _parse_str))
+    health_disk_warning_free_percent: float = field(
+        default=15.0, metadata=_env("HEALTH_DISK_WARNING_FREE_PERCENT", _parse_float)
+    )
+    health_disk_critical_free_percent: float = field(
+        default=5.0, metadata=_env("HEALTH_DISK_CRITICAL_FREE_PERCENT", _parse_float)
+    )
+    health_cpu_warning_percent: float = field(
+        default=90.0, metadata=_env("HEALTH_CPU_WARNING_PERCENT", _parse_float)
+    )
+    health_cpu_critical_percent: float = field(
+        default=98.0, metadata=_env("HEALTH_CPU_CRITICAL_PERCENT", _parse_float)
+    )
+    health_loop_lag_warning_ms: float = field(
+        default=100.0, metadata=_env("HEALTH_LOOP_LAG_WARNING_MS", _parse_float)
+    )
+    health_loop_lag_critical_ms: float = field(
+        default=500.0, metadata=_env("HEALTH_LOOP_LAG_CRITICAL_MS", _parse_float)
+    )
+
     # Where the monitoring sub-app answers. Each is a path prefix owned by the package.
     metrics_path: str = field(
         default="/api/metrics", metadata=_env("MONITORING_METRICS_PATH", _parse_str)
@@ -142,11 +175,28 @@ class MonitoringConfig:
 
     def __post_init__(self) -> None:
         for name in ("health_check_interval", "metrics_collection_interval",
-                     "alert_check_interval"):
+                     "alert_check_interval", "health_check_timeout",
+                     "health_loop_lag_warning_ms", "health_loop_lag_critical_ms"):
             value = getattr(self, name)
             if (not isinstance(value, (int, float)) or isinstance(value, bool)
                     or not math.isfinite(value) or value <= 0):
                 self._fail(name, "a number of seconds > 0", value)
+        for prefix in ("health_memory", "health_cpu", "health_disk"):
+            kind = "free_percent" if prefix == "health_disk" else "percent"
+            warning = getattr(self, f"{prefix}_warning_{kind}")
+            critical = getattr(self, f"{prefix}_critical_{kind}")
+            for name, value in ((f"{prefix}_warning_{kind}", warning),
+                                (f"{prefix}_critical_{kind}", critical)):
+                if not isinstance(value, (int, float)) or not 0 <= value <= 100:
+                    self._fail(name, "a percentage from 0 to 100", value)
+            ordered = warning > critical if prefix == "health_disk" else warning < critical
+            if not ordered:
+                self._fail(f"{prefix}_warning_{kind}",
+                           f"{'above' if prefix == 'health_disk' else 'below'} the critical "
+                           f"threshold ({critical!r})", warning)
+        if self.health_loop_lag_warning_ms >= self.health_loop_lag_critical_ms:
+            self._fail("health_loop_lag_warning_ms", "below HEALTH_LOOP_LAG_CRITICAL_MS",
+                       self.health_loop_lag_warning_ms)
         if not isinstance(self.smtp_port, int) or not 0 < self.smtp_port < 65536:
             self._fail("smtp_port", "a port number from 1 to 65535", self.smtp_port)
         if not isinstance(self.max_series_per_metric, int) or self.max_series_per_metric < 1:

@@ -21,8 +21,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
+from .health.builtin import install_default_checks
+from .health.checker import HealthChecker, HealthMetrics
 
-__all__ = ["Monitor", "State", "get_metrics_collector", "get_monitor"]
+__all__ = ["Monitor", "State", "get_health_checker", "get_metrics_collector", "get_monitor"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -49,6 +51,14 @@ class Monitor:
         self.ready = False
         self._services: dict[str, ServiceFactory] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+        self.health = HealthChecker(default_interval=self.config.health_check_interval,
+                                    default_timeout=self.config.health_check_timeout,
+                                    is_ready=lambda: self.ready)
+        if self.config.health_default_checks:
+            install_default_checks(self.health, self.config)
+        self.registry.register(HealthMetrics(self.health, _prefix(self.config)))
+        self.add_service("health", self.health.run_forever)
 
     # -- background services --------------------------------------------------------------------
     def add_service(self, name: str, factory: ServiceFactory) -> None:
@@ -159,3 +169,12 @@ def set_monitor(monitor: Monitor) -> None:
 def get_metrics_collector() -> MetricsCollector:
     """The collector the middleware records into; add custom metrics here."""
     return get_monitor().collector
+
+
+def get_health_checker() -> HealthChecker:
+    """The health checker whose results ``/api/health`` serves; register checks here."""
+    return get_monitor().health
+
+
+def _prefix(config: MonitoringConfig) -> str:
+    return f"{config.namespace}_" if config.namespace else ""

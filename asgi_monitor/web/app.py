@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..monitor import Monitor
+from .health import HealthEndpoints
 from .metrics import metrics_endpoint
 
 __all__ = ["Access", "Endpoint", "build_app", "endpoints"]
@@ -38,8 +39,16 @@ class Endpoint:
 def endpoints(monitor: Monitor) -> list[Endpoint]:
     """Every endpoint of the sub-app, with its access level."""
     config = monitor.config
+    health = HealthEndpoints(monitor)
+    hp = config.health_path
     return [
         Endpoint(config.metrics_path, metrics_endpoint(monitor), access="metrics"),
+        Endpoint(hp, health.overall, access="public"),
+        # The probes come before {name} so they win the match; no check may be named so.
+        Endpoint(f"{hp}/live", health.live, access="public"),
+        Endpoint(f"{hp}/ready", health.ready, access="public"),
+        Endpoint(f"{hp}/{{name}}", health.one, access="public"),
+        Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
     ]
 
 

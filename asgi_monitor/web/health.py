@@ -1,0 +1,137 @@
+"""Health API: overall and per-check status, probes, and run-a-check-now (admin).
+
+Every GET reads cached results (the scheduler runs the checks), so a flood of requests costs
+nothing but JSON encoding. Status codes: 200 for HEALTHY and WARNING, 503 for CRITICAL and for
+UNKNOWN (nothing known yet, or every result stale): a load balancer should not trust an app
+whose health nobody has measured.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..health.models import HealthCheck, HealthStatus
+from ..monitor import Monitor
+
+__all__ = ["HealthEndpoints"]
+
+HEALTH_JSON = "application/health+json"
+_OK = {HealthStatus.HEALTHY, HealthStatus.WARNING}
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _is_admin(request: Request) -> bool:
+    # Set by the admin gate for requests that carry valid admin credentials.
+    return bool(getattr(request.state, "is_admin", False))
+
+
+def _code(status: HealthStatus) -> int:
+    return 200 if status in _OK else 503
+
+
+def _error(message: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code, headers=_NO_STORE)
+
+
+class HealthEndpoints:
+    """The handlers, bound to one monitor."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.checker = monitor.health
+
+    async def overall(self, request: Request) -> Response:
+        group = request.query_params.get("group") or None
+        results = self.checker.results(group)
+        if group is not None and not results:
+            return _error(f"no health checks in group {group!r}", 404)
+        status = self.checker.overall(group)
+        admin = _is_admin(request)
+        if HEALTH_JSON in request.headers.get("accept", ""):
+            return self._ietf(status, results, admin)
+        body = {
+            "status": status.value,
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "checks": {name: self._view(result, admin) for name, result in results.items()},
+        }
+        return JSONResponse(body, status_code=_code(status), headers=_NO_STORE)
+
+    def _view(self, result: HealthCheck, admin: bool) -> dict[str, Any]:
+        view = result.public_view(admin=admin)
+        check = self.checker.checks.get(result.name)
+        if check is not None:
+            view["critical"] = check.critical
+            view["groups"] = sorted(check.groups)
+            if admin:
+                view["description"] = check.description
+                view["interval_seconds"] = check.interval
+        return view
+
+    def _ietf(self, status: HealthStatus, results: dict[str, HealthCheck],
+              admin: bool) -> Response:
+        # draft-inadarei-api-health-check: "checks" maps "component:measurement" to a list.
+        checks: dict[str, list[dict[str, Any]]] = {}
+        for name, result in results.items():
+            entry: dict[str, Any] = {
+                "componentId": name,
+                "status": result.status.ietf,
+                "time": result.timestamp.isoformat(),
+                "output": result.message,
+            }
+            if result.observed_value is not None:
+                entry["observedValue"] = result.observed_value
+                entry["observedUnit"] = result.observed_unit
+            if admin and result.details:
+                entry["details"] = result.details
+            checks[f"{name}:{_measurement(result)}"] = [entry]
+        overall_word = "fail" if status is HealthStatus.UNKNOWN else status.ietf
+        body = {"status": overall_word, "serviceId": "asgi_monitor", "checks": checks}
+        return JSONResponse(body, status_code=_code(status), media_type=HEALTH_JSON,
+                            headers=_NO_STORE)
+
+    async def one(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.checker.checks:
+            return _error(f"no health check named {name!r}; GET the health path for the list",
+                          404)
+        result = self.checker.result(name)
+        return JSONResponse(self._view(result, _is_admin(request)),
+                            status_code=_code(result.status), headers=_NO_STORE)
+
+    async def run(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.checker.checks:
+            return _error(f"no health check named {name!r}", 404)
+        result = await self.checker.run_check(name)
+        return JSONResponse(self._view(result, admin=True), status_code=_code(result.status),
+                            headers=_NO_STORE)
+
+    async def live(self, request: Request) -> Response:
+        live = self.checker.is_live()
+        return JSONResponse({"status": "pass" if live else "fail"},
+                            status_code=200 if live else 503, headers=_NO_STORE)
+
+    async def ready(self, request: Request) -> Response:
+        if not self.monitor.ready:
+            return JSONResponse({"status": "fail", "reason": "starting up or shutting down"},
+                                status_code=503, headers=_NO_STORE)
+        if not self.checker.is_ready():
+            failing = sorted(name for name, r in self.checker.results("readiness").items()
+                             if r.status is HealthStatus.CRITICAL
+                             and self.checker.checks[name].critical)
+            return JSONResponse({"status": "fail", "failing": failing}, status_code=503,
+                                headers=_NO_STORE)
+        return JSONResponse({"status": "pass"}, headers=_NO_STORE)
+
+
+def _measurement(result: HealthCheck) -> str:
+    unit = result.observed_unit or ""
+    if "ms" in unit:
+        return "responseTime"
+    if "percent" in unit:
+        return "utilization"
+    return "status"
