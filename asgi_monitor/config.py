@@ -10,10 +10,11 @@ the setting (and its variable) and the accepted form.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
 )
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+# The admin gate's hook: gets the ASGI scope, returns (or resolves to) True to let the request in.
+Authorize = Callable[[MutableMapping[str, Any]], "bool | Awaitable[bool]"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -162,6 +165,54 @@ class MonitoringConfig:
         default="/admin/monitoring", metadata=_env("MONITORING_DASHBOARD_PATH", _parse_str)
     )
 
+    # Admin gate (issue 3). Admin endpoints are denied until one way in is configured: a bearer
+    # token, HTTP Basic credentials, or the code-only ``authorize`` hook. Each secret can also be
+    # read from a file (``*_FILE``, e.g. a Docker/Kubernetes secret); the file is read here, once.
+    admin_token: Secret | None = field(
+        default=None, metadata=_env("MONITORING_ADMIN_TOKEN", _parse_secret)
+    )
+    admin_token_file: str = field(
+        default="", metadata=_env("MONITORING_ADMIN_TOKEN_FILE", _parse_str)
+    )
+    admin_username: str = field(
+        default="", metadata=_env("MONITORING_ADMIN_USERNAME", _parse_str)
+    )
+    admin_password: Secret | None = field(
+        default=None, metadata=_env("MONITORING_ADMIN_PASSWORD", _parse_secret)
+    )
+    admin_password_file: str = field(
+        default="", metadata=_env("MONITORING_ADMIN_PASSWORD_FILE", _parse_str)
+    )
+    # /api/metrics is public unless a metrics token and/or a network allowlist is set; a separate
+    # token so Prometheus never holds the admin credential (admin credentials are accepted too).
+    metrics_token: Secret | None = field(
+        default=None, metadata=_env("MONITORING_METRICS_TOKEN", _parse_secret)
+    )
+    metrics_token_file: str = field(
+        default="", metadata=_env("MONITORING_METRICS_TOKEN_FILE", _parse_str)
+    )
+    metrics_allowed_networks: tuple[str, ...] = field(
+        default=(), metadata=_env("MONITORING_METRICS_ALLOWED_NETWORKS", _parse_list)
+    )
+    # Per client address, on every monitoring endpoint. 10/s with a burst of 50 leaves room for
+    # Prometheus scrapes and a dashboard polling every few seconds; 0 disables the limit.
+    rate_limit_per_second: float = field(
+        default=10.0, metadata=_env("MONITORING_RATE_LIMIT_PER_SECOND", _parse_float)
+    )
+    rate_limit_burst: int = field(
+        default=50, metadata=_env("MONITORING_RATE_LIMIT_BURST", _parse_int)
+    )
+    rate_limit_max_clients: int = field(
+        default=10_000, metadata=_env("MONITORING_RATE_LIMIT_MAX_CLIENTS", _parse_int)
+    )
+    login_max_failures: int = field(
+        default=5, metadata=_env("MONITORING_LOGIN_MAX_FAILURES", _parse_int)
+    )
+    login_lockout_seconds: float = field(
+        default=300.0, metadata=_env("MONITORING_LOGIN_LOCKOUT_SECONDS", _parse_float)
+    )
+    authorize: Authorize | None = field(default=None, compare=False)
+
     # Request metrics.
     excluded_paths: tuple[str, ...] = field(
         default=(), metadata=_env("MONITORING_EXCLUDED_PATHS", _parse_list)
@@ -221,6 +272,75 @@ class MonitoringConfig:
         if isinstance(self.smtp_password, str):
             # Accept a plain string from code, but hold it as a Secret from here on.
             object.__setattr__(self, "smtp_password", Secret(self.smtp_password))
+        self._check_admin_gate()
+
+    def _check_admin_gate(self) -> None:
+        for name in ("admin_token", "admin_password", "metrics_token"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = Secret(value)
+            # An empty variable (common in compose files) means unset, not an empty secret.
+            object.__setattr__(self, name, value or None)
+            if getattr(self, f"{name}_file"):
+                from_file = Secret(self._read_secret_file(f"{name}_file"))
+                # Equal values are fine: dataclasses.replace() passes both back in.
+                if value and value != from_file:
+                    self._fail(f"{name}_file", f"unset when {self.env_var(name)} is set "
+                               "(use one of the two)", getattr(self, f"{name}_file"))
+                object.__setattr__(self, name, from_file)
+        for name in ("admin_token", "metrics_token"):
+            token = getattr(self, name)
+            if token is not None and any(c.isspace() for c in token.get_secret_value()):
+                self._fail(name, "a token without spaces", token)
+        if bool(self.admin_username) != bool(self.admin_password):
+            missing = "admin_password" if self.admin_username else "admin_username"
+            self._fail(missing, "set too: Basic login needs both MONITORING_ADMIN_USERNAME "
+                       "and MONITORING_ADMIN_PASSWORD", getattr(self, missing))
+        if ":" in self.admin_username:
+            self._fail("admin_username", "a user name without ':'", self.admin_username)
+        for network in self.metrics_allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except (TypeError, ValueError):
+                self._fail("metrics_allowed_networks",
+                           "comma-separated networks such as 10.0.0.0/8, 192.168.1.5 or ::1/128",
+                           network)
+        rate = self.rate_limit_per_second
+        if (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate)
+                or rate < 0):
+            self._fail("rate_limit_per_second", "a number of requests per second >= 0 "
+                       "(0 disables the limit)", rate)
+        for name in ("rate_limit_burst", "rate_limit_max_clients", "login_max_failures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                self._fail(name, "a whole number >= 1", value)
+        lockout = self.login_lockout_seconds
+        if (not isinstance(lockout, (int, float)) or isinstance(lockout, bool)
+                or not math.isfinite(lockout) or lockout <= 0):
+            self._fail("login_lockout_seconds", "a number of seconds > 0", lockout)
+        if self.authorize is not None and not callable(self.authorize):
+            self._fail("authorize", "a callable authorize(scope) -> bool | Awaitable[bool]",
+                       self.authorize)
+
+    def _read_secret_file(self, name: str) -> str:
+        path = getattr(self, name)
+        value = ""
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._fail(name, f"a readable UTF-8 file ({reason})", path)
+        # Editors and `echo` add a final newline; it is never part of the secret.
+        value = value.rstrip("\r\n")
+        if not value:
+            self._fail(name, "a file holding the secret, not an empty one", path)
+        return value
+
+    @property
+    def admin_configured(self) -> bool:
+        """Whether any way into the admin endpoints is configured."""
+        return bool(self.admin_token or self.admin_password or self.authorize is not None)
 
     @classmethod
     def _fail(cls, name: str, accepted: str, value: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from typing import Any
 
@@ -31,3 +32,9 @@ def client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
+
+
+def concrete_path(template: str) -> str:
+    """An endpoint template with real values: {name} is the built-in "memory" check, which
+    exists in every default monitor (so admin endpoints answer 200, not 404)."""
+    return re.sub(r"\{[^}]*\}", "memory", template)

@@ -7,25 +7,21 @@ decides what that means.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
 from dataclasses import dataclass
-from typing import Literal
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ..monitor import Monitor
+from .gate import Access, Gate, Handler, SecurityHeaders
 from .health import HealthEndpoints
 from .metrics import metrics_endpoint
+from .ratelimit import Clock
+from .settings import config_endpoint
 
 __all__ = ["Access", "Endpoint", "build_app", "endpoints"]
-
-# "public": anyone (health probes). "metrics": public unless the metrics token or network
-# allowlist is configured. "admin": denied until admin credentials are configured.
-Access = Literal["public", "metrics", "admin"]
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -49,9 +45,16 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(f"{hp}/ready", health.ready, access="public"),
         Endpoint(f"{hp}/{{name}}", health.one, access="public"),
         Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
+        Endpoint(f"{config.dashboard_path}/config", config_endpoint(monitor), access="admin"),
     ]
 
 
-def build_app(monitor: Monitor) -> Starlette:
-    routes = [Route(e.path, e.handler, methods=list(e.methods)) for e in endpoints(monitor)]
-    return Starlette(routes=routes)
+def build_app(monitor: Monitor, *, clock: Clock = time.monotonic) -> Starlette:
+    """The sub-app: every endpoint behind the gate, every response with the security headers.
+
+    ``clock`` drives the rate limits (tests pass a fake one).
+    """
+    gate = Gate(monitor.config, clock=clock, on_error=monitor.collector.internal_error)
+    routes = [Route(e.path, gate.protect(e.handler, e.access), methods=list(e.methods))
+              for e in endpoints(monitor)]
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

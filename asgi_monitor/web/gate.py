@@ -1,0 +1,295 @@
+"""The gate: the one place that decides who may use each monitoring endpoint.
+
+:func:`~asgi_monitor.web.app.build_app` passes every :class:`~asgi_monitor.web.app.Endpoint`
+through :meth:`Gate.protect` according to its access level, so a new endpoint only declares
+``access="admin"`` (or ``"public"``) and is covered. For every request the gate, in order:
+
+1. takes a token from the client address' bucket (all access levels); when empty: 429 with
+   ``Retry-After``;
+2. ``"public"``: always served. If the request carries an ``Authorization`` header or the
+   ``authorize`` hook is configured, the gate also evaluates the credentials, so the endpoint can
+   read ``request.state.is_admin`` (e.g. health endpoints show exception details only to admins);
+   otherwise ``is_admin`` is ``False`` without any work. ``request.state.admin_user`` holds who
+   (see below) or ``None``.
+3. ``"metrics"``: public unless ``MONITORING_METRICS_ALLOWED_NETWORKS`` (403 outside them) and/or
+   ``MONITORING_METRICS_TOKEN`` (401 ``Bearer`` challenge without it; admin credentials pass too)
+   is set. Both apply when both are set.
+4. ``"admin"``: 403 while no way in is configured (deny by default, the message names the
+   settings); 429 while the address is locked out; 401 with a ``WWW-Authenticate`` challenge
+   (``Basic`` when a user name and password are configured, else ``Bearer``) for missing or wrong
+   credentials, or 403 if only the ``authorize`` hook is configured and it said no. Allowed
+   responses get ``Cache-Control: no-store``.
+
+Who is let in: ``"token"`` (the admin bearer token), the configured user name (HTTP Basic),
+``"hook"`` (``authorize(scope)`` returned ``True``) or ``"metrics_token"``. Secrets are compared
+in constant time (:meth:`Secret.matches`). A wrong token or password for a configured scheme
+counts as a failed login on any endpoint, so public endpoints are no guessing oracle; after
+``MONITORING_LOGIN_MAX_FAILURES`` of them the address gets 429 for
+``MONITORING_LOGIN_LOCKOUT_SECONDS`` and its credentials are not even checked.
+
+The client address is ``scope["client"][0]``; ``X-Forwarded-For`` is never trusted here. Behind a
+reverse proxy let the server rewrite the client (uvicorn ``--proxy-headers
+--forwarded-allow-ips=<proxy>``, hypercorn's ``ProxyFixMiddleware``), or every client shares the
+proxy's bucket.
+
+Every admin request, and every refused metrics request, is one line on the
+``asgi_monitor.audit`` logger (who, address, method, path, outcome: allowed / denied / locked /
+rate_limited), with the same values as ``extra=`` fields for structured handlers. A credential
+never appears in it: a failed Basic login is logged as ``anonymous``, not with the name tried.
+
+:class:`SecurityHeaders` wraps the whole sub-app, so every response (404s too) carries a
+Content-Security-Policy allowing no third-party origin nor inline script or style, and forbids
+framing, sniffing and referrers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import inspect
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import MonitoringConfig
+from .ratelimit import Clock, LoginGuard, RateLimiter
+
+__all__ = ["AUDIT_LOGGER", "Access", "Gate", "SecurityHeaders"]
+
+# "public": anyone (health probes). "metrics": public unless the metrics token or network
+# allowlist is configured. "admin": denied until admin credentials are configured.
+Access = Literal["public", "metrics", "admin"]
+Handler = Callable[[Request], Awaitable[Response]]
+ErrorHook = Callable[[str, BaseException], None]
+
+AUDIT_LOGGER = "asgi_monitor.audit"
+audit_logger = logging.getLogger(AUDIT_LOGGER)
+
+REALM = "asgi_monitor"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+_SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
+_DISABLED = (
+    "admin endpoints are disabled until a way in is configured: set MONITORING_ADMIN_TOKEN "
+    "(or MONITORING_ADMIN_TOKEN_FILE), or MONITORING_ADMIN_USERNAME and "
+    "MONITORING_ADMIN_PASSWORD, or pass authorize= to MonitoringConfig"
+)
+
+
+class Gate:
+    """Authentication, authorization, rate limits and audit for the sub-app's endpoints."""
+
+    def __init__(
+        self,
+        config: MonitoringConfig,
+        *,
+        clock: Clock = time.monotonic,
+        on_error: ErrorHook | None = None,
+    ) -> None:
+        self.config = config
+        self.limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst,
+                                   config.rate_limit_max_clients, clock)
+        self.logins = LoginGuard(config.login_max_failures, config.login_lockout_seconds,
+                                 config.rate_limit_max_clients, clock)
+        self._on_error = on_error
+        self._networks = tuple(ipaddress.ip_network(n, strict=False)
+                               for n in config.metrics_allowed_networks)
+        # The metrics token is recognised everywhere (so Prometheus presenting it to a health
+        # endpoint is no failed login) but makes no one an admin.
+        self._tokens = tuple((name, token) for name, token in (
+            ("token", config.admin_token), ("metrics_token", config.metrics_token)) if token)
+        self._basic = bool(config.admin_username and config.admin_password)
+        self._challenge = (f'Basic realm="{REALM}", charset="UTF-8"' if self._basic
+                           else f'Bearer realm="{REALM}"' if config.admin_token else None)
+
+    def protect(self, handler: Handler, access: Access) -> Handler:
+        """``handler`` behind the checks its access level asks for."""
+        check = {"public": self._public, "metrics": self._metrics, "admin": self._admin}[access]
+
+        async def gated(request: Request) -> Response:
+            client = _client(request.scope)
+            request.state.is_admin = False
+            request.state.admin_user = None
+            wait = self.limiter.acquire(client)
+            if wait:
+                if access == "admin":
+                    _audit(request, client, None, "rate_limited")
+                return _error(429, "too many requests to the monitoring endpoints; retry later",
+                              {"Retry-After": str(wait)})
+            refused = await check(request, client)
+            if refused is not None:
+                return refused
+            response = await handler(request)
+            if access == "admin":
+                response.headers["Cache-Control"] = "no-store"
+            return response
+
+        return gated
+
+    # -- the three access levels: None lets the request through, a response refuses it ---------
+    async def _public(self, request: Request, client: str) -> Response | None:
+        if "authorization" in request.headers or self.config.authorize is not None:
+            if not self.logins.locked(client):
+                await self._identify(request, client)
+        return None
+
+    async def _metrics(self, request: Request, client: str) -> Response | None:
+        if self._networks and not self._in_networks(client):
+            _audit(request, client, None, "denied")
+            return _error(403, "this address may not read metrics "
+                               "(MONITORING_METRICS_ALLOWED_NETWORKS)")
+        if not self.config.metrics_token:
+            return await self._public(request, client)
+        wait = self.logins.locked(client)
+        if wait:
+            _audit(request, client, None, "locked")
+            return _locked(wait)
+        if await self._identify(request, client) is None:
+            _audit(request, client, None, "denied")
+            return _error(401, "a valid bearer token is required (MONITORING_METRICS_TOKEN)",
+                          {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+        return None
+
+    async def _admin(self, request: Request, client: str) -> Response | None:
+        if not self.config.admin_configured:
+            _audit(request, client, None, "denied")
+            return _error(403, _DISABLED)
+        wait = self.logins.locked(client)
+        if wait:
+            _audit(request, client, None, "locked")
+            return _locked(wait)
+        who = await self._identify(request, client)
+        if request.state.is_admin:
+            _audit(request, client, who, "allowed")
+            return None
+        _audit(request, client, who, "denied")
+        if who is not None:
+            return _error(403, "the metrics token does not grant admin access")
+        if self._challenge is None:
+            return _error(403, "this request was not authorized by the application's "
+                               "authorize hook")
+        return _error(401, "admin credentials are required", {"WWW-Authenticate": self._challenge})
+
+    # -- credentials ----------------------------------------------------------------------------
+    async def _identify(self, request: Request, client: str) -> str | None:
+        """Who the credentials prove (see the module docstring), recorded on ``request.state``.
+
+        A wrong token or password for a configured scheme counts as a failed login.
+        """
+        who: str | None = None
+        attempted = False
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "bearer" and self._tokens:
+            attempted = True
+            for name, token in self._tokens:
+                if token.matches(value):
+                    who = name
+                    break
+        elif scheme == "basic" and self._basic:
+            attempted = True
+            who = self._check_basic(value)
+        if who is None and self.config.authorize is not None and await self._hook(request):
+            who = "hook"
+        if who is None and attempted:
+            self.logins.failed(client)
+        request.state.admin_user = who
+        request.state.is_admin = who is not None and who != "metrics_token"
+        return who
+
+    def _check_basic(self, value: str) -> str | None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, password = decoded.partition(":")
+        expected = self.config.admin_username
+        assert self.config.admin_password is not None  # self._basic says so
+        # Both compared in constant time and both always compared, so timing reveals neither.
+        user_ok = hmac.compare_digest(username.encode(), expected.encode())
+        password_ok = self.config.admin_password.matches(password)
+        return expected if sep and user_ok and password_ok else None
+
+    async def _hook(self, request: Request) -> bool:
+        authorize = self.config.authorize
+        assert authorize is not None
+        try:
+            result = authorize(request.scope)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            # A broken hook denies (never allows) and is counted like any failure inside us.
+            if self._on_error is not None:
+                self._on_error("authorize", exc)
+            return False
+        # Only a real True lets a request in: a truthy user object or a forgotten await does not.
+        return result is True
+
+    def _in_networks(self, client: str) -> bool:
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+class SecurityHeaders:
+    """ASGI wrapper adding the security headers to every response of the sub-app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS:
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _locked(wait: int) -> Response:
+    return _error(429, "too many failed logins from this address; retry later",
+                  {"Retry-After": str(wait)})
+
+
+def _audit(request: Request, client: str, who: str | None, outcome: str) -> None:
+    who = who or "anonymous"
+    method = request.method
+    # Escaped: a decoded path can hold newlines, which would forge audit lines.
+    path = str(request.scope["path"]).encode("unicode_escape").decode("ascii")
+    level = logging.INFO if outcome == "allowed" else logging.WARNING
+    audit_logger.log(level, "%s %s %s who=%s client=%s", outcome, method, path, who, client,
+                     extra={"who": who, "client": client, "method": method, "path": path,
+                            "outcome": outcome})

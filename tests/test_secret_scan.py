@@ -1,0 +1,96 @@
+"""No configured secret ever leaves the process: not in a response, a header, a log line or a repr.
+
+Walks every endpoint ``endpoints()`` returns, so endpoints added by later issues are scanned too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.responses import PlainTextResponse
+from support import concrete_path
+
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor.web.app import endpoints
+
+# Distinctive values, so a hit cannot be a coincidence.
+SECRETS = {
+    "admin_token": "SCAN-admin-token-7f3a9c1e",
+    "admin_password": "SCAN-admin-password-b52d08",
+    "smtp_password": "SCAN-smtp-password-e61f47",
+    "metrics_token": "SCAN-metrics-token-9a0c3d",
+}
+USER = "scan-ops"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await PlainTextResponse("app")(scope, receive, send)
+
+
+def secret_config() -> MonitoringConfig:
+    return MonitoringConfig(
+        admin_username=USER, smtp_server="smtp.example.com", smtp_username="mailer",
+        from_email="monitor@example.com", alert_email_enabled=True,
+        **SECRETS,  # type: ignore[arg-type]
+    )
+
+
+def leaked(text: str) -> list[str]:
+    variants = {name: (value, base64.b64encode(value.encode()).decode())
+                for name, value in SECRETS.items()}
+    return [name for name, forms in variants.items() if any(form in text for form in forms)]
+
+
+def test_repr_and_public_dict_hide_every_secret() -> None:
+    config = secret_config()
+    assert leaked(repr(config)) == []
+    assert leaked(str(config)) == []
+    assert leaked(json.dumps(config.public_dict())) == []
+    for name in SECRETS:
+        assert config.public_dict()[name] == "**********"
+
+
+@pytest.mark.anyio
+async def test_no_endpoint_output_or_log_line_holds_a_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    middleware = MonitoringMiddleware(hello, secret_config(), registry=CollectorRegistry())
+    auths: list[dict[str, str]] = [
+        {},
+        {"Authorization": f"Bearer {SECRETS['admin_token']}"},
+        {"Authorization": "Basic " + base64.b64encode(
+            f"{USER}:{SECRETS['admin_password']}".encode()).decode()},
+        {"Authorization": f"Bearer {SECRETS['metrics_token']}"},
+    ]
+    transport = httpx.ASGITransport(app=middleware, client=("1.2.3.4", 123))
+    seen: list[str] = []
+    statuses: dict[tuple[str, str], set[int]] = {}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for endpoint in endpoints(middleware.monitor):
+            path = concrete_path(endpoint.path)
+            for method in endpoint.methods:
+                for headers in auths:
+                    response = await client.request(method, path, headers=headers)
+                    statuses.setdefault((endpoint.access, path), set()).add(
+                        response.status_code)
+                    seen.append(response.text)
+                    seen.extend(f"{k}: {v}" for k, v in response.headers.items())
+    # Every admin endpoint was really served (not just refused) with valid credentials.
+    for (access, path), codes in statuses.items():
+        if access == "admin":
+            assert 200 in codes, path
+    seen.append(caplog.text)
+    seen.extend(repr(record.__dict__) for record in caplog.records)
+    assert leaked("\n".join(seen)) == []
