@@ -174,18 +174,27 @@ def database_check(
                     f"factory, got {type(target).__name__}")
 
 
-def cache_check(client: Any, *, warning_ms: float = 100.0, name: str = "cache") -> CheckFunction:
-    """Any client with ``ping()``, sync (run in the thread pool) or async (e.g. redis.asyncio)."""
+def cache_check(
+    client: Any, *, warning_ms: float = 100.0, name: str = "cache", is_async: bool | None = None
+) -> CheckFunction:
+    """Any client with ``ping()``, sync (run in the thread pool) or async (e.g. redis.asyncio).
+
+    Async clients are recognised by an async ``ping``, ``aclose`` or ``__aenter__`` (redis.asyncio's
+    ``ping`` is a plain method returning an awaitable); pass ``is_async`` to say it explicitly.
+    """
     ping = getattr(client, "ping", None)
     if ping is None:
         raise TypeError(f"cache_check needs a client with ping(), got {type(client).__name__}")
+    if is_async is None:
+        is_async = any(inspect.iscoroutinefunction(getattr(client, attr, None))
+                       for attr in ("ping", "aclose", "__aenter__"))
 
     def verdict(answer: Any, started: float) -> HealthCheck:
         if answer is False:
             return HealthCheck(name, HealthStatus.CRITICAL, "cache ping answered False")
         return _latency_result(name, started, warning_ms, "cache ping")
 
-    if inspect.iscoroutinefunction(ping):
+    if is_async:
         async def check_async() -> HealthCheck:
             started = time.perf_counter()
             return verdict(await ping(), started)
