@@ -75,9 +75,6 @@ class BoundedChildren(Generic[K, V]):
             found = self._children[key] = self._make(key)
             return found
 
-    def __len__(self) -> int:
-        return len(self._children)
-
     def items(self) -> list[tuple[K, V]]:
         """A snapshot, safe to iterate while other threads add children."""
         return list(self._children.items())
