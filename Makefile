@@ -32,7 +32,7 @@ system-deps:
 	fi
 
 lint: $(VENV)/.deps
-	$(BIN)/ruff check asgi_monitor tests benchmarks
+	$(BIN)/ruff check asgi_monitor tests $(wildcard benchmarks)
 	$(BIN)/mypy
 
 test: system-deps install lint

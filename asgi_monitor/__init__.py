@@ -11,6 +11,11 @@ from __future__ import annotations
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
+from .instrumentation import (
+    instrument_sqlalchemy,
+    monitor_cache_operation,
+    monitor_database_operation,
+)
 from .middleware import MonitoringMiddleware
 from .monitor import Monitor, get_health_checker, get_metrics_collector, get_monitor
 from .secret import Secret
@@ -28,6 +33,9 @@ __all__ = [
     "get_health_checker",
     "get_metrics_collector",
     "get_monitor",
+    "instrument_sqlalchemy",
+    "monitor_cache_operation",
+    "monitor_database_operation",
 ]
 
 __version__ = "0.1.0"

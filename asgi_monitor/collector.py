@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +20,11 @@ from prometheus_client.registry import Collector
 
 from .config import MonitoringConfig
 from .errors import MetricError
-from .request_metrics import OVERFLOW, RequestMetrics
+from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
+from .labels import BoundedChildren, SeriesCap
+from .logs import RateLimitedLog
+from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
+from .request_metrics import RequestMetrics, RequestStore
 
 __all__ = ["MetricsCollector"]
 
@@ -29,9 +32,6 @@ logger = logging.getLogger("asgi_monitor.metrics")
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# A failure inside recording is logged at most this often per place, so a persistent bug in
-# monitoring cannot flood the app's logs (it is still counted every time).
-_ERROR_LOG_INTERVAL = 60.0
 
 _KINDS: dict[str, type[Counter] | type[Gauge] | type[Histogram]] = {
     "counter": Counter, "gauge": Gauge, "histogram": Histogram,
@@ -41,11 +41,12 @@ _KINDS: dict[str, type[Counter] | type[Gauge] | type[Histogram]] = {
 class _Custom:
     __slots__ = ("kind", "labelnames", "metric", "children")
 
-    def __init__(self, kind: str, labelnames: tuple[str, ...], metric: Any) -> None:
+    def __init__(self, kind: str, labelnames: tuple[str, ...], metric: Any,
+                 children: BoundedChildren[tuple[str, ...], Any]) -> None:
         self.kind = kind
         self.labelnames = labelnames
         self.metric = metric
-        self.children: set[tuple[str, ...]] = set()
+        self.children = children
 
 
 class _SelfMetrics(Collector):
@@ -89,35 +90,74 @@ class MetricsCollector:
 
     A name keeps the type and label names of its first use; changing either raises
     :class:`MetricError`, as do invalid names and negative counter increments.
+
+    Beyond HTTP: :attr:`database`, :attr:`cache` and :attr:`users` (see
+    :mod:`asgi_monitor.instrumentation`); system resources are read on scrape.
+
+    With ``multiprocess_dir`` (see :mod:`asgi_monitor.multiprocess`) the request metrics are
+    prometheus_client metrics whose values live in that directory, shared by the workers.
     """
 
-    def __init__(self, config: MonitoringConfig, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        config: MonitoringConfig,
+        registry: CollectorRegistry,
+        *,
+        multiprocess_dir: str | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
-        self.requests = RequestMetrics(
-            namespace=config.namespace,
-            duration_buckets=config.duration_buckets,
-            size_buckets=config.size_buckets,
-            max_series=config.max_series_per_metric,
-        )
+        self.multiprocess_dir = multiprocess_dir
         self.internal_errors: dict[str, int] = {}
+        # Drops by the series cap outside the request metrics (custom and instrumentation).
         self.custom_dropped: dict[str, int] = {}
-        self._last_error_log: dict[str, float] = {}
+        self._error_log = RateLimitedLog(logger, logging.ERROR)
         self._custom: dict[str, _Custom] = {}
         self._lock = threading.Lock()
-        registry.register(self.requests)
+        # Read at scrape time by the process that answers it (see Monitor.scrape_registry).
+        self.scrape_collectors: list[Collector] = []
         prefix = f"{config.namespace}_" if config.namespace else ""
+        self.requests: RequestStore
+        if multiprocess_dir is None:
+            self.requests = RequestMetrics(
+                namespace=config.namespace,
+                duration_buckets=config.duration_buckets,
+                size_buckets=config.size_buckets,
+                max_series=config.max_series_per_metric,
+            )
+            registry.register(self.requests)
+        else:
+            self.requests = MultiprocessRequestMetrics(
+                registry=registry,
+                namespace=config.namespace,
+                duration_buckets=config.duration_buckets,
+                size_buckets=config.size_buckets,
+                max_series=config.max_series_per_metric,
+            )
         registry.register(_SelfMetrics(self, prefix))
+        self._cap = SeriesCap(config.max_series_per_metric, self.custom_dropped)
+        self.database = DatabaseMetrics(registry, prefix=prefix, cap=self._cap)
+        self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap)
+        self.users = UserMetrics(registry, prefix=prefix, cap=self._cap,
+                                 add_scrape_collector=self.add_scrape_collector)
+        if config.system_metrics:
+            self.add_scrape_collector(SystemMetrics(prefix=prefix, disk_paths=config.disk_paths))
+
+    def add_scrape_collector(self, collector: Collector) -> None:
+        """Register a collector that reads its values when scraped (psutil, a sampled callable).
+
+        In multiprocess mode it is not on :attr:`registry` but added to each scrape's registry.
+        """
+        self.scrape_collectors.append(collector)
+        if self.multiprocess_dir is None:
+            self.registry.register(collector)
 
     # -- internal failures ----------------------------------------------------------------------
     def internal_error(self, where: str, exc: BaseException) -> None:
         """Count a failure inside monitoring and log it, at most once a minute per place."""
         self.internal_errors[where] = self.internal_errors.get(where, 0) + 1
-        now = time.monotonic()
-        if now - self._last_error_log.get(where, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
-            self._last_error_log[where] = now
-            logger.error("asgi_monitor failed in %s (the app's response is unaffected): %r",
-                         where, exc, exc_info=exc)
+        self._error_log.log(where, "asgi_monitor failed in %s (the app's response is "
+                            "unaffected): %r", where, exc, exc_info=exc)
 
     # -- custom metrics -------------------------------------------------------------------------
     def increment_counter(
@@ -160,15 +200,8 @@ class MetricsCollector:
                 f"got {list(labelnames)}; a metric keeps one label set")
         if not labelnames:
             return custom.metric
-        values = tuple(str(labels[k]) for k in labelnames)
-        if values not in custom.children:
-            with self._lock:
-                if len(custom.children) >= self.config.max_series_per_metric:
-                    # Label values from user input must not grow memory without bound.
-                    self.custom_dropped[name] = self.custom_dropped.get(name, 0) + 1
-                    values = (OVERFLOW,) * len(labelnames)
-                custom.children.add(values)
-        return custom.metric.labels(*values)
+        # Label values from user input must not grow memory without bound: capped children.
+        return custom.children.get(tuple(str(labels[k]) for k in labelnames))
 
     def _create(
         self, kind: str, name: str, labelnames: tuple[str, ...], buckets: Sequence[float] | None
@@ -187,9 +220,13 @@ class MetricsCollector:
             kwargs: dict[str, Any] = {"registry": self.registry}
             if kind == "histogram" and buckets is not None:
                 kwargs["buckets"] = tuple(buckets)
+            if kind == "gauge":
+                kwargs["multiprocess_mode"] = GAUGE_MODE  # ignored by a single process
             try:
                 metric = _KINDS[kind](name, f"Custom {kind} {name}", labelnames, **kwargs)
             except ValueError as exc:
                 raise MetricError(f"cannot create metric {name!r}: {exc}") from None
-            custom = self._custom[name] = _Custom(kind, labelnames, metric)
+            children: BoundedChildren[tuple[str, ...], Any] = self._cap.children(
+                name, lambda values: metric.labels(*values))
+            custom = self._custom[name] = _Custom(kind, labelnames, metric, children)
             return custom

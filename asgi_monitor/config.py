@@ -213,6 +213,14 @@ class MonitoringConfig:
     )
     authorize: Authorize | None = field(default=None, compare=False)
 
+    # Instrumentation (issue 4).
+    system_metrics: bool = field(
+        default=True, metadata=_env("MONITORING_SYSTEM_METRICS", _parse_bool)
+    )
+    disk_paths: tuple[str, ...] = field(
+        default=("/",), metadata=_env("MONITORING_DISK_PATHS", _parse_list)
+    )
+
     # Request metrics.
     excluded_paths: tuple[str, ...] = field(
         default=(), metadata=_env("MONITORING_EXCLUDED_PATHS", _parse_list)
@@ -262,6 +270,10 @@ class MonitoringConfig:
         for path in self.excluded_paths:
             if not path.startswith("/"):
                 self._fail("excluded_paths", "paths starting with '/'", path)
+        if (not isinstance(self.disk_paths, tuple)
+                or not all(isinstance(p, str) and p for p in self.disk_paths)):
+            self._fail("disk_paths", "a tuple of non-empty paths (comma-separated in the "
+                       "environment)", self.disk_paths)
         for name in ("duration_buckets", "size_buckets"):
             buckets = getattr(self, name)
             if not buckets or list(buckets) != sorted(set(buckets)):

@@ -17,12 +17,14 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
+from .multiprocess import multiprocess_dir
 
 __all__ = ["Monitor", "State", "get_health_checker", "get_metrics_collector", "get_monitor"]
 
@@ -45,7 +47,9 @@ class Monitor:
     ) -> None:
         self.config = config if config is not None else MonitoringConfig.from_env()
         self.registry = registry if registry is not None else REGISTRY
-        self.collector = MetricsCollector(self.config, self.registry)
+        # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).
+        self.collector = MetricsCollector(self.config, self.registry,
+                                          multiprocess_dir=multiprocess_dir())
         self.state = State.CREATED
         # True between "startup complete" and "shutdown began"; the readiness probe reads it.
         self.ready = False
@@ -124,8 +128,20 @@ class Monitor:
             await self.stop()
 
     def scrape_registry(self) -> CollectorRegistry:
-        """The registry ``/api/metrics`` exposes."""
-        return self.registry
+        """The registry ``/api/metrics`` exposes.
+
+        Under several workers, a fresh one per scrape (as prometheus_client's multiprocess docs
+        prescribe): every worker's values merged from the directory, plus the collectors read in
+        the answering process (system resources, sampled gauges).
+        """
+        path = self.collector.multiprocess_dir
+        if path is None:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        for collector in self.collector.scrape_collectors:
+            registry.register(collector)
+        return registry
 
     @property
     def task_names(self) -> list[str]:
@@ -138,7 +154,9 @@ _default_lock = threading.Lock()
 
 def get_monitor() -> Monitor:
     """The process-wide Monitor (configured from the environment on first use)."""
-    return monitor_for(None)
+    # Lock-free once it exists: the instrumentation decorators look it up on every call.
+    found = _default
+    return found if found is not None else monitor_for(None)
 
 
 def monitor_for(config: MonitoringConfig | None) -> Monitor:

@@ -14,7 +14,8 @@ before reading it; a sample it sees may be one request behind, never torn across
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,12 +26,60 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["OVERFLOW", "STANDARD_METHODS", "Histogram", "RequestMetrics", "Series"]
+__all__ = [
+    "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "Histogram", "RequestMetrics",
+    "RequestStore", "Series",
+]
 
 OVERFLOW = "<overflow>"
 # WebSocket sessions last much longer than requests: the request buckets plus minutes and an hour.
 WEBSOCKET_EXTRA_BUCKETS = (30.0, 60.0, 300.0, 900.0, 3600.0)
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+# The families, shared with the multiprocess store so both expose the same names and help.
+HELP = {
+    "http_requests": "Total HTTP requests by method, route template and status.",
+    "http_requests_in_progress": "HTTP requests being served now.",
+    "websocket_connections": "Accepted WebSocket connections by route template.",
+    "websocket_connections_active": "WebSocket connections open now.",
+    "websocket_session_duration_seconds": "WebSocket session length, accept to close.",
+}
+# (family, RouteStats attribute, help, measures bytes rather than seconds)
+ROUTE_HISTOGRAMS = (
+    ("http_request_duration_seconds", "duration",
+     "Time from request start to the last response body chunk.", False),
+    ("http_time_to_first_byte_seconds", "ttfb",
+     "Time from request start until the response status and headers were sent.", False),
+    ("http_request_size_bytes", "request_size",
+     "Request body size, counted from the bytes actually received.", True),
+    ("http_response_size_bytes", "response_size",
+     "Response body size, counted from the bytes actually sent.", True),
+)
+
+
+class Cell(Protocol):
+    """A one-slot counter the hot path bumps with ``cell[0] += 1`` (a ``[0]`` list, usually)."""
+
+    def __getitem__(self, index: int, /) -> int: ...
+    def __setitem__(self, index: int, value: int, /) -> None: ...
+
+
+class Observer(Protocol):
+    def observe(
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+    ) -> None: ...
+
+
+class RequestStore(Protocol):
+    """What the middleware records into: :class:`RequestMetrics` here, or
+    :class:`asgi_monitor.multiprocess.MultiprocessRequestMetrics` under several workers."""
+
+    @property
+    def in_progress(self) -> Mapping[str, Cell]: ...
+    def series(self, method: str, route: str, status: int) -> Observer: ...
+    def websocket_accepted(self, route: str) -> str: ...
+    def websocket_closed(self, route: str, duration: float) -> None: ...
+    def dropped_counts(self) -> dict[str, int]: ...
 
 
 class Histogram:
@@ -178,24 +227,13 @@ class RequestMetrics(Collector):
     ) -> Iterator[Metric]:
         p = self._prefix
 
-        total = CounterMetricFamily(f"{p}http_requests", "Total HTTP requests by method, "
-                                    "route template and status.",
+        total = CounterMetricFamily(f"{p}http_requests", HELP["http_requests"],
                                     labels=("method", "route", "status"))
         for (method, route, status), s in series:
             total.add_metric((method, route, str(status)), s.count)
         yield total
 
-        histograms = (
-            ("http_request_duration_seconds", "duration",
-             "Time from request start to the last response body chunk."),
-            ("http_time_to_first_byte_seconds", "ttfb",
-             "Time from request start until the response status and headers were sent."),
-            ("http_request_size_bytes", "request_size",
-             "Request body size, counted from the bytes actually received."),
-            ("http_response_size_bytes", "response_size",
-             "Response body size, counted from the bytes actually sent."),
-        )
-        for name, attr, doc in histograms:
+        for name, attr, doc, _ in ROUTE_HISTOGRAMS:
             family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route"))
             for (method, route), stats in routes:
                 buckets, total_sum = getattr(stats, attr).cumulative()
@@ -203,21 +241,20 @@ class RequestMetrics(Collector):
             yield family
 
         in_progress = GaugeMetricFamily(f"{p}http_requests_in_progress",
-                                        "HTTP requests being served now.", labels=("method",))
+                                        HELP["http_requests_in_progress"], labels=("method",))
         for method, cell in self.in_progress.items():
             in_progress.add_metric((method,), cell[0])
         yield in_progress
 
         ws_family = CounterMetricFamily(f"{p}websocket_connections",
-                                       "Accepted WebSocket connections by route template.",
-                                       labels=("route",))
+                                        HELP["websocket_connections"], labels=("route",))
         for route, count in ws_total:
             ws_family.add_metric((route,), count)
         yield ws_family
         yield GaugeMetricFamily(f"{p}websocket_connections_active",
-                                "WebSocket connections open now.", value=self.ws_active[0])
+                                HELP["websocket_connections_active"], value=self.ws_active[0])
         ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
-                                            "WebSocket session length, accept to close.",
+                                              HELP["websocket_session_duration_seconds"],
                                             labels=("route",))
         for route, histogram in ws_duration:
             buckets, total_sum = histogram.cumulative()

@@ -1,0 +1,160 @@
+"""Database metrics: a decorator for any sync or async function, and an opt-in SQLAlchemy hook.
+
+``db_query_duration_seconds{operation}`` (histogram) and ``db_queries_total{operation,status}``
+(status ``success`` or ``error``)::
+
+    @monitor_database_operation("load_user")
+    async def load_user(user_id: int) -> User: ...
+
+    instrument_sqlalchemy(engine)   # sync Engine or AsyncEngine: every statement, by kind
+
+The SQLAlchemy hook labels statements by their first keyword (SELECT, INSERT, UPDATE, DELETE,
+else OTHER), never by their text: SQL text (with literals in it) would be a new series per query.
+A function decorated *and* run through an instrumented engine is counted twice, once under its
+name and once per statement kind; filter on ``operation`` when summing.
+Operation names are capped like every label from user input (``max_series_per_metric``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ..labels import BoundedChildren, SeriesCap
+from ._timing import safely, timed
+
+if TYPE_CHECKING:
+    from ..collector import MetricsCollector
+
+__all__ = [
+    "DB_DURATION_BUCKETS", "DatabaseMetrics", "DatabaseOperation", "instrument_sqlalchemy",
+    "monitor_database_operation", "statement_kind",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Queries: 1 ms .. 10 s.
+DB_DURATION_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})  # all six letters long
+
+
+class DatabaseOperation:
+    """The children one operation name records into, resolved once."""
+
+    __slots__ = ("duration", "success", "error")
+
+    def __init__(self, duration: Any, success: Any, error: Any) -> None:
+        self.duration = duration
+        self.success = success
+        self.error = error
+
+    def record(self, duration: float, ok: bool = True) -> None:
+        self.duration.observe(duration)
+        (self.success if ok else self.error).inc()
+
+
+class DatabaseMetrics:
+    """``collector.database``: ``record("load_user", 0.012)`` or ``record(..., ok=False)``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        prefix: str,
+        cap: SeriesCap,
+        buckets: Sequence[float] = DB_DURATION_BUCKETS,
+    ) -> None:
+        self._duration = Histogram(f"{prefix}db_query_duration_seconds",
+                                   "Database operation duration by operation name or statement "
+                                   "kind.", ("operation",), buckets=buckets, registry=registry)
+        self._total = Counter(f"{prefix}db_queries", "Database operations by operation and "
+                              "status (success or error).", ("operation", "status"),
+                              registry=registry)
+        self._operations: BoundedChildren[tuple[str], DatabaseOperation] = cap.children(
+            "db_queries_total", self._make)
+
+    def _make(self, key: tuple[str]) -> DatabaseOperation:
+        (name,) = key
+        return DatabaseOperation(self._duration.labels(name), self._total.labels(name, "success"),
+                                 self._total.labels(name, "error"))
+
+    def operation(self, name: str) -> DatabaseOperation:
+        return self._operations.get((name,))
+
+    def record(self, operation: str, duration: float, *, ok: bool = True) -> None:
+        self._operations.get((operation,)).record(duration, ok)
+
+
+def monitor_database_operation(operation: str) -> Callable[[F], F]:
+    """Time every call of a sync or async function as database operation ``operation``.
+
+    A call that raises counts as ``status="error"`` (cancellation included); the exception
+    propagates unchanged.
+    """
+    def record(collector: MetricsCollector, duration: float, result: Any, ok: bool) -> None:
+        collector.database.operation(operation).record(duration, ok)
+
+    def decorate(func: F) -> F:
+        return timed(func, "database", record)
+
+    return decorate
+
+
+def statement_kind(statement: str) -> str:
+    """SELECT, INSERT, UPDATE or DELETE from a statement's first keyword, else OTHER."""
+    text = statement.lstrip()
+    head = text[:6].upper()
+    if head in _KINDS and not text[6:7].isalnum() and text[6:7] != "_":
+        return head
+    return "OTHER"
+
+
+_START = "asgi_monitor_statement_start"
+_instrumented: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def instrument_sqlalchemy(engine: Any, *, collector: MetricsCollector | None = None) -> None:
+    """Time every statement an Engine or AsyncEngine runs (idempotent; needs SQLAlchemy >= 2).
+
+    Uses the ``before_cursor_execute``/``after_cursor_execute``/``handle_error`` events of the
+    (sync) engine; for an AsyncEngine, those of its ``sync_engine``. The metrics go to
+    ``collector``, by default the one ``get_metrics_collector()`` returns at each statement.
+    """
+    from sqlalchemy import event  # optional dependency: pip install 'asgi-monitoring[sqlalchemy]'
+
+    sync_engine = getattr(engine, "sync_engine", engine)
+    if sync_engine in _instrumented:
+        return
+    _instrumented.add(sync_engine)
+
+    def record(target: MetricsCollector, duration: float, statement: Any, ok: bool) -> None:
+        target.database.operation(statement_kind(statement)).record(duration, ok)
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        # A stack, as in SQLAlchemy's own profiling recipe: events nest on one connection.
+        conn.info.setdefault(_START, []).append(perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        starts = conn.info.get(_START)
+        if starts:
+            safely("sqlalchemy", record, perf_counter() - starts.pop(), statement, True,
+                   collector)
+
+    def error(context: Any) -> None:
+        conn = context.connection
+        starts = conn.info.get(_START) if conn is not None else None
+        if starts:  # else the failure came before a statement ran (e.g. connecting)
+            safely("sqlalchemy", record, perf_counter() - starts.pop(),
+                   context.statement or "", False, collector)
+
+    event.listen(sync_engine, "before_cursor_execute", before)
+    event.listen(sync_engine, "after_cursor_execute", after)
+    event.listen(sync_engine, "handle_error", error)

@@ -1,0 +1,197 @@
+"""Several worker processes (``uvicorn --workers N``, gunicorn): multiprocess metrics.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set, every worker writes its metric values to memory-mapped files
+in that directory and ``/api/metrics`` (answered by whichever worker gets the scrape) merges all of
+them with :class:`prometheus_client.multiprocess.MultiProcessCollector`. The choice is made once,
+when the :class:`~asgi_monitor.Monitor` is built (:func:`multiprocess_dir`):
+
+- the request metrics then use :class:`MultiprocessRequestMetrics`, the same interface as the
+  single-process store but backed by real prometheus_client metrics (whose values live in the
+  files), with label children cached per label set;
+- a directory that is missing or not writable is reported at start-up and the process falls back
+  to single-process metrics rather than crashing on its first request.
+
+For gunicorn, add ``child_exit = asgi_monitor.multiprocess.child_exit`` to the config file so a
+dead worker's live gauges (requests in progress, open WebSockets) stop counting.
+See docs/multiprocess.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import mark_process_dead
+
+from .labels import BoundedChildren, SeriesCap
+from .request_metrics import (
+    HELP,
+    OVERFLOW,
+    ROUTE_HISTOGRAMS,
+    STANDARD_METHODS,
+    WEBSOCKET_EXTRA_BUCKETS,
+)
+
+__all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir"]
+
+logger = logging.getLogger("asgi_monitor")
+
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+# How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
+# by any worker. prometheus_client >= 0.17 has "mostrecent"; older ones fall back to the largest.
+GAUGE_MODE: Literal["mostrecent", "max"] = (
+    "mostrecent" if "mostrecent" in getattr(Gauge, "_MULTIPROC_MODES", ()) else "max")
+
+
+def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
+    """The usable multiprocess directory, or None for single-process metrics.
+
+    prometheus_client picks its value storage when it is first imported; this makes that choice
+    agree with what the directory allows, so both sides of a scrape use the same mode.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get(ENV_VAR, "")
+    if not path:
+        return None
+    problem = None
+    if not os.path.isdir(path):
+        problem = "does not exist or is not a directory"
+    elif not os.access(path, os.W_OK | os.X_OK):
+        problem = "is not writable by this process"
+    if problem is not None:
+        logger.error(
+            "%s=%r %s: falling back to single-process metrics, so each worker will report only "
+            "its own requests. Create the directory (empty) before starting the server.",
+            ENV_VAR, path, problem)
+        # Metrics created from here on keep their values in memory instead of failing to open files.
+        values.ValueClass = values.MutexValue
+        return None
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        # The variable was set after prometheus_client was imported.
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    logger.info("%s=%r: multiprocess metrics on (pid %d); empty this directory before each "
+                   "server start", ENV_VAR, path, os.getpid())
+    return path
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: ``child_exit = asgi_monitor.multiprocess.child_exit`` in gunicorn.conf.py."""
+    mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class GaugeCell:
+    """A one-slot "list" over a gauge, so the middleware's ``cell[0] += 1`` works unchanged.
+
+    The single-process store hands the hot path plain ``[0]`` lists; here the same two operations
+    also write the gauge's file. Only the event loop thread of this process writes it, so keeping
+    our own copy of the value is exact.
+    """
+
+    __slots__ = ("_gauge", "_value")
+
+    def __init__(self, gauge: Any) -> None:
+        self._gauge = gauge
+        self._value = 0
+
+    def __getitem__(self, index: int) -> int:
+        return self._value
+
+    def __setitem__(self, index: int, value: int) -> None:
+        self._value = value
+        self._gauge.set(value)
+
+
+class _Series:
+    """What one request updates, as prometheus_client children resolved once per label set."""
+
+    __slots__ = ("count", "duration", "ttfb", "request_size", "response_size")
+
+    def __init__(self, count: Any, duration: Any, ttfb: Any, request_size: Any,
+                 response_size: Any) -> None:
+        self.count = count
+        self.duration = duration
+        self.ttfb = ttfb
+        self.request_size = request_size
+        self.response_size = response_size
+
+    def observe(
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+    ) -> None:
+        self.count.inc()
+        self.duration.observe(duration)
+        self.ttfb.observe(ttfb)
+        self.request_size.observe(request_bytes)
+        self.response_size.observe(response_bytes)
+
+
+class MultiprocessRequestMetrics:
+    """The :class:`~asgi_monitor.request_metrics.RequestMetrics` interface on prometheus_client.
+
+    Same families, names, labels and series cap as the single-process store. Gauges use
+    ``livesum``: the sum over the workers that are alive (gunicorn's ``child_exit`` tells which).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        namespace: str = "",
+        duration_buckets: Sequence[float],
+        size_buckets: Sequence[float],
+        max_series: int,
+    ) -> None:
+        p = f"{namespace}_" if namespace else ""
+        self._dropped: dict[str, int] = {}
+        cap = SeriesCap(max_series, self._dropped)
+        self._total = Counter(f"{p}http_requests", HELP["http_requests"],
+                              ("method", "route", "status"), registry=registry)
+        # In _Series' order: duration, ttfb, request_size, response_size.
+        self._histograms = [
+            Histogram(f"{p}{name}", doc, ("method", "route"),
+                      buckets=size_buckets if in_bytes else duration_buckets, registry=registry)
+            for name, _, doc, in_bytes in ROUTE_HISTOGRAMS
+        ]
+        in_progress = Gauge(f"{p}http_requests_in_progress", HELP["http_requests_in_progress"],
+                            ("method",), multiprocess_mode="livesum", registry=registry)
+        self.in_progress = {m: GaugeCell(in_progress.labels(m))
+                            for m in (*STANDARD_METHODS, "OTHER")}
+        self._series: BoundedChildren[tuple[str, str, int], _Series] = BoundedChildren(
+            "http_requests_total", self._make_series, max_series=max_series,
+            dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2]))
+
+        self._ws_total = Counter(f"{p}websocket_connections", HELP["websocket_connections"],
+                                 ("route",), registry=registry)
+        self.ws_active = GaugeCell(Gauge(f"{p}websocket_connections_active",
+                                         HELP["websocket_connections_active"],
+                                         multiprocess_mode="livesum", registry=registry))
+        self._ws_duration = Histogram(
+            f"{p}websocket_session_duration_seconds", HELP["websocket_session_duration_seconds"],
+            ("route",), buckets=sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
+            registry=registry)
+        self._ws_routes: BoundedChildren[tuple[str], tuple[str, Any, Any]] = cap.children(
+            "websocket_connections_total",
+            lambda key: (key[0], self._ws_total.labels(key[0]), self._ws_duration.labels(key[0])))
+
+    def _make_series(self, key: tuple[str, str, int]) -> _Series:
+        method, route, status = key
+        return _Series(self._total.labels(method, route, str(status)),
+                       *(histogram.labels(method, route) for histogram in self._histograms))
+
+    def series(self, method: str, route: str, status: int) -> _Series:
+        return self._series.get((method, route, status))
+
+    def websocket_accepted(self, route: str) -> str:
+        label, total, _ = self._ws_routes.get((route,))
+        total.inc()
+        self.ws_active[0] += 1
+        return label
+
+    def websocket_closed(self, route: str, duration: float) -> None:
+        self.ws_active[0] -= 1
+        self._ws_routes.get((route,))[2].observe(duration)
+
+    def dropped_counts(self) -> dict[str, int]:
+        return dict(self._dropped)
