@@ -25,6 +25,7 @@ from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .multiprocess import multiprocess_dir
+from .sampling import SampleBuffer, Sampler
 
 __all__ = ["Monitor", "State", "get_health_checker", "get_metrics_collector", "get_monitor"]
 
@@ -61,8 +62,27 @@ class Monitor:
                                     is_ready=lambda: self.ready)
         if self.config.health_default_checks:
             install_default_checks(self.health, self.config)
-        self.registry.register(HealthMetrics(self.health, _prefix(self.config)))
+        # Read in the answering process, so it is exposed under several workers too.
+        self.collector.add_scrape_collector(HealthMetrics(self.health, _prefix(self.config)))
         self.add_service("health", self.health.run_forever)
+
+        # Snapshots of the exported metrics: alert rules and history read their rates here.
+        self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
+        self.samples = SampleBuffer(retention_seconds=3600.0)
+        self.add_service("sampler", self._sample_forever)
+
+    async def _sample_forever(self) -> None:
+        interval = self.config.metrics_collection_interval
+        while True:
+            try:
+                self.take_sample()
+            except Exception as exc:  # a broken collector must not stop the sampling
+                self.collector.internal_error("sampler", exc)
+            await asyncio.sleep(interval)
+
+    def take_sample(self) -> None:
+        """Read the metrics now and add the sample to :attr:`samples`."""
+        self.samples.add(self.sampler.take())
 
     # -- background services --------------------------------------------------------------------
     def add_service(self, name: str, factory: ServiceFactory) -> None:

@@ -218,7 +218,12 @@ def _bucket_increase(new: Buckets, old: Buckets) -> Buckets:
 
 
 class SampleBuffer:
-    """The samples of the last ``retention_seconds`` (bounded by time and by count)."""
+    """The samples of the last ``retention_seconds`` (bounded by time and by count).
+
+    Per-route totals are the bulky part of a sample (hundreds of routes, each with buckets), so
+    only the two newest samples keep them: enough for the latest interval's per-route deltas,
+    which history turns into small derived points. Older samples keep the app-wide totals.
+    """
 
     def __init__(self, retention_seconds: float, max_samples: int = 2000) -> None:
         self.retention_seconds = retention_seconds
@@ -226,6 +231,8 @@ class SampleBuffer:
 
     def add(self, sample: Sample) -> None:
         self._samples.append(sample)
+        if len(self._samples) >= 3:
+            self._samples[-3].routes = {}
         horizon = sample.time - self.retention_seconds
         while len(self._samples) > 2 and self._samples[0].time < horizon:
             self._samples.popleft()
