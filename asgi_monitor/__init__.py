@@ -17,7 +17,13 @@ from .instrumentation import (
     monitor_database_operation,
 )
 from .middleware import MonitoringMiddleware
-from .monitor import Monitor, get_health_checker, get_metrics_collector, get_monitor
+from .monitor import (
+    Monitor,
+    get_alert_manager,
+    get_health_checker,
+    get_metrics_collector,
+    get_monitor,
+)
 from .secret import Secret
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "MonitoringError",
     "MonitoringMiddleware",
     "Secret",
+    "get_alert_manager",
     "get_health_checker",
     "get_metrics_collector",
     "get_monitor",

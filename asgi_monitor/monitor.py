@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .alerting.manager import AlertManager
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
@@ -27,7 +28,14 @@ from .health.checker import HealthChecker, HealthMetrics
 from .multiprocess import multiprocess_dir
 from .sampling import SampleBuffer, Sampler
 
-__all__ = ["Monitor", "State", "get_health_checker", "get_metrics_collector", "get_monitor"]
+__all__ = [
+    "Monitor",
+    "State",
+    "get_alert_manager",
+    "get_health_checker",
+    "get_metrics_collector",
+    "get_monitor",
+]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -70,6 +78,8 @@ class Monitor:
         self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
         self.samples = SampleBuffer(retention_seconds=3600.0)
         self.add_service("sampler", self._sample_forever)
+
+        self.alerts = AlertManager()
 
     async def _sample_forever(self) -> None:
         interval = self.config.metrics_collection_interval
@@ -212,6 +222,11 @@ def get_metrics_collector() -> MetricsCollector:
 def get_health_checker() -> HealthChecker:
     """The health checker whose results ``/api/health`` serves; register checks here."""
     return get_monitor().health
+
+
+def get_alert_manager() -> AlertManager:
+    """The alert manager that evaluates rules and notifies; register rules here."""
+    return get_monitor().alerts
 
 
 def _prefix(config: MonitoringConfig) -> str:

@@ -1,0 +1,17 @@
+"""Alerting: rules over the collected metrics and health, with notification channels.
+
+::
+
+    from asgi_monitor import get_alert_manager
+    from asgi_monitor.alerting import AlertSeverity
+
+    get_alert_manager().register_rule("custom_alert", "Custom condition detected", condition,
+                                      AlertSeverity.WARNING, cooldown_minutes=10)
+"""
+
+from __future__ import annotations
+
+from .manager import AlertManager
+from .models import Alert, AlertRule, AlertSeverity, AlertState
+
+__all__ = ["Alert", "AlertManager", "AlertRule", "AlertSeverity", "AlertState"]
