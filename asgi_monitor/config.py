@@ -90,6 +90,8 @@ class MonitoringConfig:
 
     enabled: bool = field(default=True, metadata=_env("ENABLE_MONITORING", _parse_bool))
     debug: bool = field(default=False, metadata=_env("MONITORING_DEBUG", _parse_bool))
+    # The seed's logs/monitoring.log, opt-in: a library writes no file unless asked to.
+    log_file: str = field(default="", metadata=_env("MONITORING_LOG_FILE", _parse_str))
     namespace: str = field(default="", metadata=_env("MONITORING_NAMESPACE", _parse_str))
 
     # Background task periods, in seconds.

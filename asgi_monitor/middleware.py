@@ -10,6 +10,8 @@ and logged but never changes what the app sends or raises.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry
@@ -21,6 +23,8 @@ from .request_metrics import STANDARD_METHODS
 from .routes import resolve_route
 
 __all__ = ["MonitoringMiddleware"]
+
+logger = logging.getLogger("asgi_monitor")
 
 _METHODS = {m: m for m in STANDARD_METHODS}
 # Status recorded for a request the client abandoned (nginx's convention, widely understood).
@@ -54,6 +58,8 @@ class MonitoringMiddleware:
         self._requests = self.monitor.collector.requests
         self._in_progress = self._requests.in_progress
         self._sub_app: ASGIApp | None = None
+        logger.info("Monitoring middleware initialized: %s",
+                    json.dumps(config.public_dict(), sort_keys=True, default=str))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]

@@ -25,6 +25,7 @@ from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
+from .logs import configure_package_logging
 from .multiprocess import multiprocess_dir
 from .sampling import SampleBuffer, Sampler
 
@@ -55,6 +56,7 @@ class Monitor:
         self, config: MonitoringConfig | None = None, *, registry: CollectorRegistry | None = None
     ) -> None:
         self.config = config if config is not None else MonitoringConfig.from_env()
+        configure_package_logging(self.config.debug, self.config.log_file)
         self.registry = registry if registry is not None else REGISTRY
         # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).
         self.collector = MetricsCollector(self.config, self.registry,

@@ -1,0 +1,85 @@
+"""The command line: one clear line and a non-zero status on errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MONITORING_", "SMTP_", "ALERT", "HEALTH_"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "asgi_monitor", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=60)
+
+
+def test_config_prints_effective_configuration_with_secrets_masked() -> None:
+    result = run("config", env={"SMTP_PASSWORD": "do-not-print-me", "HEALTH_CHECK_INTERVAL": "7"})
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert config["health_check_interval"] == 7
+    assert config["smtp_password"] == "**********"
+    assert "do-not-print-me" not in result.stdout + result.stderr
+
+
+def test_config_fails_on_invalid_values_with_one_line() -> None:
+    result = run("config", env={"SMTP_PORT": "lots"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "SMTP_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+APP_MODULE = '''
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, get_health_checker
+from asgi_monitor.health import HealthCheck, HealthStatus
+import os
+
+async def app(scope, receive, send):
+    pass
+
+config = MonitoringConfig(health_default_checks=False)
+monitored = MonitoringMiddleware(app, config)
+get_health_checker().register_check(
+    "payments", "Payment provider",
+    lambda: HealthCheck("payments", HealthStatus[os.environ["PAYMENTS_STATUS"]], "as told"))
+'''
+
+
+@pytest.mark.parametrize(("status", "code"), [("HEALTHY", 0), ("WARNING", 0), ("CRITICAL", 1)])
+def test_check_runs_the_apps_checks(tmp_path: Path, status: str, code: int) -> None:
+    (tmp_path / "myapp.py").write_text(APP_MODULE)
+    result = run("check", "myapp:monitored", env={"PAYMENTS_STATUS": status}, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert "payments" in result.stdout
+    assert f"overall: {status.lower()}" in result.stdout
+
+
+def test_check_json_output(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(APP_MODULE)
+    result = run("check", "myapp:monitored", "--json", env={"PAYMENTS_STATUS": "HEALTHY"},
+                 cwd=tmp_path)
+    assert json.loads(result.stdout)["payments"]["status"] == "healthy"
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("no_colon", "must look like"),
+    ("missing_module:app", "cannot import 'missing_module'"),
+    ("broken:app", "importing 'broken' failed: ZeroDivisionError"),
+    ("myapp:nope", "has no attribute 'nope'"),
+])
+def test_check_errors_are_one_line(tmp_path: Path, target: str, message: str) -> None:
+    (tmp_path / "myapp.py").write_text(APP_MODULE)
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    result = run("check", target, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
