@@ -76,6 +76,12 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _positive_number(value: object, *, allow_zero: bool = False) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return value >= 0 if allow_zero else value > 0
+
+
 def _env(name: str, parse: Callable[[str], Any]) -> dict[str, Any]:
     return {"env": name, "parse": parse}
 
@@ -119,6 +125,76 @@ class MonitoringConfig:
         default=None, metadata=_env("SMTP_PASSWORD", _parse_secret)
     )
     from_email: str = field(default="", metadata=_env("FROM_EMAIL", _parse_str))
+
+    # Alerting (issue 6). Channels: e-mail (above, plus recipients and TLS), webhook, Slack,
+    # Alertmanager; every URL is a Secret (a Slack or webhook URL is a credential).
+    # Recipients; unset, alerts go to FROM_EMAIL (the seed's variables alone must work).
+    alert_email_to: tuple[str, ...] = field(
+        default=(), metadata=_env("ALERT_EMAIL_TO", _parse_list)
+    )
+    # Implicit TLS (port 465) wins over STARTTLS; STARTTLS is required unless turned off.
+    smtp_use_tls: bool = field(default=False, metadata=_env("SMTP_USE_TLS", _parse_bool))
+    smtp_starttls: bool = field(default=True, metadata=_env("SMTP_STARTTLS", _parse_bool))
+    alert_webhook_url: Secret | None = field(
+        default=None, metadata=_env("ALERT_WEBHOOK_URL", _parse_secret)
+    )
+    alert_webhook_secret: Secret | None = field(
+        default=None, metadata=_env("ALERT_WEBHOOK_SECRET", _parse_secret)
+    )
+    alert_slack_webhook_url: Secret | None = field(
+        default=None, metadata=_env("ALERT_SLACK_WEBHOOK_URL", _parse_secret)
+    )
+    alertmanager_url: Secret | None = field(
+        default=None, metadata=_env("ALERTMANAGER_URL", _parse_secret)
+    )
+    alert_external_url: str = field(default="", metadata=_env("ALERT_EXTERNAL_URL", _parse_str))
+    alert_send_resolved: bool = field(
+        default=True, metadata=_env("ALERT_SEND_RESOLVED", _parse_bool)
+    )
+    alert_channel_timeout: float = field(
+        default=10.0, metadata=_env("ALERT_CHANNEL_TIMEOUT", _parse_float)
+    )
+    alert_channel_retries: int = field(
+        default=2, metadata=_env("ALERT_CHANNEL_RETRIES", _parse_int)
+    )
+    alert_evaluation_timeout: float = field(
+        default=10.0, metadata=_env("ALERT_EVALUATION_TIMEOUT", _parse_float)
+    )
+    alert_history_size: int = field(
+        default=1000, metadata=_env("ALERT_HISTORY_SIZE", _parse_int)
+    )
+    alert_history_file: str = field(default="", metadata=_env("ALERT_HISTORY_FILE", _parse_str))
+    alert_lock_path: str = field(default="", metadata=_env("ALERT_LOCK_PATH", _parse_str))
+    alert_default_rules: bool = field(
+        default=True, metadata=_env("ALERT_DEFAULT_RULES", _parse_bool)
+    )
+    alert_cooldown_minutes: float = field(
+        default=10.0, metadata=_env("ALERT_COOLDOWN_MINUTES", _parse_float)
+    )
+    alert_window_seconds: float = field(
+        default=300.0, metadata=_env("ALERT_WINDOW_SECONDS", _parse_float)
+    )
+    alert_min_requests: int = field(
+        default=20, metadata=_env("ALERT_MIN_REQUESTS", _parse_int)
+    )
+    alert_error_rate_percent: float = field(
+        default=5.0, metadata=_env("ALERT_ERROR_RATE_PERCENT", _parse_float)
+    )
+    alert_response_time_seconds: float = field(
+        default=1.0, metadata=_env("ALERT_RESPONSE_TIME_SECONDS", _parse_float)
+    )
+    alert_memory_percent: float = field(
+        default=85.0, metadata=_env("ALERT_MEMORY_PERCENT", _parse_float)
+    )
+    alert_db_error_rate_percent: float = field(
+        default=5.0, metadata=_env("ALERT_DB_ERROR_RATE_PERCENT", _parse_float)
+    )
+    alert_login_failures: int = field(
+        default=10, metadata=_env("ALERT_LOGIN_FAILURES", _parse_int)
+    )
+    alert_disk_free_percent: float = field(
+        default=15.0, metadata=_env("ALERT_DISK_FREE_PERCENT", _parse_float)
+    )
 
     # Health checks (issue 5). Thresholds of the built-in checks.
     health_check_timeout: float = field(
@@ -286,7 +362,44 @@ class MonitoringConfig:
         if isinstance(self.smtp_password, str):
             # Accept a plain string from code, but hold it as a Secret from here on.
             object.__setattr__(self, "smtp_password", Secret(self.smtp_password))
+        self._check_alerting()
         self._check_admin_gate()
+
+    def _check_alerting(self) -> None:
+        for name in ("alert_webhook_url", "alert_webhook_secret", "alert_slack_webhook_url",
+                     "alertmanager_url"):
+            value = getattr(self, name)
+            # From code a plain string is fine; an empty one means unset.
+            object.__setattr__(self, name, (Secret(value) if isinstance(value, str) else value)
+                               or None)
+        for name in ("alert_webhook_url", "alert_slack_webhook_url", "alertmanager_url"):
+            url = getattr(self, name)
+            if url is not None and not url.get_secret_value().startswith(("http://", "https://")):
+                self._fail(name, "an http:// or https:// URL", url)
+        if not all(isinstance(a, str) and "@" in a for a in self.alert_email_to):
+            self._fail("alert_email_to", "comma-separated e-mail addresses", self.alert_email_to)
+        for name in ("alert_channel_timeout", "alert_evaluation_timeout", "alert_window_seconds"):
+            value = getattr(self, name)
+            if not _positive_number(value):
+                self._fail(name, "a number of seconds > 0", value)
+        for name in ("alert_response_time_seconds", "alert_cooldown_minutes"):
+            value = getattr(self, name)
+            if not _positive_number(value, allow_zero=True):
+                self._fail(name, "a number >= 0", value)
+        for name in ("alert_error_rate_percent", "alert_memory_percent",
+                     "alert_db_error_rate_percent", "alert_disk_free_percent"):
+            value = getattr(self, name)
+            if not _positive_number(value, allow_zero=True) or value > 100:
+                self._fail(name, "a percentage from 0 to 100", value)
+        for name, low in (("alert_channel_retries", 0), ("alert_min_requests", 0),
+                          ("alert_login_failures", 0), ("alert_history_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                self._fail(name, f"a whole number >= {low}", value)
+        if self.alert_external_url and not self.alert_external_url.startswith(
+                ("http://", "https://")):
+            self._fail("alert_external_url", "an http:// or https:// URL",
+                       self.alert_external_url)
 
     def _check_admin_gate(self) -> None:
         for name in ("admin_token", "admin_password", "metrics_token"):

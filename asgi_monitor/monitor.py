@@ -13,13 +13,18 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .alerting.channels import channels_from_config
+from .alerting.leader import LeaderLock
 from .alerting.manager import AlertManager
+from .alerting.metrics import AlertMetrics
+from .alerting.rules import install_default_rules
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
@@ -81,7 +86,48 @@ class Monitor:
         self.samples = SampleBuffer(retention_seconds=3600.0)
         self.add_service("sampler", self._sample_forever)
 
-        self.alerts = AlertManager()
+        # Alerting: one process evaluates and sends (see alerting/leader.py). Silences and the
+        # sender's alerts are shared through files next to the lock, since an admin's request
+        # may reach any worker.
+        lock_path = self.config.alert_lock_path or None
+        if lock_path is None and self.collector.multiprocess_dir is not None:
+            lock_path = os.path.join(self.collector.multiprocess_dir, "asgi_monitor_alerts.lock")
+        self.alert_lock = LeaderLock(lock_path)
+        self.alerts = AlertManager(
+            history_size=self.config.alert_history_size,
+            history_file=self.config.alert_history_file or None,
+            silences_file=f"{lock_path}.silences.json" if lock_path else None,
+            state_file=f"{lock_path}.state.json" if lock_path else None,
+            channels=channels_from_config(self.config),
+            evaluation_timeout=self.config.alert_evaluation_timeout,
+            on_error=self.collector.internal_error)
+        if self.config.alert_default_rules:
+            install_default_rules(self.alerts, self.config, self.samples, self.health)
+        self.collector.add_scrape_collector(AlertMetrics(self.alerts, _prefix(self.config)))
+        self.add_service("alerts", self._alert_forever)
+
+    async def _alert_forever(self) -> None:
+        interval = self.config.alert_check_interval
+        try:
+            while True:
+                try:
+                    leader = self.alert_lock.acquire()
+                except OSError as exc:  # e.g. the lock directory went away: retry next time
+                    self.collector.internal_error("alert_lock", exc)
+                    leader = False
+                if leader:
+                    # A fresh sample, so rules see the metrics as of now, not of the last sample.
+                    try:
+                        self.take_sample()
+                    except Exception as exc:
+                        self.collector.internal_error("sampler", exc)
+                    await self.alerts.evaluate()
+                else:
+                    self.alerts.follow()
+                await asyncio.sleep(interval)
+        finally:
+            self.alert_lock.release()
+            self.alerts.close()
 
     async def _sample_forever(self) -> None:
         interval = self.config.metrics_collection_interval

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
+import socket
 from typing import Any
 
 import httpx
@@ -34,7 +37,100 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
     return registry.get_sample_value(name, labels)
 
 
-def concrete_path(template: str) -> str:
-    """An endpoint template with real values: {name} is the built-in "memory" check, which
-    exists in every default monitor (so admin endpoints answer 200, not 404)."""
-    return re.sub(r"\{[^}]*\}", "memory", template)
+def concrete_path(template: str, monitor: Any = None) -> str:
+    """An endpoint template with real values, so admin endpoints answer 200, not 404.
+
+    {name} is the built-in "memory" check, which exists in every default monitor. {id} is a
+    silence, which exists only once created: with ``monitor`` one is created on it (a real
+    resource, so the DELETE really expires something); without, the id names nothing (fine for
+    requests the gate refuses before any handler runs).
+    """
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) != "id":
+            return "memory"
+        if monitor is None:
+            return "no-such-silence"
+        return str(monitor.alerts.silences.create({"alertname": "x"}, 60, comment="test").id)
+
+    return re.sub(r"\{([^}]*)\}", value, template)
+
+
+class Clock:
+    """A controllable clock (unix seconds)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class HttpSink:
+    """A real HTTP/1.1 server on 127.0.0.1 that records every request and answers ``status``.
+
+    ``async with HttpSink() as sink:`` then post to ``sink.url``; ``sink.requests`` holds
+    ``(method, path, headers, body)`` with lower-case header names.
+    """
+
+    def __init__(self, status: int = 200, body: bytes = b"{}") -> None:
+        self.status = status
+        self.body = body
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.received = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> HttpSink:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            body = await asyncio.wait_for(
+                reader.readexactly(int(headers.get("content-length", "0"))), 10)
+            self.requests.append((method, path, headers, body))
+            self.received.set()
+            writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
+                         .encode() + self.body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def json(self, index: int = -1) -> Any:
+        return json.loads(self.requests[index][3])
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` requests arrived (fails after ``timeout`` seconds)."""
+        async def enough() -> None:
+            while len(self.requests) < count:
+                self.received.clear()
+                await self.received.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -103,3 +103,64 @@ def test_overrides_win_over_environment() -> None:
 def test_excluded_paths_parse_as_list() -> None:
     config = MonitoringConfig.from_env({"MONITORING_EXCLUDED_PATHS": "/healthz, /ready,,"})
     assert config.excluded_paths == ("/healthz", "/ready")
+
+
+def test_alerting_variables() -> None:
+    config = MonitoringConfig.from_env({
+        "ALERT_EMAIL_TO": "ops@example.com, dev@example.com",
+        "SMTP_USE_TLS": "true", "SMTP_STARTTLS": "false",
+        "ALERT_WEBHOOK_URL": "https://hooks.example/secret-path",
+        "ALERT_WEBHOOK_SECRET": "sign-me", "ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack/x",
+        "ALERTMANAGER_URL": "http://127.0.0.1:9093", "ALERT_SEND_RESOLVED": "false",
+        "ALERT_CHANNEL_TIMEOUT": "3", "ALERT_CHANNEL_RETRIES": "0",
+        "ALERT_HISTORY_FILE": "/var/lib/app/alerts.jsonl", "ALERT_LOCK_PATH": "/run/app.lock",
+        "ALERT_DEFAULT_RULES": "off", "ALERT_ERROR_RATE_PERCENT": "2.5",
+        "ALERT_MIN_REQUESTS": "50", "ALERT_WINDOW_SECONDS": "600",
+        "ALERT_DISK_FREE_PERCENT": "10", "ALERT_LOGIN_FAILURES": "100",
+    })
+    assert config.alert_email_to == ("ops@example.com", "dev@example.com")
+    assert (config.smtp_use_tls, config.smtp_starttls) == (True, False)
+    assert isinstance(config.alert_webhook_url, Secret)
+    assert config.alert_webhook_url.get_secret_value() == "https://hooks.example/secret-path"
+    assert config.alert_send_resolved is False
+    assert (config.alert_channel_timeout, config.alert_channel_retries) == (3, 0)
+    assert config.alert_history_file == "/var/lib/app/alerts.jsonl"
+    assert config.alert_lock_path == "/run/app.lock"
+    assert config.alert_default_rules is False
+    assert (config.alert_error_rate_percent, config.alert_min_requests) == (2.5, 50)
+    assert config.alert_window_seconds == 600
+    assert (config.alert_disk_free_percent, config.alert_login_failures) == (10, 100)
+    shown = repr(config) + str(config.public_dict())
+    assert "secret-path" not in shown and "sign-me" not in shown and "hooks.slack" not in shown
+
+
+def test_alerting_defaults() -> None:
+    config = MonitoringConfig()
+    assert (config.alert_error_rate_percent, config.alert_min_requests) == (5, 20)
+    assert (config.alert_response_time_seconds, config.alert_memory_percent) == (1, 85)
+    assert (config.alert_disk_free_percent, config.alert_window_seconds) == (15, 300)
+    assert config.alert_default_rules is True and config.alert_send_resolved is True
+    assert config.alert_webhook_url is None
+    assert MonitoringConfig(alert_webhook_url="").alert_webhook_url is None
+
+
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("ALERT_WEBHOOK_URL", "hooks.example/x", "http:// or https://"),
+    ("ALERTMANAGER_URL", "localhost:9093", "http:// or https://"),
+    ("ALERT_EMAIL_TO", "ops", "e-mail addresses"),
+    ("ALERT_CHANNEL_TIMEOUT", "0", "> 0"),
+    ("ALERT_CHANNEL_RETRIES", "-1", ">= 0"),
+    ("ALERT_CHANNEL_RETRIES", "two", "a whole number"),
+    ("ALERT_ERROR_RATE_PERCENT", "150", "0 to 100"),
+    ("ALERT_MEMORY_PERCENT", "-5", "0 to 100"),
+    ("ALERT_HISTORY_SIZE", "0", ">= 1"),
+    ("ALERT_WINDOW_SECONDS", "inf", "> 0"),
+    ("ALERT_DEFAULT_RULES", "perhaps", "true/false"),
+    ("ALERT_EXTERNAL_URL", "app.example", "http:// or https://"),
+])
+def test_bad_alerting_values_name_the_variable(variable: str, value: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    assert variable in str(excinfo.value) and accepted in str(excinfo.value)
+    if variable in ("ALERT_WEBHOOK_URL", "ALERTMANAGER_URL"):
+        assert value not in str(excinfo.value)  # a URL that may hold a token is never echoed

@@ -49,7 +49,8 @@ class FakeClock:
 
 def _admin_endpoints() -> list[tuple[str, str]]:
     monitor = Monitor(MonitoringConfig(), registry=CollectorRegistry())
-    return [(e.methods[0], concrete_path(e.path))
+    # Templates: each test fills them in (see support.concrete_path).
+    return [(e.methods[0], e.path)
             for e in endpoints(monitor) if e.access == "admin"]
 
 
@@ -90,6 +91,7 @@ def audit_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 def test_there_is_an_admin_endpoint_to_test() -> None:
     assert ("GET", "/admin/monitoring/config") in ADMIN_ENDPOINTS
+    assert ("DELETE", "/api/alerts/silences/{id}") in ADMIN_ENDPOINTS
 
 
 # -- deny by default ------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ def test_there_is_an_admin_endpoint_to_test() -> None:
 @pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS)
 async def test_admin_endpoint_forbidden_until_configured(method: str, path: str) -> None:
     async with client_for(wrap(MonitoringConfig())) as client:
-        response = await client.request(method, path, headers=bearer(TOKEN))
+        response = await client.request(method, concrete_path(path), headers=bearer(TOKEN))
     assert response.status_code == 403
     message = response.json()["error"]
     for setting in ("MONITORING_ADMIN_TOKEN", "MONITORING_ADMIN_USERNAME",
@@ -129,7 +131,7 @@ async def test_admin_endpoint_401_without_valid_credentials(
     method: str, path: str, headers: dict[str, str]
 ) -> None:
     async with client_for(wrap(full_config())) as client:
-        response = await client.request(method, path, headers=headers)
+        response = await client.request(method, concrete_path(path), headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="asgi_monitor", charset="UTF-8"'
     assert response.json() == {"error": "admin credentials are required"}
@@ -174,7 +176,9 @@ async def test_admin_endpoint_200_with_each_way_in(
 ) -> None:
     config, headers, who = way
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
-    async with client_for(wrap(config)) as client:
+    app = wrap(config)
+    path = concrete_path(path, app.monitor)
+    async with client_for(app) as client:
         response = await client.request(method, path, headers=headers)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"

@@ -25,6 +25,10 @@ SECRETS = {
     "admin_password": "SCAN-admin-password-b52d08",
     "smtp_password": "SCAN-smtp-password-e61f47",
     "metrics_token": "SCAN-metrics-token-9a0c3d",
+    "alert_webhook_url": "http://127.0.0.1:9/SCAN-webhook-path-41c2",
+    "alert_webhook_secret": "SCAN-webhook-hmac-0d77",
+    "alert_slack_webhook_url": "http://127.0.0.1:9/services/SCAN-slack-8e3b",
+    "alertmanager_url": "http://SCAN-am-user:SCAN-am-pass-1f0e@127.0.0.1:9",
 }
 USER = "scan-ops"
 
@@ -79,7 +83,7 @@ async def test_no_endpoint_output_or_log_line_holds_a_secret(
     statuses: dict[tuple[str, str], set[int]] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for endpoint in endpoints(middleware.monitor):
-            path = concrete_path(endpoint.path)
+            path = concrete_path(endpoint.path, middleware.monitor)
             for method in endpoint.methods:
                 for headers in auths:
                     response = await client.request(method, path, headers=headers)

@@ -7,11 +7,16 @@
 
     get_alert_manager().register_rule("custom_alert", "Custom condition detected", condition,
                                       AlertSeverity.WARNING, cooldown_minutes=10)
+
+Channels live in :mod:`.channels`, the default rules in :mod:`.rules`, silences in
+:mod:`.silences`, the single-sender lock in :mod:`.leader`.
 """
 
 from __future__ import annotations
 
+from .channels import Channel
 from .manager import AlertManager
-from .models import Alert, AlertRule, AlertSeverity, AlertState
+from .models import Alert, AlertRule, AlertSeverity, AlertState, Silence
 
-__all__ = ["Alert", "AlertManager", "AlertRule", "AlertSeverity", "AlertState"]
+__all__ = ["Alert", "AlertManager", "AlertRule", "AlertSeverity", "AlertState", "Channel",
+           "Silence"]

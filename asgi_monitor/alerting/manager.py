@@ -1,30 +1,94 @@
-"""The alert manager: rules, the alerts they produce, their history and statistics.
+"""The alert manager: rules, their evaluation, the alerts they produce and notifications.
 
-Issue 6 completes this module with the evaluation loop, channels, silences and the single-sender
-lock; the read side below (``active``, ``history``, ``stats``) is what the API and the dashboard
-use, and keeps its shape.
+Each :meth:`AlertManager.evaluate` runs every rule's condition (concurrently, each with a
+timeout; sync ones in a small thread pool) and moves its alert through Prometheus' states:
+inactive -> pending (the condition holds) -> firing (it has held ``for_seconds``) -> resolved
+(it stopped holding; a pending alert just goes back to inactive). A firing alert notifies every
+channel once, then again after the rule's cooldown while it still fires; resolution notifies the
+channels that ``send_resolved``. Channels that want re-sends (Alertmanager) get the firing alert
+every ``resend_interval``. A silenced alert changes state but notifies nobody. A condition that
+raises or times out is logged (at most once a minute per rule), counted and read as "no data":
+the alert keeps its state.
+
+The read side (``active``, ``history``, ``stats``) is what the API and the dashboard use.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Mapping
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import MonitoringError
+from ..logs import RateLimitedLog
+from .channels import Channel
+from .history import AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
+from .silences import Silences
 
 __all__ = ["AlertManager"]
 
+logger = logging.getLogger("asgi_monitor.alerts")
+
+# Outcomes kept on one alert (a long incident re-sent to Alertmanager every minute).
+MAX_NOTIFICATIONS_PER_ALERT = 100
+_ORDER = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2}
+
 
 class AlertManager:
-    """Register rules with :meth:`register_rule`; read alerts with :meth:`active`."""
+    """Register rules with :meth:`register_rule`; read alerts with :meth:`active`.
 
-    def __init__(self, *, history_size: int = 1000) -> None:
+    ``clock`` (unix seconds) drives states, cooldowns and silences, so tests control time.
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        history_file: str | None = None,
+        silences_file: str | None = None,
+        state_file: str | None = None,
+        channels: list[Channel] | None = None,
+        evaluation_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        on_error: ErrorHook | None = None,
+        max_threads: int = 4,
+    ) -> None:
+        self._clock = clock
+        self.evaluation_timeout = evaluation_timeout
         self._rules: dict[str, AlertRule] = {}
         self._active: dict[str, Alert] = {}  # by rule name: pending or firing
-        self._history: deque[Alert] = deque(maxlen=history_size)  # fired/resolved, newest last
+        self._on_error = on_error
+        self._history = AlertHistory(history_size, history_file, on_error)
+        # Under several workers the sender publishes its alerts here, so the API answers the
+        # same in every worker (and a worker that takes over carries on, without re-notifying).
+        self.state_file = state_file
+        self._state_seen: tuple[int, int] | None = None
+        self.silences = Silences(self.now, silences_file)
+        self.channels: list[Channel] = list(channels or [])
+        # Alerts that were firing when the history file was written: a rule takes its alert
+        # back on its first evaluation, so a restart neither re-notifies nor forgets to resolve.
+        self._restored = {a.rule: a for a in self._history if a.state is AlertState.FIRING}
+        self._resent: dict[str, float] = {}  # alert id -> last push to resend channels
+        self.evaluation_failures: dict[str, int] = {}
+        self.notification_counts: dict[tuple[str, bool], int] = {}
+        self._failure_log = RateLimitedLog(logger, logging.WARNING)
+        self._max_threads = max_threads
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: dict[str, asyncio.Future[Any]] = {}
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), timezone.utc)
+
+    # -- rules ----------------------------------------------------------------------------------
     def register_rule(
         self,
         name: str,
@@ -56,18 +120,192 @@ class AlertManager:
     def rules(self) -> dict[str, AlertRule]:
         return dict(self._rules)
 
+    def add_channel(self, channel: Channel) -> None:
+        self.channels.append(channel)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    async def evaluate(self) -> None:
+        """Evaluate every rule once, then send the notifications that are due."""
+        rules = list(self._rules.values())
+        results = await asyncio.gather(*(self._check(rule) for rule in rules))
+        due = [step for rule, result in zip(rules, results, strict=True)
+               if (step := self._transition(rule, result)) is not None]
+        await asyncio.gather(*(self._notify(alert, kind) for alert, kind in due))
+        if self.state_file is not None:
+            self._publish(self.state_file)
+
+    def _publish(self, path: str) -> None:
+        data = {"active": [a.to_dict() for a in self._active.values()],
+                "history": [a.to_dict() for a in self._history]}
+        temporary = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+            os.replace(temporary, path)
+        except (OSError, TypeError, ValueError) as exc:
+            self._report("alert_state_write", exc)
+
+    def follow(self) -> None:
+        """Read the sender's published alerts (a worker that does not evaluate calls this)."""
+        if self.state_file is None:
+            return
+        try:
+            stat = os.stat(self.state_file)
+            if (stat.st_mtime_ns, stat.st_size) == self._state_seen:
+                return
+            with open(self.state_file, encoding="utf-8") as f:
+                data = json.load(f)
+            active = [Alert.from_dict(d) for d in data["active"]]
+            history = [Alert.from_dict(d) for d in data["history"]]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._report("alert_state_read", exc)
+            return
+        self._state_seen = (stat.st_mtime_ns, stat.st_size)
+        # One object per alert id in both views, as in the sender (both were written at once).
+        by_id = {a.id: a for a in history}
+        self._active = {a.rule: by_id.get(a.id, a) for a in active}
+        self._history.replace(history)
+        self._restored.clear()
+
+    def _report(self, where: str, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(where, exc)
+
+    async def _check(self, rule: AlertRule) -> tuple[float | None, bool] | None:
+        """The condition's (value, holds), or None for "no data" (it raised or timed out)."""
+        try:
+            if _is_async(rule.condition):
+                raw = await asyncio.wait_for(_awaited(rule.condition), self.evaluation_timeout)
+            else:
+                raw = await self._in_thread(rule)
+                if inspect.isawaitable(raw):
+                    raw = await asyncio.wait_for(_awaited(lambda: raw), self.evaluation_timeout)
+            return _normalise(raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = TimeoutError(f"condition took longer than {self.evaluation_timeout:g}s")
+            self.evaluation_failures[rule.name] = self.evaluation_failures.get(rule.name, 0) + 1
+            self._failure_log.log(rule.name, "alert rule %s: evaluation failed, treated as no "
+                                  "data: %r", rule.name, exc, exc_info=exc)
+            return None
+
+    async def _in_thread(self, rule: AlertRule) -> Any:
+        previous = self._threads.get(rule.name)
+        if previous is not None and not previous.done():
+            # A timed-out sync condition still holds its thread: don't pile another on top.
+            raise TimeoutError("the previous evaluation is still running")
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._max_threads, thread_name_prefix="asgi_monitor-alerts")
+        future = asyncio.get_running_loop().run_in_executor(self._pool, rule.condition)
+        # Retrieved here, so a late failure of an abandoned run is not reported as "never
+        # retrieved"; the timeout below has already counted it.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._threads[rule.name] = future
+        return await asyncio.wait_for(asyncio.shield(future), self.evaluation_timeout)
+
+    def _transition(self, rule: AlertRule,
+                    result: tuple[float | None, bool] | None) -> tuple[Alert, str] | None:
+        """Apply one result to the rule's alert; what to notify, if anything."""
+        if result is None:
+            return None  # no data: the alert keeps its state
+        value, holds = result
+        # One reading of the clock, as a datetime: what is stored and what is compared agree.
+        now = self.now()
+        alert = self._active.get(rule.name)
+        if alert is None:
+            alert = self._restored.pop(rule.name, None)
+            if alert is not None:
+                self._active[rule.name] = alert
+        if not holds:
+            if alert is None:
+                return None
+            del self._active[rule.name]
+            if alert.state is AlertState.PENDING:
+                return None  # back to inactive: it never fired, nobody hears of it
+            alert.state, alert.resolved_at, alert.value = AlertState.RESOLVED, now, value
+            return alert, "resolve"
+        if alert is None:
+            alert = self._active[rule.name] = Alert(
+                rule.name, rule.severity, AlertState.PENDING,
+                summary=rule.annotations.get("summary") or rule.description,
+                description=rule.annotations.get("description", ""), labels=dict(rule.labels),
+                annotations=dict(rule.annotations), active_since=now)
+        alert.value = value
+        if alert.state is AlertState.PENDING:
+            assert alert.active_since is not None
+            if (now - alert.active_since).total_seconds() < rule.for_seconds:
+                return None
+            alert.state, alert.fired_at = AlertState.FIRING, now
+            return alert, "fire"
+        last = alert.last_notified_at
+        if last is None or (now - last).total_seconds() >= rule.cooldown_seconds:
+            return alert, "repeat"
+        if self._resend_due(alert, now.timestamp()):
+            return alert, "resend"
+        return None
+
+    def _resend_due(self, alert: Alert, now: float) -> list[Channel]:
+        last = self._resent.get(alert.id, -math.inf)
+        return [c for c in self.channels
+                if c.resend_interval is not None and now - last >= c.resend_interval]
+
+    async def _notify(self, alert: Alert, kind: str) -> None:
+        now = self._clock()
+        if kind == "resolve":
+            # Alertmanager needs the resolution whatever send_resolved says, or it waits endsAt.
+            channels = [c for c in self.channels
+                        if c.send_resolved or c.resend_interval is not None]
+        elif kind == "resend":
+            channels = self._resend_due(alert, now)
+        else:
+            channels = list(self.channels)
+        alert.silenced = self.silences.matching(alert.identity) is not None
+        if not alert.silenced and channels:
+            outcomes = await asyncio.gather(*(self._deliver(c, alert) for c in channels))
+            alert.notifications.extend(outcomes)
+            del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
+            if kind != "resend":
+                alert.last_notified_at = self.now()
+            if any(c.resend_interval is not None for c in channels):
+                self._resent[alert.id] = now
+        if kind == "resolve":
+            self._resent.pop(alert.id, None)
+        if kind in ("fire", "resolve") or (kind == "repeat" and not alert.silenced):
+            self._history.record(alert)
+
+    async def _deliver(self, channel: Channel, alert: Alert) -> dict[str, Any]:
+        try:
+            outcome = await channel.deliver(alert)
+        except Exception as exc:  # deliver() does not raise; a broken subclass still must not
+            outcome = {"channel": channel.name, "ok": False, "at": self.now().isoformat(),
+                       "error": type(exc).__name__, "attempts": 0}
+        key = (str(outcome["channel"]), bool(outcome["ok"]))
+        self.notification_counts[key] = self.notification_counts.get(key, 0) + 1
+        return outcome
+
+    def close(self) -> None:
+        """Release the condition threads (they are not waited for)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # -- read side ------------------------------------------------------------------------------
     def active(self) -> list[Alert]:
         """Pending and firing alerts, most severe first."""
-        order = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2}
         return sorted(self._active.values(), key=lambda a: (a.state is not AlertState.FIRING,
-                                                            order[a.severity], a.rule))
+                                                            _ORDER[a.severity], a.rule))
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` fired or resolved alerts, newest first."""
         return [alert.to_dict() for alert in list(self._history)[::-1][:limit]]
 
     def stats(self) -> dict[str, Any]:
-        alerts: Iterable[Alert] = list(self._history)
+        alerts = list(self._history)
         by_severity: dict[str, int] = {s.value: 0 for s in AlertSeverity}
         by_rule: dict[str, int] = {}
         resolve_times: list[float] = []
@@ -84,10 +322,31 @@ class AlertManager:
         return {
             "firing": sum(a.state is AlertState.FIRING for a in active),
             "pending": sum(a.state is AlertState.PENDING for a in active),
-            "total": len(self._history),
+            "total": len(alerts),
             "by_severity": by_severity,
             "by_rule": by_rule,
             "notifications": channels,
             "mean_time_to_resolve_seconds": (sum(resolve_times) / len(resolve_times)
                                              if resolve_times else None),
         }
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    # Also an object whose __call__ is async.
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__)
+
+
+async def _awaited(function: Callable[[], Any]) -> Any:
+    return await function()
+
+
+def _normalise(raw: Any) -> tuple[float | None, bool]:
+    if isinstance(raw, bool):
+        return None, raw
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], bool):
+        value = raw[0]
+        if value is not None and not isinstance(value, (int, float)):
+            raise TypeError(f"condition value must be a number or None, got {value!r}")
+        return (None if value is None else float(value)), raw[1]
+    raise TypeError(f"a condition returns a bool or (value, bool), got {raw!r}")

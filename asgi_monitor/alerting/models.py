@@ -8,12 +8,14 @@ States follow Prometheus: a rule whose condition holds is PENDING until it has h
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Alert", "AlertRule", "AlertSeverity", "AlertState", "Condition", "ConditionResult"]
+__all__ = ["Alert", "AlertRule", "AlertSeverity", "AlertState", "Condition", "ConditionResult",
+           "Silence", "fingerprint"]
 
 
 class AlertSeverity(str, enum.Enum):
@@ -66,6 +68,18 @@ class Alert:
     resolved_at: datetime | None = None
     last_notified_at: datetime | None = None
     notifications: list[dict[str, Any]] = field(default_factory=list)  # channel outcomes
+    silenced: bool = False  # a silence matched when it last would have notified
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The labels the alert carries outside: the rule's, plus ``alertname`` and
+        ``severity`` (what silences match and Alertmanager identifies the alert by)."""
+        return {**self.labels, "alertname": self.rule, "severity": self.severity.value}
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.identity)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (for the API, the history file and the dashboard)."""
@@ -86,4 +100,78 @@ class Alert:
             "resolved_at": iso(self.resolved_at),
             "last_notified_at": iso(self.last_notified_at),
             "notifications": list(self.notifications),
+            "silenced": self.silenced,
+            "id": self.id,
+            "fingerprint": self.fingerprint,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The inverse of :meth:`to_dict` (the history file is read back with it)."""
+        def moment(key: str) -> datetime | None:
+            raw = data.get(key)
+            return datetime.fromisoformat(raw) if raw else None
+
+        value = data.get("value")
+        return cls(
+            rule=str(data["rule"]), severity=AlertSeverity(data["severity"]),
+            state=AlertState(data["state"]), summary=str(data.get("summary", "")),
+            description=str(data.get("description", "")),
+            labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
+            annotations={str(k): str(v) for k, v in dict(data.get("annotations") or {}).items()},
+            value=float(value) if isinstance(value, (int, float)) else None,
+            active_since=moment("active_since"), fired_at=moment("fired_at"),
+            resolved_at=moment("resolved_at"), last_notified_at=moment("last_notified_at"),
+            notifications=[dict(n) for n in data.get("notifications") or []],
+            silenced=bool(data.get("silenced", False)),
+            id=str(data.get("id") or uuid.uuid4().hex[:16]),
+        )
+
+
+@dataclass
+class Silence:
+    """Mutes the notifications of alerts whose labels match every matcher, until ``ends_at``.
+
+    A rule's alerts carry ``alertname`` (the rule name) and ``severity`` among their labels, so
+    silencing one rule is ``{"alertname": "high_error_rate"}``.
+    """
+
+    matchers: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(name) == value for name, value in self.matchers.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "matchers": dict(self.matchers),
+                "starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat(),
+                "comment": self.comment, "created_by": self.created_by}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Silence:
+        return cls(matchers={str(k): str(v) for k, v in dict(data["matchers"]).items()},
+                   starts_at=datetime.fromisoformat(data["starts_at"]),
+                   ends_at=datetime.fromisoformat(data["ends_at"]),
+                   comment=str(data.get("comment", "")),
+                   created_by=str(data.get("created_by", "")), id=str(data["id"]))
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's alert identity: FNV-1a (64 bit) over the sorted labels, 16 hex digits.
+
+    Same construction as prometheus/common's ``LabelSet.Fingerprint`` (name, 0xff, value, 0xff),
+    so one alert keeps one fingerprint in our webhook payloads and in Alertmanager.
+    """
+    h = 0xcbf29ce484222325
+    for name in sorted(labels):
+        for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
+            for byte in part:
+                h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"

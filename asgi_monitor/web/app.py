@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ..monitor import Monitor
+from .alerts import AlertEndpoints
 from .gate import Access, Gate, Handler, SecurityHeaders
 from .health import HealthEndpoints
 from .metrics import metrics_endpoint
@@ -37,6 +38,8 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
     config = monitor.config
     health = HealthEndpoints(monitor)
     hp = config.health_path
+    alerts = AlertEndpoints(monitor)
+    ap = config.alerts_path
     return [
         Endpoint(config.metrics_path, metrics_endpoint(monitor), access="metrics"),
         Endpoint(hp, health.overall, access="public"),
@@ -46,6 +49,11 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(f"{hp}/{{name}}", health.one, access="public"),
         Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
         Endpoint(f"{config.dashboard_path}/config", config_endpoint(monitor), access="admin"),
+        Endpoint(ap, alerts.active),
+        Endpoint(f"{ap}/history", alerts.history),
+        Endpoint(f"{ap}/stats", alerts.stats),
+        Endpoint(f"{ap}/silences", alerts.silences, methods=("GET", "POST")),
+        Endpoint(f"{ap}/silences/{{id}}", alerts.delete_silence, methods=("DELETE",)),
     ]
 
 

@@ -1,0 +1,97 @@
+"""Alert history: bounded in memory, optionally appended to a JSON-lines file.
+
+Each state change of an alert (fired, notified, resolved) appends the alert's full record as one
+line; reading the file back keeps the last line of each alert id, so a restart loses nothing. The
+file is compacted (rewritten with one line per alert) when it grows past twice the history size.
+A write failure is reported to ``on_error`` (logged and counted there), never raised: alerting
+must keep working on a full disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+from .models import Alert
+
+__all__ = ["AlertHistory"]
+
+ErrorHook = Callable[[str, BaseException], None]
+
+
+class AlertHistory:
+    """Fired and resolved alerts, oldest first, at most ``size`` of them."""
+
+    def __init__(self, size: int = 1000, path: str | None = None,
+                 on_error: ErrorHook | None = None) -> None:
+        self.size = size
+        self.path = path or None
+        self._on_error = on_error
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()
+        self._lines = 0
+        if self.path is not None:
+            self._load(self.path)
+
+    def __iter__(self) -> Iterator[Alert]:
+        return iter(list(self._alerts.values()))
+
+    def __len__(self) -> int:
+        return len(self._alerts)
+
+    def record(self, alert: Alert) -> None:
+        """Add or update ``alert`` (by id) and append it to the file."""
+        if alert.id not in self._alerts:
+            self._alerts[alert.id] = alert
+            while len(self._alerts) > self.size:
+                self._alerts.popitem(last=False)
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(alert.to_dict(), separators=(",", ":")) + "\n")
+            self._lines += 1
+            if self._lines > 2 * self.size:
+                self._compact(self.path)
+        except (OSError, TypeError, ValueError) as exc:
+            self._report("alert_history_write", exc)
+
+    def replace(self, alerts: list[Alert]) -> None:
+        """Mirror another process' history (see ``AlertManager.follow``), writing nothing."""
+        self._alerts = OrderedDict((a.id, a) for a in alerts[-self.size:])
+
+    def _load(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            self._report("alert_history_read", exc)
+            return
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                alert = Alert.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                # A torn last line (crash mid-write) or a hand edit: skip it, keep the rest.
+                self._report("alert_history_read", ValueError(f"{path}:{number}: {exc!r}"))
+                continue
+            self._alerts[alert.id] = alert  # a later line updates it in place (same order)
+        while len(self._alerts) > self.size:
+            self._alerts.popitem(last=False)
+        self._lines = len(lines)
+
+    def _compact(self, path: str) -> None:
+        temporary = f"{path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            for alert in self._alerts.values():
+                f.write(json.dumps(alert.to_dict(), separators=(",", ":")) + "\n")
+        os.replace(temporary, path)
+        self._lines = len(self._alerts)
+
+    def _report(self, where: str, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(where, exc)

@@ -1,0 +1,116 @@
+"""Alerts API (admin): active alerts, history, statistics and silences.
+
+Errors answer ``{"error": ...}`` with a message that says what to send instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..monitor import Monitor
+
+__all__ = ["MAX_HISTORY_LIMIT", "AlertEndpoints"]
+
+# A larger ?limit= is capped to this (the history holds ALERT_HISTORY_SIZE alerts at most).
+MAX_HISTORY_LIMIT = 1000
+DEFAULT_HISTORY_LIMIT = 100
+_NO_STORE = {"Cache-Control": "no-store"}
+_SILENCE_FIELDS = {"rule", "matchers", "duration_minutes", "duration_seconds", "comment"}
+
+
+def _error(message: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code, headers=_NO_STORE)
+
+
+def _json(body: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code, headers=_NO_STORE)
+
+
+class AlertEndpoints:
+    """The handlers, bound to one monitor."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.alerts = monitor.alerts
+
+    async def active(self, request: Request) -> Response:
+        return _json({"alerts": [alert.to_dict() for alert in self.alerts.active()]})
+
+    async def history(self, request: Request) -> Response:
+        raw = request.query_params.get("limit")
+        limit = DEFAULT_HISTORY_LIMIT
+        if raw is not None:
+            try:
+                limit = int(raw)
+            except ValueError:
+                limit = 0
+            if limit < 1:
+                return _error(f"limit must be a whole number >= 1 (at most {MAX_HISTORY_LIMIT} "
+                              f"are returned), got {raw!r}", 400)
+        limit = min(limit, MAX_HISTORY_LIMIT)
+        return _json({"alerts": self.alerts.history(limit), "limit": limit})
+
+    async def stats(self, request: Request) -> Response:
+        return _json(self.alerts.stats())
+
+    async def silences(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._create_silence(request)
+        return _json({"silences": [s.to_dict() for s in self.alerts.silences.list()]})
+
+    async def _create_silence(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _error("the body must be a JSON object such as {\"rule\": \"high_error_rate\", "
+                          "\"duration_minutes\": 60, \"comment\": \"deploying\"}", 400)
+        problem = _silence_problem(body)
+        if problem is not None:
+            return _error(problem, 400)
+        matchers = dict(body.get("matchers") or {})
+        if "rule" in body:
+            matchers["alertname"] = body["rule"]
+        seconds = (body["duration_seconds"] if "duration_seconds" in body
+                   else body["duration_minutes"] * 60)
+        who = getattr(request.state, "admin_user", None) or "anonymous"
+        silence = self.alerts.silences.create(matchers, seconds, comment=body.get("comment", ""),
+                                              created_by=str(who))
+        return _json(silence.to_dict(), 201)
+
+    async def delete_silence(self, request: Request) -> Response:
+        silence_id = request.path_params["id"]
+        if not self.alerts.silences.expire(silence_id):
+            return _error(f"no current silence with id {silence_id!r}; GET the silences for "
+                          "the list", 404)
+        return _json({"expired": silence_id})
+
+
+def _silence_problem(body: Any) -> str | None:
+    """What is wrong with a silence request, or None."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    unknown = sorted(set(body) - _SILENCE_FIELDS)
+    if unknown:
+        return f"unknown field(s) {unknown}; accepted: {sorted(_SILENCE_FIELDS)}"
+    rule, matchers = body.get("rule"), body.get("matchers")
+    if rule is None and not matchers:
+        return "give \"rule\" (a rule name) and/or \"matchers\" (an object of label: value)"
+    if rule is not None and (not isinstance(rule, str) or not rule):
+        return "\"rule\" must be a non-empty string (a rule name)"
+    if matchers is not None and (not isinstance(matchers, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in matchers.items())):
+        return "\"matchers\" must be an object of label name: value strings"
+    durations = [k for k in ("duration_minutes", "duration_seconds") if k in body]
+    if len(durations) != 1:
+        return "give exactly one of \"duration_minutes\" and \"duration_seconds\""
+    duration = body[durations[0]]
+    if (not isinstance(duration, (int, float)) or isinstance(duration, bool)
+            or not math.isfinite(duration) or duration <= 0):
+        return f"\"{durations[0]}\" must be a number > 0, got {duration!r}"
+    if not isinstance(body.get("comment", ""), str):
+        return "\"comment\" must be a string"
+    return None
