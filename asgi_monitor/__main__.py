@@ -44,6 +44,13 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from .prometheus_rules import rules_yaml
+
+    sys.stdout.write(rules_yaml(MonitoringConfig.from_env()))
+    return 0
+
+
 def _load_app(path: str) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
@@ -97,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser(
         "config", help="print the effective configuration from the environment (secrets masked)")
     config.set_defaults(handler=_config)
+
+    rules = commands.add_parser(
+        "rules", help="print the default alert rules as a Prometheus rules file")
+    rules.set_defaults(handler=_rules)
 
     check = commands.add_parser(
         "check", help="run an app's health checks once; exit 1 if the app is critical")
