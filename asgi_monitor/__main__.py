@@ -27,14 +27,12 @@ class CommandError(Exception):
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise CommandError("the demo needs uvicorn: pip install 'asgi-monitoring[demo]'") from None
-    from .demo.app import create_app
+    from .demo.run import run_demo
 
-    print(f"asgi_monitor demo on http://{args.host}:{args.port}/ "
-          f"(metrics: http://{args.host}:{args.port}/api/metrics)", flush=True)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    run_demo(args.host, args.port, traffic=not args.no_traffic)
     return 0
 
 
@@ -99,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the example app wrapped in the middleware")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--no-traffic", action="store_true",
+                      help="do not generate synthetic traffic")
     demo.set_defaults(handler=_demo)
 
     config = commands.add_parser(

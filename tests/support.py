@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -134,3 +139,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_process(command: list[str], ready_url: str, *, timeout: float = 30.0,
+                    env: dict[str, str] | None = None,
+                    cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a real server, wait until ``ready_url`` answers 2xx, stop it afterwards.
+
+    Fails (not skips) if it exits or does not become ready in time, with its last output.
+    """
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-3000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{command[0]} exited with {process.returncode}:\n{output()}")
+            try:
+                if httpx.get(ready_url, timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{command[0]} not ready at {ready_url} after {timeout:g}s:\n"
+                            f"{output()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()

@@ -1,28 +1,52 @@
-"""An example app to try asgi_monitor on: a few routes, a mounted sub-app, a slow and a failing one.
+"""An example shop wrapped in MonitoringMiddleware, instrumented the way a real app would be.
 
-Run it with ``make demo`` (or ``python -m asgi_monitor demo``), then open
-http://127.0.0.1:8000/api/metrics.
+Routes: a home page, items, a mounted ``/shop`` sub-app, a slow and a failing endpoint, a login
+that records successes and failures, a cached lookup and a SQLite-backed order list. A fake
+"payments" dependency flaps (down for 20 s of every 60 s) so a health check degrades and a custom
+alert rule fires and resolves; ``/demo/webhook`` is a local sink that prints what the webhook
+alert channel sends. Run it with ``make demo`` (``python -m asgi_monitor demo``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from ..alerting.models import AlertSeverity
 from ..config import MonitoringConfig
+from ..health.models import HealthCheck, HealthStatus
+from ..instrumentation import monitor_cache_operation, monitor_database_operation
 from ..middleware import MonitoringMiddleware
 
-__all__ = ["create_app"]
+__all__ = ["FLAP_PERIOD_SECONDS", "create_app", "payments_up"]
+
+FLAP_PERIOD_SECONDS = 60.0
+FLAP_DOWN_SECONDS = 20.0
+_started = time.monotonic()
+_cache: dict[str, str] = {}
+
+
+def payments_up(now: float | None = None) -> bool:
+    """The fake payment provider is down for the last 20 s of every minute."""
+    elapsed = ((time.monotonic() if now is None else now) - _started) % FLAP_PERIOD_SECONDS
+    return elapsed < FLAP_PERIOD_SECONDS - FLAP_DOWN_SECONDS
 
 
 async def home(request: Request) -> Response:
     return PlainTextResponse(
-        "asgi_monitor demo\n\nTry /api/metrics, /items/42, /slow, /error, /shop/orders/7\n")
+        "asgi_monitor demo\n\n"
+        "Dashboard: /admin/monitoring   Metrics: /api/metrics   Health: /api/health\n"
+        "Routes: /items/42, /slow, /error, /login (POST), /cache/{key}, /shop/orders/7\n")
 
 
 async def item(request: Request) -> Response:
@@ -35,22 +59,104 @@ async def slow(request: Request) -> Response:
 
 
 async def error(request: Request) -> Response:
-    raise RuntimeError("demo failure: this endpoint always fails")
+    # Answered, not raised, so the console shows the alert sinks rather than tracebacks; an
+    # exception would be recorded as a 500 just the same.
+    return JSONResponse({"error": "demo failure: this endpoint always fails"}, status_code=500)
+
+
+async def login(request: Request) -> Response:
+    users = request.app.state.monitor.collector.users
+    form = await request.json() if request.headers.get("content-type") == "application/json" \
+        else {}
+    if form.get("password") == "demo":
+        users.login_succeeded()
+        return JSONResponse({"ok": True})
+    users.login_failed("bad_credentials")
+    return JSONResponse({"ok": False}, status_code=401)
+
+
+@monitor_cache_operation("demo", "get")
+async def _cache_get(key: str) -> str | None:
+    return _cache.get(key)
+
+
+@monitor_cache_operation("demo", "set")
+async def _cache_set(key: str, value: str) -> None:
+    _cache[key] = value
+
+
+async def cached(request: Request) -> Response:
+    key = request.path_params["key"]
+    value = await _cache_get(key)
+    if value is None:
+        value = f"value-of-{key}"
+        await _cache_set(key, value)
+    return JSONResponse({"key": key, "value": value})
+
+
+class Orders:
+    """A real SQLite table behind ``@monitor_database_operation``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, total REAL)")
+            db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?)",
+                           [(i, i * 9.5) for i in range(1, 50)])
+
+    @monitor_database_operation("get_order")
+    def get(self, order_id: int) -> tuple[int, float] | None:
+        with sqlite3.connect(self.path) as db:
+            row = db.execute("SELECT id, total FROM orders WHERE id = ?", (order_id,)).fetchone()
+        return (int(row[0]), float(row[1])) if row else None
 
 
 async def order(request: Request) -> Response:
-    return JSONResponse({"order": request.path_params["order_id"], "status": "shipped"})
+    found = request.app.state.orders.get(request.path_params["order_id"])
+    if found is None:
+        return JSONResponse({"error": "no such order"}, status_code=404)
+    return JSONResponse({"order": found[0], "total": found[1]})
 
 
-shop = Starlette(routes=[Route("/orders/{order_id:int}", order)])
+async def webhook_sink(request: Request) -> Response:
+    payload = await request.json()
+    alerts = ", ".join(f"{a['labels'].get('alertname')} {a['status']}"
+                       for a in payload.get("alerts", []))
+    print(f"[webhook sink] {alerts} ({len(json.dumps(payload))} bytes, Alertmanager v4 JSON)",
+          flush=True)
+    return JSONResponse({"received": True})
 
 
 def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
+    shop = Starlette(routes=[Route("/orders/{order_id:int}", order)])
     app = Starlette(routes=[
         Route("/", home),
         Route("/items/{item_id:int}", item),
         Route("/slow", slow),
         Route("/error", error),
+        Route("/login", login, methods=["POST"]),
+        Route("/cache/{key}", cached),
+        Route("/demo/webhook", webhook_sink, methods=["POST"]),
         Mount("/shop", shop),
     ])
-    return MonitoringMiddleware(app, config)
+    monitored = MonitoringMiddleware(app, config)
+    monitor = monitored.monitor
+    app.state.monitor = monitor
+    shop.state.orders = app.state.orders = Orders(Path(tempfile.gettempdir()) /
+                                                  "asgi_monitor_demo.sqlite3")
+
+    def payments_check() -> HealthCheck:
+        up = payments_up()
+        return HealthCheck("payments", HealthStatus.HEALTHY if up else HealthStatus.CRITICAL,
+                           "payment provider answers" if up else "payment provider unreachable")
+
+    monitor.health.register_check("payments", "Fake payment provider (flaps every minute)",
+                                  payments_check, interval_seconds=5, critical=False,
+                                  groups=("readiness",))
+    monitor.alerts.register_rule(
+        "payments_unreachable", "The payment provider health check is failing",
+        lambda: monitor.health.result("payments").status is HealthStatus.CRITICAL,
+        AlertSeverity.WARNING, cooldown_minutes=5, for_seconds=5,
+        annotations={"summary": "Payments are failing",
+                     "runbook_url": "https://example.org/runbooks/payments"})
+    return monitored

@@ -1,0 +1,113 @@
+"""``asgi-monitor demo``: the example app under uvicorn, with synthetic traffic and local sinks.
+
+Settings a user did not set get demo values: short intervals so charts move and alerts fire and
+resolve within about a minute, the webhook channel pointed at the app's own ``/demo/webhook``
+sink, e-mail to a local SMTP sink (when aiosmtpd is installed) that prints what it receives, and
+an admin login generated for this run and printed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..config import MonitoringConfig
+
+__all__ = ["demo_environment", "run_demo"]
+
+SMTP_SINK_PORT = 8025
+
+
+def demo_environment(port: int, *, email: bool) -> dict[str, str]:
+    defaults = {
+        "METRICS_COLLECTION_INTERVAL": "5",
+        "HEALTH_CHECK_INTERVAL": "10",
+        "ALERT_CHECK_INTERVAL": "5",
+        "ALERT_WINDOW_SECONDS": "30",
+        "ALERT_MIN_REQUESTS": "10",
+        "ALERT_COOLDOWN_MINUTES": "2",
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/demo/webhook",
+        "MONITORING_ADMIN_USERNAME": "admin",
+        "MONITORING_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        # The demo's own traffic all comes from one address.
+        "MONITORING_RATE_LIMIT_PER_SECOND": "50",
+        "MONITORING_RATE_LIMIT_BURST": "200",
+    }
+    if email:
+        defaults.update({"ALERT_EMAIL_ENABLED": "true", "SMTP_SERVER": "127.0.0.1",
+                         "SMTP_PORT": str(SMTP_SINK_PORT), "SMTP_STARTTLS": "false",
+                         "FROM_EMAIL": "asgi-monitor-demo@localhost",
+                         "ALERT_EMAIL_TO": "oncall@localhost"})
+    return {**defaults, **os.environ}
+
+
+@contextmanager
+def _smtp_sink() -> Iterator[bool]:
+    """A local SMTP server that prints each message it receives (if aiosmtpd is installed)."""
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        yield False
+        return
+
+    class Printer:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            subject = next((line for line in envelope.content.decode(errors="replace")
+                            .splitlines() if line.lower().startswith("subject:")), "")
+            print(f"[e-mail sink] to {', '.join(envelope.rcpt_tos)}: {subject}", flush=True)
+            return "250 OK"
+
+    controller = Controller(Printer(), hostname="127.0.0.1", port=SMTP_SINK_PORT)
+    try:
+        controller.start()
+    except OSError:
+        print(f"[e-mail sink] port {SMTP_SINK_PORT} is busy: e-mail alerts are off", flush=True)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        controller.stop()
+
+
+def run_demo(host: str, port: int, traffic: bool) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .traffic import generate_traffic
+
+    with _smtp_sink() as email:
+        env = demo_environment(port, email=email)
+        config = MonitoringConfig.from_env(env)
+        app = create_app(config)
+        base = f"http://{host}:{port}"
+        # The generated password is shown once, here, so the user can log in; one they set
+        # themselves is never echoed.
+        password = ("(yours, from MONITORING_ADMIN_PASSWORD)"
+                    if "MONITORING_ADMIN_PASSWORD" in os.environ
+                    else env["MONITORING_ADMIN_PASSWORD"])
+        user = env["MONITORING_ADMIN_USERNAME"]
+        print(f"\n  asgi_monitor demo on {base}/\n"
+              f"  dashboard: {base}{config.dashboard_path}  (user: {user}, password: {password})\n"
+              f"  metrics:   {base}{config.metrics_path}    health: {base}{config.health_path}\n"
+              f"  synthetic traffic: {'on' if traffic else 'off (--no-traffic)'}; alerts go to the "
+              f"console, the webhook sink{' and the e-mail sink' if email else ''}\n", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
+        async def main() -> None:
+            serving = asyncio.ensure_future(server.serve())
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.05)
+            generator = asyncio.ensure_future(generate_traffic(base)) if traffic else None
+            try:
+                await serving
+            finally:
+                if generator is not None:
+                    generator.cancel()
+                    await asyncio.gather(generator, return_exceptions=True)
+
+        asyncio.run(main())
