@@ -25,8 +25,10 @@ from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
+from .history import History
+from .insights import Insights
 from .multiprocess import multiprocess_dir
-from .sampling import SampleBuffer, Sampler
+from .sampling import SampleBuffer, Sampler, Window
 
 __all__ = [
     "Monitor",
@@ -78,8 +80,17 @@ class Monitor:
         self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
         self.samples = SampleBuffer(retention_seconds=3600.0)
         self.add_service("sampler", self._sample_forever)
+        # Each new sample adds one point (the interval since the previous sample) to the history.
+        self.history = History(retention_seconds=self.config.history_retention,
+                               interval=self.config.metrics_collection_interval,
+                               top_routes=self.config.history_top_routes)
 
         self.alerts = AlertManager()
+        # Read through the monitor's attributes at report time, so replacing one is seen.
+        self.collector.insights = Insights(
+            self.history, health=lambda: self.health.results(),
+            critical_checks=lambda: {n for n, c in self.health.checks.items() if c.critical},
+            alerts=lambda: self.alerts.active(), cache=self.collector.cache)
 
     async def _sample_forever(self) -> None:
         interval = self.config.metrics_collection_interval
@@ -91,8 +102,12 @@ class Monitor:
             await asyncio.sleep(interval)
 
     def take_sample(self) -> None:
-        """Read the metrics now and add the sample to :attr:`samples`."""
-        self.samples.add(self.sampler.take())
+        """Read the metrics now; add the sample to :attr:`samples`, a point to :attr:`history`."""
+        previous = self.samples.latest()
+        sample = self.sampler.take()
+        self.samples.add(sample)
+        if previous is not None:
+            self.history.add(Window(previous, sample))
 
     # -- background services --------------------------------------------------------------------
     def add_service(self, name: str, factory: ServiceFactory) -> None:
