@@ -12,19 +12,22 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .config import MonitoringConfig
-from .errors import MetricError
+from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
 from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
 from .request_metrics import RequestMetrics, RequestStore
+
+if TYPE_CHECKING:
+    from .insights import Insights
 
 __all__ = ["MetricsCollector"]
 
@@ -116,6 +119,9 @@ class MetricsCollector:
         self._lock = threading.Lock()
         # Read at scrape time by the process that answers it (see Monitor.scrape_registry).
         self.scrape_collectors: list[Collector] = []
+        # Set by the Monitor, which owns the history the insights read (see get_performance_
+        # insights); the collector never imports the monitor.
+        self.insights: Insights | None = None
         prefix = f"{config.namespace}_" if config.namespace else ""
         self.requests: RequestStore
         if multiprocess_dir is None:
@@ -151,6 +157,17 @@ class MetricsCollector:
         self.scrape_collectors.append(collector)
         if self.multiprocess_dir is None:
             self.registry.register(collector)
+
+    def get_performance_insights(self) -> dict[str, Any]:
+        """Health score, findings, trends and the slowest / most failing routes.
+
+        Computed from the monitor's history by documented rules (see :mod:`asgi_monitor.insights`);
+        a rule without enough data says ``"insufficient_data"`` rather than guessing.
+        """
+        if self.insights is None:
+            raise MonitoringError("this collector has no history attached; use the one "
+                                  "get_metrics_collector() or Monitor(...).collector returns")
+        return self.insights.report()
 
     # -- internal failures ----------------------------------------------------------------------
     def internal_error(self, where: str, exc: BaseException) -> None:

@@ -299,6 +299,19 @@ class MonitoringConfig:
         default=("/",), metadata=_env("MONITORING_DISK_PATHS", _parse_list)
     )
 
+    # History and dashboard (issue 7). How long the in-memory history keeps points (one per
+    # METRICS_COLLECTION_INTERVAL), how many of the busiest routes each point keeps, and how often
+    # the dashboard's charts fetch new points.
+    history_retention: float = field(
+        default=3600.0, metadata=_env("MONITORING_HISTORY_RETENTION", _parse_float)
+    )
+    history_top_routes: int = field(
+        default=20, metadata=_env("MONITORING_HISTORY_TOP_ROUTES", _parse_int)
+    )
+    dashboard_refresh: float = field(
+        default=5.0, metadata=_env("MONITORING_DASHBOARD_REFRESH", _parse_float)
+    )
+
     # Request metrics.
     excluded_paths: tuple[str, ...] = field(
         default=(), metadata=_env("MONITORING_EXCLUDED_PATHS", _parse_list)
@@ -312,7 +325,8 @@ class MonitoringConfig:
 
     def __post_init__(self) -> None:
         for name in ("health_check_interval", "metrics_collection_interval",
-                     "alert_check_interval", "health_check_timeout",
+                     "alert_check_interval", "health_check_timeout", "history_retention",
+                     "dashboard_refresh",
                      "health_loop_lag_warning_ms", "health_loop_lag_critical_ms"):
             value = getattr(self, name)
             if (not isinstance(value, (int, float)) or isinstance(value, bool)
@@ -336,6 +350,9 @@ class MonitoringConfig:
                        self.health_loop_lag_warning_ms)
         if not isinstance(self.smtp_port, int) or not 0 < self.smtp_port < 65536:
             self._fail("smtp_port", "a port number from 1 to 65535", self.smtp_port)
+        top = self.history_top_routes
+        if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+            self._fail("history_top_routes", "a whole number >= 1", top)
         if not isinstance(self.max_series_per_metric, int) or self.max_series_per_metric < 1:
             self._fail("max_series_per_metric", "a whole number >= 1", self.max_series_per_metric)
         if self.namespace and not _NAMESPACE_RE.match(self.namespace):

@@ -30,6 +30,8 @@ from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
+from .history import History
+from .insights import Insights
 from .logs import configure_package_logging
 from .multiprocess import multiprocess_dir
 from .sampling import SampleBuffer, Sampler
@@ -85,6 +87,10 @@ class Monitor:
         self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
         self.samples = SampleBuffer(retention_seconds=3600.0)
         self.add_service("sampler", self._sample_forever)
+        # Each new sample adds one point (the interval since the previous sample) to the history.
+        self.history = History(retention_seconds=self.config.history_retention,
+                               interval=self.config.metrics_collection_interval,
+                               top_routes=self.config.history_top_routes)
 
         # Alerting: one process evaluates and sends (see alerting/leader.py). Silences and the
         # sender's alerts are shared through files next to the lock, since an admin's request
@@ -105,6 +111,11 @@ class Monitor:
             install_default_rules(self.alerts, self.config, self.samples, self.health)
         self.collector.add_scrape_collector(AlertMetrics(self.alerts, _prefix(self.config)))
         self.add_service("alerts", self._alert_forever)
+        # Read through the monitor's attributes at report time, so replacing one is seen.
+        self.collector.insights = Insights(
+            self.history, health=lambda: self.health.results(),
+            critical_checks=lambda: {n for n, c in self.health.checks.items() if c.critical},
+            alerts=lambda: self.alerts.active(), cache=self.collector.cache)
 
     async def _alert_forever(self) -> None:
         interval = self.config.alert_check_interval
@@ -118,7 +129,7 @@ class Monitor:
                 if leader:
                     # A fresh sample, so rules see the metrics as of now, not of the last sample.
                     try:
-                        self.take_sample()
+                        self.take_sample(history=False)
                     except Exception as exc:
                         self.collector.internal_error("sampler", exc)
                     await self.alerts.evaluate()
@@ -138,9 +149,14 @@ class Monitor:
                 self.collector.internal_error("sampler", exc)
             await asyncio.sleep(interval)
 
-    def take_sample(self) -> None:
-        """Read the metrics now and add the sample to :attr:`samples`."""
-        self.samples.add(self.sampler.take())
+    def take_sample(self, *, history: bool = True) -> None:
+        """Read the metrics now; add the sample to :attr:`samples` and, unless ``history`` is
+        false, a point to :attr:`history` (so the history keeps the sampler's interval even
+        though the alert loop samples more often)."""
+        sample = self.sampler.take()
+        self.samples.add(sample)
+        if history:
+            self.history.offer(sample)
 
     # -- background services --------------------------------------------------------------------
     def add_service(self, name: str, factory: ServiceFactory) -> None:

@@ -10,6 +10,7 @@ PromQL's ``increase()`` does, so nothing is counted twice on the request path.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -221,8 +222,9 @@ class SampleBuffer:
     """The samples of the last ``retention_seconds`` (bounded by time and by count).
 
     Per-route totals are the bulky part of a sample (hundreds of routes, each with buckets), so
-    only the two newest samples keep them: enough for the latest interval's per-route deltas,
-    which history turns into small derived points. Older samples keep the app-wide totals.
+    only the two newest samples in the buffer keep them; older ones are replaced by copies with
+    the app-wide totals only (copies, so a reference held elsewhere, such as the history's start
+    sample, keeps its routes).
     """
 
     def __init__(self, retention_seconds: float, max_samples: int = 2000) -> None:
@@ -231,8 +233,8 @@ class SampleBuffer:
 
     def add(self, sample: Sample) -> None:
         self._samples.append(sample)
-        if len(self._samples) >= 3:
-            self._samples[-3].routes = {}
+        if len(self._samples) >= 3 and self._samples[-3].routes:
+            self._samples[-3] = dataclasses.replace(self._samples[-3], routes={})
         horizon = sample.time - self.retention_seconds
         while len(self._samples) > 2 and self._samples[0].time < horizon:
             self._samples.popleft()

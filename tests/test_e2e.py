@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import free_port, require_binary, running_process
+from support import free_port, require_binary, running_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +22,6 @@ def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5)
     response.raise_for_status()
     return list(response.json()["data"]["result"])
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def test_two_workers_prometheus_and_alertmanager(tmp_path: Path) -> None:
@@ -96,13 +84,14 @@ scrape_configs:
             return found if found == (ITEMS, ERRORS) else None
 
         # Exact totals across both workers, as Prometheus stored them.
-        assert wait_for(totals, 30, "Prometheus to scrape the exact totals") == (ITEMS, ERRORS)
+        found = wait_until(totals, timeout=30, what="Prometheus to scrape the exact totals")
+        assert found == (ITEMS, ERRORS)
 
         def pushed() -> list[dict[str, Any]]:
             response = httpx.get(f"{alertmanager}/api/v2/alerts",
                                  params={"filter": 'alertname="high_error_rate"'}, timeout=5)
             return list(response.json())
 
-        [alert] = wait_for(pushed, 30, "the error-rate alert in Alertmanager")
+        [alert] = wait_until(pushed, timeout=30, what="the error-rate alert in Alertmanager")
         assert alert["labels"]["severity"] == "critical"
         assert alert["status"]["state"] == "active"

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from support import stop_process
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware
 from asgi_monitor import multiprocess as mp
@@ -151,12 +152,7 @@ def two_workers(tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         assert server.stderr is not None
         server.stderr.close()
 

@@ -46,6 +46,8 @@ def secret_config() -> MonitoringConfig:
     return MonitoringConfig(
         admin_username=USER, smtp_server="smtp.example.com", smtp_username="mailer",
         from_email="monitor@example.com", alert_email_enabled=True,
+        # Four requests per endpoint outgrow the default burst; this test is about secrets.
+        rate_limit_per_second=0,
         **SECRETS,  # type: ignore[arg-type]
     )
 

@@ -110,6 +110,10 @@ class CacheMetrics:
                 misses += counts.misses
         return hits / (hits + misses) if hits + misses else None
 
+    def lookup_counts(self) -> dict[str, tuple[int, int]]:
+        """(hits, misses) by cache name, counted in this process (what :meth:`hit_rate` uses)."""
+        return {name: (counts.hits, counts.misses) for (name,), counts in self._caches.items()}
+
 
 def monitor_cache_operation(
     cache: str,

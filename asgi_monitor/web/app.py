@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..monitor import Monitor
 from .alerts import AlertEndpoints
+from .dashboard import DashboardEndpoints
 from .gate import Access, Gate, Handler, SecurityHeaders
 from .health import HealthEndpoints
 from .metrics import metrics_endpoint
@@ -37,23 +38,33 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
     """Every endpoint of the sub-app, with its access level."""
     config = monitor.config
     health = HealthEndpoints(monitor)
-    hp = config.health_path
     alerts = AlertEndpoints(monitor)
+    dashboard = DashboardEndpoints(monitor)
+    hp, mp, dp = config.health_path, config.metrics_path, config.dashboard_path
     ap = config.alerts_path
     return [
-        Endpoint(config.metrics_path, metrics_endpoint(monitor), access="metrics"),
+        # Under the metrics prefix but their own paths (the middleware sends {mp}/... here too).
+        Endpoint(f"{mp}/summary", dashboard.summary, access="admin"),
+        Endpoint(f"{mp}/performance", dashboard.performance, access="admin"),
+        Endpoint(mp, metrics_endpoint(monitor), access="metrics"),
         Endpoint(hp, health.overall, access="public"),
         # The probes come before {name} so they win the match; no check may be named so.
         Endpoint(f"{hp}/live", health.live, access="public"),
         Endpoint(f"{hp}/ready", health.ready, access="public"),
         Endpoint(f"{hp}/{{name}}", health.one, access="public"),
         Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
-        Endpoint(f"{config.dashboard_path}/config", config_endpoint(monitor), access="admin"),
         Endpoint(ap, alerts.active),
         Endpoint(f"{ap}/history", alerts.history),
         Endpoint(f"{ap}/stats", alerts.stats),
         Endpoint(f"{ap}/silences", alerts.silences, methods=("GET", "POST")),
         Endpoint(f"{ap}/silences/{{id}}", alerts.delete_silence, methods=("DELETE",)),
+        Endpoint(dp, dashboard.page, access="admin"),
+        Endpoint(f"{dp}/history.json", dashboard.history, access="admin"),
+        # Our own CSS/JS and the vendored uPlot: identical in every install, so public.
+        Endpoint(f"{dp}/static/{{file}}", dashboard.static, access="public"),
+        Endpoint(f"{dp}/grafana", dashboard.grafana, access="admin"),
+        Endpoint(f"{dp}/export", dashboard.export, access="admin"),
+        Endpoint(f"{dp}/config", config_endpoint(monitor), access="admin"),
     ]
 
 

@@ -1,0 +1,176 @@
+"""A Grafana dashboard (classic JSON model) for the metrics asgi_monitor exports.
+
+``grafana_dashboard(namespace)`` returns a dict ready for ``json.dump``; the sub-app serves it at
+``GET {dashboard_path}/grafana``. It works both ways Grafana loads dashboards:
+
+- the import UI reads ``__inputs`` (asks which Prometheus data source to use, replacing
+  ``${DS_PROMETHEUS}``) and ``__requires``;
+- file provisioning ignores those, so every panel and query uses the ``datasource`` template
+  variable (``type: datasource``, ``query: prometheus``), which picks the default Prometheus data
+  source when ``${DS_PROMETHEUS}`` was never substituted.
+
+The uid is stable (derived from the namespace only), so re-importing updates the same dashboard.
+Every query honours the metric-name namespace; ``tests/test_grafana.py`` evaluates each one
+against a real Prometheus scraping a test app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["grafana_dashboard", "queries"]
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+_WIDTH = 24  # Grafana's grid is 24 columns wide
+
+
+def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref,
+            "range": True, "editorMode": "code"}
+
+
+def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str = "timeseries",
+           description: str = "") -> dict[str, Any]:
+    refs = "ABCDEFGHIJ"
+    panel: dict[str, Any] = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+        "targets": [_target(expr, legend, refs[i]) for i, (expr, legend) in enumerate(targets)],
+    }
+    if kind == "stat":
+        panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "colorMode": "background", "graphMode": "none",
+                            "textMode": "name"}
+    return panel
+
+
+def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows of panels; ``p`` is the metric-name prefix (namespace + "_" or "")."""
+    rate = "$__rate_interval"
+    requests = f"{p}http_requests_total"
+    duration = f"{p}http_request_duration_seconds_bucket"
+
+    def quantile(q: str, by: str = "le") -> str:
+        return f"histogram_quantile({q}, sum by ({by}) (rate({duration}[{rate}])))"
+
+    return [
+        ("HTTP", [
+            _panel("Request rate by route", "reqps", [
+                (f"sum by (route) (rate({requests}[{rate}]))", "{{route}}")]),
+            _panel("5xx error ratio", "percentunit", [
+                (f'(sum(rate({requests}{{status=~"5.."}}[{rate}])) or vector(0)) '
+                 f"/ sum(rate({requests}[{rate}]))", "5xx / all")],
+                description="Server errors over all requests; 0 when there were none."),
+            _panel("Latency quantiles", "s", [
+                (quantile("0.5"), "p50"), (quantile("0.95"), "p95"), (quantile("0.99"), "p99")],
+                description="histogram_quantile over http_request_duration_seconds."),
+            _panel("p95 latency by route", "s", [(quantile("0.95", "le, route"), "{{route}}")]),
+            _panel("Requests in progress", "short", [
+                (f"sum by (method) ({p}http_requests_in_progress)", "{{method}}")]),
+        ]),
+        ("Health", [
+            _panel("Health checks", "short", [
+                (f"{p}health_check_status == 1", "{{check}}: {{status}}")], kind="stat",
+                description="Each check's current status (the series whose value is 1)."),
+            _panel("Overall health status", "short", [
+                (f"{p}health_status == 1", "{{status}}")], kind="stat"),
+        ]),
+        ("Database and cache", [
+            _panel("Database queries by operation and status", "ops", [
+                (f"sum by (operation, status) (rate({p}db_queries_total[{rate}]))",
+                 "{{operation}} {{status}}")]),
+            _panel("Database p95 latency", "s", [
+                (f"histogram_quantile(0.95, sum by (le, operation) "
+                 f"(rate({p}db_query_duration_seconds_bucket[{rate}])))", "{{operation}}")]),
+            _panel("Cache operations", "ops", [
+                (f"sum by (cache, operation) (rate({p}cache_operations_total[{rate}]))",
+                 "{{cache}} {{operation}}")]),
+            _panel("Cache hit ratio", "percentunit", [
+                (f'sum by (cache) (rate({p}cache_operations_total{{operation="hit"}}[{rate}])) '
+                 f"/ sum by (cache) (rate({p}cache_operations_total"
+                 f'{{operation=~"hit|miss"}}[{rate}]))', "{{cache}}")]),
+        ]),
+        ("System", [
+            _panel("CPU and memory", "percent", [
+                (f"{p}system_cpu_usage_percent", "CPU"),
+                (f"{p}system_memory_usage_percent", "memory")]),
+            _panel("Disk use", "percent", [(f"{p}system_disk_usage_percent", "{{path}}")]),
+            _panel("Process resident memory", "bytes", [
+                (f"{p}app_process_resident_memory_bytes", "{{instance}}")]),
+        ]),
+    ]
+
+
+def grafana_dashboard(namespace: str = "", *, title: str | None = None) -> dict[str, Any]:
+    """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE)."""
+    prefix = f"{namespace}_" if namespace else ""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    next_id = 1
+    for row_title, row in _panels(prefix):
+        panels.append({"type": "row", "title": row_title, "collapsed": False, "id": next_id,
+                       "gridPos": {"h": 1, "w": _WIDTH, "x": 0, "y": y}, "panels": []})
+        next_id += 1
+        y += 1
+        width = 12 if len(row) % 2 == 0 else 8
+        for i, panel in enumerate(row):
+            x = (i * width) % _WIDTH
+            if i and x == 0:
+                y += 8
+            panel["id"] = next_id
+            panel["gridPos"] = {"h": 8, "w": width, "x": x, "y": y}
+            panels.append(panel)
+            next_id += 1
+        y += 8
+    uid = f"asgi-monitor-{namespace}"[:40] if namespace else "asgi-monitor"
+    return {
+        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus",
+                      "description": "The Prometheus that scrapes this app's /api/metrics",
+                      "type": "datasource", "pluginId": "prometheus",
+                      "pluginName": "Prometheus"}],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "9.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
+            {"type": "panel", "id": "stat", "name": "Stat", "version": ""},
+        ],
+        "id": None,
+        "uid": uid,
+        "title": title or (f"ASGI monitoring ({namespace})" if namespace else "ASGI monitoring"),
+        "description": "Request, health, database, cache and system metrics from asgi_monitor.",
+        "tags": ["asgi", "asgi_monitor"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "timepicker": {"refresh_intervals": ["10s", "30s", "1m", "5m"]},
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "links": [],
+        "annotations": {"list": []},
+        "templating": {"list": [{
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {"text": "${DS_PROMETHEUS}", "value": "${DS_PROMETHEUS}"},
+            "hide": 0,
+            "refresh": 1,
+            "regex": "",
+            "options": [],
+        }]},
+        "panels": panels,
+    }
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression in ``dashboard`` (for tests and for checking by hand)."""
+    return [target["expr"] for panel in dashboard["panels"]
+            for target in panel.get("targets", [])]

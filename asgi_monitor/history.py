@@ -1,0 +1,189 @@
+"""History: a bounded time series derived from consecutive metric samples.
+
+Each time the Monitor's sampler takes a :class:`~asgi_monitor.sampling.Sample`, :meth:`History.add`
+turns the interval since the previous one (a :class:`~asgi_monitor.sampling.Window`) into one
+small :class:`Point`: request and error rates, latency p50/p95/p99 from the histogram bucket
+increases (Prometheus' ``histogram_quantile`` over the interval), requests in progress, CPU,
+memory and disk use, process RSS, and rate / error ratio / p95 of the interval's busiest routes.
+
+Points live in a fixed-size deque (``retention / interval`` of them), so memory is bounded by
+construction: the README gives the measured figure (an hour at 5 s with 200 routes).
+Samples themselves stay in the :class:`~asgi_monitor.sampling.SampleBuffer`; nothing here
+touches the request path.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .sampling import Sample, Window
+
+__all__ = ["History", "Point", "RoutePoint"]
+
+# The quantiles a point keeps, as (attribute, q).
+_QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+# The columns history.json and the export carry, in this order.
+COLUMNS = ("time", "seconds", "requests", "errors", "request_rate", "error_rate", "error_ratio",
+           "p50_ms", "p95_ms", "p99_ms", "in_progress", "cpu_percent", "memory_percent",
+           "disk_percent", "rss_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePoint:
+    """One route over one interval (``route`` is "METHOD /template")."""
+
+    route: str
+    requests: float
+    errors: float  # 5xx
+    p95: float | None  # seconds
+
+    def to_dict(self, seconds: float) -> dict[str, Any]:
+        return {"route": self.route, "requests": self.requests,
+                "rate": self.requests / seconds if seconds > 0 else None,
+                "error_ratio": self.errors / self.requests if self.requests else None,
+                "p95_ms": _ms(self.p95)}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """What happened in one sampling interval that ended at ``time`` (unix seconds).
+
+    Counts are increases over the interval (``seconds`` long); gauges are the values at its end;
+    latencies are seconds. ``None`` means "not measured" (no requests, no psutil), never zero.
+    """
+
+    time: float
+    seconds: float
+    requests: float
+    errors: float  # 5xx
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    in_progress: float
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None  # the fullest configured path
+    rss_bytes: float | None
+    routes: tuple[RoutePoint, ...] = ()  # the busiest first
+
+    @property
+    def request_rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.seconds
+
+    @property
+    def error_ratio(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def column(self, name: str) -> float | None:
+        """The value of one of :data:`COLUMNS` (latencies in milliseconds)."""
+        if name.endswith("_ms"):
+            return _ms(getattr(self, name[:-3]))
+        value: float | None = getattr(self, name)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: _round(name, self.column(name)) for name in COLUMNS}
+        out["routes"] = [route.to_dict(self.seconds) for route in self.routes]
+        return out
+
+
+class History:
+    """The last ``retention_seconds`` of points, one per sampling ``interval``.
+
+    ``top_routes`` bounds the per-route data: each point keeps the routes with the most requests
+    in its interval.
+    """
+
+    def __init__(self, *, retention_seconds: float, interval: float, top_routes: int = 20) -> None:
+        self.retention_seconds = retention_seconds
+        self.interval = interval
+        self.top_routes = top_routes
+        self.max_points = max(2, math.ceil(retention_seconds / interval) + 1)
+        self._points: deque[Point] = deque(maxlen=self.max_points)
+        self._previous: Sample | None = None
+
+    def offer(self, sample: Sample) -> Point | None:
+        """Add the point from the previous offered sample to this one (None for the first).
+
+        The history keeps its own reference to that previous sample: other samples may be taken
+        in between (the alert loop takes its own), and the buffer strips their per-route totals,
+        but the one a point starts from keeps them.
+        """
+        previous, self._previous = self._previous, sample
+        return None if previous is None else self.add(Window(previous, sample))
+
+    def add(self, window: Window) -> Point:
+        """Derive the point for ``window`` (the previous sample to the new one) and keep it."""
+        start, end = window.start, window.end
+        seconds = window.seconds
+        quantiles = {name: window.latency_quantile(q) for name, q in _QUANTILES}
+        point = Point(
+            time=end.time, seconds=seconds, requests=window.increase("requests"),
+            errors=window.increase("errors"), in_progress=end.in_progress,
+            cpu_percent=end.cpu_percent, memory_percent=end.memory_percent,
+            disk_percent=max(end.disk_percent.values(), default=None),
+            rss_bytes=end.process_rss_bytes, routes=self._routes(window),
+            **quantiles,
+        )
+        if start.time < end.time:
+            self.append(point)
+        return point
+
+    def append(self, point: Point) -> None:
+        """Keep ``point`` (the oldest one goes once ``max_points`` are held)."""
+        self._points.append(point)
+
+    def _routes(self, window: Window) -> tuple[RoutePoint, ...]:
+        busy = [(window.route_increase(key, "requests"), key) for key in window.end.routes]
+        busy = [(count, key) for count, key in busy if count > 0]
+        busy.sort(key=lambda item: (-item[0], item[1]))
+        points = []
+        for count, key in busy[:self.top_routes]:
+            # Every point names its routes: one shared string per route, not one per point.
+            points.append(RoutePoint(sys.intern(key), count, window.route_increase(key, "errors"),
+                                     window.latency_quantile(0.95, route=key)))
+        return tuple(points)
+
+    def __iter__(self) -> Iterator[Point]:
+        return iter(list(self._points))
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def latest(self) -> Point | None:
+        return self._points[-1] if self._points else None
+
+    def points(self, since: float | None = None, seconds: float | None = None) -> list[Point]:
+        """Points newer than ``since`` (unix time) and/or within the last ``seconds``."""
+        points = list(self._points)
+        if seconds is not None and points:
+            horizon = points[-1].time - seconds
+            points = [p for p in points if p.time > horizon]
+        if since is not None:
+            points = [p for p in points if p.time > since]
+        return points
+
+    def columns(self, since: float | None = None) -> dict[str, list[float | None]]:
+        """Column-wise points (the shape chart libraries take), latencies in milliseconds."""
+        points = self.points(since)
+        return {name: [_round(name, p.column(name)) for p in points] for name in COLUMNS}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+def _round(name: str, value: float | None) -> float | None:
+    # Times stay exact: clients pass the last one back as ``since``.
+    if value is None or name == "time":
+        return value
+    return round(value, 6)

@@ -1,0 +1,140 @@
+"""The data behind the dashboard endpoints: the metrics summary and the export document.
+
+Plain functions of a :class:`~asgi_monitor.monitor.Monitor` returning JSON-able dicts; the
+endpoints in :mod:`asgi_monitor.web.dashboard` only encode them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from ..health.models import HealthStatus
+from ..history import COLUMNS
+from ..insight_rules import route_stats, span
+from ..monitor import Monitor
+from ..sampling import Sample
+
+__all__ = ["busiest_routes", "export_document", "health_view", "history_document", "summary"]
+
+# The dashboard's route table covers this much history: one interval is too noisy at 5 s.
+ROUTES_WINDOW_SECONDS = 300.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat()
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def current_sample(monitor: Monitor) -> Sample:
+    """The newest sample; one read now if the sampler has not run yet (no lifespan, tests)."""
+    latest = monitor.samples.latest()
+    return latest if latest is not None else monitor.sampler.take()
+
+
+def health_view(monitor: Monitor) -> dict[str, Any]:
+    checks = monitor.health.checks
+    results = monitor.health.results()
+    return {
+        "status": monitor.health.overall().value,
+        "checks": {name: {**result.public_view(admin=True),
+                          "critical": checks[name].critical if name in checks else True}
+                   for name, result in results.items()},
+    }
+
+
+def summary(monitor: Monitor) -> dict[str, Any]:
+    """``GET /api/metrics/summary``: totals since start, the last interval's rates, gauges."""
+    sample = current_sample(monitor)
+    point = monitor.history.latest()
+    last_interval: dict[str, Any] | None = None
+    if point is not None:
+        last_interval = {
+            "end": _iso(point.time), "seconds": round(point.seconds, 3),
+            "requests": point.requests, "request_rate": round(point.request_rate, 4),
+            "errors": point.errors, "error_ratio": point.error_ratio,
+            "latency_ms": {"p50": _ms(point.p50), "p95": _ms(point.p95), "p99": _ms(point.p99)},
+        }
+    stats = monitor.alerts.stats()
+    return {
+        "generated_at": _now(),
+        "sampled_at": _iso(sample.time),
+        "totals": {
+            "requests": sample.requests, "errors_5xx": sample.errors,
+            "errors_4xx": sample.client_errors,
+            "mean_latency_ms": (_ms(sample.duration_sum / sample.duration_count)
+                                if sample.duration_count else None),
+            "db_queries": sample.db_queries, "db_errors": sample.db_errors,
+            "logins": sample.logins, "login_failures": sample.login_failures,
+            "cache_hits": sample.cache_hits, "cache_misses": sample.cache_misses,
+        },
+        "last_interval": last_interval,
+        "in_progress": sample.in_progress,
+        "system": {"cpu_percent": sample.cpu_percent, "memory_percent": sample.memory_percent,
+                   "disk_percent": dict(sample.disk_percent),
+                   "process_rss_bytes": sample.process_rss_bytes},
+        "cache_hit_rate": monitor.collector.cache.hit_rate(),
+        "health": {"status": monitor.health.overall().value,
+                   "checks": {name: r.status.value
+                              for name, r in monitor.health.results().items()}},
+        "alerts": {"firing": stats.get("firing", 0), "pending": stats.get("pending", 0)},
+        "history": {"points": len(monitor.history),
+                    "interval_seconds": monitor.history.interval,
+                    "retention_seconds": monitor.history.retention_seconds},
+    }
+
+
+def busiest_routes(monitor: Monitor) -> list[dict[str, Any]]:
+    """Routes by requests over the last :data:`ROUTES_WINDOW_SECONDS` of history (each point
+    keeps its interval's busiest ``history_top_routes``)."""
+    points = monitor.history.points(seconds=ROUTES_WINDOW_SECONDS)
+    stats = sorted(route_stats(points).values(), key=lambda s: (-s.requests, s.route))
+    covered = span(points)
+    return [s.to_dict(covered) for s in stats[:monitor.history.top_routes]]
+
+
+def history_document(monitor: Monitor, since: float | None = None) -> dict[str, Any]:
+    """``history.json``: the points as columns (what the charts draw) and the busiest routes
+    (:func:`busiest_routes`)."""
+    history = monitor.history
+    return {
+        "interval_seconds": history.interval,
+        "retention_seconds": history.retention_seconds,
+        "columns": list(COLUMNS),
+        "points": history.columns(since),
+        "routes": busiest_routes(monitor),
+        "routes_window_seconds": ROUTES_WINDOW_SECONDS,
+        "health": monitor.health.overall().value,
+    }
+
+
+def export_document(monitor: Monitor) -> dict[str, Any]:
+    """Everything monitoring knows, as one document (secrets masked by ``public_dict``)."""
+    alerts = monitor.alerts
+    return {
+        "generated_at": _now(),
+        "asgi_monitor_version": __version__,
+        "metrics": summary(monitor),
+        "history": {"interval_seconds": monitor.history.interval,
+                    "retention_seconds": monitor.history.retention_seconds,
+                    "points": [point.to_dict() for point in monitor.history]},
+        "health": health_view(monitor),
+        "alerts": {"active": [alert.to_dict() for alert in alerts.active()],
+                   "history": alerts.history(limit=1000), "stats": alerts.stats()},
+        "insights": monitor.collector.get_performance_insights(),
+        "configuration": monitor.config.public_dict(),
+    }
+
+
+def status_class(status: str) -> str:
+    """CSS modifier for a health status or alert severity (an allowlist: never raw data)."""
+    known = {s.value for s in HealthStatus} | {"info", "firing", "pending"}
+    return status if status in known else "unknown"

@@ -1,0 +1,174 @@
+/* asgi_monitor dashboard: draws the history with uPlot and keeps it current by polling
+   history.json. Everything from the server is written with textContent, never as HTML. */
+(function () {
+  "use strict";
+  var root = document.getElementById("dashboard");
+  if (!root || typeof uPlot === "undefined") { return; }
+  var historyUrl = root.getAttribute("data-history-url");
+  var refreshMs = Math.max(1, parseFloat(root.getAttribute("data-refresh")) || 5) * 1000;
+  var retention = parseFloat(root.getAttribute("data-retention")) || 3600;
+  var statusEl = document.getElementById("chart-status");
+  var columns = null;
+  var charts = {};
+
+  var SPECS = {
+    requests: { series: [{ key: "request_rate", label: "req/s", stroke: "#2563eb" }] },
+    errors: {
+      series: [
+        { key: "error_rate", label: "5xx/s", stroke: "#dc2626", scale: "rate" },
+        { key: "error_ratio", label: "5xx %", stroke: "#f59e0b", scale: "%", factor: 100 }
+      ],
+      axes: [{ scale: "rate" }, { scale: "%", side: 1 }]
+    },
+    latency: {
+      series: [
+        { key: "p50_ms", label: "p50 ms", stroke: "#16a34a" },
+        { key: "p95_ms", label: "p95 ms", stroke: "#f59e0b" },
+        { key: "p99_ms", label: "p99 ms", stroke: "#dc2626" }
+      ]
+    },
+    resources: {
+      series: [
+        { key: "cpu_percent", label: "CPU %", stroke: "#7c3aed" },
+        { key: "memory_percent", label: "memory %", stroke: "#0891b2" },
+        { key: "disk_percent", label: "disk %", stroke: "#64748b" }
+      ],
+      range: [0, 100]
+    }
+  };
+
+  function chartWidth(el) {
+    return Math.max(200, Math.floor(el.clientWidth - 14));
+  }
+
+  function dataFor(spec) {
+    var out = [columns.time];
+    spec.series.forEach(function (s) {
+      var values = columns[s.key] || [];
+      out.push(s.factor ? values.map(function (v) { return v === null ? null : v * s.factor; })
+                        : values);
+    });
+    return out;
+  }
+
+  function makeChart(name, el) {
+    var spec = SPECS[name];
+    var scales = { x: { time: true } };
+    var series = [{}];
+    spec.series.forEach(function (s) {
+      series.push({ label: s.label, stroke: s.stroke, width: 2, scale: s.scale || "y",
+                    spanGaps: false });
+      var key = s.scale || "y";
+      scales[key] = spec.range ? { range: spec.range } : { auto: true };
+    });
+    var axes = [{}].concat((spec.axes || [{ scale: "y" }]).map(function (a) {
+      return { scale: a.scale, side: a.side === 1 ? 1 : 3, grid: { show: a.side !== 1 } };
+    }));
+    var opts = { width: chartWidth(el), height: 190, scales: scales, series: series, axes: axes,
+                 legend: { live: true }, cursor: { drag: { x: false, y: false } } };
+    var fallback = el.querySelector(".chart-fallback");
+    if (fallback) { fallback.remove(); }
+    return new uPlot(opts, dataFor(spec), el);
+  }
+
+  function format(key, value) {
+    if (value === null || value === undefined) { return "–"; }
+    if (key === "error_ratio") { return (value * 100).toFixed(2) + " %"; }
+    if (key === "request_rate") { return value.toFixed(2); }
+    return value.toFixed(0);
+  }
+
+  function updateNumbers() {
+    var n = columns.time.length;
+    if (!n) { return; }
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      var key = el.getAttribute("data-live");
+      if (columns[key]) { el.textContent = format(key, columns[key][n - 1]); }
+    });
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (className) { td.className = className; }
+    row.appendChild(td);
+  }
+
+  function updateRoutes(routes) {
+    var body = document.getElementById("routes-body");
+    if (!body || !routes.length) { return; }
+    body.replaceChildren();
+    routes.forEach(function (r) {
+      var row = document.createElement("tr");
+      cell(row, r.route, "route");
+      cell(row, String(r.requests), "col-requests");
+      cell(row, r.rate === null ? "–" : r.rate.toFixed(2));
+      cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(1) + " %");
+      cell(row, r.p95_ms === null ? "–" : r.p95_ms.toFixed(0));
+      body.appendChild(row);
+    });
+  }
+
+  function merge(doc) {
+    var incoming = doc.points;
+    if (columns === null) { columns = incoming; return; }
+    doc.columns.forEach(function (key) {
+      columns[key] = columns[key].concat(incoming[key] || []);
+    });
+    var horizon = columns.time.length ? columns.time[columns.time.length - 1] - retention : 0;
+    var drop = 0;
+    while (drop < columns.time.length && columns.time[drop] <= horizon) { drop += 1; }
+    if (drop) {
+      doc.columns.forEach(function (key) { columns[key] = columns[key].slice(drop); });
+    }
+  }
+
+  function draw() {
+    document.querySelectorAll("[data-chart]").forEach(function (el) {
+      var name = el.getAttribute("data-chart");
+      if (!SPECS[name]) { return; }
+      if (!charts[name]) { charts[name] = makeChart(name, el); }
+      else { charts[name].setData(dataFor(SPECS[name])); }
+    });
+  }
+
+  function poll() {
+    var url = historyUrl;
+    if (columns !== null && columns.time.length) {
+      url += "?since=" + encodeURIComponent(columns.time[columns.time.length - 1]);
+    }
+    fetch(url, { credentials: "same-origin", cache: "no-store",
+                 headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (doc) {
+        merge(doc);
+        draw();
+        updateNumbers();
+        updateRoutes(doc.routes || []);
+        if (statusEl) {
+          statusEl.textContent = columns.time.length + " points, updated " +
+            new Date().toLocaleTimeString();
+        }
+      })
+      .catch(function (err) {
+        if (statusEl) { statusEl.textContent = "update failed (" + err.message + "), retrying"; }
+      })
+      .finally(function () { window.setTimeout(poll, refreshMs); });
+  }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    window.clearTimeout(resizeTimer);
+    resizeTimer = window.setTimeout(function () {
+      Object.keys(charts).forEach(function (name) {
+        var el = document.getElementById("chart-" + name);
+        charts[name].setSize({ width: chartWidth(el), height: 190 });
+      });
+    }, 150);
+  });
+
+  poll();
+}());
