@@ -49,6 +49,14 @@ def _rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grafana(args: argparse.Namespace) -> int:
+    from .grafana import grafana_dashboard
+
+    config = MonitoringConfig.from_env()
+    print(json.dumps(grafana_dashboard(config.namespace), indent=2, sort_keys=True))
+    return 0
+
+
 def _load_app(path: str) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
@@ -108,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     rules = commands.add_parser(
         "rules", help="print the default alert rules as a Prometheus rules file")
     rules.set_defaults(handler=_rules)
+
+    grafana = commands.add_parser("grafana", help="print the Grafana dashboard JSON")
+    grafana.set_defaults(handler=_grafana)
 
     check = commands.add_parser(
         "check", help="run an app's health checks once; exit 1 if the app is critical")

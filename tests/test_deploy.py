@@ -1,16 +1,20 @@
-"""The exported Prometheus rules: valid for promtool, unit-tested with synthetic series, and the
-file shipped in deploy/ is exactly what the command generates."""
+"""deploy/ and the exports it ships: Prometheus rules valid for promtool and unit-tested with
+synthetic series, configs accepted by promtool/amtool, and the shipped rules and Grafana
+dashboard files exactly what the commands generate."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from support import require_binary
 
 from asgi_monitor import MonitoringConfig
+from asgi_monitor.grafana import grafana_dashboard
 from asgi_monitor.prometheus_rules import rules_yaml
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -156,5 +160,27 @@ def test_deploy_prometheus_config_passes_promtool(tmp_path: Path) -> None:
         shutil.copy(DEPLOY / name, tmp_path / name)
     (tmp_path / "metrics_token").write_text("a-token\n")  # the secret compose mounts here
     result = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_provisioned_grafana_dashboard_is_the_generated_one() -> None:
+    out = subprocess.run([sys.executable, "-m", "asgi_monitor", "grafana"], capture_output=True,
+                         text=True, check=True, timeout=60, env={"PATH": "/usr/bin:/bin"}).stdout
+    shipped = DEPLOY / "grafana" / "dashboards" / "asgi_monitor.json"
+    assert shipped.read_text() == out
+    assert json.loads(out) == grafana_dashboard("")
+
+
+def test_deploy_yaml_files_are_well_formed() -> None:
+    paths = sorted(DEPLOY.rglob("*.yml"))
+    assert len(paths) >= 5
+    for path in paths:
+        assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_deploy_alertmanager_config_passes_amtool() -> None:
+    amtool = require_binary("amtool")
+    result = subprocess.run([amtool, "check-config", str(DEPLOY / "alertmanager.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
