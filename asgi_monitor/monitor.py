@@ -34,6 +34,7 @@ from .history import History
 from .insights import Insights
 from .logs import configure_package_logging
 from .multiprocess import multiprocess_dir
+from .request_metrics import RequestMetrics
 from .sampling import SampleBuffer, Sampler
 
 __all__ = [
@@ -84,7 +85,12 @@ class Monitor:
         self.add_service("health", self.health.run_forever)
 
         # Snapshots of the exported metrics: alert rules and history read their rates here.
-        self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
+        requests = self.collector.requests
+        if isinstance(requests, RequestMetrics):  # single process: read the store directly
+            self.sampler = Sampler(self.scrape_registry, _prefix(self.config), requests=requests,
+                                   collectors=self.collector.sampled_collectors)
+        else:
+            self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
         self.samples = SampleBuffer(retention_seconds=3600.0)
         self.add_service("sampler", self._sample_forever)
         # Each new sample adds one point (the interval since the previous sample) to the history.

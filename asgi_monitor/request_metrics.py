@@ -255,11 +255,19 @@ class RequestMetrics(Collector):
                                 HELP["websocket_connections_active"], value=self.ws_active[0])
         ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
                                               HELP["websocket_session_duration_seconds"],
-                                            labels=("route",))
+                                              labels=("route",))
         for route, histogram in ws_duration:
             buckets, total_sum = histogram.cumulative()
             ws_histograms.add_metric((route,), buckets, total_sum)
         yield ws_histograms
+
+    def totals(self) -> tuple[list[tuple[str, str, int, int]], list[tuple[str, str, Histogram]],
+                              int]:
+        """(method, route, status, count) per series, (method, route, duration histogram) per
+        route, and requests in progress: what the sampler needs, without building families."""
+        series = [(m, r, status, s.count) for (m, r, status), s in list(self._series.items())]
+        routes = [(m, r, stats.duration) for (m, r), stats in list(self._routes.items())]
+        return series, routes, sum(cell[0] for cell in self.in_progress.values())
 
     def dropped_counts(self) -> dict[str, int]:
         """Requests recorded under OVERFLOW because of the series cap, per metric family."""

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from .request_metrics import RequestMetrics
 
 __all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile"]
 
@@ -71,24 +74,71 @@ def _as_buckets(merged: dict[float, float]) -> Buckets:
 
 
 class Sampler:
-    """Turns the registry into a :class:`Sample`. ``prefix`` is the metric-name namespace."""
+    """Turns the exported metrics into a :class:`Sample`. ``prefix`` is the metric namespace.
+
+    Two sources, one result. By default it walks ``registry()`` as a scrape would (under several
+    workers that is the merged multiprocess view). In a single process, pass ``requests`` (the
+    request store) and ``collectors`` (the few other collectors the rules read): the request
+    totals are then read straight from the store instead of through thousands of exposition
+    samples, which made sampling cost ~70 ms on the event loop for 400 series.
+    """
 
     def __init__(self, registry: Callable[[], CollectorRegistry], prefix: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 requests: RequestMetrics | None = None,
+                 collectors: Callable[[], Iterable[Collector]] | None = None) -> None:
         self._registry = registry
         self._p = prefix
         self._clock = clock
+        self._requests = requests
+        self._collectors = collectors
 
     def take(self) -> Sample:
         sample = Sample(time=self._clock())
         buckets: dict[float, float] = {}
         route_buckets: dict[str, dict[float, float]] = {}
-        for family in self._registry().collect():
+        if self._requests is not None and self._collectors is not None:
+            self._fold_requests(self._requests, sample, buckets, route_buckets)
+            families: Iterable[Metric] = (
+                family for collector in self._collectors() for family in collector.collect())
+        else:
+            families = self._registry().collect()
+        for family in families:
             self._fold(family, sample, buckets, route_buckets)
         sample.buckets = _as_buckets(buckets)
         for key, merged in route_buckets.items():
             sample.routes[key].buckets = _as_buckets(merged)
         return sample
+
+    @staticmethod
+    def _fold_requests(requests: RequestMetrics, sample: Sample, buckets: dict[float, float],
+                       route_buckets: dict[str, dict[float, float]]) -> None:
+        series, routes, in_progress = requests.totals()
+        sample.in_progress = in_progress
+        for method, route, status, count in series:
+            totals = sample.routes.setdefault(f"{method} {route}", RouteTotals())
+            sample.requests += count
+            totals.requests += count
+            if status >= 500:
+                sample.errors += count
+                totals.errors += count
+            elif status >= 400:
+                sample.client_errors += count
+        for method, route, histogram in routes:
+            key = f"{method} {route}"
+            totals = sample.routes.setdefault(key, RouteTotals())
+            counts, total = list(histogram.counts), histogram.total
+            observed = sum(counts)
+            sample.duration_sum += total
+            sample.duration_count += observed
+            totals.duration_sum += total
+            totals.duration_count += observed
+            per_route = route_buckets.setdefault(key, {})
+            running = 0
+            for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
+                running += count
+                buckets[bound] = buckets.get(bound, 0.0) + running
+                per_route[bound] = per_route.get(bound, 0.0) + running
 
     def _fold(self, family: Metric, sample: Sample, buckets: dict[float, float],
               route_buckets: dict[str, dict[float, float]]) -> None:

@@ -114,3 +114,22 @@ async def test_monitor_samples_in_the_background() -> None:
     async with monitor.running():
         await asyncio.sleep(0.1)
     assert len(monitor.samples) >= 3
+
+
+def test_direct_read_of_the_store_equals_the_registry_walk() -> None:
+    monitor = Monitor(MonitoringConfig(health_default_checks=False, system_metrics=False),
+                      registry=CollectorRegistry())
+    clock = Clock()
+    record(monitor, "/a", 200, 0.02, 10)
+    record(monitor, "/a", 503, 3.0, 2)
+    record(monitor, "/b", 404, 0.3, 7)
+    monitor.collector.database.record("q", 0.01, ok=False)
+    monitor.collector.users.login_failed("bad_credentials")
+    monitor.collector.requests.in_progress["GET"][0] += 3
+    walked = Sampler(monitor.scrape_registry, clock=clock).take()
+    direct = Sampler(monitor.scrape_registry, clock=clock, requests=monitor.collector.requests,
+                     collectors=monitor.collector.sampled_collectors).take()
+    assert direct == walked
+    assert direct.requests == 19 and direct.errors == 2 and direct.in_progress == 3
+    assert direct.db_errors == 1 and direct.login_failures == 1
+    monitor.collector.requests.in_progress["GET"][0] -= 3

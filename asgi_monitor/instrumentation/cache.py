@@ -74,6 +74,7 @@ class CacheMetrics:
         self._total = Counter(f"{prefix}cache_operations", "Cache operations by cache name and "
                               "operation (hit, miss, set, delete, error).", ("cache", "operation"),
                               registry=registry)
+        self.operations = self._total  # read by the sampler (cache hit rate)
         self._duration = Histogram(f"{prefix}cache_operation_duration_seconds",
                                    "Cache operation latency by cache name and operation.",
                                    ("cache", "operation"), buckets=CACHE_DURATION_BUCKETS,

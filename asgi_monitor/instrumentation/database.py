@@ -78,6 +78,7 @@ class DatabaseMetrics:
                               registry=registry)
         self._operations: BoundedChildren[tuple[str], DatabaseOperation] = cap.children(
             "db_queries_total", self._make)
+        self.queries = self._total  # read by the sampler (database error rule)
 
     def _make(self, key: tuple[str]) -> DatabaseOperation:
         (name,) = key

@@ -71,6 +71,7 @@ class UserMetrics:
         self._add_scrape_collector = add_scrape_collector
         logins = Counter(f"{prefix}user_logins", "Login attempts by result (success, failure).",
                          ("result",), registry=registry)
+        self.logins = logins  # read by the sampler (failed-login rule)
         self._success = logins.labels("success")
         self._failure = logins.labels("failure")
         failures = Counter(f"{prefix}user_login_failures", "Failed logins by reason (a fixed "
