@@ -90,6 +90,10 @@ class MonitoringMiddleware:
         request_bytes = 0
         response_bytes = 0
         disconnected = False
+        # Only an OSError from the server's send() means the client is gone; one the app raises
+        # itself (a database refusing connections, a TimeoutError) is the app's failure: 500, not
+        # 499, or a dependency outage would hide from the error rate (found by issue 9's suite).
+        client_gone = False
         start = perf_counter()
 
         async def receive_wrapper() -> Message:
@@ -105,7 +109,8 @@ class MonitoringMiddleware:
             return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, first_byte, end, response_bytes
+            nonlocal status, first_byte, end, response_bytes, client_gone
+            ended = end
             try:
                 message_type = message["type"]
                 if message_type == "http.response.body":
@@ -117,12 +122,19 @@ class MonitoringMiddleware:
                     first_byte = perf_counter()
             except Exception as exc:
                 self.monitor.collector.internal_error("send", exc)
-            await send(message)
+            try:
+                await send(message)
+            except OSError:
+                # The server could not write (uvicorn's ClientDisconnected is an OSError): the
+                # client went away; if this was the last chunk, the response did not complete.
+                client_gone = True
+                end = ended
+                raise
 
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
-        except (asyncio.CancelledError, OSError):
-            # Cancelled by the server or a write to a closed socket: the client went away.
+        except asyncio.CancelledError:
+            # Cancelled by the server: the client went away.
             if not end:
                 status = CLIENT_CLOSED
             raise
@@ -134,7 +146,7 @@ class MonitoringMiddleware:
             in_progress[0] -= 1
             try:
                 finished = end or perf_counter()
-                if disconnected and not end:
+                if (disconnected or client_gone) and not end:
                     status = CLIENT_CLOSED
                 elif not status:
                     status = 500  # the app returned without a response; servers answer 500

@@ -128,7 +128,7 @@ def database_check(
 ) -> CheckFunction:
     """Connectivity and query latency for one of:
 
-    - a SQLAlchemy ``AsyncEngine`` (async), or ``Engine`` (sync, in the thread pool);
+    - a SQLAlchemy ``AsyncEngine`` (async), or ``Engine`` (sync, in a thread);
     - an async callable that performs a query (its duration is the latency);
     - a DB-API connection factory, e.g. ``lambda: sqlite3.connect(path)`` (sync).
     A connection or query error raises, which the checker reports as CRITICAL.
@@ -177,7 +177,7 @@ def database_check(
 def cache_check(
     client: Any, *, warning_ms: float = 100.0, name: str = "cache", is_async: bool | None = None
 ) -> CheckFunction:
-    """Any client with ``ping()``, sync (run in the thread pool) or async (e.g. redis.asyncio).
+    """Any client with ``ping()``, sync (run in a thread) or async (e.g. redis.asyncio).
 
     Async clients are recognised by an async ``ping``, ``aclose`` or ``__aenter__`` (redis.asyncio's
     ``ping`` is a plain method returning an awaitable); pass ``is_async`` to say it explicitly.

@@ -2,16 +2,16 @@
 
 Checks run only in the background scheduler (or an explicit ``run_check``); the endpoints read
 the cached results, so a flood of ``GET /api/health`` never multiplies the work. Each run has a
-timeout, and sync checks run in a small bounded thread pool, never on the event loop.
+timeout, and sync checks run in threads, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ class RegisteredCheck:
     last_run: float = 0.0  # monotonic time of the last finished run
     next_due: float = 0.0
     # A sync check that timed out still occupies its thread; we don't start another on top.
-    thread_run: concurrent.futures.Future[Any] | asyncio.Future[Any] | None = None
+    thread_run: asyncio.Future[Any] | None = None
     runs: int = field(default=0)
 
 
@@ -61,7 +61,6 @@ class HealthChecker:
         *,
         default_interval: float = 60.0,
         default_timeout: float = 10.0,
-        max_threads: int = 4,
         clock: Callable[[], float] = time.monotonic,
         is_ready: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -69,8 +68,6 @@ class HealthChecker:
         self.default_timeout = default_timeout
         self._clock = clock
         self._is_ready = is_ready
-        self._max_threads = max_threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._checks: dict[str, RegisteredCheck] = {}
         self._inflight: dict[str, asyncio.Task[HealthCheck]] = {}
         self._wakeup: asyncio.Event | None = None
@@ -205,19 +202,12 @@ class HealthChecker:
             return await asyncio.wait_for(function(), check.timeout)  # type: ignore[arg-type]
         if check.thread_run is not None and not check.thread_run.done():
             raise _StillRunning
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor(), function)
+        future = _in_daemon_thread(function, f"asgi_monitor-health:{check.name}")
         check.thread_run = future
         result = await asyncio.wait_for(asyncio.shield(future), check.timeout)
         if inspect.isawaitable(result):  # a sync function that returned a coroutine
             result = await asyncio.wait_for(result, check.timeout)
         return result
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._max_threads, thread_name_prefix="asgi_monitor-health")
-        return self._pool
 
     async def run_forever(self) -> None:
         """The scheduler: run each check when due, sleep until the next one is."""
@@ -241,13 +231,46 @@ class HealthChecker:
             self._wakeup = None
             for task in list(self._inflight.values()):
                 task.cancel()
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
 
 
 class _StillRunning(Exception):
     pass
+
+
+def _in_daemon_thread(function: Callable[[], Any], name: str) -> asyncio.Future[Any]:
+    """Run ``function`` in a new daemon thread; a future on the running loop gets its result.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so one sync check
+    hung forever kept the process from exiting after the server had shut down, and a few hung
+    checks filled the pool so that healthy checks timed out behind them (found by issue 9's
+    fault tests). A check never has two runs at once (``thread_run``), so this makes at most
+    one thread per sync check.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    # A run that raises after its timeout has no awaiter left: mark its exception as seen.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the waiter was cancelled
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(), None)
+        except BaseException as exc:  # handed to the event loop, which re-raises it
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed while the check ran: nobody is waiting
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

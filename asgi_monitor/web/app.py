@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ..monitor import Monitor
 from .alerts import AlertEndpoints
 from .dashboard import DashboardEndpoints
-from .gate import Access, Gate, Handler, SecurityHeaders
+from .gate import Access, Gate, Handler, RejectBadQuery, SecurityHeaders
 from .health import HealthEndpoints
 from .metrics import metrics_endpoint
 from .ratelimit import Clock
@@ -76,4 +76,5 @@ def build_app(monitor: Monitor, *, clock: Clock = time.monotonic) -> Starlette:
     gate = Gate(monitor.config, clock=clock, on_error=monitor.collector.internal_error)
     routes = [Route(e.path, gate.protect(e.handler, e.access), methods=list(e.methods))
               for e in endpoints(monitor)]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    return Starlette(routes=routes,
+                     middleware=[Middleware(SecurityHeaders), Middleware(RejectBadQuery)])

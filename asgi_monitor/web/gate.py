@@ -45,7 +45,6 @@ framing, sniffing and referrers.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import inspect
 import ipaddress
@@ -62,7 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import MonitoringConfig
 from .ratelimit import Clock, LoginGuard, RateLimiter
 
-__all__ = ["AUDIT_LOGGER", "Access", "Gate", "SecurityHeaders"]
+__all__ = ["AUDIT_LOGGER", "Access", "Gate", "RejectBadQuery", "SecurityHeaders"]
 
 # "public": anyone (health probes). "metrics": public unless the metrics token or network
 # allowlist is configured. "admin": denied until admin credentials are configured.
@@ -216,7 +215,10 @@ class Gate:
     def _check_basic(self, value: str) -> str | None:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:
+            # binascii.Error, UnicodeDecodeError, and the plain ValueError b64decode raises for
+            # a str that is not ASCII (header bytes >= 0x80 arrive as latin-1): all a 401, never
+            # a 500 (found by tests/test_hostile_input.py).
             return None
         username, sep, password = decoded.partition(":")
         expected = self.config.admin_username
@@ -247,6 +249,28 @@ class Gate:
         except ValueError:
             return False
         return any(address in network for network in self._networks)
+
+
+class RejectBadQuery:
+    """ASGI wrapper answering 400 to a query string that is not UTF-8.
+
+    Starlette decodes ``query_string`` as UTF-8 when it builds the redirect for a path one slash
+    away from a route (``/api/health/`` with a raw 0xFF byte in the query): without this, a
+    UnicodeDecodeError and a 500. Servers pass the raw bytes of the request line through, so
+    any client can send them (found by tests/test_hostile_input.py).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                scope.get("query_string", b"").decode("utf-8")
+            except UnicodeDecodeError:
+                response = _error(400, "the query string is not valid UTF-8")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

@@ -21,7 +21,12 @@ __all__ = ["metrics_endpoint"]
 
 def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        except Exception:
+            # prometheus_client compares the version parameter's parts with ints: "version=abc"
+            # raises TypeError. A junk Accept header gets the default format, not a 500.
+            encoder, content_type = choose_encoder("")
         registry = monitor.scrape_registry()
         # Encoding a large registry takes milliseconds; off the event loop it does not stall
         # the app's other requests.
