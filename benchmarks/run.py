@@ -1,0 +1,477 @@
+"""Speed harness: asgi_monitor against a bare Starlette app and three peers, in one run.
+
+Two measures, each reported as a ratio to the bare app measured in the same run:
+
+- in-process: the ASGI app is called directly (no server, no client) with a prepared scope, in
+  short batches visited round-robin; a variant's added cost is the median over rounds of its
+  per-request time minus the bare app's in the same round, so machine noise hits both alike.
+  Shapes: 2 routes, 52 routes (request to the last), and a route inside a Mount.
+- uvicorn: one uvicorn worker per variant in a subprocess pinned to one core, ``wrk`` pinned to
+  the other, on 127.0.0.1 only; requests/s is the median over round-robin repeats.
+
+Usage (see benchmarks/README.md)::
+
+    python benchmarks/run.py [--quick] [--only inprocess|uvicorn] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `python benchmarks/run.py` and the smoke test both import apps
+    sys.path.insert(0, str(HERE))
+
+import apps  # noqa: E402
+from starlette.types import ASGIApp, Message  # noqa: E402
+
+BUDGET_ADDED_US = 3.0  # issue 2: median added cost per request, in-process
+BUDGET_THROUGHPUT = 0.95  # issue 2: share of bare throughput under uvicorn
+PEER_PACKAGES = ("starlette-exporter", "prometheus-fastapi-instrumentator",
+                 "opentelemetry-instrumentation-asgi", "opentelemetry-sdk")
+
+
+# -- in-process ---------------------------------------------------------------------------------
+def make_scope(path: str) -> dict[str, Any]:
+    """The scope uvicorn would send for ``GET path`` (a template, copied for every request)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"),
+                    (b"accept", b"*/*")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _receive() -> Message:
+    # The one http.request message of a GET. Nothing here reads twice, so no disconnect follows.
+    return _REQUEST
+
+
+async def _send(message: Message) -> None:
+    pass
+
+
+async def _drive(app: ASGIApp, scope: dict[str, Any], count: int) -> None:
+    for _ in range(count):
+        # Routers write into the scope (route, path_params, root_path): a fresh copy each time,
+        # whose cost is the same for every variant and so cancels out against the bare app.
+        await app(dict(scope), _receive, _send)
+
+
+def time_requests(loop: asyncio.AbstractEventLoop, app: ASGIApp, path: str, count: int) -> float:
+    """Send ``count`` GETs to ``app``; return the wall time per request in microseconds."""
+    scope = make_scope(path)
+    gc.collect()  # start every batch from the same heap state; GC during the batch still counts
+    start = time.perf_counter_ns()
+    loop.run_until_complete(_drive(app, scope, count))
+    return (time.perf_counter_ns() - start) / count / 1000
+
+
+@dataclass
+class InProcessRow:
+    shape: str
+    variant: str
+    samples_us: list[float] = field(default_factory=list)  # per round, µs per request
+    sent: int = 0
+    recorded: float | None = None  # what the middleware counted for the route (None: bare)
+    built: apps.Built | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.samples_us)
+
+    def added_us(self, bare: InProcessRow) -> list[float]:
+        """Per round, this variant's time minus the bare app's in the same round."""
+        return [a - b for a, b in zip(self.samples_us, bare.samples_us, strict=True)]
+
+
+def measure_inprocess(
+    variants: Sequence[str] = tuple(apps.VARIANTS),
+    shapes: Sequence[str] = tuple(apps.SHAPES),
+    *,
+    requests: int = 2_000,
+    rounds: int = 50,
+    warmup: int = 2_000,
+    keep_apps: bool = False,
+) -> list[InProcessRow]:
+    """Time every variant on every shape, round-robin; the bare app is always included.
+
+    Each round times one batch of ``requests`` for every (shape, variant), in an order rotated
+    per round. Short batches and many rounds keep each variant's batch close in time to the bare
+    one it is compared with, so slow drifts of the machine (frequency, a neighbour's load) hit
+    both alike and cancel in the paired difference.
+    """
+    variants = ["bare", *(v for v in variants if v != "bare")]
+    loop = asyncio.new_event_loop()
+    rows: dict[tuple[str, str], InProcessRow] = {}
+    try:
+        for shape_key in shapes:
+            shape = apps.SHAPES[shape_key]
+            for variant in variants:
+                built = apps.build(variant, shape)
+                row = rows[shape_key, variant] = InProcessRow(shape_key, variant, built=built)
+                time_requests(loop, built.app, shape.path, warmup)
+                row.sent += warmup
+        cells = list(rows)
+        for repeat in range(rounds):
+            shift = repeat % len(cells)
+            for key in cells[shift:] + cells[:shift]:
+                row = rows[key]
+                assert row.built is not None
+                row.samples_us.append(
+                    time_requests(loop, row.built.app, apps.SHAPES[row.shape].path, requests))
+                row.sent += requests
+        for row in rows.values():
+            assert row.built is not None
+            if row.built.recorded is not None:
+                row.recorded = row.built.recorded()
+            if not keep_apps:
+                row.built.close()
+                row.built = None
+    finally:
+        loop.close()
+    return list(rows.values())
+
+
+# -- uvicorn + wrk ------------------------------------------------------------------------------
+@dataclass
+class UvicornRun:
+    variant: str
+    requests_per_s: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    errors: str
+
+
+@dataclass
+class ServerSetup:
+    loop: str
+    http: str
+    server_cpu: str | None
+    wrk_cpu: str | None
+    wrk_args: list[str]
+
+
+def _pick_server_setup(duration: int, connections: int) -> ServerSetup:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http_impl = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu = wrk_cpu = None
+    if shutil.which("taskset") and len(cpus) >= 2:
+        server_cpu, wrk_cpu = str(cpus[0]), str(cpus[1])
+    wrk_args = ["-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    return ServerSetup(loop, http_impl, server_cpu, wrk_cpu, wrk_args)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def uvicorn_server(variant: str, shape: apps.Shape, setup: ServerSetup) -> Iterator[int]:
+    """Serve one variant on 127.0.0.1 in a subprocess; always killed on exit. Yields the port."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "apps:uvicorn_app", "--factory",
+           "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port),
+           "--loop", setup.loop, "--http", setup.http,
+           "--no-access-log", "--log-level", "warning"]
+    if setup.server_cpu is not None:
+        cmd = ["taskset", "-c", setup.server_cpu, *cmd]
+    env = {**os.environ, "BENCH_VARIANT": variant, "BENCH_SHAPE": shape.key}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn for {variant} exited with {proc.returncode}")
+            try:
+                status, _ = _get(port, shape.path, timeout=1.0)
+                if status != 200:
+                    raise RuntimeError(f"{variant}: GET {shape.path} answered {status}")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    message = f"uvicorn for {variant} did not listen within 30 s"
+                    raise RuntimeError(message) from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _latency_ms(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(port: int, path: str, setup: ServerSetup, args: Sequence[str], variant: str
+            ) -> UvicornRun:
+    cmd = ["wrk", *args, f"http://127.0.0.1:{port}{path}"]
+    if setup.wrk_cpu is not None:
+        cmd = ["taskset", "-c", setup.wrk_cpu, *cmd]
+    duration = int(next(a for a in args if a.startswith("-d"))[2:-1])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
+                         check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rps or not total:
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    errors = "; ".join(line.strip() for line in out.splitlines()
+                       if "Non-2xx" in line or "Socket errors" in line)
+    return UvicornRun(variant, float(rps.group(1)), int(total.group(1)),
+                      _latency_ms(out, "50"), _latency_ms(out, "99"), errors)
+
+
+def measure_uvicorn(
+    variants: Sequence[str], *, repeats: int, duration: int, warmup: int, connections: int = 32
+) -> tuple[ServerSetup, list[UvicornRun], dict[str, Any]]:
+    """Round-robin over the variants ``repeats`` times: serve, warm up, measure, kill."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian package `wrk`); try --only inprocess")
+    shape = apps.SHAPES["2routes"]
+    setup = _pick_server_setup(duration, connections)
+    warm_args = ["-t1", f"-c{connections}", f"-d{warmup}s"]
+    variants = ["bare", *(v for v in variants if v != "bare")]
+    runs: list[UvicornRun] = []
+    check: dict[str, Any] = {}
+    for repeat in range(repeats):
+        shift = repeat % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            with uvicorn_server(variant, shape, setup) as port:
+                run_wrk(port, shape.path, setup, warm_args, variant)
+                scrape = variant == "asgi_monitor" and repeat == 0
+                before = _scrape_count(port, shape) if scrape else 0.0
+                run = run_wrk(port, shape.path, setup, setup.wrk_args, variant)
+                runs.append(run)
+                print(f"  uvicorn {variant:<20} {run.requests_per_s:>10.0f} req/s", flush=True)
+                if scrape:
+                    # wrk counts the responses it read; the server may finish up to one more per
+                    # connection that wrk stopped waiting for.
+                    check = {"wrk_completed": run.requests,
+                             "asgi_monitor_counted": _scrape_count(port, shape) - before}
+    return setup, runs, check
+
+
+def _scrape_count(port: int, shape: apps.Shape) -> float:
+    """Our own /api/metrics: how many requests the middleware counted for the route so far."""
+    status, body = _get(port, "/api/metrics", timeout=10)
+    label = f'http_requests_total{{method="GET",route="{shape.template}",status="200"}}'
+    match = re.search(re.escape(label) + r" ([\d.e+]+)", body.decode())
+    if status != 200 or not match:
+        raise RuntimeError(f"/api/metrics answered {status} without {label}")
+    return float(match.group(1))
+
+
+# -- report -------------------------------------------------------------------------------------
+def machine_facts(setup: ServerSetup | None) -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {}
+    for dist in ("asgi-monitoring", "starlette", "prometheus-client", "uvicorn", "uvloop",
+                 "httptools", *PEER_PACKAGES):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    wrk = "not installed"
+    if shutil.which("wrk"):
+        probe = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+        wrk = (probe.stdout + probe.stderr).split("\n", 1)[0].strip()
+    facts: dict[str, Any] = {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+        "os": platform.platform(), "python": platform.python_version(),
+        "wrk": wrk, "versions": versions,
+    }
+    if setup is not None:
+        facts["uvicorn_setup"] = asdict(setup)
+    return facts
+
+
+def inprocess_table(rows: Sequence[InProcessRow]) -> str:
+    bare = {r.shape: r for r in rows if r.variant == "bare"}
+    lines = ["| shape | variant | µs/request | added µs/request | added, p25 … p75 | "
+             "ratio to bare | recorded / sent |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        base = bare[row.shape]
+        if row.variant == "bare":
+            added = ratio = spread = "—"
+        else:
+            diffs = row.added_us(base)
+            quartiles = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else diffs * 3
+            added = f"{statistics.median(diffs):+.2f}"
+            spread = f"{quartiles[0]:+.2f} … {quartiles[2]:+.2f}"
+            ratio = f"{row.median_us / base.median_us:.2f}×"
+        recorded = "—" if row.recorded is None else f"{row.recorded:.0f} / {row.sent}"
+        lines.append(f"| {apps.SHAPES[row.shape].description} | {row.variant} | "
+                     f"{row.median_us:.2f} | {added} | {spread} | {ratio} | {recorded} |")
+    return "\n".join(lines)
+
+
+def uvicorn_summary(runs: Sequence[UvicornRun]) -> dict[str, dict[str, Any]]:
+    by_variant: dict[str, list[UvicornRun]] = {}
+    for run in runs:
+        by_variant.setdefault(run.variant, []).append(run)
+    bare = statistics.median(r.requests_per_s for r in by_variant["bare"])
+    return {
+        variant: {
+            "requests_per_s": statistics.median(r.requests_per_s for r in rs),
+            "all_runs": [r.requests_per_s for r in rs],
+            "ratio": statistics.median(r.requests_per_s for r in rs) / bare,
+            "p50_ms": statistics.median(r.p50_ms for r in rs),
+            "p99_ms": statistics.median(r.p99_ms for r in rs),
+            "errors": sorted({r.errors for r in rs if r.errors}),
+        }
+        for variant, rs in by_variant.items()
+    }
+
+
+def uvicorn_table(summary: dict[str, dict[str, Any]]) -> str:
+    lines = ["| variant | requests/s (median) | each run | ratio to bare | p50 ms | p99 ms |",
+             "|---|---:|---|---:|---:|---:|"]
+    for variant, s in summary.items():
+        each = ", ".join(f"{v:.0f}" for v in s["all_runs"])
+        errors = f" ({'; '.join(s['errors'])})" if s["errors"] else ""
+        lines.append(f"| {variant}{errors} | {s['requests_per_s']:.0f} | {each} | "
+                     f"{s['ratio']:.1%} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | None) -> list[str]:
+    out = []
+    if rows:
+        bare = {r.shape: r for r in rows if r.variant == "bare"}
+        added = {(r.shape, r.variant): statistics.median(r.added_us(bare[r.shape]))
+                 for r in rows if r.variant != "bare"}
+        ours = {s: added[s, "asgi_monitor"] for s in bare if (s, "asgi_monitor") in added}
+        if ours:
+            worst = max(ours.values())
+            verdict = "OK" if worst <= BUDGET_ADDED_US else "OVER"
+            out.append(f"in-process: asgi_monitor adds at most {worst:.2f} µs/request "
+                       f"(budget {BUDGET_ADDED_US} µs): {verdict}")
+        for (shape, variant), cost in sorted(added.items()):
+            if variant != "asgi_monitor" and ours.get(shape, 0) > 0:
+                out.append(f"  {shape}: {variant} adds {cost / ours[shape]:.1f}× what we add")
+        for row in rows:
+            if row.recorded is not None and row.recorded != row.sent:
+                out.append(f"  WARNING {row.shape}/{row.variant}: recorded {row.recorded:.0f} "
+                           f"of {row.sent} requests")
+    if summary and "asgi_monitor" in summary:
+        ratio = summary["asgi_monitor"]["ratio"]
+        out.append(f"uvicorn: asgi_monitor keeps {ratio:.1%} of bare throughput (budget "
+                   f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
+    parser.add_argument("--only", choices=("inprocess", "uvicorn"), help="run one measure only")
+    parser.add_argument("--variants", nargs="+", choices=list(apps.VARIANTS),
+                        default=list(apps.VARIANTS), help="which variants (bare is always in)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="dump the raw results here")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        ip = {"requests": 500, "rounds": 5, "warmup": 200}
+        uv = {"repeats": 1, "duration": 3, "warmup": 1}
+    else:
+        ip = {"requests": 2_000, "rounds": 50, "warmup": 2_000}
+        uv = {"repeats": 5, "duration": 10, "warmup": 3}
+
+    rows: list[InProcessRow] = []
+    setup: ServerSetup | None = None
+    summary: dict[str, dict[str, Any]] | None = None
+    runs: list[UvicornRun] = []
+    check: dict[str, Any] = {}
+    started = time.time()
+    if args.only in (None, "inprocess"):
+        print(f"in-process: {ip}", flush=True)
+        rows = measure_inprocess(args.variants, **ip)
+        print("\n## In-process (direct ASGI calls)\n")
+        print(inprocess_table(rows))
+    if args.only in (None, "uvicorn"):
+        print(f"\nuvicorn: {uv}", flush=True)
+        setup, runs, check = measure_uvicorn(args.variants, **uv)
+        summary = uvicorn_summary(runs)
+        print(f"\n## uvicorn (1 worker, loop={setup.loop}, http={setup.http}, server on CPU "
+              f"{setup.server_cpu}, wrk {' '.join(setup.wrk_args)} on CPU {setup.wrk_cpu})\n")
+        print(uvicorn_table(summary))
+        if check:
+            print(f"\nasgi_monitor's own count over its first measured run: {check}")
+    facts = machine_facts(setup)
+    print("\n" + "\n".join(verdicts(rows, summary)))
+    print(f"\nmachine: {json.dumps(facts)}\nwall time: {time.time() - started:.0f} s")
+    if args.json:
+        raw = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+               "settings": {"inprocess": ip, "uvicorn": uv}, "machine": facts,
+               "inprocess": [{k: v for k, v in asdict(r).items() if k != "built"} for r in rows],
+               "uvicorn": {"runs": [asdict(r) for r in runs], "summary": summary,
+                           "scrape_check": check}}
+        args.json.write_text(json.dumps(raw, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
