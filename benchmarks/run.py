@@ -7,7 +7,8 @@ Two measures, each reported as a ratio to the bare app measured in the same run:
   per-request time minus the bare app's in the same round, so machine noise hits both alike.
   Shapes: 2 routes, 52 routes (request to the last), and a route inside a Mount.
 - uvicorn: one uvicorn worker per variant in a subprocess pinned to one core, ``wrk`` pinned to
-  the other, on 127.0.0.1 only; requests/s is the median over round-robin repeats.
+  the other, on 127.0.0.1 only; each wrapped variant's run is paired with an adjacent run on the
+  bare server, and its ratio to bare is the median over rounds.
 
 Usage (see benchmarks/README.md)::
 
@@ -104,7 +105,9 @@ def time_requests(loop: asyncio.AbstractEventLoop, app: ASGIApp, path: str, coun
 class InProcessRow:
     shape: str
     variant: str
-    samples_us: list[float] = field(default_factory=list)  # per round, µs per request
+    samples_us: list[float] = field(default_factory=list)  # per batch, µs per request
+    # For a wrapped variant: the bare app's batch timed right next to each of its own batches.
+    baseline_us: list[float] = field(default_factory=list)
     sent: int = 0
     recorded: float | None = None  # what the middleware counted for the route (None: bare)
     built: apps.Built | None = field(default=None, repr=False, compare=False)
@@ -113,9 +116,13 @@ class InProcessRow:
     def median_us(self) -> float:
         return statistics.median(self.samples_us)
 
-    def added_us(self, bare: InProcessRow) -> list[float]:
-        """Per round, this variant's time minus the bare app's in the same round."""
-        return [a - b for a, b in zip(self.samples_us, bare.samples_us, strict=True)]
+    def added_us(self) -> list[float]:
+        """Per batch, this variant's time minus the adjacent bare batch's."""
+        return [a - b for a, b in zip(self.samples_us, self.baseline_us, strict=True)]
+
+    def ratios(self) -> list[float]:
+        """Per batch, this variant's time over the adjacent bare batch's."""
+        return [a / b for a, b in zip(self.samples_us, self.baseline_us, strict=True)]
 
 
 def measure_inprocess(
@@ -129,10 +136,11 @@ def measure_inprocess(
 ) -> list[InProcessRow]:
     """Time every variant on every shape, round-robin; the bare app is always included.
 
-    Each round times one batch of ``requests`` for every (shape, variant), in an order rotated
-    per round. Short batches and many rounds keep each variant's batch close in time to the bare
-    one it is compared with, so slow drifts of the machine (frequency, a neighbour's load) hit
-    both alike and cancel in the paired difference.
+    Each round times, for every shape and wrapped variant, one batch of ``requests`` through the
+    variant right next to one through the bare app (bare first or second, alternately), in an
+    order rotated per round. A shared VM speeds up and slows down for seconds at a time; a pair
+    of short adjacent batches sees the same speed, so the noise cancels in the paired difference
+    and the median over rounds is stable.
     """
     variants = ["bare", *(v for v in variants if v != "bare")]
     loop = asyncio.new_event_loop()
@@ -145,15 +153,19 @@ def measure_inprocess(
                 row = rows[shape_key, variant] = InProcessRow(shape_key, variant, built=built)
                 time_requests(loop, built.app, shape.path, warmup)
                 row.sent += warmup
-        cells = list(rows)
+        pairs = [(rows[s, "bare"], row) for (s, v), row in rows.items() if v != "bare"]
         for repeat in range(rounds):
-            shift = repeat % len(cells)
-            for key in cells[shift:] + cells[:shift]:
-                row = rows[key]
-                assert row.built is not None
-                row.samples_us.append(
-                    time_requests(loop, row.built.app, apps.SHAPES[row.shape].path, requests))
-                row.sent += requests
+            shift = repeat % len(pairs)
+            for index, (bare, row) in enumerate(pairs[shift:] + pairs[:shift]):
+                path = apps.SHAPES[row.shape].path
+                order = (bare, row) if (repeat + index) % 2 == 0 else (row, bare)
+                timed = {}
+                for cell in order:
+                    assert cell.built is not None
+                    timed[cell.variant] = time_requests(loop, cell.built.app, path, requests)
+                    cell.samples_us.append(timed[cell.variant])
+                    cell.sent += requests
+                row.baseline_us.append(timed["bare"])
         for row in rows.values():
             assert row.built is not None
             if row.built.recorded is not None:
@@ -170,6 +182,7 @@ def measure_inprocess(
 @dataclass
 class UvicornRun:
     variant: str
+    round: int
     requests_per_s: float
     requests: int
     p50_ms: float
@@ -274,37 +287,53 @@ def run_wrk(port: int, path: str, setup: ServerSetup, args: Sequence[str], varia
         raise RuntimeError(f"could not read wrk's output:\n{out}")
     errors = "; ".join(line.strip() for line in out.splitlines()
                        if "Non-2xx" in line or "Socket errors" in line)
-    return UvicornRun(variant, float(rps.group(1)), int(total.group(1)),
+    return UvicornRun(variant, -1, float(rps.group(1)), int(total.group(1)),
                       _latency_ms(out, "50"), _latency_ms(out, "99"), errors)
 
 
 def measure_uvicorn(
     variants: Sequence[str], *, repeats: int, duration: int, warmup: int, connections: int = 32
 ) -> tuple[ServerSetup, list[UvicornRun], dict[str, Any]]:
-    """Round-robin over the variants ``repeats`` times: serve, warm up, measure, kill."""
+    """Serve every variant at once (idle until loaded), then ``repeats`` rounds of wrk runs.
+
+    As in-process, each wrapped variant's run sits right next to a run on the bare server (bare
+    first or second, alternately), so its ratio to bare compares two windows of the same machine
+    speed. All servers are killed on the way out, whatever happens.
+    """
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian package `wrk`); try --only inprocess")
     shape = apps.SHAPES["2routes"]
     setup = _pick_server_setup(duration, connections)
     warm_args = ["-t1", f"-c{connections}", f"-d{warmup}s"]
-    variants = ["bare", *(v for v in variants if v != "bare")]
+    wrapped = [v for v in variants if v != "bare"]
     runs: list[UvicornRun] = []
     check: dict[str, Any] = {}
-    for repeat in range(repeats):
-        shift = repeat % len(variants)
-        for variant in variants[shift:] + variants[:shift]:
-            with uvicorn_server(variant, shape, setup) as port:
-                run_wrk(port, shape.path, setup, warm_args, variant)
+    with contextlib.ExitStack() as servers:
+        ports = {v: servers.enter_context(uvicorn_server(v, shape, setup))
+                 for v in ["bare", *wrapped]}
+        for variant, port in ports.items():
+            run_wrk(port, shape.path, setup, warm_args, variant)
+        for repeat in range(repeats):
+            shift = repeat % len(wrapped)
+            for index, variant in enumerate(wrapped[shift:] + wrapped[:shift]):
+                order = ("bare", variant) if (repeat + index) % 2 == 0 else (variant, "bare")
                 scrape = variant == "asgi_monitor" and repeat == 0
-                before = _scrape_count(port, shape) if scrape else 0.0
-                run = run_wrk(port, shape.path, setup, setup.wrk_args, variant)
-                runs.append(run)
-                print(f"  uvicorn {variant:<20} {run.requests_per_s:>10.0f} req/s", flush=True)
+                before = _scrape_count(ports[variant], shape) if scrape else 0.0
+                pair = {}
+                for name in order:
+                    run = run_wrk(ports[name], shape.path, setup, setup.wrk_args, name)
+                    run.round = repeat
+                    runs.append(run)
+                    pair[name] = run
                 if scrape:
-                    # wrk counts the responses it read; the server may finish up to one more per
-                    # connection that wrk stopped waiting for.
-                    check = {"wrk_completed": run.requests,
-                             "asgi_monitor_counted": _scrape_count(port, shape) - before}
+                    # wrk counts the responses it read; the server may also have finished up to
+                    # one per connection that wrk stopped waiting for (and the bare run is not
+                    # ours), so expect wrk_completed <= counted <= wrk_completed + connections.
+                    check = {"wrk_completed": pair[variant].requests,
+                             "asgi_monitor_counted": _scrape_count(ports[variant], shape) - before}
+                print(f"  uvicorn round {repeat}: {variant:<20} "
+                      f"{pair[variant].requests_per_s:>8.0f} req/s, bare "
+                      f"{pair['bare'].requests_per_s:>8.0f} req/s", flush=True)
     return setup, runs, check
 
 
@@ -348,21 +377,26 @@ def machine_facts(setup: ServerSetup | None) -> dict[str, Any]:
     return facts
 
 
+def _quartiles(values: Sequence[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def inprocess_table(rows: Sequence[InProcessRow]) -> str:
-    bare = {r.shape: r for r in rows if r.variant == "bare"}
     lines = ["| shape | variant | µs/request | added µs/request | added, p25 … p75 | "
              "ratio to bare | recorded / sent |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        base = bare[row.shape]
         if row.variant == "bare":
             added = ratio = spread = "—"
         else:
-            diffs = row.added_us(base)
-            quartiles = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else diffs * 3
+            diffs = row.added_us()
+            low, high = _quartiles(diffs)
             added = f"{statistics.median(diffs):+.2f}"
-            spread = f"{quartiles[0]:+.2f} … {quartiles[2]:+.2f}"
-            ratio = f"{row.median_us / base.median_us:.2f}×"
+            spread = f"{low:+.2f} … {high:+.2f}"
+            ratio = f"{statistics.median(row.ratios()):.2f}×"
         recorded = "—" if row.recorded is None else f"{row.recorded:.0f} / {row.sent}"
         lines.append(f"| {apps.SHAPES[row.shape].description} | {row.variant} | "
                      f"{row.median_us:.2f} | {added} | {spread} | {ratio} | {recorded} |")
@@ -370,41 +404,50 @@ def inprocess_table(rows: Sequence[InProcessRow]) -> str:
 
 
 def uvicorn_summary(runs: Sequence[UvicornRun]) -> dict[str, dict[str, Any]]:
+    """Per variant: median requests/s, and the median of its ratios to the adjacent bare run."""
     by_variant: dict[str, list[UvicornRun]] = {}
     for run in runs:
         by_variant.setdefault(run.variant, []).append(run)
-    bare = statistics.median(r.requests_per_s for r in by_variant["bare"])
-    return {
-        variant: {
+    # runs come in adjacent (bare, variant) pairs, in either order
+    ratios: dict[str, list[float]] = {"bare": []}
+    for first, second in zip(runs[::2], runs[1::2], strict=True):
+        bare, wrapped = (first, second) if first.variant == "bare" else (second, first)
+        ratios.setdefault(wrapped.variant, []).append(
+            wrapped.requests_per_s / bare.requests_per_s)
+    summary = {}
+    for variant, rs in by_variant.items():
+        pair_ratios = ratios.get(variant) or [1.0]
+        summary[variant] = {
             "requests_per_s": statistics.median(r.requests_per_s for r in rs),
-            "all_runs": [r.requests_per_s for r in rs],
-            "ratio": statistics.median(r.requests_per_s for r in rs) / bare,
+            "runs": len(rs),
+            "ratio": statistics.median(pair_ratios),
+            "ratio_quartiles": _quartiles(pair_ratios),
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
             "errors": sorted({r.errors for r in rs if r.errors}),
         }
-        for variant, rs in by_variant.items()
-    }
+    return summary
 
 
 def uvicorn_table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = ["| variant | requests/s (median) | each run | ratio to bare | p50 ms | p99 ms |",
-             "|---|---:|---|---:|---:|---:|"]
+    lines = ["| variant | requests/s (median) | runs | ratio to bare | ratio, p25 … p75 | "
+             "p50 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, s in summary.items():
-        each = ", ".join(f"{v:.0f}" for v in s["all_runs"])
         errors = f" ({'; '.join(s['errors'])})" if s["errors"] else ""
-        lines.append(f"| {variant}{errors} | {s['requests_per_s']:.0f} | {each} | "
-                     f"{s['ratio']:.1%} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} |")
+        low, high = s["ratio_quartiles"]
+        spread = "—" if variant == "bare" else f"{low:.1%} … {high:.1%}"
+        lines.append(f"| {variant}{errors} | {s['requests_per_s']:.0f} | {s['runs']} | "
+                     f"{s['ratio']:.1%} | {spread} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} |")
     return "\n".join(lines)
 
 
 def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | None) -> list[str]:
     out = []
     if rows:
-        bare = {r.shape: r for r in rows if r.variant == "bare"}
-        added = {(r.shape, r.variant): statistics.median(r.added_us(bare[r.shape]))
+        added = {(r.shape, r.variant): statistics.median(r.added_us())
                  for r in rows if r.variant != "bare"}
-        ours = {s: added[s, "asgi_monitor"] for s in bare if (s, "asgi_monitor") in added}
+        ours = {s: cost for (s, v), cost in added.items() if v == "asgi_monitor"}
         if ours:
             worst = max(ours.values())
             verdict = "OK" if worst <= BUDGET_ADDED_US else "OVER"
@@ -435,10 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.quick:
         ip = {"requests": 500, "rounds": 5, "warmup": 200}
-        uv = {"repeats": 1, "duration": 3, "warmup": 1}
+        uv = {"repeats": 1, "duration": 2, "warmup": 1}
     else:
         ip = {"requests": 2_000, "rounds": 50, "warmup": 2_000}
-        uv = {"repeats": 5, "duration": 10, "warmup": 3}
+        uv = {"repeats": 6, "duration": 5, "warmup": 3}
 
     rows: list[InProcessRow] = []
     setup: ServerSetup | None = None
