@@ -92,13 +92,21 @@ async def _drive(app: ASGIApp, scope: dict[str, Any], count: int) -> None:
         await app(dict(scope), _receive, _send)
 
 
-def time_requests(loop: asyncio.AbstractEventLoop, app: ASGIApp, path: str, count: int) -> float:
-    """Send ``count`` GETs to ``app``; return the wall time per request in microseconds."""
+def time_requests(
+    loop: asyncio.AbstractEventLoop, app: ASGIApp, path: str, count: int
+) -> tuple[float, float]:
+    """Send ``count`` GETs to ``app``; return wall time and process CPU time per request, in µs.
+
+    The CPU time (all threads of this process, so OpenTelemetry's export thread counts) does not
+    advance while other processes have the core, which makes it the steadier of the two on a
+    shared machine.
+    """
     scope = make_scope(path)
     gc.collect()  # start every batch from the same heap state; GC during the batch still counts
-    start = time.perf_counter_ns()
+    start, cpu_start = time.perf_counter_ns(), time.process_time_ns()
     loop.run_until_complete(_drive(app, scope, count))
-    return (time.perf_counter_ns() - start) / count / 1000
+    cpu, wall = time.process_time_ns() - cpu_start, time.perf_counter_ns() - start
+    return wall / count / 1000, cpu / count / 1000
 
 
 @dataclass
@@ -108,6 +116,8 @@ class InProcessRow:
     samples_us: list[float] = field(default_factory=list)  # per batch, µs per request
     # For a wrapped variant: the bare app's batch timed right next to each of its own batches.
     baseline_us: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the same batches, process CPU time
+    cpu_baseline_us: list[float] = field(default_factory=list)
     sent: int = 0
     recorded: float | None = None  # what the middleware counted for the route (None: bare)
     built: apps.Built | None = field(default=None, repr=False, compare=False)
@@ -119,6 +129,10 @@ class InProcessRow:
     def added_us(self) -> list[float]:
         """Per batch, this variant's time minus the adjacent bare batch's."""
         return [a - b for a, b in zip(self.samples_us, self.baseline_us, strict=True)]
+
+    def cpu_added_us(self) -> list[float]:
+        """As ``added_us``, in process CPU time."""
+        return [a - b for a, b in zip(self.cpu_us, self.cpu_baseline_us, strict=True)]
 
     def ratios(self) -> list[float]:
         """Per batch, this variant's time over the adjacent bare batch's."""
@@ -162,10 +176,13 @@ def measure_inprocess(
                 timed = {}
                 for cell in order:
                     assert cell.built is not None
-                    timed[cell.variant] = time_requests(loop, cell.built.app, path, requests)
-                    cell.samples_us.append(timed[cell.variant])
+                    wall, cpu = timed[cell.variant] = time_requests(
+                        loop, cell.built.app, path, requests)
+                    cell.samples_us.append(wall)
+                    cell.cpu_us.append(cpu)
                     cell.sent += requests
-                row.baseline_us.append(timed["bare"])
+                row.baseline_us.append(timed["bare"][0])
+                row.cpu_baseline_us.append(timed["bare"][1])
         for row in rows.values():
             assert row.built is not None
             if row.built.recorded is not None:
@@ -188,6 +205,9 @@ class UvicornRun:
     p50_ms: float
     p99_ms: float
     errors: str
+    # Server CPU time (all its threads) over the run / responses wrk counted: what a request
+    # costs the server, which other load on the machine barely moves, unlike requests/s.
+    server_cpu_us: float = float("nan")
 
 
 @dataclass
@@ -227,8 +247,13 @@ def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 @contextlib.contextmanager
-def uvicorn_server(variant: str, shape: apps.Shape, setup: ServerSetup) -> Iterator[int]:
-    """Serve one variant on 127.0.0.1 in a subprocess; always killed on exit. Yields the port."""
+def uvicorn_server(
+    variant: str, shape: apps.Shape, setup: ServerSetup
+) -> Iterator[tuple[int, int]]:
+    """Serve one variant on 127.0.0.1 in a subprocess; always killed on exit.
+
+    Yields the port and the server's pid (taskset execs, so it is uvicorn's own).
+    """
     port = _free_port()
     cmd = [sys.executable, "-m", "uvicorn", "apps:uvicorn_app", "--factory",
            "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port),
@@ -253,7 +278,7 @@ def uvicorn_server(variant: str, shape: apps.Shape, setup: ServerSetup) -> Itera
                     message = f"uvicorn for {variant} did not listen within 30 s"
                     raise RuntimeError(message) from None
                 time.sleep(0.1)
-        yield port
+        yield port, proc.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -273,22 +298,32 @@ def _latency_ms(text: str, percentile: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, path: str, setup: ServerSetup, args: Sequence[str], variant: str
-            ) -> UvicornRun:
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all threads (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(server: tuple[int, int], path: str, setup: ServerSetup, args: Sequence[str],
+            variant: str) -> UvicornRun:
+    port, pid = server
     cmd = ["wrk", *args, f"http://127.0.0.1:{port}{path}"]
     if setup.wrk_cpu is not None:
         cmd = ["taskset", "-c", setup.wrk_cpu, *cmd]
     duration = int(next(a for a in args if a.startswith("-d"))[2:-1])
+    cpu_before = _cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                          check=True).stdout
+    cpu = _cpu_seconds(pid) - cpu_before
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     if not rps or not total:
         raise RuntimeError(f"could not read wrk's output:\n{out}")
     errors = "; ".join(line.strip() for line in out.splitlines()
                        if "Non-2xx" in line or "Socket errors" in line)
-    return UvicornRun(variant, -1, float(rps.group(1)), int(total.group(1)),
-                      _latency_ms(out, "50"), _latency_ms(out, "99"), errors)
+    requests = int(total.group(1))
+    return UvicornRun(variant, -1, float(rps.group(1)), requests, _latency_ms(out, "50"),
+                      _latency_ms(out, "99"), errors, cpu * 1e6 / max(requests, 1))
 
 
 def measure_uvicorn(
@@ -311,8 +346,8 @@ def measure_uvicorn(
     with contextlib.ExitStack() as servers:
         ports = {v: servers.enter_context(uvicorn_server(v, shape, setup))
                  for v in ["bare", *wrapped]}
-        for variant, port in ports.items():
-            run_wrk(port, shape.path, setup, warm_args, variant)
+        for variant, server in ports.items():
+            run_wrk(server, shape.path, setup, warm_args, variant)
         for repeat in range(repeats):
             shift = repeat % len(wrapped)
             for index, variant in enumerate(wrapped[shift:] + wrapped[:shift]):
@@ -332,14 +367,16 @@ def measure_uvicorn(
                     check = {"wrk_completed": pair[variant].requests,
                              "asgi_monitor_counted": _scrape_count(ports[variant], shape) - before}
                 print(f"  uvicorn round {repeat}: {variant:<20} "
-                      f"{pair[variant].requests_per_s:>8.0f} req/s, bare "
-                      f"{pair['bare'].requests_per_s:>8.0f} req/s", flush=True)
+                      f"{pair[variant].requests_per_s:>8.0f} req/s "
+                      f"{pair[variant].server_cpu_us:6.1f} CPU µs/req, bare "
+                      f"{pair['bare'].requests_per_s:>8.0f} req/s "
+                      f"{pair['bare'].server_cpu_us:6.1f} CPU µs/req", flush=True)
     return setup, runs, check
 
 
-def _scrape_count(port: int, shape: apps.Shape) -> float:
+def _scrape_count(server: tuple[int, int], shape: apps.Shape) -> float:
     """Our own /api/metrics: how many requests the middleware counted for the route so far."""
-    status, body = _get(port, "/api/metrics", timeout=10)
+    status, body = _get(server[0], "/api/metrics", timeout=10)
     label = f'http_requests_total{{method="GET",route="{shape.template}",status="200"}}'
     match = re.search(re.escape(label) + r" ([\d.e+]+)", body.decode())
     if status != 200 or not match:
@@ -371,6 +408,9 @@ def machine_facts(setup: ServerSetup | None) -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
         "os": platform.platform(), "python": platform.python_version(),
         "wrk": wrk, "versions": versions,
+        # Other work on the machine shows up here: anything near or above the core count means
+        # the numbers were taken on a busy machine (the paired design absorbs part of it).
+        "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     if setup is not None:
         facts["uvicorn_setup"] = asdict(setup)
@@ -386,12 +426,13 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float]:
 
 def inprocess_table(rows: Sequence[InProcessRow]) -> str:
     lines = ["| shape | variant | µs/request | added µs/request | added, p25 … p75 | "
-             "ratio to bare | recorded / sent |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "ratio to bare | added CPU µs/request | recorded / sent |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if row.variant == "bare":
-            added = ratio = spread = "—"
+            added = ratio = spread = cpu = "—"
         else:
+            cpu = f"{statistics.median(row.cpu_added_us()):+.2f}"
             diffs = row.added_us()
             low, high = _quartiles(diffs)
             added = f"{statistics.median(diffs):+.2f}"
@@ -399,7 +440,7 @@ def inprocess_table(rows: Sequence[InProcessRow]) -> str:
             ratio = f"{statistics.median(row.ratios()):.2f}×"
         recorded = "—" if row.recorded is None else f"{row.recorded:.0f} / {row.sent}"
         lines.append(f"| {apps.SHAPES[row.shape].description} | {row.variant} | "
-                     f"{row.median_us:.2f} | {added} | {spread} | {ratio} | {recorded} |")
+                     f"{row.median_us:.2f} | {added} | {spread} | {ratio} | {cpu} | {recorded} |")
     return "\n".join(lines)
 
 
@@ -409,15 +450,22 @@ def uvicorn_summary(runs: Sequence[UvicornRun]) -> dict[str, dict[str, Any]]:
     for run in runs:
         by_variant.setdefault(run.variant, []).append(run)
     # runs come in adjacent (bare, variant) pairs, in either order
-    ratios: dict[str, list[float]] = {"bare": []}
+    ratios: dict[str, list[float]] = {}
+    cpu_ratios: dict[str, list[float]] = {}
     for first, second in zip(runs[::2], runs[1::2], strict=True):
         bare, wrapped = (first, second) if first.variant == "bare" else (second, first)
         ratios.setdefault(wrapped.variant, []).append(
             wrapped.requests_per_s / bare.requests_per_s)
+        cpu_ratios.setdefault(wrapped.variant, []).append(
+            bare.server_cpu_us / wrapped.server_cpu_us)
     summary = {}
     for variant, rs in by_variant.items():
         pair_ratios = ratios.get(variant) or [1.0]
         summary[variant] = {
+            "server_cpu_us": statistics.median(r.server_cpu_us for r in rs),
+            # bare's CPU per request over ours: the throughput ratio a saturated server would
+            # show if nothing else ran on its core
+            "cpu_capacity_ratio": statistics.median(cpu_ratios.get(variant) or [1.0]),
             "requests_per_s": statistics.median(r.requests_per_s for r in rs),
             "runs": len(rs),
             "ratio": statistics.median(pair_ratios),
@@ -431,14 +479,15 @@ def uvicorn_summary(runs: Sequence[UvicornRun]) -> dict[str, dict[str, Any]]:
 
 def uvicorn_table(summary: dict[str, dict[str, Any]]) -> str:
     lines = ["| variant | requests/s (median) | runs | ratio to bare | ratio, p25 … p75 | "
-             "p50 ms | p99 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "p50 ms | p99 ms | server CPU µs/request | CPU-based ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, s in summary.items():
         errors = f" ({'; '.join(s['errors'])})" if s["errors"] else ""
         low, high = s["ratio_quartiles"]
         spread = "—" if variant == "bare" else f"{low:.1%} … {high:.1%}"
         lines.append(f"| {variant}{errors} | {s['requests_per_s']:.0f} | {s['runs']} | "
-                     f"{s['ratio']:.1%} | {spread} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} |")
+                     f"{s['ratio']:.1%} | {spread} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+                     f"{s['server_cpu_us']:.1f} | {s['cpu_capacity_ratio']:.1%} |")
     return "\n".join(lines)
 
 
@@ -450,9 +499,11 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
         ours = {s: cost for (s, v), cost in added.items() if v == "asgi_monitor"}
         if ours:
             worst = max(ours.values())
+            worst_cpu = max(statistics.median(r.cpu_added_us()) for r in rows
+                            if r.variant == "asgi_monitor")
             verdict = "OK" if worst <= BUDGET_ADDED_US else "OVER"
-            out.append(f"in-process: asgi_monitor adds at most {worst:.2f} µs/request "
-                       f"(budget {BUDGET_ADDED_US} µs): {verdict}")
+            out.append(f"in-process: asgi_monitor adds at most {worst:.2f} µs/request wall, "
+                       f"{worst_cpu:.2f} µs CPU (budget {BUDGET_ADDED_US} µs): {verdict}")
         for (shape, variant), cost in sorted(added.items()):
             if variant != "asgi_monitor" and ours.get(shape, 0) > 0:
                 out.append(f"  {shape}: {variant} adds {cost / ours[shape]:.1f}× what we add")
@@ -462,7 +513,9 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
                            f"of {row.sent} requests")
     if summary and "asgi_monitor" in summary:
         ratio = summary["asgi_monitor"]["ratio"]
-        out.append(f"uvicorn: asgi_monitor keeps {ratio:.1%} of bare throughput (budget "
+        cpu_ratio = summary["asgi_monitor"]["cpu_capacity_ratio"]
+        out.append(f"uvicorn: asgi_monitor keeps {ratio:.1%} of bare throughput, "
+                   f"{cpu_ratio:.1%} by server CPU per request (budget "
                    f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
     return out
 
