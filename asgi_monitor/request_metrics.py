@@ -138,12 +138,22 @@ class Series:
     def observe(
         self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
     ) -> None:
+        # Histogram.observe inlined four times: four fewer Python calls on every request, about
+        # 0.1 us of the ~3 us budget (benchmarks/README.md, "What our middleware costs").
         self.count += 1
         stats = self.stats
-        stats.duration.observe(duration)
-        stats.ttfb.observe(ttfb)
-        stats.request_size.observe(request_bytes)
-        stats.response_size.observe(response_bytes)
+        h = stats.duration
+        h.counts[bisect_left(h.bounds, duration)] += 1
+        h.total += duration
+        h = stats.ttfb
+        h.counts[bisect_left(h.bounds, ttfb)] += 1
+        h.total += ttfb
+        h = stats.request_size
+        h.counts[bisect_left(h.bounds, request_bytes)] += 1
+        h.total += request_bytes
+        h = stats.response_size
+        h.counts[bisect_left(h.bounds, response_bytes)] += 1
+        h.total += response_bytes
 
 
 class RequestMetrics(Collector):
