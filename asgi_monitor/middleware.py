@@ -1,10 +1,10 @@
 """MonitoringMiddleware: the hot path.
 
 Everything here runs on every request, so it does as little as possible: no Request objects, no
-route re-matching, no regex, no label formatting on a cache hit. Per-request state lives in
-locals and closures (concurrent requests share this instance). Recording happens in ``finally``
-so an exception still counts, and is itself wrapped so that a failure inside monitoring is counted
-and logged but never changes what the app sends or raises.
+route re-matching, no regex, no label formatting on a cache hit. Per-request state lives in one
+small :class:`_Exchange` object (concurrent requests share the middleware instance). Recording
+happens in ``finally`` so an exception still counts, and is itself wrapped so that a failure
+inside monitoring is counted and logged but never changes what the app sends or raises.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry
@@ -26,7 +27,7 @@ __all__ = ["MonitoringMiddleware"]
 
 logger = logging.getLogger("asgi_monitor")
 
-_METHODS = {m: m for m in STANDARD_METHODS}
+_MAX_CACHED_ROUTES = 10_000
 # Status recorded for a request the client abandoned (nginx's convention, widely understood).
 CLIENT_CLOSED = 499
 
@@ -56,6 +57,13 @@ class MonitoringMiddleware:
         self._excluded = frozenset(config.excluded_paths)
         self._resolver = config.route_resolver
         self._requests = self.monitor.collector.requests
+        in_progress = self._requests.in_progress
+        self._in_progress_by_method = {m: in_progress[m] for m in STANDARD_METHODS}
+        self._in_progress_other = in_progress["OTHER"]
+        # route id, or (route id, root_path before, after) under a Mount -> (route, label).
+        self._labels: dict[object, tuple[object, str]] = {}
+        self._on_error = self.monitor.collector.internal_error
+        self._started = False
         self._in_progress = self._requests.in_progress
         self._sub_app: ASGIApp | None = None
         logger.info("Monitoring middleware initialized: %s",
@@ -75,87 +83,71 @@ class MonitoringMiddleware:
         path = scope["path"]
         if path.startswith(self._own_prefixes) and self._is_own_path(path):
             return await self._own_app()(scope, receive, send)
-        if path in self._excluded:
+        if self._excluded and path in self._excluded:
             return await self.app(scope, receive, send)
-        if self.monitor.state is not State.RUNNING:
-            self.monitor.start_lazily()
+        if not self._started:
+            self._start()
 
-        method = _METHODS.get(scope["method"], "OTHER")
-        in_progress = self._in_progress[method]
-        in_progress[0] += 1
+        method = scope["method"]
+        cell = self._in_progress_by_method.get(method)
+        if cell is None:
+            method, cell = "OTHER", self._in_progress_other
+        cell[0] += 1
         entry_root_path = scope.get("root_path", "")
-        status = 0
-        first_byte = 0.0
-        end = 0.0
-        request_bytes = 0
-        response_bytes = 0
-        disconnected = False
-        # Only an OSError from the server's send() means the client is gone; one the app raises
-        # itself (a database refusing connections, a TimeoutError) is the app's failure: 500, not
-        # 499, or a dependency outage would hide from the error rate (found by issue 9's suite).
-        client_gone = False
+        exchange = _Exchange(receive, send, self._on_error)
         start = perf_counter()
-
-        async def receive_wrapper() -> Message:
-            nonlocal request_bytes, disconnected
-            message = await receive()
-            try:
-                if message["type"] == "http.request":
-                    request_bytes += len(message.get("body", b""))
-                elif message["type"] == "http.disconnect":
-                    disconnected = True
-            except Exception as exc:  # a malformed message is the server's business, not ours
-                self.monitor.collector.internal_error("receive", exc)
-            return message
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, first_byte, end, response_bytes, client_gone
-            ended = end
-            try:
-                message_type = message["type"]
-                if message_type == "http.response.body":
-                    response_bytes += len(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        end = perf_counter()
-                elif message_type == "http.response.start":
-                    status = message["status"]
-                    first_byte = perf_counter()
-            except Exception as exc:
-                self.monitor.collector.internal_error("send", exc)
-            try:
-                await send(message)
-            except OSError:
-                # The server could not write (uvicorn's ClientDisconnected is an OSError): the
-                # client went away; if this was the last chunk, the response did not complete.
-                client_gone = True
-                end = ended
-                raise
-
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, exchange.receive, exchange.send)
         except asyncio.CancelledError:
             # Cancelled by the server: the client went away.
-            if not end:
-                status = CLIENT_CLOSED
+            if not exchange.end:
+                exchange.status = CLIENT_CLOSED
             raise
         except BaseException:
-            if not status:
-                status = 500
+            # An OSError the app raises itself (a database refusing connections, a TimeoutError)
+            # is the app's failure: 500 here; only one from the server's send() marks the client
+            # gone (499, in finally), or a dependency outage would hide from the error rate.
+            if not exchange.status:
+                exchange.status = 500
             raise
         finally:
-            in_progress[0] -= 1
+            cell[0] -= 1
             try:
-                finished = end or perf_counter()
-                if (disconnected or client_gone) and not end:
+                finished = exchange.end or perf_counter()
+                status = exchange.status
+                if exchange.gone and not exchange.end:
                     status = CLIENT_CLOSED
                 elif not status:
                     status = 500  # the app returned without a response; servers answer 500
-                route = resolve_route(scope, entry_root_path, self._resolver)
-                self._requests.series(method, route, status).observe(
-                    finished - start, (first_byte or finished) - start,
-                    request_bytes, response_bytes)
+                # A cached label per matched route object (and mount prefix): templates are fixed,
+                # so resolve_route runs once per route. Keyed by id, since Starlette routes define
+                # __eq__ (unhashable); each entry keeps its route alive, so the id is not reused.
+                # FastAPI's label is read from its own per-route context by resolve_route.
+                route = scope.get("route")
+                if route is not None and "fastapi" not in scope:
+                    root_path = scope.get("root_path", "")
+                    key: object = (id(route) if root_path is entry_root_path
+                                   else (id(route), entry_root_path, root_path))
+                    cached = self._labels.get(key)
+                    if cached is not None and cached[0] is route:
+                        label = cached[1]
+                    else:
+                        label = resolve_route(scope, entry_root_path, self._resolver)
+                        if len(self._labels) >= _MAX_CACHED_ROUTES:
+                            self._labels.clear()  # mounts with path parameters, routes on the fly
+                        self._labels[key] = (route, label)
+                else:
+                    label = resolve_route(scope, entry_root_path, self._resolver)
+                self._requests.series(method, label, status).observe(
+                    finished - start, (exchange.first_byte or finished) - start,
+                    exchange.request_bytes, exchange.response_bytes)
             except Exception as exc:
                 self.monitor.collector.internal_error("record", exc)
+
+    def _start(self) -> None:
+        # First request without a lifespan startup: start the background services now.
+        self.monitor.start_lazily()
+        self._started = True
 
     def _is_own_path(self, path: str) -> bool:
         for prefix in self._own_prefixes:
@@ -238,3 +230,63 @@ def _choose_monitor(
         set_monitor(chosen)
         return chosen
     return monitor_for(config)
+
+
+class _Exchange:
+    """One request's bookkeeping, and the receive/send the app gets instead of the server's.
+
+    One object with slots and two bound methods costs less per request than two closures over
+    eight cell variables (measured: benchmarks/README.md).
+    """
+
+    __slots__ = ("_receive", "_send", "_on_error", "status", "first_byte", "end",
+                 "request_bytes", "response_bytes", "gone")
+
+    def __init__(self, receive: Receive, send: Send,
+                 on_error: Callable[[str, BaseException], None]) -> None:
+        self._receive = receive
+        self._send = send
+        self._on_error = on_error
+        self.status = 0
+        self.first_byte = 0.0
+        self.end = 0.0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        # The client went away: http.disconnect received, or the server failed to send.
+        self.gone = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        try:
+            message_type = message["type"]
+            if message_type == "http.request":
+                self.request_bytes += len(message.get("body", b""))
+            elif message_type == "http.disconnect":
+                self.gone = True
+        except Exception as exc:  # a malformed message is the server's business, not ours
+            self._on_error("receive", exc)
+        return message
+
+    async def send(self, message: Message) -> None:
+        ended = self.end
+        try:
+            message_type = message["type"]
+            if message_type == "http.response.body":
+                self.response_bytes += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.end = perf_counter()
+            elif message_type == "http.response.start":
+                self.status = message["status"]
+                self.first_byte = perf_counter()
+        except Exception as exc:
+            self._on_error("send", exc)
+        try:
+            await self._send(message)
+        except OSError:
+            # The server could not write (uvicorn's ClientDisconnected is an OSError): the client
+            # went away, and if this was the last chunk the response did not complete. Noted
+            # here because the app may swallow the error.
+            self.gone = True
+            self.end = ended
+            raise
+

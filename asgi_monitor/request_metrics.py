@@ -14,7 +14,7 @@ before reading it; a sample it sees may be one request behind, never torn across
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import (
@@ -136,23 +136,25 @@ class Series:
         self.stats = stats
 
     def observe(
-        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        _bisect: Callable[[Sequence[float], float], int] = bisect_left,
     ) -> None:
         # Histogram.observe inlined four times: four fewer Python calls on every request, about
-        # 0.1 us of the ~3 us budget (benchmarks/README.md, "What our middleware costs").
+        # 0.1 us of the ~3 us budget (benchmarks/README.md, "What our middleware costs"), and
+        # bisect bound as a default argument (a local, not a global lookup).
         self.count += 1
         stats = self.stats
         h = stats.duration
-        h.counts[bisect_left(h.bounds, duration)] += 1
+        h.counts[_bisect(h.bounds, duration)] += 1
         h.total += duration
         h = stats.ttfb
-        h.counts[bisect_left(h.bounds, ttfb)] += 1
+        h.counts[_bisect(h.bounds, ttfb)] += 1
         h.total += ttfb
         h = stats.request_size
-        h.counts[bisect_left(h.bounds, request_bytes)] += 1
+        h.counts[_bisect(h.bounds, request_bytes)] += 1
         h.total += request_bytes
         h = stats.response_size
-        h.counts[bisect_left(h.bounds, response_bytes)] += 1
+        h.counts[_bisect(h.bounds, response_bytes)] += 1
         h.total += response_bytes
 
 
