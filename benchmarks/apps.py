@@ -12,7 +12,7 @@ this package and Starlette (that is all the test venv has).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,8 @@ class Built:
     recorded: Callable[[], float] | None = None
     registry: CollectorRegistry | None = None
     close: Callable[[], None] = field(default=lambda: None)
+    # Async clean-up run on the harness' loop (asgi_monitor stops its background services).
+    aclose: Callable[[], Awaitable[None]] | None = None
 
 
 def _bare(shape: Shape) -> Built:
@@ -94,9 +96,12 @@ def _asgi_monitor(shape: Shape) -> Built:
 
     registry = CollectorRegistry()
     labels = {"method": "GET", "route": shape.template, "status": "200"}
-    return Built(MonitoringMiddleware(starlette_app(shape), registry=registry),
+    # Every feature on (health checks, sampler, alert rules, system collector), as a user gets
+    # it: the first request starts the background services, as under a server without lifespan.
+    middleware = MonitoringMiddleware(starlette_app(shape), registry=registry)
+    return Built(middleware,
                  lambda: registry.get_sample_value("http_requests_total", labels) or 0.0,
-                 registry)
+                 registry, aclose=middleware.monitor.stop)
 
 
 def _starlette_exporter(shape: Shape) -> Built:

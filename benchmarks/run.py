@@ -189,6 +189,8 @@ def measure_inprocess(
                 row.recorded = row.built.recorded()
             if not keep_apps:
                 row.built.close()
+                if row.built.aclose is not None:
+                    loop.run_until_complete(row.built.aclose())
                 row.built = None
     finally:
         loop.close()
