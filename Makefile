@@ -39,7 +39,7 @@ test: system-deps install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python -m asgi_monitor demo --host 127.0.0.1 --port 8000
+	$(BIN)/asgi-monitor demo --host 127.0.0.1 --port 8000
 
 bench: install
 	$(BIN)/pip install -q ".[bench]"

@@ -40,3 +40,20 @@ def test_wheel_installs_into_a_fresh_venv_with_templates(tmp_path: Path) -> None
                          cwd=tmp_path, timeout=120).stdout.split()
     assert Path(out[0]).is_relative_to(env_dir)  # imported from the venv, not the checkout
     assert out[1] == "True"
+
+
+def test_a_source_checkout_finds_the_repository_templates() -> None:
+    # `python -m asgi_monitor demo` in the repository, or an editable install, imports the
+    # package from the checkout, where templates/ sits beside asgi_monitor/, not inside it.
+    probe = (
+        "import asgi_monitor, pathlib;"
+        "from asgi_monitor.web.templating import environment, template_dir;"
+        "environment().get_template('dashboard.html');"
+        "print(pathlib.Path(asgi_monitor.__file__).parent);"
+        "print(template_dir())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True, cwd=ROOT, timeout=120).stdout.split()
+    assert Path(out[0]) == ROOT / "asgi_monitor"
+    assert Path(out[1]) == ROOT / "templates"
+    assert (Path(out[1]) / "static").is_dir()

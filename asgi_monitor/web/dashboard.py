@@ -59,8 +59,8 @@ class StaticFiles:
     so no path from a request ever reaches the file system."""
 
     def __init__(self, directory: Path) -> None:
-        # Missing when the package is imported from a source checkout rather than installed
-        # (templates/ is only mapped into the package by the wheel): serve nothing, fail nothing.
+        # Missing only if neither the wheel's nor a checkout's templates exist (see
+        # templating.template_dir): serve nothing, fail nothing.
         paths = sorted(directory.iterdir()) if directory.is_dir() else []
         self.files = {path.name: _File(path.read_bytes(), _TYPES[path.suffix])
                       for path in paths if path.suffix in _TYPES}

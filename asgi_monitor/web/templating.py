@@ -1,7 +1,10 @@
 """Jinja environment for the package's templates, with autoescaping always on.
 
 The repository keeps templates in the top-level ``templates/`` folder; the wheel ships them as
-``asgi_monitor/templates`` (``force-include`` in pyproject.toml), which is where we load them from.
+``asgi_monitor/templates`` (``force-include`` in pyproject.toml), which is where an installed
+package loads them from. Imported from a source checkout instead (an editable install, or
+``python -m asgi_monitor`` run in the repository), the package folder has none, and the
+repository's own ``templates/`` next to it is used.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ __all__ = ["environment", "template_dir"]
 
 
 def template_dir() -> Path:
-    return Path(str(files("asgi_monitor") / "templates"))
+    packaged = Path(str(files("asgi_monitor") / "templates"))
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "templates"
+    return checkout if checkout.is_dir() else packaged
 
 
 @lru_cache(maxsize=1)
