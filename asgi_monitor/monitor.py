@@ -91,7 +91,10 @@ class Monitor:
                                    collectors=self.collector.sampled_collectors)
         else:
             self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
-        self.samples = SampleBuffer(retention_seconds=3600.0)
+        # Raw samples serve the alert windows (history keeps its own derived points), so they are
+        # kept for twice the longest window, at least 10 minutes.
+        self.samples = SampleBuffer(
+            retention_seconds=max(2 * self.config.alert_window_seconds, 600.0))
         self.add_service("sampler", self._sample_forever)
         # Each new sample adds one point (the interval since the previous sample) to the history.
         self.history = History(retention_seconds=self.config.history_retention,
