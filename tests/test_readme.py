@@ -1,0 +1,238 @@
+"""The README stays true: its examples run, and its references list exactly what the code has.
+
+- Python blocks preceded by ``<!-- test -->`` are run, each in a fresh interpreter (the
+  process-wide monitor can be created only once per process, as in a user's app). A block marked
+  ``<!-- test: GET /items/42 counts as /items/{item_id} -->`` must also define ``app``; the request
+  is sent to it and its own ``/api/metrics`` must count it under that route template.
+- Every ``MonitoringConfig`` environment variable has a row in the configuration reference, with
+  a default its own parser reads back as the field's default, and no row names a variable that
+  does not exist.
+- Every endpoint of the sub-app (``endpoints(monitor)``) has a row in the endpoint reference with
+  its method and access level, and no row is stale.
+- Every CLI command and option appears; the benchmark figures are copied from benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from asgi_monitor import MonitoringConfig
+from asgi_monitor.__main__ import _parser
+from asgi_monitor.monitor import Monitor
+from asgi_monitor.web.app import endpoints
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+# Variables that are documented but are not MonitoringConfig fields.
+EXTRA_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
+
+_MARKED_BLOCK = re.compile(r"<!-- test(?P<spec>:[^>]*)? -->\n```python\n(?P<code>.*?)```",
+                           re.DOTALL)
+_SERVES = re.compile(r":\s*GET (?P<path>\S+) counts as (?P<template>\S+)\s*$")
+
+
+def section(title: str) -> str:
+    """The text of the ``## title`` section, up to the next section of the same level."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Cells of every table row in ``text`` (header and separator rows excluded)."""
+    def separator(line: str) -> bool:
+        return line.startswith("|") and set(line.strip()) <= {"|", "-", ":", " "}
+
+    lines = text.splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        header = i + 1 < len(lines) and separator(lines[i + 1])
+        if not line.startswith("|") or separator(line) or header:
+            continue
+        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
+
+
+# -- runnable examples ---------------------------------------------------------------------------
+
+BLOCKS = [(README.count("\n", 0, m.start()) + 1, m.group("spec") or "", m.group("code"))
+          for m in _MARKED_BLOCK.finditer(README)]
+
+SERVE_CHECK = '''
+
+# -- appended by tests/test_readme.py --
+import asyncio as _asyncio
+
+import httpx as _httpx
+
+from asgi_monitor import get_monitor as _get_monitor
+
+
+async def _readme_check() -> None:
+    transport = _httpx.ASGITransport(app=app)
+    async with _httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get({path!r})
+        assert response.status_code == 200, (response.status_code, response.text)
+        metrics = await client.get("/api/metrics")
+        assert metrics.status_code == 200, metrics.status_code
+    await _get_monitor().stop()
+    expected = {expected!r}
+    assert expected in metrics.text, [line for line in metrics.text.splitlines()
+                                      if line.startswith("http_requests_total")]
+
+
+_asyncio.run(_readme_check())
+'''
+
+
+def _clean_env() -> dict[str, str]:
+    names = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
+             if "env" in f.metadata} | EXTRA_VARIABLES
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+def test_readme_has_the_runnable_examples() -> None:
+    serving = [spec for _, spec, _ in BLOCKS if _SERVES.match(spec)]
+    assert len(serving) >= 4, "the Starlette, FastAPI, Litestar and raw ASGI examples are run"
+    assert len(BLOCKS) >= 8
+    for _, spec, _ in BLOCKS:
+        assert not spec or _SERVES.match(spec), f"unknown test marker {spec!r}"
+
+
+@pytest.mark.parametrize(("line", "spec", "code"), BLOCKS,
+                         ids=[f"README.md:{line}" for line, _, _ in BLOCKS])
+def test_readme_example_runs(tmp_path: Path, line: int, spec: str, code: str) -> None:
+    serves = _SERVES.match(spec)
+    if serves:
+        expected = (f'http_requests_total{{method="GET",route="{serves["template"]}",'
+                    f'status="200"}} 1.0')
+        code += SERVE_CHECK.format(path=serves["path"], expected=expected)
+    script = tmp_path / "readme_example.py"
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, env=_clean_env(), timeout=120)
+    assert result.returncode == 0, (
+        f"README.md line {line}: the example failed\n{result.stdout}\n{result.stderr}")
+
+
+# -- configuration reference ---------------------------------------------------------------------
+
+def _documented_variables() -> dict[str, str]:
+    """variable -> its default cell, from every table of the configuration reference."""
+    documented: dict[str, str] = {}
+    for cells in table_rows(section("Configuration reference")):
+        name = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+        if name and len(cells) == 3:
+            assert name[1] not in documented, f"{name[1]} is documented twice"
+            documented[name[1]] = cells[1]
+    return documented
+
+
+def test_every_environment_variable_is_documented_with_its_default() -> None:
+    documented = _documented_variables()
+    fields = [f for f in dataclasses.fields(MonitoringConfig) if "env" in f.metadata]
+    missing = [f.metadata["env"] for f in fields if f.metadata["env"] not in documented]
+    assert not missing, f"README.md's configuration reference lacks {missing}"
+    for f in fields:
+        cell = documented[f.metadata["env"]]
+        value = re.match(r"`([^`]*)`", cell)
+        if f.default in (None, "", ()):
+            assert value is None and cell.startswith("(none"), (
+                f"{f.metadata['env']}: default is unset, the README says {cell!r}")
+        else:
+            assert value is not None, f"{f.metadata['env']}: no default in {cell!r}"
+            assert f.metadata["parse"](value[1]) == f.default, (
+                f"{f.metadata['env']}: the README says {value[1]!r}, the code {f.default!r}")
+
+
+def test_no_documented_variable_is_stale() -> None:
+    known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
+             if "env" in f.metadata} | EXTRA_VARIABLES
+    stale = sorted(set(_documented_variables()) - known)
+    assert not stale, f"README.md documents variables the code does not read: {stale}"
+    for name in EXTRA_VARIABLES:
+        assert name in _documented_variables()
+
+
+def test_every_variable_named_anywhere_in_the_readme_exists() -> None:
+    known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
+             if "env" in f.metadata} | EXTRA_VARIABLES | {"CI", "PYTEST_ARGS"}
+    prefixes = ("MONITORING_", "ALERT", "SMTP_", "HEALTH_", "ENABLE_", "METRICS_", "FROM_")
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", README))
+    # Prefix families written as `SMTP_*` and the like are not names.
+    unknown = sorted(n for n in named if n.startswith(prefixes) and n not in known)
+    assert not unknown, f"README.md names settings that do not exist: {unknown}"
+
+
+# -- endpoint reference --------------------------------------------------------------------------
+
+def test_every_endpoint_is_documented_with_its_access_level(
+        make_monitor: Callable[..., Monitor]) -> None:
+    monitor = make_monitor()
+    expected = {(method, e.path, e.access) for e in endpoints(monitor) for method in e.methods}
+    documented = set()
+    for cells in table_rows(section("Endpoint reference")):
+        match = re.fullmatch(r"`([A-Z]+) (/\S*)`", cells[0])
+        assert match, f"endpoint row without `METHOD /path`: {cells}"
+        documented.add((match[1], match[2], cells[1]))
+    assert expected - documented == set(), "missing from README.md's endpoint reference"
+    assert documented - expected == set(), "in README.md's endpoint reference but not the code"
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def test_every_cli_command_and_option_is_documented() -> None:
+    cli = section("Command line")
+    subparsers = next(a for a in _parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    for name, parser in subparsers.choices.items():
+        assert f"`asgi-monitor {name}" in cli, f"asgi-monitor {name} is not documented"
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert option in cli, f"asgi-monitor {name} {option} is not documented"
+
+
+def test_make_targets_in_the_quick_start_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    quick = section("Quick start")
+    commands = re.findall(r"^make (\w+)", quick, re.M)
+    assert commands == ["demo", "test"], "the quick start is exactly `make demo` and `make test`"
+    for target in commands + ["bench"]:
+        assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no {target} target"
+
+
+# -- links --------------------------------------------------------------------------------------
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_point_at_existing_sections_and_files() -> None:
+    anchors = {_slug(h) for h in re.findall(r"^#{2,4} (.+)$", README, re.M)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", README):
+        if target.startswith("#"):
+            assert target[1:] in anchors, f"no section for the link {target}"
+        elif not target.startswith(("http://", "https://")):
+            assert (ROOT / target).exists(), f"the link {target} names a missing file"
+
+
+# -- benchmarks ----------------------------------------------------------------------------------
+
+def test_benchmark_figures_are_copied_from_benchmarks_readme() -> None:
+    source = set((ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").splitlines())
+    rows = [line for line in section("Performance").splitlines() if line.startswith("|")]
+    assert len(rows) >= 20, "the in-process and uvicorn tables"
+    for line in rows:
+        assert line in source, f"not in benchmarks/README.md: {line}"
