@@ -272,7 +272,13 @@ def monitor_for(config: MonitoringConfig | None) -> Monitor:
     with _default_lock:
         if _default is None:
             _default = Monitor(config)
-        elif config is not None and config != _default.config:
+        elif config is not None and config == _default.config:
+            # Equal but for the code-only settings (route_resolver, authorize, which compare
+            # equal): adopt them, or a resolver passed to the middleware after something called
+            # get_metrics_collector() would be silently ignored. Everything built so far only
+            # used the compared fields, which are the same.
+            _default.config = config
+        elif config is not None:
             raise LifecycleError(
                 "the process-wide monitor already exists with another configuration (something "
                 "called get_metrics_collector() or wrapped an app first); configure it once, or "

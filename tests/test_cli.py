@@ -83,3 +83,36 @@ def test_check_errors_are_one_line(tmp_path: Path, target: str, message: str) ->
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_broken_pipe_is_not_a_traceback() -> None:
+    shell = f"{sys.executable} -m asgi_monitor grafana | head -c 10 > /dev/null"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                            text=True, timeout=60)
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipe" not in result.stderr
+
+
+def test_code_only_settings_are_adopted_after_get_metrics_collector(tmp_path: Path) -> None:
+    # A module calls get_metrics_collector() at import, the app is wrapped later with a resolver:
+    # the resolver must be used, not silently dropped.
+    script = '''
+import asyncio, httpx
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, get_metrics_collector
+metrics = get_metrics_collector()
+async def raw(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+app = MonitoringMiddleware(raw, MonitoringConfig(route_resolver=lambda scope: "/users/{id}"))
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/users/7")
+    print(metrics.registry.get_sample_value(
+        "http_requests_total", {"method": "GET", "route": "/users/{id}", "status": "200"}))
+asyncio.run(main())
+'''
+    (tmp_path / "probe.py").write_text(script)
+    result = subprocess.run([sys.executable, "probe.py"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.strip().splitlines()[-1]) == 1.0
