@@ -282,14 +282,19 @@ def uvicorn_server(
                 time.sleep(0.1)
         yield port, proc.pid
     finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """End a server started with ``start_new_session=True``: SIGTERM, then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _latency_ms(text: str, percentile: str) -> float:

@@ -75,14 +75,17 @@ class HttpSink:
     """A real HTTP/1.1 server on 127.0.0.1 that records every request and answers ``status``.
 
     ``async with HttpSink() as sink:`` then post to ``sink.url``; ``sink.requests`` holds
-    ``(method, path, headers, body)`` with lower-case header names.
+    ``(method, path, headers, body)`` with lower-case header names. With ``delay`` it waits that
+    long (or until the sink closes) before answering: an endpoint that times out.
     """
 
-    def __init__(self, status: int = 200, body: bytes = b"{}") -> None:
+    def __init__(self, status: int = 200, body: bytes = b"{}", delay: float = 0.0) -> None:
         self.status = status
         self.body = body
+        self.delay = delay
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.received = asyncio.Event()
+        self._closing = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -97,6 +100,7 @@ class HttpSink:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
+        self._closing.set()
         self._server.close()
         await self._server.wait_closed()
 
@@ -114,6 +118,9 @@ class HttpSink:
                 reader.readexactly(int(headers.get("content-length", "0"))), 10)
             self.requests.append((method, path, headers, body))
             self.received.set()
+            if self.delay:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.delay)
             writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
                          f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
                          .encode() + self.body)

@@ -2,7 +2,8 @@
 
 Covered here: hung and raising health checks (sync and async), psutil failing under a real
 scrape, and a log file that hits a file-size limit (a full disk, simulated with RLIMIT_FSIZE in
-a subprocess). The multiprocess directory that is missing or unwritable is in
+a subprocess). Faults in alerting (conditions, channels, the history file) are in
+test_faults_alerting.py. The multiprocess directory that is missing or unwritable is in
 test_multiprocess.py; a failure inside recording in test_middleware.py.
 """
 
