@@ -120,6 +120,21 @@ async def test_cooldown_repeats_while_firing() -> None:
     assert len(recorder.sent) == 2
 
 
+async def test_without_channels_the_cooldown_still_paces_history(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "history.jsonl"
+    manager = AlertManager(clock=clock, channels=[], history_file=str(path))
+    manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
+    for _ in range(10):  # ten evaluations within one cooldown: one write, the firing
+        await manager.evaluate()
+        clock.now += 30
+    assert len(path.read_text().splitlines()) == 1
+    clock.now += 600
+    await manager.evaluate()
+    assert len(path.read_text().splitlines()) == 2  # the repeat after the cooldown
+    assert len(manager.history(limit=100)) == 1  # one alert instance
+
+
 async def test_send_resolved_is_per_channel() -> None:
     quiet = Recorder("quiet", send_resolved=False)
     manager, recorder, _ = make()

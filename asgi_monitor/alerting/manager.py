@@ -265,14 +265,17 @@ class AlertManager:
         else:
             channels = list(self.channels)
         alert.silenced = self.silences.matching(alert.identity) is not None
-        if not alert.silenced and channels:
-            outcomes = await asyncio.gather(*(self._deliver(c, alert) for c in channels))
-            alert.notifications.extend(outcomes)
-            del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
+        if not alert.silenced:
+            if channels:
+                outcomes = await asyncio.gather(*(self._deliver(c, alert) for c in channels))
+                alert.notifications.extend(outcomes)
+                del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
+                if any(c.resend_interval is not None for c in channels):
+                    self._resent[alert.id] = now
+            # Set with no channel too: the cooldown counts from this round either way, or a
+            # manager without channels would repeat (and write history) every evaluation.
             if kind != "resend":
                 alert.last_notified_at = self.now()
-            if any(c.resend_interval is not None for c in channels):
-                self._resent[alert.id] = now
         if kind == "resolve":
             self._resent.pop(alert.id, None)
         if kind in ("fire", "resolve") or (kind == "repeat" and not alert.silenced):
