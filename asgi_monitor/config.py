@@ -135,6 +135,9 @@ class MonitoringConfig:
     # Implicit TLS (port 465) wins over STARTTLS; STARTTLS is required unless turned off.
     smtp_use_tls: bool = field(default=False, metadata=_env("SMTP_USE_TLS", _parse_bool))
     smtp_starttls: bool = field(default=True, metadata=_env("SMTP_STARTTLS", _parse_bool))
+    # A CA bundle to verify the SMTP server's certificate with (a relay with a private CA);
+    # empty: the system's trusted CAs.
+    smtp_ca_file: str = field(default="", metadata=_env("SMTP_CA_FILE", _parse_str))
     alert_webhook_url: Secret | None = field(
         default=None, metadata=_env("ALERT_WEBHOOK_URL", _parse_secret)
     )
@@ -376,6 +379,8 @@ class MonitoringConfig:
         if self.alert_email_enabled and not (self.smtp_server and self.from_email):
             self._fail("alert_email_enabled",
                        "SMTP_SERVER and FROM_EMAIL set when e-mail alerts are enabled", True)
+        if self.smtp_ca_file and not os.access(self.smtp_ca_file, os.R_OK):
+            self._fail("smtp_ca_file", "a readable CA bundle file (PEM)", self.smtp_ca_file)
         if isinstance(self.smtp_password, str):
             # Accept a plain string from code, but hold it as a Secret from here on.
             object.__setattr__(self, "smtp_password", Secret(self.smtp_password))

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hmac
 import logging
+import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from support import Clock, HttpSink, free_port
+from support import Clock, HttpSink, free_port, require_binary
 
-from asgi_monitor import MonitoringConfig
+from asgi_monitor import ConfigError, MonitoringConfig
 from asgi_monitor.alerting import AlertManager, AlertSeverity
 from asgi_monitor.alerting.channels import (
     SIGNATURE_HEADER,
@@ -68,11 +73,12 @@ def firing_alert(**changes: Any) -> Alert:
 
 
 def email_config(port: int, **extra: Any) -> MonitoringConfig:
-    return MonitoringConfig(
-        alert_email_enabled=True, smtp_server="127.0.0.1", smtp_port=port,
-        from_email="monitor@example.com", alert_email_to=("ops@example.com", "dev@example.com"),
-        smtp_starttls=False, alert_console_enabled=False, alert_channel_timeout=5,
-        alert_channel_retries=0, **extra)
+    settings: dict[str, Any] = {
+        "alert_email_enabled": True, "smtp_server": "127.0.0.1", "smtp_port": port,
+        "from_email": "monitor@example.com",
+        "alert_email_to": ("ops@example.com", "dev@example.com"), "smtp_starttls": False,
+        "alert_console_enabled": False, "alert_channel_timeout": 5, "alert_channel_retries": 0}
+    return MonitoringConfig(**{**settings, **extra})
 
 
 async def test_email_delivered_to_a_real_smtp_server(smtp: tuple[Mailbox, int]) -> None:
@@ -263,3 +269,83 @@ async def test_manager_with_a_clock_sends_on_fire_and_resolve() -> None:
     assert [sink.json(i)["status"] for i in range(2)] == ["firing", "resolved"]
     assert sink.json(1)["alerts"][0]["endsAt"] == datetime.fromtimestamp(
         clock.now, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# -- TLS: a real aiosmtpd server with a certificate made for the test --------------------------
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    openssl = require_binary("openssl")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def tls_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@contextlib.contextmanager
+def tls_smtp(certificate: tuple[str, str], *, implicit: bool) -> Iterator[tuple[Mailbox, int]]:
+    mailbox, port = Mailbox(), free_port()
+    context = tls_context(certificate)
+    options: dict[str, Any] = (
+        {"ssl_context": context} if implicit
+        # STARTTLS offered and required before MAIL FROM, as a real relay would.
+        else {"tls_context": context, "require_starttls": True})
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, **options)
+    if implicit:
+        # aiosmtpd's readiness probe wraps its socket with the server's own context, which a
+        # client cannot use; probe as a client that trusts the test certificate instead.
+        def trigger() -> None:
+            client = ssl.create_default_context(cafile=certificate[0])
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.recv(1024)  # the 220 greeting
+
+        controller._trigger_server = trigger  # type: ignore[method-assign]
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit TLS", "STARTTLS"])
+async def test_email_over_tls_with_a_private_ca(certificate: tuple[str, str],
+                                                implicit: bool) -> None:
+    cert, _ = certificate
+    with tls_smtp(certificate, implicit=implicit) as (mailbox, port):
+        config = email_config(port, smtp_use_tls=implicit, smtp_starttls=not implicit,
+                              smtp_ca_file=cert, smtp_server="localhost")
+        [channel] = [c for c in channels_from_config(config) if c.name == "email"]
+        outcome = await channel.deliver(firing_alert())
+    assert outcome["ok"] is True, outcome
+    [(recipients, message)] = mailbox.messages
+    assert recipients == ["ops@example.com", "dev@example.com"]
+    assert str(message["Subject"]).strip().startswith("[FIRING] high_error_rate")
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit TLS", "STARTTLS"])
+async def test_email_refuses_a_certificate_it_cannot_verify(certificate: tuple[str, str],
+                                                            implicit: bool) -> None:
+    # Without SMTP_CA_FILE the self-signed certificate is not trusted: no mail, a recorded
+    # failure, never a fallback to an unverified connection.
+    with tls_smtp(certificate, implicit=implicit) as (mailbox, port):
+        config = email_config(port, smtp_use_tls=implicit, smtp_starttls=not implicit,
+                              smtp_server="localhost")
+        [channel] = [c for c in channels_from_config(config) if c.name == "email"]
+        outcome = await channel.deliver(firing_alert())
+    assert outcome["ok"] is False
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome["error"] or "certificate" in outcome["error"]
+    assert mailbox.messages == []
+
+
+def test_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SMTP_CA_FILE"):
+        MonitoringConfig.from_env({"SMTP_CA_FILE": str(tmp_path / "missing.pem")})

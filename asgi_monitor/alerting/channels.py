@@ -128,7 +128,7 @@ class EmailChannel(Channel):
 
     def __init__(self, *, hostname: str, port: int, sender: str, recipients: tuple[str, ...],
                  username: str = "", password: Secret | None = None, use_tls: bool = False,
-                 start_tls: bool = True, **options: Any) -> None:
+                 start_tls: bool = True, ca_file: str = "", **options: Any) -> None:
         super().__init__(**options)
         self.hostname = hostname
         self.port = port
@@ -138,6 +138,7 @@ class EmailChannel(Channel):
         self.password = password
         self.use_tls = use_tls
         self.start_tls = start_tls
+        self.ca_file = ca_file or None  # None: aiosmtplib verifies against the system CAs
 
     def secrets(self) -> tuple[str, ...]:
         return (self.password.get_secret_value(),) if self.password else ()
@@ -150,7 +151,7 @@ class EmailChannel(Channel):
             hostname=self.hostname, port=self.port, username=self.username or None,
             password=self.password.get_secret_value() if self.password else None,
             use_tls=self.use_tls, start_tls=False if self.use_tls else self.start_tls,
-            timeout=self.timeout)
+            cert_bundle=self.ca_file, timeout=self.timeout)
 
 
 class _HTTPChannel(Channel):
@@ -263,7 +264,7 @@ def channels_from_config(config: MonitoringConfig) -> list[Channel]:
             hostname=config.smtp_server, port=config.smtp_port, sender=config.from_email,
             recipients=config.alert_email_to or (config.from_email,), username=config.smtp_username,
             password=config.smtp_password, use_tls=config.smtp_use_tls,
-            start_tls=config.smtp_starttls, **options))
+            start_tls=config.smtp_starttls, ca_file=config.smtp_ca_file, **options))
     if config.alert_webhook_url:
         channels.append(WebhookChannel(config.alert_webhook_url,
                                        secret=config.alert_webhook_secret, **options))
