@@ -95,3 +95,5 @@ scrape_configs:
         [alert] = wait_until(pushed, timeout=30, what="the error-rate alert in Alertmanager")
         assert alert["labels"]["severity"] == "critical"
         assert alert["status"]["state"] == "active"
+        # The workers elected the one sender through a lock in the multiprocess directory.
+        assert (multiproc / "asgi_monitor_alerts.lock").exists()
