@@ -49,8 +49,9 @@ class AlertEndpoints:
             except ValueError:
                 limit = 0
             if limit < 1:
+                shown = raw if len(raw) <= 40 else raw[:40] + "..."  # no echo of a huge query
                 return _error(f"limit must be a whole number >= 1 (at most {MAX_HISTORY_LIMIT} "
-                              f"are returned), got {raw!r}", 400)
+                              f"are returned), got {shown!r}", 400)
         limit = min(limit, MAX_HISTORY_LIMIT)
         return _json({"alerts": self.alerts.history(limit), "limit": limit})
 
