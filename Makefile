@@ -17,9 +17,13 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The package itself is reinstalled (not editable) on every run, so the tests exercise what a
-# wheel ships, templates included.
+# wheel ships, templates included, with the hot path compiled by mypyc as the speed budget
+# assumes (tests/test_packaging.py checks the default pure-Python wheel too).
 install: $(VENV)/.deps
-	$(BIN)/pip install -q --no-deps --force-reinstall .
+	HATCH_BUILD_HOOK_ENABLE_MYPYC=1 $(BIN)/pip install -q --no-deps --force-reinstall .
+	@# hatch-mypyc leaves its build products in the source tree; a checkout must stay pure Python
+	@# (a stale .so would shadow edits to the .py files, and would leak into a default wheel).
+	rm -f asgi_monitor/*.so *__mypyc*.so
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
