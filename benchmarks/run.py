@@ -264,7 +264,9 @@ def uvicorn_server(
     if setup.server_cpu is not None:
         cmd = ["taskset", "-c", setup.server_cpu, *cmd]
     env = {**os.environ, "BENCH_VARIANT": variant, "BENCH_SHAPE": shape.key}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # cwd=HERE: `python -m` puts the working directory first on sys.path, and from the repository
+    # root that would serve the source tree instead of the installed (compiled) package.
+    proc = subprocess.Popen(cmd, env=env, cwd=HERE, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while True:
