@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import MonitoringConfig
+from .config import MonitoringConfig, metric_prefix
 from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
@@ -122,7 +122,7 @@ class MetricsCollector:
         # Set by the Monitor, which owns the history the insights read (see get_performance_
         # insights); the collector never imports the monitor.
         self.insights: Insights | None = None
-        prefix = f"{config.namespace}_" if config.namespace else ""
+        prefix = metric_prefix(config.namespace)
         self.requests: RequestStore
         if multiprocess_dir is None:
             self.requests = RequestMetrics(

@@ -21,7 +21,7 @@ from typing import Any
 from .errors import ConfigError
 from .secret import Secret
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "MonitoringConfig"]
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "MonitoringConfig", "metric_prefix"]
 
 # Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -80,6 +80,11 @@ def _positive_number(value: object, *, allow_zero: bool = False) -> bool:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return False
     return value >= 0 if allow_zero else value > 0
+
+
+def metric_prefix(namespace: str) -> str:
+    """What every metric name starts with for MONITORING_NAMESPACE ``namespace``."""
+    return f"{namespace}_" if namespace else ""
 
 
 def _env(name: str, parse: Callable[[str], Any]) -> dict[str, Any]:

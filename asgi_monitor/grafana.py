@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import metric_prefix
+
 __all__ = ["grafana_dashboard", "queries"]
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -109,7 +111,7 @@ def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
 
 def grafana_dashboard(namespace: str = "", *, title: str | None = None) -> dict[str, Any]:
     """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE)."""
-    prefix = f"{namespace}_" if namespace else ""
+    prefix = metric_prefix(namespace)
     panels: list[dict[str, Any]] = []
     y = 0
     next_id = 1

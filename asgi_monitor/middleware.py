@@ -166,8 +166,8 @@ class MonitoringMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] in self._excluded:
             return await self.app(scope, receive, send)
-        if self.monitor.state is not State.RUNNING:
-            self.monitor.start_lazily()
+        if not self._started:
+            self._start()
         entry_root_path = scope.get("root_path", "")
         route: str | None = None
         accepted_at = 0.0

@@ -26,7 +26,7 @@ from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
 from .alerting.rules import install_default_rules
 from .collector import MetricsCollector
-from .config import MonitoringConfig
+from .config import MonitoringConfig, metric_prefix
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
@@ -309,4 +309,4 @@ def get_alert_manager() -> AlertManager:
 
 
 def _prefix(config: MonitoringConfig) -> str:
-    return f"{config.namespace}_" if config.namespace else ""
+    return metric_prefix(config.namespace)

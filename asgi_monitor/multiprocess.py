@@ -26,6 +26,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import mark_process_dead
 
+from .config import metric_prefix
 from .labels import BoundedChildren, SeriesCap
 from .request_metrics import (
     HELP,
@@ -143,7 +144,7 @@ class MultiprocessRequestMetrics:
         size_buckets: Sequence[float],
         max_series: int,
     ) -> None:
-        p = f"{namespace}_" if namespace else ""
+        p = metric_prefix(namespace)
         self._dropped: dict[str, int] = {}
         cap = SeriesCap(max_series, self._dropped)
         self._total = Counter(f"{p}http_requests", HELP["http_requests"],

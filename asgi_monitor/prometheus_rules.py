@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .config import MonitoringConfig
+from .config import MonitoringConfig, metric_prefix
 
 __all__ = ["prometheus_rules", "render_yaml", "rules_yaml"]
 
@@ -22,7 +22,7 @@ def _duration(seconds: float) -> str:
 
 def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
     """The rules file as data (one group, ``asgi_monitor``)."""
-    p = f"{config.namespace}_" if config.namespace else ""
+    p = metric_prefix(config.namespace)
     w = _duration(config.alert_window_seconds)
     minimum = config.alert_min_requests
     requests = f"sum(increase({p}http_requests_total[{w}]))"

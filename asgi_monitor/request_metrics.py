@@ -26,6 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .config import metric_prefix
+
 __all__ = [
     "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "Histogram", "RequestMetrics",
     "RequestStore", "Series",
@@ -169,7 +171,7 @@ class RequestMetrics(Collector):
         size_buckets: Sequence[float],
         max_series: int,
     ) -> None:
-        self._prefix = f"{namespace}_" if namespace else ""
+        self._prefix = metric_prefix(namespace)
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
         self._max_series = max_series
