@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the integration tests use (promtool, Prometheus, Alertmanager, Chromium, Redis, wrk).
-APT_PACKAGES := prometheus prometheus-alertmanager chromium redis-server wrk
+APT_PACKAGES := prometheus prometheus-alertmanager chromium redis-server wrk valgrind
 
 .PHONY: demo test lint install system-deps bench clean
 

@@ -24,7 +24,7 @@ from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserM
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
 from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
-from .request_metrics import RequestMetrics, RequestStore
+from .request_metrics import RequestMetrics, RequestMetricsCollector, RequestStore
 
 if TYPE_CHECKING:
     from .insights import Insights
@@ -125,13 +125,14 @@ class MetricsCollector:
         prefix = metric_prefix(config.namespace)
         self.requests: RequestStore
         if multiprocess_dir is None:
-            self.requests = RequestMetrics(
+            requests = RequestMetrics(
                 namespace=config.namespace,
                 duration_buckets=config.duration_buckets,
                 size_buckets=config.size_buckets,
                 max_series=config.max_series_per_metric,
             )
-            registry.register(self.requests)
+            registry.register(RequestMetricsCollector(requests))
+            self.requests = requests
         else:
             self.requests = MultiprocessRequestMetrics(
                 registry=registry,

@@ -34,6 +34,7 @@ from .request_metrics import (
     ROUTE_HISTOGRAMS,
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
+    RequestStore,
 )
 
 __all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir"]
@@ -128,7 +129,7 @@ class _Series:
         self.response_size.observe(response_bytes)
 
 
-class MultiprocessRequestMetrics:
+class MultiprocessRequestMetrics(RequestStore):
     """The :class:`~asgi_monitor.request_metrics.RequestMetrics` interface on prometheus_client.
 
     Same families, names, labels and series cap as the single-process store. Gauges use
@@ -180,6 +181,23 @@ class MultiprocessRequestMetrics:
         method, route, status = key
         return _Series(self._total.labels(method, route, str(status)),
                        *(histogram.labels(method, route) for histogram in self._histograms))
+
+    def begin(self, method: str) -> str:
+        cell = self.in_progress.get(method)
+        if cell is None:
+            method = "OTHER"
+            cell = self.in_progress[method]
+        cell[0] += 1
+        return method
+
+    def end(self, method: str) -> None:
+        self.in_progress[method][0] -= 1
+
+    def record(
+        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        self.series(method, route, status).observe(duration, ttfb, request_bytes, response_bytes)
 
     def series(self, method: str, route: str, status: int) -> _Series:
         return self._series.get((method, route, status))

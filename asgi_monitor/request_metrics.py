@@ -2,8 +2,8 @@
 
 Why not prometheus_client's Counter/Histogram on the hot path: each ``observe`` takes a lock and a
 ``.labels()`` lookup formats label values; four histograms and a counter per request would cost
-several microseconds. Here a request costs one dict lookup for its series, four ``bisect`` calls
-and a few integer additions on plain lists. The work of turning that into Prometheus families
+several microseconds. Here a request costs one dict lookup for its series, four short bucket
+scans and a few integer additions on plain lists. The work of turning that into Prometheus families
 happens on scrape, in :meth:`RequestMetrics.collect`, and exposition stays prometheus_client's.
 
 All writes happen on the event loop thread (ASGI middleware code never runs concurrently with
@@ -13,9 +13,8 @@ before reading it; a sample it sees may be one request behind, never torn across
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+import math
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,7 +29,7 @@ from .config import metric_prefix
 
 __all__ = [
     "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "Histogram", "RequestMetrics",
-    "RequestStore", "Series",
+    "RequestMetricsCollector", "RequestStore", "Series",
 ]
 
 OVERFLOW = "<overflow>"
@@ -59,44 +58,65 @@ ROUTE_HISTOGRAMS = (
 )
 
 
-class Cell(Protocol):
-    """A one-slot counter the hot path bumps with ``cell[0] += 1`` (a ``[0]`` list, usually)."""
-
-    def __getitem__(self, index: int, /) -> int: ...
-    def __setitem__(self, index: int, value: int, /) -> None: ...
-
-
-class Observer(Protocol):
-    def observe(
-        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
-    ) -> None: ...
-
-
-class RequestStore(Protocol):
+class RequestStore:
     """What the middleware records into: :class:`RequestMetrics` here, or
-    :class:`asgi_monitor.multiprocess.MultiprocessRequestMetrics` under several workers."""
+    :class:`asgi_monitor.multiprocess.MultiprocessRequestMetrics` under several workers.
 
-    @property
-    def in_progress(self) -> Mapping[str, Cell]: ...
-    def series(self, method: str, route: str, status: int) -> Observer: ...
-    def websocket_accepted(self, route: str) -> str: ...
-    def websocket_closed(self, route: str, duration: float) -> None: ...
-    def dropped_counts(self) -> dict[str, int]: ...
+    A base class rather than a Protocol on purpose: when the hot path is compiled (mypyc), calls
+    on a compiled class are direct C calls, calls through a Protocol are Python calls (about
+    1,000 CPU instructions per request more, measured with callgrind: benchmarks/README.md).
+    """
+
+    def begin(self, method: str) -> str:
+        """Count a request in progress; returns its method label (``OTHER`` if not standard)."""
+        raise NotImplementedError
+
+    def end(self, method: str) -> None:
+        """The request ``begin`` returned ``method`` for is no longer in progress."""
+        raise NotImplementedError
+
+    def record(
+        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        """Count one finished request and observe its four histograms."""
+        raise NotImplementedError
+
+    def websocket_accepted(self, route: str) -> str:
+        """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
+        raise NotImplementedError
+
+    def websocket_closed(self, route: str, duration: float) -> None:
+        raise NotImplementedError
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Requests recorded under OVERFLOW because of the series cap, per metric family."""
+        raise NotImplementedError
 
 
 class Histogram:
     """Non-cumulative bucket counts plus a sum; cumulated only when scraped."""
 
-    __slots__ = ("bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "total", "_scan")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
+        self.counts: list[int] = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
         self.total = 0.0
+        # The bounds with +Inf appended, so the scan in observe() needs no end check.
+        self._scan: list[float] = [*self.bounds, math.inf]
 
     def observe(self, value: float) -> None:
-        # bisect_left finds the first bound >= value, which is Prometheus' "le" bucket.
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # The first bound >= value is Prometheus' "le" bucket. A scan from the smallest bound,
+        # not bisect: web values sit in the first few buckets, so it stops after one to three
+        # comparisons, and compiled it compares C doubles instead of calling bisect_left
+        # (about 1,200 instructions less per request than four bisect calls; benchmarks/README.md).
+        # NaN compares false and lands in the first bucket, as bisect_left put it.
+        scan = self._scan
+        i = 0
+        while value > scan[i]:
+            i += 1
+        self.counts[i] += 1
         self.total += value
 
     def cumulative(self) -> tuple[list[tuple[str, float]], float]:
@@ -138,30 +158,22 @@ class Series:
         self.stats = stats
 
     def observe(
-        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int,
-        _bisect: Callable[[Sequence[float], float], int] = bisect_left,
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
     ) -> None:
-        # Histogram.observe inlined four times: four fewer Python calls on every request, about
-        # 0.1 us of the ~3 us budget (benchmarks/README.md, "What our middleware costs"), and
-        # bisect bound as a default argument (a local, not a global lookup).
         self.count += 1
         stats = self.stats
-        h = stats.duration
-        h.counts[_bisect(h.bounds, duration)] += 1
-        h.total += duration
-        h = stats.ttfb
-        h.counts[_bisect(h.bounds, ttfb)] += 1
-        h.total += ttfb
-        h = stats.request_size
-        h.counts[_bisect(h.bounds, request_bytes)] += 1
-        h.total += request_bytes
-        h = stats.response_size
-        h.counts[_bisect(h.bounds, response_bytes)] += 1
-        h.total += response_bytes
+        stats.duration.observe(duration)
+        stats.ttfb.observe(ttfb)
+        stats.request_size.observe(request_bytes)
+        stats.response_size.observe(response_bytes)
 
 
-class RequestMetrics(Collector):
-    """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape."""
+class RequestMetrics(RequestStore):
+    """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape.
+
+    Registered through :class:`RequestMetricsCollector`: a compiled class cannot derive from
+    prometheus_client's ``Collector``.
+    """
 
     def __init__(
         self,
@@ -176,16 +188,51 @@ class RequestMetrics(Collector):
         self._size_buckets = tuple(size_buckets)
         self._max_series = max_series
         self._series: dict[tuple[str, str, int], Series] = {}
+        # The same series indexed route -> method -> status, for record(): the route label and
+        # method are the same string objects on every request (cached by the middleware, and
+        # from _begin), so three lookups by cached hash and identity cost less than building and
+        # hashing a tuple key. Only series under the cap are indexed.
+        self._index: dict[str, dict[str, dict[int, Series]]] = {}
         self._routes: dict[tuple[str, str], RouteStats] = {}
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         # One mutable cell per method so the hot path does `cell[0] += 1` with no lookup by label.
         self.in_progress: dict[str, list[int]] = {m: [0] for m in (*STANDARD_METHODS, "OTHER")}
+        # method as the server sent it -> (the label, its in-progress cell)
+        self._begin: dict[str, tuple[str, list[int]]] = {
+            m: (m, cell) for m, cell in self.in_progress.items() if m != "OTHER"}
+        self._other = ("OTHER", self.in_progress["OTHER"])
         self.ws_active = [0]
         self._ws_total: dict[str, int] = {}
         self._ws_duration: dict[str, Histogram] = {}
         self._ws_dropped = 0
 
     # -- hot path -------------------------------------------------------------------------------
+    def begin(self, method: str) -> str:
+        entry = self._begin.get(method)
+        if entry is None:
+            entry = self._other
+        entry[1][0] += 1
+        return entry[0]
+
+    def end(self, method: str) -> None:
+        self.in_progress[method][0] -= 1
+
+    def record(
+        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        found: Series | None = None
+        by_method = self._index.get(route)
+        if by_method is not None:
+            by_status = by_method.get(method)
+            if by_status is not None:
+                found = by_status.get(status)
+        if found is None:
+            found = self.series(method, route, status)
+            if (method, route, status) in self._series:
+                self._index.setdefault(route, {}).setdefault(method, {})[status] = found
+        found.observe(duration, ttfb, request_bytes, response_bytes)
+
     def series(self, method: str, route: str, status: int) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""
         key = (method, route, status)
@@ -205,7 +252,6 @@ class RequestMetrics(Collector):
         return found
 
     def websocket_accepted(self, route: str) -> str:
-        """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
         if route not in self._ws_total and len(self._ws_total) >= self._max_series:
             self._ws_dropped += 1
             route = OVERFLOW
@@ -284,6 +330,18 @@ class RequestMetrics(Collector):
         return series, routes, sum(cell[0] for cell in self.in_progress.values())
 
     def dropped_counts(self) -> dict[str, int]:
-        """Requests recorded under OVERFLOW because of the series cap, per metric family."""
         return {"http_requests_total": self.dropped,
                 "websocket_connections_total": self._ws_dropped}
+
+
+class RequestMetricsCollector(Collector):
+    """What the registry holds for :class:`RequestMetrics`: its families, read on scrape."""
+
+    def __init__(self, store: RequestMetrics) -> None:
+        self._store = store
+
+    def describe(self) -> Iterator[Metric]:
+        return self._store.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        return self._store.collect()

@@ -9,10 +9,12 @@ Two measures, each reported as a ratio to the bare app measured in the same run:
 - uvicorn: one uvicorn worker per variant in a subprocess pinned to one core, ``wrk`` pinned to
   the other, on 127.0.0.1 only; each wrapped variant's run is paired with an adjacent run on the
   bare server, and its ratio to bare is the median over rounds.
+- instructions: the same uvicorn servers under callgrind, CPU instructions per request
+  (benchmarks/instructions.py): the noise-free counterpart of the uvicorn ratio.
 
 Usage (see benchmarks/README.md)::
 
-    python benchmarks/run.py [--quick] [--only inprocess|uvicorn] [--json PATH]
+    python benchmarks/run.py [--quick] [--only inprocess|uvicorn|instructions] [--json PATH]
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ if str(HERE) not in sys.path:  # `python benchmarks/run.py` and the smoke test b
     sys.path.insert(0, str(HERE))
 
 import apps  # noqa: E402
+from instructions import (  # noqa: E402
+    InstructionCount,
+    instructions_table,
+    measure_instructions,
+)
 from starlette.types import ASGIApp, Message  # noqa: E402
 
 BUDGET_ADDED_US = 3.0  # issue 2: median added cost per request, in-process
@@ -210,6 +217,7 @@ class UvicornRun:
     # Server CPU time (all its threads) over the run / responses wrk counted: what a request
     # costs the server, which other load on the machine barely moves, unlike requests/s.
     server_cpu_us: float = float("nan")
+    instance: int = 0  # which of the variant's server processes served the run
 
 
 @dataclass
@@ -336,13 +344,17 @@ def run_wrk(server: tuple[int, int], path: str, setup: ServerSetup, args: Sequen
 
 
 def measure_uvicorn(
-    variants: Sequence[str], *, repeats: int, duration: int, warmup: int, connections: int = 32
+    variants: Sequence[str], *, repeats: int, duration: int, warmup: int, connections: int = 32,
+    instances: int = 1,
 ) -> tuple[ServerSetup, list[UvicornRun], dict[str, Any]]:
     """Serve every variant at once (idle until loaded), then ``repeats`` rounds of wrk runs.
 
     As in-process, each wrapped variant's run sits right next to a run on the bare server (bare
     first or second, alternately), so its ratio to bare compares two windows of the same machine
-    speed. All servers are killed on the way out, whatever happens.
+    speed. Each variant runs in ``instances`` server processes, round k using instance k mod
+    ``instances`` of both sides: two processes of the *same* app differ by up to ~10 % in CPU per
+    request on this machine (memory layout, hash seed; benchmarks/README.md), so one process per
+    variant would turn that luck into a bias. All servers are killed on the way out.
     """
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian package `wrk`); try --only inprocess")
@@ -353,20 +365,25 @@ def measure_uvicorn(
     runs: list[UvicornRun] = []
     check: dict[str, Any] = {}
     with contextlib.ExitStack() as servers:
-        ports = {v: servers.enter_context(uvicorn_server(v, shape, setup))
+        ports = {v: [servers.enter_context(uvicorn_server(v, shape, setup))
+                     for _ in range(instances)]
                  for v in ["bare", *wrapped]}
-        for variant, server in ports.items():
-            run_wrk(server, shape.path, setup, warm_args, variant)
+        for variant, instance_ports in ports.items():
+            for server in instance_ports:
+                run_wrk(server, shape.path, setup, warm_args, variant)
         for repeat in range(repeats):
             shift = repeat % len(wrapped)
+            instance = repeat % instances
             for index, variant in enumerate(wrapped[shift:] + wrapped[:shift]):
                 order = ("bare", variant) if (repeat + index) % 2 == 0 else (variant, "bare")
                 scrape = variant == "asgi_monitor" and repeat == 0
-                before = _scrape_count(ports[variant], shape) if scrape else 0.0
+                ours = ports[variant][instance]
+                before = _scrape_count(ours, shape) if scrape else 0.0
                 pair = {}
                 for name in order:
-                    run = run_wrk(ports[name], shape.path, setup, setup.wrk_args, name)
+                    run = run_wrk(ports[name][instance], shape.path, setup, setup.wrk_args, name)
                     run.round = repeat
+                    run.instance = instance
                     runs.append(run)
                     pair[name] = run
                 if scrape:
@@ -374,7 +391,7 @@ def measure_uvicorn(
                     # one per connection that wrk stopped waiting for (and the bare run is not
                     # ours), so expect wrk_completed <= counted <= wrk_completed + connections.
                     check = {"wrk_completed": pair[variant].requests,
-                             "asgi_monitor_counted": _scrape_count(ports[variant], shape) - before}
+                             "asgi_monitor_counted": _scrape_count(ours, shape) - before}
                 print(f"  uvicorn round {repeat}: {variant:<20} "
                       f"{pair[variant].requests_per_s:>8.0f} req/s "
                       f"{pair[variant].server_cpu_us:6.1f} CPU µs/req, bare "
@@ -500,7 +517,8 @@ def uvicorn_table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | None) -> list[str]:
+def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | None,
+             counts: Sequence[InstructionCount] = ()) -> list[str]:
     out = []
     if rows:
         added = {(r.shape, r.variant): statistics.median(r.added_us())
@@ -526,13 +544,21 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
         out.append(f"uvicorn: asgi_monitor keeps {ratio:.1%} of bare throughput, "
                    f"{cpu_ratio:.1%} by server CPU per request (budget "
                    f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
+    ours = [c for c in counts if c.variant == "asgi_monitor"]
+    if ours:
+        bare = next(c for c in counts if c.variant == "bare").per_request
+        ratio = bare / ours[0].per_request
+        out.append(f"instructions: asgi_monitor adds {ours[0].per_request - bare:,.0f} per request "
+                   f"to bare's {bare:,.0f}: an instruction-based ratio of {ratio:.1%} (budget "
+                   f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
-    parser.add_argument("--only", choices=("inprocess", "uvicorn"), help="run one measure only")
+    parser.add_argument("--only", choices=("inprocess", "uvicorn", "instructions"),
+                        help="run one measure only")
     parser.add_argument("--variants", nargs="+", choices=list(apps.VARIANTS),
                         default=list(apps.VARIANTS), help="which variants (bare is always in)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="dump the raw results here")
@@ -540,16 +566,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.quick:
         ip = {"requests": 500, "rounds": 5, "warmup": 200}
-        uv = {"repeats": 1, "duration": 2, "warmup": 1}
+        uv = {"repeats": 1, "duration": 2, "warmup": 1, "instances": 1}
+        ins = {"requests": 300}
     else:
         ip = {"requests": 2_000, "rounds": 50, "warmup": 2_000}
-        uv = {"repeats": 6, "duration": 5, "warmup": 3}
+        # Many short pairs rather than a few long runs: this machine's speed wanders by 2x
+        # within seconds, and only adjacent runs see the same speed (benchmarks/README.md).
+        uv = {"repeats": 24, "duration": 2, "warmup": 3, "instances": 4}
+        ins = {"requests": 3_000}
 
     rows: list[InProcessRow] = []
     setup: ServerSetup | None = None
     summary: dict[str, dict[str, Any]] | None = None
     runs: list[UvicornRun] = []
     check: dict[str, Any] = {}
+    counts: list[InstructionCount] = []
     started = time.time()
     if args.only in (None, "inprocess"):
         print(f"in-process: {ip}", flush=True)
@@ -565,15 +596,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(uvicorn_table(summary))
         if check:
             print(f"\nasgi_monitor's own count over its first measured run: {check}")
+    if args.only in (None, "instructions"):
+        print(f"\ninstructions: {ins}", flush=True)
+        counts = measure_instructions(args.variants, **ins)
+        print("\n## Instructions per request under uvicorn (callgrind)\n")
+        print(instructions_table(counts))
     facts = machine_facts(setup)
-    print("\n" + "\n".join(verdicts(rows, summary)))
+    print("\n" + "\n".join(verdicts(rows, summary, counts)))
     print(f"\nmachine: {json.dumps(facts)}\nwall time: {time.time() - started:.0f} s")
     if args.json:
         raw = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
                "settings": {"inprocess": ip, "uvicorn": uv}, "machine": facts,
                "inprocess": [{k: v for k, v in asdict(r).items() if k != "built"} for r in rows],
                "uvicorn": {"runs": [asdict(r) for r in runs], "summary": summary,
-                           "scrape_check": check}}
+                           "scrape_check": check},
+               "instructions": {"settings": ins, "counts": [
+                   {**asdict(c), "per_request": c.per_request} for c in counts]}}
         args.json.write_text(json.dumps(raw, indent=2))
     return 0
 

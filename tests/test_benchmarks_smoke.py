@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import require_binary
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -51,3 +52,28 @@ def test_inprocess_table_lists_bare_and_ours(harness: ModuleType) -> None:
 
     assert "| bare |" in table and "| asgi_monitor |" in table
     assert "22 / 22" in table  # recorded / sent
+
+
+def test_instruction_count_covers_the_measured_requests_only() -> None:
+    """The callgrind measure runs real uvicorn servers and counts only the measured window.
+
+    Asserted: every request answered 200 (checked inside count_instructions), counts are
+    positive, our middleware executes more instructions than the bare app, and doubling the
+    requests roughly doubles the count (so warm-up and start-up are outside the window).
+    """
+    require_binary("valgrind")
+    spec = importlib.util.spec_from_file_location("asgi_monitor_bench_instructions",
+                                                  BENCHMARKS / "instructions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    bare = module.count_instructions("bare", requests=60, warmup=20)
+    ours = module.count_instructions("asgi_monitor", requests=60, warmup=20)
+    ours_twice = module.count_instructions("asgi_monitor", requests=120, warmup=20)
+
+    assert bare.instructions > 0 and ours.per_request > bare.per_request
+    assert 1.6 < ours_twice.instructions / ours.instructions < 2.4
+    table = module.instructions_table([bare, ours])
+    assert "| bare |" in table and "| asgi_monitor |" in table
