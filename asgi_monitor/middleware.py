@@ -239,9 +239,9 @@ class _Exchange:
 
     The object itself is the ``send`` the app calls (``__call__``) and ``receive`` is a bound
     method: one allocation per request instead of two closures over eight cell variables. Send
-    stays a coroutine (about 700 CPU instructions per call more than a plain function returning
-    the server's awaitable, benchmarks/README.md) because only a frame in the await chain sees
-    the server's OSError when the client has gone, even if the app then swallows it.
+    is a coroutine because only a frame in the await chain sees the server's OSError when the
+    client has gone, even if the app then swallows it; a plain function returning the server's
+    awaitable measured no cheaper (benchmarks/README.md, "Where the server-side cost comes from").
     """
 
     __slots__ = ("_receive", "_send", "_on_error", "status", "first_byte", "end",

@@ -2,7 +2,8 @@
 
 This machine's speed wanders by 2x from one second to the next (benchmarks/README.md, "Why
 instructions"), so a throughput ratio needs many paired runs to settle. An instruction count
-does not move: the same server and requests give the same count to within ~0.3 %. Each variant's
+does not wander: repeated runs give the same count to within about 1 % (hash seeds and memory
+layout differ per process). Each variant's
 uvicorn server (the same command, app and request as the wrk measure) runs under
 ``valgrind --tool=callgrind`` with counting off; a keep-alive client on loopback warms it up,
 counting is switched on (``callgrind_control -i on``), ``requests`` requests are sent over
