@@ -186,6 +186,80 @@ async def test_disabled_is_a_pass_through(registry: CollectorRegistry) -> None:
     assert sample(registry, "http_requests_total", method="GET", route="/", status="200") is None
 
 
+class _NotADict:
+    """A mapping that is not a dict: what a non-conforming server or app might hand over."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def keys(self) -> Any:
+        return self._data.keys()
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+async def test_a_scope_that_is_not_a_dict_passes_through_unrecorded(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    # ASGI scopes are dicts and the hot path relies on it; anything else is served untouched.
+    seen: list[Any] = []
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = wrap(raw)
+    scope = _NotADict(_scope("/items"))
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await mw(scope, _receive_once(), send)
+    assert seen == [scope]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="200") is None
+
+
+async def test_messages_that_are_not_dicts_are_still_recorded(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await send(_NotADict({"type": "http.response.start", "status": 201, "headers": []}))
+        await send(_NotADict({"type": "http.response.body", "body": b"made"}))
+
+    mw = wrap(raw)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await mw(_scope("/things", method="POST"), _receive_once(), send)
+    assert all(isinstance(m, _NotADict) for m in sent)  # what the server gets is unchanged
+    assert sample(registry, "http_requests_total", method="POST", route="<unmatched>",
+                  status="201") == 1
+    assert sample(registry, "http_response_size_bytes_sum", method="POST",
+                  route="<unmatched>") == 4
+
+
 async def test_namespace_prefixes_metric_names(wrap: Wrap, registry: CollectorRegistry) -> None:
     async with client(wrap(app(), namespace="shop")) as c:
         await c.get("/")
