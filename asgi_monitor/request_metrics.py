@@ -2,7 +2,7 @@
 
 Why not prometheus_client's Counter/Histogram on the hot path: each ``observe`` takes a lock and a
 ``.labels()`` lookup formats label values; four histograms and a counter per request would cost
-several microseconds. Here a request costs a few dict lookups for its series, four short bucket
+several microseconds. Here a request costs one dict lookup for its series, four short bucket
 scans and a few integer additions on plain lists. The work of turning that into Prometheus families
 happens on scrape, in :meth:`RequestMetrics.collect`, and exposition stays prometheus_client's.
 
@@ -215,19 +215,10 @@ class RequestMetrics(RequestStore):
         self._size_buckets = tuple(size_buckets)
         self._max_series = max_series
         self._series: dict[tuple[str, str, int], Series] = {}
-        # The same series indexed route -> method -> status, for record(): the route label and
-        # method are the same string objects on every request (cached by the middleware, and
-        # from _begin), so three lookups by cached hash and identity cost less than building and
-        # hashing a tuple key. Only series under the cap are indexed.
-        self._index: dict[str, dict[str, dict[int, Series]]] = {}
         self._routes: dict[tuple[str, str], RouteStats] = {}
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         # One mutable cell per method, found by begin() and bumped with `cell[0] += 1`.
         self.in_progress: dict[str, list[int]] = {m: [0] for m in (*STANDARD_METHODS, "OTHER")}
-        # method as the server sent it -> (the label, its in-progress cell)
-        self._begin: dict[str, tuple[str, list[int]]] = {
-            m: (m, cell) for m, cell in self.in_progress.items() if m != "OTHER"}
-        self._other = ("OTHER", self.in_progress["OTHER"])
         self.ws_active = [0]
         self._ws_total: dict[str, int] = {}
         self._ws_duration: dict[str, Histogram] = {}
@@ -235,11 +226,12 @@ class RequestMetrics(RequestStore):
 
     # -- hot path -------------------------------------------------------------------------------
     def begin(self, method: str) -> str:
-        entry = self._begin.get(method)
-        if entry is None:
-            entry = self._other
-        entry[1][0] += 1
-        return entry[0]
+        cell = self.in_progress.get(method)
+        if cell is None:
+            method = "OTHER"
+            cell = self.in_progress[method]
+        cell[0] += 1
+        return method
 
     def end(self, method: str) -> None:
         self.in_progress[method][0] -= 1
@@ -248,17 +240,7 @@ class RequestMetrics(RequestStore):
         self, method: str, route: str, status: int, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
     ) -> None:
-        found: Series | None = None
-        by_method = self._index.get(route)
-        if by_method is not None:
-            by_status = by_method.get(method)
-            if by_status is not None:
-                found = by_status.get(status)
-        if found is None:
-            found = self.series(method, route, status)
-            if (method, route, status) in self._series:
-                self._index.setdefault(route, {}).setdefault(method, {})[status] = found
-        found.observe(duration, ttfb, request_bytes, response_bytes)
+        self.series(method, route, status).observe(duration, ttfb, request_bytes, response_bytes)
 
     def series(self, method: str, route: str, status: int) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""

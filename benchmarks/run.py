@@ -352,9 +352,9 @@ def measure_uvicorn(
     As in-process, each wrapped variant's run sits right next to a run on the bare server (bare
     first or second, alternately), so its ratio to bare compares two windows of the same machine
     speed. Each variant runs in ``instances`` server processes, round k using instance k mod
-    ``instances`` of both sides: two processes of the *same* app differ by up to ~30 % in CPU per
-    request on this machine (memory layout, hash seed; benchmarks/README.md), so one process per
-    variant would turn that luck into a bias. All servers are killed on the way out.
+    ``instances`` of both sides: processes of the *same* app differ by ~10 % in CPU per request
+    on this machine (memory layout, hash seed; benchmarks/README.md), so one process per variant
+    would turn that luck into a bias. All servers are killed on the way out.
     """
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian package `wrk`); try --only inprocess")
