@@ -23,7 +23,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-__all__ = ["SHAPES", "VARIANTS", "Built", "Shape", "build", "starlette_app", "uvicorn_app"]
+__all__ = ["FLOORS", "SHAPES", "VARIANTS", "Built", "Shape", "build", "starlette_app",
+           "uvicorn_app"]
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,30 @@ def _opentelemetry(shape: Shape) -> Built:
     return Built(app, recorded, None, close)
 
 
-# The order of the tables. Each maps a shape to a freshly built variant.
+def _floor_passthrough(shape: Shape) -> Built:
+    from floor import PassThrough
+
+    return Built(PassThrough(starlette_app(shape)))
+
+
+def _floor_wrapping(shape: Shape) -> Built:
+    from floor import Wrapping
+
+    return Built(Wrapping(starlette_app(shape)))
+
+
+# The order of the tables. Each maps a shape to a freshly built variant. The two floor variants
+# are references, not peers: middlewares that record nothing (benchmarks/floor.py).
 VARIANTS: dict[str, Callable[[Shape], Built]] = {
     "bare": _bare,
     "asgi_monitor": _asgi_monitor,
     "starlette_exporter": _starlette_exporter,
     "instrumentator": _instrumentator,
     "opentelemetry": _opentelemetry,
+    "floor_passthrough": _floor_passthrough,
+    "floor_wrapping": _floor_wrapping,
 }
+FLOORS = ("floor_passthrough", "floor_wrapping")
 
 
 def build(variant: str, shape: Shape) -> Built:

@@ -1,5 +1,8 @@
 """Speed harness: asgi_monitor against a bare Starlette app and three peers, in one run.
 
+Two floor variants ride along as references, not peers: middlewares that record nothing
+(benchmarks/floor.py), so the tables show what merely standing between app and server costs.
+
 Two measures, each reported as a ratio to the bare app measured in the same run:
 
 - in-process: the ASGI app is called directly (no server, no client) with a prepared scope, in
@@ -532,7 +535,7 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
             out.append(f"in-process: asgi_monitor adds at most {worst:.2f} µs/request wall, "
                        f"{worst_cpu:.2f} µs CPU (budget {BUDGET_ADDED_US} µs): {verdict}")
         for (shape, variant), cost in sorted(added.items()):
-            if variant != "asgi_monitor" and ours.get(shape, 0) > 0:
+            if variant not in ("asgi_monitor", *apps.FLOORS) and ours.get(shape, 0) > 0:
                 out.append(f"  {shape}: {variant} adds {cost / ours[shape]:.1f}× what we add")
         for row in rows:
             if row.recorded is not None and row.recorded != row.sent:
@@ -544,6 +547,10 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
         out.append(f"uvicorn: asgi_monitor keeps {ratio:.1%} of bare throughput, "
                    f"{cpu_ratio:.1%} by server CPU per request (budget "
                    f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
+    for floor in apps.FLOORS:
+        if summary and floor in summary:
+            out.append(f"  {floor} (records nothing) keeps {summary[floor]['ratio']:.1%}, "
+                       f"{summary[floor]['cpu_capacity_ratio']:.1%} by server CPU")
     ours = [c for c in counts if c.variant == "asgi_monitor"]
     if ours:
         bare = next(c for c in counts if c.variant == "bare").per_request
@@ -551,6 +558,10 @@ def verdicts(rows: Sequence[InProcessRow], summary: dict[str, dict[str, Any]] | 
         out.append(f"instructions: asgi_monitor adds {ours[0].per_request - bare:,.0f} per request "
                    f"to bare's {bare:,.0f}: an instruction-based ratio of {ratio:.1%} (budget "
                    f"{BUDGET_THROUGHPUT:.0%}): {'OK' if ratio >= BUDGET_THROUGHPUT else 'UNDER'}")
+        for count in counts:
+            if count.variant in apps.FLOORS:
+                out.append(f"  {count.variant} (records nothing) adds "
+                           f"{count.per_request - bare:,.0f}: {bare / count.per_request:.1%}")
     return out
 
 
