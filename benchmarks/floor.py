@@ -1,7 +1,7 @@
 """Two reference middlewares that record nothing: the floor under any ASGI metrics middleware.
 
-A middleware that reports a request's status, duration and body sizes has to put itself between
-the app and the server: its own coroutine around the app, a ``send`` the app awaits instead of
+A middleware that reports a request's status and duration has to put itself between the app and
+the server: its own coroutine around the app, a ``send`` the app awaits instead of
 the server's (a coroutine, so that it also sees the ``OSError`` a server raises once the client
 has gone), a ``receive`` likewise, and two clock readings. :class:`Wrapping` does exactly that
 and records nothing, so its cost is what every such middleware pays before its first counter.
