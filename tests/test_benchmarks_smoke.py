@@ -77,3 +77,38 @@ def test_instruction_count_covers_the_measured_requests_only() -> None:
     assert 1.6 < ours_twice.instructions / ours.instructions < 2.4
     table = module.instructions_table([bare, ours])
     assert "| bare |" in table and "| asgi_monitor |" in table
+
+
+@pytest.mark.parametrize("variant", ["floor_passthrough", "floor_wrapping"])
+async def test_floor_variants_pass_the_apps_response_through(harness: ModuleType,
+                                                             variant: str) -> None:
+    """The floors are references only if they stand between app and server and change nothing:
+    the same messages reach the server as from the bare app, and the wrapping floor has read the
+    status it would report."""
+    shape = harness.apps.SHAPES["2routes"]
+
+    async def serve(app: object) -> list[dict[str, object]]:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": shape.path,
+                 "raw_path": shape.path.encode(), "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1),
+                 "server": ("bench", 80)}
+        await app(scope, receive, send)  # type: ignore[operator]
+        return sent
+
+    floor = harness.apps.build(variant, shape).app
+    expected = await serve(harness.apps.build("bare", shape).app)
+
+    assert await serve(floor) == expected
+    assert expected[0]["status"] == 200 and expected[1]["body"] == b"item 42"
+    if variant == "floor_wrapping":
+        status, duration = floor.last
+        assert status == 200 and duration > 0
