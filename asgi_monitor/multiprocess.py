@@ -34,6 +34,7 @@ from .request_metrics import (
     ROUTE_HISTOGRAMS,
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
+    Cell,
     RequestStore,
 )
 
@@ -84,26 +85,19 @@ def child_exit(server: Any, worker: Any) -> None:
     mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-class GaugeCell:
-    """A one-slot "list" over a gauge, so the middleware's ``cell[0] += 1`` works unchanged.
+class GaugeCell(Cell):
+    """A :class:`Cell` that also writes its gauge's file. Only the event loop thread of this
+    process moves it, so our own copy of the value is exact."""
 
-    The single-process store hands the hot path plain ``[0]`` lists; here the same two operations
-    also write the gauge's file. Only the event loop thread of this process writes it, so keeping
-    our own copy of the value is exact.
-    """
-
-    __slots__ = ("_gauge", "_value")
+    __slots__ = ("_gauge",)
 
     def __init__(self, gauge: Any) -> None:
+        super().__init__()
         self._gauge = gauge
-        self._value = 0
 
-    def __getitem__(self, index: int) -> int:
-        return self._value
-
-    def __setitem__(self, index: int, value: int) -> None:
-        self._value = value
-        self._gauge.set(value)
+    def add(self, delta: int) -> None:
+        self.value += delta
+        self._gauge.set(self.value)
 
 
 class _Series:
@@ -158,8 +152,8 @@ class MultiprocessRequestMetrics(RequestStore):
         ]
         in_progress = Gauge(f"{p}http_requests_in_progress", HELP["http_requests_in_progress"],
                             ("method",), multiprocess_mode="livesum", registry=registry)
-        self.in_progress = {m: GaugeCell(in_progress.labels(m))
-                            for m in (*STANDARD_METHODS, "OTHER")}
+        self.in_progress: dict[str, Cell] = {m: GaugeCell(in_progress.labels(m))
+                                             for m in (*STANDARD_METHODS, "OTHER")}
         self._series: BoundedChildren[tuple[str, str, int], _Series] = BoundedChildren(
             "http_requests_total", self._make_series, max_series=max_series,
             dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2]))
@@ -182,17 +176,6 @@ class MultiprocessRequestMetrics(RequestStore):
         return _Series(self._total.labels(method, route, str(status)),
                        *(histogram.labels(method, route) for histogram in self._histograms))
 
-    def begin(self, method: str) -> str:
-        cell = self.in_progress.get(method)
-        if cell is None:
-            method = "OTHER"
-            cell = self.in_progress[method]
-        cell[0] += 1
-        return method
-
-    def end(self, method: str) -> None:
-        self.in_progress[method][0] -= 1
-
     def record(
         self, method: str, route: str, status: int, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
@@ -205,11 +188,11 @@ class MultiprocessRequestMetrics(RequestStore):
     def websocket_accepted(self, route: str) -> str:
         label, total, _ = self._ws_routes.get((route,))
         total.inc()
-        self.ws_active[0] += 1
+        self.ws_active.add(1)
         return label
 
     def websocket_closed(self, route: str, duration: float) -> None:
-        self.ws_active[0] -= 1
+        self.ws_active.add(-1)
         self._ws_routes.get((route,))[2].observe(duration)
 
     def dropped_counts(self) -> dict[str, int]:

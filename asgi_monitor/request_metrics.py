@@ -28,8 +28,8 @@ from prometheus_client.utils import floatToGoString
 from .config import metric_prefix
 
 __all__ = [
-    "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "Histogram", "RequestMetrics",
-    "RequestMetricsCollector", "RequestStore", "Series",
+    "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "Cell", "Histogram",
+    "RequestMetrics", "RequestMetricsCollector", "RequestStore", "Series",
 ]
 
 OVERFLOW = "<overflow>"
@@ -58,6 +58,19 @@ ROUTE_HISTOGRAMS = (
 )
 
 
+class Cell:
+    """A gauge the hot path moves: requests or connections open now. The multiprocess store's
+    cells also write the gauge's file (``asgi_monitor.multiprocess.GaugeCell``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def add(self, delta: int) -> None:
+        self.value += delta
+
+
 class RequestStore:
     """What the middleware records into: :class:`RequestMetrics` here, or
     :class:`asgi_monitor.multiprocess.MultiprocessRequestMetrics` under several workers.
@@ -68,13 +81,21 @@ class RequestStore:
     benchmarks/README.md, "Where the server-side cost comes from").
     """
 
+    # Set by each store: one cell per standard method, plus "OTHER" for the rest.
+    in_progress: dict[str, Cell]
+
     def begin(self, method: str) -> str:
         """Count a request in progress; returns its method label (``OTHER`` if not standard)."""
-        raise NotImplementedError
+        cell = self.in_progress.get(method)
+        if cell is None:
+            method = "OTHER"
+            cell = self.in_progress[method]
+        cell.add(1)
+        return method
 
     def end(self, method: str) -> None:
         """The request ``begin`` returned ``method`` for is no longer in progress."""
-        raise NotImplementedError
+        self.in_progress[method].add(-1)
 
     def record(
         self, method: str, route: str, status: int, duration: float, ttfb: float,
@@ -217,25 +238,13 @@ class RequestMetrics(RequestStore):
         self._series: dict[tuple[str, str, int], Series] = {}
         self._routes: dict[tuple[str, str], RouteStats] = {}
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
-        # One mutable cell per method, found by begin() and bumped with `cell[0] += 1`.
-        self.in_progress: dict[str, list[int]] = {m: [0] for m in (*STANDARD_METHODS, "OTHER")}
-        self.ws_active = [0]
+        self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
+        self.ws_active = Cell()
         self._ws_total: dict[str, int] = {}
         self._ws_duration: dict[str, Histogram] = {}
         self._ws_dropped = 0
 
-    # -- hot path -------------------------------------------------------------------------------
-    def begin(self, method: str) -> str:
-        cell = self.in_progress.get(method)
-        if cell is None:
-            method = "OTHER"
-            cell = self.in_progress[method]
-        cell[0] += 1
-        return method
-
-    def end(self, method: str) -> None:
-        self.in_progress[method][0] -= 1
-
+    # -- hot path (begin and end are RequestStore's) ---------------------------------------------
     def record(
         self, method: str, route: str, status: int, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
@@ -265,11 +274,11 @@ class RequestMetrics(RequestStore):
             self._ws_dropped += 1
             route = OVERFLOW
         self._ws_total[route] = self._ws_total.get(route, 0) + 1
-        self.ws_active[0] += 1
+        self.ws_active.add(1)
         return route
 
     def websocket_closed(self, route: str, duration: float) -> None:
-        self.ws_active[0] -= 1
+        self.ws_active.add(-1)
         histogram = self._ws_duration.get(route)
         if histogram is None:
             bounds = sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS})
@@ -312,7 +321,7 @@ class RequestMetrics(RequestStore):
         in_progress = GaugeMetricFamily(f"{p}http_requests_in_progress",
                                         HELP["http_requests_in_progress"], labels=("method",))
         for method, cell in self.in_progress.items():
-            in_progress.add_metric((method,), cell[0])
+            in_progress.add_metric((method,), cell.value)
         yield in_progress
 
         ws_family = CounterMetricFamily(f"{p}websocket_connections",
@@ -321,7 +330,7 @@ class RequestMetrics(RequestStore):
             ws_family.add_metric((route,), count)
         yield ws_family
         yield GaugeMetricFamily(f"{p}websocket_connections_active",
-                                HELP["websocket_connections_active"], value=self.ws_active[0])
+                                HELP["websocket_connections_active"], value=self.ws_active.value)
         ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
                                               HELP["websocket_session_duration_seconds"],
                                               labels=("route",))
@@ -336,7 +345,7 @@ class RequestMetrics(RequestStore):
         route, and requests in progress: what the sampler needs, without building families."""
         series = [(m, r, status, s.count) for (m, r, status), s in list(self._series.items())]
         routes = [(m, r, stats.duration) for (m, r), stats in list(self._routes.items())]
-        return series, routes, sum(cell[0] for cell in self.in_progress.values())
+        return series, routes, sum(cell.value for cell in self.in_progress.values())
 
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,

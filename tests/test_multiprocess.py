@@ -119,6 +119,30 @@ def test_multiprocess_series_cap(multiproc_env: pytest.MonkeyPatch, tmp_path: Pa
     assert requests.dropped_counts() == {"http_requests_total": 2}
 
 
+def test_multiprocess_live_gauges_are_written_while_open(
+    multiproc_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In-progress requests and open websockets reach the gauge files other workers read, not
+    only this process' own count."""
+    multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monitor = Monitor(MonitoringConfig(system_metrics=False), registry=CollectorRegistry())
+    requests = monitor.collector.requests
+    assert requests.begin("GET") == "GET" and requests.begin("BREW") == "OTHER"
+    route = requests.websocket_accepted("/ws")
+    value = monitor.scrape_registry().get_sample_value
+    assert value("http_requests_in_progress", {"method": "GET"}) == 1
+    assert value("http_requests_in_progress", {"method": "OTHER"}) == 1
+    assert value("websocket_connections_active") == 1
+
+    requests.end("GET")
+    requests.end("OTHER")
+    requests.websocket_closed(route, 0.5)
+    value = monitor.scrape_registry().get_sample_value
+    assert value("http_requests_in_progress", {"method": "GET"}) == 0
+    assert value("http_requests_in_progress", {"method": "OTHER"}) == 0
+    assert value("websocket_connections_active") == 0
+
+
 def test_child_exit_removes_the_dead_workers_live_gauges(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -125,11 +125,11 @@ def test_direct_read_of_the_store_equals_the_registry_walk() -> None:
     record(monitor, "/b", 404, 0.3, 7)
     monitor.collector.database.record("q", 0.01, ok=False)
     monitor.collector.users.login_failed("bad_credentials")
-    monitor.collector.requests.in_progress["GET"][0] += 3
+    monitor.collector.requests.in_progress["GET"].add(3)
     walked = Sampler(monitor.scrape_registry, clock=clock).take()
     direct = Sampler(monitor.scrape_registry, clock=clock, requests=monitor.collector.requests,
                      collectors=monitor.collector.sampled_collectors).take()
     assert direct == walked
     assert direct.requests == 19 and direct.errors == 2 and direct.in_progress == 3
     assert direct.db_errors == 1 and direct.login_failures == 1
-    monitor.collector.requests.in_progress["GET"][0] -= 3
+    monitor.collector.requests.in_progress["GET"].add(-3)
