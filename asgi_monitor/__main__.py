@@ -37,6 +37,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    if args.reference:
+        from .config import reference
+
+        sys.stdout.write(reference())
+        return 0
     config = MonitoringConfig.from_env()
     print(json.dumps(config.public_dict(), indent=2, sort_keys=True, default=str))
     return 0
@@ -53,7 +58,7 @@ def _grafana(args: argparse.Namespace) -> int:
     from .grafana import grafana_dashboard
 
     config = MonitoringConfig.from_env()
-    print(json.dumps(grafana_dashboard(config.namespace), indent=2, sort_keys=True))
+    print(json.dumps(grafana_dashboard(config.metrics.namespace), indent=2, sort_keys=True))
     return 0
 
 
@@ -76,14 +81,16 @@ def _load_app(path: str) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .default import get_monitor
     from .health.models import HealthStatus
     from .middleware import MonitoringMiddleware
-    from .monitor import get_monitor
+    from .monitor import Monitor
 
     app = _load_app(args.app)
     # The checks live on the app's monitor: the middleware's own, or the process-wide one the
     # app's module registered its checks on.
-    monitor = app.monitor if isinstance(app, MonitoringMiddleware) else get_monitor()
+    own = app.monitor if isinstance(app, MonitoringMiddleware) else None
+    monitor = own if isinstance(own, Monitor) else get_monitor()
     results = asyncio.run(monitor.health.run_all())
     if args.json:
         print(json.dumps({name: r.public_view(admin=True) for name, r in results.items()},
@@ -111,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser(
         "config", help="print the effective configuration from the environment (secrets masked)")
+    config.add_argument("--reference", action="store_true",
+                        help="print every setting (variable, default, meaning) as Markdown")
     config.set_defaults(handler=_config)
 
     rules = commands.add_parser(

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import MonitoringConfig, metric_prefix
+from .config import MetricsSettings
 from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
@@ -103,12 +103,12 @@ class MetricsCollector:
 
     def __init__(
         self,
-        config: MonitoringConfig,
+        settings: MetricsSettings,
         registry: CollectorRegistry,
         *,
         multiprocess_dir: str | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.registry = registry
         self.multiprocess_dir = multiprocess_dir
         self.internal_errors: dict[str, int] = {}
@@ -122,33 +122,31 @@ class MetricsCollector:
         # Set by the Monitor, which owns the history the insights read (see get_performance_
         # insights); the collector never imports the monitor.
         self.insights: Insights | None = None
-        prefix = metric_prefix(config.namespace)
+        prefix = settings.prefix
         self.requests: RequestStore
         if multiprocess_dir is None:
             requests = RequestMetrics(
-                namespace=config.namespace,
-                duration_buckets=config.duration_buckets,
-                size_buckets=config.size_buckets,
-                max_series=config.max_series_per_metric,
+                namespace=settings.namespace,
+                duration_buckets=settings.duration_buckets,
+                size_buckets=settings.size_buckets,
+                max_series=settings.max_series,
             )
             registry.register(RequestMetricsCollector(requests))
             self.requests = requests
         else:
             self.requests = MultiprocessRequestMetrics(
                 registry=registry,
-                namespace=config.namespace,
-                duration_buckets=config.duration_buckets,
-                size_buckets=config.size_buckets,
-                max_series=config.max_series_per_metric,
+                namespace=settings.namespace,
+                duration_buckets=settings.duration_buckets,
+                size_buckets=settings.size_buckets,
+                max_series=settings.max_series,
             )
         registry.register(_SelfMetrics(self, prefix))
-        self._cap = SeriesCap(config.max_series_per_metric, self.custom_dropped)
+        self._cap = SeriesCap(settings.max_series, self.custom_dropped)
         self.database = DatabaseMetrics(registry, prefix=prefix, cap=self._cap)
         self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap)
         self.users = UserMetrics(registry, prefix=prefix, cap=self._cap,
                                  add_scrape_collector=self.add_scrape_collector)
-        if config.system_metrics:
-            self.add_scrape_collector(SystemMetrics(prefix=prefix, disk_paths=config.disk_paths))
 
     def sampled_collectors(self) -> list[Collector]:
         """What the sampler reads besides the request store (single-process mode): the

@@ -14,17 +14,16 @@ import json
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import MonitoringConfig
-from .monitor import Monitor, State, monitor_for, set_monitor
+from .errors import LifecycleError
 from .request_metrics import RequestStore
 from .routes import resolve_route
 
-__all__ = ["MonitoringMiddleware"]
+__all__ = ["MonitorHooks", "MonitoringMiddleware"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -33,12 +32,33 @@ _MAX_CACHED_ROUTES = 10_000
 CLIENT_CLOSED = 499
 
 
+class MonitorHooks(Protocol):
+    """What the hot path needs of a monitor (:class:`asgi_monitor.monitor.Monitor` is one):
+    its settings, its request store, an error sink, the lifecycle and the monitoring sub-app."""
+
+    config: MonitoringConfig
+    ready: bool
+
+    @property
+    def requests(self) -> RequestStore: ...
+    @property
+    def is_running(self) -> bool: ...
+    def internal_error(self, where: str, exc: BaseException) -> None: ...
+    def start_lazily(self) -> None: ...
+    def lifespan_startup(self) -> None: ...
+    def lifespan_startup_complete(self) -> None: ...
+    def begin_shutdown(self) -> None: ...
+    async def stop(self) -> None: ...
+    def asgi_app(self) -> ASGIApp: ...
+
+
 class MonitoringMiddleware:
     """Wraps any ASGI app: records request metrics and serves the monitoring endpoints.
 
     ``MonitoringMiddleware(app)`` uses the process-wide monitor configured from the environment,
-    the one ``get_metrics_collector()`` returns. Pass ``config`` to configure it in code, or
-    ``registry`` (tests) for an isolated monitor on its own prometheus registry.
+    the one ``get_metrics_collector()`` returns; ``MonitoringMiddleware(app, config)`` builds that
+    one from ``config``. ``monitor=build_monitor(config, registry)`` uses a monitor of your own
+    (another registry, several apps in one process) and leaves the process-wide one alone.
     """
 
     def __init__(
@@ -46,29 +66,33 @@ class MonitoringMiddleware:
         app: ASGIApp,
         config: MonitoringConfig | None = None,
         *,
-        registry: CollectorRegistry | None = None,
-        monitor: Monitor | None = None,
+        monitor: MonitorHooks | None = None,
     ) -> None:
         self.app = app
-        self.monitor = _choose_monitor(config, registry, monitor)
-        config = self.monitor.config
+        if monitor is None:
+            # Imported here: the hot path's module imports none of the components.
+            from .default import get_monitor
+
+            monitor = get_monitor(config)
+        elif config is not None and config != monitor.config:
+            raise LifecycleError("pass either config or monitor (a monitor has its config)")
+        self.monitor = monitor
+        config = monitor.config
         self._enabled = config.enabled
-        self._own_prefixes = (config.metrics_path, config.health_path, config.alerts_path,
-                              config.dashboard_path)
+        self._own_prefixes = config.paths.all()
         # A first, cheap test for "maybe ours": the prefixes cut to the shortest one's length. A
         # path that starts with a prefix starts with its cut, so a miss here is a sure miss.
         # Compiled, a slice and a set lookup cost ~300 instructions where str.startswith(tuple),
         # a generic method call there, cost ~800 (callgrind, benchmarks/README.md).
         self._head = min(len(prefix) for prefix in self._own_prefixes)
         self._heads = frozenset(prefix[:self._head] for prefix in self._own_prefixes)
-        self._excluded = frozenset(config.excluded_paths)
-        self._resolver = config.route_resolver
-        self._requests: RequestStore = self.monitor.collector.requests
+        self._excluded = frozenset(config.metrics.excluded_paths)
+        self._resolver = config.metrics.route_resolver
+        self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
         self._labels: dict[object, tuple[object, str]] = {}
-        self._on_error = self.monitor.collector.internal_error
+        self._on_error = monitor.internal_error
         self._started = False
-        self._sub_app: ASGIApp | None = None
         logger.info("Monitoring middleware initialized: %s",
                     json.dumps(config.public_dict(), sort_keys=True, default=str))
 
@@ -87,7 +111,7 @@ class MonitoringMiddleware:
 
         path: str = scope["path"]
         if path[:self._head] in self._heads and self._is_own_path(path):
-            return await self._own_app()(scope, receive, send)
+            return await self.monitor.asgi_app()(scope, receive, send)
         if self._excluded and path in self._excluded:
             return await self.app(scope, receive, send)
         if not self._started:
@@ -125,7 +149,7 @@ class MonitoringMiddleware:
                                 finished - start, (exchange.first_byte or finished) - start,
                                 exchange.request_bytes, exchange.response_bytes)
             except Exception as exc:
-                self.monitor.collector.internal_error("record", exc)
+                self._on_error("record", exc)
 
     def _label(self, scope: dict[str, Any], entry_root_path: str) -> str:
         # A cached label per matched route object (and mount prefix): templates are fixed, so
@@ -158,14 +182,6 @@ class MonitoringMiddleware:
                 return True
         return False
 
-    def _own_app(self) -> ASGIApp:
-        if self._sub_app is None:
-            # Imported here so apps that never hit a monitoring path never load the web layer.
-            from .web.app import build_app
-
-            self._sub_app = build_app(self.monitor)
-        return self._sub_app
-
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] in self._excluded:
             return await self.app(scope, receive, send)
@@ -185,7 +201,7 @@ class MonitoringMiddleware:
                     route = self._requests.websocket_accepted(template)
                     accepted_at = perf_counter()
                 except Exception as exc:
-                    self.monitor.collector.internal_error("websocket", exc)
+                    self._on_error("websocket", exc)
 
         try:
             await self.app(scope, receive, send_wrapper)
@@ -194,7 +210,7 @@ class MonitoringMiddleware:
                 try:
                     self._requests.websocket_closed(route, perf_counter() - accepted_at)
                 except Exception as exc:
-                    self.monitor.collector.internal_error("websocket", exc)
+                    self._on_error("websocket", exc)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self.monitor
@@ -202,9 +218,8 @@ class MonitoringMiddleware:
         async def receive_wrapper() -> Message:
             message = await receive()
             message_type = message.get("type")
-            if message_type == "lifespan.startup" and monitor.state is not State.RUNNING:
-                monitor.start_lazily()
-                monitor.ready = False  # ready only once the app says its startup completed
+            if message_type == "lifespan.startup":
+                monitor.lifespan_startup()
             elif message_type == "lifespan.shutdown":
                 monitor.begin_shutdown()
             return message
@@ -212,27 +227,13 @@ class MonitoringMiddleware:
         async def send_wrapper(message: Message) -> None:
             message_type = message.get("type")
             if message_type == "lifespan.startup.complete":
-                monitor.ready = True
+                monitor.lifespan_startup_complete()
             elif message_type in ("lifespan.shutdown.complete", "lifespan.shutdown.failed",
                                   "lifespan.startup.failed"):
                 await monitor.stop()
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
-
-
-def _choose_monitor(
-    config: MonitoringConfig | None, registry: CollectorRegistry | None, monitor: Monitor | None
-) -> Monitor:
-    if monitor is not None:
-        return monitor
-    if registry is not None:
-        # An isolated monitor (tests, several apps in one process); it becomes the one get_*()
-        # return, since it is the latest app wrapped.
-        chosen = Monitor(config, registry=registry)
-        set_monitor(chosen)
-        return chosen
-    return monitor_for(config)
 
 
 class _Exchange:

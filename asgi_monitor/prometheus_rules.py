@@ -22,13 +22,13 @@ def _duration(seconds: float) -> str:
 
 def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
     """The rules file as data (one group, ``asgi_monitor``)."""
-    p = metric_prefix(config.namespace)
-    w = _duration(config.alert_window_seconds)
-    minimum = config.alert_min_requests
+    p = metric_prefix(config.metrics.namespace)
+    w = _duration(config.alerts.window_seconds)
+    minimum = config.alerts.min_requests
     requests = f"sum(increase({p}http_requests_total[{w}]))"
     durations = f"sum(increase({p}http_request_duration_seconds_count[{w}]))"
     queries = f"sum(increase({p}db_queries_total[{w}]))"
-    window_text = f"{config.alert_window_seconds / 60:g} min"
+    window_text = f"{config.alerts.window_seconds / 60:g} min"
 
     def rule(name: str, expr: str, severity: str, summary: str, description: str,
              for_: str = "0s") -> dict[str, Any]:
@@ -39,22 +39,22 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
     rules = [
         rule("HighErrorRate",
              f"(sum(increase({p}http_requests_total{{status=~\"5..\"}}[{w}])) / {requests}) "
-             f"* 100 > {config.alert_error_rate_percent:g} and {requests} >= {minimum}",
+             f"* 100 > {config.alerts.error_rate_percent:g} and {requests} >= {minimum}",
              "critical", "HTTP error rate above "
-             f"{config.alert_error_rate_percent:g}%",
+             f"{config.alerts.error_rate_percent:g}%",
              f"{{{{ $value | humanize }}}}% of requests failed with 5xx over {window_text}."),
         rule("SlowResponses",
              f"sum(increase({p}http_request_duration_seconds_sum[{w}])) / {durations} "
-             f"> {config.alert_response_time_seconds:g} and {durations} >= {minimum}",
-             "warning", f"Average response time above {config.alert_response_time_seconds:g}s",
+             f"> {config.alerts.response_time_seconds:g} and {durations} >= {minimum}",
+             "warning", f"Average response time above {config.alerts.response_time_seconds:g}s",
              f"Requests took {{{{ $value | humanizeDuration }}}} on average over {window_text}."),
         rule("HighMemoryUsage",
-             f"{p}system_memory_usage_percent > {config.alert_memory_percent:g}",
-             "warning", f"Memory use above {config.alert_memory_percent:g}%",
+             f"{p}system_memory_usage_percent > {config.system.memory_warning_percent:g}",
+             "warning", f"Memory use above {config.system.memory_warning_percent:g}%",
              "{{ $value | humanize }}% of system memory is in use."),
         rule("LowDiskSpace",
-             f"100 - {p}system_disk_usage_percent < {config.alert_disk_free_percent:g}",
-             "warning", f"Less than {config.alert_disk_free_percent:g}% disk free",
+             f"100 - {p}system_disk_usage_percent < {config.system.disk_warning_free_percent:g}",
+             "warning", f"Less than {config.system.disk_warning_free_percent:g}% disk free",
              "Only {{ $value | humanize }}% free on {{ $labels.path }}."),
         rule("HealthCheckFailing",
              f"{p}health_check_status{{status=\"critical\"}} == 1",
@@ -62,12 +62,12 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
              "The {{ $labels.check }} health check has been critical for a minute.", "1m"),
         rule("DatabaseErrors",
              f"(sum(increase({p}db_queries_total{{status=\"error\"}}[{w}])) / {queries}) * 100 "
-             f"> {config.alert_db_error_rate_percent:g} and {queries} >= {minimum}",
-             "critical", f"Database error rate above {config.alert_db_error_rate_percent:g}%",
+             f"> {config.alerts.db_error_rate_percent:g} and {queries} >= {minimum}",
+             "critical", f"Database error rate above {config.alerts.db_error_rate_percent:g}%",
              f"{{{{ $value | humanize }}}}% of database queries failed over {window_text}."),
         rule("FailedLoginSpike",
              f"sum(increase({p}user_logins_total{{result=\"failure\"}}[{w}])) "
-             f"> {config.alert_login_failures}",
+             f"> {config.alerts.login_failures}",
              "warning", "Spike of failed logins",
              f"{{{{ $value | humanize }}}} failed logins over {window_text}."),
     ]

@@ -21,6 +21,19 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
 
+    @classmethod
+    def from_file(cls, path: str) -> Secret:
+        """The secret held in a file (a Docker or Kubernetes secret).
+
+        Editors and ``echo`` add a final newline and some editors a byte-order mark; neither is
+        ever part of a secret, so the file reads the same as the variable would.
+        """
+        with open(path, encoding="utf-8-sig") as f:
+            value = f.read().strip()
+        if not value:
+            raise ValueError("the file is empty")
+        return cls(value)
+
     def get_secret_value(self) -> str:
         return self._value
 

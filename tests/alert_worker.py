@@ -12,14 +12,13 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import Monitor, MonitoringConfig
+from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings, WebhookSettings
 
 
 async def main(lock_path: str, webhook_url: str) -> None:
-    monitor = Monitor(MonitoringConfig(
-        alert_lock_path=lock_path, alert_webhook_url=webhook_url, alert_check_interval=0.1,
-        alert_default_rules=False, alert_console_enabled=False, health_default_checks=False,
-        system_metrics=False, alert_channel_retries=0), registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(
+        alerts=AlertSettings(lock_path=lock_path, check_interval_seconds=0.1, default_rules=False, console_enabled=False, channel_retries=0), webhooks=WebhookSettings(url=webhook_url), health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
     # A 2 s cooldown, so a worker that takes over shows itself by repeating the notification.
     monitor.alerts.register_rule("always", "Always holds", lambda: (os.getpid(), True),
                                  cooldown_minutes=2 / 60)

@@ -8,9 +8,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
-from asgi_monitor import monitor as monitor_module
-from asgi_monitor.monitor import Monitor, set_monitor
+from asgi_monitor import (
+    MonitoringConfig,
+    MonitoringMiddleware,
+    SystemSettings,
+    build_monitor,
+    set_default_monitor,
+)
+from asgi_monitor.monitor import Monitor
 
 
 @pytest.fixture
@@ -20,10 +25,12 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def wrap(registry: CollectorRegistry) -> Callable[..., MonitoringMiddleware]:
-    """wrap(app, **config_fields) -> the app in a middleware on this test's registry."""
+    """wrap(app, **config_sections) -> the app in a middleware with a monitor on this test's
+    registry."""
 
     def factory(app: Any, **config: Any) -> MonitoringMiddleware:
-        return MonitoringMiddleware(app, MonitoringConfig(**config), registry=registry)
+        return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**config),
+                                                               registry))
 
     return factory
 
@@ -31,16 +38,22 @@ def wrap(registry: CollectorRegistry) -> Callable[..., MonitoringMiddleware]:
 @pytest.fixture
 def make_monitor() -> Iterator[Callable[..., Monitor]]:
     """A factory: a Monitor on a fresh registry that ``get_metrics_collector()`` returns."""
-    previous = monitor_module._default
+    made: list[Monitor] = []
+    previous = None
 
     def make(**config: Any) -> Monitor:
-        config.setdefault("system_metrics", False)
-        monitor = Monitor(MonitoringConfig(**config), registry=CollectorRegistry())
-        set_monitor(monitor)
+        nonlocal previous
+        config.setdefault("system", SystemSettings(metrics=False))
+        monitor = build_monitor(MonitoringConfig(**config), CollectorRegistry())
+        replaced = set_default_monitor(monitor)
+        if not made:
+            previous = replaced
+        made.append(monitor)
         return monitor
 
     yield make
-    monitor_module._default = previous
+    if made:
+        set_default_monitor(previous)
 
 
 @pytest.fixture

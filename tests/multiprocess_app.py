@@ -10,6 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor.config import SystemSettings
 
 
 async def pid(request: Request) -> Response:
@@ -18,5 +19,5 @@ async def pid(request: Request) -> Response:
 
 app = MonitoringMiddleware(
     Starlette(routes=[Route("/ping", pid), Route("/warmup", pid)]),
-    MonitoringConfig(system_metrics=False),
+    MonitoringConfig(system=SystemSettings(metrics=False)),
 )

@@ -20,6 +20,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from asgi_monitor.alerting.channels import Channel, build_channels
+from asgi_monitor.config import MonitoringConfig
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -229,3 +232,8 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+def channels_for(config: MonitoringConfig) -> list[Channel]:
+    """The alert channels a configuration enables, as the monitor builds them."""
+    return build_channels(config.alerts, config.email, config.webhooks)

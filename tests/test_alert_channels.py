@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from support import Clock, HttpSink, free_port, require_binary
+from support import Clock, HttpSink, channels_for, free_port, require_binary
 
 from asgi_monitor import ConfigError, MonitoringConfig
 from asgi_monitor.alerting import AlertManager, AlertSeverity
@@ -28,10 +28,10 @@ from asgi_monitor.alerting.channels import (
     EmailChannel,
     SlackChannel,
     WebhookChannel,
-    channels_from_config,
     sign,
 )
 from asgi_monitor.alerting.models import Alert, AlertState, fingerprint
+from asgi_monitor.config import AlertSettings, EmailSettings, WebhookSettings
 from asgi_monitor.secret import Secret
 
 WEBHOOK_SECRET = "hmac-secret-5b1d"
@@ -72,18 +72,20 @@ def firing_alert(**changes: Any) -> Alert:
     return alert
 
 
-def email_config(port: int, **extra: Any) -> MonitoringConfig:
+def email_config(port: int, webhooks: WebhookSettings | None = None,
+                 **smtp: Any) -> MonitoringConfig:
     settings: dict[str, Any] = {
-        "alert_email_enabled": True, "smtp_server": "127.0.0.1", "smtp_port": port,
-        "from_email": "monitor@example.com",
-        "alert_email_to": ("ops@example.com", "dev@example.com"), "smtp_starttls": False,
-        "alert_console_enabled": False, "alert_channel_timeout": 5, "alert_channel_retries": 0}
-    return MonitoringConfig(**{**settings, **extra})
+        "enabled": True, "server": "127.0.0.1", "port": port,
+        "from_address": "monitor@example.com",
+        "recipients": ("ops@example.com", "dev@example.com"), "starttls": False}
+    return MonitoringConfig(
+        email=EmailSettings(**{**settings, **smtp}), webhooks=webhooks or WebhookSettings(),
+        alerts=AlertSettings(console_enabled=False, channel_timeout_seconds=5, channel_retries=0))
 
 
 async def test_email_delivered_to_a_real_smtp_server(smtp: tuple[Mailbox, int]) -> None:
     mailbox, port = smtp
-    manager = AlertManager(channels=channels_from_config(email_config(port)))
+    manager = AlertManager(channels=channels_for(email_config(port)))
     manager.register_rule("disk_full", "Disk almost full", lambda: (3.5, True),
                           AlertSeverity.CRITICAL)
     await manager.evaluate()
@@ -100,9 +102,8 @@ async def test_email_delivered_to_a_real_smtp_server(smtp: tuple[Mailbox, int]) 
 
 async def test_email_recipients_default_to_from_email(smtp: tuple[Mailbox, int]) -> None:
     mailbox, port = smtp
-    config = MonitoringConfig(alert_email_enabled=True, smtp_server="127.0.0.1", smtp_port=port,
-                              from_email="monitor@example.com", smtp_starttls=False)
-    [email_channel] = [c for c in channels_from_config(config) if c.name == "email"]
+    config = MonitoringConfig(email=EmailSettings(enabled=True, server="127.0.0.1", port=port, from_address="monitor@example.com", starttls=False))
+    [email_channel] = [c for c in channels_for(config) if c.name == "email"]
     assert (await email_channel.deliver(firing_alert()))["ok"] is True
     assert mailbox.messages[0][0] == ["monitor@example.com"]
 
@@ -111,8 +112,8 @@ async def test_email_to_a_port_where_nothing_listens_fails_alone(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with HttpSink() as sink:
-        config = email_config(free_port(), alert_webhook_url=sink.url)
-        manager = AlertManager(channels=channels_from_config(config))
+        config = email_config(free_port(), webhooks=WebhookSettings(url=sink.url))
+        manager = AlertManager(channels=channels_for(config))
         manager.register_rule("r", "d", lambda: True)
         await manager.evaluate()
         assert len(sink.requests) == 1  # the webhook was not held up by the dead SMTP server
@@ -242,13 +243,10 @@ async def test_console_channel_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert resolved.levelno == logging.INFO and "RESOLVED" in resolved.getMessage()
 
 
-async def test_channels_from_config_and_secrets_stay_masked() -> None:
+async def test_channels_for_and_secrets_stay_masked() -> None:
     config = MonitoringConfig(
-        alert_webhook_url="https://hooks.example/abc", alert_webhook_secret=WEBHOOK_SECRET,
-        alert_slack_webhook_url="https://hooks.slack.com/services/T/B/X",
-        alertmanager_url="http://127.0.0.1:9093", alert_channel_timeout=3,
-        alert_channel_retries=4, alert_send_resolved=False)
-    channels = channels_from_config(config)
+        webhooks=WebhookSettings(url="https://hooks.example/abc", secret=WEBHOOK_SECRET, slack_url="https://hooks.slack.com/services/T/B/X", alertmanager_url="http://127.0.0.1:9093"), alerts=AlertSettings(channel_timeout_seconds=3, channel_retries=4, send_resolved=False))
+    channels = channels_for(config)
     assert [c.name for c in channels] == ["console", "webhook", "slack", "alertmanager"]
     assert all(c.timeout == 3 and c.retries == 4 and not c.send_resolved for c in channels)
     shown = repr(config) + str(config.public_dict())
@@ -321,9 +319,9 @@ async def test_email_over_tls_with_a_private_ca(certificate: tuple[str, str],
                                                 implicit: bool) -> None:
     cert, _ = certificate
     with tls_smtp(certificate, implicit=implicit) as (mailbox, port):
-        config = email_config(port, smtp_use_tls=implicit, smtp_starttls=not implicit,
-                              smtp_ca_file=cert, smtp_server="localhost")
-        [channel] = [c for c in channels_from_config(config) if c.name == "email"]
+        config = email_config(port, use_tls=implicit, starttls=not implicit,
+                              ca_file=cert, server="localhost")
+        [channel] = [c for c in channels_for(config) if c.name == "email"]
         outcome = await channel.deliver(firing_alert())
     assert outcome["ok"] is True, outcome
     [(recipients, message)] = mailbox.messages
@@ -337,9 +335,9 @@ async def test_email_refuses_a_certificate_it_cannot_verify(certificate: tuple[s
     # Without SMTP_CA_FILE the self-signed certificate is not trusted: no mail, a recorded
     # failure, never a fallback to an unverified connection.
     with tls_smtp(certificate, implicit=implicit) as (mailbox, port):
-        config = email_config(port, smtp_use_tls=implicit, smtp_starttls=not implicit,
-                              smtp_server="localhost")
-        [channel] = [c for c in channels_from_config(config) if c.name == "email"]
+        config = email_config(port, use_tls=implicit, starttls=not implicit,
+                              server="localhost")
+        [channel] = [c for c in channels_for(config) if c.name == "email"]
         outcome = await channel.deliver(firing_alert())
     assert outcome["ok"] is False
     assert "CERTIFICATE_VERIFY_FAILED" in outcome["error"] or "certificate" in outcome["error"]

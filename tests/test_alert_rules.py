@@ -8,12 +8,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support import Clock
 
-from asgi_monitor import MonitoringConfig
+from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.alerting import AlertManager
 from asgi_monitor.alerting.rules import DEFAULT_RULES, install_default_rules
+from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings
 from asgi_monitor.health.checker import HealthChecker
 from asgi_monitor.health.models import HealthCheck, HealthStatus
-from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import Sample, SampleBuffer
 
 T0 = 1_700_000_000.0
@@ -40,7 +40,7 @@ def window(samples: SampleBuffer, start: dict[str, Any], end: dict[str, Any]) ->
 
 def test_every_default_rule_is_installed_and_can_be_turned_off(make_monitor: Any) -> None:
     assert sorted(make_monitor().alerts.rules) == sorted(DEFAULT_RULES)
-    assert make_monitor(alert_default_rules=False).alerts.rules == {}
+    assert make_monitor(alerts=AlertSettings(default_rules=False)).alerts.rules == {}
 
 
 async def test_no_data_fires_nothing() -> None:
@@ -67,10 +67,10 @@ async def test_high_error_rate(requests: int, errors: int, fires: bool) -> None:
 
 
 async def test_error_rate_threshold_and_minimum_come_from_config() -> None:
-    manager, samples, _ = setup(alert_error_rate_percent=50, alert_min_requests=2)
+    manager, samples, _ = setup(alerts=AlertSettings(error_rate_percent=50, min_requests=2))
     window(samples, {}, {"requests": 2, "errors": 1})
     assert "high_error_rate" not in await firing(manager)
-    manager, samples, _ = setup(alert_error_rate_percent=40, alert_min_requests=2)
+    manager, samples, _ = setup(alerts=AlertSettings(error_rate_percent=40, min_requests=2))
     window(samples, {}, {"requests": 2, "errors": 1})
     assert "high_error_rate" in await firing(manager)
 
@@ -142,8 +142,7 @@ async def test_database_health_check_critical() -> None:
 
 
 async def test_error_rate_from_real_requests_through_the_sampler() -> None:
-    monitor = Monitor(MonitoringConfig(system_metrics=False, health_default_checks=False),
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False), health=HealthSettings(default_checks=False)), CollectorRegistry())
     ok = monitor.collector.requests.series("GET", "/items/{id}", 200)
     failed = monitor.collector.requests.series("GET", "/items/{id}", 500)
     monitor.take_sample()

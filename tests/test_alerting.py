@@ -19,6 +19,7 @@ from asgi_monitor.alerting.channels import Channel
 from asgi_monitor.alerting.metrics import AlertMetrics
 from asgi_monitor.alerting.models import Alert, fingerprint
 from asgi_monitor.alerting.payloads import status
+from asgi_monitor.config import AlertSettings, HealthSettings
 from asgi_monitor.errors import MonitoringError
 
 
@@ -423,8 +424,7 @@ async def test_history_write_failure_is_reported_not_raised(tmp_path: Path) -> N
 async def test_the_monitor_runs_the_alert_loop(make_monitor: Any,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_monitor.alerts")
-    monitor = make_monitor(alert_check_interval=0.05, alert_default_rules=False,
-                           health_default_checks=False)
+    monitor = make_monitor(alerts=AlertSettings(check_interval_seconds=0.05, default_rules=False), health=HealthSettings(default_checks=False))
     monitor.alerts.register_rule("always", "Always on", lambda: True)
     async with monitor.running():
         for _ in range(100):

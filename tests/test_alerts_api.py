@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.responses import PlainTextResponse
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import AlertSeverity
+from asgi_monitor.config import AlertSettings, GateSettings, SystemSettings
 
 TOKEN = "api-test-token-123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -22,10 +23,8 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def app() -> MonitoringMiddleware:
-    return MonitoringMiddleware(hello, MonitoringConfig(
-        admin_token=TOKEN, alert_default_rules=False, alert_console_enabled=False,
-        system_metrics=False, admin_username="ops", admin_password="pw-123"),
-        registry=CollectorRegistry())
+    return MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, admin_username="ops", admin_password="pw-123"), alerts=AlertSettings(default_rules=False, console_enabled=False), system=SystemSettings(metrics=False)), CollectorRegistry()))
 
 
 def client(app: MonitoringMiddleware) -> httpx.AsyncClient:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from asgi_monitor import get_metrics_collector, monitor_cache_operation
+from asgi_monitor.config import MetricsSettings
 from asgi_monitor.monitor import Monitor
 
 
@@ -88,7 +89,7 @@ def test_a_failing_predicate_never_breaks_the_call(monitor: Monitor) -> None:
 
 
 def test_cache_names_stay_bounded(make_monitor: Callable[..., Monitor]) -> None:
-    monitor = make_monitor(max_series_per_metric=10)
+    monitor = make_monitor(metrics=MetricsSettings(max_series=10))
     for i in range(50):
         monitor.collector.cache.hit(f"cache-{i}")
     assert ops(monitor, "<overflow>", "hit") == 40

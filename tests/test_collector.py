@@ -5,6 +5,7 @@ from prometheus_client import CollectorRegistry
 
 from asgi_monitor import MetricError, MonitoringConfig
 from asgi_monitor.collector import MetricsCollector
+from asgi_monitor.config import MetricsSettings
 
 
 def make(registry: CollectorRegistry, **config: object) -> MetricsCollector:
@@ -67,7 +68,7 @@ def test_name_clash_with_builtin_metric_raises(registry: CollectorRegistry) -> N
 
 
 def test_custom_label_values_are_bounded(registry: CollectorRegistry) -> None:
-    metrics = make(registry, max_series_per_metric=10)
+    metrics = make(registry, metrics=MetricsSettings(max_series=10))
     for i in range(100):
         metrics.increment_counter("user_input_total", labels={"v": f"value-{i}"})
     values = {s.labels["v"] for m in registry.collect() if m.name == "user_input"

@@ -5,18 +5,19 @@ import dataclasses
 import pytest
 
 from asgi_monitor import ConfigError, MonitoringConfig, Secret
+from asgi_monitor.config import WebhookSettings
 
 
 def test_defaults_match_the_documented_values() -> None:
     config = MonitoringConfig.from_env({})
     assert config.enabled is True
-    assert config.health_check_interval == 60
-    assert config.metrics_collection_interval == 30
-    assert config.alert_check_interval == 10
-    assert config.alert_email_enabled is False
-    assert config.alert_console_enabled is True
-    assert config.smtp_port == 587
-    assert config.metrics_path == "/api/metrics"
+    assert config.health.interval_seconds == 60
+    assert config.history.sample_interval_seconds == 30
+    assert config.alerts.check_interval_seconds == 10
+    assert config.email.enabled is False
+    assert config.alerts.console_enabled is True
+    assert config.email.port == 587
+    assert config.paths.metrics == "/api/metrics"
 
 
 def test_reads_every_seed_variable() -> None:
@@ -36,17 +37,17 @@ def test_reads_every_seed_variable() -> None:
     }
     config = MonitoringConfig.from_env(env)
     assert config.enabled is False
-    assert config.health_check_interval == 15
-    assert config.metrics_collection_interval == 5.5
-    assert config.alert_check_interval == 2
-    assert config.alert_email_enabled is True
-    assert config.alert_console_enabled is False
-    assert config.smtp_server == "mail.example.org"
-    assert config.smtp_port == 465
-    assert config.smtp_username == "alerts"
-    assert isinstance(config.smtp_password, Secret)
-    assert config.smtp_password.get_secret_value() == "hunter2-not-shown"
-    assert config.from_email == "alerts@example.org"
+    assert config.health.interval_seconds == 15
+    assert config.history.sample_interval_seconds == 5.5
+    assert config.alerts.check_interval_seconds == 2
+    assert config.email.enabled is True
+    assert config.alerts.console_enabled is False
+    assert config.email.server == "mail.example.org"
+    assert config.email.port == 465
+    assert config.email.username == "alerts"
+    assert isinstance(config.email.password, Secret)
+    assert config.email.password.get_secret_value() == "hunter2-not-shown"
+    assert config.email.from_address == "alerts@example.org"
     assert config.debug is True
     assert "hunter2" not in repr(config)
     assert "hunter2" not in str(config.public_dict())
@@ -96,13 +97,13 @@ def test_config_is_frozen() -> None:
 
 
 def test_overrides_win_over_environment() -> None:
-    config = MonitoringConfig.from_env({"MONITORING_NAMESPACE": "env"}, namespace="code")
-    assert config.namespace == "code"
+    config = MonitoringConfig.from_env({"MONITORING_NAMESPACE": "env"}, metrics={"namespace": "code"})
+    assert config.metrics.namespace == "code"
 
 
 def test_excluded_paths_parse_as_list() -> None:
     config = MonitoringConfig.from_env({"MONITORING_EXCLUDED_PATHS": "/healthz, /ready,,"})
-    assert config.excluded_paths == ("/healthz", "/ready")
+    assert config.metrics.excluded_paths == ("/healthz", "/ready")
 
 
 def test_alerting_variables() -> None:
@@ -118,30 +119,30 @@ def test_alerting_variables() -> None:
         "ALERT_MIN_REQUESTS": "50", "ALERT_WINDOW_SECONDS": "600",
         "ALERT_DISK_FREE_PERCENT": "10", "ALERT_LOGIN_FAILURES": "100",
     })
-    assert config.alert_email_to == ("ops@example.com", "dev@example.com")
-    assert (config.smtp_use_tls, config.smtp_starttls) == (True, False)
-    assert isinstance(config.alert_webhook_url, Secret)
-    assert config.alert_webhook_url.get_secret_value() == "https://hooks.example/secret-path"
-    assert config.alert_send_resolved is False
-    assert (config.alert_channel_timeout, config.alert_channel_retries) == (3, 0)
-    assert config.alert_history_file == "/var/lib/app/alerts.jsonl"
-    assert config.alert_lock_path == "/run/app.lock"
-    assert config.alert_default_rules is False
-    assert (config.alert_error_rate_percent, config.alert_min_requests) == (2.5, 50)
-    assert config.alert_window_seconds == 600
-    assert (config.alert_disk_free_percent, config.alert_login_failures) == (10, 100)
+    assert config.email.recipients == ("ops@example.com", "dev@example.com")
+    assert (config.email.use_tls, config.email.starttls) == (True, False)
+    assert isinstance(config.webhooks.url, Secret)
+    assert config.webhooks.url.get_secret_value() == "https://hooks.example/secret-path"
+    assert config.alerts.send_resolved is False
+    assert (config.alerts.channel_timeout_seconds, config.alerts.channel_retries) == (3, 0)
+    assert config.alerts.history_file == "/var/lib/app/alerts.jsonl"
+    assert config.alerts.lock_path == "/run/app.lock"
+    assert config.alerts.default_rules is False
+    assert (config.alerts.error_rate_percent, config.alerts.min_requests) == (2.5, 50)
+    assert config.alerts.window_seconds == 600
+    assert (config.system.disk_warning_free_percent, config.alerts.login_failures) == (10, 100)
     shown = repr(config) + str(config.public_dict())
     assert "secret-path" not in shown and "sign-me" not in shown and "hooks.slack" not in shown
 
 
 def test_alerting_defaults() -> None:
     config = MonitoringConfig()
-    assert (config.alert_error_rate_percent, config.alert_min_requests) == (5, 20)
-    assert (config.alert_response_time_seconds, config.alert_memory_percent) == (1, 85)
-    assert (config.alert_disk_free_percent, config.alert_window_seconds) == (15, 300)
-    assert config.alert_default_rules is True and config.alert_send_resolved is True
-    assert config.alert_webhook_url is None
-    assert MonitoringConfig(alert_webhook_url="").alert_webhook_url is None
+    assert (config.alerts.error_rate_percent, config.alerts.min_requests) == (5, 20)
+    assert (config.alerts.response_time_seconds, config.system.memory_warning_percent) == (1, 85)
+    assert (config.system.disk_warning_free_percent, config.alerts.window_seconds) == (15, 300)
+    assert config.alerts.default_rules is True and config.alerts.send_resolved is True
+    assert config.webhooks.url is None
+    assert MonitoringConfig(webhooks=WebhookSettings(url="")).webhooks.url is None
 
 
 @pytest.mark.parametrize(("variable", "value", "accepted"), [

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from asgi_monitor import ConfigError, MonitoringConfig, Secret
+from asgi_monitor.config import GateSettings
 
 TOKEN = "config-test-token-5550123"
 PASSWORD = "config-test-password-5550123"
@@ -16,12 +17,12 @@ PASSWORD = "config-test-password-5550123"
 
 def test_defaults_deny_admin_and_leave_metrics_public() -> None:
     config = MonitoringConfig()
-    assert not config.admin_configured
-    assert config.admin_token is None and config.metrics_token is None
-    assert config.metrics_allowed_networks == ()
-    assert (config.rate_limit_per_second, config.rate_limit_burst) == (10.0, 50)
-    assert (config.login_max_failures, config.login_lockout_seconds) == (5, 300.0)
-    assert config.rate_limit_max_clients == 10_000
+    assert not config.gate.admin_configured
+    assert config.gate.admin_token is None and config.gate.metrics_token is None
+    assert config.gate.metrics_allowed_networks == ()
+    assert (config.gate.rate_limit_per_second, config.gate.rate_limit_burst) == (10.0, 50)
+    assert (config.gate.login_max_failures, config.gate.login_lockout_seconds) == (5, 300.0)
+    assert config.gate.rate_limit_max_clients == 10_000
 
 
 def test_from_env_reads_every_gate_variable() -> None:
@@ -37,20 +38,19 @@ def test_from_env_reads_every_gate_variable() -> None:
         "MONITORING_LOGIN_MAX_FAILURES": "3",
         "MONITORING_LOGIN_LOCKOUT_SECONDS": "60",
     })
-    assert config.admin_token == Secret(TOKEN)
-    assert config.admin_password == Secret(PASSWORD)
-    assert config.metrics_token == Secret("scrape-token")
-    assert config.admin_username == "ops"
-    assert config.metrics_allowed_networks == ("10.0.0.0/8", "::1/128", "192.168.1.5")
-    assert (config.rate_limit_per_second, config.rate_limit_burst) == (2.5, 20)
-    assert config.rate_limit_max_clients == 100
-    assert (config.login_max_failures, config.login_lockout_seconds) == (3, 60.0)
-    assert config.admin_configured
+    assert config.gate.admin_token == Secret(TOKEN)
+    assert config.gate.admin_password == Secret(PASSWORD)
+    assert config.gate.metrics_token == Secret("scrape-token")
+    assert config.gate.admin_username == "ops"
+    assert config.gate.metrics_allowed_networks == ("10.0.0.0/8", "::1/128", "192.168.1.5")
+    assert (config.gate.rate_limit_per_second, config.gate.rate_limit_burst) == (2.5, 20)
+    assert config.gate.rate_limit_max_clients == 100
+    assert (config.gate.login_max_failures, config.gate.login_lockout_seconds) == (3, 60.0)
+    assert config.gate.admin_configured
 
 
 def test_plain_strings_from_code_are_held_as_secrets() -> None:
-    config = MonitoringConfig(admin_token=TOKEN, admin_username="ops", admin_password=PASSWORD,
-                              metrics_token="scrape-token")  # type: ignore[arg-type]
+    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, admin_username="ops", admin_password=PASSWORD, metrics_token="scrape-token"))  # type: ignore[arg-type]
     for name in ("admin_token", "admin_password", "metrics_token"):
         assert isinstance(getattr(config, name), Secret)
     for shown in (repr(config), str(config.public_dict())):
@@ -87,7 +87,7 @@ def test_missing_token_file_names_the_variable(tmp_path: Path) -> None:
 def test_token_file_that_is_not_utf8(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(b"\xff\xfe")
-    expect_error("MONITORING_ADMIN_PASSWORD_FILE .*UTF-8", admin_username="ops",
+    expect_error("MONITORING_ADMIN_PASSWORD_FILE .*UTF-8", gate=GateSettings(admin_username="ops"),
                  admin_password_file=str(secret_file))
 
 
@@ -102,7 +102,7 @@ def test_token_and_a_different_token_file_conflict(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-the-file")
     message = expect_error("MONITORING_ADMIN_TOKEN_FILE .*use one of the two",
-                           admin_token=TOKEN, admin_token_file=str(secret_file))
+                           gate=GateSettings(admin_token=TOKEN), admin_token_file=str(secret_file))
     assert TOKEN not in message and "from-the-file" not in message
 
 
@@ -135,13 +135,13 @@ def test_empty_secret_variables_mean_unset() -> None:
     config = MonitoringConfig.from_env({
         "MONITORING_ADMIN_TOKEN": "", "MONITORING_ADMIN_PASSWORD": " ",
         "MONITORING_METRICS_TOKEN": "\n"})
-    assert (config.admin_token, config.admin_password, config.metrics_token) == (None, None, None)
-    assert not config.admin_configured
+    assert (config.gate.admin_token, config.gate.admin_password, config.gate.metrics_token) == (None, None, None)
+    assert not config.gate.admin_configured
 
 
 def test_authorize_must_be_callable() -> None:
-    expect_error("authorize", authorize="admin")
+    expect_error("authorize", gate=GateSettings(authorize="admin"))
 
 
 def test_authorize_hook_does_not_affect_equality() -> None:
-    assert MonitoringConfig(authorize=lambda scope: True) == MonitoringConfig()
+    assert MonitoringConfig(gate=GateSettings(authorize=lambda scope: True)) == MonitoringConfig()

@@ -11,8 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.responses import PlainTextResponse
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
+from asgi_monitor.config import EmailSettings, GateSettings, MetricsSettings, SystemSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
 from asgi_monitor.web.app import endpoints
 
@@ -29,8 +30,7 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 def middleware(**config: Any) -> MonitoringMiddleware:
     config.setdefault("system_metrics", False)
-    return MonitoringMiddleware(hello, MonitoringConfig(admin_token=TOKEN, **config),
-                                registry=CollectorRegistry())
+    return MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(gate=GateSettings(admin_token=TOKEN), **config), CollectorRegistry()))
 
 
 def client(app: MonitoringMiddleware) -> httpx.AsyncClient:
@@ -125,8 +125,7 @@ async def test_static_files_are_an_allowlist() -> None:
 
 
 async def test_export_holds_everything_and_no_secret() -> None:
-    app = middleware(smtp_password="export-smtp-secret", smtp_server="smtp.example.com",
-                     from_email="m@example.com")
+    app = middleware(email=EmailSettings(password="export-smtp-secret", server="smtp.example.com", from_address="m@example.com"))
     samples(app, 3)
     async with client(app) as c:
         response = await c.get("/admin/monitoring/export")
@@ -143,7 +142,7 @@ async def test_export_holds_everything_and_no_secret() -> None:
 
 
 async def test_grafana_endpoint_honours_the_namespace() -> None:
-    app = middleware(namespace="shop")
+    app = middleware(metrics=MetricsSettings(namespace="shop"))
     async with client(app) as c:
         body = (await c.get("/admin/monitoring/grafana")).json()
     assert body["uid"] == "asgi-monitor-shop"
@@ -152,7 +151,7 @@ async def test_grafana_endpoint_honours_the_namespace() -> None:
 
 
 async def test_dashboard_first_paint_has_tiles_alerts_resources_and_routes() -> None:
-    app = middleware(system_metrics=True)
+    app = middleware(system=SystemSettings(metrics=True))
     await app.monitor.health.run_all()
     samples(app, 3)
     async with client(app) as c:
@@ -196,8 +195,7 @@ async def test_everything_rendered_from_data_is_escaped() -> None:
 
 
 def test_history_and_insights_serialise_as_strict_json(registry: CollectorRegistry) -> None:
-    app = MonitoringMiddleware(hello, MonitoringConfig(system_metrics=False),
-                               registry=registry)
+    app = MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), registry))
     samples(app, 3)
     report = app.monitor.collector.get_performance_insights()
     json.dumps(report, allow_nan=False)

@@ -21,9 +21,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from support import require_binary, serve, wait_until
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor import monitor as monitor_module
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
+from asgi_monitor.config import GateSettings, HealthSettings, HistorySettings
 from asgi_monitor.health import HealthCheck, HealthStatus
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -51,10 +52,8 @@ def app() -> Iterator[MonitoringMiddleware]:
     previous = monitor_module._default
     starlette = Starlette(routes=[Route("/items/{id}", item), Route("/fail", fail),
                                   Route(XSS_ROUTE_TEMPLATE, item)])
-    config = MonitoringConfig(admin_token=TOKEN, metrics_collection_interval=0.5,
-                              dashboard_refresh=1, health_check_interval=1,
-                              rate_limit_per_second=0)
-    middleware = MonitoringMiddleware(starlette, config, registry=CollectorRegistry())
+    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0), history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1), health=HealthSettings(interval_seconds=1))
+    middleware = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
     monitor = middleware.monitor
     monitor.health.register_check(
         "evil", "returns HTML", lambda: HealthCheck("evil", HealthStatus.WARNING, XSS_CHECK),

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from asgi_monitor import instrument_sqlalchemy, monitor_database_operation
+from asgi_monitor.config import MetricsSettings
 from asgi_monitor.instrumentation.database import statement_kind
 from asgi_monitor.monitor import Monitor
 
@@ -142,7 +143,7 @@ def test_sqlalchemy_async_engine_with_aiosqlite(monitor: Monitor, tmp_path: Path
 
 
 def test_operation_names_from_user_input_stay_bounded(make_monitor: Callable[..., Monitor]) -> None:
-    monitor = make_monitor(max_series_per_metric=100)
+    monitor = make_monitor(metrics=MetricsSettings(max_series=100))
     for i in range(5000):
         monitor_database_operation(f"user-op-{i}")(lambda: None)()
     families = {m.name: m for m in monitor.registry.collect()}

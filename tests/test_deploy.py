@@ -14,6 +14,7 @@ import yaml
 from support import require_binary
 
 from asgi_monitor import MonitoringConfig
+from asgi_monitor.config import AlertSettings, MetricsSettings
 from asgi_monitor.grafana import grafana_dashboard
 from asgi_monitor.prometheus_rules import rules_yaml
 
@@ -39,7 +40,7 @@ def test_deploy_rules_file_is_the_generated_one() -> None:
 
 
 def test_namespace_is_applied() -> None:
-    text = rules_yaml(MonitoringConfig(namespace="shop"))
+    text = rules_yaml(MonitoringConfig(metrics=MetricsSettings(namespace="shop")))
     assert "shop_http_requests_total" in text
     assert " http_requests_total" not in text and "(http_requests_total" not in text
 
@@ -132,7 +133,7 @@ def test_promtool_unit_tests_fire_and_stay_quiet(tmp_path: Path) -> None:
 
 def test_login_spike_fires_above_threshold(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    (tmp_path / "rules.yml").write_text(rules_yaml(MonitoringConfig(alert_login_failures=10)))
+    (tmp_path / "rules.yml").write_text(rules_yaml(MonitoringConfig(alerts=AlertSettings(login_failures=10))))
     (tmp_path / "test.yml").write_text("""
 rule_files: [rules.yml]
 tests:

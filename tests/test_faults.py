@@ -31,7 +31,8 @@ from starlette.routing import Route
 from support import client, sample
 
 import asgi_monitor
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import HealthSettings, SystemSettings
 from asgi_monitor.health import HealthStatus
 
 # The package the tests import, for the subprocesses to import too.
@@ -54,8 +55,7 @@ def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 
 # -- health checks ----------------------------------------------------------------------------
 async def test_hung_and_raising_checks_leave_the_app_serving(registry: CollectorRegistry) -> None:
-    mw = MonitoringMiddleware(app(), MonitoringConfig(health_default_checks=False),
-                              registry=registry)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
     health = mw.monitor.health
     release = threading.Event()
 
@@ -182,8 +182,7 @@ async def test_psutil_failures_leave_the_scrape_up(
     def denied(self: psutil.Process) -> None:
         raise psutil.AccessDenied(self.pid)
 
-    mw = MonitoringMiddleware(app(), MonitoringConfig(health_default_checks=False,
-                                                      system_metrics=True), registry=registry)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=True)), registry))
     monkeypatch.setattr(psutil, "virtual_memory", no_proc)
     monkeypatch.setattr(psutil.Process, "memory_info", denied)
     with caplog.at_level(logging.WARNING, logger="asgi_monitor.system"):

@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry
 from support import HttpSink, client, free_port, sample
 from test_faults import _run, app
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import AlertSettings, EmailSettings, WebhookSettings
 
 TOKEN = "faults-alerting-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,8 +43,7 @@ def monitored(registry: CollectorRegistry, *, backoff: float = 0.05,
         "admin_token": TOKEN, "alert_default_rules": False, "health_default_checks": False,
         "system_metrics": False, "alert_console_enabled": False, "alert_check_interval": 0.05,
         "rate_limit_per_second": 0}
-    mw = MonitoringMiddleware(app(), MonitoringConfig(**{**options, **config}),
-                              registry=registry)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(**{**options, **config}), registry))
     for channel in mw.monitor.alerts.channels:
         channel.backoff = backoff  # retries still happen, without seconds of waiting
     return mw
@@ -135,8 +135,7 @@ async def test_hung_and_raising_conditions_leave_the_app_serving(
     failing = {"sync_hang": sync_hang, "async_hang": async_hang, "sync_raise": sync_raise,
                "async_raise": async_raise}
     async with HttpSink() as sink:
-        mw = monitored(registry, alert_evaluation_timeout=0.2, alert_webhook_url=sink.url,
-                       alert_channel_retries=0)
+        mw = monitored(registry, alerts=AlertSettings(evaluation_timeout_seconds=0.2, channel_retries=0), webhooks=WebhookSettings(url=sink.url))
         alerts = mw.monitor.alerts
         for name, condition in failing.items():
             alerts.register_rule(name, "d", condition)
@@ -197,10 +196,7 @@ async def test_smtp_down_or_slow_leaves_the_webhook_and_the_app_alone(
 ) -> None:
     with smtp_server(mode) as port:
         async with HttpSink() as sink:
-            mw = monitored(registry, alert_email_enabled=True, smtp_server="127.0.0.1",
-                           smtp_port=port, from_email="monitor@example.com",
-                           smtp_starttls=False, alert_webhook_url=sink.url,
-                           alert_channel_timeout=0.3, alert_channel_retries=1)
+            mw = monitored(registry, email=EmailSettings(enabled=True, server="127.0.0.1", port=port, from_address="monitor@example.com", starttls=False), webhooks=WebhookSettings(url=sink.url), alerts=AlertSettings(channel_timeout_seconds=0.3, channel_retries=1))
             mw.monitor.alerts.register_rule("r", "d", lambda: True)
             served = await serve_until(
                 mw, lambda: ("email", False) in mw.monitor.alerts.notification_counts)
@@ -236,9 +232,7 @@ async def test_a_failing_webhook_is_retried_recorded_and_isolated(
 ) -> None:
     async with broken_webhook(mode) as (url, broken), HttpSink(body=b"ok") as slack:
         # Backoff 0.2 s: the webhook's failure comes >= 0.6 s after Slack's single post.
-        mw = monitored(registry, backoff=0.2, alert_webhook_url=url,
-                       alert_slack_webhook_url=slack.url, alert_channel_timeout=0.3,
-                       alert_channel_retries=2)
+        mw = monitored(registry, backoff=0.2, webhooks=WebhookSettings(url=url, slack_url=slack.url), alerts=AlertSettings(channel_timeout_seconds=0.3, channel_retries=2))
         mw.monitor.alerts.register_rule("r", "d", lambda: True)
         served = await serve_until(
             mw, lambda: ("webhook", False) in mw.monitor.alerts.notification_counts)
@@ -271,8 +265,7 @@ async def test_an_unwritable_history_file_loses_nothing_in_memory(
 ) -> None:
     path = unwritable(tmp_path, kind)
     async with HttpSink() as sink:
-        mw = monitored(registry, alert_history_file=path, alert_webhook_url=sink.url,
-                       alert_channel_retries=0)
+        mw = monitored(registry, alerts=AlertSettings(history_file=path, channel_retries=0), webhooks=WebhookSettings(url=sink.url))
         alerts = mw.monitor.alerts
         holds = {"r": True}
         alerts.register_rule("r", "d", lambda: holds["r"])

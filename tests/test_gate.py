@@ -24,7 +24,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from support import concrete_path
 
-from asgi_monitor import Monitor, MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import GateSettings
 from asgi_monitor.web.app import build_app, endpoints
 from asgi_monitor.web.gate import AUDIT_LOGGER, CONTENT_SECURITY_POLICY, Access, Gate
 
@@ -48,7 +49,7 @@ class FakeClock:
 
 
 def _admin_endpoints() -> list[tuple[str, str]]:
-    monitor = Monitor(MonitoringConfig(), registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(), CollectorRegistry())
     # Templates: each test fills them in (see support.concrete_path).
     return [(e.methods[0], e.path)
             for e in endpoints(monitor) if e.access == "admin"]
@@ -62,7 +63,7 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 
 def wrap(config: MonitoringConfig) -> MonitoringMiddleware:
-    return MonitoringMiddleware(hello, config, registry=CollectorRegistry())
+    return MonitoringMiddleware(hello, monitor=build_monitor(config, CollectorRegistry()))
 
 
 def client_for(app: ASGIApp, address: str = CLIENT) -> httpx.AsyncClient:
@@ -82,7 +83,7 @@ def bearer(token: str) -> dict[str, str]:
 def full_config(**overrides: Any) -> MonitoringConfig:
     settings: dict[str, Any] = {"admin_token": TOKEN, "admin_username": USER,
                                 "admin_password": PASSWORD, **overrides}
-    return MonitoringConfig(**settings)
+    return MonitoringConfig(gate=GateSettings(**settings))
 
 
 def audit_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -139,7 +140,7 @@ async def test_admin_endpoint_401_without_valid_credentials(
 
 @pytest.mark.anyio
 async def test_bearer_challenge_when_only_a_token_is_configured() -> None:
-    async with client_for(wrap(MonitoringConfig(admin_token=TOKEN))) as client:
+    async with client_for(wrap(MonitoringConfig(gate=GateSettings(admin_token=TOKEN)))) as client:
         response = await client.get("/admin/monitoring/config", headers=basic(USER, PASSWORD))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="asgi_monitor"'
@@ -155,12 +156,12 @@ async def async_hook(scope: MutableMapping[str, Any]) -> bool:
 
 
 WAYS_IN: dict[str, tuple[MonitoringConfig, dict[str, str], str]] = {
-    "token": (MonitoringConfig(admin_token=TOKEN), bearer(TOKEN), "token"),
-    "token, lower-case scheme": (MonitoringConfig(admin_token=TOKEN),
+    "token": (MonitoringConfig(gate=GateSettings(admin_token=TOKEN)), bearer(TOKEN), "token"),
+    "token, lower-case scheme": (MonitoringConfig(gate=GateSettings(admin_token=TOKEN)),
                                  {"Authorization": f"bearer {TOKEN}"}, "token"),
     "basic": (full_config(), basic(USER, PASSWORD), USER),
-    "sync hook": (MonitoringConfig(authorize=sync_hook), {"X-Role": "admin"}, "hook"),
-    "async hook": (MonitoringConfig(authorize=async_hook), {"X-Role": "admin"}, "hook"),
+    "sync hook": (MonitoringConfig(gate=GateSettings(authorize=sync_hook)), {"X-Role": "admin"}, "hook"),
+    "async hook": (MonitoringConfig(gate=GateSettings(authorize=async_hook)), {"X-Role": "admin"}, "hook"),
     # An app using its own bearer tokens (checked by the hook) is not a failed admin login.
     "hook next to a token": (full_config(authorize=async_hook),
                              {"X-Role": "admin", "Authorization": "Bearer app-jwt"}, "hook"),
@@ -191,7 +192,7 @@ async def test_admin_endpoint_200_with_each_way_in(
 @pytest.mark.parametrize("result", [False, None, 1, "yes", object()])
 async def test_hook_must_return_true(result: object) -> None:
     # A hook-only configuration cannot challenge a browser, so its refusal is a 403.
-    config = MonitoringConfig(authorize=lambda scope: result)
+    config = MonitoringConfig(gate=GateSettings(authorize=lambda scope: result))
     async with client_for(wrap(config)) as client:
         response = await client.get("/admin/monitoring/config")
     assert response.status_code == 403
@@ -203,7 +204,7 @@ async def test_a_failing_hook_denies_and_is_counted() -> None:
     def broken(scope: MutableMapping[str, Any]) -> bool:
         raise RuntimeError("session store down")
 
-    middleware = wrap(MonitoringConfig(authorize=broken))
+    middleware = wrap(MonitoringConfig(gate=GateSettings(authorize=broken)))
     async with client_for(middleware) as client:
         response = await client.get("/admin/monitoring/config")
     assert response.status_code == 403
@@ -228,7 +229,7 @@ async def test_documented_starlette_authentication_example() -> None:
         routes=[Route("/", lambda request: PlainTextResponse("home"))],
         middleware=[
             Middleware(AuthenticationMiddleware, backend=RoleHeaderBackend()),
-            Middleware(MonitoringMiddleware, config=MonitoringConfig(authorize=is_admin),
+            Middleware(MonitoringMiddleware, config=MonitoringConfig(gate=GateSettings(authorize=is_admin)),
                        registry=CollectorRegistry()),
         ],
     )
@@ -248,7 +249,7 @@ async def test_documented_fastapi_example() -> None:
         return bool(user and user.is_authenticated and "admin" in scope["auth"].scopes)
 
     app = FastAPI()
-    app.add_middleware(MonitoringMiddleware, config=MonitoringConfig(authorize=is_admin),
+    app.add_middleware(MonitoringMiddleware, config=MonitoringConfig(gate=GateSettings(authorize=is_admin)),
                        registry=CollectorRegistry())
     app.add_middleware(AuthenticationMiddleware, backend=RoleHeaderBackend())
     async with client_for(app) as client:
@@ -259,7 +260,7 @@ async def test_documented_fastapi_example() -> None:
 
 # -- rate limits and lock-out ---------------------------------------------------------------------
 def sub_app(config: MonitoringConfig, clock: FakeClock) -> ASGIApp:
-    return build_app(Monitor(config, registry=CollectorRegistry()), clock=clock)
+    return build_app(build_monitor(config, CollectorRegistry()), clock=clock)
 
 
 @pytest.mark.anyio
@@ -344,9 +345,9 @@ def gated_app(
     (full_config(), bearer("wrong"), {"is_admin": False, "admin_user": None}),
     (full_config(), bearer(TOKEN), {"is_admin": True, "admin_user": "token"}),
     (full_config(), basic(USER, PASSWORD), {"is_admin": True, "admin_user": USER}),
-    (MonitoringConfig(authorize=sync_hook), {"X-Role": "admin"},
+    (MonitoringConfig(gate=GateSettings(authorize=sync_hook)), {"X-Role": "admin"},
      {"is_admin": True, "admin_user": "hook"}),
-    (MonitoringConfig(metrics_token=METRICS_TOKEN), bearer(METRICS_TOKEN),
+    (MonitoringConfig(gate=GateSettings(metrics_token=METRICS_TOKEN)), bearer(METRICS_TOKEN),
      {"is_admin": False, "admin_user": "metrics_token"}),
 ], ids=["unconfigured", "unconfigured with token", "no header", "wrong", "token", "basic", "hook",
         "metrics token"])
@@ -404,7 +405,7 @@ async def test_metrics_token_is_no_admin_credential() -> None:
     ("testclient", 403),
 ])
 async def test_metrics_network_allowlist(address: str, status: int) -> None:
-    config = MonitoringConfig(metrics_allowed_networks=("10.0.0.0/8", "192.168.7.7", "::1/128"))
+    config = MonitoringConfig(gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8", "192.168.7.7", "::1/128")))
     async with client_for(wrap(config), address) as client:
         response = await client.get("/api/metrics")
     assert response.status_code == status
@@ -414,8 +415,7 @@ async def test_metrics_network_allowlist(address: str, status: int) -> None:
 
 @pytest.mark.anyio
 async def test_metrics_allowlist_and_token_both_apply() -> None:
-    config = MonitoringConfig(metrics_allowed_networks=("10.0.0.0/8",),
-                              metrics_token=METRICS_TOKEN)
+    config = MonitoringConfig(gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8",), metrics_token=METRICS_TOKEN))
     app = wrap(config)
     async with client_for(app, "10.0.0.5") as inside, client_for(app) as outside:
         assert (await inside.get("/api/metrics")).status_code == 401
@@ -503,7 +503,7 @@ async def test_audit_line_cannot_be_forged_through_the_path(
 
 @pytest.mark.anyio
 async def test_refused_metrics_requests_are_audited(caplog: pytest.LogCaptureFixture) -> None:
-    config = MonitoringConfig(metrics_token=METRICS_TOKEN)
+    config = MonitoringConfig(gate=GateSettings(metrics_token=METRICS_TOKEN))
     async with client_for(wrap(config)) as client:
         await client.get("/api/metrics", headers=bearer(METRICS_TOKEN))
         await client.get("/api/metrics")

@@ -21,10 +21,12 @@ from support import free_port, require_binary, serve, stop_process, wait_until
 from asgi_monitor import (
     MonitoringConfig,
     MonitoringMiddleware,
+    build_monitor,
     get_metrics_collector,
     monitor_database_operation,
 )
 from asgi_monitor import monitor as monitor_module
+from asgi_monitor.config import HealthSettings, MetricsSettings
 from asgi_monitor.grafana import grafana_dashboard, queries
 
 NAMESPACE = "shop"
@@ -107,9 +109,9 @@ async def broken(request: Request) -> PlainTextResponse:
 def app() -> Iterator[MonitoringMiddleware]:
     previous = monitor_module._default
     starlette = Starlette(routes=[Route("/items/{id}", items), Route("/broken", broken)])
-    config = MonitoringConfig(namespace=NAMESPACE, health_check_interval=1)
+    config = MonitoringConfig(metrics=MetricsSettings(namespace=NAMESPACE), health=HealthSettings(interval_seconds=1))
     # The decorators and get_metrics_collector() use the monitor this middleware makes current.
-    yield MonitoringMiddleware(starlette, config, registry=CollectorRegistry())
+    yield MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
     monitor_module._default = previous
 
 

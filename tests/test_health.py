@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support import require_binary
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import GateSettings, HealthSettings
 from asgi_monitor.errors import MonitoringError
 from asgi_monitor.health import (
     HealthCheck,
@@ -309,8 +310,7 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
 
 def monitored(**config: Any) -> MonitoringMiddleware:
     config.setdefault("health_default_checks", False)
-    return MonitoringMiddleware(_ok_app, MonitoringConfig(**config),
-                                registry=CollectorRegistry())
+    return MonitoringMiddleware(_ok_app, monitor=build_monitor(MonitoringConfig(**config), CollectorRegistry()))
 
 
 def client(mw: MonitoringMiddleware) -> httpx.AsyncClient:
@@ -339,7 +339,7 @@ async def test_status_codes_follow_overall_status() -> None:
 
 
 async def test_health_json_shape_when_asked() -> None:
-    mw = monitored(health_default_checks=True)
+    mw = monitored(health=HealthSettings(default_checks=True))
     await mw.monitor.health.run_all()
     async with client(mw) as c:
         r = await c.get("/api/health", headers={"accept": "application/health+json"})
@@ -357,7 +357,7 @@ async def test_health_json_shape_when_asked() -> None:
 
 
 async def test_details_only_for_admins_and_run_endpoint_is_admin() -> None:
-    mw = monitored(admin_token=TOKEN)
+    mw = monitored(gate=GateSettings(admin_token=TOKEN))
     health = mw.monitor.health
 
     def broken() -> bool:
@@ -429,7 +429,7 @@ async def test_readiness_false_until_lifespan_startup_completes() -> None:
 
 
 async def test_a_thousand_concurrent_gets_run_each_check_at_most_once() -> None:
-    mw = monitored(rate_limit_per_second=0)  # one client address sending 1,000 at once
+    mw = monitored(gate=GateSettings(rate_limit_per_second=0))  # one client address sending 1,000 at once
     calls = 0
 
     async def counted() -> bool:
@@ -448,8 +448,7 @@ async def test_a_thousand_concurrent_gets_run_each_check_at_most_once() -> None:
 
 async def test_health_gauges_are_exported() -> None:
     registry = CollectorRegistry()
-    mw = MonitoringMiddleware(_ok_app, MonitoringConfig(health_default_checks=False),
-                              registry=registry)
+    mw = MonitoringMiddleware(_ok_app, monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
     mw.monitor.health.register_check("svc", "", lambda: False)
     await mw.monitor.health.run_check("svc")
     assert registry.get_sample_value("health_check_status",

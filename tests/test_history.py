@@ -9,7 +9,8 @@ import tracemalloc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import ConfigError, MonitoringConfig
+from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.history import History
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import RouteTotals, Sample, Sampler
@@ -24,9 +25,7 @@ class Clock:
 
 
 def make(**config: object) -> tuple[Monitor, Clock]:
-    monitor = Monitor(MonitoringConfig(health_default_checks=False, system_metrics=False,
-                                       **config),  # type: ignore[arg-type]
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), **config), CollectorRegistry())
     clock = Clock()
     monitor.sampler = Sampler(monitor.scrape_registry, clock=clock)
     return monitor, clock
@@ -79,7 +78,7 @@ def test_an_idle_interval_has_no_latency_rather_than_zero() -> None:
 
 
 def test_only_the_busiest_routes_are_kept_per_point() -> None:
-    monitor, clock = make(history_top_routes=3)
+    monitor, clock = make(history=HistorySettings(top_routes=3))
     monitor.take_sample()
     clock.now += 5
     for i in range(10):
@@ -92,7 +91,7 @@ def test_only_the_busiest_routes_are_kept_per_point() -> None:
 
 
 def test_retention_bounds_the_number_of_points() -> None:
-    monitor, clock = make(history_retention=60, metrics_collection_interval=5)
+    monitor, clock = make(history=HistorySettings(retention_seconds=60, sample_interval_seconds=5))
     assert monitor.history.max_points == 13
     for _ in range(50):
         clock.now += 5
@@ -131,8 +130,8 @@ def test_history_settings_from_the_environment() -> None:
     config = MonitoringConfig.from_env({"MONITORING_HISTORY_RETENTION": "7200",
                                         "MONITORING_HISTORY_TOP_ROUTES": "50",
                                         "MONITORING_DASHBOARD_REFRESH": "2.5"})
-    assert (config.history_retention, config.history_top_routes,
-            config.dashboard_refresh) == (7200, 50, 2.5)
+    assert (config.history.retention_seconds, config.history.top_routes,
+            config.history.dashboard_refresh_seconds) == (7200, 50, 2.5)
     defaults = MonitoringConfig()
     assert (defaults.history_retention, defaults.history_top_routes,
             defaults.dashboard_refresh) == (3600, 20, 5)
@@ -142,7 +141,7 @@ class SyntheticSampler:
     """Builds what the real Sampler builds for 200 busy routes (fast: tracemalloc slows the
     real registry walk to minutes). Cumulative totals and 15 buckets per route, as exported."""
 
-    BOUNDS = (*MonitoringConfig().duration_buckets, math.inf)
+    BOUNDS = (*MonitoringConfig().metrics.duration_buckets, math.inf)
 
     def __init__(self, clock: Clock, routes: int) -> None:
         self.clock = clock
@@ -173,7 +172,7 @@ def test_an_hour_of_history_with_200_routes_stays_under_10_mb() -> None:
     Measures what the sample buffer and the history hold at the end (tracemalloc), through
     Monitor.take_sample, so per-sample and per-point costs are both counted.
     """
-    monitor, clock = make(metrics_collection_interval=5, history_retention=3600)
+    monitor, clock = make(history=HistorySettings(sample_interval_seconds=5, retention_seconds=3600))
     monitor.sampler = SyntheticSampler(clock, routes=200)  # type: ignore[assignment]
     monitor.take_sample()
     gc.collect()
@@ -201,7 +200,7 @@ def test_history_without_a_monitor() -> None:
 
 
 def test_alert_loop_samples_in_between_do_not_split_or_corrupt_points() -> None:
-    monitor, clock = make(metrics_collection_interval=30)
+    monitor, clock = make(history=HistorySettings(sample_interval_seconds=30))
     monitor.take_sample()
     for _ in range(3):  # the alert loop samples every 10 s; those carry no history point
         clock.now += 10

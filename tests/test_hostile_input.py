@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import GateSettings, MetricsSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
 from asgi_monitor.request_metrics import STANDARD_METHODS
 from asgi_monitor.web.app import endpoints
@@ -35,11 +36,10 @@ METRICS_TOKEN = "hostile-metrics-token-0123456789"
 XSS = "</script><script>alert(1)</script><img src=x onerror=alert(2)>\"'&\n\\"
 
 CONFIGS = {
-    "no_admin": MonitoringConfig(rate_limit_per_second=0),
-    "token": MonitoringConfig(admin_token=TOKEN, rate_limit_per_second=0),
+    "no_admin": MonitoringConfig(gate=GateSettings(rate_limit_per_second=0)),
+    "token": MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0)),
     "basic_and_metrics_token": MonitoringConfig(
-        admin_username="admin", admin_password="pw-0123456789", metrics_token=METRICS_TOKEN,
-        rate_limit_per_second=0),
+        gate=GateSettings(admin_username="admin", admin_password="pw-0123456789", metrics_token=METRICS_TOKEN, rate_limit_per_second=0)),
 }
 PREFIXES = ("/api/metrics", "/api/health", "/api/alerts", "/admin/monitoring")
 SETTINGS = settings(max_examples=300, deadline=None,
@@ -53,7 +53,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _monitored(config: MonitoringConfig) -> MonitoringMiddleware:
-    mw = MonitoringMiddleware(_app, config, registry=CollectorRegistry())
+    mw = MonitoringMiddleware(_app, monitor=build_monitor(config, CollectorRegistry()))
     health = mw.monitor.health
     health.register_check("xss", "", lambda: HealthCheck("xss", HealthStatus.WARNING, XSS))
     health.register_check("down", "", lambda: False)
@@ -263,7 +263,7 @@ async def test_junk_methods_and_mounted_junk_paths_add_bounded_series() -> None:
     registry = CollectorRegistry()
     inner = Starlette(routes=[Route("/items/{item_id}", item, methods=["GET", "POST"])])
     app = Starlette(routes=[Mount("/v1", app=inner), Route("/", item)])
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     junk_methods = ["BREW", "get", "PROPFIND", "X" * 100, "M-SEARCH", "\x00", "Ω"]
     for i in range(3000):
         method = junk_methods[i % len(junk_methods)] if i % 3 else "GET"
@@ -308,8 +308,7 @@ async def test_xss_in_check_messages_and_names_stays_data() -> None:
 
 async def test_xss_in_a_route_name_is_escaped_in_the_exposition() -> None:
     registry = CollectorRegistry()
-    mw = MonitoringMiddleware(_app, MonitoringConfig(route_resolver=lambda scope: XSS),
-                              registry=registry)
+    mw = MonitoringMiddleware(_app, monitor=build_monitor(MonitoringConfig(metrics=MetricsSettings(route_resolver=lambda scope: XSS)), registry))
     assert (await call(mw, "/anything"))[0] == 200
     status, headers, body = await call(mw, "/api/metrics")
     await mw.monitor.stop()

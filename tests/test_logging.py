@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import ConfigError, MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import ConfigError, MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import EmailSettings
 
 
 async def app(scope: object, receive: object, send: object) -> None:
@@ -29,8 +30,7 @@ def clean_package_logger() -> object:
 
 def test_start_up_line_with_masked_configuration(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="asgi_monitor")
-    MonitoringMiddleware(app, MonitoringConfig(smtp_password="s3cr3t-value"),  # type: ignore[arg-type]
-                         registry=CollectorRegistry())
+    MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(email=EmailSettings(password="s3cr3t-value")), CollectorRegistry()))
     lines = [r.getMessage() for r in caplog.records
              if r.getMessage().startswith("Monitoring middleware initialized")]
     assert len(lines) == 1
@@ -42,8 +42,7 @@ def test_debug_and_log_file_configure_only_the_package_logger(tmp_path: Path) ->
     root_handlers = list(logging.getLogger().handlers)
     root_level = logging.getLogger().level
     log_file = tmp_path / "logs" / "monitoring.log"
-    MonitoringMiddleware(app, MonitoringConfig(debug=True, log_file=str(log_file)),
-                         registry=CollectorRegistry())
+    MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(debug=True, log_file=str(log_file)), CollectorRegistry()))
     package = logging.getLogger("asgi_monitor")
     assert package.level == logging.DEBUG
     logging.getLogger("asgi_monitor.test").debug("a debug line")
@@ -60,5 +59,4 @@ def test_unwritable_log_file_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="MONITORING_LOG_FILE"):
-        MonitoringMiddleware(app, MonitoringConfig(log_file=str(blocker / "x.log")),
-                             registry=CollectorRegistry())
+        MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(log_file=str(blocker / "x.log")), CollectorRegistry()))

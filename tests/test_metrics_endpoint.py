@@ -13,7 +13,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from support import client, require_binary
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import MetricsSettings, PathSettings
 
 
 async def ok(request: Request) -> Response:
@@ -22,7 +23,7 @@ async def ok(request: Request) -> Response:
 
 def monitored(registry: CollectorRegistry, **config: object) -> MonitoringMiddleware:
     app = Starlette(routes=[Route("/", ok), Route("/items/{item_id}", ok)])
-    return MonitoringMiddleware(app, MonitoringConfig(**config), registry=registry)  # type: ignore[arg-type]
+    return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**config), registry))  # type: ignore[arg-type]
 
 
 async def traffic_and_scrape(mw: MonitoringMiddleware, **headers: str) -> Response:
@@ -65,7 +66,7 @@ async def test_gzip_when_accepted(registry: CollectorRegistry) -> None:
 
 
 async def test_custom_metrics_path(registry: CollectorRegistry) -> None:
-    mw = monitored(registry, metrics_path="/internal/prom")
+    mw = monitored(registry, paths=PathSettings(metrics="/internal/prom"))
     async with client(mw) as c:
         assert (await c.get("/internal/prom")).status_code == 200
         assert (await c.get("/api/metrics")).status_code == 404
@@ -73,7 +74,7 @@ async def test_custom_metrics_path(registry: CollectorRegistry) -> None:
 
 async def test_output_passes_promtool_check_metrics(registry: CollectorRegistry) -> None:
     promtool = require_binary("promtool")
-    r = await traffic_and_scrape(monitored(registry, namespace="shop"))
+    r = await traffic_and_scrape(monitored(registry, metrics=MetricsSettings(namespace="shop")))
     result = subprocess.run([promtool, "check", "metrics"], input=r.content,
                             capture_output=True, timeout=60)
     problems = (result.stdout + result.stderr).decode()

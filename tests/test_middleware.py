@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from support import client, sample
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import MetricsSettings
 from asgi_monitor.monitor import State
 
 Wrap = Callable[..., MonitoringMiddleware]
@@ -160,7 +161,7 @@ async def test_unknown_methods_collapse_to_other(wrap: Wrap, registry: Collector
 
 
 async def test_excluded_paths_are_not_recorded(wrap: Wrap, registry: CollectorRegistry) -> None:
-    async with client(wrap(app(), excluded_paths=("/",))) as c:
+    async with client(wrap(app(), metrics=MetricsSettings(excluded_paths=("/",)))) as c:
         assert (await c.get("/")).text == "hello"
         await c.get("/items/1")
     assert sample(registry, "http_requests_total", method="GET", route="/", status="200") is None
@@ -179,7 +180,7 @@ async def test_monitoring_paths_are_not_app_traffic(
 
 
 async def test_disabled_is_a_pass_through(registry: CollectorRegistry) -> None:
-    mw = MonitoringMiddleware(app(), MonitoringConfig(enabled=False), registry=registry)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(enabled=False), registry))
     async with client(mw) as c:
         assert (await c.get("/")).text == "hello"
         assert (await c.get("/api/metrics")).status_code == 404  # the app's own 404
@@ -261,7 +262,7 @@ async def test_messages_that_are_not_dicts_are_still_recorded(
 
 
 async def test_namespace_prefixes_metric_names(wrap: Wrap, registry: CollectorRegistry) -> None:
-    async with client(wrap(app(), namespace="shop")) as c:
+    async with client(wrap(app(), metrics=MetricsSettings(namespace="shop"))) as c:
         await c.get("/")
     assert sample(registry, "shop_http_requests_total", method="GET", route="/",
                   status="200") == 1
@@ -273,8 +274,8 @@ async def test_series_cap_sends_new_label_sets_to_overflow(
     def resolver(scope: Any) -> str:
         return str(scope["path"])  # deliberately unbounded, to hit the cap
 
-    config = MonitoringConfig(max_series_per_metric=5, route_resolver=resolver)
-    mw = MonitoringMiddleware(_plain_app, config, registry=registry)
+    config = MonitoringConfig(metrics=MetricsSettings(max_series=5, route_resolver=resolver))
+    mw = MonitoringMiddleware(_plain_app, monitor=build_monitor(config, registry))
     for i in range(20):
         await mw(_scope(f"/p{i}"), _receive_once(), _discard)
     assert sample(registry, "http_requests_total", method="GET", route="<overflow>",
@@ -297,7 +298,7 @@ async def test_ten_thousand_junk_paths_add_one_series(
 
 
 def test_websocket_metrics_and_messages_pass_through(registry: CollectorRegistry) -> None:
-    mw = MonitoringMiddleware(app(), MonitoringConfig(), registry=registry)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(), registry))
     with TestClient(mw) as tc, tc.websocket_connect("/ws/lobby") as ws:
         ws.send_text("hi")
         assert ws.receive_text() == "HI"

@@ -20,8 +20,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from support import stop_process
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor import multiprocess as mp
+from asgi_monitor.config import MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.request_metrics import RequestMetrics
 
@@ -41,7 +42,7 @@ def test_missing_directory_logs_and_falls_back(
     missing = tmp_path / "nope"
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
     with caplog.at_level(logging.WARNING, logger="asgi_monitor"):
-        monitor = Monitor(MonitoringConfig(system_metrics=False), registry=CollectorRegistry())
+        monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir is None
     assert isinstance(monitor.collector.requests, RequestMetrics)
     assert monitor.scrape_registry() is monitor.registry
@@ -62,7 +63,7 @@ def test_unwritable_directory_logs_and_falls_back(
     # chmod does not stop root (CI containers), so the permission check itself is simulated.
     multiproc_env.setattr(mp.os, "access", lambda path, mode: False)
     with caplog.at_level(logging.WARNING, logger="asgi_monitor"):
-        monitor = Monitor(MonitoringConfig(system_metrics=False), registry=CollectorRegistry())
+        monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir is None
     assert "is not writable" in caplog.text
 
@@ -71,7 +72,7 @@ def test_multiprocess_backend_in_one_process(
     multiproc_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = Monitor(MonitoringConfig(max_series_per_metric=3), registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(metrics=MetricsSettings(max_series=3)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir == str(tmp_path)
 
     async def item(request: object) -> PlainTextResponse:
@@ -107,8 +108,7 @@ def test_multiprocess_backend_in_one_process(
 
 def test_multiprocess_series_cap(multiproc_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = Monitor(MonitoringConfig(max_series_per_metric=2, system_metrics=False),
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(metrics=MetricsSettings(max_series=2), system=SystemSettings(metrics=False)), CollectorRegistry())
     requests = monitor.collector.requests
     for route in ("/a", "/b", "/c", "/d"):
         requests.series("GET", route, 200).observe(0.01, 0.005, 0, 10)
@@ -125,7 +125,7 @@ def test_multiprocess_live_gauges_are_written_while_open(
     """In-progress requests and open websockets reach the gauge files other workers read, not
     only this process' own count."""
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = Monitor(MonitoringConfig(system_metrics=False), registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     requests = monitor.collector.requests
     assert requests.begin("GET") == "GET" and requests.begin("BREW") == "OTHER"
     route = requests.websocket_accepted("/ws")
@@ -245,8 +245,8 @@ def test_both_backends_expose_the_same_request_series(
                 if m.name.startswith(("http_", "websocket_"))
                 for s in m.samples if not s.name.endswith("_created")}
 
-    config = MonitoringConfig(system_metrics=False)
-    single = series(Monitor(config, registry=CollectorRegistry()))
+    config = MonitoringConfig(system=SystemSettings(metrics=False))
+    single = series(build_monitor(config, CollectorRegistry()))
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    multi = series(Monitor(config, registry=CollectorRegistry()))
+    multi = series(build_monitor(config, CollectorRegistry()))
     assert single == multi and len(single) > 50

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import MonitoringMiddleware
+from asgi_monitor import MonitoringMiddleware, build_monitor
 
 Message = dict[str, Any]
 
@@ -247,7 +247,7 @@ async def bare_and_wrapped(
     registry for the metric checks."""
     bare = await drive(app)
     registry = CollectorRegistry()
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     try:
         wrapped = await drive(mw)
     finally:

@@ -14,7 +14,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from support import client, sample
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import MetricsSettings
 
 
 async def ok(request: Request) -> Response:
@@ -32,7 +33,7 @@ async def test_starlette_routes_and_nested_mounts(registry: CollectorRegistry) -
         Route("/", ok),
         Mount("/api", routes=[Mount("/v1", v1), Route("/status", ok)]),
     ])
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     async with client(mw) as c:
         await c.get("/")
         await c.get("/api/v1/users/7/orders/abc")
@@ -48,7 +49,7 @@ async def test_starlette_under_a_server_root_path(registry: CollectorRegistry) -
     # Behind a proxy that strips /proxy, the server sets root_path; only the app's own Mounts
     # count in the label.
     app = Starlette(routes=[Mount("/api", routes=[Route("/items/{i}", ok)])])
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     async with client(mw, ) as c:
         c._transport.root_path = "/proxy"  # type: ignore[attr-defined]
         r = await c.get("/proxy/api/items/1")
@@ -61,7 +62,7 @@ async def test_mount_of_a_non_router_app_is_one_series(registry: CollectorRegist
         await PlainTextResponse("file")(scope, receive, send)
 
     app = Starlette(routes=[Mount("/static", app=files)])
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     async with client(mw) as c:
         for name in ("a.css", "b/c.js", "d.png"):
             await c.get(f"/static/{name}")
@@ -84,7 +85,7 @@ async def test_fastapi_include_router_prefixes(registry: CollectorRegistry) -> N
     async def health(part: str) -> dict[str, str]:
         return {"part": part}
 
-    mw = MonitoringMiddleware(app, registry=registry)
+    mw = MonitoringMiddleware(app, monitor=build_monitor(None, registry))
     async with client(mw) as c:
         assert (await c.get("/api/v2/items/5")).json() == {"id": 5}
         await c.get("/api/v2/items/6")
@@ -102,7 +103,7 @@ async def test_litestar_path_template(registry: CollectorRegistry) -> None:
     async def book(book_id: FromPath[int]) -> dict[str, int]:
         return {"id": book_id}
 
-    mw = MonitoringMiddleware(Litestar([book]), registry=registry)
+    mw = MonitoringMiddleware(Litestar([book]), monitor=build_monitor(None, registry))
     async with client(mw) as c:
         await c.get("/books/1")
         await c.get("/books/2")
@@ -118,7 +119,7 @@ async def test_raw_asgi_app_with_resolver(registry: CollectorRegistry) -> None:
         parts = scope["path"].split("/")
         return "/users/{id}" if len(parts) == 3 and parts[1] == "users" else None
 
-    mw = MonitoringMiddleware(raw, MonitoringConfig(route_resolver=resolver), registry=registry)
+    mw = MonitoringMiddleware(raw, monitor=build_monitor(MonitoringConfig(metrics=MetricsSettings(route_resolver=resolver)), registry))
     async with client(mw) as c:
         await c.get("/users/1")
         await c.get("/users/2")
@@ -132,7 +133,7 @@ async def test_raw_asgi_app_without_resolver_is_unmatched(registry: CollectorReg
     async def raw(scope: Any, receive: Any, send: Any) -> None:
         await PlainTextResponse("raw")(scope, receive, send)
 
-    mw = MonitoringMiddleware(raw, registry=registry)
+    mw = MonitoringMiddleware(raw, monitor=build_monitor(None, registry))
     async with client(mw) as c:
         for i in range(50):
             await c.get(f"/anything/{i}")

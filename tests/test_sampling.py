@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import MonitoringConfig
+from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile
 
@@ -27,8 +28,7 @@ def record(monitor: Monitor, route: str, status: int, seconds: float, times: int
 
 
 def make() -> tuple[Monitor, Sampler, Clock]:
-    monitor = Monitor(MonitoringConfig(health_default_checks=False, system_metrics=False),
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
     clock = Clock()
     return monitor, Sampler(monitor.scrape_registry, clock=clock), clock
 
@@ -106,9 +106,7 @@ def test_quantile_in_the_inf_bucket_answers_the_highest_bound() -> None:
 
 
 async def test_monitor_samples_in_the_background() -> None:
-    monitor = Monitor(MonitoringConfig(health_default_checks=False, system_metrics=False,
-                                       metrics_collection_interval=0.01),
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), history=HistorySettings(sample_interval_seconds=0.01)), CollectorRegistry())
     import asyncio
 
     async with monitor.running():
@@ -117,8 +115,7 @@ async def test_monitor_samples_in_the_background() -> None:
 
 
 def test_direct_read_of_the_store_equals_the_registry_walk() -> None:
-    monitor = Monitor(MonitoringConfig(health_default_checks=False, system_metrics=False),
-                      registry=CollectorRegistry())
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
     clock = Clock()
     record(monitor, "/a", 200, 0.02, 10)
     record(monitor, "/a", 503, 3.0, 2)

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import PlainTextResponse
 from support import concrete_path
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import EmailSettings, GateSettings, WebhookSettings
 from asgi_monitor.web.app import endpoints
 
 # Distinctive values, so a hit cannot be a coincidence.
@@ -44,11 +45,18 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 def secret_config() -> MonitoringConfig:
     return MonitoringConfig(
-        admin_username=USER, smtp_server="smtp.example.com", smtp_username="mailer",
-        from_email="monitor@example.com", alert_email_enabled=True,
         # Four requests per endpoint outgrow the default burst; this test is about secrets.
-        rate_limit_per_second=0,
-        **SECRETS,  # type: ignore[arg-type]
+        gate=GateSettings(admin_username=USER, rate_limit_per_second=0,
+                          admin_token=SECRETS["admin_token"],
+                          admin_password=SECRETS["admin_password"],
+                          metrics_token=SECRETS["metrics_token"]),
+        email=EmailSettings(server="smtp.example.com", username="mailer",
+                            from_address="monitor@example.com", enabled=True,
+                            password=SECRETS["smtp_password"]),
+        webhooks=WebhookSettings(url=SECRETS["alert_webhook_url"],
+                                 secret=SECRETS["alert_webhook_secret"],
+                                 slack_url=SECRETS["alert_slack_webhook_url"],
+                                 alertmanager_url=SECRETS["alertmanager_url"]),
     )
 
 
@@ -72,7 +80,7 @@ async def test_no_endpoint_output_or_log_line_holds_a_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    middleware = MonitoringMiddleware(hello, secret_config(), registry=CollectorRegistry())
+    middleware = MonitoringMiddleware(hello, monitor=build_monitor(secret_config(), CollectorRegistry()))
     auths: list[dict[str, str]] = [
         {},
         {"Authorization": f"Bearer {SECRETS['admin_token']}"},

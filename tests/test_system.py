@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from asgi_monitor import ConfigError, MonitoringConfig
+from asgi_monitor.config import MetricsSettings, SystemSettings
 from asgi_monitor.instrumentation.system import SystemMetrics
 from asgi_monitor.monitor import Monitor
 
@@ -18,7 +19,7 @@ SAMPLES = (
 
 
 def test_reads_psutil_at_scrape_time(make_monitor: Callable[..., Monitor]) -> None:
-    monitor = make_monitor(system_metrics=True, disk_paths=("/",), namespace="shop")
+    monitor = make_monitor(system=SystemSettings(metrics=True, disk_paths=("/",)), metrics=MetricsSettings(namespace="shop"))
     value = monitor.registry.get_sample_value
     for name in SAMPLES:
         assert value(f"shop_{name}") is not None, name
@@ -76,9 +77,9 @@ def test_every_psutil_call_failing_still_scrapes(monkeypatch: pytest.MonkeyPatch
 def test_settings_from_the_environment() -> None:
     config = MonitoringConfig.from_env(
         {"MONITORING_SYSTEM_METRICS": "off", "MONITORING_DISK_PATHS": "/, /var/lib/data"})
-    assert config.system_metrics is False
-    assert config.disk_paths == ("/", "/var/lib/data")
-    assert MonitoringConfig().disk_paths == ("/",) and MonitoringConfig().system_metrics
+    assert config.system.metrics is False
+    assert config.system.disk_paths == ("/", "/var/lib/data")
+    assert MonitoringConfig().system.disk_paths == ("/",) and MonitoringConfig().system.metrics
 
 
 def test_bad_settings_name_the_variable() -> None:
@@ -86,5 +87,5 @@ def test_bad_settings_name_the_variable() -> None:
         MonitoringConfig.from_env({"MONITORING_SYSTEM_METRICS": "maybe"})
     for bad in ("/", ("",), ("/", 3)):
         with pytest.raises(ConfigError, match="MONITORING_DISK_PATHS"):
-            MonitoringConfig(disk_paths=bad)  # type: ignore[arg-type]
-    assert MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""}).disk_paths == ()  # no disks
+            MonitoringConfig(system=SystemSettings(disk_paths=bad))  # type: ignore[arg-type]
+    assert MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""}).system.disk_paths == ()  # no disks

@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from asgi_monitor import MonitoringMiddleware
+from asgi_monitor import MonitoringMiddleware, build_monitor
 
 
 async def normal(request: Request) -> Response:
@@ -106,7 +106,7 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "path", "body"), CASES)
 async def test_http_responses_are_identical(method: str, path: str, body: bytes) -> None:
-    wrapped = MonitoringMiddleware(APP, registry=CollectorRegistry())
+    wrapped = MonitoringMiddleware(APP, monitor=build_monitor(None, CollectorRegistry()))
     request = [{"type": "http.request", "body": body, "more_body": False}]
     bare_sent, bare_error = await drive(APP, http_scope(method, path), request)
     wrapped_sent, wrapped_error = await drive(wrapped, http_scope(method, path), request)
@@ -116,7 +116,7 @@ async def test_http_responses_are_identical(method: str, path: str, body: bytes)
 
 
 async def test_raising_app_raises_the_same_exception() -> None:
-    wrapped = MonitoringMiddleware(APP, registry=CollectorRegistry())
+    wrapped = MonitoringMiddleware(APP, monitor=build_monitor(None, CollectorRegistry()))
     request = [{"type": "http.request", "body": b"", "more_body": False}]
     bare_sent, bare_error = await drive(APP, http_scope("GET", "/raise"), request)
     wrapped_sent, wrapped_error = await drive(wrapped, http_scope("GET", "/raise"), request)
@@ -126,7 +126,7 @@ async def test_raising_app_raises_the_same_exception() -> None:
 
 
 async def test_websocket_session_is_identical() -> None:
-    wrapped = MonitoringMiddleware(APP, registry=CollectorRegistry())
+    wrapped = MonitoringMiddleware(APP, monitor=build_monitor(None, CollectorRegistry()))
     scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/ws",
              "raw_path": b"/ws", "root_path": "", "query_string": b"", "headers": [],
              "client": ("127.0.0.1", 5000), "server": ("test", 80), "subprotocols": []}

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from asgi_monitor import MetricError, get_metrics_collector
+from asgi_monitor.config import MetricsSettings
 from asgi_monitor.instrumentation.users import LOGIN_FAILURE_REASONS
 from asgi_monitor.monitor import Monitor
 
@@ -58,7 +59,7 @@ def test_a_failing_sessions_callable_leaves_the_sample_out(
 
 
 def test_audit_events_by_type_are_bounded(make_monitor: Callable[..., Monitor]) -> None:
-    monitor = make_monitor(max_series_per_metric=2)
+    monitor = make_monitor(metrics=MetricsSettings(max_series=2))
     users = monitor.collector.users
     for event in ("password_changed", "password_changed", "role_granted", "x", "y"):
         users.audit_event(event)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 import httpx
 
-from ..config import MonitoringConfig
+from ..config import AlertSettings, EmailSettings, WebhookSettings
 from ..secret import Secret
 from .models import Alert, AlertSeverity
 from .payloads import (
@@ -35,7 +35,7 @@ from .payloads import (
 )
 
 __all__ = ["AlertmanagerChannel", "Channel", "ConsoleChannel", "EmailChannel", "SlackChannel",
-           "WebhookChannel", "channels_from_config", "sign"]
+           "WebhookChannel", "build_channels", "sign"]
 
 logger = logging.getLogger("asgi_monitor.alerts")
 
@@ -250,26 +250,27 @@ class AlertmanagerChannel(_HTTPChannel):
                                    external_url=self.external_url)
 
 
-def channels_from_config(config: MonitoringConfig) -> list[Channel]:
+def build_channels(alerts: AlertSettings, email: EmailSettings,
+                   webhooks: WebhookSettings) -> list[Channel]:
     """The channels the configuration enables."""
-    options: dict[str, Any] = {"timeout": config.alert_channel_timeout,
-                               "retries": config.alert_channel_retries,
-                               "send_resolved": config.alert_send_resolved,
-                               "external_url": config.alert_external_url}
+    options: dict[str, Any] = {"timeout": alerts.channel_timeout_seconds,
+                               "retries": alerts.channel_retries,
+                               "send_resolved": alerts.send_resolved,
+                               "external_url": alerts.external_url}
     channels: list[Channel] = []
-    if config.alert_console_enabled:
+    if alerts.console_enabled:
         channels.append(ConsoleChannel(**options))
-    if config.alert_email_enabled:
+    if email.enabled:
         channels.append(EmailChannel(
-            hostname=config.smtp_server, port=config.smtp_port, sender=config.from_email,
-            recipients=config.alert_email_to or (config.from_email,), username=config.smtp_username,
-            password=config.smtp_password, use_tls=config.smtp_use_tls,
-            start_tls=config.smtp_starttls, ca_file=config.smtp_ca_file, **options))
-    if config.alert_webhook_url:
-        channels.append(WebhookChannel(config.alert_webhook_url,
-                                       secret=config.alert_webhook_secret, **options))
-    if config.alert_slack_webhook_url:
-        channels.append(SlackChannel(config.alert_slack_webhook_url, **options))
-    if config.alertmanager_url:
-        channels.append(AlertmanagerChannel(config.alertmanager_url, **options))
+            hostname=email.server, port=email.port, sender=email.from_address,
+            recipients=email.recipients or (email.from_address,), username=email.username,
+            password=email.password, use_tls=email.use_tls,
+            start_tls=email.starttls, ca_file=email.ca_file, **options))
+    if webhooks.url:
+        channels.append(WebhookChannel(webhooks.url,
+                                       secret=webhooks.secret, **options))
+    if webhooks.slack_url:
+        channels.append(SlackChannel(webhooks.slack_url, **options))
+    if webhooks.alertmanager_url:
+        channels.append(AlertmanagerChannel(webhooks.alertmanager_url, **options))
     return channels

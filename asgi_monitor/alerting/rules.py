@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ..config import MonitoringConfig
+from ..config import AlertSettings, SystemSettings
 from ..health.checker import HealthChecker
 from ..health.models import HealthStatus
 from ..sampling import SampleBuffer
@@ -25,75 +25,75 @@ DEFAULT_RULES = ("high_error_rate", "slow_responses", "high_memory_usage", "data
                  "login_failure_spike", "low_disk_space")
 
 
-def install_default_rules(manager: AlertManager, config: MonitoringConfig,
+def install_default_rules(manager: AlertManager, alerts: AlertSettings, system: SystemSettings,
                           samples: SampleBuffer, health: HealthChecker) -> None:
     """Register the six default rules (see the README's table)."""
-    window = config.alert_window_seconds
+    window = alerts.window_seconds
     minutes = f"{window / 60:g} min"
 
     async def error_rate() -> Result:
         w = samples.window(window)
-        if w is None or w.increase("requests") < config.alert_min_requests:
+        if w is None or w.increase("requests") < alerts.min_requests:
             return None, False
         ratio = w.ratio("errors", "requests") or 0.0
         percent = ratio * 100
-        return percent, percent > config.alert_error_rate_percent
+        return percent, percent > alerts.error_rate_percent
 
     async def response_time() -> Result:
         w = samples.window(window)
-        if w is None or w.increase("duration_count") < config.alert_min_requests:
+        if w is None or w.increase("duration_count") < alerts.min_requests:
             return None, False
         average = w.ratio("duration_sum", "duration_count")
-        return average, average is not None and average > config.alert_response_time_seconds
+        return average, average is not None and average > alerts.response_time_seconds
 
     async def memory() -> Result:
         latest = samples.latest()
         used = latest.memory_percent if latest is not None else None
-        return used, used is not None and used > config.alert_memory_percent
+        return used, used is not None and used > system.memory_warning_percent
 
     async def database() -> Result:
         if "database" in health.checks and (
                 health.result("database").status is HealthStatus.CRITICAL):
             return None, True
         w = samples.window(window)
-        if w is None or w.increase("db_queries") < config.alert_min_requests:
+        if w is None or w.increase("db_queries") < alerts.min_requests:
             return None, False
         percent = (w.ratio("db_errors", "db_queries") or 0.0) * 100
-        return percent, percent > config.alert_db_error_rate_percent
+        return percent, percent > alerts.db_error_rate_percent
 
     async def login_failures() -> Result:
         w = samples.window(window)
         if w is None:
             return None, False
         failures = w.increase("login_failures")
-        return failures, failures > config.alert_login_failures
+        return failures, failures > alerts.login_failures
 
     async def disk() -> Result:
         latest = samples.latest()
         if latest is None or not latest.disk_percent:
             return None, False
         free = min(100.0 - used for used in latest.disk_percent.values())
-        return free, free < config.alert_disk_free_percent
+        return free, free < system.disk_warning_free_percent
 
     rules: list[tuple[str, str, Callable[[], Awaitable[Result]], AlertSeverity]] = [
         ("high_error_rate",
-         f"HTTP 5xx error rate above {config.alert_error_rate_percent:g}% over {minutes}",
+         f"HTTP 5xx error rate above {alerts.error_rate_percent:g}% over {minutes}",
          error_rate, AlertSeverity.CRITICAL),
         ("slow_responses",
-         f"Average response time above {config.alert_response_time_seconds:g}s over {minutes}",
+         f"Average response time above {alerts.response_time_seconds:g}s over {minutes}",
          response_time, AlertSeverity.WARNING),
-        ("high_memory_usage", f"System memory usage above {config.alert_memory_percent:g}%",
+        ("high_memory_usage", f"System memory usage above {system.memory_warning_percent:g}%",
          memory, AlertSeverity.WARNING),
         ("database_issues",
          f"Database health check critical or query error rate above "
-         f"{config.alert_db_error_rate_percent:g}% over {minutes}",
+         f"{alerts.db_error_rate_percent:g}% over {minutes}",
          database, AlertSeverity.CRITICAL),
         ("login_failure_spike",
-         f"More than {config.alert_login_failures} failed logins over {minutes}",
+         f"More than {alerts.login_failures} failed logins over {minutes}",
          login_failures, AlertSeverity.WARNING),
-        ("low_disk_space", f"Less than {config.alert_disk_free_percent:g}% disk space free",
+        ("low_disk_space", f"Less than {system.disk_warning_free_percent:g}% disk space free",
          disk, AlertSeverity.WARNING),
     ]
     for name, description, condition, severity in rules:
         manager.register_rule(name, description, condition, severity,
-                              cooldown_minutes=config.alert_cooldown_minutes)
+                              cooldown_minutes=alerts.cooldown_seconds / 60)

@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 
 from ..alerting.models import AlertSeverity
 from ..config import MonitoringConfig
+from ..default import get_monitor
 from ..health.models import HealthCheck, HealthStatus
 from ..instrumentation import monitor_cache_operation, monitor_database_operation
 from ..middleware import MonitoringMiddleware
@@ -139,8 +140,8 @@ def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
         Route("/demo/webhook", webhook_sink, methods=["POST"]),
         Mount("/shop", shop),
     ])
-    monitored = MonitoringMiddleware(app, config)
-    monitor = monitored.monitor
+    monitor = get_monitor(config)
+    monitored = MonitoringMiddleware(app, monitor=monitor)
     app.state.monitor = monitor
     shop.state.orders = app.state.orders = Orders(Path(tempfile.gettempdir()) /
                                                   "asgi_monitor_demo.sqlite3")

@@ -92,8 +92,8 @@ def run_demo(host: str, port: int, traffic: bool) -> None:
                     else env["MONITORING_ADMIN_PASSWORD"])
         user = env["MONITORING_ADMIN_USERNAME"]
         print(f"\n  asgi_monitor demo on {base}/\n"
-              f"  dashboard: {base}{config.dashboard_path}  (user: {user}, password: {password})\n"
-              f"  metrics:   {base}{config.metrics_path}    health: {base}{config.health_path}\n"
+              f"  dashboard: {base}{config.paths.dashboard}  (user: {user}, password: {password})\n"
+              f"  metrics:   {base}{config.paths.metrics}    health: {base}{config.paths.health}\n"
               f"  synthetic traffic: {'on' if traffic else 'off (--no-traffic)'}; alerts go to the "
               f"console, the webhook sink{' and the e-mail sink' if email else ''}\n", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

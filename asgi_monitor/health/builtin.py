@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from ..config import MonitoringConfig
+from ..config import HealthSettings, SystemSettings
 from .checker import CheckFunction, CheckResult, HealthChecker
 from .models import HealthCheck, HealthStatus
 
@@ -218,25 +218,26 @@ def session_check(probe: Callable[[], CheckResult | Awaitable[CheckResult]]) -> 
     return probe
 
 
-def install_default_checks(checker: HealthChecker, config: MonitoringConfig) -> None:
+def install_default_checks(checker: HealthChecker, health: HealthSettings,
+                           system: SystemSettings) -> None:
     """Memory, disk and CPU (group "system") and responsiveness (liveness and readiness)."""
-    interval = config.health_check_interval
+    interval = health.interval_seconds
     checker.register_check(
         "memory", "System memory in use",
-        memory_check(config.health_memory_warning_percent, config.health_memory_critical_percent),
+        memory_check(system.memory_warning_percent, system.memory_critical_percent),
         interval, groups=("system",))
     checker.register_check(
-        "disk", f"Free space on {config.health_disk_path}",
-        disk_check(config.health_disk_path, config.health_disk_warning_free_percent,
-                   config.health_disk_critical_free_percent),
+        "disk", f"Free space on {health.disk_path}",
+        disk_check(health.disk_path, system.disk_warning_free_percent,
+                   system.disk_critical_free_percent),
         interval, groups=("system",))
     checker.register_check(
         "cpu", "System CPU usage",
-        cpu_check(config.health_cpu_warning_percent, config.health_cpu_critical_percent),
+        cpu_check(system.cpu_warning_percent, system.cpu_critical_percent),
         interval, groups=("system",))
     # Responsiveness is the one process-level check: it is what liveness probes should watch.
     checker.register_check(
         "responsiveness", "Event-loop lag of this process",
-        responsiveness_check(config.health_loop_lag_warning_ms,
-                             config.health_loop_lag_critical_ms),
+        responsiveness_check(health.loop_lag_warning_seconds * 1000,
+                             health.loop_lag_critical_seconds * 1000),
         min(interval, 15.0), groups=("liveness", "readiness"))

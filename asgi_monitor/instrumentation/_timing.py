@@ -31,9 +31,9 @@ def current_collector() -> MetricsCollector:
     created later (the middleware, a test's fresh registry) is the one recorded into."""
     global _get_collector
     if _get_collector is None:
-        # Imported late (monitor imports collector, which imports this package) and kept: an
-        # import statement on every call would cost microseconds.
-        from ..monitor import get_metrics_collector
+        # Imported late (the default monitor builds the collector, which imports this package)
+        # and kept: an import statement on every call would cost microseconds.
+        from ..default import get_metrics_collector
 
         _get_collector = get_metrics_collector
     return _get_collector()

@@ -40,8 +40,8 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
     health = HealthEndpoints(monitor)
     alerts = AlertEndpoints(monitor)
     dashboard = DashboardEndpoints(monitor)
-    hp, mp, dp = config.health_path, config.metrics_path, config.dashboard_path
-    ap = config.alerts_path
+    hp, mp, dp = config.paths.health, config.paths.metrics, config.paths.dashboard
+    ap = config.paths.alerts
     return [
         # Under the metrics prefix but their own paths (the middleware sends {mp}/... here too).
         Endpoint(f"{mp}/summary", dashboard.summary, access="admin"),
@@ -73,7 +73,7 @@ def build_app(monitor: Monitor, *, clock: Clock = time.monotonic) -> Starlette:
 
     ``clock`` drives the rate limits (tests pass a fake one).
     """
-    gate = Gate(monitor.config, clock=clock, on_error=monitor.collector.internal_error)
+    gate = Gate(monitor.config.gate, clock=clock, on_error=monitor.collector.internal_error)
     routes = [Route(e.path, gate.protect(e.handler, e.access), methods=list(e.methods))
               for e in endpoints(monitor)]
     return Starlette(routes=routes,

@@ -101,7 +101,7 @@ class DashboardEndpoints:
         return _JSON(history_document(self.monitor, since))
 
     async def grafana(self, request: Request) -> Response:
-        return _JSON(grafana_dashboard(self.monitor.config.namespace))
+        return _JSON(grafana_dashboard(self.monitor.config.metrics.namespace))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -115,13 +115,13 @@ class DashboardEndpoints:
     def context(self) -> dict[str, Any]:
         monitor = self.monitor
         config = monitor.config
-        base = config.dashboard_path
+        base = config.paths.dashboard
         sample = current_sample(monitor)
         point = monitor.history.latest()
         return {
             "base": base,
             "version": __version__,
-            "refresh": config.dashboard_refresh,
+            "refresh": config.history.dashboard_refresh_seconds,
             "health": health_view(monitor),
             "alerts": [alert.to_dict() for alert in monitor.alerts.active()],
             "alert_stats": monitor.alerts.stats(),
@@ -133,6 +133,6 @@ class DashboardEndpoints:
             "history_points": len(monitor.history),
             "interval": monitor.history.interval,
             "retention": monitor.history.retention_seconds,
-            "metrics_path": config.metrics_path,
+            "metrics_path": config.paths.metrics,
             "status_class": status_class,
         }

@@ -58,7 +58,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import MonitoringConfig
+from ..config import GateSettings
 from .ratelimit import Clock, LoginGuard, RateLimiter
 
 __all__ = ["AUDIT_LOGGER", "Access", "Gate", "RejectBadQuery", "SecurityHeaders"]
@@ -96,26 +96,26 @@ class Gate:
 
     def __init__(
         self,
-        config: MonitoringConfig,
+        settings: GateSettings,
         *,
         clock: Clock = time.monotonic,
         on_error: ErrorHook | None = None,
     ) -> None:
-        self.config = config
-        self.limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst,
-                                   config.rate_limit_max_clients, clock)
-        self.logins = LoginGuard(config.login_max_failures, config.login_lockout_seconds,
-                                 config.rate_limit_max_clients, clock)
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
+                                   settings.rate_limit_max_clients, clock)
+        self.logins = LoginGuard(settings.login_max_failures, settings.login_lockout_seconds,
+                                 settings.rate_limit_max_clients, clock)
         self._on_error = on_error
         self._networks = tuple(ipaddress.ip_network(n, strict=False)
-                               for n in config.metrics_allowed_networks)
+                               for n in settings.metrics_allowed_networks)
         # The metrics token is recognised everywhere (so Prometheus presenting it to a health
         # endpoint is no failed login) but makes no one an admin.
         self._tokens = tuple((name, token) for name, token in (
-            ("token", config.admin_token), ("metrics_token", config.metrics_token)) if token)
-        self._basic = bool(config.admin_username and config.admin_password)
+            ("token", settings.admin_token), ("metrics_token", settings.metrics_token)) if token)
+        self._basic = bool(settings.admin_username and settings.admin_password)
         self._challenge = (f'Basic realm="{REALM}", charset="UTF-8"' if self._basic
-                           else f'Bearer realm="{REALM}"' if config.admin_token else None)
+                           else f'Bearer realm="{REALM}"' if settings.admin_token else None)
 
     def protect(self, handler: Handler, access: Access) -> Handler:
         """``handler`` behind the checks its access level asks for."""
@@ -143,7 +143,7 @@ class Gate:
 
     # -- the three access levels: None lets the request through, a response refuses it ---------
     async def _public(self, request: Request, client: str) -> Response | None:
-        if "authorization" in request.headers or self.config.authorize is not None:
+        if "authorization" in request.headers or self.settings.authorize is not None:
             if not self.logins.locked(client):
                 await self._identify(request, client)
         return None
@@ -153,7 +153,7 @@ class Gate:
             _audit(request, client, None, "denied")
             return _error(403, "this address may not read metrics "
                                "(MONITORING_METRICS_ALLOWED_NETWORKS)")
-        if not self.config.metrics_token:
+        if not self.settings.metrics_token:
             return await self._public(request, client)
         wait = self.logins.locked(client)
         if wait:
@@ -166,7 +166,7 @@ class Gate:
         return None
 
     async def _admin(self, request: Request, client: str) -> Response | None:
-        if not self.config.admin_configured:
+        if not self.settings.admin_configured:
             _audit(request, client, None, "denied")
             return _error(403, _DISABLED)
         wait = self.logins.locked(client)
@@ -204,7 +204,7 @@ class Gate:
         elif scheme == "basic" and self._basic:
             attempted = True
             who = self._check_basic(value)
-        if who is None and self.config.authorize is not None and await self._hook(request):
+        if who is None and self.settings.authorize is not None and await self._hook(request):
             who = "hook"
         if who is None and attempted:
             self.logins.failed(client)
@@ -221,15 +221,15 @@ class Gate:
             # a 500 (found by tests/test_hostile_input.py).
             return None
         username, sep, password = decoded.partition(":")
-        expected = self.config.admin_username
-        assert self.config.admin_password is not None  # self._basic says so
+        expected = self.settings.admin_username
+        assert self.settings.admin_password is not None  # self._basic says so
         # Both compared in constant time and both always compared, so timing reveals neither.
         user_ok = hmac.compare_digest(username.encode(), expected.encode())
-        password_ok = self.config.admin_password.matches(password)
+        password_ok = self.settings.admin_password.matches(password)
         return expected if sep and user_ok and password_ok else None
 
     async def _hook(self, request: Request) -> bool:
-        authorize = self.config.authorize
+        authorize = self.settings.authorize
         assert authorize is not None
         try:
             result = authorize(request.scope)

@@ -1,0 +1,127 @@
+"""The composition root: :func:`build_monitor` wires every component of a monitored app.
+
+Each component receives only its own configuration section. This is the one place that knows
+every layer, so it is also where the web layer is attached (loaded on the first request to a
+monitoring path, never on ``import asgi_monitor``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp
+
+from .alerting.channels import build_channels
+from .alerting.leader import LeaderLock
+from .alerting.manager import AlertManager
+from .alerting.metrics import AlertMetrics
+from .alerting.rules import install_default_rules
+from .collector import MetricsCollector
+from .config import MonitoringConfig
+from .health.builtin import install_default_checks
+from .health.checker import HealthChecker, HealthMetrics
+from .history import History
+from .insights import Insights
+from .instrumentation.system import SystemMetrics
+from .logs import configure_package_logging
+from .monitor import Monitor
+from .multiprocess import multiprocess_dir
+from .request_metrics import RequestMetrics
+from .sampling import SampleBuffer, Sampler
+
+__all__ = ["build_monitor"]
+
+
+def build_monitor(
+    config: MonitoringConfig | None = None, registry: CollectorRegistry | None = None
+) -> Monitor:
+    """A monitor for ``config`` (default: from the environment) on ``registry`` (default:
+    prometheus_client's process-wide one). It does not become the process-wide default: see
+    :func:`asgi_monitor.set_default_monitor`."""
+    config = config if config is not None else MonitoringConfig.from_env()
+    registry = registry if registry is not None else REGISTRY
+    configure_package_logging(config.debug, config.log_file)
+    prefix = config.metrics.prefix
+
+    # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).
+    collector = MetricsCollector(config.metrics, registry, multiprocess_dir=multiprocess_dir())
+    if config.system.metrics:
+        collector.add_scrape_collector(
+            SystemMetrics(prefix=prefix, disk_paths=config.system.disk_paths))
+
+    def scrape_registry() -> CollectorRegistry:
+        # Under several workers, a fresh registry per scrape (as prometheus_client's
+        # multiprocess docs prescribe): every worker's values merged from the directory, plus
+        # the collectors read in the answering process (system resources, sampled gauges).
+        path = collector.multiprocess_dir
+        if path is None:
+            return registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        for scrape_collector in collector.scrape_collectors:
+            merged.register(scrape_collector)
+        return merged
+
+    # Readiness is the monitor's (lifespan) state; the monitor is made last, from the parts.
+    built: list[Monitor] = []
+    health = HealthChecker(default_interval=config.health.interval_seconds,
+                           default_timeout=config.health.timeout_seconds,
+                           is_ready=lambda: bool(built) and built[0].ready)
+    if config.health.default_checks:
+        install_default_checks(health, config.health, config.system)
+    # Read in the answering process, so it is exposed under several workers too.
+    collector.add_scrape_collector(HealthMetrics(health, prefix))
+
+    # Snapshots of the exported metrics: alert rules and history read their rates here.
+    requests = collector.requests
+    if isinstance(requests, RequestMetrics):  # single process: read the store directly
+        sampler = Sampler(scrape_registry, prefix, requests=requests,
+                          collectors=collector.sampled_collectors)
+    else:
+        sampler = Sampler(scrape_registry, prefix)
+    # Raw samples serve the alert windows (history keeps its own derived points), so they are
+    # kept for twice the longest window, at least 10 minutes.
+    samples = SampleBuffer(retention_seconds=max(2 * config.alerts.window_seconds, 600.0))
+    history = History(retention_seconds=config.history.retention_seconds,
+                      interval=config.history.sample_interval_seconds,
+                      top_routes=config.history.top_routes)
+
+    # Alerting: one process evaluates and sends (see alerting/leader.py). Silences and the
+    # sender's alerts are shared through files next to the lock, since an admin's request may
+    # reach any worker.
+    lock_path = config.alerts.lock_path or None
+    if lock_path is None and collector.multiprocess_dir is not None:
+        lock_path = os.path.join(collector.multiprocess_dir, "asgi_monitor_alerts.lock")
+    alerts = AlertManager(
+        history_size=config.alerts.history_size,
+        history_file=config.alerts.history_file or None,
+        silences_file=f"{lock_path}.silences.json" if lock_path else None,
+        state_file=f"{lock_path}.state.json" if lock_path else None,
+        channels=build_channels(config.alerts, config.email, config.webhooks),
+        evaluation_timeout=config.alerts.evaluation_timeout_seconds,
+        on_error=collector.internal_error)
+    if config.alerts.default_rules:
+        install_default_rules(alerts, config.alerts, config.system, samples, health)
+    collector.add_scrape_collector(AlertMetrics(alerts, prefix))
+
+    insights = Insights(
+        history, health=health.results,
+        critical_checks=lambda: {n for n, c in health.checks.items() if c.critical},
+        alerts=alerts.active, cache=collector.cache)
+    collector.insights = insights
+
+    monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
+                      sampler=sampler, samples=samples, history=history, alerts=alerts,
+                      alert_lock=LeaderLock(lock_path), insights=insights,
+                      scrape_registry=scrape_registry, web_app=_web_app)
+    built.append(monitor)
+    return monitor
+
+
+def _web_app(monitor: Monitor) -> ASGIApp:
+    # The web layer (Starlette routing, Jinja templates) loads on the first monitoring request.
+    from .web.app import build_app
+
+    return build_app(monitor)

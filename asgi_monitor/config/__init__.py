@@ -1,0 +1,165 @@
+"""The one way in for configuration: a frozen :class:`MonitoringConfig` made of small sections.
+
+Each section is a frozen dataclass whose fields are declared with
+:func:`~asgi_monitor.config.declare.setting` (default, environment variables, check, help); the
+section validates itself from those declarations when it is created, and
+:meth:`MonitoringConfig.from_env` maps every documented variable onto its field through them.
+A component receives only its own section::
+
+    MonitoringConfig(
+        gate=GateSettings(admin_token="..."),
+        metrics=MetricsSettings(namespace="shop", excluded_paths=("/healthz",)),
+    )
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..secret import Secret
+from .alerts import AlertSettings, EmailSettings, WebhookSettings
+from .declare import Section, Setting, boolean, declared, setting
+from .gate import Authorize, GateSettings
+from .health import HealthSettings, SystemSettings
+from .history import HistorySettings
+from .metrics import (
+    DEFAULT_DURATION_BUCKETS,
+    DEFAULT_SIZE_BUCKETS,
+    MetricsSettings,
+    PathSettings,
+    RouteResolver,
+    metric_prefix,
+)
+
+__all__ = [
+    "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
+    "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
+    "MonitoringConfig", "PathSettings", "RouteResolver", "SystemSettings", "WebhookSettings",
+    "metric_prefix", "reference",
+]
+
+
+@dataclass(frozen=True)
+class MonitoringConfig(Section):
+    """Settings for :class:`~asgi_monitor.MonitoringMiddleware` and its background tasks.
+
+    ``MonitoringConfig()`` gives the defaults; ``MonitoringConfig.from_env()`` reads the
+    documented variables. Sections not given are their defaults.
+    """
+
+    enabled: bool = setting(
+        True, env="ENABLE_MONITORING", parse=boolean,
+        help="`false` makes the middleware a pure pass-through (no metrics, no monitoring paths)")
+    debug: bool = setting(
+        False, env="MONITORING_DEBUG", parse=boolean,
+        help="the `asgi_monitor` loggers at DEBUG (to stderr if no handler would show them)")
+    # A library writes no file unless asked to.
+    log_file: str = setting(
+        "", env="MONITORING_LOG_FILE",
+        help="also log `asgi_monitor.*` to this file (rotated at 10 MB, 5 kept); the root "
+             "logger is never touched")
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    system: SystemSettings = field(default_factory=SystemSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+
+    def _check_together(self) -> None:
+        for f, section_type in _sections():
+            if not isinstance(getattr(self, f.name), section_type):
+                raise ConfigError(f"{f.name} must be a {section_type.__name__}, got "
+                                  f"{type(getattr(self, f.name)).__name__}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> MonitoringConfig:
+        """Read every documented variable from ``environ`` (default ``os.environ``).
+
+        ``overrides`` win over the environment: a root field's value, a whole section, or a
+        mapping of some of a section's fields (``gate={"authorize": is_admin}``), which keeps
+        the section's other values from the environment.
+        """
+        import os
+
+        env = os.environ if environ is None else environ
+        values = cls.env_values(env)
+        for f, section_type in _sections():
+            override = overrides.pop(f.name, None)
+            if isinstance(override, Section):
+                values[f.name] = override
+                continue
+            fields = section_type.env_values(env)
+            if override is not None:
+                fields.update(override)
+            values[f.name] = section_type(**fields)
+        values.update(overrides)
+        return cls(**values)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as plain data with every secret masked (for logs, exports, the CLI)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = _public(value)
+        return out
+
+    @property
+    def monitoring_paths(self) -> tuple[str, ...]:
+        return self.paths.all()
+
+
+def _public(value: Any) -> Any:
+    if isinstance(value, Section):
+        return {f.name: _public(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Secret):
+        return str(value) if value else ""
+    if callable(value):
+        return getattr(value, "__qualname__", type(value).__name__)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _sections() -> Iterator[tuple[dataclasses.Field[Any], type[Section]]]:
+    for f in dataclasses.fields(MonitoringConfig):
+        if "setting" not in f.metadata:
+            factory = f.default_factory
+            assert isinstance(factory, type) and issubclass(factory, Section)
+            yield f, factory
+
+
+def _settings() -> Iterator[tuple[str, dataclasses.Field[Any], Setting]]:
+    yield from (("", f, meta) for f, meta in declared(MonitoringConfig))
+    for section_field, section_type in _sections():
+        for f, meta in declared(section_type):
+            yield section_field.name, f, meta
+
+
+def reference() -> str:
+    """The configuration reference as Markdown, printed from the declarations.
+
+    ``docs/configuration.md`` is this text (a test holds them equal) and
+    ``asgi-monitor config --reference`` prints it.
+    """
+    lines = ["| variable | setting | default | meaning |", "|---|---|---|---|"]
+    for section, f, meta in _settings():
+        name = f"{section}.{f.name}" if section else f.name
+        variables = [e.name for e in meta.env] + ([meta.file_env] if meta.file_env else [])
+        shown_vars = ", ".join(f"`{v}`" for v in variables) or "(code only)"
+        default = _public(f.default if f.default is not dataclasses.MISSING else None)
+        shown_default = "(none)" if default in ("", None, []) else f"`{default}`"
+        if isinstance(default, list) and default:
+            shown_default = f"`{','.join(str(d) for d in default)}`"
+        if isinstance(default, bool):
+            shown_default = f"`{str(default).lower()}`"
+        meaning = meta.help.replace("|", "\\|")
+        lines.append(f"| {shown_vars} | `{name}` | {shown_default} | {meaning} |")
+    return "\n".join(lines) + "\n"

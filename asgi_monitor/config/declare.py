@@ -1,0 +1,282 @@
+"""How a setting is declared: its default, its environment variables, its check and its help.
+
+Every field of a settings section is made with :func:`setting`. The declaration is all there is:
+the section validates itself from it (:class:`Section`), the environment loader parses from it,
+and the configuration reference (``docs/configuration.md``, ``asgi-monitor config --reference``)
+is printed from it, so the three cannot drift.
+
+Checks are a handful of reusable :class:`Check` values (``positive_seconds``, ``percent``,
+``port``, ...) rather than code per field; a section adds a ``_check_together`` method only for
+rules that relate two fields (a warning threshold below its critical one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from ..secret import Secret
+
+__all__ = [
+    "Check", "Env", "Section", "Setting", "any_callable", "boolean", "buckets", "declared",
+    "email_list", "http_url", "identifier", "milliseconds", "minutes", "networks",
+    "non_negative", "number", "path_list", "path_prefix", "percent", "port", "positive_seconds",
+    "rate", "secret_text", "setting", "text", "text_list", "token", "whole", "whole_at_least",
+]
+
+# -- parsers: environment text -> value; a ValueError's message says what is accepted ------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("true/false (also 1/0, yes/no, on/off)")
+
+
+def number(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("a number") from None
+
+
+def whole(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("a whole number") from None
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def secret_text(raw: str) -> Secret:
+    return Secret(raw.strip())
+
+
+def text_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def milliseconds(raw: str) -> float:
+    """A variable in milliseconds for a setting kept in seconds."""
+    return number(raw) / 1000.0
+
+
+def minutes(raw: str) -> float:
+    """A variable in minutes for a setting kept in seconds."""
+    return number(raw) * 60.0
+
+
+Parser = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Env:
+    """An environment variable that sets a field, with its own parser when its unit differs."""
+
+    name: str
+    parse: Parser | None = None
+
+
+# -- checks: what a valid value is, and how to say so ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """A reusable validator: ``accepts(value)`` and the phrase an error message uses."""
+
+    accepted: str
+    accepts: Callable[[Any], bool]
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole_at_least(low: int) -> Check:
+    return Check(f"a whole number >= {low}", lambda v: _is_whole(v) and v >= low)
+
+
+_NAMESPACE_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _valid_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _http_url(value: object) -> bool:
+    raw = value.get_secret_value() if isinstance(value, Secret) else value
+    return isinstance(raw, str) and raw.startswith(("http://", "https://"))
+
+
+def _buckets(value: object) -> bool:
+    if not isinstance(value, tuple) or not value or not all(_is_number(v) for v in value):
+        return False
+    return list(value) == sorted(set(value))
+
+
+positive_seconds = Check("a number of seconds > 0", lambda v: _is_number(v) and v > 0)
+non_negative = Check("a number >= 0", lambda v: _is_number(v) and v >= 0)
+rate = Check("a number of requests per second >= 0 (0 disables the limit)",
+             lambda v: _is_number(v) and v >= 0)
+percent = Check("a percentage from 0 to 100", lambda v: _is_number(v) and 0 <= v <= 100)
+port = Check("a port number from 1 to 65535", lambda v: _is_whole(v) and 0 < v < 65536)
+path_prefix = Check("a path starting with '/' and not ending with '/'",
+                    lambda v: isinstance(v, str) and v.startswith("/") and not v.endswith("/"))
+path_list = Check("paths starting with '/' (comma-separated in the environment)",
+                  lambda v: isinstance(v, tuple)
+                  and all(isinstance(p, str) and p.startswith("/") for p in v))
+identifier = Check("letters, digits and '_' not starting with a digit (or empty)",
+                   lambda v: isinstance(v, str) and (not v or bool(_NAMESPACE_RE.match(v))))
+http_url = Check("an http:// or https:// URL", lambda v: v is None or v == "" or _http_url(v))
+token = Check("a token without spaces", lambda v: v is None or not any(
+    c.isspace() for c in (v.get_secret_value() if isinstance(v, Secret) else str(v))))
+email_list = Check("comma-separated e-mail addresses", lambda v: isinstance(v, tuple) and all(
+    isinstance(a, str) and "@" in a for a in v))
+networks = Check("comma-separated networks such as 10.0.0.0/8, 192.168.1.5 or ::1/128",
+                 lambda v: isinstance(v, tuple) and all(_valid_network(n) for n in v))
+buckets = Check("a non-empty, strictly increasing sequence of numbers", _buckets)
+any_callable = Check("a callable", lambda v: v is None or callable(v))
+non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the environment)",
+                        lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p for p in v))
+
+
+# -- the declaration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What :func:`setting` records in a field's metadata."""
+
+    help: str
+    env: tuple[Env, ...] = ()
+    parse: Parser | None = None
+    check: Check | None = None
+    # Held as a Secret: a plain string from code is wrapped, an empty one means unset.
+    is_secret: bool = False
+    # A variable naming a file that holds the value (Docker/Kubernetes secrets).
+    file_env: str | None = None
+
+
+def setting(default: Any, *, help: str, env: str | Env | tuple[str | Env, ...] = (),
+            parse: Parser | None = None, check: Check | None = None, is_secret: bool = False,
+            file_env: str | None = None, compare: bool = True) -> Any:
+    """A section field: its default, where it comes from, what it accepts and what it means."""
+    names = (env,) if isinstance(env, (str, Env)) else env
+    declared_env = tuple(Env(n) if isinstance(n, str) else n for n in names)
+    meta = Setting(help=help, env=declared_env, parse=parse, check=check, is_secret=is_secret,
+                   file_env=file_env)
+    return field(default=default, compare=compare, metadata={"setting": meta})
+
+
+def declared(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """The fields of a section class with their declarations (nested sections excluded)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("setting")
+        if meta is not None:
+            yield f, meta
+
+
+class Section:
+    """Base of every frozen settings section: validates the declared fields once, on creation.
+
+    Subclasses are frozen dataclasses whose fields come from :func:`setting`; ``name`` is the
+    section's attribute on :class:`~asgi_monitor.config.MonitoringConfig` ("" for the root).
+    """
+
+    name: ClassVar[str] = ""
+    # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def __post_init__(self) -> None:
+        for f, meta in declared(type(self)):
+            value = getattr(self, f.name)
+            if meta.is_secret:
+                # From code a plain string is fine; an empty one means unset.
+                value = (Secret(value) if isinstance(value, str) else value) or None
+                object.__setattr__(self, f.name, value)
+            if meta.check is not None and not meta.check.accepts(value):
+                self._fail(f.name, meta.check.accepted, value)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules that relate several fields; a section overrides this when it has some."""
+
+    @classmethod
+    def qualified(cls, field_name: str) -> str:
+        return f"{cls.name}.{field_name}" if cls.name else field_name
+
+    @classmethod
+    def env_names(cls, field_name: str) -> tuple[str, ...]:
+        for f, meta in declared(cls):
+            if f.name == field_name:
+                return tuple(e.name for e in meta.env)
+        return ()
+
+    @classmethod
+    def _fail(cls, field_name: str, accepted: str, value: object) -> None:
+        names = cls.env_names(field_name)
+        where = f"{' / '.join(names)} ({cls.qualified(field_name)})" if names \
+            else cls.qualified(field_name)
+        shown = "<secret>" if isinstance(value, Secret) else repr(value)
+        raise ConfigError(f"{where} must be {accepted}, got {shown}")
+
+    @classmethod
+    def env_values(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The keyword arguments this section's variables in ``environ`` give."""
+        values: dict[str, Any] = {}
+        for f, meta in declared(cls):
+            found: list[tuple[str, Any]] = []
+            for var in meta.env:
+                if var.name not in environ:
+                    continue
+                raw = environ[var.name]
+                parse = var.parse or meta.parse or text
+                try:
+                    found.append((var.name, parse(raw)))
+                except ValueError as exc:
+                    shown = "<secret>" if meta.is_secret else repr(raw)
+                    raise ConfigError(f"{var.name} ({cls.qualified(f.name)}) must be {exc}, "
+                                      f"got {shown}") from None
+            if meta.file_env and environ.get(meta.file_env):
+                found.append((meta.file_env, _read_secret_file(meta.file_env,
+                                                               environ[meta.file_env])))
+            if len({repr(v) if not isinstance(v, Secret) else v.get_secret_value()
+                    for _, v in found}) > 1:
+                raise ConfigError(f"{' and '.join(n for n, _ in found)} set "
+                                  f"{cls.qualified(f.name)} differently: set one of them")
+            if found:
+                values[f.name] = found[0][1]
+        return values
+
+
+def _read_secret_file(variable: str, path: str) -> Secret:
+    try:
+        return Secret.from_file(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{variable} must be a readable UTF-8 file holding the secret "
+                          f"({reason}), got {path!r}") from None

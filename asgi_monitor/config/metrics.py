@@ -1,0 +1,93 @@
+"""Settings of the request metrics (the hot path's store) and of where the monitoring paths live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .declare import (
+    Section,
+    any_callable,
+    buckets,
+    identifier,
+    path_list,
+    path_prefix,
+    setting,
+    text_list,
+    whole,
+    whole_at_least,
+)
+
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "MetricsSettings", "PathSettings",
+           "RouteResolver", "metric_prefix"]
+
+# Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+# Body sizes: 100 B .. 10 MB in rough powers of ten.
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
+    100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0,
+)
+
+RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+
+
+def metric_prefix(namespace: str) -> str:
+    """What every metric name starts with for MONITORING_NAMESPACE ``namespace``."""
+    return f"{namespace}_" if namespace else ""
+
+
+@dataclass(frozen=True)
+class MetricsSettings(Section):
+    """The request series: names, what is recorded, and their bounds."""
+
+    name = "metrics"
+
+    namespace: str = setting(
+        "", env="MONITORING_NAMESPACE", check=identifier,
+        help="prefix for every metric name (letters, digits, `_`)")
+    excluded_paths: tuple[str, ...] = setting(
+        (), env="MONITORING_EXCLUDED_PATHS", parse=text_list, check=path_list,
+        help="exact paths not recorded, e.g. `/healthz`")
+    max_series: int = setting(
+        2000, env="MONITORING_MAX_SERIES", parse=whole, check=whole_at_least(1),
+        help="series cap per labelled metric; more go to `<overflow>`")
+    duration_buckets: tuple[float, ...] = setting(
+        DEFAULT_DURATION_BUCKETS, check=buckets,
+        help="bucket bounds (seconds) of the duration histograms; code only")
+    size_buckets: tuple[float, ...] = setting(
+        DEFAULT_SIZE_BUCKETS, check=buckets,
+        help="bucket bounds (bytes) of the body-size histograms; code only")
+    route_resolver: RouteResolver | None = setting(
+        None, check=any_callable,
+        help="`resolver(scope) -> str | None`: the route label for apps the middleware cannot "
+             "read a template from; code only")
+
+    @property
+    def prefix(self) -> str:
+        return metric_prefix(self.namespace)
+
+
+@dataclass(frozen=True)
+class PathSettings(Section):
+    """Where the monitoring sub-app answers: each is a path prefix the package owns."""
+
+    name = "paths"
+
+    metrics: str = setting(
+        "/api/metrics", env="MONITORING_METRICS_PATH", check=path_prefix,
+        help="where Prometheus scrapes (also the prefix of `/summary`, `/performance`)")
+    health: str = setting(
+        "/api/health", env="MONITORING_HEALTH_PATH", check=path_prefix,
+        help="health API prefix")
+    alerts: str = setting(
+        "/api/alerts", env="MONITORING_ALERTS_PATH", check=path_prefix,
+        help="alerts API prefix")
+    dashboard: str = setting(
+        "/admin/monitoring", env="MONITORING_DASHBOARD_PATH", check=path_prefix,
+        help="dashboard prefix")
+
+    def all(self) -> tuple[str, ...]:
+        return (self.metrics, self.health, self.alerts, self.dashboard)
