@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hmac
 
-__all__ = ["Secret"]
+__all__ = ["MASK", "Secret"]
 
-_MASK = "**********"
+# What stands in for a secret wherever one would be shown.
+MASK = "**********"
 
 
 class Secret:
@@ -45,10 +46,10 @@ class Secret:
         return bool(self._value)
 
     def __repr__(self) -> str:
-        return f"Secret({_MASK!r})"
+        return f"Secret({MASK!r})"
 
     def __str__(self) -> str:
-        return _MASK
+        return MASK
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and self.matches(other._value)

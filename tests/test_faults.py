@@ -78,7 +78,7 @@ async def test_hung_and_raising_checks_leave_the_app_serving(registry: Collector
 
     options: dict[str, Any] = {"interval_seconds": 0.5, "timeout_seconds": 0.2}
     health.register_check("async_hang", "", async_hang, **options)
-    # More hung sync checks than the four threads the checker once had: none may starve "fine".
+    # More hung sync checks than a small thread pool has threads: none may starve "fine".
     for i in range(6):
         health.register_check(f"sync_hang_{i}", "", sync_hang, **options)
     health.register_check("async_raise", "", async_raise, **options)

@@ -338,6 +338,22 @@ async def test_status_codes_follow_overall_status() -> None:
         assert "no health check named 'nope'" in missing.json()["error"]
 
 
+async def test_every_health_answer_is_json_never_stored() -> None:
+    mw = monitored()
+    mw.monitor.health.register_check("svc", "", lambda: True)
+    async with client(mw) as c:
+        for path, code, accept in (
+                ("/api/health", 503, "*/*"), ("/api/health", 503, "application/health+json"),
+                ("/api/health?group=nope", 404, "*/*"), ("/api/health/svc", 503, "*/*"),
+                ("/api/health/nope", 404, "*/*"), ("/api/health/live", 200, "*/*"),
+                ("/api/health/ready", 503, "*/*")):
+            r = await c.get(path, headers={"Accept": accept})
+            assert (r.status_code, r.headers["cache-control"]) == (code, "no-store"), path
+            assert r.headers["content-type"] in ("application/json",
+                                                 "application/health+json"), path
+            r.json()
+
+
 async def test_health_json_shape_when_asked() -> None:
     mw = monitored(health=HealthSettings(default_checks=True))
     await mw.monitor.health.run_all()

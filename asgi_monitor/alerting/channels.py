@@ -24,7 +24,7 @@ import aiosmtplib
 import httpx
 
 from ..config import AlertSettings, EmailSettings, WebhookSettings
-from ..secret import Secret
+from ..secret import MASK, Secret
 from .models import Alert, AlertSeverity
 from .payloads import (
     alertmanager_alerts,
@@ -41,7 +41,6 @@ logger = logging.getLogger("asgi_monitor.alerts")
 
 SIGNATURE_HEADER = "X-Asgi-Monitor-Signature"
 TIMESTAMP_HEADER = "X-Asgi-Monitor-Timestamp"
-_MASK = "**********"
 
 
 class ChannelError(Exception):
@@ -96,7 +95,7 @@ class Channel:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         for secret in self.secrets():
             if secret:
-                text = text.replace(secret, _MASK)
+                text = text.replace(secret, MASK)
         return text
 
 

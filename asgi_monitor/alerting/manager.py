@@ -1,7 +1,7 @@
 """The alert manager: rules, their evaluation, the alerts they produce and notifications.
 
 Each :meth:`AlertManager.evaluate` runs every rule's condition (concurrently, each with a
-timeout; sync ones in a small thread pool) and moves its alert through Prometheus' states:
+timeout; sync ones in threads) and moves its alert through Prometheus' states:
 inactive -> pending (the condition holds) -> firing (it has held ``for_seconds``) -> resolved
 (it stopped holding; a pending alert just goes back to inactive). A firing alert notifies every
 channel once, then again after the rule's cooldown while it still fires; resolution notifies the
@@ -16,8 +16,6 @@ The read side (``active``, ``history``, ``stats``) is what the API and the dashb
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
 import json
 import logging
 import math
@@ -29,6 +27,7 @@ from typing import Any
 
 from ..errors import MonitoringError
 from ..logs import RateLimitedLog
+from ..runner import Failed, Runner
 from .channels import Channel
 from .history import AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
@@ -60,7 +59,6 @@ class AlertManager:
         evaluation_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         on_error: ErrorHook | None = None,
-        max_threads: int = 4,
     ) -> None:
         self._clock = clock
         self.evaluation_timeout = evaluation_timeout
@@ -81,9 +79,7 @@ class AlertManager:
         self.evaluation_failures: dict[str, int] = {}
         self.notification_counts: dict[tuple[str, bool], int] = {}
         self._failure_log = RateLimitedLog(logger, logging.WARNING)
-        self._max_threads = max_threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._threads: dict[str, asyncio.Future[Any]] = {}
+        self._runner = Runner("asgi_monitor-alerts")
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), timezone.utc)
@@ -175,38 +171,19 @@ class AlertManager:
 
     async def _check(self, rule: AlertRule) -> tuple[float | None, bool] | None:
         """The condition's (value, holds), or None for "no data" (it raised or timed out)."""
-        try:
-            if _is_async(rule.condition):
-                raw = await asyncio.wait_for(_awaited(rule.condition), self.evaluation_timeout)
-            else:
-                raw = await self._in_thread(rule)
-                if inspect.isawaitable(raw):
-                    raw = await asyncio.wait_for(_awaited(lambda: raw), self.evaluation_timeout)
-            return _normalise(raw)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                exc = TimeoutError(f"condition took longer than {self.evaluation_timeout:g}s")
-            self.evaluation_failures[rule.name] = self.evaluation_failures.get(rule.name, 0) + 1
-            self._failure_log.log(rule.name, "alert rule %s: evaluation failed, treated as no "
-                                  "data: %r", rule.name, exc, exc_info=exc)
-            return None
-
-    async def _in_thread(self, rule: AlertRule) -> Any:
-        previous = self._threads.get(rule.name)
-        if previous is not None and not previous.done():
-            # A timed-out sync condition still holds its thread: don't pile another on top.
-            raise TimeoutError("the previous evaluation is still running")
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._max_threads, thread_name_prefix="asgi_monitor-alerts")
-        future = asyncio.get_running_loop().run_in_executor(self._pool, rule.condition)
-        # Retrieved here, so a late failure of an abandoned run is not reported as "never
-        # retrieved"; the timeout below has already counted it.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._threads[rule.name] = future
-        return await asyncio.wait_for(asyncio.shield(future), self.evaluation_timeout)
+        outcome = await self._runner.run(rule.name, rule.condition, self.evaluation_timeout)
+        error: Exception
+        if isinstance(outcome, Failed):
+            error = outcome.error or TimeoutError(outcome.message)
+        else:
+            try:
+                return _as_reading(outcome.value)
+            except TypeError as exc:
+                error = exc
+        self.evaluation_failures[rule.name] = self.evaluation_failures.get(rule.name, 0) + 1
+        self._failure_log.log(rule.name, "alert rule %s: evaluation failed, treated as no "
+                              "data: %r", rule.name, error, exc_info=error)
+        return None
 
     def _transition(self, rule: AlertRule,
                     result: tuple[float | None, bool] | None) -> tuple[Alert, str] | None:
@@ -292,10 +269,7 @@ class AlertManager:
         return outcome
 
     def close(self) -> None:
-        """Release the condition threads (they are not waited for)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Nothing to release: a condition's thread is a daemon thread, never waited for."""
 
     # -- read side ------------------------------------------------------------------------------
     def active(self) -> list[Alert]:
@@ -334,17 +308,8 @@ class AlertManager:
         }
 
 
-def _is_async(function: Callable[..., Any]) -> bool:
-    # Also an object whose __call__ is async.
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        type(function).__call__)
-
-
-async def _awaited(function: Callable[[], Any]) -> Any:
-    return await function()
-
-
-def _normalise(raw: Any) -> tuple[float | None, bool]:
+def _as_reading(raw: Any) -> tuple[float | None, bool]:
+    """A condition's result as (value, holds): it returns a bool or (value, bool)."""
     if isinstance(raw, bool):
         return None, raw
     if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], bool):

@@ -2,7 +2,7 @@
 
 States follow Prometheus: a rule whose condition holds is PENDING until it has held for
 ``for_seconds``, then FIRING; when the condition stops holding a firing alert becomes RESOLVED
-(and a pending one goes back to INACTIVE without notifying).
+(and a pending one is dropped without notifying: Prometheus' "inactive" is no alert at all).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class AlertSeverity(str, enum.Enum):
 
 
 class AlertState(str, enum.Enum):
-    INACTIVE = "inactive"
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"

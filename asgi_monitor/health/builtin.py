@@ -59,7 +59,7 @@ def memory_check(warning_percent: float = 85.0, critical_percent: float = 95.0) 
 def disk_check(
     path: str = "/", warning_free_percent: float = 15.0, critical_free_percent: float = 5.0
 ) -> CheckFunction:
-    """Low disk: WARNING under ``warning_free_percent`` free (the seed's 15%), CRITICAL under
+    """Low disk: WARNING under ``warning_free_percent`` free, CRITICAL under
     ``critical_free_percent``."""
 
     def check() -> HealthCheck:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..errors import MonitoringError
+from ..runner import Failed, Failure, Runner
 from .models import HealthCheck, HealthStatus, worst
 
 __all__ = ["CheckFunction", "HealthChecker", "RegisteredCheck"]
@@ -48,9 +47,6 @@ class RegisteredCheck:
     last: HealthCheck | None = None
     last_run: float = 0.0  # monotonic time of the last finished run
     next_due: float = 0.0
-    # A sync check that timed out still occupies its thread; we don't start another on top.
-    thread_run: asyncio.Future[Any] | None = None
-    runs: int = field(default=0)
 
 
 class HealthChecker:
@@ -71,6 +67,7 @@ class HealthChecker:
         self._checks: dict[str, RegisteredCheck] = {}
         self._inflight: dict[str, asyncio.Task[HealthCheck]] = {}
         self._wakeup: asyncio.Event | None = None
+        self._runner = Runner("asgi_monitor-health")
 
     # -- registration ---------------------------------------------------------------------------
     def register_check(
@@ -175,38 +172,20 @@ class HealthChecker:
 
     async def _run(self, check: RegisteredCheck) -> HealthCheck:
         started = time.perf_counter()
-        try:
-            raw = await self._call(check)
-            result = _normalise(check.name, raw)
-        except asyncio.TimeoutError:
-            result = HealthCheck(check.name, HealthStatus.CRITICAL,
-                                 f"timed out after {check.timeout:g}s")
-        except _StillRunning:
-            result = HealthCheck(check.name, HealthStatus.CRITICAL,
-                                 "previous run is still hung in its thread")
-        except Exception as exc:
-            logger.warning("health check %r raised %r", check.name, exc)
+        outcome = await self._runner.run(check.name, check.function, check.timeout)
+        if not isinstance(outcome, Failed):
+            result = _as_health_check(check.name, outcome.value)
+        elif outcome.reason is Failure.RAISED:
+            logger.warning("health check %r raised %r", check.name, outcome.error)
             # The public message stays generic; the exception text is for admins only.
             result = HealthCheck(check.name, HealthStatus.CRITICAL, "check raised an exception",
-                                 details={"error": f"{type(exc).__name__}: {exc}"})
+                                 details={"error": outcome.message})
+        else:
+            result = HealthCheck(check.name, HealthStatus.CRITICAL, outcome.message)
         # Our own measurement, not whatever the check claimed.
         result = dataclasses.replace(result, duration_ms=(time.perf_counter() - started) * 1000)
         check.last = result
         check.last_run = self._clock()
-        check.runs += 1
-        return result
-
-    async def _call(self, check: RegisteredCheck) -> Any:
-        function = check.function
-        if _is_async(function):
-            return await asyncio.wait_for(function(), check.timeout)  # type: ignore[arg-type]
-        if check.thread_run is not None and not check.thread_run.done():
-            raise _StillRunning
-        future = _in_daemon_thread(function, f"asgi_monitor-health:{check.name}")
-        check.thread_run = future
-        result = await asyncio.wait_for(asyncio.shield(future), check.timeout)
-        if inspect.isawaitable(result):  # a sync function that returned a coroutine
-            result = await asyncio.wait_for(result, check.timeout)
         return result
 
     async def run_forever(self) -> None:
@@ -233,53 +212,7 @@ class HealthChecker:
                 task.cancel()
 
 
-class _StillRunning(Exception):
-    pass
-
-
-def _in_daemon_thread(function: Callable[[], Any], name: str) -> asyncio.Future[Any]:
-    """Run ``function`` in a new daemon thread; a future on the running loop gets its result.
-
-    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so one sync check
-    hung forever kept the process from exiting after the server had shut down, and a few hung
-    checks filled the pool so that healthy checks timed out behind them (found by issue 9's
-    fault tests). A check never has two runs at once (``thread_run``), so this makes at most
-    one thread per sync check.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    # A run that raises after its timeout has no awaiter left: mark its exception as seen.
-    future.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():  # the waiter was cancelled
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            outcome: tuple[Any, BaseException | None] = (function(), None)
-        except BaseException as exc:  # handed to the event loop, which re-raises it
-            outcome = (None, exc)
-        try:
-            loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the loop closed while the check ran: nobody is waiting
-            pass
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
-
-
-def _is_async(function: Callable[..., Any]) -> bool:
-    # Callable objects with an async __call__ count too.
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        type(function).__call__)
-
-
-def _normalise(name: str, raw: Any) -> HealthCheck:
+def _as_health_check(name: str, raw: Any) -> HealthCheck:
     if isinstance(raw, HealthCheck):
         return raw if raw.name == name else dataclasses.replace(raw, name=name)
     if isinstance(raw, bool):

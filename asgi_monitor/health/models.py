@@ -1,4 +1,7 @@
-"""Health check results: :class:`HealthStatus` and :class:`HealthCheck` (the seed's shape)."""
+"""Health check results: :class:`HealthStatus` and :class:`HealthCheck`.
+
+User checks build and return these, so their fields and values are public API.
+"""
 
 from __future__ import annotations
 

@@ -10,25 +10,17 @@ import math
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..monitor import Monitor
+from .responses import error_response, json_response
 
 __all__ = ["MAX_HISTORY_LIMIT", "AlertEndpoints"]
 
 # A larger ?limit= is capped to this (the history holds ALERT_HISTORY_SIZE alerts at most).
 MAX_HISTORY_LIMIT = 1000
 DEFAULT_HISTORY_LIMIT = 100
-_NO_STORE = {"Cache-Control": "no-store"}
 _SILENCE_FIELDS = {"rule", "matchers", "duration_minutes", "duration_seconds", "comment"}
-
-
-def _error(message: str, status_code: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status_code, headers=_NO_STORE)
-
-
-def _json(body: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code, headers=_NO_STORE)
 
 
 class AlertEndpoints:
@@ -38,7 +30,7 @@ class AlertEndpoints:
         self.alerts = monitor.alerts
 
     async def active(self, request: Request) -> Response:
-        return _json({"alerts": [alert.to_dict() for alert in self.alerts.active()]})
+        return json_response({"alerts": [alert.to_dict() for alert in self.alerts.active()]})
 
     async def history(self, request: Request) -> Response:
         raw = request.query_params.get("limit")
@@ -50,28 +42,29 @@ class AlertEndpoints:
                 limit = 0
             if limit < 1:
                 shown = raw if len(raw) <= 40 else raw[:40] + "..."  # no echo of a huge query
-                return _error(f"limit must be a whole number >= 1 (at most {MAX_HISTORY_LIMIT} "
-                              f"are returned), got {shown!r}", 400)
+                return error_response(f"limit must be a whole number >= 1 (at most "
+                                      f"{MAX_HISTORY_LIMIT} are returned), got {shown!r}", 400)
         limit = min(limit, MAX_HISTORY_LIMIT)
-        return _json({"alerts": self.alerts.history(limit), "limit": limit})
+        return json_response({"alerts": self.alerts.history(limit), "limit": limit})
 
     async def stats(self, request: Request) -> Response:
-        return _json(self.alerts.stats())
+        return json_response(self.alerts.stats())
 
     async def silences(self, request: Request) -> Response:
         if request.method == "POST":
             return await self._create_silence(request)
-        return _json({"silences": [s.to_dict() for s in self.alerts.silences.list()]})
+        return json_response({"silences": [s.to_dict() for s in self.alerts.silences.list()]})
 
     async def _create_silence(self, request: Request) -> Response:
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
-            return _error("the body must be a JSON object such as {\"rule\": \"high_error_rate\", "
-                          "\"duration_minutes\": 60, \"comment\": \"deploying\"}", 400)
+            return error_response("the body must be a JSON object such as {\"rule\": "
+                                  "\"high_error_rate\", \"duration_minutes\": 60, "
+                                  "\"comment\": \"deploying\"}", 400)
         problem = _silence_problem(body)
         if problem is not None:
-            return _error(problem, 400)
+            return error_response(problem, 400)
         matchers = dict(body.get("matchers") or {})
         if "rule" in body:
             matchers["alertname"] = body["rule"]
@@ -80,14 +73,14 @@ class AlertEndpoints:
         who = getattr(request.state, "admin_user", None) or "anonymous"
         silence = self.alerts.silences.create(matchers, seconds, comment=body.get("comment", ""),
                                               created_by=str(who))
-        return _json(silence.to_dict(), 201)
+        return json_response(silence.to_dict(), 201)
 
     async def delete_silence(self, request: Request) -> Response:
         silence_id = request.path_params["id"]
         if not self.alerts.silences.expire(silence_id):
-            return _error(f"no current silence with id {silence_id!r}; GET the silences for "
-                          "the list", 404)
-        return _json({"expired": silence_id})
+            return error_response(f"no current silence with id {silence_id!r}; GET the silences "
+                                  "for the list", 404)
+        return json_response({"expired": silence_id})
 
 
 def _silence_problem(body: Any) -> str | None:

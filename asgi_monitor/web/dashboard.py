@@ -10,7 +10,6 @@ inline script or style, so every script and stylesheet is a file served here.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from .. import __version__
 from ..grafana import grafana_dashboard
 from ..monitor import Monitor
+from .responses import LenientJSONResponse, error_response
 from .snapshot import (
     ROUTES_WINDOW_SECONDS,
     busiest_routes,
@@ -38,14 +38,6 @@ from .templating import environment, template_dir
 __all__ = ["DashboardEndpoints", "StaticFiles"]
 
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-
-
-class _JSON(JSONResponse):
-    """JSON that tolerates what health details may hold (datetimes, sets): shown as strings."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=str, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -68,7 +60,7 @@ class StaticFiles:
     async def __call__(self, request: Request) -> Response:
         found = self.files.get(request.path_params["file"])
         if found is None:
-            return _JSON({"error": "no such file"}, status_code=404)
+            return LenientJSONResponse({"error": "no such file"}, status_code=404)
         # URLs carry ?v=<version>, so a new release is fetched anew.
         return Response(found.body, media_type=found.media_type,
                         headers={"Cache-Control": "public, max-age=86400"})
@@ -82,10 +74,10 @@ class DashboardEndpoints:
         self.static = StaticFiles(template_dir() / "static")
 
     async def summary(self, request: Request) -> Response:
-        return _JSON(summary(self.monitor))
+        return LenientJSONResponse(summary(self.monitor))
 
     async def performance(self, request: Request) -> Response:
-        return _JSON(self.monitor.collector.get_performance_insights())
+        return LenientJSONResponse(self.monitor.collector.get_performance_insights())
 
     async def history(self, request: Request) -> Response:
         raw = request.query_params.get("since")
@@ -96,16 +88,16 @@ class DashboardEndpoints:
             except ValueError:
                 since = math.nan
             if not math.isfinite(since):
-                return _JSON({"error": "since must be a unix time in seconds, e.g. "
-                                       f"{time.time():.0f}"}, status_code=400)
-        return _JSON(history_document(self.monitor, since))
+                return error_response("since must be a unix time in seconds, e.g. "
+                                      f"{time.time():.0f}", 400)
+        return LenientJSONResponse(history_document(self.monitor, since))
 
     async def grafana(self, request: Request) -> Response:
-        return _JSON(grafana_dashboard(self.monitor.config.metrics.namespace))
+        return LenientJSONResponse(grafana_dashboard(self.monitor.config.metrics.namespace))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        return _JSON(export_document(self.monitor), headers={
+        return LenientJSONResponse(export_document(self.monitor), headers={
             "Content-Disposition": f'attachment; filename="asgi-monitor-export-{stamp}.json"'})
 
     async def page(self, request: Request) -> Response:

@@ -55,11 +55,12 @@ from typing import Literal
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import GateSettings
 from .ratelimit import Clock, LoginGuard, RateLimiter
+from .responses import NO_STORE, error_response
 
 __all__ = ["AUDIT_LOGGER", "Access", "Gate", "RejectBadQuery", "SecurityHeaders"]
 
@@ -129,14 +130,14 @@ class Gate:
             if wait:
                 if access == "admin":
                     _audit(request, client, None, "rate_limited")
-                return _error(429, "too many requests to the monitoring endpoints; retry later",
-                              {"Retry-After": str(wait)})
+                return error_response("too many requests to the monitoring endpoints; retry "
+                                      "later", 429, {"Retry-After": str(wait)})
             refused = await check(request, client)
             if refused is not None:
                 return refused
             response = await handler(request)
             if access == "admin":
-                response.headers["Cache-Control"] = "no-store"
+                response.headers.update(NO_STORE)
             return response
 
         return gated
@@ -151,8 +152,8 @@ class Gate:
     async def _metrics(self, request: Request, client: str) -> Response | None:
         if self._networks and not self._in_networks(client):
             _audit(request, client, None, "denied")
-            return _error(403, "this address may not read metrics "
-                               "(MONITORING_METRICS_ALLOWED_NETWORKS)")
+            return error_response("this address may not read metrics "
+                                  "(MONITORING_METRICS_ALLOWED_NETWORKS)", 403)
         if not self.settings.metrics_token:
             return await self._public(request, client)
         wait = self.logins.locked(client)
@@ -161,14 +162,14 @@ class Gate:
             return _locked(wait)
         if await self._identify(request, client) is None:
             _audit(request, client, None, "denied")
-            return _error(401, "a valid bearer token is required (MONITORING_METRICS_TOKEN)",
-                          {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+            return error_response("a valid bearer token is required (MONITORING_METRICS_TOKEN)",
+                                  401, {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
         return None
 
     async def _admin(self, request: Request, client: str) -> Response | None:
         if not self.settings.admin_configured:
             _audit(request, client, None, "denied")
-            return _error(403, _DISABLED)
+            return error_response(_DISABLED, 403)
         wait = self.logins.locked(client)
         if wait:
             _audit(request, client, None, "locked")
@@ -179,11 +180,12 @@ class Gate:
             return None
         _audit(request, client, who, "denied")
         if who is not None:
-            return _error(403, "the metrics token does not grant admin access")
+            return error_response("the metrics token does not grant admin access", 403)
         if self._challenge is None:
-            return _error(403, "this request was not authorized by the application's "
-                               "authorize hook")
-        return _error(401, "admin credentials are required", {"WWW-Authenticate": self._challenge})
+            return error_response("this request was not authorized by the application's "
+                                  "authorize hook", 403)
+        return error_response("admin credentials are required", 401,
+                              {"WWW-Authenticate": self._challenge})
 
     # -- credentials ----------------------------------------------------------------------------
     async def _identify(self, request: Request, client: str) -> str | None:
@@ -268,7 +270,7 @@ class RejectBadQuery:
             try:
                 scope.get("query_string", b"").decode("utf-8")
             except UnicodeDecodeError:
-                response = _error(400, "the query string is not valid UTF-8")
+                response = error_response("the query string is not valid UTF-8", 400)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -298,14 +300,9 @@ def _client(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
-
-
 def _locked(wait: int) -> Response:
-    return _error(429, "too many failed logins from this address; retry later",
-                  {"Retry-After": str(wait)})
+    return error_response("too many failed logins from this address; retry later", 429,
+                          {"Retry-After": str(wait)})
 
 
 def _audit(request: Request, client: str, who: str | None, outcome: str) -> None:

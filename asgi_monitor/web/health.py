@@ -12,16 +12,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..health.models import HealthCheck, HealthStatus
 from ..monitor import Monitor
+from .responses import error_response, json_response
 
 __all__ = ["HealthEndpoints"]
 
 HEALTH_JSON = "application/health+json"
 _OK = {HealthStatus.HEALTHY, HealthStatus.WARNING}
-_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _is_admin(request: Request) -> bool:
@@ -31,10 +31,6 @@ def _is_admin(request: Request) -> bool:
 
 def _code(status: HealthStatus) -> int:
     return 200 if status in _OK else 503
-
-
-def _error(message: str, status_code: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status_code, headers=_NO_STORE)
 
 
 class HealthEndpoints:
@@ -48,7 +44,7 @@ class HealthEndpoints:
         group = request.query_params.get("group") or None
         results = self.checker.results(group)
         if group is not None and not results:
-            return _error(f"no health checks in group {group!r}", 404)
+            return error_response(f"no health checks in group {group!r}", 404)
         status = self.checker.overall(group)
         admin = _is_admin(request)
         if HEALTH_JSON in request.headers.get("accept", ""):
@@ -58,7 +54,7 @@ class HealthEndpoints:
             "timestamp": datetime.now(timezone.utc).isoformat(),
             "checks": {name: self._view(result, admin) for name, result in results.items()},
         }
-        return JSONResponse(body, status_code=_code(status), headers=_NO_STORE)
+        return json_response(body, _code(status))
 
     def _view(self, result: HealthCheck, admin: bool) -> dict[str, Any]:
         view = result.public_view(admin=admin)
@@ -90,42 +86,37 @@ class HealthEndpoints:
             checks[f"{name}:{_measurement(result)}"] = [entry]
         overall_word = "fail" if status is HealthStatus.UNKNOWN else status.ietf
         body = {"status": overall_word, "serviceId": "asgi_monitor", "checks": checks}
-        return JSONResponse(body, status_code=_code(status), media_type=HEALTH_JSON,
-                            headers=_NO_STORE)
+        return json_response(body, _code(status), media_type=HEALTH_JSON)
 
     async def one(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in self.checker.checks:
-            return _error(f"no health check named {name!r}; GET the health path for the list",
-                          404)
+            return error_response(
+                f"no health check named {name!r}; GET the health path for the list", 404)
         result = self.checker.result(name)
-        return JSONResponse(self._view(result, _is_admin(request)),
-                            status_code=_code(result.status), headers=_NO_STORE)
+        return json_response(self._view(result, _is_admin(request)), _code(result.status))
 
     async def run(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in self.checker.checks:
-            return _error(f"no health check named {name!r}", 404)
+            return error_response(f"no health check named {name!r}", 404)
         result = await self.checker.run_check(name)
-        return JSONResponse(self._view(result, admin=True), status_code=_code(result.status),
-                            headers=_NO_STORE)
+        return json_response(self._view(result, admin=True), _code(result.status))
 
     async def live(self, request: Request) -> Response:
         live = self.checker.is_live()
-        return JSONResponse({"status": "pass" if live else "fail"},
-                            status_code=200 if live else 503, headers=_NO_STORE)
+        return json_response({"status": "pass" if live else "fail"}, 200 if live else 503)
 
     async def ready(self, request: Request) -> Response:
         if not self.monitor.ready:
-            return JSONResponse({"status": "fail", "reason": "starting up or shutting down"},
-                                status_code=503, headers=_NO_STORE)
+            return json_response({"status": "fail", "reason": "starting up or shutting down"},
+                                 503)
         if not self.checker.is_ready():
             failing = sorted(name for name, r in self.checker.results("readiness").items()
                              if r.status is HealthStatus.CRITICAL
                              and self.checker.checks[name].critical)
-            return JSONResponse({"status": "fail", "failing": failing}, status_code=503,
-                                headers=_NO_STORE)
-        return JSONResponse({"status": "pass"}, headers=_NO_STORE)
+            return json_response({"status": "fail", "failing": failing}, 503)
+        return json_response({"status": "pass"})
 
 
 def _measurement(result: HealthCheck) -> str:

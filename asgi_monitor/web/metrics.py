@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..monitor import Monitor
+from .responses import NO_STORE
 
 __all__ = ["metrics_endpoint"]
 
@@ -31,7 +32,7 @@ def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response
         # Encoding a large registry takes milliseconds; off the event loop it does not stall
         # the app's other requests.
         body = await run_in_threadpool(encoder, registry)
-        headers = {"Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
+        headers = {**NO_STORE, "Vary": "Accept, Accept-Encoding"}
         if "gzip" in request.headers.get("accept-encoding", "") and len(body) > 512:
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"

@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..monitor import Monitor
+from .responses import json_response
 
 __all__ = ["config_endpoint"]
 
 
 def config_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        return JSONResponse(monitor.config.public_dict())
+        return json_response(monitor.config.public_dict())
 
     return endpoint

@@ -15,6 +15,7 @@ from ..history import COLUMNS
 from ..insight_rules import route_stats, span
 from ..monitor import Monitor
 from ..sampling import Sample
+from ..units import ms
 
 __all__ = ["busiest_routes", "export_document", "health_view", "history_document", "summary"]
 
@@ -28,10 +29,6 @@ def _now() -> str:
 
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).isoformat()
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def current_sample(monitor: Monitor) -> Sample:
@@ -61,7 +58,8 @@ def summary(monitor: Monitor) -> dict[str, Any]:
             "end": _iso(point.time), "seconds": round(point.seconds, 3),
             "requests": point.requests, "request_rate": round(point.request_rate, 4),
             "errors": point.errors, "error_ratio": point.error_ratio,
-            "latency_ms": {"p50": _ms(point.p50), "p95": _ms(point.p95), "p99": _ms(point.p99)},
+            "latency_ms": {"p50": ms(point.p50, 3), "p95": ms(point.p95, 3),
+                           "p99": ms(point.p99, 3)},
         }
     stats = monitor.alerts.stats()
     return {
@@ -70,7 +68,7 @@ def summary(monitor: Monitor) -> dict[str, Any]:
         "totals": {
             "requests": sample.requests, "errors_5xx": sample.errors,
             "errors_4xx": sample.client_errors,
-            "mean_latency_ms": (_ms(sample.duration_sum / sample.duration_count)
+            "mean_latency_ms": (ms(sample.duration_sum / sample.duration_count, 3)
                                 if sample.duration_count else None),
             "db_queries": sample.db_queries, "db_errors": sample.db_errors,
             "logins": sample.logins, "login_failures": sample.login_failures,
