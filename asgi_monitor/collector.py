@@ -147,14 +147,11 @@ class MetricsCollector:
         self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap)
         self.users = UserMetrics(registry, prefix=prefix, cap=self._cap,
                                  add_scrape_collector=self.add_scrape_collector)
+        # The sampler reads its snapshot() too (memory and disk rules, history).
+        self.system: SystemMetrics | None = None
         if config.system_metrics:
-            self.add_scrape_collector(SystemMetrics(prefix=prefix, disk_paths=config.disk_paths))
-
-    def sampled_collectors(self) -> list[Collector]:
-        """What the sampler reads besides the request store (single-process mode): the
-        counters behind the default alert rules and insights, and the system collector."""
-        return [self.database.queries, self.cache.operations, self.users.logins,
-                *(c for c in self.scrape_collectors if isinstance(c, SystemMetrics))]
+            self.system = SystemMetrics(prefix=prefix, disk_paths=config.disk_paths)
+            self.add_scrape_collector(self.system)
 
     def add_scrape_collector(self, collector: Collector) -> None:
         """Register a collector that reads its values when scraped (psutil, a sampled callable).

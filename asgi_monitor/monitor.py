@@ -34,8 +34,7 @@ from .history import History
 from .insights import Insights
 from .logs import configure_package_logging
 from .multiprocess import multiprocess_dir
-from .request_metrics import RequestMetrics
-from .sampling import SampleBuffer, Sampler
+from .sampling import SampleBuffer, sampler_for
 
 __all__ = [
     "Monitor",
@@ -84,13 +83,8 @@ class Monitor:
         self.collector.add_scrape_collector(HealthMetrics(self.health, _prefix(self.config)))
         self.add_service("health", self.health.run_forever)
 
-        # Snapshots of the exported metrics: alert rules and history read their rates here.
-        requests = self.collector.requests
-        if isinstance(requests, RequestMetrics):  # single process: read the store directly
-            self.sampler = Sampler(self.scrape_registry, _prefix(self.config), requests=requests,
-                                   collectors=self.collector.sampled_collectors)
-        else:
-            self.sampler = Sampler(self.scrape_registry, _prefix(self.config))
+        # Samples of the components' snapshots: alert rules and history read their rates here.
+        self.sampler = sampler_for(self.collector)
         # Raw samples serve the alert windows (history keeps its own derived points), so they are
         # kept for twice the longest window, at least 10 minutes.
         self.samples = SampleBuffer(

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from asgi_monitor import ConfigError, MonitoringConfig
 from asgi_monitor.history import History
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.sampling import RouteTotals, Sample, Sampler
+from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
 
 
 class Clock:
@@ -28,7 +28,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
                                        **config),  # type: ignore[arg-type]
                       registry=CollectorRegistry())
     clock = Clock()
-    monitor.sampler = Sampler(monitor.scrape_registry, clock=clock)
+    monitor.sampler = sampler_for(monitor.collector, clock=clock)
     return monitor, clock
 
 
