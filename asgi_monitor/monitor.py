@@ -30,11 +30,11 @@ from .config import MonitoringConfig, metric_prefix
 from .errors import LifecycleError
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
-from .history import History
 from .insights import Insights
 from .logs import configure_package_logging
 from .multiprocess import multiprocess_dir
 from .sampling import SampleBuffer, sampler_for
+from .timeseries import History
 
 __all__ = [
     "Monitor",
@@ -159,7 +159,7 @@ class Monitor:
         sample = self.sampler.take()
         self.samples.add(sample)
         if history:
-            self.history.offer(sample)
+            self.history.record_sample(sample)
 
     # -- background services --------------------------------------------------------------------
     def add_service(self, name: str, factory: ServiceFactory) -> None:

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from asgi_monitor import ConfigError, MonitoringConfig
-from asgi_monitor.history import History
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
+from asgi_monitor.timeseries import History
 
 
 class Clock:
