@@ -22,14 +22,12 @@ from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
-from .history import History
 from .insights import Insights
-from .instrumentation.system import SystemMetrics
 from .logs import configure_package_logging
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
-from .request_metrics import RequestMetrics
-from .sampling import SampleBuffer, Sampler
+from .sampling import SampleBuffer, sampler_for
+from .timeseries import History
 
 __all__ = ["build_monitor"]
 
@@ -46,10 +44,8 @@ def build_monitor(
     prefix = config.metrics.prefix
 
     # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).
-    collector = MetricsCollector(config.metrics, registry, multiprocess_dir=multiprocess_dir())
-    if config.system.metrics:
-        collector.add_scrape_collector(
-            SystemMetrics(prefix=prefix, disk_paths=config.system.disk_paths))
+    collector = MetricsCollector(config.metrics, registry, system=config.system,
+                                 multiprocess_dir=multiprocess_dir())
 
     def scrape_registry() -> CollectorRegistry:
         # Under several workers, a fresh registry per scrape (as prometheus_client's
@@ -74,13 +70,8 @@ def build_monitor(
     # Read in the answering process, so it is exposed under several workers too.
     collector.add_scrape_collector(HealthMetrics(health, prefix))
 
-    # Snapshots of the exported metrics: alert rules and history read their rates here.
-    requests = collector.requests
-    if isinstance(requests, RequestMetrics):  # single process: read the store directly
-        sampler = Sampler(scrape_registry, prefix, requests=requests,
-                          collectors=collector.sampled_collectors)
-    else:
-        sampler = Sampler(scrape_registry, prefix)
+    # Typed snapshots of the components' numbers: alert rules and history read rates here.
+    sampler = sampler_for(collector)
     # Raw samples serve the alert windows (history keeps its own derived points), so they are
     # kept for twice the longest window, at least 10 minutes.
     samples = SampleBuffer(retention_seconds=max(2 * config.alerts.window_seconds, 600.0))

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import MetricsSettings
+from .config import MetricsSettings, SystemSettings
 from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
@@ -95,7 +95,8 @@ class MetricsCollector:
     :class:`MetricError`, as do invalid names and negative counter increments.
 
     Beyond HTTP: :attr:`database`, :attr:`cache` and :attr:`users` (see
-    :mod:`asgi_monitor.instrumentation`); system resources are read on scrape.
+    :mod:`asgi_monitor.instrumentation`); system resources, when ``system`` turns them on, are
+    read on scrape.
 
     With ``multiprocess_dir`` (see :mod:`asgi_monitor.multiprocess`) the request metrics are
     prometheus_client metrics whose values live in that directory, shared by the workers.
@@ -106,6 +107,7 @@ class MetricsCollector:
         settings: MetricsSettings,
         registry: CollectorRegistry,
         *,
+        system: SystemSettings | None = None,
         multiprocess_dir: str | None = None,
     ) -> None:
         self.settings = settings
@@ -147,12 +149,11 @@ class MetricsCollector:
         self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap)
         self.users = UserMetrics(registry, prefix=prefix, cap=self._cap,
                                  add_scrape_collector=self.add_scrape_collector)
-
-    def sampled_collectors(self) -> list[Collector]:
-        """What the sampler reads besides the request store (single-process mode): the
-        counters behind the default alert rules and insights, and the system collector."""
-        return [self.database.queries, self.cache.operations, self.users.logins,
-                *(c for c in self.scrape_collectors if isinstance(c, SystemMetrics))]
+        # The sampler reads its snapshot() too (memory and disk rules, history).
+        self.system: SystemMetrics | None = None
+        if system is not None and system.metrics:
+            self.system = SystemMetrics(prefix=prefix, disk_paths=system.disk_paths)
+            self.add_scrape_collector(self.system)
 
     def add_scrape_collector(self, collector: Collector) -> None:
         """Register a collector that reads its values when scraped (psutil, a sampled callable).

@@ -66,7 +66,6 @@ from typing import Any
 
 from .alerting.models import Alert, AlertSeverity, AlertState
 from .health.models import HealthCheck, HealthStatus
-from .history import History, Point
 from .insight_rules import (
     CacheStats,
     InsightRules,
@@ -82,6 +81,7 @@ from .insight_rules import (
     route_stats,
     span,
 )
+from .timeseries import History, Point
 
 __all__ = ["InsightRules", "Insights"]
 

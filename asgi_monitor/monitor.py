@@ -24,9 +24,9 @@ from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.checker import HealthChecker
-from .history import History
 from .request_metrics import RequestStore
 from .sampling import SampleBuffer, Sampler
+from .timeseries import History
 
 if TYPE_CHECKING:
     from .insights import Insights
@@ -141,7 +141,7 @@ class Monitor:
         sample = self.sampler.take()
         self.samples.add(sample)
         if history:
-            self.history.offer(sample)
+            self.history.record_sample(sample)
 
     def add_service(self, name: str, factory: ServiceFactory) -> None:
         """Register a long-running coroutine (e.g. a scheduler loop) to run while started."""

@@ -30,6 +30,8 @@ from .config import metric_prefix
 from .labels import BoundedChildren, SeriesCap
 from .request_metrics import (
     HELP,
+    HTTP_REQUESTS,
+    HTTP_REQUESTS_IN_PROGRESS,
     OVERFLOW,
     ROUTE_HISTOGRAMS,
     STANDARD_METHODS,
@@ -142,7 +144,7 @@ class MultiprocessRequestMetrics(RequestStore):
         p = metric_prefix(namespace)
         self._dropped: dict[str, int] = {}
         cap = SeriesCap(max_series, self._dropped)
-        self._total = Counter(f"{p}http_requests", HELP["http_requests"],
+        self._total = Counter(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
                               ("method", "route", "status"), registry=registry)
         # In _Series' order: duration, ttfb, request_size, response_size.
         self._histograms = [
@@ -150,7 +152,7 @@ class MultiprocessRequestMetrics(RequestStore):
                       buckets=size_buckets if in_bytes else duration_buckets, registry=registry)
             for name, _, doc, in_bytes in ROUTE_HISTOGRAMS
         ]
-        in_progress = Gauge(f"{p}http_requests_in_progress", HELP["http_requests_in_progress"],
+        in_progress = Gauge(f"{p}{HTTP_REQUESTS_IN_PROGRESS}", HELP[HTTP_REQUESTS_IN_PROGRESS],
                             ("method",), multiprocess_mode="livesum", registry=registry)
         self.in_progress: dict[str, Cell] = {m: GaugeCell(in_progress.labels(m))
                                              for m in (*STANDARD_METHODS, "OTHER")}

@@ -26,10 +26,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .config import metric_prefix
+from .sampler_inputs import RequestSnapshot, RouteLatency
 
 __all__ = [
-    "HELP", "OVERFLOW", "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "BucketCounts", "Cell",
-    "RequestMetrics", "RequestMetricsCollector", "RequestStore", "Series",
+    "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
+    "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "BucketCounts", "Cell", "RequestMetrics",
+    "RequestMetricsCollector", "RequestStore", "Series",
 ]
 
 OVERFLOW = "<overflow>"
@@ -37,17 +39,22 @@ OVERFLOW = "<overflow>"
 WEBSOCKET_EXTRA_BUCKETS = (30.0, 60.0, 300.0, 900.0, 3600.0)
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
-# The families, shared with the multiprocess store so both expose the same names and help.
+# The families, shared with the multiprocess store so both expose the same names and help. The
+# names the sampler reads back under several workers are constants, imported by the one reader
+# of merged families (asgi_monitor.merged_reader), never spelled again.
+HTTP_REQUESTS = "http_requests"
+HTTP_REQUESTS_IN_PROGRESS = "http_requests_in_progress"
+HTTP_REQUEST_DURATION = "http_request_duration_seconds"
 HELP = {
-    "http_requests": "Total HTTP requests by method, route template and status.",
-    "http_requests_in_progress": "HTTP requests being served now.",
+    HTTP_REQUESTS: "Total HTTP requests by method, route template and status.",
+    HTTP_REQUESTS_IN_PROGRESS: "HTTP requests being served now.",
     "websocket_connections": "Accepted WebSocket connections by route template.",
     "websocket_connections_active": "WebSocket connections open now.",
     "websocket_session_duration_seconds": "WebSocket session length, accept to close.",
 }
 # (family, RouteHistograms attribute, help, measures bytes rather than seconds)
 ROUTE_HISTOGRAMS = (
-    ("http_request_duration_seconds", "duration",
+    (HTTP_REQUEST_DURATION, "duration",
      "Time from request start to the last response body chunk.", False),
     ("http_time_to_first_byte_seconds", "ttfb",
      "Time from request start until the response status and headers were sent.", False),
@@ -306,7 +313,7 @@ class RequestMetrics(RequestStore):
     ) -> Iterator[Metric]:
         p = self._prefix
 
-        total = CounterMetricFamily(f"{p}http_requests", HELP["http_requests"],
+        total = CounterMetricFamily(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
                                     labels=("method", "route", "status"))
         for (method, route, status), s in series:
             total.add_metric((method, route, str(status)), s.count)
@@ -319,8 +326,8 @@ class RequestMetrics(RequestStore):
                 family.add_metric((method, route), buckets, total_sum)
             yield family
 
-        in_progress = GaugeMetricFamily(f"{p}http_requests_in_progress",
-                                        HELP["http_requests_in_progress"], labels=("method",))
+        in_progress = GaugeMetricFamily(f"{p}{HTTP_REQUESTS_IN_PROGRESS}",
+                                        HELP[HTTP_REQUESTS_IN_PROGRESS], labels=("method",))
         for method, cell in self.in_progress.items():
             in_progress.add_metric((method,), cell.value)
         yield in_progress
@@ -340,13 +347,22 @@ class RequestMetrics(RequestStore):
             ws_histograms.add_metric((route,), buckets, total_sum)
         yield ws_histograms
 
-    def totals(self) -> tuple[list[tuple[str, str, int, int]], list[tuple[str, str, BucketCounts]],
-                              int]:
-        """(method, route, status, count) per series, (method, route, duration histogram) per
-        route, and requests in progress: what the sampler needs, without building families."""
-        series = [(m, r, status, s.count) for (m, r, status), s in list(self._series.items())]
-        routes = [(m, r, stats.duration) for (m, r), stats in list(self._routes.items())]
-        return series, routes, sum(cell.value for cell in self.in_progress.values())
+    def snapshot(self) -> RequestSnapshot:
+        """What the sampler needs, without building families (runs at sample time only)."""
+        series = tuple((m, r, status, float(s.count))
+                       for (m, r, status), s in list(self._series.items()))
+        latency = []
+        for (method, route), stats in list(self._routes.items()):
+            histogram = stats.duration
+            counts, total = list(histogram.counts), histogram.total
+            buckets = []
+            running = 0
+            for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
+                running += count
+                buckets.append((bound, float(running)))
+            latency.append(RouteLatency(method, route, tuple(buckets), total))
+        return RequestSnapshot(series, tuple(latency),
+                               float(sum(cell.value for cell in self.in_progress.values())))
 
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,

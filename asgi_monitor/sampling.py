@@ -1,11 +1,14 @@
-"""Samples: compact snapshots of the exported metrics, and windows over them.
+"""Samples: compact snapshots of what the components measured, and windows over them.
 
 One mechanism serves both alerting (error rate over the last 5 minutes) and history/insights
-(request rate and latency percentiles per interval): a :class:`Sampler` reads the registry the
-way Prometheus would (``monitor.scrape_registry()``, so in multiprocess mode it sees every
-worker), folds it into a :class:`Sample` of cumulative totals, and a :class:`SampleBuffer` keeps a
-bounded window of them. Rates are differences of cumulative totals between two samples, as
-PromQL's ``increase()`` does, so nothing is counted twice on the request path.
+(request rate and latency percentiles per interval): a :class:`Sampler` asks each component for
+its typed ``snapshot()`` (:mod:`asgi_monitor.sampler_inputs`), folds them into a :class:`Sample`
+of cumulative totals, and a :class:`SampleBuffer` keeps a bounded window of them. Rates are
+differences of cumulative totals between two samples, as PromQL's ``increase()`` does, so nothing
+is counted twice on the request path.
+
+Under several workers the totals of every worker exist only in the multiprocess files; they are
+read through :class:`~asgi_monitor.merged_reader.MergedReader`, the one reader of families by name.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ import dataclasses
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from .merged_reader import MergedReader
 from .request_metrics import RequestMetrics
+from .sampler_inputs import Buckets, RequestSnapshot, SampleInputs, SystemSnapshot
 
-__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile"]
+if TYPE_CHECKING:
+    from .collector import MetricsCollector
 
-Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +Inf last
+__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile",
+           "sampler_for"]
 
 
 @dataclass
@@ -64,137 +70,91 @@ class Sample:
     routes: dict[str, RouteTotals] = field(default_factory=dict)  # "GET /items/{id}"
 
 
-def _merge_buckets(into: dict[float, float], family: Iterable[tuple[float, float]]) -> None:
-    for bound, count in family:
-        into[bound] = into.get(bound, 0.0) + count
-
-
-def _as_buckets(merged: dict[float, float]) -> Buckets:
-    return tuple(sorted(merged.items()))
-
-
 class Sampler:
-    """Turns the exported metrics into a :class:`Sample`. ``prefix`` is the metric namespace.
+    """Turns the components' snapshots, as ``read()`` returns them, into a :class:`Sample`.
 
-    Two sources, one result. By default it walks ``registry()`` as a scrape would (under several
-    workers that is the merged multiprocess view). In a single process, pass ``requests`` (the
-    request store) and ``collectors`` (the few other collectors the rules read): the request
-    totals are then read straight from the store instead of through thousands of exposition
-    samples, which made sampling cost ~70 ms on the event loop for 400 series.
+    Build it with :func:`sampler_for`, which picks where the snapshots come from.
     """
 
-    def __init__(self, registry: Callable[[], CollectorRegistry], prefix: str = "",
-                 clock: Callable[[], float] = time.time, *,
-                 requests: RequestMetrics | None = None,
-                 collectors: Callable[[], Iterable[Collector]] | None = None) -> None:
-        self._registry = registry
-        self._p = prefix
+    def __init__(self, read: Callable[[], SampleInputs],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._read = read
         self._clock = clock
-        self._requests = requests
-        self._collectors = collectors
 
     def take(self) -> Sample:
         sample = Sample(time=self._clock())
-        buckets: dict[float, float] = {}
-        route_buckets: dict[str, dict[float, float]] = {}
-        if self._requests is not None and self._collectors is not None:
-            self._fold_requests(self._requests, sample, buckets, route_buckets)
-            families: Iterable[Metric] = (
-                family for collector in self._collectors() for family in collector.collect())
-        else:
-            families = self._registry().collect()
-        for family in families:
-            self._fold(family, sample, buckets, route_buckets)
-        sample.buckets = _as_buckets(buckets)
-        for key, merged in route_buckets.items():
-            sample.routes[key].buckets = _as_buckets(merged)
+        inputs = self._read()
+        _fold_requests(inputs.requests, sample)
+        sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
+        sample.cache_hits, sample.cache_misses = inputs.cache.hits, inputs.cache.misses
+        sample.logins, sample.login_failures = inputs.users.logins, inputs.users.failures
+        if inputs.system is not None:
+            system = inputs.system
+            sample.cpu_percent, sample.memory_percent = system.cpu_percent, system.memory_percent
+            sample.disk_percent = dict(system.disk_percent)
+            sample.process_rss_bytes = system.process_rss_bytes
         return sample
 
-    @staticmethod
-    def _fold_requests(requests: RequestMetrics, sample: Sample, buckets: dict[float, float],
-                       route_buckets: dict[str, dict[float, float]]) -> None:
-        series, routes, in_progress = requests.totals()
-        sample.in_progress = in_progress
-        for method, route, status, count in series:
-            totals = sample.routes.setdefault(f"{method} {route}", RouteTotals())
-            sample.requests += count
-            totals.requests += count
-            if status >= 500:
-                sample.errors += count
-                totals.errors += count
-            elif status >= 400:
-                sample.client_errors += count
-        for method, route, histogram in routes:
-            key = f"{method} {route}"
-            totals = sample.routes.setdefault(key, RouteTotals())
-            counts, total = list(histogram.counts), histogram.total
-            observed = sum(counts)
-            sample.duration_sum += total
-            sample.duration_count += observed
-            totals.duration_sum += total
-            totals.duration_count += observed
-            per_route = route_buckets.setdefault(key, {})
-            running = 0
-            for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
-                running += count
-                buckets[bound] = buckets.get(bound, 0.0) + running
-                per_route[bound] = per_route.get(bound, 0.0) + running
 
-    def _fold(self, family: Metric, sample: Sample, buckets: dict[float, float],
-              route_buckets: dict[str, dict[float, float]]) -> None:
-        name = family.name[len(self._p):] if family.name.startswith(self._p) else family.name
-        for s in family.samples:
-            labels, value = s.labels, s.value
-            if name == "http_requests" and s.name.endswith("_total"):
-                status = labels.get("status", "")
-                route = sample.routes.setdefault(_route_key(labels), RouteTotals())
-                sample.requests += value
-                route.requests += value
-                if status >= "500":
-                    sample.errors += value
-                    route.errors += value
-                elif status >= "400":
-                    sample.client_errors += value
-            elif name == "http_request_duration_seconds":
-                route = sample.routes.setdefault(_route_key(labels), RouteTotals())
-                if s.name.endswith("_sum"):
-                    sample.duration_sum += value
-                    route.duration_sum += value
-                elif s.name.endswith("_count"):
-                    sample.duration_count += value
-                    route.duration_count += value
-                elif s.name.endswith("_bucket"):
-                    bound = float(labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + value
-                    per_route = route_buckets.setdefault(_route_key(labels), {})
-                    per_route[bound] = per_route.get(bound, 0.0) + value
-            elif name == "http_requests_in_progress":
-                sample.in_progress += value
-            elif name == "db_queries" and s.name.endswith("_total"):
-                sample.db_queries += value
-                if labels.get("status") == "error":
-                    sample.db_errors += value
-            elif name == "user_logins" and s.name.endswith("_total"):
-                sample.logins += value
-                if labels.get("result") == "failure":
-                    sample.login_failures += value
-            elif name == "cache_operations" and s.name.endswith("_total"):
-                if labels.get("operation") == "hit":
-                    sample.cache_hits += value
-                elif labels.get("operation") == "miss":
-                    sample.cache_misses += value
-            elif name == "system_cpu_usage_percent":
-                sample.cpu_percent = value
-            elif name == "system_memory_usage_percent":
-                sample.memory_percent = value
-            elif name == "system_disk_usage_percent":
-                sample.disk_percent[labels.get("path", "/")] = value
-            elif name == "app_process_resident_memory_bytes":
-                sample.process_rss_bytes = value
+def sampler_for(collector: MetricsCollector, *,
+                clock: Callable[[], float] = time.time) -> Sampler:
+    """A sampler over ``collector``'s components.
+
+    In a single process each component's ``snapshot()`` is read directly (not the exposition:
+    walking thousands of samples cost ~70 ms on the event loop for 400 series). Under several
+    workers the request, database, cache and login totals are every worker's, merged from the
+    files; system resources are this process' either way, as a scrape reports them.
+    """
+    system = collector.system.snapshot if collector.system is not None else _no_system
+    requests = collector.requests
+    if isinstance(requests, RequestMetrics):
+        store = requests
+
+        def read() -> SampleInputs:
+            return SampleInputs(requests=store.snapshot(), database=collector.database.snapshot(),
+                                cache=collector.cache.snapshot(), users=collector.users.snapshot(),
+                                system=system())
+
+        return Sampler(read, clock)
+
+    merged = MultiProcessCollector(None, path=collector.multiprocess_dir)  # type: ignore[no-untyped-call]
+    reader = MergedReader(merged.collect, prefix=collector.settings.prefix,
+                          declared={family.name for family in collector.registry.collect()})
+
+    def read_merged() -> SampleInputs:
+        found = reader.read()
+        return SampleInputs(found.requests, found.database, found.cache, found.users, system())
+
+    return Sampler(read_merged, clock)
 
 
-def _route_key(labels: dict[str, str]) -> str:
-    return f"{labels.get('method', '')} {labels.get('route', '')}"
+def _no_system() -> SystemSnapshot | None:
+    return None
+
+
+def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
+    sample.in_progress = requests.in_progress
+    for method, route, status, count in requests.series:
+        totals = sample.routes.setdefault(f"{method} {route}", RouteTotals())
+        sample.requests += count
+        totals.requests += count
+        if status >= 500:
+            sample.errors += count
+            totals.errors += count
+        elif status >= 400:
+            sample.client_errors += count
+    buckets: dict[float, float] = {}
+    for latency in requests.latency:
+        totals = sample.routes.setdefault(f"{latency.method} {latency.route}", RouteTotals())
+        count = latency.count
+        sample.duration_sum += latency.total
+        sample.duration_count += count
+        totals.duration_sum += latency.total
+        totals.duration_count += count
+        totals.buckets = latency.buckets
+        for bound, cumulative in latency.buckets:
+            buckets[bound] = buckets.get(bound, 0.0) + cumulative
+    sample.buckets = tuple(sorted(buckets.items()))
 
 
 def _increase(new: float, old: float) -> float:

@@ -15,10 +15,10 @@ from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import SystemSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
-from asgi_monitor.history import History, Point, RoutePoint
 from asgi_monitor.insight_rules import InsightRules, linear_fit
 from asgi_monitor.insights import Insights
 from asgi_monitor.monitor import Monitor
+from asgi_monitor.timeseries import History, Point, RoutePoint
 
 T0 = 1_700_000_000.0
 STEP = 30.0
@@ -36,7 +36,7 @@ def point(i: int, *, requests: float = 100, errors: float = 0, p95: float | None
 def history_of(points: Sequence[Point]) -> History:
     history = History(retention_seconds=3600, interval=STEP)
     for p in points:
-        history.append(p)
+        history.append_point(p)
     return history
 
 
@@ -326,7 +326,7 @@ def test_every_item_names_its_rule_and_evidence() -> None:
 def test_get_performance_insights_reads_the_monitors_history(monitor: Monitor) -> None:
     assert get_metrics_collector() is monitor.collector
     for i in range(8):
-        monitor.history.append(point(i))
+        monitor.history.append_point(point(i))
     result = get_metrics_collector().get_performance_insights()
     assert result["window"]["points"] == 8
     assert set(result) >= {"health_score", "alerts", "recommendations", "trends",

@@ -1,16 +1,20 @@
-"""Samples and windows: rates and latency quantiles computed from the exported metrics."""
+"""Samples and windows: rates and latency quantiles computed from the components' snapshots."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, values
 
-from asgi_monitor import MonitoringConfig, build_monitor
-from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
+from asgi_monitor import MetricError, MonitoringConfig
+from asgi_monitor.instrumentation import database
+from asgi_monitor.merged_reader import READ_FAMILIES, MergedReader
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile
+from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile, sampler_for
+from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
+from asgi_monitor import build_monitor
 
 
 class Clock:
@@ -30,7 +34,7 @@ def record(monitor: Monitor, route: str, status: int, seconds: float, times: int
 def make() -> tuple[Monitor, Sampler, Clock]:
     monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
     clock = Clock()
-    return monitor, Sampler(monitor.scrape_registry, clock=clock), clock
+    return monitor, sampler_for(monitor.collector, clock=clock), clock
 
 
 def test_window_rates_ratios_and_quantiles() -> None:
@@ -114,19 +118,95 @@ async def test_monitor_samples_in_the_background() -> None:
     assert len(monitor.samples) >= 3
 
 
-def test_direct_read_of_the_store_equals_the_registry_walk() -> None:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
-    clock = Clock()
+def activity(monitor: Monitor) -> None:
     record(monitor, "/a", 200, 0.02, 10)
     record(monitor, "/a", 503, 3.0, 2)
     record(monitor, "/b", 404, 0.3, 7)
     monitor.collector.database.record("q", 0.01, ok=False)
+    monitor.collector.database.record("q", 0.01)
     monitor.collector.users.login_failed("bad_credentials")
+    monitor.collector.users.login_succeeded()
+    monitor.collector.cache.hit("c")
+    monitor.collector.cache.miss("c")
+    monitor.collector.cache.miss("d")
+
+
+def check(sample: Sample) -> None:
+    assert (sample.requests, sample.errors, sample.client_errors) == (19, 2, 7)
+    assert sample.duration_count == 19
+    assert sample.duration_sum == pytest.approx(10 * 0.02 + 2 * 3.0 + 7 * 0.3)
+    assert sample.routes["GET /a"].requests == 12 and sample.routes["GET /a"].errors == 2
+    assert (sample.db_queries, sample.db_errors) == (2, 1)
+    assert (sample.logins, sample.login_failures) == (2, 1)
+    assert (sample.cache_hits, sample.cache_misses) == (1, 2)
+
+
+def test_component_snapshots_equal_the_merged_reader_over_the_same_families() -> None:
+    """The single-process path (each component's snapshot()) and the reader of families by name
+    (what several workers use) agree on the same metrics."""
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    clock = Clock()
+    activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
-    walked = Sampler(monitor.scrape_registry, clock=clock).take()
-    direct = Sampler(monitor.scrape_registry, clock=clock, requests=monitor.collector.requests,
-                     collectors=monitor.collector.sampled_collectors).take()
-    assert direct == walked
-    assert direct.requests == 19 and direct.errors == 2 and direct.in_progress == 3
-    assert direct.db_errors == 1 and direct.login_failures == 1
+    direct = sampler_for(monitor.collector, clock=clock).take()
+    reader = MergedReader(monitor.registry.collect, prefix="",
+                          declared={f.name for f in monitor.registry.collect()})
+    merged = Sampler(reader.read, clock=clock).take()
+    assert direct == merged
+    check(direct)
+    assert direct.in_progress == 3
     monitor.collector.requests.in_progress["GET"].add(-3)
+
+
+def test_system_snapshot_reaches_the_sample() -> None:
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(disk_paths=("/",))), CollectorRegistry())
+    sample = sampler_for(monitor.collector).take()
+    assert sample.memory_percent is not None and 0 < sample.memory_percent <= 100
+    assert set(sample.disk_percent) == {"/"}
+    assert sample.process_rss_bytes is not None and sample.process_rss_bytes > 0
+
+
+@pytest.fixture
+def multiproc_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    # multiprocess_dir() switches prometheus_client's value storage; put it back afterwards.
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_several_workers_sample_the_merged_files(multiproc_dir: Path) -> None:
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), metrics=MetricsSettings(namespace="shop")), CollectorRegistry())
+    assert monitor.collector.multiprocess_dir == str(multiproc_dir)
+    # Declared families with no series yet (no request, no query in any worker) are zero.
+    empty = monitor.sampler.take()
+    assert (empty.requests, empty.db_queries, empty.cache_hits, empty.logins) == (0, 0, 0, 0)
+    activity(monitor)
+    check(monitor.sampler.take())
+
+
+def test_a_renamed_family_fails_loudly_instead_of_reading_zero(
+        multiproc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric declared under another name than the reader reads: before, the rule's input
+    silently stayed 0; now the monitor refuses to start, naming the family."""
+    monkeypatch.setattr(database, "DB_QUERIES", "db_statements")  # the declaration drifts
+    with pytest.raises(MetricError, match="'db_queries'"):
+        build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+
+
+def test_a_renamed_family_does_not_matter_to_a_single_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process reads the component's typed snapshot: no family name is involved."""
+    monkeypatch.setattr(database, "DB_QUERIES", "db_statements")
+    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor.collector.database.record("q", 0.01, ok=False)
+    assert monitor.registry.get_sample_value(
+        "db_statements_total", {"operation": "q", "status": "error"}) == 1
+    sample = monitor.sampler.take()
+    assert (sample.db_queries, sample.db_errors) == (1, 1)
+
+
+def test_the_reader_names_every_family_it_misses() -> None:
+    declared = set(READ_FAMILIES) - {"user_logins", "http_requests"}
+    with pytest.raises(MetricError, match=r"\['http_requests', 'user_logins'\]"):
+        MergedReader(list, prefix="", declared=declared)
+    MergedReader(list, prefix="app_", declared={f"app_{name}" for name in READ_FAMILIES})

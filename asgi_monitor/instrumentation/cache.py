@@ -23,16 +23,20 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..labels import BoundedChildren, SeriesCap
+from ..sampler_inputs import CacheSnapshot
 from ._timing import timed
 
 if TYPE_CHECKING:
     from ..collector import MetricsCollector
 
-__all__ = ["CACHE_DURATION_BUCKETS", "CacheMetrics", "monitor_cache_operation"]
+__all__ = ["CACHE_DURATION_BUCKETS", "CACHE_OPERATIONS", "CacheMetrics",
+           "monitor_cache_operation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 CacheOperation = Literal["hit", "miss", "set", "delete", "error"]
 _OPERATIONS: tuple[CacheOperation, ...] = ("hit", "miss", "set", "delete", "error")
+# The counter the sampler reads back from the merged files under several workers.
+CACHE_OPERATIONS = "cache_operations"
 
 # In-process caches answer in microseconds, networked ones in about a millisecond.
 CACHE_DURATION_BUCKETS: tuple[float, ...] = (
@@ -71,16 +75,15 @@ class CacheMetrics:
         prefix: str,
         cap: SeriesCap,
     ) -> None:
-        self._total = Counter(f"{prefix}cache_operations", "Cache operations by cache name and "
+        self._total = Counter(f"{prefix}{CACHE_OPERATIONS}", "Cache operations by cache name and "
                               "operation (hit, miss, set, delete, error).", ("cache", "operation"),
                               registry=registry)
-        self.operations = self._total  # read by the sampler (cache hit rate)
         self._duration = Histogram(f"{prefix}cache_operation_duration_seconds",
                                    "Cache operation latency by cache name and operation.",
                                    ("cache", "operation"), buckets=CACHE_DURATION_BUCKETS,
                                    registry=registry)
         self._caches: BoundedChildren[tuple[str], _Cache] = cap.children(
-            "cache_operations_total", self._make)
+            f"{CACHE_OPERATIONS}_total", self._make)
 
     def _make(self, key: tuple[str]) -> _Cache:
         (name,) = key
@@ -114,6 +117,12 @@ class CacheMetrics:
     def lookup_counts(self) -> dict[str, tuple[int, int]]:
         """(hits, misses) by cache name, counted in this process (what :meth:`hit_rate` uses)."""
         return {name: (counts.hits, counts.misses) for (name,), counts in self._caches.items()}
+
+    def snapshot(self) -> CacheSnapshot:
+        """Hits and misses so far over every cache, counted in this process."""
+        counts = self.lookup_counts().values()
+        return CacheSnapshot(hits=float(sum(h for h, _ in counts)),
+                             misses=float(sum(m for _, m in counts)))
 
 
 def monitor_cache_operation(

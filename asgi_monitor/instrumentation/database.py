@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..labels import BoundedChildren, SeriesCap
+from ..sampler_inputs import DatabaseSnapshot
 from ._timing import safely, timed
 
 if TYPE_CHECKING:
     from ..collector import MetricsCollector
 
 __all__ = [
-    "DB_DURATION_BUCKETS", "DatabaseMetrics", "DatabaseOperation", "instrument_sqlalchemy",
-    "monitor_database_operation", "statement_kind",
+    "DB_DURATION_BUCKETS", "DB_QUERIES", "DatabaseMetrics", "DatabaseOperation",
+    "instrument_sqlalchemy", "monitor_database_operation", "statement_kind",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,22 +42,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 DB_DURATION_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+# The counter the sampler reads back from the merged files under several workers.
+DB_QUERIES = "db_queries"
 _KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})  # all six letters long
 
 
 class DatabaseOperation:
-    """The children one operation name records into, resolved once."""
+    """The children one operation name records into, resolved once, plus the counts this
+    process can read back cheaply (:meth:`DatabaseMetrics.snapshot`)."""
 
-    __slots__ = ("duration", "success", "error")
+    __slots__ = ("duration", "success", "error", "calls", "failures")
 
     def __init__(self, duration: Any, success: Any, error: Any) -> None:
         self.duration = duration
         self.success = success
         self.error = error
+        self.calls = 0
+        self.failures = 0
 
     def record(self, duration: float, ok: bool = True) -> None:
         self.duration.observe(duration)
         (self.success if ok else self.error).inc()
+        self.calls += 1
+        if not ok:
+            self.failures += 1
 
 
 class DatabaseMetrics:
@@ -73,12 +82,11 @@ class DatabaseMetrics:
         self._duration = Histogram(f"{prefix}db_query_duration_seconds",
                                    "Database operation duration by operation name or statement "
                                    "kind.", ("operation",), buckets=buckets, registry=registry)
-        self._total = Counter(f"{prefix}db_queries", "Database operations by operation and "
+        self._total = Counter(f"{prefix}{DB_QUERIES}", "Database operations by operation and "
                               "status (success or error).", ("operation", "status"),
                               registry=registry)
         self._operations: BoundedChildren[tuple[str], DatabaseOperation] = cap.children(
-            "db_queries_total", self._make)
-        self.queries = self._total  # read by the sampler (database error rule)
+            f"{DB_QUERIES}_total", self._make)
 
     def _make(self, key: tuple[str]) -> DatabaseOperation:
         (name,) = key
@@ -90,6 +98,12 @@ class DatabaseMetrics:
 
     def record(self, operation: str, duration: float, *, ok: bool = True) -> None:
         self._operations.get((operation,)).record(duration, ok)
+
+    def snapshot(self) -> DatabaseSnapshot:
+        """Operations and failed ones so far, counted in this process (the database rule)."""
+        operations = [operation for _, operation in self._operations.items()]
+        return DatabaseSnapshot(queries=float(sum(o.calls for o in operations)),
+                                errors=float(sum(o.failures for o in operations)))
 
 
 def monitor_database_operation(operation: str) -> Callable[[F], F]:

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..logs import RateLimitedLog
+from ..sampler_inputs import SystemSnapshot
 
 __all__ = ["ScrapeReader", "SystemMetrics"]
 
@@ -60,16 +61,28 @@ class SystemMetrics(Collector):
             process = self._process = psutil.Process()
         return process
 
+    def snapshot(self) -> SystemSnapshot:
+        """The values the sampler reads (alert rules, history), read now."""
+        read = self._reader.read
+        process = self._current_process
+        disks = ((path, read(f"disk usage of {path}", partial(_disk_percent, path)))
+                 for path in self._disk_paths)
+        return SystemSnapshot(
+            cpu_percent=read("system CPU percent", lambda: psutil.cpu_percent(interval=None)),
+            memory_percent=read("system memory percent", lambda: psutil.virtual_memory().percent),
+            disk_percent=tuple((path, used) for path, used in disks if used is not None),
+            process_rss_bytes=read("process RSS", lambda: process().memory_info().rss))
+
     def collect(self) -> Iterator[Metric]:
         p = self._prefix
         read = self._reader.read
         process = self._current_process
-        rss = read("process RSS", lambda: process().memory_info().rss)
         cpu = read("process CPU seconds", lambda: sum(process().cpu_times()[:2]))
         fds = read("process open fds", lambda: process().num_fds())
         threads = read("process threads", lambda: process().num_threads())
+        now = self.snapshot()
         yield from _gauge(f"{p}app_process_resident_memory_bytes",
-                          "Resident memory of this process.", rss)
+                          "Resident memory of this process.", now.process_rss_bytes)
         if cpu is not None:
             yield CounterMetricFamily(f"{p}app_process_cpu_seconds",
                                       "User and system CPU time of this process.", value=cpu)
@@ -78,16 +91,14 @@ class SystemMetrics(Collector):
         yield from _gauge(f"{p}app_process_threads", "Threads of this process.", threads)
         yield from _gauge(f"{p}system_cpu_usage_percent",
                           "System-wide CPU use since the previous scrape, in percent.",
-                          read("system CPU percent", lambda: psutil.cpu_percent(interval=None)))
+                          now.cpu_percent)
         yield from _gauge(f"{p}system_memory_usage_percent", "System memory in use, in percent.",
-                          read("system memory percent", lambda: psutil.virtual_memory().percent))
+                          now.memory_percent)
         disks = GaugeMetricFamily(f"{p}system_disk_usage_percent",
                                   "Disk space in use on the file system of each configured path, "
                                   "in percent.", labels=("path",))
-        for path in self._disk_paths:
-            used = read(f"disk usage of {path}", partial(_disk_percent, path))
-            if used is not None:
-                disks.add_metric((path,), used)
+        for path, used in now.disk_percent:
+            disks.add_metric((path,), used)
         yield disks
 
 

@@ -31,9 +31,10 @@ from prometheus_client.registry import Collector
 from ..errors import MetricError
 from ..labels import BoundedChildren, SeriesCap
 from ..multiprocess import GAUGE_MODE
+from ..sampler_inputs import UserSnapshot
 from .system import ScrapeReader
 
-__all__ = ["LOGIN_FAILURE_REASONS", "UserMetrics"]
+__all__ = ["LOGIN_FAILURE_REASONS", "USER_LOGINS", "UserMetrics"]
 
 LOGIN_FAILURE_REASONS: tuple[str, ...] = (
     "bad_credentials", "disabled", "expired", "locked", "mfa_failed", "other", "rate_limited",
@@ -41,6 +42,8 @@ LOGIN_FAILURE_REASONS: tuple[str, ...] = (
 )
 
 _SESSIONS_DOC = "Active user sessions."
+# The counter the sampler reads back from the merged files under several workers.
+USER_LOGINS = "user_logins"
 
 
 class _SessionsSampler(Collector):
@@ -69,9 +72,8 @@ class UserMetrics:
         self._registry = registry
         self._prefix = prefix
         self._add_scrape_collector = add_scrape_collector
-        logins = Counter(f"{prefix}user_logins", "Login attempts by result (success, failure).",
+        logins = Counter(f"{prefix}{USER_LOGINS}", "Login attempts by result (success, failure).",
                          ("result",), registry=registry)
-        self.logins = logins  # read by the sampler (failed-login rule)
         self._success = logins.labels("success")
         self._failure = logins.labels("failure")
         failures = Counter(f"{prefix}user_login_failures", "Failed logins by reason (a fixed "
@@ -84,13 +86,23 @@ class UserMetrics:
             "audit_events_total", lambda key: audit.labels(*key))
         self._sessions: Gauge | None = None
         self._sampled = False
+        # Counted in this process too, for snapshot() (the failed-login rule).
+        self._logins = 0
+        self._failures = 0
 
     def login_succeeded(self) -> None:
         self._success.inc()
+        self._logins += 1
 
     def login_failed(self, reason: str = "other") -> None:
         self._failure.inc()
         self._reasons.get(reason, self._reasons["other"]).inc()
+        self._logins += 1
+        self._failures += 1
+
+    def snapshot(self) -> UserSnapshot:
+        """Login attempts and failed ones so far, counted in this process."""
+        return UserSnapshot(logins=float(self._logins), failures=float(self._failures))
 
     def audit_event(self, event_type: str) -> None:
         self._audit.get((event_type,)).inc()

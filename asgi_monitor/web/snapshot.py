@@ -11,10 +11,10 @@ from typing import Any
 
 from .. import __version__
 from ..health.models import HealthStatus
-from ..history import COLUMNS
 from ..insight_rules import route_stats, span
 from ..monitor import Monitor
 from ..sampling import Sample
+from ..timeseries import COLUMNS
 from ..units import ms
 
 __all__ = ["busiest_routes", "export_document", "health_view", "history_document", "summary"]

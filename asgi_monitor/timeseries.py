@@ -1,8 +1,9 @@
-"""History: a bounded time series derived from consecutive metric samples.
+"""The dashboard's time series: a bounded :class:`History` of points derived from samples.
 
-Each time the Monitor's sampler takes a :class:`~asgi_monitor.sampling.Sample`, :meth:`History.add`
-turns the interval since the previous one (a :class:`~asgi_monitor.sampling.Window`) into one
-small :class:`Point`: request and error rates, latency p50/p95/p99 from the histogram bucket
+(Not the alert log, which is :mod:`asgi_monitor.alerting.history`.) Each time the Monitor's
+sampler takes a :class:`~asgi_monitor.sampling.Sample`, :meth:`History.record_sample` turns the
+interval since the previous one (a :class:`~asgi_monitor.sampling.Window`) into one small
+:class:`Point`: request and error rates, latency p50/p95/p99 from the histogram bucket
 increases (Prometheus' ``histogram_quantile`` over the interval), requests in progress, CPU,
 memory and disk use, process RSS, and rate / error ratio / p95 of the interval's busiest routes.
 
@@ -111,17 +112,17 @@ class History:
         self._points: deque[Point] = deque(maxlen=self.max_points)
         self._previous: Sample | None = None
 
-    def offer(self, sample: Sample) -> Point | None:
-        """Add the point from the previous offered sample to this one (None for the first).
+    def record_sample(self, sample: Sample) -> Point | None:
+        """Add the point from the previously recorded sample to this one (None for the first).
 
         The history keeps its own reference to that previous sample: other samples may be taken
         in between (the alert loop takes its own), and the buffer strips their per-route totals,
         but the one a point starts from keeps them.
         """
         previous, self._previous = self._previous, sample
-        return None if previous is None else self.add(Window(previous, sample))
+        return None if previous is None else self.add_window(Window(previous, sample))
 
-    def add(self, window: Window) -> Point:
+    def add_window(self, window: Window) -> Point:
         """Derive the point for ``window`` (the previous sample to the new one) and keep it."""
         start, end = window.start, window.end
         seconds = window.seconds
@@ -135,10 +136,10 @@ class History:
             **quantiles,
         )
         if start.time < end.time:
-            self.append(point)
+            self.append_point(point)
         return point
 
-    def append(self, point: Point) -> None:
+    def append_point(self, point: Point) -> None:
         """Keep ``point`` (the oldest one goes once ``max_points`` are held)."""
         self._points.append(point)
 

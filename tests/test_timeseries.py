@@ -9,11 +9,12 @@ import tracemalloc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
-from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
-from asgi_monitor.history import History
+from asgi_monitor import ConfigError, MonitoringConfig
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.sampling import RouteTotals, Sample, Sampler
+from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
+from asgi_monitor.timeseries import History
+from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
+from asgi_monitor import build_monitor
 
 
 class Clock:
@@ -27,7 +28,7 @@ class Clock:
 def make(**config: object) -> tuple[Monitor, Clock]:
     monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), **config), CollectorRegistry())
     clock = Clock()
-    monitor.sampler = Sampler(monitor.scrape_registry, clock=clock)
+    monitor.sampler = sampler_for(monitor.collector, clock=clock)
     return monitor, clock
 
 
@@ -141,7 +142,7 @@ class SyntheticSampler:
     """Builds what the real Sampler builds for 200 busy routes (fast: tracemalloc slows the
     real registry walk to minutes). Cumulative totals and 15 buckets per route, as exported."""
 
-    BOUNDS = (*MonitoringConfig().metrics.duration_buckets, math.inf)
+    BOUNDS = (*MonitoringConfig().duration_buckets, math.inf)
 
     def __init__(self, clock: Clock, routes: int) -> None:
         self.clock = clock

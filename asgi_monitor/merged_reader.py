@@ -1,0 +1,102 @@
+"""The one place the sampler's inputs are read from metric families by name.
+
+Under several workers each worker's counters live in the multiprocess files, and only
+prometheus_client's ``MultiProcessCollector`` merges them, as families. :class:`MergedReader`
+turns those families into the same typed values a single process gets from each component's
+``snapshot()`` (:mod:`asgi_monitor.sampler_inputs`). It names every family through the constant
+its metric is declared with, so the two cannot drift apart by a typo.
+
+A family that is declared but absent from the files has no series yet (no worker ran a query,
+say) and reads as zero, which is its true value. A family the reader reads but that no metric of
+this process declares under that name is a programming error: the constructor raises
+:class:`~asgi_monitor.errors.MetricError` naming it, so a renamed family stops the monitor at
+start-up instead of turning an alert's input into a silent zero forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from prometheus_client.core import Metric
+
+from .errors import MetricError
+from .instrumentation.cache import CACHE_OPERATIONS
+from .instrumentation.database import DB_QUERIES
+from .instrumentation.users import USER_LOGINS
+from .request_metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_REQUESTS_IN_PROGRESS
+from .sampler_inputs import (
+    CacheSnapshot,
+    DatabaseSnapshot,
+    RequestSnapshot,
+    RouteLatency,
+    SampleInputs,
+    UserSnapshot,
+)
+
+__all__ = ["MergedReader", "READ_FAMILIES"]
+
+# Every family the reader reads (names without the configured namespace prefix).
+READ_FAMILIES = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_REQUESTS_IN_PROGRESS, DB_QUERIES,
+                 CACHE_OPERATIONS, USER_LOGINS)
+
+
+class MergedReader:
+    """Reads :class:`~asgi_monitor.sampler_inputs.SampleInputs` (without ``system``, which is
+    read in this process) from ``families()``, e.g. a ``MultiProcessCollector``'s ``collect``.
+
+    ``declared`` is the family names this process' metrics are declared under (its registry's
+    families); every family read must be among them.
+    """
+
+    def __init__(self, families: Callable[[], Iterable[Metric]], *, prefix: str,
+                 declared: Collection[str]) -> None:
+        missing = [f"{prefix}{name}" for name in READ_FAMILIES
+                   if f"{prefix}{name}" not in declared]
+        if missing:
+            raise MetricError(
+                f"the sampler reads metric families {missing} but no metric is declared under "
+                f"those names (declared: {sorted(declared)}); declare each metric with the name "
+                "constant asgi_monitor.merged_reader imports")
+        self._families = families
+        self._p = prefix
+
+    def read(self) -> SampleInputs:
+        p = self._p
+        series: list[tuple[str, str, int, float]] = []
+        # (method, route) -> ({bound: cumulative count}, sum)
+        histograms: dict[tuple[str, str], tuple[dict[float, float], list[float]]] = {}
+        in_progress = db_queries = db_errors = hits = misses = logins = failures = 0.0
+        for family in self._families():
+            name = family.name
+            for s in family.samples:
+                labels, value = s.labels, s.value
+                if name == f"{p}{HTTP_REQUESTS}" and s.name == f"{name}_total":
+                    series.append((labels["method"], labels["route"], int(labels["status"]),
+                                   value))
+                elif name == f"{p}{HTTP_REQUEST_DURATION}":
+                    key = (labels["method"], labels["route"])
+                    if s.name == f"{name}_bucket":
+                        histograms.setdefault(key, ({}, [0.0]))[0][float(labels["le"])] = value
+                    elif s.name == f"{name}_sum":
+                        histograms.setdefault(key, ({}, [0.0]))[1][0] = value
+                elif name == f"{p}{HTTP_REQUESTS_IN_PROGRESS}":
+                    in_progress += value
+                elif name == f"{p}{DB_QUERIES}" and s.name == f"{name}_total":
+                    db_queries += value
+                    if labels["status"] == "error":
+                        db_errors += value
+                elif name == f"{p}{CACHE_OPERATIONS}" and s.name == f"{name}_total":
+                    if labels["operation"] == "hit":
+                        hits += value
+                    elif labels["operation"] == "miss":
+                        misses += value
+                elif name == f"{p}{USER_LOGINS}" and s.name == f"{name}_total":
+                    logins += value
+                    if labels["result"] == "failure":
+                        failures += value
+        latency = tuple(RouteLatency(method, route, tuple(sorted(buckets.items())), total[0])
+                        for (method, route), (buckets, total) in histograms.items())
+        return SampleInputs(requests=RequestSnapshot(tuple(series), latency, in_progress),
+                            database=DatabaseSnapshot(db_queries, db_errors),
+                            cache=CacheSnapshot(hits, misses),
+                            users=UserSnapshot(logins, failures))

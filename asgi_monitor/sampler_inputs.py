@@ -1,0 +1,83 @@
+"""What each component hands the sampler: small frozen values, read at sample time only.
+
+Every component the alert rules and the history read from has a ``snapshot()`` returning one of
+these (the request store, ``collector.database``, ``.cache``, ``.users``, the system collector);
+under several workers, :class:`~asgi_monitor.merged_reader.MergedReader` builds the same values
+from the merged metric files. Counters are cumulative totals: the sampler computes rates as
+differences between two samples. A typed value rather than a metric family looked up by name,
+so renaming a family cannot silently turn an input into zero.
+
+No imports from the rest of the package: the components and the sampler both depend on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Buckets", "CacheSnapshot", "DatabaseSnapshot", "RequestSnapshot", "RouteLatency",
+           "SampleInputs", "SystemSnapshot", "UserSnapshot"]
+
+Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +Inf last
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLatency:
+    """The request duration histogram of one (method, route), cumulative as exported."""
+
+    method: str
+    route: str
+    buckets: Buckets
+    total: float  # the sum of the durations, seconds
+
+    @property
+    def count(self) -> float:
+        return self.buckets[-1][1] if self.buckets else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSnapshot:
+    """Request totals: one (method, route, status, count) per series, the duration histogram
+    per route, and the requests in progress now."""
+
+    series: tuple[tuple[str, str, int, float], ...] = ()
+    latency: tuple[RouteLatency, ...] = ()
+    in_progress: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSnapshot:
+    queries: float = 0.0
+    errors: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSnapshot:
+    hits: float = 0.0
+    misses: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    logins: float = 0.0
+    failures: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSnapshot:
+    """Gauges now; None (or a path left out) where psutil could not read the value."""
+
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    disk_percent: tuple[tuple[str, float], ...] = ()  # (path, used %)
+    process_rss_bytes: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInputs:
+    """Everything one sample is made of. ``system`` is None when system metrics are off."""
+
+    requests: RequestSnapshot
+    database: DatabaseSnapshot
+    cache: CacheSnapshot
+    users: UserSnapshot
+    system: SystemSnapshot | None = None
