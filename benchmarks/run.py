@@ -57,8 +57,8 @@ from instructions import (  # noqa: E402
 )
 from starlette.types import ASGIApp, Message  # noqa: E402
 
-BUDGET_ADDED_US = 3.0  # issue 2: median added cost per request, in-process
-BUDGET_THROUGHPUT = 0.95  # issue 2: share of bare throughput under uvicorn
+BUDGET_ADDED_US = 3.0  # the speed budget: median added cost per request, in-process
+BUDGET_THROUGHPUT = 0.95  # the speed budget: share of bare throughput under uvicorn
 PEER_PACKAGES = ("starlette-exporter", "prometheus-fastapi-instrumentator",
                  "opentelemetry-instrumentation-asgi", "opentelemetry-sdk")
 

@@ -1,4 +1,4 @@
-"""Scrape cost: ``/api/metrics`` with ~1,000 series, every feature on (issue 9, §5: <= 20 ms).
+"""Scrape cost: ``/api/metrics`` with ~1,000 series, every feature on (budget: <= 20 ms).
 
 A Starlette app with enough routes that, after one real request through the middleware to each,
 the exposition holds about ``--series`` sample lines (what Prometheus reports as

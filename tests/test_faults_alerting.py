@@ -1,5 +1,5 @@
 """Faults in alerting while the app serves: each leaves requests answered at once, shows in
-metrics and logs, and loses nothing already recorded (issue 9, section 2).
+metrics and logs, and loses nothing already recorded.
 
 Covered here, through a running monitor and real requests: hung and raising alert conditions
 (sync and async); an SMTP server that is down or too slow beside a webhook that works; a webhook
