@@ -62,14 +62,14 @@ def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def name(path: Path) -> str:
+def relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
 def section(title: str, path: Path = README_PATH) -> str:
     """The text of the ``## title`` section, up to the next section of the same level."""
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", read(path), re.M | re.S)
-    assert match, f"{name(path)} has no '## {title}' section"
+    assert match, f"{relative(path)} has no '## {title}' section"
     return match.group(1)
 
 
@@ -96,9 +96,18 @@ def table_rows(text: str) -> list[list[str]]:
 
 # -- runnable examples ---------------------------------------------------------------------------
 
-BLOCKS = [(f"{name(path)}:{text.count(chr(10), 0, m.start()) + 1}", m.group("spec") or "",
-           m.group("code"))
-          for path in DOC_PAGES for text in [read(path)] for m in _MARKED_BLOCK.finditer(text)]
+def _marked_blocks() -> list[tuple[str, str, str]]:
+    """(file:line, test spec, code) of every marked block in the README and docs/."""
+    blocks = []
+    for path in DOC_PAGES:
+        text = read(path)
+        for m in _MARKED_BLOCK.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            blocks.append((f"{relative(path)}:{line}", m.group("spec") or "", m.group("code")))
+    return blocks
+
+
+BLOCKS = _marked_blocks()
 
 SERVE_CHECK = '''
 
@@ -196,7 +205,7 @@ def test_no_documented_variable_is_stale() -> None:
         assert name in _documented_variables()
 
 
-@pytest.mark.parametrize("path", DOC_PAGES, ids=name)
+@pytest.mark.parametrize("path", DOC_PAGES, ids=relative)
 def test_every_variable_named_anywhere_in_the_readme_exists(path: Path) -> None:
     known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
              if "env" in f.metadata} | EXTRA_VARIABLES | {"CI", "PYTEST_ARGS"}
@@ -204,7 +213,7 @@ def test_every_variable_named_anywhere_in_the_readme_exists(path: Path) -> None:
     named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", read(path)))
     # Prefix families written as `SMTP_*` and the like are not names.
     unknown = sorted(n for n in named if n.startswith(prefixes) and n not in known)
-    assert not unknown, f"{name(path)} names settings that do not exist: {unknown}"
+    assert not unknown, f"{relative(path)} names settings that do not exist: {unknown}"
 
 
 # -- endpoint reference --------------------------------------------------------------------------
@@ -256,17 +265,17 @@ def _anchors(path: Path) -> set[str]:
     return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", without_code(read(path)), re.M)}
 
 
-@pytest.mark.parametrize("path", MARKDOWN, ids=name)
+@pytest.mark.parametrize("path", MARKDOWN, ids=relative)
 def test_links_point_at_existing_sections_and_files(path: Path) -> None:
     for target in re.findall(r"\]\(([^)\s]+)\)", without_code(read(path))):
         if target.startswith(("http://", "https://")):
             continue
         file, _, anchor = target.partition("#")
         linked = (path.parent / file).resolve() if file else path
-        assert linked.exists(), f"{name(path)}: the link {target} names a missing file"
+        assert linked.exists(), f"{relative(path)}: the link {target} names a missing file"
         if anchor:
-            assert linked.suffix == ".md", f"{name(path)}: {target} has an anchor in a non-page"
-            assert anchor in _anchors(linked), f"{name(path)}: no section for the link {target}"
+            assert linked.suffix == ".md", f"{relative(path)}: {target} has an anchor in a non-page"
+            assert anchor in _anchors(linked), f"{relative(path)}: no section for the link {target}"
 
 
 def test_readme_is_a_front_door_linking_every_docs_page() -> None:
@@ -274,7 +283,7 @@ def test_readme_is_a_front_door_linking_every_docs_page() -> None:
     assert size <= README_MAX_BYTES, (
         f"README.md is {size} bytes; move reference material to docs/ (at most {README_MAX_BYTES})")
     linked = {target.partition("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", README)}
-    unlinked = [name(page) for page in DOC_PAGES[1:] if name(page) not in linked]
+    unlinked = [relative(page) for page in DOC_PAGES[1:] if relative(page) not in linked]
     assert not unlinked, f"README.md does not link {unlinked}"
 
 
