@@ -1,4 +1,5 @@
-"""Soak: the demo app under uvicorn, driven by wrk at full speed for a fixed time.
+"""Soak: the demo app under uvicorn, driven by wrk at full speed for a fixed time: no errors,
+every request counted, bounded memory.
 
 One uvicorn worker serves ``asgi_monitor.demo.app:create_app`` on 127.0.0.1 (no synthetic
 traffic: wrk is the only client). Four wrk processes, one per path of a mix, run side by side,

@@ -1,15 +1,20 @@
-"""The README stays true: its examples run, and its references list exactly what the code has.
+"""The README and docs/ stay true: their examples run, and their references list exactly what the
+code has.
 
-- Python blocks preceded by ``<!-- test -->`` are run, each in a fresh interpreter (the
-  process-wide monitor can be created only once per process, as in a user's app). A block marked
+- Python blocks preceded by ``<!-- test -->`` (in README.md and every docs/ page) are run, each
+  in a fresh interpreter (the process-wide monitor can be created only once per process, as in a
+  user's app). A block marked
   ``<!-- test: GET /items/42 counts as /items/{item_id} -->`` must also define ``app``; the request
   is sent to it and its own ``/api/metrics`` must count it under that route template.
-- Every ``MonitoringConfig`` environment variable has a row in the configuration reference, with
+- Every ``MonitoringConfig`` environment variable has a row in docs/configuration.md, with
   a default its own parser reads back as the field's default, and no row names a variable that
   does not exist.
-- Every endpoint of the sub-app (``endpoints(monitor)``) has a row in the endpoint reference with
-  its method and access level, and no row is stale.
-- Every CLI command and option appears; the benchmark figures are copied from benchmarks/README.md.
+- Every endpoint of the sub-app (``endpoints(monitor)``) has a row in the README's endpoint
+  reference with its method and access level, and no row is stale.
+- Every CLI command and option appears in docs/command-line.md; the benchmark figures in the
+  README and docs/performance.md are copied from benchmarks/README.md.
+- The README stays a front door (under 16 KiB, linking every docs/ page), and every relative link
+  in the Markdown files names an existing file and section.
 """
 
 from __future__ import annotations
@@ -31,7 +36,19 @@ from asgi_monitor.monitor import Monitor
 from asgi_monitor.web.app import endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README_PATH = ROOT / "README.md"
+README = README_PATH.read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+CONFIGURATION = DOCS / "configuration.md"
+COMMAND_LINE = DOCS / "command-line.md"
+PERFORMANCE = DOCS / "performance.md"
+BENCHMARKS = ROOT / "benchmarks" / "README.md"
+# The pages a user reads: their examples run and the settings they name exist.
+DOC_PAGES = [README_PATH, *sorted(DOCS.glob("*.md"))]
+# Every Markdown file whose links are checked.
+MARKDOWN = [*DOC_PAGES, BENCHMARKS, ROOT / "benchmarks" / "HISTORY.md"]
+# The README is a front door; reference material lives in docs/.
+README_MAX_BYTES = 16 * 1024
 
 # Variables that are documented but are not MonitoringConfig fields.
 EXTRA_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
@@ -41,11 +58,25 @@ _MARKED_BLOCK = re.compile(r"<!-- test(?P<spec>:[^>]*)? -->\n```python\n(?P<code
 _SERVES = re.compile(r":\s*GET (?P<path>\S+) counts as (?P<template>\S+)\s*$")
 
 
-def section(title: str) -> str:
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def section(title: str, path: Path = README_PATH) -> str:
     """The text of the ``## title`` section, up to the next section of the same level."""
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
-    assert match, f"README.md has no '## {title}' section"
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", read(path), re.M | re.S)
+    assert match, f"{relative(path)} has no '## {title}' section"
     return match.group(1)
+
+
+def without_code(text: str) -> str:
+    """``text`` with its fenced code blocks blanked out (their lines kept, empty)."""
+    return re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), text,
+                  flags=re.M | re.S)
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -65,8 +96,18 @@ def table_rows(text: str) -> list[list[str]]:
 
 # -- runnable examples ---------------------------------------------------------------------------
 
-BLOCKS = [(README.count("\n", 0, m.start()) + 1, m.group("spec") or "", m.group("code"))
-          for m in _MARKED_BLOCK.finditer(README)]
+def _marked_blocks() -> list[tuple[str, str, str]]:
+    """(file:line, test spec, code) of every marked block in the README and docs/."""
+    blocks = []
+    for path in DOC_PAGES:
+        text = read(path)
+        for m in _MARKED_BLOCK.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            blocks.append((f"{relative(path)}:{line}", m.group("spec") or "", m.group("code")))
+    return blocks
+
+
+BLOCKS = _marked_blocks()
 
 SERVE_CHECK = '''
 
@@ -102,16 +143,16 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_readme_has_the_runnable_examples() -> None:
-    serving = [spec for _, spec, _ in BLOCKS if _SERVES.match(spec)]
+    serving = [spec for where, spec, _ in BLOCKS
+               if where.startswith("README.md:") and _SERVES.match(spec)]
     assert len(serving) >= 4, "the Starlette, FastAPI, Litestar and raw ASGI examples are run"
-    assert len(BLOCKS) >= 8
+    assert len(BLOCKS) >= 11, "the README's examples and the docs pages' run"
     for _, spec, _ in BLOCKS:
         assert not spec or _SERVES.match(spec), f"unknown test marker {spec!r}"
 
 
-@pytest.mark.parametrize(("line", "spec", "code"), BLOCKS,
-                         ids=[f"README.md:{line}" for line, _, _ in BLOCKS])
-def test_readme_example_runs(tmp_path: Path, line: int, spec: str, code: str) -> None:
+@pytest.mark.parametrize(("where", "spec", "code"), BLOCKS, ids=[where for where, _, _ in BLOCKS])
+def test_readme_example_runs(tmp_path: Path, where: str, spec: str, code: str) -> None:
     serves = _SERVES.match(spec)
     if serves:
         expected = (f'http_requests_total{{method="GET",route="{serves["template"]}",'
@@ -122,15 +163,15 @@ def test_readme_example_runs(tmp_path: Path, line: int, spec: str, code: str) ->
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             cwd=tmp_path, env=_clean_env(), timeout=120)
     assert result.returncode == 0, (
-        f"README.md line {line}: the example failed\n{result.stdout}\n{result.stderr}")
+        f"{where}: the example failed\n{result.stdout}\n{result.stderr}")
 
 
 # -- configuration reference ---------------------------------------------------------------------
 
 def _documented_variables() -> dict[str, str]:
-    """variable -> its default cell, from every table of the configuration reference."""
+    """variable -> its default cell, from every table of docs/configuration.md's settings."""
     documented: dict[str, str] = {}
-    for cells in table_rows(section("Configuration reference")):
+    for cells in table_rows(section("Settings", CONFIGURATION)):
         name = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
         if name and len(cells) == 3:
             assert name[1] not in documented, f"{name[1]} is documented twice"
@@ -142,36 +183,37 @@ def test_every_environment_variable_is_documented_with_its_default() -> None:
     documented = _documented_variables()
     fields = [f for f in dataclasses.fields(MonitoringConfig) if "env" in f.metadata]
     missing = [f.metadata["env"] for f in fields if f.metadata["env"] not in documented]
-    assert not missing, f"README.md's configuration reference lacks {missing}"
+    assert not missing, f"docs/configuration.md's settings lack {missing}"
     for f in fields:
         cell = documented[f.metadata["env"]]
         value = re.match(r"`([^`]*)`", cell)
         if f.default in (None, "", ()):
             assert value is None and cell.startswith("(none"), (
-                f"{f.metadata['env']}: default is unset, the README says {cell!r}")
+                f"{f.metadata['env']}: default is unset, the docs say {cell!r}")
         else:
             assert value is not None, f"{f.metadata['env']}: no default in {cell!r}"
             assert f.metadata["parse"](value[1]) == f.default, (
-                f"{f.metadata['env']}: the README says {value[1]!r}, the code {f.default!r}")
+                f"{f.metadata['env']}: the docs say {value[1]!r}, the code {f.default!r}")
 
 
 def test_no_documented_variable_is_stale() -> None:
     known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
              if "env" in f.metadata} | EXTRA_VARIABLES
     stale = sorted(set(_documented_variables()) - known)
-    assert not stale, f"README.md documents variables the code does not read: {stale}"
+    assert not stale, f"docs/configuration.md documents variables the code does not read: {stale}"
     for name in EXTRA_VARIABLES:
         assert name in _documented_variables()
 
 
-def test_every_variable_named_anywhere_in_the_readme_exists() -> None:
+@pytest.mark.parametrize("path", DOC_PAGES, ids=relative)
+def test_every_variable_named_anywhere_in_the_readme_exists(path: Path) -> None:
     known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
              if "env" in f.metadata} | EXTRA_VARIABLES | {"CI", "PYTEST_ARGS"}
     prefixes = ("MONITORING_", "ALERT", "SMTP_", "HEALTH_", "ENABLE_", "METRICS_", "FROM_")
-    named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", README))
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", read(path)))
     # Prefix families written as `SMTP_*` and the like are not names.
     unknown = sorted(n for n in named if n.startswith(prefixes) and n not in known)
-    assert not unknown, f"README.md names settings that do not exist: {unknown}"
+    assert not unknown, f"{relative(path)} names settings that do not exist: {unknown}"
 
 
 # -- endpoint reference --------------------------------------------------------------------------
@@ -192,7 +234,7 @@ def test_every_endpoint_is_documented_with_its_access_level(
 # -- command line --------------------------------------------------------------------------------
 
 def test_every_cli_command_and_option_is_documented() -> None:
-    cli = section("Command line")
+    cli = read(COMMAND_LINE)
     subparsers = next(a for a in _parser()._actions
                       if isinstance(a, argparse._SubParsersAction))
     for name, parser in subparsers.choices.items():
@@ -219,20 +261,50 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_links_point_at_existing_sections_and_files() -> None:
-    anchors = {_slug(h) for h in re.findall(r"^#{2,4} (.+)$", README, re.M)}
-    for target in re.findall(r"\]\(([^)\s]+)\)", README):
-        if target.startswith("#"):
-            assert target[1:] in anchors, f"no section for the link {target}"
-        elif not target.startswith(("http://", "https://")):
-            assert (ROOT / target).exists(), f"the link {target} names a missing file"
+def _anchors(path: Path) -> set[str]:
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", without_code(read(path)), re.M)}
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=relative)
+def test_links_point_at_existing_sections_and_files(path: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", without_code(read(path))):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), f"{relative(path)}: the link {target} names a missing file"
+        if anchor:
+            assert linked.suffix == ".md", f"{relative(path)}: {target} has an anchor in a non-page"
+            assert anchor in _anchors(linked), f"{relative(path)}: no section for the link {target}"
+
+
+def test_readme_is_a_front_door_linking_every_docs_page() -> None:
+    size = len(README.encode("utf-8"))
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size} bytes; move reference material to docs/ (at most {README_MAX_BYTES})")
+    linked = {target.partition("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", README)}
+    unlinked = [relative(page) for page in DOC_PAGES[1:] if relative(page) not in linked]
+    assert not unlinked, f"README.md does not link {unlinked}"
 
 
 # -- benchmarks ----------------------------------------------------------------------------------
 
+def _table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
 def test_benchmark_figures_are_copied_from_benchmarks_readme() -> None:
-    source = set((ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").splitlines())
-    rows = [line for line in section("Performance").splitlines() if line.startswith("|")]
+    source = set(read(BENCHMARKS).splitlines())
+    rows = _table_lines(read(PERFORMANCE))
     assert len(rows) >= 20, "the in-process and uvicorn tables"
     for line in rows:
-        assert line in source, f"not in benchmarks/README.md: {line}"
+        assert line in source, f"docs/performance.md, not in benchmarks/README.md: {line}"
+
+
+def test_readme_headline_figures_are_copied_from_benchmarks_readme() -> None:
+    source = set(read(BENCHMARKS).splitlines())
+    rows = _table_lines(section("Performance"))
+    assert len(rows) >= 4, "the headline table: a header and the three measures"
+    for line in rows:
+        assert line in source, f"README.md, not in benchmarks/README.md: {line}"
+    assert "benchmarks/run.py" in section("Performance"), "the command next to the figures"

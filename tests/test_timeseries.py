@@ -168,7 +168,7 @@ class SyntheticSampler:
 
 
 def test_an_hour_of_history_with_200_routes_stays_under_10_mb() -> None:
-    """The README's figure: an hour at a 5 s interval, 200 routes all busy, default top 20.
+    """docs/dashboard.md's figure: an hour at a 5 s interval, 200 routes all busy, default top 20.
 
     Measures what the sample buffer and the history hold at the end (tracemalloc), through
     Monitor.take_sample, so per-sample and per-point costs are both counted.
