@@ -93,13 +93,13 @@ def _bare(shape: Shape) -> Built:
 
 
 def _asgi_monitor(shape: Shape) -> Built:
-    from asgi_monitor import MonitoringMiddleware
+    from asgi_monitor import MonitoringMiddleware, build_monitor
 
     registry = CollectorRegistry()
     labels = {"method": "GET", "route": shape.template, "status": "200"}
     # Every feature on (health checks, sampler, alert rules, system collector), as a user gets
     # it: the first request starts the background services, as under a server without lifespan.
-    middleware = MonitoringMiddleware(starlette_app(shape), registry=registry)
+    middleware = MonitoringMiddleware(starlette_app(shape), monitor=build_monitor(None, registry))
     return Built(middleware,
                  lambda: registry.get_sample_value("http_requests_total", labels) or 0.0,
                  registry, aclose=middleware.monitor.stop)

@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings
 
 MESSAGE = {"type": "http.request", "body": b"", "more_body": False}
 
@@ -60,18 +61,22 @@ async def per_request_us(app: Any, path: str, count: int) -> float:
 
 
 async def main(batches: int) -> None:
-    config = MonitoringConfig(health_default_checks=False, alert_default_rules=False,
-                              system_metrics=False)
+    config = MonitoringConfig(
+                 health=HealthSettings(default_checks=False),
+                 alerts=AlertSettings(default_rules=False),
+                 system=SystemSettings(metrics=False))
     starlette = Starlette(routes=[Route("/a", ok), Route("/items/{id}", ok)])
     apps = {
-        "raw": (raw, "/x", 20_000),
-        "raw+asgi_monitor": (MonitoringMiddleware(raw, config, registry=CollectorRegistry()),
-                             "/x", 20_000),
-        "starlette": (starlette, "/items/5", 5_000),
+        "raw": (raw, "/x", 20000),
+        "raw+asgi_monitor": (
+            MonitoringMiddleware(raw, monitor=build_monitor(config, CollectorRegistry())),
+            "/x",
+            20000),
+        "starlette": (starlette, "/items/5", 5000),
         "starlette+asgi_monitor": (
-            MonitoringMiddleware(starlette, config, registry=CollectorRegistry()), "/items/5",
-            5_000),
-    }
+            MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry())),
+            "/items/5",
+            5000)}
     best = {name: float("inf") for name in apps}
     for _ in range(batches):
         for name, (app, path, count) in apps.items():

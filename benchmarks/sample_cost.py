@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from asgi_monitor import MonitoringConfig
-from asgi_monitor.monitor import Monitor
+from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings
 
 
 def median_ms(action: Callable[[], object], runs: int = 20) -> float:
@@ -34,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--routes", type=int, default=200)
     args = parser.parse_args()
-    monitor = Monitor(MonitoringConfig(health_default_checks=False), registry=CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(health=HealthSettings(default_checks=False)), CollectorRegistry())
     for route in range(args.routes):
         for status in (200, 500):
             monitor.collector.requests.series("GET", f"/route/{route}", status).observe(

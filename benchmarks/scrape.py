@@ -36,7 +36,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import (
+    AlertSettings,
+    GateSettings,
+    HealthSettings,
+    HistorySettings,
+    SystemSettings,
+)
 
 BUDGET_MS = 20.0
 
@@ -74,10 +81,13 @@ def build(routes: int) -> MonitoringMiddleware:
     app = Starlette(routes=[Route(f"/r{i}/{{item_id}}", endpoint) for i in range(routes)])
     # Every feature on: default health checks and alert rules, system metrics, history.
     # The scrapes come quicker than the endpoint's per-client rate limit allows (10/s).
-    config = MonitoringConfig(system_metrics=True, health_default_checks=True,
-                              alert_default_rules=True, alert_console_enabled=False,
-                              history_top_routes=routes, rate_limit_per_second=0)
-    return MonitoringMiddleware(app, config, registry=CollectorRegistry())
+    config = MonitoringConfig(
+                 system=SystemSettings(metrics=True),
+                 health=HealthSettings(default_checks=True),
+                 alerts=AlertSettings(default_rules=True, console_enabled=False),
+                 history=HistorySettings(top_routes=routes),
+                 gate=GateSettings(rate_limit_per_second=0))
+    return MonitoringMiddleware(app, monitor=build_monitor(config, CollectorRegistry()))
 
 
 async def loaded(routes: int) -> tuple[MonitoringMiddleware, int]:

@@ -17,8 +17,18 @@ from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings, W
 
 
 async def main(lock_path: str, webhook_url: str) -> None:
-    monitor = build_monitor(MonitoringConfig(
-        alerts=AlertSettings(lock_path=lock_path, check_interval_seconds=0.1, default_rules=False, console_enabled=False, channel_retries=0), webhooks=WebhookSettings(url=webhook_url), health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            alerts=AlertSettings(
+                lock_path=lock_path,
+                check_interval_seconds=0.1,
+                default_rules=False,
+                console_enabled=False,
+                channel_retries=0),
+            webhooks=WebhookSettings(url=webhook_url),
+            health=HealthSettings(default_checks=False),
+            system=SystemSettings(metrics=False)),
+        CollectorRegistry())
     # A 2 s cooldown, so a worker that takes over shows itself by repeating the notification.
     monitor.alerts.register_rule("always", "Always holds", lambda: (os.getpid(), True),
                                  cooldown_minutes=2 / 60)

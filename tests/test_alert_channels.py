@@ -102,7 +102,13 @@ async def test_email_delivered_to_a_real_smtp_server(smtp: tuple[Mailbox, int]) 
 
 async def test_email_recipients_default_to_from_email(smtp: tuple[Mailbox, int]) -> None:
     mailbox, port = smtp
-    config = MonitoringConfig(email=EmailSettings(enabled=True, server="127.0.0.1", port=port, from_address="monitor@example.com", starttls=False))
+    config = MonitoringConfig(
+        email=EmailSettings(
+            enabled=True,
+            server="127.0.0.1",
+            port=port,
+            from_address="monitor@example.com",
+            starttls=False))
     [email_channel] = [c for c in channels_for(config) if c.name == "email"]
     assert (await email_channel.deliver(firing_alert()))["ok"] is True
     assert mailbox.messages[0][0] == ["monitor@example.com"]
@@ -245,7 +251,12 @@ async def test_console_channel_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_channels_for_and_secrets_stay_masked() -> None:
     config = MonitoringConfig(
-        webhooks=WebhookSettings(url="https://hooks.example/abc", secret=WEBHOOK_SECRET, slack_url="https://hooks.slack.com/services/T/B/X", alertmanager_url="http://127.0.0.1:9093"), alerts=AlertSettings(channel_timeout_seconds=3, channel_retries=4, send_resolved=False))
+        webhooks=WebhookSettings(
+            url="https://hooks.example/abc",
+            secret=WEBHOOK_SECRET,
+            slack_url="https://hooks.slack.com/services/T/B/X",
+            alertmanager_url="http://127.0.0.1:9093"),
+        alerts=AlertSettings(channel_timeout_seconds=3, channel_retries=4, send_resolved=False))
     channels = channels_for(config)
     assert [c.name for c in channels] == ["console", "webhook", "slack", "alertmanager"]
     assert all(c.timeout == 3 and c.retries == 4 and not c.send_resolved for c in channels)

@@ -23,7 +23,8 @@ def setup(**config: Any) -> tuple[AlertManager, SampleBuffer, HealthChecker]:
     manager = AlertManager(clock=Clock(T0 + 600))
     samples = SampleBuffer(retention_seconds=3600)
     health = HealthChecker()
-    install_default_rules(manager, MonitoringConfig(**config), samples, health)
+    settings = MonitoringConfig(**config)
+    install_default_rules(manager, settings.alerts, settings.system, samples, health)
     return manager, samples, health
 
 
@@ -142,7 +143,10 @@ async def test_database_health_check_critical() -> None:
 
 
 async def test_error_rate_from_real_requests_through_the_sampler() -> None:
-    monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False), health=HealthSettings(default_checks=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            system=SystemSettings(metrics=False), health=HealthSettings(default_checks=False)),
+        CollectorRegistry())
     ok = monitor.collector.requests.series("GET", "/items/{id}", 200)
     failed = monitor.collector.requests.series("GET", "/items/{id}", 500)
     monitor.take_sample()

@@ -424,7 +424,9 @@ async def test_history_write_failure_is_reported_not_raised(tmp_path: Path) -> N
 async def test_the_monitor_runs_the_alert_loop(make_monitor: Any,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_monitor.alerts")
-    monitor = make_monitor(alerts=AlertSettings(check_interval_seconds=0.05, default_rules=False), health=HealthSettings(default_checks=False))
+    monitor = make_monitor(
+        alerts=AlertSettings(check_interval_seconds=0.05, default_rules=False),
+        health=HealthSettings(default_checks=False))
     monitor.alerts.register_rule("always", "Always on", lambda: True)
     async with monitor.running():
         for _ in range(100):

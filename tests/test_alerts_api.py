@@ -23,8 +23,11 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def app() -> MonitoringMiddleware:
-    return MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(
-        gate=GateSettings(admin_token=TOKEN, admin_username="ops", admin_password="pw-123"), alerts=AlertSettings(default_rules=False, console_enabled=False), system=SystemSettings(metrics=False)), CollectorRegistry()))
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, admin_username="ops", admin_password="pw-123"),
+        alerts=AlertSettings(default_rules=False, console_enabled=False),
+        system=SystemSettings(metrics=False))
+    return MonitoringMiddleware(hello, monitor=build_monitor(config, CollectorRegistry()))
 
 
 def client(app: MonitoringMiddleware) -> httpx.AsyncClient:

@@ -24,8 +24,8 @@ def test_config_prints_effective_configuration_with_secrets_masked() -> None:
     result = run("config", env={"SMTP_PASSWORD": "do-not-print-me", "HEALTH_CHECK_INTERVAL": "7"})
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
-    assert config["health_check_interval"] == 7
-    assert config["smtp_password"] == "**********"
+    assert config["health"]["interval_seconds"] == 7
+    assert config["email"]["password"] == "**********"
     assert "do-not-print-me" not in result.stdout + result.stderr
 
 
@@ -38,14 +38,14 @@ def test_config_fails_on_invalid_values_with_one_line() -> None:
 
 
 APP_MODULE = '''
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, get_health_checker
+from asgi_monitor import HealthSettings, MonitoringConfig, MonitoringMiddleware, get_health_checker
 from asgi_monitor.health import HealthCheck, HealthStatus
 import os
 
 async def app(scope, receive, send):
     pass
 
-config = MonitoringConfig(health_default_checks=False)
+config = MonitoringConfig(health=HealthSettings(default_checks=False))
 monitored = MonitoringMiddleware(app, config)
 get_health_checker().register_check(
     "payments", "Payment provider",
@@ -93,26 +93,52 @@ def test_broken_pipe_is_not_a_traceback() -> None:
     assert "BrokenPipe" not in result.stderr
 
 
-def test_code_only_settings_are_adopted_after_get_metrics_collector(tmp_path: Path) -> None:
-    # A module calls get_metrics_collector() at import, the app is wrapped later with a resolver:
-    # the resolver must be used, not silently dropped.
+def test_a_later_configuration_with_other_hooks_is_refused_not_ignored(tmp_path: Path) -> None:
+    # A module calls get_metrics_collector() at import (the process-wide monitor is built from
+    # the environment), the app is wrapped later with a resolver: rather than silently dropping
+    # the resolver, or swapping it into a monitor built without it, wrapping fails and says how.
     script = '''
-import asyncio, httpx
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, get_metrics_collector
+from asgi_monitor import (LifecycleError, MetricsSettings, MonitoringConfig, MonitoringMiddleware,
+                          get_metrics_collector)
 metrics = get_metrics_collector()
+async def raw(scope, receive, send):
+    pass
+try:
+    MonitoringMiddleware(raw, MonitoringConfig(metrics=MetricsSettings(
+        route_resolver=lambda scope: "/users/{id}")))
+except LifecycleError as exc:
+    print(exc)
+'''
+    (tmp_path / "probe.py").write_text(script)
+    result = subprocess.run([sys.executable, "probe.py"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "already exists with another configuration" in result.stdout
+    assert "build_monitor" in result.stdout
+
+
+def test_the_process_wide_monitor_uses_the_config_it_was_built_with(tmp_path: Path) -> None:
+    # Wrapped first, with a resolver: get_metrics_collector() afterwards is that monitor's.
+    script = """
+import asyncio, httpx
+from asgi_monitor import (MetricsSettings, MonitoringConfig, MonitoringMiddleware,
+                          get_metrics_collector)
 async def raw(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-app = MonitoringMiddleware(raw, MonitoringConfig(route_resolver=lambda scope: "/users/{id}"))
+app = MonitoringMiddleware(raw, MonitoringConfig(metrics=MetricsSettings(
+    route_resolver=lambda scope: "/users/{id}")))
+metrics = get_metrics_collector()
 async def main():
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         await c.get("/users/7")
     print(metrics.registry.get_sample_value(
         "http_requests_total", {"method": "GET", "route": "/users/{id}", "status": "200"}))
 asyncio.run(main())
-'''
+"""
     (tmp_path / "probe.py").write_text(script)
-    result = subprocess.run([sys.executable, "probe.py"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "probe.py"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.strip().splitlines()[-1]) == 1.0

@@ -9,7 +9,7 @@ from asgi_monitor.config import MetricsSettings
 
 
 def make(registry: CollectorRegistry, **config: object) -> MetricsCollector:
-    return MetricsCollector(MonitoringConfig(**config), registry)  # type: ignore[arg-type]
+    return MetricsCollector(MonitoringConfig(**config).metrics, registry)  # type: ignore[arg-type]
 
 
 def test_custom_metrics_created_on_first_use(registry: CollectorRegistry) -> None:

@@ -97,7 +97,8 @@ def test_config_is_frozen() -> None:
 
 
 def test_overrides_win_over_environment() -> None:
-    config = MonitoringConfig.from_env({"MONITORING_NAMESPACE": "env"}, metrics={"namespace": "code"})
+    config = MonitoringConfig.from_env(
+        {"MONITORING_NAMESPACE": "env"}, metrics={"namespace": "code"})
     assert config.metrics.namespace == "code"
 
 

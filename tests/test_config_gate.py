@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -50,60 +48,84 @@ def test_from_env_reads_every_gate_variable() -> None:
 
 
 def test_plain_strings_from_code_are_held_as_secrets() -> None:
-    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, admin_username="ops", admin_password=PASSWORD, metrics_token="scrape-token"))  # type: ignore[arg-type]
+    config = MonitoringConfig(  # type: ignore[arg-type]
+        gate=GateSettings(
+            admin_token=TOKEN,
+            admin_username="ops",
+            admin_password=PASSWORD,
+            metrics_token="scrape-token"))
     for name in ("admin_token", "admin_password", "metrics_token"):
-        assert isinstance(getattr(config, name), Secret)
+        assert isinstance(getattr(config.gate, name), Secret)
     for shown in (repr(config), str(config.public_dict())):
         assert TOKEN not in shown and PASSWORD not in shown and "scrape-token" not in shown
 
 
-@pytest.mark.parametrize("variable", [
-    "MONITORING_ADMIN_TOKEN", "MONITORING_ADMIN_PASSWORD", "MONITORING_METRICS_TOKEN"])
-def test_secret_read_from_file_without_its_final_newline(variable: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "variable", ["MONITORING_ADMIN_TOKEN", "MONITORING_ADMIN_PASSWORD", "MONITORING_METRICS_TOKEN"]
+)
+@pytest.mark.parametrize("content", [f"{TOKEN}\n", f"\ufeff{TOKEN}\r\n", f"{TOKEN}  \t\n"])
+def test_secret_read_from_file_as_the_variable_would_be(
+    variable: str, content: str, tmp_path: Path
+) -> None:
+    # A final newline, a byte-order mark or trailing blanks (editors, echo) are never the secret.
     secret_file = tmp_path / "secret"
-    secret_file.write_text(f"{TOKEN}\n")
+    secret_file.write_text(content, encoding="utf-8")
     env = {f"{variable}_FILE": str(secret_file)}
     if variable == "MONITORING_ADMIN_PASSWORD":
         env["MONITORING_ADMIN_USERNAME"] = "ops"
     config = MonitoringConfig.from_env(env)
     field = variable.removeprefix("MONITORING_").lower()
-    assert getattr(config, field) == Secret(TOKEN)
-    # dataclasses.replace() passes the value and the file back in; that is no conflict.
-    assert getattr(dataclasses.replace(config, rate_limit_burst=7), field) == Secret(TOKEN)
+    assert getattr(config.gate, field) == Secret(TOKEN)
+    assert Secret.from_file(str(secret_file)) == Secret(TOKEN)
 
 
-def expect_error(match: str, **settings: Any) -> str:
+def expect_error(match: str, env: dict[str, str]) -> str:
     with pytest.raises(ConfigError, match=match) as info:
-        MonitoringConfig(**settings)
+        MonitoringConfig.from_env(env)
     return str(info.value)
 
 
 def test_missing_token_file_names_the_variable(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    message = expect_error("MONITORING_ADMIN_TOKEN_FILE", admin_token_file=str(missing))
+    message = expect_error(
+        "MONITORING_ADMIN_TOKEN_FILE", {"MONITORING_ADMIN_TOKEN_FILE": str(missing)}
+    )
     assert "readable" in message and str(missing) in message
 
 
 def test_token_file_that_is_not_utf8(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
-    secret_file.write_bytes(b"\xff\xfe")
-    expect_error("MONITORING_ADMIN_PASSWORD_FILE .*UTF-8", gate=GateSettings(admin_username="ops"),
-                 admin_password_file=str(secret_file))
+    secret_file.write_bytes(b"\xff\xfe\xff")
+    expect_error(
+        "MONITORING_ADMIN_PASSWORD_FILE .*UTF-8",
+        {"MONITORING_ADMIN_USERNAME": "ops", "MONITORING_ADMIN_PASSWORD_FILE": str(secret_file)},
+    )
 
 
 def test_token_file_that_is_a_directory_or_empty(tmp_path: Path) -> None:
-    expect_error("MONITORING_METRICS_TOKEN_FILE", metrics_token_file=str(tmp_path))
+    expect_error("MONITORING_METRICS_TOKEN_FILE", {"MONITORING_METRICS_TOKEN_FILE": str(tmp_path)})
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    expect_error("MONITORING_ADMIN_TOKEN_FILE .* not an empty one", admin_token_file=str(empty))
+    expect_error(
+        "MONITORING_ADMIN_TOKEN_FILE .* not an empty one",
+        {"MONITORING_ADMIN_TOKEN_FILE": str(empty)},
+    )
 
 
 def test_token_and_a_different_token_file_conflict(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-the-file")
-    message = expect_error("MONITORING_ADMIN_TOKEN_FILE .*use one of the two",
-                           gate=GateSettings(admin_token=TOKEN), admin_token_file=str(secret_file))
+    message = expect_error(
+        "MONITORING_ADMIN_TOKEN_FILE .*use one of the two",
+        {"MONITORING_ADMIN_TOKEN": TOKEN, "MONITORING_ADMIN_TOKEN_FILE": str(secret_file)},
+    )
     assert TOKEN not in message and "from-the-file" not in message
+    # The same value twice is no conflict.
+    secret_file.write_text(TOKEN)
+    config = MonitoringConfig.from_env(
+        {"MONITORING_ADMIN_TOKEN": TOKEN, "MONITORING_ADMIN_TOKEN_FILE": str(secret_file)}
+    )
+    assert config.gate.admin_token == Secret(TOKEN)
 
 
 @pytest.mark.parametrize(("env", "variable"), [
@@ -135,13 +157,23 @@ def test_empty_secret_variables_mean_unset() -> None:
     config = MonitoringConfig.from_env({
         "MONITORING_ADMIN_TOKEN": "", "MONITORING_ADMIN_PASSWORD": " ",
         "MONITORING_METRICS_TOKEN": "\n"})
-    assert (config.gate.admin_token, config.gate.admin_password, config.gate.metrics_token) == (None, None, None)
+    gate = config.gate
+    assert (gate.admin_token, gate.admin_password, gate.metrics_token) == (None, None, None)
     assert not config.gate.admin_configured
 
 
 def test_authorize_must_be_callable() -> None:
-    expect_error("authorize", gate=GateSettings(authorize="admin"))
+    with pytest.raises(ConfigError, match="authorize"):
+        GateSettings(authorize="admin")  # type: ignore[arg-type]
 
 
-def test_authorize_hook_does_not_affect_equality() -> None:
-    assert MonitoringConfig(gate=GateSettings(authorize=lambda scope: True)) == MonitoringConfig()
+def test_a_configuration_is_equal_only_with_the_same_hook() -> None:
+    # So the process-wide monitor refuses a second configuration with another hook, instead of
+    # keeping the first one's hook without a word.
+    def hook(scope: object) -> bool:
+        return True
+
+    assert MonitoringConfig(gate=GateSettings(authorize=hook)) == MonitoringConfig(
+        gate=GateSettings(authorize=hook)
+    )
+    assert MonitoringConfig(gate=GateSettings(authorize=hook)) != MonitoringConfig()

@@ -28,9 +28,10 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
     await PlainTextResponse("app")(scope, receive, send)
 
 
-def middleware(**config: Any) -> MonitoringMiddleware:
-    config.setdefault("system_metrics", False)
-    return MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(gate=GateSettings(admin_token=TOKEN), **config), CollectorRegistry()))
+def middleware(**sections: Any) -> MonitoringMiddleware:
+    sections.setdefault("system", SystemSettings(metrics=False))
+    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN), **sections)
+    return MonitoringMiddleware(hello, monitor=build_monitor(config, CollectorRegistry()))
 
 
 def client(app: MonitoringMiddleware) -> httpx.AsyncClient:
@@ -125,7 +126,9 @@ async def test_static_files_are_an_allowlist() -> None:
 
 
 async def test_export_holds_everything_and_no_secret() -> None:
-    app = middleware(email=EmailSettings(password="export-smtp-secret", server="smtp.example.com", from_address="m@example.com"))
+    app = middleware(
+        email=EmailSettings(
+            password="export-smtp-secret", server="smtp.example.com", from_address="m@example.com"))
     samples(app, 3)
     async with client(app) as c:
         response = await c.get("/admin/monitoring/export")
@@ -136,8 +139,8 @@ async def test_export_holds_everything_and_no_secret() -> None:
     assert len(body["history"]["points"]) == 2
     assert body["history"]["points"][0]["routes"][0]["route"] == "GET /items/{id}"
     assert set(body["alerts"]) == {"active", "history", "stats"}
-    assert body["configuration"]["admin_token"] == "**********"
-    assert body["configuration"]["smtp_password"] == "**********"
+    assert body["configuration"]["gate"]["admin_token"] == "**********"
+    assert body["configuration"]["email"]["password"] == "**********"
     assert TOKEN not in response.text and "export-smtp-secret" not in response.text
 
 
@@ -195,7 +198,9 @@ async def test_everything_rendered_from_data_is_escaped() -> None:
 
 
 def test_history_and_insights_serialise_as_strict_json(registry: CollectorRegistry) -> None:
-    app = MonitoringMiddleware(hello, monitor=build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), registry))
+    app = MonitoringMiddleware(
+        hello,
+        monitor=build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), registry))
     samples(app, 3)
     report = app.monitor.collector.get_performance_insights()
     json.dumps(report, allow_nan=False)

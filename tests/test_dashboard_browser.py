@@ -22,7 +22,6 @@ from starlette.routing import Route
 from support import require_binary, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor import monitor as monitor_module
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
 from asgi_monitor.config import GateSettings, HealthSettings, HistorySettings
 from asgi_monitor.health import HealthCheck, HealthStatus
@@ -49,10 +48,12 @@ async def fail(request: Request) -> PlainTextResponse:
 
 @pytest.fixture
 def app() -> Iterator[MonitoringMiddleware]:
-    previous = monitor_module._default
     starlette = Starlette(routes=[Route("/items/{id}", item), Route("/fail", fail),
                                   Route(XSS_ROUTE_TEMPLATE, item)])
-    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0), history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1), health=HealthSettings(interval_seconds=1))
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1),
+        health=HealthSettings(interval_seconds=1))
     middleware = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
     monitor = middleware.monitor
     monitor.health.register_check(
@@ -62,7 +63,6 @@ def app() -> Iterator[MonitoringMiddleware]:
                   description=XSS_ALERT)
     monitor.alerts.active = lambda: [alert]  # type: ignore[method-assign]
     yield middleware
-    monitor_module._default = previous
 
 
 def traffic(base: str, rounds: int = 1) -> None:

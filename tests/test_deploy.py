@@ -133,7 +133,8 @@ def test_promtool_unit_tests_fire_and_stay_quiet(tmp_path: Path) -> None:
 
 def test_login_spike_fires_above_threshold(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    (tmp_path / "rules.yml").write_text(rules_yaml(MonitoringConfig(alerts=AlertSettings(login_failures=10))))
+    (tmp_path / "rules.yml").write_text(
+        rules_yaml(MonitoringConfig(alerts=AlertSettings(login_failures=10))))
     (tmp_path / "test.yml").write_text("""
 rule_files: [rules.yml]
 tests:

@@ -55,7 +55,10 @@ def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 
 # -- health checks ----------------------------------------------------------------------------
 async def test_hung_and_raising_checks_leave_the_app_serving(registry: CollectorRegistry) -> None:
-    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
+    mw = MonitoringMiddleware(
+        app(),
+        monitor=build_monitor(
+            MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
     health = mw.monitor.health
     release = threading.Event()
 
@@ -131,16 +134,18 @@ def test_a_hung_sync_check_does_not_keep_the_process_alive(tmp_path: Path) -> No
     # The server has shut down; the interpreter must be able to exit although the check's
     # thread is blocked forever (a ThreadPoolExecutor thread is joined at exit: it hung here).
     script = tmp_path / "hung.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import asyncio, threading
         from prometheus_client import CollectorRegistry
-        from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+        from asgi_monitor import (HealthSettings, MonitoringConfig, MonitoringMiddleware,
+                                  build_monitor)
 
         async def app(scope, receive, send):
             pass
 
-        mw = MonitoringMiddleware(app, MonitoringConfig(health_default_checks=False),
-                                  registry=CollectorRegistry())
+        config = MonitoringConfig(health=HealthSettings(default_checks=False))
+        mw = MonitoringMiddleware(app, monitor=build_monitor(config, CollectorRegistry()))
         mw.monitor.health.register_check("stuck", "", lambda: threading.Event().wait(),
                                          timeout_seconds=0.1)
 
@@ -150,7 +155,8 @@ def test_a_hung_sync_check_does_not_keep_the_process_alive(tmp_path: Path) -> No
             print("stopped", mw.monitor.health.result("stuck").message)
 
         asyncio.run(main())
-    """))
+    """)
+    )
     done = _run(script, 15)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped timed out after 0.1s"
@@ -182,7 +188,12 @@ async def test_psutil_failures_leave_the_scrape_up(
     def denied(self: psutil.Process) -> None:
         raise psutil.AccessDenied(self.pid)
 
-    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=True)), registry))
+    mw = MonitoringMiddleware(
+        app(),
+        monitor=build_monitor(
+            MonitoringConfig(
+                health=HealthSettings(default_checks=False), system=SystemSettings(metrics=True)),
+            registry))
     monkeypatch.setattr(psutil, "virtual_memory", no_proc)
     monkeypatch.setattr(psutil.Process, "memory_info", denied)
     with caplog.at_level(logging.WARNING, logger="asgi_monitor.system"):
@@ -207,20 +218,24 @@ async def test_psutil_failures_leave_the_scrape_up(
 def test_log_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
     log_file = tmp_path / "monitoring.log"
     script = tmp_path / "full_disk.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import asyncio, json, os, resource
         from prometheus_client import CollectorRegistry, generate_latest
-        from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+        from asgi_monitor import (GateSettings, HealthSettings, MonitoringConfig,
+                                  MonitoringMiddleware, SystemSettings, build_monitor)
 
         async def app(scope, receive, send):
             await send({{"type": "http.response.start", "status": 200, "headers": []}})
             await send({{"type": "http.response.body", "body": b"ok"}})
 
         registry = CollectorRegistry()
-        config = MonitoringConfig(log_file={str(log_file)!r}, admin_token="t" * 32,
-                                  health_default_checks=False, system_metrics=False,
-                                  rate_limit_per_second=0, login_max_failures=1000)
-        mw = MonitoringMiddleware(app, config, registry=registry)
+        config = MonitoringConfig(
+            log_file={str(log_file)!r},
+            gate=GateSettings(admin_token="t" * 32, rate_limit_per_second=0,
+                              login_max_failures=1000),
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False))
+        mw = MonitoringMiddleware(app, monitor=build_monitor(config, registry))
         # From here on the log file may grow by 2 KB only: the disk is "full".
         limit = os.path.getsize({str(log_file)!r}) + 2048
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
@@ -256,7 +271,8 @@ def test_log_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
                                "count": value, "limit": limit}}))
 
         asyncio.run(main())
-    """))
+    """)
+    )
     done = _run(script, 60)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)

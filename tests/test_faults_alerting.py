@@ -29,7 +29,14 @@ from support import HttpSink, client, free_port, sample
 from test_faults import _run, app
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import AlertSettings, EmailSettings, WebhookSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    EmailSettings,
+    GateSettings,
+    HealthSettings,
+    SystemSettings,
+    WebhookSettings,
+)
 
 TOKEN = "faults-alerting-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,12 +45,21 @@ FAST = 0.5
 
 
 def monitored(registry: CollectorRegistry, *, backoff: float = 0.05,
-              **config: Any) -> MonitoringMiddleware:
-    options: dict[str, Any] = {
-        "admin_token": TOKEN, "alert_default_rules": False, "health_default_checks": False,
-        "system_metrics": False, "alert_console_enabled": False, "alert_check_interval": 0.05,
-        "rate_limit_per_second": 0}
-    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(**{**options, **config}), registry))
+              alerts: dict[str, Any] | None = None, **sections: Any) -> MonitoringMiddleware:
+    """``alerts`` holds AlertSettings fields over this file's defaults; other sections whole."""
+    alert_settings = AlertSettings(
+        **{
+            "default_rules": False,
+            "console_enabled": False,
+            "check_interval_seconds": 0.05,
+            **(alerts or {})})
+    config = MonitoringConfig(
+                 gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+                 health=HealthSettings(default_checks=False),
+                 system=SystemSettings(metrics=False),
+                 alerts=alert_settings,
+                 **sections)
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(config, registry))
     for channel in mw.monitor.alerts.channels:
         channel.backoff = backoff  # retries still happen, without seconds of waiting
     return mw
@@ -135,15 +151,23 @@ async def test_hung_and_raising_conditions_leave_the_app_serving(
     failing = {"sync_hang": sync_hang, "async_hang": async_hang, "sync_raise": sync_raise,
                "async_raise": async_raise}
     async with HttpSink() as sink:
-        mw = monitored(registry, alerts=AlertSettings(evaluation_timeout_seconds=0.2, channel_retries=0), webhooks=WebhookSettings(url=sink.url))
+        mw = monitored(
+                 registry,
+                 alerts={'evaluation_timeout_seconds': 0.2, 'channel_retries': 0},
+                 webhooks=WebhookSettings(url=sink.url))
         alerts = mw.monitor.alerts
         for name, condition in failing.items():
             alerts.register_rule(name, "d", condition)
         alerts.register_rule("fine", "d", lambda: (1.0, True))
         alerts.register_rule("fine_async", "d", fine_async)
         try:
-            served = await serve_until(mw, lambda: len(sink.requests) >= 2 and all(
-                alerts.evaluation_failures.get(name, 0) >= 3 for name in failing))
+            served = await serve_until(
+                mw,
+                lambda: (
+                    len(sink.requests) >= 2
+                    and all(alerts.evaluation_failures.get(name, 0) >= 3 for name in failing)
+                ),
+            )
         finally:
             release.set()
 
@@ -196,10 +220,20 @@ async def test_smtp_down_or_slow_leaves_the_webhook_and_the_app_alone(
 ) -> None:
     with smtp_server(mode) as port:
         async with HttpSink() as sink:
-            mw = monitored(registry, email=EmailSettings(enabled=True, server="127.0.0.1", port=port, from_address="monitor@example.com", starttls=False), webhooks=WebhookSettings(url=sink.url), alerts=AlertSettings(channel_timeout_seconds=0.3, channel_retries=1))
+            mw = monitored(
+                     registry,
+                     email=EmailSettings(
+                               enabled=True,
+                               server='127.0.0.1',
+                               port=port,
+                               from_address='monitor@example.com',
+                               starttls=False),
+                     webhooks=WebhookSettings(url=sink.url),
+                     alerts={'channel_timeout_seconds': 0.3, 'channel_retries': 1})
             mw.monitor.alerts.register_rule("r", "d", lambda: True)
             served = await serve_until(
-                mw, lambda: ("email", False) in mw.monitor.alerts.notification_counts)
+                mw, lambda: ("email", False) in mw.monitor.alerts.notification_counts
+            )
 
     sent = outcomes(mw, "r")
     assert sent["webhook"]["ok"] is True and len(sink.requests) == 1
@@ -222,20 +256,28 @@ async def broken_webhook(mode: str) -> Any:
         yield sink.url + "/hook", sink
 
 
-@pytest.mark.parametrize(("mode", "error"), [
-    ("500", "ChannelError: HTTP 500"),
-    ("timeout", "timed out after 0.3s"),
-    ("refused", "ConnectError"),
-])
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("500", "ChannelError: HTTP 500"),
+        ("timeout", "timed out after 0.3s"),
+        ("refused", "ConnectError"),
+    ],
+)
 async def test_a_failing_webhook_is_retried_recorded_and_isolated(
     mode: str, error: str, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with broken_webhook(mode) as (url, broken), HttpSink(body=b"ok") as slack:
         # Backoff 0.2 s: the webhook's failure comes >= 0.6 s after Slack's single post.
-        mw = monitored(registry, backoff=0.2, webhooks=WebhookSettings(url=url, slack_url=slack.url), alerts=AlertSettings(channel_timeout_seconds=0.3, channel_retries=2))
+        mw = monitored(
+                 registry,
+                 backoff=0.2,
+                 webhooks=WebhookSettings(url=url, slack_url=slack.url),
+                 alerts={'channel_timeout_seconds': 0.3, 'channel_retries': 2})
         mw.monitor.alerts.register_rule("r", "d", lambda: True)
         served = await serve_until(
-            mw, lambda: ("webhook", False) in mw.monitor.alerts.notification_counts)
+            mw, lambda: ("webhook", False) in mw.monitor.alerts.notification_counts
+        )
 
     sent = outcomes(mw, "r")
     assert sent["webhook"]["ok"] is False
@@ -265,7 +307,10 @@ async def test_an_unwritable_history_file_loses_nothing_in_memory(
 ) -> None:
     path = unwritable(tmp_path, kind)
     async with HttpSink() as sink:
-        mw = monitored(registry, alerts=AlertSettings(history_file=path, channel_retries=0), webhooks=WebhookSettings(url=sink.url))
+        mw = monitored(
+                 registry,
+                 alerts={'history_file': path, 'channel_retries': 0},
+                 webhooks=WebhookSettings(url=sink.url))
         alerts = mw.monitor.alerts
         holds = {"r": True}
         alerts.register_rule("r", "d", lambda: holds["r"])
@@ -292,10 +337,12 @@ async def test_an_unwritable_history_file_loses_nothing_in_memory(
 def test_history_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
     history = tmp_path / "alerts.jsonl"
     script = tmp_path / "full_history.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import asyncio, json, os, resource
         from prometheus_client import CollectorRegistry
-        from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+        from asgi_monitor import (AlertSettings, GateSettings, HealthSettings, MonitoringConfig,
+                                  MonitoringMiddleware, SystemSettings, build_monitor)
         from asgi_monitor.alerting import AlertManager
 
         HISTORY = {str(history)!r}
@@ -305,11 +352,12 @@ def test_history_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
             await send({{"type": "http.response.body", "body": b"ok"}})
 
         registry = CollectorRegistry()
-        config = MonitoringConfig(alert_history_file=HISTORY, admin_token={TOKEN!r},
-                                  alert_default_rules=False, health_default_checks=False,
-                                  system_metrics=False, rate_limit_per_second=0,
-                                  alert_check_interval=3600)
-        mw = MonitoringMiddleware(app, config, registry=registry)
+        config = MonitoringConfig(
+            alerts=AlertSettings(history_file=HISTORY, default_rules=False,
+                                 check_interval_seconds=3600),
+            gate=GateSettings(admin_token={TOKEN!r}, rate_limit_per_second=0),
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False))
+        mw = MonitoringMiddleware(app, monitor=build_monitor(config, registry))
         alerts = mw.monitor.alerts
         holds = {{"a": True, "b": False, "c": False}}
         for name in holds:
@@ -365,7 +413,8 @@ def test_history_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
                 "reloaded": sorted((a["rule"], a["state"]) for a in reloaded)}}))
 
         asyncio.run(main())
-    """))
+    """)
+    )
     done = _run(script, 60)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)

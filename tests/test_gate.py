@@ -160,8 +160,10 @@ WAYS_IN: dict[str, tuple[MonitoringConfig, dict[str, str], str]] = {
     "token, lower-case scheme": (MonitoringConfig(gate=GateSettings(admin_token=TOKEN)),
                                  {"Authorization": f"bearer {TOKEN}"}, "token"),
     "basic": (full_config(), basic(USER, PASSWORD), USER),
-    "sync hook": (MonitoringConfig(gate=GateSettings(authorize=sync_hook)), {"X-Role": "admin"}, "hook"),
-    "async hook": (MonitoringConfig(gate=GateSettings(authorize=async_hook)), {"X-Role": "admin"}, "hook"),
+    "sync hook": (MonitoringConfig(gate=GateSettings(authorize=sync_hook)), {"X-Role": "admin"},
+                  "hook"),
+    "async hook": (MonitoringConfig(gate=GateSettings(authorize=async_hook)), {"X-Role": "admin"},
+                   "hook"),
     # An app using its own bearer tokens (checked by the hook) is not a failed admin login.
     "hook next to a token": (full_config(authorize=async_hook),
                              {"X-Role": "admin", "Authorization": "Bearer app-jwt"}, "hook"),
@@ -229,10 +231,10 @@ async def test_documented_starlette_authentication_example() -> None:
         routes=[Route("/", lambda request: PlainTextResponse("home"))],
         middleware=[
             Middleware(AuthenticationMiddleware, backend=RoleHeaderBackend()),
-            Middleware(MonitoringMiddleware, config=MonitoringConfig(gate=GateSettings(authorize=is_admin)),
-                       registry=CollectorRegistry()),
-        ],
-    )
+            Middleware(
+                MonitoringMiddleware,
+                monitor=build_monitor(
+                    MonitoringConfig(gate=GateSettings(authorize=is_admin)), CollectorRegistry()))])
     async with client_for(app) as client:
         assert (await client.get("/admin/monitoring/config",
                                  headers={"X-Role": "admin"})).status_code == 200
@@ -249,8 +251,10 @@ async def test_documented_fastapi_example() -> None:
         return bool(user and user.is_authenticated and "admin" in scope["auth"].scopes)
 
     app = FastAPI()
-    app.add_middleware(MonitoringMiddleware, config=MonitoringConfig(gate=GateSettings(authorize=is_admin)),
-                       registry=CollectorRegistry())
+    app.add_middleware(
+        MonitoringMiddleware,
+        monitor=build_monitor(
+                    MonitoringConfig(gate=GateSettings(authorize=is_admin)), CollectorRegistry()))
     app.add_middleware(AuthenticationMiddleware, backend=RoleHeaderBackend())
     async with client_for(app) as client:
         assert (await client.get("/admin/monitoring/config",
@@ -333,7 +337,7 @@ def gated_app(
         return JSONResponse({"is_admin": request.state.is_admin,
                              "admin_user": request.state.admin_user})
 
-    gate = Gate(config, clock=FakeClock())
+    gate = Gate(config.gate, clock=FakeClock())
     return Starlette(routes=[Route(path, gate.protect(whoami, access))])
 
 
@@ -405,7 +409,8 @@ async def test_metrics_token_is_no_admin_credential() -> None:
     ("testclient", 403),
 ])
 async def test_metrics_network_allowlist(address: str, status: int) -> None:
-    config = MonitoringConfig(gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8", "192.168.7.7", "::1/128")))
+    config = MonitoringConfig(
+        gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8", "192.168.7.7", "::1/128")))
     async with client_for(wrap(config), address) as client:
         response = await client.get("/api/metrics")
     assert response.status_code == status
@@ -415,7 +420,8 @@ async def test_metrics_network_allowlist(address: str, status: int) -> None:
 
 @pytest.mark.anyio
 async def test_metrics_allowlist_and_token_both_apply() -> None:
-    config = MonitoringConfig(gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8",), metrics_token=METRICS_TOKEN))
+    config = MonitoringConfig(
+        gate=GateSettings(metrics_allowed_networks=("10.0.0.0/8",), metrics_token=METRICS_TOKEN))
     app = wrap(config)
     async with client_for(app, "10.0.0.5") as inside, client_for(app) as outside:
         assert (await inside.get("/api/metrics")).status_code == 401

@@ -24,8 +24,8 @@ from asgi_monitor import (
     build_monitor,
     get_metrics_collector,
     monitor_database_operation,
+    set_default_monitor,
 )
-from asgi_monitor import monitor as monitor_module
 from asgi_monitor.config import HealthSettings, MetricsSettings
 from asgi_monitor.grafana import grafana_dashboard, queries
 
@@ -107,12 +107,14 @@ async def broken(request: Request) -> PlainTextResponse:
 
 @pytest.fixture
 def app() -> Iterator[MonitoringMiddleware]:
-    previous = monitor_module._default
     starlette = Starlette(routes=[Route("/items/{id}", items), Route("/broken", broken)])
-    config = MonitoringConfig(metrics=MetricsSettings(namespace=NAMESPACE), health=HealthSettings(interval_seconds=1))
-    # The decorators and get_metrics_collector() use the monitor this middleware makes current.
-    yield MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
-    monitor_module._default = previous
+    config = MonitoringConfig(
+        metrics=MetricsSettings(namespace=NAMESPACE), health=HealthSettings(interval_seconds=1))
+    monitor = build_monitor(config, CollectorRegistry())
+    # The decorators and get_metrics_collector() use the process-wide monitor: this one.
+    previous = set_default_monitor(monitor)
+    yield MonitoringMiddleware(starlette, monitor=monitor)
+    set_default_monitor(previous)
 
 
 @pytest.mark.integration

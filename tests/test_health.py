@@ -308,9 +308,10 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"app"})
 
 
-def monitored(**config: Any) -> MonitoringMiddleware:
-    config.setdefault("health_default_checks", False)
-    return MonitoringMiddleware(_ok_app, monitor=build_monitor(MonitoringConfig(**config), CollectorRegistry()))
+def monitored(**sections: Any) -> MonitoringMiddleware:
+    sections.setdefault("health", HealthSettings(default_checks=False))
+    config = MonitoringConfig(**sections)
+    return MonitoringMiddleware(_ok_app, monitor=build_monitor(config, CollectorRegistry()))
 
 
 def client(mw: MonitoringMiddleware) -> httpx.AsyncClient:
@@ -445,7 +446,8 @@ async def test_readiness_false_until_lifespan_startup_completes() -> None:
 
 
 async def test_a_thousand_concurrent_gets_run_each_check_at_most_once() -> None:
-    mw = monitored(gate=GateSettings(rate_limit_per_second=0))  # one client address sending 1,000 at once
+    # one client address sending 1,000 at once
+    mw = monitored(gate=GateSettings(rate_limit_per_second=0))
     calls = 0
 
     async def counted() -> bool:
@@ -464,7 +466,10 @@ async def test_a_thousand_concurrent_gets_run_each_check_at_most_once() -> None:
 
 async def test_health_gauges_are_exported() -> None:
     registry = CollectorRegistry()
-    mw = MonitoringMiddleware(_ok_app, monitor=build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
+    mw = MonitoringMiddleware(
+        _ok_app,
+        monitor=build_monitor(
+            MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
     mw.monitor.health.register_check("svc", "", lambda: False)
     await mw.monitor.health.run_check("svc")
     assert registry.get_sample_value("health_check_status",

@@ -39,8 +39,11 @@ CONFIGS = {
     "no_admin": MonitoringConfig(gate=GateSettings(rate_limit_per_second=0)),
     "token": MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0)),
     "basic_and_metrics_token": MonitoringConfig(
-        gate=GateSettings(admin_username="admin", admin_password="pw-0123456789", metrics_token=METRICS_TOKEN, rate_limit_per_second=0)),
-}
+        gate=GateSettings(
+            admin_username="admin",
+            admin_password="pw-0123456789",
+            metrics_token=METRICS_TOKEN,
+            rate_limit_per_second=0))}
 PREFIXES = ("/api/metrics", "/api/health", "/api/alerts", "/admin/monitoring")
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HypothesisHealthCheck.too_slow,
@@ -308,7 +311,10 @@ async def test_xss_in_check_messages_and_names_stays_data() -> None:
 
 async def test_xss_in_a_route_name_is_escaped_in_the_exposition() -> None:
     registry = CollectorRegistry()
-    mw = MonitoringMiddleware(_app, monitor=build_monitor(MonitoringConfig(metrics=MetricsSettings(route_resolver=lambda scope: XSS)), registry))
+    mw = MonitoringMiddleware(
+        _app,
+        monitor=build_monitor(
+            MonitoringConfig(metrics=MetricsSettings(route_resolver=lambda scope: XSS)), registry))
     assert (await call(mw, "/anything"))[0] == 200
     status, headers, body = await call(mw, "/api/metrics")
     await mw.monitor.stop()

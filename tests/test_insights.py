@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 from asgi_monitor import MonitoringConfig, MonitoringError, get_metrics_collector
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
 from asgi_monitor.collector import MetricsCollector
-from asgi_monitor.config import SystemSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
 from asgi_monitor.insight_rules import InsightRules, linear_fit
 from asgi_monitor.insights import Insights
@@ -334,6 +333,6 @@ def test_get_performance_insights_reads_the_monitors_history(monitor: Monitor) -
 
 
 def test_a_bare_collector_says_it_has_no_history() -> None:
-    collector = MetricsCollector(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
+    collector = MetricsCollector(MonitoringConfig().metrics, CollectorRegistry())
     with pytest.raises(MonitoringError, match="no history"):
         collector.get_performance_insights()

@@ -30,11 +30,14 @@ def clean_package_logger() -> object:
 
 def test_start_up_line_with_masked_configuration(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="asgi_monitor")
-    MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(email=EmailSettings(password="s3cr3t-value")), CollectorRegistry()))
+    MonitoringMiddleware(
+        app,
+        monitor=build_monitor(
+            MonitoringConfig(email=EmailSettings(password="s3cr3t-value")), CollectorRegistry()))
     lines = [r.getMessage() for r in caplog.records
              if r.getMessage().startswith("Monitoring middleware initialized")]
     assert len(lines) == 1
-    assert '"smtp_password": "**********"' in lines[0]
+    assert '"password": "**********"' in lines[0]
     assert "s3cr3t-value" not in caplog.text
 
 
@@ -42,7 +45,8 @@ def test_debug_and_log_file_configure_only_the_package_logger(tmp_path: Path) ->
     root_handlers = list(logging.getLogger().handlers)
     root_level = logging.getLogger().level
     log_file = tmp_path / "logs" / "monitoring.log"
-    MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(debug=True, log_file=str(log_file)), CollectorRegistry()))
+    config = MonitoringConfig(debug=True, log_file=str(log_file))
+    MonitoringMiddleware(app, monitor=build_monitor(config, CollectorRegistry()))
     package = logging.getLogger("asgi_monitor")
     assert package.level == logging.DEBUG
     logging.getLogger("asgi_monitor.test").debug("a debug line")
@@ -59,4 +63,7 @@ def test_unwritable_log_file_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="MONITORING_LOG_FILE"):
-        MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(log_file=str(blocker / "x.log")), CollectorRegistry()))
+        MonitoringMiddleware(
+            app,
+            monitor=build_monitor(
+                MonitoringConfig(log_file=str(blocker / "x.log")), CollectorRegistry()))

@@ -23,7 +23,8 @@ async def ok(request: Request) -> Response:
 
 def monitored(registry: CollectorRegistry, **config: object) -> MonitoringMiddleware:
     app = Starlette(routes=[Route("/", ok), Route("/items/{item_id}", ok)])
-    return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**config), registry))  # type: ignore[arg-type]
+    # type: ignore[arg-type]
+    return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**config), registry))
 
 
 async def traffic_and_scrape(mw: MonitoringMiddleware, **headers: str) -> Response:

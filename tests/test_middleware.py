@@ -180,7 +180,8 @@ async def test_monitoring_paths_are_not_app_traffic(
 
 
 async def test_disabled_is_a_pass_through(registry: CollectorRegistry) -> None:
-    mw = MonitoringMiddleware(app(), monitor=build_monitor(MonitoringConfig(enabled=False), registry))
+    mw = MonitoringMiddleware(
+        app(), monitor=build_monitor(MonitoringConfig(enabled=False), registry))
     async with client(mw) as c:
         assert (await c.get("/")).text == "hello"
         assert (await c.get("/api/metrics")).status_code == 404  # the app's own 404

@@ -42,7 +42,8 @@ def test_missing_directory_logs_and_falls_back(
     missing = tmp_path / "nope"
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
     with caplog.at_level(logging.WARNING, logger="asgi_monitor"):
-        monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
+        monitor = build_monitor(
+            MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir is None
     assert isinstance(monitor.collector.requests, RequestMetrics)
     assert monitor.scrape_registry() is monitor.registry
@@ -63,7 +64,8 @@ def test_unwritable_directory_logs_and_falls_back(
     # chmod does not stop root (CI containers), so the permission check itself is simulated.
     multiproc_env.setattr(mp.os, "access", lambda path, mode: False)
     with caplog.at_level(logging.WARNING, logger="asgi_monitor"):
-        monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
+        monitor = build_monitor(
+            MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir is None
     assert "is not writable" in caplog.text
 
@@ -72,7 +74,8 @@ def test_multiprocess_backend_in_one_process(
     multiproc_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = build_monitor(MonitoringConfig(metrics=MetricsSettings(max_series=3)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(metrics=MetricsSettings(max_series=3)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir == str(tmp_path)
 
     async def item(request: object) -> PlainTextResponse:
@@ -108,7 +111,10 @@ def test_multiprocess_backend_in_one_process(
 
 def test_multiprocess_series_cap(multiproc_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = build_monitor(MonitoringConfig(metrics=MetricsSettings(max_series=2), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            metrics=MetricsSettings(max_series=2), system=SystemSettings(metrics=False)),
+        CollectorRegistry())
     requests = monitor.collector.requests
     for route in ("/a", "/b", "/c", "/d"):
         requests.series("GET", route, 200).observe(0.01, 0.005, 0, 10)
@@ -125,7 +131,8 @@ def test_multiprocess_live_gauges_are_written_while_open(
     """In-progress requests and open websockets reach the gauge files other workers read, not
     only this process' own count."""
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monitor = build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(system=SystemSettings(metrics=False)), CollectorRegistry())
     requests = monitor.collector.requests
     assert requests.begin("GET") == "GET" and requests.begin("BREW") == "OTHER"
     route = requests.websocket_accepted("/ws")
@@ -156,6 +163,7 @@ def test_child_exit_removes_the_dead_workers_live_gauges(
 
 
 # -- a real server with two workers ------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -20,7 +20,6 @@ code has.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import subprocess
@@ -30,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from asgi_monitor import MonitoringConfig
 from asgi_monitor.__main__ import _parser
+from asgi_monitor.config import reference, variables
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.web.app import endpoints
 
@@ -137,8 +136,7 @@ _asyncio.run(_readme_check())
 
 
 def _clean_env() -> dict[str, str]:
-    names = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
-             if "env" in f.metadata} | EXTRA_VARIABLES
+    names = set(variables()) | EXTRA_VARIABLES
     return {k: v for k, v in os.environ.items() if k not in names}
 
 
@@ -172,43 +170,48 @@ def _documented_variables() -> dict[str, str]:
     """variable -> its default cell, from every table of docs/configuration.md's settings."""
     documented: dict[str, str] = {}
     for cells in table_rows(section("Settings", CONFIGURATION)):
-        name = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
-        if name and len(cells) == 3:
-            assert name[1] not in documented, f"{name[1]} is documented twice"
-            documented[name[1]] = cells[1]
+        if len(cells) != 4:
+            continue
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):
+            assert name not in documented, f"{name} is documented twice"
+            documented[name] = cells[2]
     return documented
+
+
+def test_settings_reference_is_generated_from_the_declarations() -> None:
+    assert reference() in section("Settings", CONFIGURATION), (
+        "docs/configuration.md's settings differ from `asgi-monitor config --reference`")
 
 
 def test_every_environment_variable_is_documented_with_its_default() -> None:
     documented = _documented_variables()
-    fields = [f for f in dataclasses.fields(MonitoringConfig) if "env" in f.metadata]
-    missing = [f.metadata["env"] for f in fields if f.metadata["env"] not in documented]
+    missing = [v for v in variables() if v not in documented]
     assert not missing, f"docs/configuration.md's settings lack {missing}"
-    for f in fields:
-        cell = documented[f.metadata["env"]]
+    for variable, (_, meta, default) in variables().items():
+        cell = documented[variable]
         value = re.match(r"`([^`]*)`", cell)
-        if f.default in (None, "", ()):
+        if default in (None, "", ()):
             assert value is None and cell.startswith("(none"), (
-                f"{f.metadata['env']}: default is unset, the docs say {cell!r}")
-        else:
-            assert value is not None, f"{f.metadata['env']}: no default in {cell!r}"
-            assert f.metadata["parse"](value[1]) == f.default, (
-                f"{f.metadata['env']}: the docs say {value[1]!r}, the code {f.default!r}")
+                f"{variable}: default is unset, the docs say {cell!r}")
+            continue
+        assert value is not None, f"{variable}: no default in {cell!r}"
+        parse = next((e.parse for e in meta.env if e.name == variable), None) or meta.parse
+        if parse is None or variable.endswith(("_MS", "_MINUTES")):
+            continue  # shown in the setting's unit (seconds), not the variable's
+        assert parse(value[1]) == default, (
+            f"{variable}: the docs say {value[1]!r}, the code {default!r}")
 
 
 def test_no_documented_variable_is_stale() -> None:
-    known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
-             if "env" in f.metadata} | EXTRA_VARIABLES
-    stale = sorted(set(_documented_variables()) - known)
+    stale = sorted(set(_documented_variables()) - set(variables()))
     assert not stale, f"docs/configuration.md documents variables the code does not read: {stale}"
     for name in EXTRA_VARIABLES:
-        assert name in _documented_variables()
+        assert name in section("Settings", CONFIGURATION)
 
 
 @pytest.mark.parametrize("path", DOC_PAGES, ids=relative)
 def test_every_variable_named_anywhere_in_the_readme_exists(path: Path) -> None:
-    known = {f.metadata["env"] for f in dataclasses.fields(MonitoringConfig)
-             if "env" in f.metadata} | EXTRA_VARIABLES | {"CI", "PYTEST_ARGS"}
+    known = set(variables()) | EXTRA_VARIABLES | {"CI", "PYTEST_ARGS"}
     prefixes = ("MONITORING_", "ALERT", "SMTP_", "HEALTH_", "ENABLE_", "METRICS_", "FROM_")
     named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", read(path)))
     # Prefix families written as `SMTP_*` and the like are not names.

@@ -119,7 +119,10 @@ async def test_raw_asgi_app_with_resolver(registry: CollectorRegistry) -> None:
         parts = scope["path"].split("/")
         return "/users/{id}" if len(parts) == 3 and parts[1] == "users" else None
 
-    mw = MonitoringMiddleware(raw, monitor=build_monitor(MonitoringConfig(metrics=MetricsSettings(route_resolver=resolver)), registry))
+    mw = MonitoringMiddleware(
+        raw,
+        monitor=build_monitor(
+            MonitoringConfig(metrics=MetricsSettings(route_resolver=resolver)), registry))
     async with client(mw) as c:
         await c.get("/users/1")
         await c.get("/users/2")

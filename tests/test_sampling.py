@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, values
 
-from asgi_monitor import MetricError, MonitoringConfig
+from asgi_monitor import MetricError, MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
 from asgi_monitor.instrumentation import database
 from asgi_monitor.merged_reader import READ_FAMILIES, MergedReader
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile, sampler_for
-from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
-from asgi_monitor import build_monitor
 
 
 class Clock:
@@ -32,7 +31,10 @@ def record(monitor: Monitor, route: str, status: int, seconds: float, times: int
 
 
 def make() -> tuple[Monitor, Sampler, Clock]:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
+        CollectorRegistry())
     clock = Clock()
     return monitor, sampler_for(monitor.collector, clock=clock), clock
 
@@ -110,7 +112,11 @@ def test_quantile_in_the_inf_bucket_answers_the_highest_bound() -> None:
 
 
 async def test_monitor_samples_in_the_background() -> None:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), history=HistorySettings(sample_interval_seconds=0.01)), CollectorRegistry())
+    config = MonitoringConfig(
+                 health=HealthSettings(default_checks=False),
+                 system=SystemSettings(metrics=False),
+                 history=HistorySettings(sample_interval_seconds=0.01))
+    monitor = build_monitor(config, CollectorRegistry())
     import asyncio
 
     async with monitor.running():
@@ -144,7 +150,10 @@ def check(sample: Sample) -> None:
 def test_component_snapshots_equal_the_merged_reader_over_the_same_families() -> None:
     """The single-process path (each component's snapshot()) and the reader of families by name
     (what several workers use) agree on the same metrics."""
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
+        CollectorRegistry())
     clock = Clock()
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
@@ -159,7 +168,10 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
 
 
 def test_system_snapshot_reaches_the_sample() -> None:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(disk_paths=("/",))), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(disk_paths=("/",))),
+        CollectorRegistry())
     sample = sampler_for(monitor.collector).take()
     assert sample.memory_percent is not None and 0 < sample.memory_percent <= 100
     assert set(sample.disk_percent) == {"/"}
@@ -175,7 +187,12 @@ def multiproc_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_several_workers_sample_the_merged_files(multiproc_dir: Path) -> None:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), metrics=MetricsSettings(namespace="shop")), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False),
+            system=SystemSettings(metrics=False),
+            metrics=MetricsSettings(namespace="shop")),
+        CollectorRegistry())
     assert monitor.collector.multiprocess_dir == str(multiproc_dir)
     # Declared families with no series yet (no request, no query in any worker) are zero.
     empty = monitor.sampler.take()
@@ -190,14 +207,20 @@ def test_a_renamed_family_fails_loudly_instead_of_reading_zero(
     silently stayed 0; now the monitor refuses to start, naming the family."""
     monkeypatch.setattr(database, "DB_QUERIES", "db_statements")  # the declaration drifts
     with pytest.raises(MetricError, match="'db_queries'"):
-        build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+        build_monitor(
+            MonitoringConfig(
+                health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
+            CollectorRegistry())
 
 
 def test_a_renamed_family_does_not_matter_to_a_single_process(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """One process reads the component's typed snapshot: no family name is involved."""
     monkeypatch.setattr(database, "DB_QUERIES", "db_statements")
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
+        CollectorRegistry())
     monitor.collector.database.record("q", 0.01, ok=False)
     assert monitor.registry.get_sample_value(
         "db_statements_total", {"operation": "q", "status": "error"}) == 1

@@ -19,7 +19,9 @@ SAMPLES = (
 
 
 def test_reads_psutil_at_scrape_time(make_monitor: Callable[..., Monitor]) -> None:
-    monitor = make_monitor(system=SystemSettings(metrics=True, disk_paths=("/",)), metrics=MetricsSettings(namespace="shop"))
+    monitor = make_monitor(
+        system=SystemSettings(metrics=True, disk_paths=("/",)),
+        metrics=MetricsSettings(namespace="shop"))
     value = monitor.registry.get_sample_value
     for name in SAMPLES:
         assert value(f"shop_{name}") is not None, name
@@ -88,4 +90,5 @@ def test_bad_settings_name_the_variable() -> None:
     for bad in ("/", ("",), ("/", 3)):
         with pytest.raises(ConfigError, match="MONITORING_DISK_PATHS"):
             MonitoringConfig(system=SystemSettings(disk_paths=bad))  # type: ignore[arg-type]
-    assert MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""}).system.disk_paths == ()  # no disks
+    no_disks = MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""})
+    assert no_disks.system.disk_paths == ()

@@ -9,12 +9,11 @@ import tracemalloc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import ConfigError, MonitoringConfig
+from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
 from asgi_monitor.timeseries import History
-from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
-from asgi_monitor import build_monitor
 
 
 class Clock:
@@ -26,7 +25,12 @@ class Clock:
 
 
 def make(**config: object) -> tuple[Monitor, Clock]:
-    monitor = build_monitor(MonitoringConfig(health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False), **config), CollectorRegistry())
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False),
+            system=SystemSettings(metrics=False),
+            **config),
+        CollectorRegistry())
     clock = Clock()
     monitor.sampler = sampler_for(monitor.collector, clock=clock)
     return monitor, clock
@@ -117,14 +121,17 @@ def test_points_since_and_columns() -> None:
     assert all(v is not None and 25 < v <= 50 for v in columns["p50_ms"])
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("history_retention", 0, "MONITORING_HISTORY_RETENTION"),
-    ("history_top_routes", 0, "MONITORING_HISTORY_TOP_ROUTES"),
-    ("dashboard_refresh", -1, "MONITORING_DASHBOARD_REFRESH"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("retention_seconds", 0, "MONITORING_HISTORY_RETENTION"),
+        ("top_routes", 0, "MONITORING_HISTORY_TOP_ROUTES"),
+        ("dashboard_refresh_seconds", -1, "MONITORING_DASHBOARD_REFRESH"),
+    ],
+)
 def test_history_settings_are_validated(field: str, value: object, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
-        MonitoringConfig(**{field: value})  # type: ignore[arg-type]
+        HistorySettings(**{field: value})  # type: ignore[arg-type]
 
 
 def test_history_settings_from_the_environment() -> None:
@@ -134,15 +141,18 @@ def test_history_settings_from_the_environment() -> None:
     assert (config.history.retention_seconds, config.history.top_routes,
             config.history.dashboard_refresh_seconds) == (7200, 50, 2.5)
     defaults = MonitoringConfig()
-    assert (defaults.history_retention, defaults.history_top_routes,
-            defaults.dashboard_refresh) == (3600, 20, 5)
+    assert (
+        defaults.history.retention_seconds,
+        defaults.history.top_routes,
+        defaults.history.dashboard_refresh_seconds,
+    ) == (3600, 20, 5)
 
 
 class SyntheticSampler:
     """Builds what the real Sampler builds for 200 busy routes (fast: tracemalloc slows the
     real registry walk to minutes). Cumulative totals and 15 buckets per route, as exported."""
 
-    BOUNDS = (*MonitoringConfig().duration_buckets, math.inf)
+    BOUNDS = (*MonitoringConfig().metrics.duration_buckets, math.inf)
 
     def __init__(self, clock: Clock, routes: int) -> None:
         self.clock = clock
@@ -173,7 +183,8 @@ def test_an_hour_of_history_with_200_routes_stays_under_10_mb() -> None:
     Measures what the sample buffer and the history hold at the end (tracemalloc), through
     Monitor.take_sample, so per-sample and per-point costs are both counted.
     """
-    monitor, clock = make(history=HistorySettings(sample_interval_seconds=5, retention_seconds=3600))
+    monitor, clock = make(
+        history=HistorySettings(sample_interval_seconds=5, retention_seconds=3600))
     monitor.sampler = SyntheticSampler(clock, routes=200)  # type: ignore[assignment]
     monitor.take_sample()
     gc.collect()

@@ -39,13 +39,13 @@ __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
     "MonitoringConfig", "PathSettings", "RouteResolver", "SystemSettings", "WebhookSettings",
-    "metric_prefix", "reference",
+    "metric_prefix", "reference", "variables",
 ]
 
 
 @dataclass(frozen=True)
 class MonitoringConfig(Section):
-    """Settings for :class:`~asgi_monitor.MonitoringMiddleware` and its background tasks.
+    """The root: a few process-wide switches, and one section per component.
 
     ``MonitoringConfig()`` gives the defaults; ``MonitoringConfig.from_env()`` reads the
     documented variables. Sections not given are their defaults.
@@ -136,6 +136,16 @@ def _sections() -> Iterator[tuple[dataclasses.Field[Any], type[Section]]]:
             yield f, factory
 
 
+def variables() -> dict[str, tuple[str, Setting, Any]]:
+    """Every environment variable: its setting's dotted name, declaration and default."""
+    found: dict[str, tuple[str, Setting, Any]] = {}
+    for section, f, meta in _settings():
+        name = f"{section}.{f.name}" if section else f.name
+        for variable in [e.name for e in meta.env] + ([meta.file_env] if meta.file_env else []):
+            found[variable] = (name, meta, f.default)
+    return found
+
+
 def _settings() -> Iterator[tuple[str, dataclasses.Field[Any], Setting]]:
     yield from (("", f, meta) for f, meta in declared(MonitoringConfig))
     for section_field, section_type in _sections():
@@ -144,22 +154,42 @@ def _settings() -> Iterator[tuple[str, dataclasses.Field[Any], Setting]]:
 
 
 def reference() -> str:
-    """The configuration reference as Markdown, printed from the declarations.
+    """The settings reference as Markdown, printed from the declarations: one table per section.
 
-    ``docs/configuration.md`` is this text (a test holds them equal) and
+    ``docs/configuration.md`` holds this text (a test keeps them equal) and
     ``asgi-monitor config --reference`` prints it.
     """
-    lines = ["| variable | setting | default | meaning |", "|---|---|---|---|"]
-    for section, f, meta in _settings():
-        name = f"{section}.{f.name}" if section else f.name
-        variables = [e.name for e in meta.env] + ([meta.file_env] if meta.file_env else [])
-        shown_vars = ", ".join(f"`{v}`" for v in variables) or "(code only)"
-        default = _public(f.default if f.default is not dataclasses.MISSING else None)
-        shown_default = "(none)" if default in ("", None, []) else f"`{default}`"
-        if isinstance(default, list) and default:
-            shown_default = f"`{','.join(str(d) for d in default)}`"
-        if isinstance(default, bool):
-            shown_default = f"`{str(default).lower()}`"
-        meaning = meta.help.replace("|", "\\|")
-        lines.append(f"| {shown_vars} | `{name}` | {shown_default} | {meaning} |")
-    return "\n".join(lines) + "\n"
+    out: list[str] = []
+    groups: list[tuple[str, type[Section]]] = [("", MonitoringConfig)]
+    groups += [(f.name, section_type) for f, section_type in _sections()]
+    for section, section_type in groups:
+        title = f"`{section}`: `{section_type.__name__}`" if section else "`MonitoringConfig`"
+        doc = (section_type.__doc__ or "").strip().split("\n\n")[0]
+        out += [f"### {title}", "", " ".join(doc.split()), "",
+                "| variable | setting | default | meaning |", "|---|---|---|---|"]
+        for f, meta in declared(section_type):
+            name = f"{section}.{f.name}" if section else f.name
+            variables = [e.name for e in meta.env] + ([meta.file_env] if meta.file_env else [])
+            shown_vars = ", ".join(f"`{v}`" for v in variables) or "(code only)"
+            meaning = meta.help.replace("|", "\\|")
+            out.append(f"| {shown_vars} | `{name}` | {_shown_default(f.default)} | {meaning} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _shown_default(default: Any) -> str:
+    if default in ("", None, ()):
+        return "(none)"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, tuple):
+        return f"`{','.join(_number(d) for d in default)}`"
+    if isinstance(default, float):
+        return f"`{_number(default)}`"
+    return f"`{default}`"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

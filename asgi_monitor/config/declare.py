@@ -267,7 +267,7 @@ class Section:
             if len({repr(v) if not isinstance(v, Secret) else v.get_secret_value()
                     for _, v in found}) > 1:
                 raise ConfigError(f"{' and '.join(n for n, _ in found)} set "
-                                  f"{cls.qualified(f.name)} differently: set one of them")
+                                  f"{cls.qualified(f.name)} differently: use one of the two")
             if found:
                 values[f.name] = found[0][1]
         return values
@@ -276,7 +276,10 @@ class Section:
 def _read_secret_file(variable: str, path: str) -> Secret:
     try:
         return Secret.from_file(path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{variable} must be a readable UTF-8 file holding the secret "
-                          f"({reason}), got {path!r}") from None
+    except UnicodeDecodeError:
+        accepted = "a readable UTF-8 file holding the secret (not UTF-8)"
+    except OSError as exc:
+        accepted = f"a readable UTF-8 file holding the secret ({exc.strerror or exc})"
+    except ValueError:
+        accepted = "a file holding the secret, not an empty one"
+    raise ConfigError(f"{variable} must be {accepted}, got {path!r}")
