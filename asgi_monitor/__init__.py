@@ -8,6 +8,7 @@ Wrap the app in one line::
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
@@ -45,4 +46,3 @@ __all__ = [
     "monitor_database_operation",
 ]
 
-__version__ = "0.1.0"
