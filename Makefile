@@ -5,15 +5,24 @@ BIN := $(VENV)/bin
 # Debian packages the integration tests use (promtool, Prometheus, Alertmanager, Chromium, Redis, wrk).
 APT_PACKAGES := prometheus prometheus-alertmanager chromium redis-server wrk valgrind
 
-.PHONY: demo test lint install system-deps bench clean
+.PHONY: demo test test-lowest lint install system-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@# `pip install --group` (PEP 735 dependency groups) needs pip >= 25.1.
+	$(BIN)/pip install -q --upgrade "pip>=25.1"
 
-# Dependencies change rarely: reinstall them only when pyproject.toml changes.
+# Dependencies change rarely: reinstall them only when pyproject.toml changes. Development tools
+# are PEP 735 dependency groups in pyproject.toml, not extras users could install.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q ".[dev,demo]"
+	$(BIN)/pip install -q --group dev ".[demo]"
+	touch $@
+
+# The benchmark's peers and uvicorn's fast loop only: the project stays the compiled build that
+# `install` made, the one the figures are about (installing ".[bench]" would replace it with a
+# pure-Python build).
+$(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --group bench
 	touch $@
 
 # The package itself is reinstalled (not editable) on every run, so the tests exercise what a
@@ -38,16 +47,38 @@ system-deps:
 lint: $(VENV)/.deps
 	$(BIN)/ruff check asgi_monitor tests $(wildcard benchmarks)
 	$(BIN)/mypy
+	@# As Windows sees it: a POSIX-only module (fcntl) imported outside a platform check fails here.
+	$(BIN)/mypy --platform win32
 
 test: system-deps install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The unit tests against the lowest runtime dependencies pyproject.toml allows (uv's lowest-direct
+# resolution: each declared lower bound, the newest of what they need in turn), so a lower bound
+# that no longer works fails here rather than on a user's machine. Not run: the integration tests,
+# the wheel builds, the benchmark smoke tests, and the tests of FastAPI and Litestar apps (FastAPI
+# would pull a recent Starlette); the `test` dependency group has the rest.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_SKIP := -m "not integration" --ignore=tests/test_packaging.py \
+	--ignore=tests/test_benchmarks_smoke.py --ignore=tests/test_soak_smoke.py \
+	--ignore=tests/test_readme.py --ignore=tests/test_routes.py \
+	--deselect tests/test_gate.py::test_documented_fastapi_example
+
+test-lowest: $(VENV)/.deps
+	rm -rf $(LOWEST_VENV)
+	$(BIN)/uv venv -q --python $(BIN)/python $(LOWEST_VENV)
+	$(BIN)/uv pip compile -q --no-header --resolution lowest-direct \
+		--python $(LOWEST_VENV)/bin/python pyproject.toml -o $(LOWEST_VENV)/lowest.txt
+	$(BIN)/uv pip install -q --python $(LOWEST_VENV)/bin/python -c $(LOWEST_VENV)/lowest.txt \
+		--group test .
+	@grep -E "^(starlette|prometheus-client|psutil|jinja2|aiosmtplib|httpx)==" $(LOWEST_VENV)/lowest.txt
+	$(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(LOWEST_SKIP) $(PYTEST_ARGS)
+
 demo: install
 	$(BIN)/asgi-monitor demo --host 127.0.0.1 --port 8000
 
-bench: install
-	$(BIN)/pip install -q ".[bench]"
+bench: install $(VENV)/.bench-deps
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

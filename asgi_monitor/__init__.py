@@ -8,6 +8,7 @@ Wrap the app in one line::
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .build import build_monitor
 from .collector import MetricsCollector
 from .config import (
@@ -69,4 +70,3 @@ __all__ = [
     "set_default_monitor",
 ]
 
-__version__ = "0.1.0"

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._version import __version__
 from .config import MonitoringConfig
 from .errors import MonitoringError
 
@@ -105,32 +106,101 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if overall is HealthStatus.CRITICAL else 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asgi-monitor", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Prometheus metrics, health checks and alerts for an ASGI app, from the command line.
 
-    demo = commands.add_parser("demo", help="run the example app wrapped in the middleware")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+Settings are read from the environment, as the middleware reads them
+(MonitoringConfig.from_env()). Errors are one line on stderr: exit status 2 for
+usage and configuration errors, 1 when the check command finds the app critical."""
+
+EPILOG = """\
+examples:
+  asgi-monitor demo                          the example app on http://127.0.0.1:8000
+  asgi-monitor check myproject.main:app      the app's health checks, once
+  asgi-monitor rules > asgi_monitor.rules.yml
+  asgi-monitor COMMAND --help                a command's options and examples"""
+
+# Each command: its one-line help (in the command list), a description and examples for its own
+# --help. Plain text shown as written (RawDescriptionHelpFormatter), so no reST markup.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": (
+        "run the example app wrapped in the middleware",
+        "Serve an example shop with synthetic traffic: charts move, a health check degrades\n"
+        "and alerts fire within a minute. Needs the demo extra:\n"
+        "pip install 'asgi-monitoring[demo]'.",
+        "examples:\n"
+        "  asgi-monitor demo\n"
+        "  asgi-monitor demo --port 8001 --no-traffic\n"
+        "  MONITORING_ADMIN_PASSWORD=secret asgi-monitor demo",
+    ),
+    "config": (
+        "print the effective configuration from the environment (secrets masked)",
+        "Print the configuration the middleware would use, read from the environment, as\n"
+        "JSON with secrets masked. Exit status 2 names an invalid setting. With --reference,\n"
+        "print every setting (its variables, default and meaning) as Markdown instead.",
+        "examples:\n"
+        "  asgi-monitor config\n"
+        "  HEALTH_CHECK_INTERVAL=10 asgi-monitor config\n"
+        "  asgi-monitor config --reference",
+    ),
+    "rules": (
+        "print the default alert rules as a Prometheus rules file",
+        "Print the default alert rules as a Prometheus rules file (PromQL), with the\n"
+        "thresholds of the ALERT_* settings.",
+        "examples:\n"
+        "  asgi-monitor rules > asgi_monitor.rules.yml\n"
+        "  ALERT_ERROR_RATE_PERCENT=2 asgi-monitor rules > asgi_monitor.rules.yml\n"
+        "  promtool check rules asgi_monitor.rules.yml",
+    ),
+    "grafana": (
+        "print the Grafana dashboard JSON",
+        "Print a Grafana dashboard for the exported metrics as JSON (MONITORING_NAMESPACE\n"
+        "applied), to import or provision.",
+        "examples:\n"
+        "  asgi-monitor grafana > dashboard.json\n"
+        "  MONITORING_NAMESPACE=shop asgi-monitor grafana > dashboard.json",
+    ),
+    "check": (
+        "run an app's health checks once; exit 1 if the app is critical",
+        "Import the app (package.module:app, from the current directory), run its\n"
+        "registered health checks once and print them. Exit status 1 when the app is\n"
+        "critical, so it works as a container health check.",
+        "examples:\n"
+        "  asgi-monitor check myproject.main:app\n"
+        "  asgi-monitor check myproject.main:app --json\n"
+        "  HEALTHCHECK CMD asgi-monitor check myproject.main:app     (in a Dockerfile)",
+    ),
+}
+
+
+def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+             name: str) -> argparse.ArgumentParser:
+    help_, description, epilog = COMMANDS[name]
+    return commands.add_parser(name, help=help_, description=description, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asgi-monitor", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = _command(commands, "demo")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
     demo.add_argument("--no-traffic", action="store_true",
                       help="do not generate synthetic traffic")
     demo.set_defaults(handler=_demo)
 
-    config = commands.add_parser(
-        "config", help="print the effective configuration from the environment (secrets masked)")
+    config = _command(commands, "config")
     config.add_argument("--reference", action="store_true",
-                        help="print every setting (variable, default, meaning) as Markdown")
+                        help="print every setting (variables, default, meaning) as Markdown")
     config.set_defaults(handler=_config)
+    _command(commands, "rules").set_defaults(handler=_rules)
+    _command(commands, "grafana").set_defaults(handler=_grafana)
 
-    rules = commands.add_parser(
-        "rules", help="print the default alert rules as a Prometheus rules file")
-    rules.set_defaults(handler=_rules)
-
-    grafana = commands.add_parser("grafana", help="print the Grafana dashboard JSON")
-    grafana.set_defaults(handler=_grafana)
-
-    check = commands.add_parser(
-        "check", help="run an app's health checks once; exit 1 if the app is critical")
+    check = _command(commands, "check")
     check.add_argument("app", metavar="APP_IMPORT_PATH", help="e.g. myproject.main:app")
     check.add_argument("--json", action="store_true", help="print the results as JSON")
     check.set_defaults(handler=_check)

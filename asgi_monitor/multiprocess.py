@@ -46,9 +46,8 @@ logger = logging.getLogger("asgi_monitor")
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 # How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
-# by any worker. prometheus_client >= 0.17 has "mostrecent"; older ones fall back to the largest.
-GAUGE_MODE: Literal["mostrecent", "max"] = (
-    "mostrecent" if "mostrecent" in getattr(Gauge, "_MULTIPROC_MODES", ()) else "max")
+# by any worker.
+GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
 
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:

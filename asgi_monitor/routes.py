@@ -5,8 +5,9 @@ we support leaves its match in the (shared) scope dict, so we read it instead of
 
 - FastAPI >= 0.137 puts the full template, including ``include_router`` prefixes, in
   ``scope["fastapi"]["effective_route_context"].path``.
-- Starlette sets ``scope["route"]`` to the matched route and appends each Mount's matched prefix
-  to ``scope["root_path"]``; the label is that added prefix plus the route's ``path_format``.
+- Starlette (>= 1.7) sets ``scope["route"]`` to the matched route and appends each Mount's
+  matched prefix to ``scope["root_path"]``; the label is that added prefix plus the route's
+  ``path_format``.
   (A Mount whose own prefix has path parameters puts their values in root_path: those labels are
   raw values, which the series cap bounds.)
 - Litestar sets ``scope["path_template"]``.

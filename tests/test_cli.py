@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from asgi_monitor.__main__ import COMMANDS, _parser
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, env: dict[str, str] | None = None,
@@ -142,3 +148,49 @@ asyncio.run(main())
     )
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.strip().splitlines()[-1]) == 1.0
+
+
+# -- help and version ----------------------------------------------------------------------------
+
+def test_version_prints_the_installed_version() -> None:
+    from asgi_monitor import __version__
+
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"asgi-monitor {__version__}"
+
+
+def _help(*command: str) -> str:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"``|:(mod|class|func|attr):`|\.\. \w+::", result.stdout), \
+        f"reST markup in asgi-monitor {' '.join(command)} --help:\n{result.stdout}"
+    return result.stdout
+
+
+def test_help_is_plain_text_with_every_command() -> None:
+    text = _help()
+    for name in COMMANDS:
+        assert re.search(rf"^    {name} +\S", text, re.M), f"{name} is not listed with its help"
+    assert "--version" in text
+    assert "examples:\n  asgi-monitor " in text
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_with_examples(name: str) -> None:
+    text = _help(name)
+    assert f"usage: asgi-monitor {name}" in text
+    examples = text.split("\nexamples:\n", 1)
+    assert len(examples) == 2, f"asgi-monitor {name} --help has no examples"
+    assert f"asgi-monitor {name}" in examples[1]
+    # A setting used in an example is a real one (the README's reference lists exactly those).
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    reference = readme.split("\n## Configuration reference\n", 1)[1].split("\n## ", 1)[0]
+    for variable in re.findall(r"\b([A-Z][A-Z_]+)=", examples[1]):
+        assert f"`{variable}`" in reference, f"{variable} in asgi-monitor {name} --help"
+
+
+def test_every_command_help_is_written_by_the_parser() -> None:
+    # The examples live beside the commands: a command added without them fails here.
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(COMMANDS)

@@ -9,7 +9,8 @@
                                       AlertSeverity.WARNING, cooldown_minutes=10)
 
 Channels live in :mod:`.channels`, the default rules in :mod:`.rules`, silences in
-:mod:`.silences`, the single-sender lock in :mod:`.leader`.
+:mod:`.silences`, the single-sender lock in :mod:`.leader`, the file lock both take in
+:mod:`.locks`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One sender among several workers: an exclusive, non-blocking ``flock`` on a lock file.
+"""One sender among several workers: an exclusive, non-blocking lock on a lock file.
 
 Every worker runs the alert loop; each interval the ones without the lock try to take it, so if
 the holder dies (the kernel drops its lock with its file descriptors) another takes over within
@@ -7,9 +7,10 @@ one interval. Only the holder evaluates rules and sends, so 4 workers never send
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+
+from .locks import lock, unlock
 
 __all__ = ["LeaderLock"]
 
@@ -33,13 +34,13 @@ class LeaderLock:
         assert self.path is not None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+            taken = lock(fd, blocking=False)
         except BaseException:
             os.close(fd)
             raise
+        if not taken:
+            os.close(fd)
+            return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -50,5 +51,5 @@ class LeaderLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            unlock(fd)
             os.close(fd)

@@ -3,19 +3,19 @@
 A silenced alert still goes through its states and shows in the API; only its notifications are
 skipped. Under several workers the admin's request reaches any worker while one other worker
 sends the notifications, so with a ``path`` (next to the leader lock) the silences live in a
-small JSON file that every worker reads: writes are serialised with ``flock`` and replace the
+small JSON file that every worker reads: writes are serialised with a file lock and replace the
 file atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
+from .locks import lock, unlock
 from .models import Silence
 
 __all__ = ["Silences"]
@@ -86,8 +86,8 @@ class Silences:
         if self.path is None:
             yield
             return
-        with open(f"{self.path}.lock", "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with open(f"{self.path}.lock", "a") as lock_file:
+            lock(lock_file.fileno(), blocking=True)
             try:
                 self._read()
                 yield
@@ -99,4 +99,4 @@ class Silences:
                 os.replace(temporary, self.path)
                 self._seen = None
             finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                unlock(lock_file.fileno())
