@@ -74,10 +74,18 @@ def test_sdist_holds_what_the_readme_names(sdist_names: set[str]) -> None:
                  "benchmarks/run.py", "deploy/Dockerfile", "deploy/grafana/provisioning"]:
         assert name in sdist_names or any(n.startswith(f"{name}/") for n in sdist_names), \
             f"the sdist has no {name}"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    links = re.findall(r"\]\(([^)#\s]+)\)", readme)
-    named = re.findall(r"`((?:deploy|docs|benchmarks|templates|tests)/[\w./-]*\w)`", readme)
-    local = {target for target in links + named if not target.startswith(("http:", "https:"))}
+    # What the README links to, and what the docs pages it links to link to in turn.
+    local: set[str] = set()
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        links = re.findall(r"\]\(([^)#\s]+)\)", text)
+        named = re.findall(r"`((?:deploy|docs|benchmarks|templates|tests)/[\w./-]*\w)`", text)
+        for target in links + named:
+            if target.startswith(("http:", "https:")):
+                continue
+            if target in links and page.parent != ROOT:
+                target = (page.parent / target).resolve().relative_to(ROOT).as_posix()
+            local.add(target)
     assert "docs/security.md" in local and "deploy/Dockerfile" in local
     for target in local:
         assert target in sdist_names or any(n.startswith(f"{target.rstrip('/')}/")
@@ -138,13 +146,17 @@ from typing_extensions import assert_type
 
 import asgi_monitor
 from asgi_monitor import (
+    HealthSettings,
     MetricsCollector,
     Monitor,
     MonitoringConfig,
     MonitoringMiddleware,
+    PathSettings,
+    build_monitor,
     get_alert_manager,
     get_health_checker,
     get_metrics_collector,
+    get_monitor,
 )
 from asgi_monitor.alerting import AlertManager, AlertSeverity
 from asgi_monitor.health import HealthCheck, HealthChecker, HealthStatus
@@ -159,14 +171,16 @@ def backlog() -> bool:
     return False
 
 
-config = MonitoringConfig(metrics_path="/internal/metrics", health_default_checks=False)
+config = MonitoringConfig(paths=PathSettings(metrics="/internal/metrics"),
+                          health=HealthSettings(default_checks=False))
 assert_type(config, MonitoringConfig)
-assert_type(config.metrics_path, str)
+assert_type(config.paths.metrics, str)
 assert_type(MonitoringConfig.from_env(), MonitoringConfig)
 
 monitored = MonitoringMiddleware(app, config)
 assert_type(monitored, MonitoringMiddleware)
-assert_type(monitored.monitor, Monitor)
+assert_type(get_monitor(), Monitor)
+assert_type(MonitoringMiddleware(app, monitor=build_monitor(config)), MonitoringMiddleware)
 
 metrics = get_metrics_collector()
 assert_type(metrics, MetricsCollector)
