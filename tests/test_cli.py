@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asgi_monitor.config import variables
 from asgi_monitor.__main__ import COMMANDS, _parser
+from asgi_monitor.config import variables
 
 ROOT = Path(__file__).resolve().parent.parent
 
