@@ -8,9 +8,9 @@ Wrap the app in one line::
 
 from __future__ import annotations
 
-from ._version import __version__ as __version__
-from .build import build_monitor
-from .collector import MetricsCollector
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import (
     AlertSettings,
     EmailSettings,
@@ -31,14 +31,40 @@ from .default import (
     set_default_monitor,
 )
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
-from .instrumentation import (
-    instrument_sqlalchemy,
-    monitor_cache_operation,
-    monitor_database_operation,
-)
 from .middleware import MonitoringMiddleware
-from .monitor import Monitor
 from .secret import Secret
+
+# The components (collector, health, alerting, history) load when a monitor is first built, and
+# these names when first used, so importing the package or the middleware costs little.
+_LAZY = {
+    "Monitor": ".monitor",
+    "MetricsCollector": ".collector",
+    "build_monitor": ".build",
+    "instrument_sqlalchemy": ".instrumentation",
+    "monitor_cache_operation": ".instrumentation",
+    "monitor_database_operation": ".instrumentation",
+    "__version__": "._version",
+}
+
+if TYPE_CHECKING:
+    from ._version import __version__ as __version__
+    from .build import build_monitor
+    from .collector import MetricsCollector
+    from .instrumentation import (
+        instrument_sqlalchemy,
+        monitor_cache_operation,
+        monitor_database_operation,
+    )
+    from .monitor import Monitor
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 __all__ = [
     "AlertSettings",

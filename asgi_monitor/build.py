@@ -26,7 +26,7 @@ from .insights import Insights
 from .logs import configure_package_logging
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
-from .sampling import SampleBuffer, sampler_for
+from .sampling.samples import SampleBuffer
 from .timeseries import History
 
 __all__ = ["build_monitor"]
@@ -71,7 +71,7 @@ def build_monitor(
     collector.add_scrape_collector(HealthMetrics(health, prefix))
 
     # Typed snapshots of the components' numbers: alert rules and history read rates here.
-    sampler = sampler_for(collector)
+    sampler = collector.sampler()
     # Raw samples serve the alert windows (history keeps its own derived points), so they are
     # kept for twice the longest window, at least 10 minutes.
     samples = SampleBuffer(retention_seconds=max(2 * config.alerts.window_seconds, 600.0))

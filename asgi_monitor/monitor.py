@@ -25,7 +25,7 @@ from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.checker import HealthChecker
 from .request_metrics import RequestStore
-from .sampling import SampleBuffer, Sampler
+from .sampling.samples import SampleBuffer, Sampler
 from .timeseries import History
 
 if TYPE_CHECKING:
@@ -123,7 +123,6 @@ class Monitor:
                 await asyncio.sleep(interval)
         finally:
             self.alert_lock.release()
-            self.alerts.close()
 
     async def _sample_forever(self) -> None:
         interval = self.config.history.sample_interval_seconds

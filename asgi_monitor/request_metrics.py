@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .config import metric_prefix
-from .sampler_inputs import RequestSnapshot, RouteLatency
+from .sampling.inputs import RequestSnapshot, RouteLatency
 
 __all__ = [
     "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
@@ -41,7 +41,7 @@ STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS"
 
 # The families, shared with the multiprocess store so both expose the same names and help. The
 # names the sampler reads back under several workers are constants, imported by the one reader
-# of merged families (asgi_monitor.merged_reader), never spelled again.
+# of merged families (asgi_monitor.sampling.merged), never spelled again.
 HTTP_REQUESTS = "http_requests"
 HTTP_REQUESTS_IN_PROGRESS = "http_requests_in_progress"
 HTTP_REQUEST_DURATION = "http_request_duration_seconds"

@@ -1,15 +1,15 @@
 """The dashboard's time series: a bounded :class:`History` of points derived from samples.
 
 (Not the alert log, which is :mod:`asgi_monitor.alerting.history`.) Each time the Monitor's
-sampler takes a :class:`~asgi_monitor.sampling.Sample`, :meth:`History.record_sample` turns the
-interval since the previous one (a :class:`~asgi_monitor.sampling.Window`) into one small
-:class:`Point`: request and error rates, latency p50/p95/p99 from the histogram bucket
+sampler takes a :class:`~asgi_monitor.sampling.samples.Sample`, :meth:`History.record_sample`
+turns the interval since the previous one (a :class:`~asgi_monitor.sampling.samples.Window`) into
+one small :class:`Point`: request and error rates, latency p50/p95/p99 from the histogram bucket
 increases (Prometheus' ``histogram_quantile`` over the interval), requests in progress, CPU,
 memory and disk use, process RSS, and rate / error ratio / p95 of the interval's busiest routes.
 
 Points live in a fixed-size deque (``retention / interval`` of them), so memory is bounded by
-construction: the README gives the measured figure (an hour at 5 s with 200 routes).
-Samples themselves stay in the :class:`~asgi_monitor.sampling.SampleBuffer`; nothing here
+construction: docs/dashboard.md gives the measured figure (an hour at 5 s with 200 routes).
+Samples themselves stay in the :class:`~asgi_monitor.sampling.samples.SampleBuffer`; nothing here
 touches the request path.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .sampling import Sample, Window
+from .sampling.samples import Sample, Window
 
 __all__ = ["History", "Point", "RoutePoint"]
 

@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiosmtplib
-import httpx
-
+# httpx and aiosmtplib are imported by the channels that send with them, when they first send:
+# most apps enable neither, and `import asgi_monitor` stays light.
 from ..config import AlertSettings, EmailSettings, WebhookSettings
 from ..secret import MASK, Secret
 from .models import Alert, AlertSeverity
@@ -143,6 +142,7 @@ class EmailChannel(Channel):
         return (self.password.get_secret_value(),) if self.password else ()
 
     async def send(self, alert: Alert) -> None:
+        import aiosmtplib
         message = email_message(alert, sender=self.sender, recipients=self.recipients,
                                 external_url=self.external_url)
         await aiosmtplib.send(
@@ -178,6 +178,7 @@ class _HTTPChannel(Channel):
         return self.url.get_secret_value()
 
     async def send(self, alert: Alert) -> None:
+        import httpx
         content = json.dumps(self.body(alert), separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "asgi_monitor",
                    **self.headers(content)}

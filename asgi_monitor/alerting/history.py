@@ -101,7 +101,7 @@ def _append(path: str, line: str) -> None:
 
     A full disk (or RLIMIT_FSIZE) lets a write through in part: the torn line left behind would
     glue itself to the next record once there is space again, and that record would be skipped
-    on reload (issue 9, found by test_faults_alerting.py). So a failed append is cut back off.
+    on reload. So a failed append is cut back off.
     """
     data = memoryview(line.encode("utf-8"))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

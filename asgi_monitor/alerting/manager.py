@@ -93,21 +93,25 @@ class AlertManager:
         severity: AlertSeverity = AlertSeverity.WARNING,
         cooldown_minutes: float = 10.0,
         *,
+        cooldown_seconds: float | None = None,
         for_seconds: float = 0.0,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> AlertRule:
+        """Register a rule. The repeat interval while it fires is ``cooldown_seconds`` when
+        given, else ``cooldown_minutes`` (the monitoring guide's spelling)."""
+        cooldown = cooldown_minutes * 60.0 if cooldown_seconds is None else cooldown_seconds
         if not name or not isinstance(name, str):
             raise MonitoringError(f"invalid alert rule name {name!r}")
         if name in self._rules:
             raise MonitoringError(f"an alert rule named {name!r} is already registered")
         if not callable(condition):
             raise MonitoringError(f"alert rule {name!r}: condition {condition!r} is not callable")
-        if cooldown_minutes < 0 or for_seconds < 0:
-            raise MonitoringError(f"alert rule {name!r}: cooldown_minutes and for_seconds must "
+        if cooldown < 0 or for_seconds < 0:
+            raise MonitoringError(f"alert rule {name!r}: the cooldown and for_seconds must "
                                   "be >= 0")
         rule = AlertRule(name, description, condition, AlertSeverity(severity),
-                         cooldown_minutes * 60.0, for_seconds, dict(labels or {}),
+                         cooldown, for_seconds, dict(labels or {}),
                          dict(annotations or {}))
         self._rules[name] = rule
         return rule
@@ -267,9 +271,6 @@ class AlertManager:
         key = (str(outcome["channel"]), bool(outcome["ok"]))
         self.notification_counts[key] = self.notification_counts.get(key, 0) + 1
         return outcome
-
-    def close(self) -> None:
-        """Nothing to release: a condition's thread is a daemon thread, never waited for."""
 
     # -- read side ------------------------------------------------------------------------------
     def active(self) -> list[Alert]:

@@ -1,6 +1,6 @@
 """The default rules, over the sampled metrics (:mod:`asgi_monitor.sampling`) and health.
 
-Every rate comes from a :class:`~asgi_monitor.sampling.Window` of the samples the monitor
+Every rate comes from a :class:`~asgi_monitor.sampling.samples.Window` of the samples the monitor
 already takes (differences of cumulative totals, like PromQL's ``increase()``), so alerting adds
 nothing to the request path. Thresholds come from the configuration (``ALERT_*`` variables).
 The conditions are async and only read memory, so they run on the event loop, next to the
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from ..config import AlertSettings, SystemSettings
 from ..health.checker import HealthChecker
 from ..health.models import HealthStatus
-from ..sampling import SampleBuffer
+from ..sampling.samples import SampleBuffer
 from .manager import AlertManager
 from .models import AlertSeverity
 
@@ -27,7 +27,7 @@ DEFAULT_RULES = ("high_error_rate", "slow_responses", "high_memory_usage", "data
 
 def install_default_rules(manager: AlertManager, alerts: AlertSettings, system: SystemSettings,
                           samples: SampleBuffer, health: HealthChecker) -> None:
-    """Register the six default rules (see the README's table)."""
+    """Register the six default rules (the table in docs/alerting.md)."""
     window = alerts.window_seconds
     minutes = f"{window / 60:g} min"
 
@@ -96,4 +96,4 @@ def install_default_rules(manager: AlertManager, alerts: AlertSettings, system: 
     ]
     for name, description, condition, severity in rules:
         manager.register_rule(name, description, condition, severity,
-                              cooldown_minutes=alerts.cooldown_seconds / 60)
+                              cooldown_seconds=alerts.cooldown_seconds)

@@ -16,8 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psutil
-
+# psutil is imported by the checks that read it, so `import asgi_monitor` does not load it.
 from ..config import HealthSettings, SystemSettings
 from .checker import CheckFunction, CheckResult, HealthChecker
 from .models import HealthCheck, HealthStatus
@@ -45,6 +44,7 @@ def _grade(value: float, warning: float, critical: float) -> HealthStatus:
 
 def memory_check(warning_percent: float = 85.0, critical_percent: float = 95.0) -> CheckFunction:
     def check() -> HealthCheck:
+        import psutil
         memory = psutil.virtual_memory()
         status = _grade(memory.percent, warning_percent, critical_percent)
         return HealthCheck("memory", status, f"memory {memory.percent:.1f}% used",
@@ -63,6 +63,7 @@ def disk_check(
     ``critical_free_percent``."""
 
     def check() -> HealthCheck:
+        import psutil
         usage = psutil.disk_usage(path)
         free_percent = 100.0 - usage.percent
         if free_percent < critical_free_percent:
@@ -82,9 +83,11 @@ def disk_check(
 
 def cpu_check(warning_percent: float = 90.0, critical_percent: float = 98.0) -> CheckFunction:
     # cpu_percent(None) reports usage since the previous call; prime it so the first run is real.
+    import psutil
     psutil.cpu_percent(interval=None)
 
     def check() -> HealthCheck:
+        import psutil
         percent = psutil.cpu_percent(interval=None)
         status = _grade(percent, warning_percent, critical_percent)
         return HealthCheck("cpu", status, f"CPU {percent:.1f}% busy since the last check",

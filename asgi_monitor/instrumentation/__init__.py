@@ -7,14 +7,21 @@ exported by :mod:`asgi_monitor`. Part of the core: nothing here imports the web 
 
 from __future__ import annotations
 
-from .cache import CacheMetrics, monitor_cache_operation
-from .database import DatabaseMetrics, instrument_sqlalchemy, monitor_database_operation
+from .cache import CacheMetrics
+from .database import DatabaseMetrics
+from .decorators import (
+    Instrumented,
+    instrument_sqlalchemy,
+    monitor_cache_operation,
+    monitor_database_operation,
+)
 from .system import SystemMetrics
 from .users import LOGIN_FAILURE_REASONS, UserMetrics
 
 __all__ = [
     "CacheMetrics",
     "DatabaseMetrics",
+    "Instrumented",
     "LOGIN_FAILURE_REASONS",
     "SystemMetrics",
     "UserMetrics",

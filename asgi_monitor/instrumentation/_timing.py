@@ -1,4 +1,4 @@
-"""What the decorators share: finding the collector, timing a call, never failing the call."""
+"""What the decorators share: timing a call and recording it without ever failing the call."""
 
 from __future__ import annotations
 
@@ -7,50 +7,36 @@ import inspect
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from ..logs import RateLimitedLog
 
-if TYPE_CHECKING:
-    from ..collector import MetricsCollector
-
-__all__ = ["Record", "current_collector", "safely", "timed"]
+__all__ = ["ErrorSink", "safely", "timed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-# record(collector, duration, result, ok): what one finished call adds to the metrics.
-Record = Callable[["MetricsCollector", float, Any, bool], None]
+
+
+class ErrorSink(Protocol):
+    def internal_error(self, where: str, exc: BaseException) -> None: ...
+
+
+T = TypeVar("T", bound=ErrorSink)
 
 _log = RateLimitedLog(logging.getLogger("asgi_monitor.metrics"), logging.ERROR)
 
 
-_get_collector: Callable[[], MetricsCollector] | None = None
-
-
-def current_collector() -> MetricsCollector:
-    """The collector ``get_metrics_collector()`` returns, looked up on each call so that a monitor
-    created later (the middleware, a test's fresh registry) is the one recorded into."""
-    global _get_collector
-    if _get_collector is None:
-        # Imported late (the default monitor builds the collector, which imports this package)
-        # and kept: an import statement on every call would cost microseconds.
-        from ..default import get_metrics_collector
-
-        _get_collector = get_metrics_collector
-    return _get_collector()
-
-
 def safely(
     where: str,
-    record: Record,
+    record: Callable[[T, float, Any, bool], None],
     duration: float,
     result: Any,
     ok: bool,
-    collector: MetricsCollector | None = None,
+    target: Callable[[], T],
 ) -> None:
-    """Record a finished call; a failure inside monitoring is counted and logged, never raised."""
+    """Record a finished call into ``target()``; a failure inside monitoring is counted and
+    logged, never raised."""
     try:
-        if collector is None:
-            collector = current_collector()
+        collector = target()
     except Exception as exc:
         _log.log(where, "asgi_monitor could not record %s: %r", where, exc, exc_info=exc)
         return
@@ -60,7 +46,8 @@ def safely(
         collector.internal_error(where, exc)
 
 
-def timed(func: F, where: str, record: Record) -> F:
+def timed(func: F, where: str, record: Callable[[T, float, Any, bool], None],
+          target: Callable[[], T]) -> F:
     """Wrap a sync or async function: time each call and record it; results and exceptions of
     the function pass through unchanged."""
     if inspect.iscoroutinefunction(func):
@@ -71,9 +58,9 @@ def timed(func: F, where: str, record: Record) -> F:
             try:
                 result = await func(*args, **kwargs)
             except BaseException:
-                safely(where, record, perf_counter() - start, None, False)
+                safely(where, record, perf_counter() - start, None, False, target)
                 raise
-            safely(where, record, perf_counter() - start, result, True)
+            safely(where, record, perf_counter() - start, result, True, target)
             return result
 
         return cast(F, async_wrapper)
@@ -84,9 +71,9 @@ def timed(func: F, where: str, record: Record) -> F:
         try:
             result = func(*args, **kwargs)
         except BaseException:
-            safely(where, record, perf_counter() - start, None, False)
+            safely(where, record, perf_counter() - start, None, False, target)
             raise
-        safely(where, record, perf_counter() - start, result, True)
+        safely(where, record, perf_counter() - start, result, True, target)
         return result
 
     return cast(F, wrapper)

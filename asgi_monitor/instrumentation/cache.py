@@ -2,7 +2,8 @@
 
 ``cache_operations_total{cache,operation}`` and
 ``cache_operation_duration_seconds{cache,operation}``, where ``operation`` is ``hit``, ``miss``,
-``set``, ``delete`` (or ``error`` for a decorated call that raised). Plain calls or a decorator::
+``set``, ``delete`` (or ``error`` for a decorated call that raised). Plain calls, or the decorator
+from :mod:`asgi_monitor.instrumentation.decorators`::
 
     metrics = get_metrics_collector()
     metrics.cache.hit("sessions", duration=0.0004)   # duration is optional
@@ -17,22 +18,15 @@ The hit rate is computed in this process: under several workers, each reports it
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..labels import BoundedChildren, SeriesCap
-from ..sampler_inputs import CacheSnapshot
-from ._timing import timed
+from ..sampling.inputs import CacheSnapshot
 
-if TYPE_CHECKING:
-    from ..collector import MetricsCollector
+__all__ = ["CACHE_DURATION_BUCKETS", "CACHE_OPERATIONS", "CacheMetrics", "CacheOperation"]
 
-__all__ = ["CACHE_DURATION_BUCKETS", "CACHE_OPERATIONS", "CacheMetrics",
-           "monitor_cache_operation"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 CacheOperation = Literal["hit", "miss", "set", "delete", "error"]
 _OPERATIONS: tuple[CacheOperation, ...] = ("hit", "miss", "set", "delete", "error")
 # The counter the sampler reads back from the merged files under several workers.
@@ -123,30 +117,3 @@ class CacheMetrics:
         counts = self.lookup_counts().values()
         return CacheSnapshot(hits=float(sum(h for h, _ in counts)),
                              misses=float(sum(m for _, m in counts)))
-
-
-def monitor_cache_operation(
-    cache: str,
-    operation: Literal["get", "set", "delete"] = "get",
-    *,
-    is_hit: Callable[[Any], bool] = lambda result: result is not None,
-) -> Callable[[F], F]:
-    """Count and time every call of a sync or async function as an operation on ``cache``.
-
-    For ``operation="get"`` the result decides hit or miss (``is_hit``, by default "not None").
-    A call that raises counts as ``error``; the exception propagates unchanged.
-    """
-    def record(collector: MetricsCollector, duration: float, result: Any, ok: bool) -> None:
-        done: CacheOperation
-        if not ok:
-            done = "error"
-        elif operation == "get":
-            done = "hit" if is_hit(result) else "miss"
-        else:
-            done = operation
-        collector.cache.record(cache, done, duration)
-
-    def decorate(func: F) -> F:
-        return timed(func, "cache", record)
-
-    return decorate

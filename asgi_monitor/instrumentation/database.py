@@ -1,7 +1,8 @@
-"""Database metrics: a decorator for any sync or async function, and an opt-in SQLAlchemy hook.
+"""Database metrics: ``collector.database``, recorded by hand or by the decorators.
 
 ``db_query_duration_seconds{operation}`` (histogram) and ``db_queries_total{operation,status}``
-(status ``success`` or ``error``)::
+(status ``success`` or ``error``). The decorator and the SQLAlchemy hook live in
+:mod:`asgi_monitor.instrumentation.decorators`::
 
     @monitor_database_operation("load_user")
     async def load_user(user_id: int) -> User: ...
@@ -17,26 +18,17 @@ Operation names are capped like every label from user input (``max_series_per_me
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
-from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..labels import BoundedChildren, SeriesCap
-from ..sampler_inputs import DatabaseSnapshot
-from ._timing import safely, timed
-
-if TYPE_CHECKING:
-    from ..collector import MetricsCollector
+from ..sampling.inputs import DatabaseSnapshot
 
 __all__ = [
-    "DB_DURATION_BUCKETS", "DB_QUERIES", "DatabaseMetrics", "DatabaseOperation",
-    "instrument_sqlalchemy", "monitor_database_operation", "statement_kind",
+    "DB_DURATION_BUCKETS", "DB_QUERIES", "DatabaseMetrics", "DatabaseOperation", "statement_kind",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Queries: 1 ms .. 10 s.
 DB_DURATION_BUCKETS: tuple[float, ...] = (
@@ -106,21 +98,6 @@ class DatabaseMetrics:
                                 errors=float(sum(o.failures for o in operations)))
 
 
-def monitor_database_operation(operation: str) -> Callable[[F], F]:
-    """Time every call of a sync or async function as database operation ``operation``.
-
-    A call that raises counts as ``status="error"`` (cancellation included); the exception
-    propagates unchanged.
-    """
-    def record(collector: MetricsCollector, duration: float, result: Any, ok: bool) -> None:
-        collector.database.operation(operation).record(duration, ok)
-
-    def decorate(func: F) -> F:
-        return timed(func, "database", record)
-
-    return decorate
-
-
 def statement_kind(statement: str) -> str:
     """SELECT, INSERT, UPDATE or DELETE from a statement's first keyword, else OTHER."""
     text = statement.lstrip()
@@ -128,48 +105,3 @@ def statement_kind(statement: str) -> str:
     if head in _KINDS and not text[6:7].isalnum() and text[6:7] != "_":
         return head
     return "OTHER"
-
-
-_START = "asgi_monitor_statement_start"
-_instrumented: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def instrument_sqlalchemy(engine: Any, *, collector: MetricsCollector | None = None) -> None:
-    """Time every statement an Engine or AsyncEngine runs (idempotent; needs SQLAlchemy >= 2).
-
-    Uses the ``before_cursor_execute``/``after_cursor_execute``/``handle_error`` events of the
-    (sync) engine; for an AsyncEngine, those of its ``sync_engine``. The metrics go to
-    ``collector``, by default the one ``get_metrics_collector()`` returns at each statement.
-    """
-    from sqlalchemy import event  # optional dependency: pip install 'asgi-monitoring[sqlalchemy]'
-
-    sync_engine = getattr(engine, "sync_engine", engine)
-    if sync_engine in _instrumented:
-        return
-    _instrumented.add(sync_engine)
-
-    def record(target: MetricsCollector, duration: float, statement: Any, ok: bool) -> None:
-        target.database.operation(statement_kind(statement)).record(duration, ok)
-
-    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-               executemany: bool) -> None:
-        # A stack, as in SQLAlchemy's own profiling recipe: events nest on one connection.
-        conn.info.setdefault(_START, []).append(perf_counter())
-
-    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-              executemany: bool) -> None:
-        starts = conn.info.get(_START)
-        if starts:
-            safely("sqlalchemy", record, perf_counter() - starts.pop(), statement, True,
-                   collector)
-
-    def error(context: Any) -> None:
-        conn = context.connection
-        starts = conn.info.get(_START) if conn is not None else None
-        if starts:  # else the failure came before a statement ran (e.g. connecting)
-            safely("sqlalchemy", record, perf_counter() - starts.pop(),
-                   context.statement or "", False, collector)
-
-    event.listen(sync_engine, "before_cursor_execute", before)
-    event.listen(sync_engine, "after_cursor_execute", after)
-    event.listen(sync_engine, "handle_error", error)

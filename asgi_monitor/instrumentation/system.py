@@ -18,13 +18,18 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
-import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+if TYPE_CHECKING:
+    # Imported where it is read (when the collector is made and scraped), so `import
+    # asgi_monitor` does not load it.
+    import psutil
+
 from ..logs import RateLimitedLog
-from ..sampler_inputs import SystemSnapshot
+from ..sampling.inputs import SystemSnapshot
 
 __all__ = ["ScrapeReader", "SystemMetrics"]
 
@@ -48,6 +53,7 @@ class SystemMetrics(Collector):
     """A prometheus Collector over psutil; register it and every scrape reads fresh values."""
 
     def __init__(self, *, prefix: str = "", disk_paths: Sequence[str] = ("/",)) -> None:
+        import psutil
         self._prefix = prefix
         self._disk_paths = tuple(disk_paths)
         self._reader = ScrapeReader("asgi_monitor.system")
@@ -56,6 +62,7 @@ class SystemMetrics(Collector):
         self._reader.read("system CPU percent", lambda: psutil.cpu_percent(interval=None))
 
     def _current_process(self) -> psutil.Process:
+        import psutil
         process = self._process
         if process is None or process.pid != os.getpid():  # re-made in a forked worker
             process = self._process = psutil.Process()
@@ -63,6 +70,7 @@ class SystemMetrics(Collector):
 
     def snapshot(self) -> SystemSnapshot:
         """The values the sampler reads (alert rules, history), read now."""
+        import psutil
         read = self._reader.read
         process = self._current_process
         disks = ((path, read(f"disk usage of {path}", partial(_disk_percent, path)))
@@ -103,6 +111,7 @@ class SystemMetrics(Collector):
 
 
 def _disk_percent(path: str) -> float:
+    import psutil
     return float(psutil.disk_usage(path).percent)
 
 

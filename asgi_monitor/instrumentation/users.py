@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from ..errors import MetricError
 from ..labels import BoundedChildren, SeriesCap
 from ..multiprocess import GAUGE_MODE
-from ..sampler_inputs import UserSnapshot
+from ..sampling.inputs import UserSnapshot
 from .system import ScrapeReader
 
 __all__ = ["LOGIN_FAILURE_REASONS", "USER_LOGINS", "UserMetrics"]

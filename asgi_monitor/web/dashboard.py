@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from .. import __version__
+from .._version import __version__
 from ..grafana import grafana_dashboard
 from ..monitor import Monitor
 from .responses import LenientJSONResponse, error_response

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..health.models import HealthStatus
-from ..insight_rules import route_stats, span
+from ..insights.rules import route_stats, span
 from ..monitor import Monitor
-from ..sampling import Sample
+from ..sampling.samples import Sample
 from ..timeseries import COLUMNS
 from ..units import ms
 

@@ -2,7 +2,7 @@
 
 Every component the alert rules and the history read from has a ``snapshot()`` returning one of
 these (the request store, ``collector.database``, ``.cache``, ``.users``, the system collector);
-under several workers, :class:`~asgi_monitor.merged_reader.MergedReader` builds the same values
+under several workers, :class:`~asgi_monitor.sampling.merged.MergedReader` builds the same values
 from the merged metric files. Counters are cumulative totals: the sampler computes rates as
 differences between two samples. A typed value rather than a metric family looked up by name,
 so renaming a family cannot silently turn an input into zero.

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .timeseries import Point
+from ..timeseries import Point
 
 __all__ = ["CacheStats", "Finding", "Fit", "InsightRules", "RouteStats", "RuleOutcome",
            "dominant_route", "error_rate_baseline", "in_progress_saturation", "latency_trend",

@@ -3,7 +3,7 @@
 Under several workers each worker's counters live in the multiprocess files, and only
 prometheus_client's ``MultiProcessCollector`` merges them, as families. :class:`MergedReader`
 turns those families into the same typed values a single process gets from each component's
-``snapshot()`` (:mod:`asgi_monitor.sampler_inputs`). It names every family through the constant
+``snapshot()`` (:mod:`asgi_monitor.sampling.inputs`). It names every family through the constant
 its metric is declared with, so the two cannot drift apart by a typo.
 
 A family that is declared but absent from the files has no series yet (no worker ran a query,
@@ -19,12 +19,12 @@ from collections.abc import Callable, Collection, Iterable
 
 from prometheus_client.core import Metric
 
-from .errors import MetricError
-from .instrumentation.cache import CACHE_OPERATIONS
-from .instrumentation.database import DB_QUERIES
-from .instrumentation.users import USER_LOGINS
-from .request_metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_REQUESTS_IN_PROGRESS
-from .sampler_inputs import (
+from ..errors import MetricError
+from ..instrumentation.cache import CACHE_OPERATIONS
+from ..instrumentation.database import DB_QUERIES
+from ..instrumentation.users import USER_LOGINS
+from ..request_metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_REQUESTS_IN_PROGRESS
+from .inputs import (
     CacheSnapshot,
     DatabaseSnapshot,
     RequestSnapshot,
@@ -41,7 +41,7 @@ READ_FAMILIES = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_REQUESTS_IN_PROGRESS
 
 
 class MergedReader:
-    """Reads :class:`~asgi_monitor.sampler_inputs.SampleInputs` (without ``system``, which is
+    """Reads :class:`~asgi_monitor.sampling.inputs.SampleInputs` (without ``system``, which is
     read in this process) from ``families()``, e.g. a ``MultiProcessCollector``'s ``collect``.
 
     ``declared`` is the family names this process' metrics are declared under (its registry's
@@ -56,7 +56,7 @@ class MergedReader:
             raise MetricError(
                 f"the sampler reads metric families {missing} but no metric is declared under "
                 f"those names (declared: {sorted(declared)}); declare each metric with the name "
-                "constant asgi_monitor.merged_reader imports")
+                "constant asgi_monitor.sampling.merged imports")
         self._families = families
         self._p = prefix
 

@@ -64,9 +64,10 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
-from .alerting.models import Alert, AlertSeverity, AlertState
-from .health.models import HealthCheck, HealthStatus
-from .insight_rules import (
+from ..alerting.models import Alert, AlertSeverity, AlertState
+from ..health.models import HealthCheck, HealthStatus
+from ..timeseries import History, Point
+from .rules import (
     CacheStats,
     InsightRules,
     RuleOutcome,
@@ -81,7 +82,6 @@ from .insight_rules import (
     route_stats,
     span,
 )
-from .timeseries import History, Point
 
 __all__ = ["InsightRules", "Insights"]
 

@@ -2,13 +2,14 @@
 
 One mechanism serves both alerting (error rate over the last 5 minutes) and history/insights
 (request rate and latency percentiles per interval): a :class:`Sampler` asks each component for
-its typed ``snapshot()`` (:mod:`asgi_monitor.sampler_inputs`), folds them into a :class:`Sample`
+its typed ``snapshot()`` (:mod:`asgi_monitor.sampling.inputs`), folds them into a :class:`Sample`
 of cumulative totals, and a :class:`SampleBuffer` keeps a bounded window of them. Rates are
 differences of cumulative totals between two samples, as PromQL's ``increase()`` does, so nothing
 is counted twice on the request path.
 
 Under several workers the totals of every worker exist only in the multiprocess files; they are
-read through :class:`~asgi_monitor.merged_reader.MergedReader`, the one reader of families by name.
+read through :class:`~asgi_monitor.sampling.merged.MergedReader`, the one reader of families by
+name.
 """
 
 from __future__ import annotations
@@ -19,19 +20,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from prometheus_client.multiprocess import MultiProcessCollector
+from .inputs import Buckets, RequestSnapshot, SampleInputs
 
-from .merged_reader import MergedReader
-from .request_metrics import RequestMetrics
-from .sampler_inputs import Buckets, RequestSnapshot, SampleInputs, SystemSnapshot
-
-if TYPE_CHECKING:
-    from .collector import MetricsCollector
-
-__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile",
-           "sampler_for"]
+__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile"]
 
 
 @dataclass
@@ -94,42 +86,6 @@ class Sampler:
             sample.disk_percent = dict(system.disk_percent)
             sample.process_rss_bytes = system.process_rss_bytes
         return sample
-
-
-def sampler_for(collector: MetricsCollector, *,
-                clock: Callable[[], float] = time.time) -> Sampler:
-    """A sampler over ``collector``'s components.
-
-    In a single process each component's ``snapshot()`` is read directly (not the exposition:
-    walking thousands of samples cost ~70 ms on the event loop for 400 series). Under several
-    workers the request, database, cache and login totals are every worker's, merged from the
-    files; system resources are this process' either way, as a scrape reports them.
-    """
-    system = collector.system.snapshot if collector.system is not None else _no_system
-    requests = collector.requests
-    if isinstance(requests, RequestMetrics):
-        store = requests
-
-        def read() -> SampleInputs:
-            return SampleInputs(requests=store.snapshot(), database=collector.database.snapshot(),
-                                cache=collector.cache.snapshot(), users=collector.users.snapshot(),
-                                system=system())
-
-        return Sampler(read, clock)
-
-    merged = MultiProcessCollector(None, path=collector.multiprocess_dir)  # type: ignore[no-untyped-call]
-    reader = MergedReader(merged.collect, prefix=collector.settings.prefix,
-                          declared={family.name for family in collector.registry.collect()})
-
-    def read_merged() -> SampleInputs:
-        found = reader.read()
-        return SampleInputs(found.requests, found.database, found.cache, found.users, system())
-
-    return Sampler(read_merged, clock)
-
-
-def _no_system() -> SystemSnapshot | None:
-    return None
 
 
 def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
