@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import require_binary
+from support import ROOT, require_binary
 
-SOAK = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
+SOAK = ROOT / "benchmarks" / "soak.py"
 
 
 def test_a_short_soak_passes(tmp_path: Path) -> None:

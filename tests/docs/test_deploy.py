@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import yaml
-from support import require_binary
+from support import ROOT, require_binary
 
 from asgi_monitor import MonitoringConfig
 from asgi_monitor.config import AlertSettings, MetricsSettings
 from asgi_monitor.grafana import grafana_dashboard
 from asgi_monitor.prometheus_rules import rules_yaml
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = ROOT / "deploy"
 
 
 def test_cli_prints_rules_that_promtool_accepts(tmp_path: Path) -> None:

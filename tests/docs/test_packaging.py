@@ -15,11 +15,11 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from trove_classifiers import classifiers as known_classifiers
 
 import asgi_monitor
 
-ROOT = Path(__file__).resolve().parent.parent
 # The one place the version is written.
 _match = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text("utf-8"), re.M)
 assert _match is not None

@@ -28,13 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from asgi_monitor.__main__ import _parser
 from asgi_monitor.config import reference, variables
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.web.app import endpoints
 
-ROOT = Path(__file__).resolve().parent.parent
 README_PATH = ROOT / "README.md"
 README = README_PATH.read_text(encoding="utf-8")
 DOCS = ROOT / "docs"
@@ -110,7 +110,7 @@ BLOCKS = _marked_blocks()
 
 SERVE_CHECK = '''
 
-# -- appended by tests/test_readme.py --
+# -- appended by tests/docs/test_readme.py --
 import asyncio as _asyncio
 
 import httpx as _httpx

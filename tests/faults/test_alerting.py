@@ -5,8 +5,8 @@ Covered here, through a running monitor and real requests: hung and raising aler
 (sync and async); an SMTP server that is down or too slow beside a webhook that works; a webhook
 endpoint answering 500, timing out or refusing connections beside a Slack webhook that works; an
 alert history file that cannot be written, and one that hits a file-size limit (a full disk,
-RLIMIT_FSIZE in a subprocess). test_alert_channels.py and test_alerting.py cover the same
-channels and conditions one call at a time, without an app.
+RLIMIT_FSIZE in a subprocess). integration/test_alert_channels.py and unit/alerting/test_manager.py
+cover the same channels and conditions one call at a time, without an app.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
-from support import HttpSink, client, free_port, sample
-from test_faults import _run, app
+from support import HttpSink, client, free_port, run_script, sample, starlette_app
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import (
@@ -59,7 +58,7 @@ def monitored(registry: CollectorRegistry, *, backoff: float = 0.05,
                  system=SystemSettings(metrics=False),
                  alerts=alert_settings,
                  **sections)
-    mw = MonitoringMiddleware(app(), monitor=build_monitor(config, registry))
+    mw = MonitoringMiddleware(starlette_app(), monitor=build_monitor(config, registry))
     for channel in mw.monitor.alerts.channels:
         channel.backoff = backoff  # retries still happen, without seconds of waiting
     return mw
@@ -415,7 +414,7 @@ def test_history_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
         asyncio.run(main())
     """)
     )
-    done = _run(script, 60)
+    done = run_script(script, 60)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["statuses"] == [200]

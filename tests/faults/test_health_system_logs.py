@@ -3,8 +3,8 @@
 Covered here: hung and raising health checks (sync and async), psutil failing under a real
 scrape, and a log file that hits a file-size limit (a full disk, simulated with RLIMIT_FSIZE in
 a subprocess). Faults in alerting (conditions, channels, the history file) are in
-test_faults_alerting.py. The multiprocess directory that is missing or unwritable is in
-test_multiprocess.py; a failure inside recording in test_middleware.py.
+faults/test_alerting.py. The multiprocess directory that is missing or unwritable is in
+unit/metrics/test_multiprocess.py; a failure inside recording in unit/hot_path/test_middleware.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -24,27 +22,11 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from support import client, sample
+from support import client, run_script, sample, starlette_app
 
-import asgi_monitor
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import HealthSettings, SystemSettings
 from asgi_monitor.health import HealthStatus
-
-# The package the tests import, for the subprocesses to import too.
-PACKAGE_ROOT = str(Path(asgi_monitor.__file__).resolve().parent.parent)
-
-
-async def home(request: Request) -> Response:
-    return PlainTextResponse("ok")
-
-
-def app() -> Starlette:
-    return Starlette(routes=[Route("/", home)])
 
 
 def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -56,7 +38,7 @@ def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 # -- health checks ----------------------------------------------------------------------------
 async def test_hung_and_raising_checks_leave_the_app_serving(registry: CollectorRegistry) -> None:
     mw = MonitoringMiddleware(
-        app(),
+        starlette_app(),
         monitor=build_monitor(
             MonitoringConfig(health=HealthSettings(default_checks=False)), registry))
     health = mw.monitor.health
@@ -157,25 +139,9 @@ def test_a_hung_sync_check_does_not_keep_the_process_alive(tmp_path: Path) -> No
         asyncio.run(main())
     """)
     )
-    done = _run(script, 15)
+    done = run_script(script, 15)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped timed out after 0.1s"
-
-
-def _run(script: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               # No .pyc writes: under RLIMIT_FSIZE a short write would leave
-                               # a truncated one behind for the next test run to trip on.
-                               env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin",
-                                    "PYTHONDONTWRITEBYTECODE": "1"})
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"the process did not exit within {timeout}s:\n{out}\n{err}")
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 # -- psutil -----------------------------------------------------------------------------------
@@ -189,7 +155,7 @@ async def test_psutil_failures_leave_the_scrape_up(
         raise psutil.AccessDenied(self.pid)
 
     mw = MonitoringMiddleware(
-        app(),
+        starlette_app(),
         monitor=build_monitor(
             MonitoringConfig(
                 health=HealthSettings(default_checks=False), system=SystemSettings(metrics=True)),
@@ -273,7 +239,7 @@ def test_log_file_over_its_size_limit_loses_nothing(tmp_path: Path) -> None:
         asyncio.run(main())
     """)
     )
-    done = _run(script, 60)
+    done = run_script(script, 60)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["statuses"] == [200, 401]

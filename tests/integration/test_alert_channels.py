@@ -273,7 +273,7 @@ async def test_manager_with_a_clock_sends_on_fire_and_resolve() -> None:
         manager.register_rule("r", "d", lambda: state["holds"])
         await manager.evaluate()
         state["holds"] = False
-        clock.now += 10
+        clock.advance(10)
         await manager.evaluate()
     assert [sink.json(i)["status"] for i in range(2)] == ["firing", "resolved"]
     assert sink.json(1)["alerts"][0]["endsAt"] == datetime.fromtimestamp(

@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from support import HttpSink
+from support import SUPPORT, HttpSink
 
 from asgi_monitor.alerting.leader import LeaderLock
 
-WORKER = Path(__file__).with_name("alert_worker.py")
+WORKER = SUPPORT / "alert_worker.py"
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:

@@ -1,4 +1,9 @@
-"""Helpers shared by the tests (imported as `support`; tests/ is on sys.path)."""
+"""Fakes and helpers shared by the tests: ``from support import Clock, client, ...``.
+
+tests/ is on sys.path through ``pythonpath`` in pyproject.toml, so every test folder imports this
+package the same way. The two scripts beside it run as separate processes: ``alert_worker.py``
+(a second alert sender) and ``multiprocess_app.py`` (the app uvicorn serves with two workers).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,33 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+import asgi_monitor
 from asgi_monitor.alerting.channels import Channel, build_channels
 from asgi_monitor.config import MonitoringConfig
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# This folder, where the scripts run as separate processes live.
+SUPPORT = Path(__file__).resolve().parent
+# The checkout: tests/support/ is two folders down.
+ROOT = SUPPORT.parent.parent
+# The package the tests import, for subprocesses to import too.
+PACKAGE_ROOT = str(Path(asgi_monitor.__file__).resolve().parent.parent)
 
 
 def require_binary(name: str) -> str:
@@ -65,13 +83,31 @@ def concrete_path(template: str, monitor: Any = None) -> str:
 
 
 class Clock:
-    """A controllable clock (unix seconds)."""
+    """A clock the test moves by hand: pass it where the code takes ``clock=`` (a callable
+    returning seconds); it answers ``now`` until the test sets ``now`` or calls ``advance()``."""
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.now = now
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    """A raw ASGI app answering "app" to every request."""
+    await PlainTextResponse("app")(scope, receive, send)
+
+
+async def _home(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def starlette_app() -> Starlette:
+    """A Starlette app with one route, ``/``, answering "ok"."""
+    return Starlette(routes=[Route("/", _home)])
 
 
 class HttpSink:
@@ -237,3 +273,20 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 def channels_for(config: MonitoringConfig) -> list[Channel]:
     """The alert channels a configuration enables, as the monitor builds them."""
     return build_channels(config.alerts, config.email, config.webhooks)
+
+
+def run_script(script: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a Python script in a process that sees the package and nothing else of ours."""
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               # No .pyc writes: under RLIMIT_FSIZE a short write would leave
+                               # a truncated one behind for the next test run to trip on.
+                               env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin",
+                                    "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the process did not exit within {timeout}s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -1,4 +1,5 @@
-"""The app ``test_multiprocess.py`` serves with ``uvicorn --workers 2``: it answers with its pid."""
+"""The app ``integration/test_uvicorn_workers.py`` serves with ``uvicorn --workers 2``: it
+answers with its pid."""
 
 from __future__ import annotations
 

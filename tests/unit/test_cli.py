@@ -15,8 +15,6 @@ import pytest
 from asgi_monitor.__main__ import COMMANDS, _parser
 from asgi_monitor.config import variables
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def run(*args: str, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

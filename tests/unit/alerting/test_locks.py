@@ -13,11 +13,10 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
+from support import ROOT
 
 from asgi_monitor.alerting import locks
 from asgi_monitor.alerting.leader import LeaderLock
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # Put on PYTHONPATH as sitecustomize.py: `import fcntl` then raises ImportError, as on Windows.
 NO_FCNTL = """
@@ -133,7 +132,7 @@ def test_the_package_imports_without_fcntl(no_fcntl_env: dict[str, str], tmp_pat
 
 @pytest.mark.timeout(300)
 def test_the_middleware_tests_pass_without_fcntl(no_fcntl_env: dict[str, str]) -> None:
-    tests = ["tests/test_middleware.py", "tests/test_metrics_endpoint.py"]
+    tests = ["tests/unit/hot_path/test_middleware.py", "tests/unit/web/test_metrics.py"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         capture_output=True, text=True, env=no_fcntl_env, cwd=ROOT, timeout=280)

@@ -66,17 +66,17 @@ async def test_prometheus_states_with_for_seconds() -> None:
     assert (alert.state, alert.value, alert.fired_at) == (AlertState.PENDING, 7.0, None)
     assert recorder.sent == []
 
-    clock.now += 59
+    clock.advance(59)
     await manager.evaluate()
     assert manager.active()[0].state is AlertState.PENDING
-    clock.now += 1
+    clock.advance(1)
     await manager.evaluate()
     assert manager.active()[0].state is AlertState.FIRING
     assert recorder.sent == [("r", "firing")]
     assert manager.history()[0]["state"] == "firing"
 
     cond.holds = False
-    clock.now += 30
+    clock.advance(30)
     await manager.evaluate()
     assert manager.active() == []
     assert recorder.sent == [("r", "firing"), ("r", "resolved")]
@@ -92,7 +92,7 @@ async def test_pending_that_stops_holding_goes_back_to_inactive_silently() -> No
     manager.register_rule("r", "d", cond, for_seconds=60)
     await manager.evaluate()
     cond.holds = False
-    clock.now += 10
+    clock.advance(10)
     await manager.evaluate()
     assert manager.active() == [] and recorder.sent == [] and manager.history() == []
 
@@ -110,13 +110,13 @@ async def test_cooldown_repeats_while_firing() -> None:
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
     await manager.evaluate()
     for _ in range(9):
-        clock.now += 60
+        clock.advance(60)
         await manager.evaluate()
     assert recorder.sent == [("r", "firing")]
-    clock.now += 60
+    clock.advance(60)
     await manager.evaluate()
     assert recorder.sent == [("r", "firing")] * 2
-    clock.now += 60
+    clock.advance(60)
     await manager.evaluate()
     assert len(recorder.sent) == 2
 
@@ -128,9 +128,9 @@ async def test_without_channels_the_cooldown_still_paces_history(tmp_path: Path)
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
     for _ in range(10):  # ten evaluations within one cooldown: one write, the firing
         await manager.evaluate()
-        clock.now += 30
+        clock.advance(30)
     assert len(path.read_text().splitlines()) == 1
-    clock.now += 600
+    clock.advance(600)
     await manager.evaluate()
     assert len(path.read_text().splitlines()) == 2  # the repeat after the cooldown
     assert len(manager.history(limit=100)) == 1  # one alert instance
@@ -156,9 +156,9 @@ async def test_resend_channels_get_the_alert_again_while_firing() -> None:
     manager.add_channel(pusher)
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=60)
     await manager.evaluate()
-    clock.now += 30
+    clock.advance(30)
     await manager.evaluate()
-    clock.now += 30
+    clock.advance(30)
     await manager.evaluate()
     assert recorder.sent == [("r", "firing")]
     assert pusher.sent == [("r", "firing")] * 2
@@ -193,7 +193,7 @@ async def test_raising_condition_is_no_data_counted_and_logged(
 
     manager._rules["r"].condition = broken_sync if kind == "sync" else broken_async
     for _ in range(3):
-        clock.now += 1
+        clock.advance(1)
         await manager.evaluate()
     # No data: still firing, nothing resolved, nothing new sent; logged once, counted thrice.
     assert manager.active()[0].state is AlertState.FIRING
@@ -280,14 +280,14 @@ async def test_silences_mute_notifications_but_not_states() -> None:
     assert all(a.silenced for a in manager.active())
     assert recorder.sent == []
     # The label silence ends: "other" notifies on the next evaluation.
-    clock.now += 61
+    clock.advance(61)
     await manager.evaluate()
     assert recorder.sent == [("other", "firing")]
     # Expiring the rule's silence lets its (due) notification through.
     assert [s.id for s in manager.silences.list()] == [silence.id]
     assert manager.silences.expire(silence.id) is True
     assert manager.silences.expire(silence.id) is False
-    clock.now += 1
+    clock.advance(1)
     await manager.evaluate()
     assert ("r", "firing") in recorder.sent
     assert manager.active()[0].silenced is False
@@ -347,7 +347,7 @@ async def test_history_is_bounded_newest_first_and_stats_count() -> None:
                               AlertSeverity.CRITICAL if name == "a" else AlertSeverity.INFO)
     for cond in conds.values():
         cond.holds = True
-        clock.now += 1
+        clock.advance(1)
         await manager.evaluate()
     assert [h["rule"] for h in manager.history()] == ["d", "c", "b"]
     assert [h["rule"] for h in manager.history(limit=2)] == ["d", "c"]
@@ -367,7 +367,7 @@ async def test_history_file_survives_a_restart(tmp_path: Path) -> None:
     manager.register_rule("ongoing", "d", ongoing, cooldown_minutes=10)
     await manager.evaluate()
     done.holds = False
-    clock.now += 5
+    clock.advance(5)
     await manager.evaluate()
     before = manager.history()
     assert len(path.read_text().splitlines()) >= 3
@@ -379,7 +379,7 @@ async def test_history_file_survives_a_restart(tmp_path: Path) -> None:
     assert again.history() == before
     again.register_rule("done", "d", done)
     again.register_rule("ongoing", "d", ongoing, cooldown_minutes=10)
-    clock.now += 60
+    clock.advance(60)
     await again.evaluate()
     assert recorder2.sent == []
     assert [a.rule for a in again.active()] == ["ongoing"]
@@ -396,7 +396,7 @@ async def test_history_file_compacts_and_skips_a_torn_line(tmp_path: Path) -> No
     manager.register_rule("r", "d", cond)
     for _ in range(5):
         cond.holds = not cond.holds
-        clock.now += 1
+        clock.advance(1)
         await manager.evaluate()
     lines = path.read_text().splitlines()
     assert len(lines) <= 4
@@ -454,10 +454,10 @@ async def test_a_follower_mirrors_the_sender_and_carries_on(tmp_path: Path) -> N
     assert follower.stats() == sender.stats()
     # The sender dies; the follower evaluates from here on: same alert, no re-notification
     # within the cooldown, a repeat after it.
-    clock.now += 60
+    clock.advance(60)
     await follower.evaluate()
     assert follower_sent.sent == []
-    clock.now += 600
+    clock.advance(600)
     await follower.evaluate()
     assert follower_sent.sent == [("r", "firing")]
     assert len(follower.history()) == 1

@@ -3,12 +3,13 @@ and says "insufficient_data" rather than guessing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support import Clock
 
 from asgi_monitor import MonitoringConfig, MonitoringError, get_metrics_collector
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
@@ -40,7 +41,7 @@ def history_of(points: Sequence[Point]) -> History:
 
 
 def report(points: Sequence[Point], **kwargs: Any) -> dict[str, Any]:
-    clock: Callable[[], float] = lambda: T0 + len(points) * STEP  # noqa: E731
+    clock = Clock(T0 + len(points) * STEP)
     return Insights(history_of(points), clock=clock, **kwargs).report()
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, values
+from support import Clock
 
 from asgi_monitor import MetricError, MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
@@ -14,14 +15,6 @@ from asgi_monitor.instrumentation import database
 from asgi_monitor.merged_reader import READ_FAMILIES, MergedReader
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile, sampler_for
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def record(monitor: Monitor, route: str, status: int, seconds: float, times: int) -> None:
@@ -35,7 +28,7 @@ def make() -> tuple[Monitor, Sampler, Clock]:
         MonitoringConfig(
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     return monitor, sampler_for(monitor.collector, clock=clock), clock
 
 
@@ -44,7 +37,7 @@ def test_window_rates_ratios_and_quantiles() -> None:
     buffer = SampleBuffer(retention_seconds=600)
     record(monitor, "/a", 200, 0.02, 10)
     buffer.add(sampler.take())
-    clock.now += 60
+    clock.advance(60)
     record(monitor, "/a", 200, 0.02, 90)   # 90 fast successes
     record(monitor, "/b", 500, 2.0, 10)    # 10 slow errors
     record(monitor, "/b", 404, 0.01, 5)
@@ -154,7 +147,7 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
         MonitoringConfig(
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
     direct = sampler_for(monitor.collector, clock=clock).take()

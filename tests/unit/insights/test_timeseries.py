@@ -8,20 +8,13 @@ import tracemalloc
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support import Clock
 
 from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
 from asgi_monitor.timeseries import History
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(**config: object) -> tuple[Monitor, Clock]:
@@ -31,7 +24,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
             system=SystemSettings(metrics=False),
             **config),
         CollectorRegistry())
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     monitor.sampler = sampler_for(monitor.collector, clock=clock)
     return monitor, clock
 
@@ -46,7 +39,7 @@ def test_each_sample_after_the_first_adds_a_point_of_the_interval() -> None:
     monitor, clock = make()
     monitor.take_sample()
     assert len(monitor.history) == 0  # one sample is no interval yet
-    clock.now += 10
+    clock.advance(10)
     record(monitor, "/fast", 200, 0.02, 90)
     record(monitor, "/slow", 500, 2.0, 10)
     monitor.take_sample()
@@ -63,7 +56,7 @@ def test_each_sample_after_the_first_adds_a_point_of_the_interval() -> None:
     assert slow.requests == 10 and slow.errors == 10
     assert slow.p95 is not None and 1.0 < slow.p95 <= 2.5
     # The next interval counts only its own requests.
-    clock.now += 10
+    clock.advance(10)
     record(monitor, "/fast", 200, 0.02, 5)
     monitor.take_sample()
     point = monitor.history.latest()
@@ -74,7 +67,7 @@ def test_each_sample_after_the_first_adds_a_point_of_the_interval() -> None:
 def test_an_idle_interval_has_no_latency_rather_than_zero() -> None:
     monitor, clock = make()
     monitor.take_sample()
-    clock.now += 5
+    clock.advance(5)
     monitor.take_sample()
     point = monitor.history.latest()
     assert point is not None
@@ -85,7 +78,7 @@ def test_an_idle_interval_has_no_latency_rather_than_zero() -> None:
 def test_only_the_busiest_routes_are_kept_per_point() -> None:
     monitor, clock = make(history=HistorySettings(top_routes=3))
     monitor.take_sample()
-    clock.now += 5
+    clock.advance(5)
     for i in range(10):
         record(monitor, f"/r{i}", 200, 0.01, i + 1)
     monitor.take_sample()
@@ -99,7 +92,7 @@ def test_retention_bounds_the_number_of_points() -> None:
     monitor, clock = make(history=HistorySettings(retention_seconds=60, sample_interval_seconds=5))
     assert monitor.history.max_points == 13
     for _ in range(50):
-        clock.now += 5
+        clock.advance(5)
         monitor.take_sample()
     points = monitor.history.points()
     assert len(points) == 13
@@ -109,7 +102,7 @@ def test_retention_bounds_the_number_of_points() -> None:
 def test_points_since_and_columns() -> None:
     monitor, clock = make()
     for _ in range(4):
-        clock.now += 5
+        clock.advance(5)
         record(monitor, "/a", 200, 0.05, 2)
         monitor.take_sample()
     times = [p.time for p in monitor.history]
@@ -192,7 +185,7 @@ def test_an_hour_of_history_with_200_routes_stays_under_10_mb() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(721 + 10):  # more than an hour: the deques are full and rolling
-            clock.now += 5
+            clock.advance(5)
             monitor.take_sample()
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
@@ -215,10 +208,10 @@ def test_alert_loop_samples_in_between_do_not_split_or_corrupt_points() -> None:
     monitor, clock = make(history=HistorySettings(sample_interval_seconds=30))
     monitor.take_sample()
     for _ in range(3):  # the alert loop samples every 10 s; those carry no history point
-        clock.now += 10
+        clock.advance(10)
         record(monitor, "/busy", 200, 0.05, 10)
         monitor.take_sample(history=False)
-    clock.now += 0.001
+    clock.advance(0.001)
     monitor.take_sample()
     [point] = monitor.history.points()
     assert point.requests == 30

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.responses import PlainTextResponse
+from support import hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import AlertSeverity
@@ -15,10 +15,6 @@ from asgi_monitor.config import AlertSettings, GateSettings, SystemSettings
 
 TOKEN = "api-test-token-123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-async def hello(scope: Any, receive: Any, send: Any) -> None:
-    await PlainTextResponse("app")(scope, receive, send)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.responses import PlainTextResponse
+from support import hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
@@ -22,10 +22,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 XSS_CHECK = "<script>alert('check')</script>"
 XSS_ALERT = '<img src=x onerror="alert(1)">'
 XSS_ROUTE = "/items/<svg onload=alert(2)>"
-
-
-async def hello(scope: Any, receive: Any, send: Any) -> None:
-    await PlainTextResponse("app")(scope, receive, send)
 
 
 def middleware(**sections: Any) -> MonitoringMiddleware:

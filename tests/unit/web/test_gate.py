@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
-from support import concrete_path
+from support import Clock, concrete_path, hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import GateSettings
@@ -40,14 +40,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _admin_endpoints() -> list[tuple[str, str]]:
     monitor = build_monitor(MonitoringConfig(), CollectorRegistry())
     # Templates: each test fills them in (see support.concrete_path).
@@ -56,10 +48,6 @@ def _admin_endpoints() -> list[tuple[str, str]]:
 
 
 ADMIN_ENDPOINTS = _admin_endpoints()
-
-
-async def hello(scope: Any, receive: Any, send: Any) -> None:
-    await PlainTextResponse("app")(scope, receive, send)
 
 
 def wrap(config: MonitoringConfig) -> MonitoringMiddleware:
@@ -263,14 +251,14 @@ async def test_documented_fastapi_example() -> None:
 
 
 # -- rate limits and lock-out ---------------------------------------------------------------------
-def sub_app(config: MonitoringConfig, clock: FakeClock) -> ASGIApp:
+def sub_app(config: MonitoringConfig, clock: Clock) -> ASGIApp:
     return build_app(build_monitor(config, CollectorRegistry()), clock=clock)
 
 
 @pytest.mark.anyio
 async def test_rate_limit_gives_429_with_retry_after(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
-    clock = FakeClock()
+    clock = Clock(1000.0)
     app = sub_app(full_config(rate_limit_per_second=0.5, rate_limit_burst=3), clock)
     async with client_for(app) as client, client_for(app, "5.6.7.8") as other:
         statuses = [(await client.get("/api/metrics")).status_code for _ in range(3)]
@@ -280,7 +268,7 @@ async def test_rate_limit_gives_429_with_retry_after(caplog: pytest.LogCaptureFi
         assert limited.headers["retry-after"] == "2"
         assert "error" in limited.json()
         assert (await other.get("/api/metrics")).status_code == 200
-        clock.now += 2
+        clock.advance(2)
         assert (await client.get("/admin/monitoring/config",
                                  headers=bearer(TOKEN))).status_code == 200
     outcomes = [r.outcome for r in audit_records(caplog)]  # type: ignore[attr-defined]
@@ -298,7 +286,7 @@ async def test_default_limits_let_a_dashboard_and_prometheus_through() -> None:
 @pytest.mark.anyio
 async def test_lockout_after_failed_logins(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
-    clock = FakeClock()
+    clock = Clock(1000.0)
     app = sub_app(full_config(login_max_failures=3, login_lockout_seconds=60), clock)
     async with client_for(app) as client, client_for(app, "5.6.7.8") as other:
         for _ in range(3):
@@ -311,7 +299,7 @@ async def test_lockout_after_failed_logins(caplog: pytest.LogCaptureFixture) -> 
         assert "failed logins" in locked.json()["error"]
         assert (await other.get("/admin/monitoring/config",
                                 headers=bearer(TOKEN))).status_code == 200
-        clock.now += 60
+        clock.advance(60)
         assert (await client.get("/admin/monitoring/config",
                                  headers=basic(USER, PASSWORD))).status_code == 200
     outcomes = [r.outcome for r in audit_records(caplog)]  # type: ignore[attr-defined]
@@ -321,7 +309,7 @@ async def test_lockout_after_failed_logins(caplog: pytest.LogCaptureFixture) -> 
 @pytest.mark.anyio
 async def test_requests_without_credentials_are_not_failed_logins() -> None:
     # A browser's first request carries no credentials; that must not lock its user out.
-    app = sub_app(full_config(login_max_failures=2), FakeClock())
+    app = sub_app(full_config(login_max_failures=2), Clock(1000.0))
     async with client_for(app) as client:
         for _ in range(5):
             assert (await client.get("/admin/monitoring/config")).status_code == 401
@@ -337,7 +325,7 @@ def gated_app(
         return JSONResponse({"is_admin": request.state.is_admin,
                              "admin_user": request.state.admin_user})
 
-    gate = Gate(config.gate, clock=FakeClock())
+    gate = Gate(config.gate, clock=Clock(1000.0))
     return Starlette(routes=[Route(path, gate.protect(whoami, access))])
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.responses import PlainTextResponse
-from support import concrete_path
+from support import concrete_path, hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import EmailSettings, GateSettings, WebhookSettings
@@ -37,10 +35,6 @@ USER = "scan-ops"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def hello(scope: Any, receive: Any, send: Any) -> None:
-    await PlainTextResponse("app")(scope, receive, send)
 
 
 def secret_config() -> MonitoringConfig:
