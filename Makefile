@@ -27,7 +27,7 @@ $(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
 
 # The package itself is reinstalled (not editable) on every run, so the tests exercise what a
 # wheel ships, templates included, with the hot path compiled by mypyc as the speed budget
-# assumes (tests/test_packaging.py checks the default pure-Python wheel too).
+# assumes (tests/docs/test_packaging.py checks the default pure-Python wheel too).
 install: $(VENV)/.deps
 	HATCH_BUILD_HOOK_ENABLE_MYPYC=1 $(BIN)/pip install -q --no-deps --force-reinstall .
 	@# hatch-mypyc leaves its build products in the source tree; a checkout must stay pure Python
@@ -59,10 +59,10 @@ test: system-deps install lint
 # the wheel builds, the benchmark smoke tests, and the tests of FastAPI and Litestar apps (FastAPI
 # would pull a recent Starlette); the `test` dependency group has the rest.
 LOWEST_VENV ?= .venv-lowest
-LOWEST_SKIP := -m "not integration" --ignore=tests/test_packaging.py \
-	--ignore=tests/test_benchmarks_smoke.py --ignore=tests/test_soak_smoke.py \
-	--ignore=tests/test_readme.py --ignore=tests/test_routes.py \
-	--deselect tests/test_gate.py::test_documented_fastapi_example
+LOWEST_SKIP := -m "not integration" --ignore=tests/docs/test_packaging.py \
+	--ignore=tests/benchmarks --ignore=tests/docs/test_readme.py \
+	--ignore=tests/unit/hot_path/test_routes.py \
+	--deselect tests/unit/web/test_gate.py::test_documented_fastapi_example
 
 test-lowest: $(VENV)/.deps
 	rm -rf $(LOWEST_VENV)

@@ -1,0 +1,113 @@
+"""The speed harness still runs: our middleware only, a few requests, no timing assertion.
+
+Timing thresholds are never asserted in tests (benchmarks/README.md has the numbers); this only
+checks that the harness drives real requests through the wrapped app and that every one of them
+is recorded. The peers are not installed here, so nothing below needs more than Starlette.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+
+import pytest
+from support import ROOT, require_binary
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("asgi_monitor_bench_run", BENCHMARKS / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building fields
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shape", ["2routes", "52routes", "mounted"])
+def test_inprocess_measurement_records_every_request(harness: ModuleType, shape: str) -> None:
+    rows = harness.measure_inprocess(["asgi_monitor"], [shape], requests=20, rounds=2, warmup=5,
+                                     keep_apps=True)
+
+    ours = next(r for r in rows if r.variant == "asgi_monitor")
+    bare = next(r for r in rows if r.variant == "bare")
+    assert len(ours.samples_us) == 2
+    assert ours.median_us > 0 and bare.median_us > 0
+    assert ours.sent == 5 + 2 * 20
+    template = harness.apps.SHAPES[shape].template
+    labels = {"method": "GET", "route": template, "status": "200"}
+    assert ours.built.registry.get_sample_value("http_requests_total", labels) == ours.sent
+    assert ours.recorded == ours.sent
+
+
+def test_inprocess_table_lists_bare_and_ours(harness: ModuleType) -> None:
+    rows = harness.measure_inprocess(["asgi_monitor"], ["2routes"], requests=10, rounds=2,
+                                     warmup=2)
+
+    table = harness.inprocess_table(rows)
+
+    assert "| bare |" in table and "| asgi_monitor |" in table
+    assert "22 / 22" in table  # recorded / sent
+
+
+def test_instruction_count_covers_the_measured_requests_only() -> None:
+    """The callgrind measure runs real uvicorn servers and counts only the measured window.
+
+    Asserted: every request answered 200 (checked inside count_instructions), counts are
+    positive, our middleware executes more instructions than the bare app, and doubling the
+    requests roughly doubles the count (so warm-up and start-up are outside the window).
+    """
+    require_binary("valgrind")
+    spec = importlib.util.spec_from_file_location("asgi_monitor_bench_instructions",
+                                                  BENCHMARKS / "instructions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    bare = module.count_instructions("bare", requests=60, warmup=20)
+    ours = module.count_instructions("asgi_monitor", requests=60, warmup=20)
+    ours_twice = module.count_instructions("asgi_monitor", requests=120, warmup=20)
+
+    assert bare.instructions > 0 and ours.per_request > bare.per_request
+    assert 1.6 < ours_twice.instructions / ours.instructions < 2.4
+    table = module.instructions_table([bare, ours])
+    assert "| bare |" in table and "| asgi_monitor |" in table
+
+
+@pytest.mark.parametrize("variant", ["floor_passthrough", "floor_wrapping"])
+async def test_floor_variants_pass_the_apps_response_through(harness: ModuleType,
+                                                             variant: str) -> None:
+    """The floors are references only if they stand between app and server and change nothing:
+    the same messages reach the server as from the bare app, and the wrapping floor has read the
+    status it would report."""
+    shape = harness.apps.SHAPES["2routes"]
+
+    async def serve(app: object) -> list[dict[str, object]]:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": shape.path,
+                 "raw_path": shape.path.encode(), "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1),
+                 "server": ("bench", 80)}
+        await app(scope, receive, send)  # type: ignore[operator]
+        return sent
+
+    floor = harness.apps.build(variant, shape).app
+    expected = await serve(harness.apps.build("bare", shape).app)
+
+    assert await serve(floor) == expected
+    assert expected[0]["status"] == 200 and expected[1]["body"] == b"item 42"
+    if variant == "floor_wrapping":
+        status, duration = floor.last
+        assert status == 200 and duration > 0

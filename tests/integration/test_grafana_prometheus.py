@@ -1,0 +1,135 @@
+"""Every query of the Grafana dashboard returns data from a real Prometheus scraping a test app
+with traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from support import free_port, require_binary, serve, stop_process, wait_until
+
+from asgi_monitor import (
+    MonitoringConfig,
+    MonitoringMiddleware,
+    build_monitor,
+    get_metrics_collector,
+    monitor_database_operation,
+    set_default_monitor,
+)
+from asgi_monitor.config import HealthSettings, MetricsSettings
+from asgi_monitor.grafana import grafana_dashboard, queries
+
+NAMESPACE = "shop"
+
+
+# -- against a real Prometheus --------------------------------------------------------------------
+@monitor_database_operation("select_items")
+def select_items(fail: bool) -> list[int]:
+    if fail:
+        raise RuntimeError("db down")
+    return [1, 2, 3]
+
+
+async def items(request: Request) -> PlainTextResponse:
+    select_items(False)
+    cache = get_metrics_collector().cache
+    if int(request.path_params["id"]) % 3:
+        cache.hit("items")
+    else:
+        cache.miss("items")
+    return PlainTextResponse("ok")
+
+
+async def broken(request: Request) -> PlainTextResponse:
+    try:
+        select_items(True)
+    except RuntimeError:
+        pass
+    return PlainTextResponse("boom", status_code=500)
+
+
+@pytest.fixture
+def app() -> Iterator[MonitoringMiddleware]:
+    starlette = Starlette(routes=[Route("/items/{id}", items), Route("/broken", broken)])
+    config = MonitoringConfig(
+        metrics=MetricsSettings(namespace=NAMESPACE), health=HealthSettings(interval_seconds=1))
+    monitor = build_monitor(config, CollectorRegistry())
+    # The decorators and get_metrics_collector() use the process-wide monitor: this one.
+    previous = set_default_monitor(monitor)
+    yield MonitoringMiddleware(starlette, monitor=monitor)
+    set_default_monitor(previous)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddleware,
+                                                         tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus")
+    expressions = [e.replace("$__rate_interval", "1m") for e in
+                   queries(grafana_dashboard(NAMESPACE))]
+    with serve(app) as base:
+        target = base.removeprefix("http://")
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: asgi\n    metrics_path: /api/metrics\n"
+            f"    static_configs:\n      - targets: ['{target}']\n")
+        log = (tmp_path / "prometheus.log").open("wb")
+        process = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT)
+        api = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(timeout=5) as client:
+                def ready() -> bool:
+                    if process.poll() is not None:
+                        output = (tmp_path / "prometheus.log").read_text()
+                        pytest.fail(f"prometheus exited: {output}")
+                    try:
+                        return client.get(f"{api}/-/ready").status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                wait_until(ready, timeout=30, what="Prometheus to be ready")
+
+                def scraped() -> bool:
+                    body = client.get(f"{api}/api/v1/query", params={"query": "up"}).json()
+                    return any(r["value"][1] == "1" for r in body["data"]["result"])
+
+                wait_until(scraped, timeout=30, what="the first scrape")
+                # Traffic across several scrapes, so every rate() has two changing samples.
+                with httpx.Client(base_url=base, timeout=5) as app_client:
+                    for round_ in range(8):
+                        for i in range(6):
+                            app_client.get(f"/items/{i + round_}")
+                        app_client.get("/broken")
+                        time.sleep(0.5)
+
+                empty: dict[str, object] = {}
+                for expr in expressions:
+                    def answered(expr: str = expr) -> bool:
+                        body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
+                        assert body["status"] == "success", (expr, body)
+                        result = body["data"]["result"]
+                        empty[expr] = result
+                        return bool(result)
+
+                    deadline = time.monotonic() + 15
+                    while not answered() and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                failing = {e: r for e, r in empty.items() if not r}
+                assert failing == {}, failing
+        finally:
+            stop_process(process)
+            log.close()

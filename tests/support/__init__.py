@@ -1,0 +1,292 @@
+"""Fakes and helpers shared by the tests: ``from support import Clock, client, ...``.
+
+tests/ is on sys.path through ``pythonpath`` in pyproject.toml, so every test folder imports this
+package the same way. The two scripts beside it run as separate processes: ``alert_worker.py``
+(a second alert sender) and ``multiprocess_app.py`` (the app uvicorn serves with two workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import asgi_monitor
+from asgi_monitor.alerting.channels import Channel, build_channels
+from asgi_monitor.config import MonitoringConfig
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# This folder, where the scripts run as separate processes live.
+SUPPORT = Path(__file__).resolve().parent
+# The checkout: tests/support/ is two folders down.
+ROOT = SUPPORT.parent.parent
+# The package the tests import, for subprocesses to import too.
+PACKAGE_ROOT = str(Path(asgi_monitor.__file__).resolve().parent.parent)
+
+
+def require_binary(name: str) -> str:
+    """Path of a real tool the test needs; skip locally if absent, fail under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (run `make system-deps`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                             **kwargs)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def concrete_path(template: str, monitor: Any = None) -> str:
+    """An endpoint template with real values, so admin endpoints answer 200, not 404.
+
+    {name} is the built-in "memory" check, which exists in every default monitor. {id} is a
+    silence, which exists only once created: with ``monitor`` one is created on it (a real
+    resource, so the DELETE really expires something); without, the id names nothing (fine for
+    requests the gate refuses before any handler runs).
+    """
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) != "id":
+            return "memory"
+        if monitor is None:
+            return "no-such-silence"
+        return str(monitor.alerts.silences.create({"alertname": "x"}, 60, comment="test").id)
+
+    return re.sub(r"\{([^}]*)\}", value, template)
+
+
+class Clock:
+    """A clock the test moves by hand: pass it where the code takes ``clock=`` (a callable
+    returning seconds); it answers ``now`` until the test sets ``now`` or calls ``advance()``."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    """A raw ASGI app answering "app" to every request."""
+    await PlainTextResponse("app")(scope, receive, send)
+
+
+async def _home(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def starlette_app() -> Starlette:
+    """A Starlette app with one route, ``/``, answering "ok"."""
+    return Starlette(routes=[Route("/", _home)])
+
+
+class HttpSink:
+    """A real HTTP/1.1 server on 127.0.0.1 that records every request and answers ``status``.
+
+    ``async with HttpSink() as sink:`` then post to ``sink.url``; ``sink.requests`` holds
+    ``(method, path, headers, body)`` with lower-case header names. With ``delay`` it waits that
+    long (or until the sink closes) before answering: an endpoint that times out.
+    """
+
+    def __init__(self, status: int = 200, body: bytes = b"{}", delay: float = 0.0) -> None:
+        self.status = status
+        self.body = body
+        self.delay = delay
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.received = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> HttpSink:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._closing.set()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            body = await asyncio.wait_for(
+                reader.readexactly(int(headers.get("content-length", "0"))), 10)
+            self.requests.append((method, path, headers, body))
+            self.received.set()
+            if self.delay:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.delay)
+            writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
+                         .encode() + self.body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def json(self, index: int = -1) -> Any:
+        return json.loads(self.requests[index][3])
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` requests arrived (fails after ``timeout`` seconds)."""
+        async def enough() -> None:
+            while len(self.requests) < count:
+                self.received.clear()
+                await self.received.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_process(command: list[str], ready_url: str, *, timeout: float = 30.0,
+                    env: dict[str, str] | None = None,
+                    cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a real server, wait until ``ready_url`` answers 2xx, stop it afterwards.
+
+    Fails (not skips) if it exits or does not become ready in time, with its last output.
+    """
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-3000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{command[0]} exited with {process.returncode}:\n{output()}")
+            try:
+                if httpx.get(ready_url, timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{command[0]} not ready at {ready_url} after {timeout:g}s:\n"
+                            f"{output()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        stop_process(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def serve(app: Any, *, timeout: float = 15.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn (lifespan on) in a thread on a free loopback port; yields the
+    base URL and always stops the server."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", ws="none", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"uvicorn did not start on port {port} within {timeout}s")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, what: str,
+               interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """Terminate a server we started, killing it if it does not exit within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def channels_for(config: MonitoringConfig) -> list[Channel]:
+    """The alert channels a configuration enables, as the monitor builds them."""
+    return build_channels(config.alerts, config.email, config.webhooks)
+
+
+def run_script(script: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a Python script in a process that sees the package and nothing else of ours."""
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               # No .pyc writes: under RLIMIT_FSIZE a short write would leave
+                               # a truncated one behind for the next test run to trip on.
+                               env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin",
+                                    "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the process did not exit within {timeout}s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

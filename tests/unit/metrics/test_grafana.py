@@ -1,0 +1,57 @@
+"""The Grafana dashboard JSON: its structure and its queries (each evaluated by a real Prometheus
+in integration/test_grafana_prometheus.py)."""
+
+from __future__ import annotations
+
+import re
+
+from asgi_monitor.grafana import grafana_dashboard, queries
+
+NAMESPACE = "shop"
+
+
+def test_dashboard_shape_for_import_and_provisioning() -> None:
+    board = grafana_dashboard()
+    assert board["uid"] == "asgi-monitor" == grafana_dashboard()["uid"]  # stable
+    assert 8 <= len(board["uid"]) <= 40
+    assert board["id"] is None and board["schemaVersion"] >= 36
+    [source] = board["__inputs"]
+    assert (source["name"], source["type"], source["pluginId"]) == (
+        "DS_PROMETHEUS", "datasource", "prometheus")
+    required = {(r["type"], r["id"]) for r in board["__requires"]}
+    assert {("grafana", "grafana"), ("datasource", "prometheus"),
+            ("panel", "timeseries"), ("panel", "stat")} <= required
+    [variable] = board["templating"]["list"]
+    assert (variable["name"], variable["type"], variable["query"]) == (
+        "datasource", "datasource", "prometheus")
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    kinds = {p["type"] for p in board["panels"]}
+    assert kinds <= {r["id"] for r in board["__requires"] if r["type"] == "panel"} | {"row"}
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24
+        for target in panel.get("targets", []):
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    titles = " ".join(p["title"] for p in board["panels"]).lower()
+    for word in ("request rate", "error ratio", "latency", "in progress", "health",
+                 "database", "cache", "cpu", "memory"):
+        assert word in titles
+
+
+def test_queries_cover_the_exported_metrics_and_honour_the_namespace() -> None:
+    plain = " ".join(queries(grafana_dashboard()))
+    for metric in ("http_requests_total", "http_request_duration_seconds_bucket",
+                   "http_requests_in_progress", "health_check_status", "db_queries_total",
+                   "db_query_duration_seconds_bucket", "cache_operations_total",
+                   "system_cpu_usage_percent", "system_memory_usage_percent",
+                   "app_process_resident_memory_bytes"):
+        assert metric in plain
+    assert "histogram_quantile(0.95" in plain and "$__rate_interval" in plain
+    named = grafana_dashboard(NAMESPACE)
+    assert named["uid"] == "asgi-monitor-shop"
+    for expr in queries(named):
+        names = [word for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
+                 if word.endswith(("_total", "_bucket", "_percent", "_bytes", "_progress",
+                                   "_status")) and not word.startswith("__")]
+        assert names and all(n.startswith(f"{NAMESPACE}_") for n in names), expr

@@ -1,0 +1,212 @@
+"""Dashboard endpoints: summary, performance, the page, history.json, static files, Grafana JSON
+and the export; and that everything rendered from data is escaped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from support import hello
+
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
+from asgi_monitor.config import EmailSettings, GateSettings, MetricsSettings, SystemSettings
+from asgi_monitor.health import HealthCheck, HealthStatus
+from asgi_monitor.web.app import endpoints
+
+TOKEN = "dashboard-test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+XSS_CHECK = "<script>alert('check')</script>"
+XSS_ALERT = '<img src=x onerror="alert(1)">'
+XSS_ROUTE = "/items/<svg onload=alert(2)>"
+
+
+def middleware(**sections: Any) -> MonitoringMiddleware:
+    sections.setdefault("system", SystemSettings(metrics=False))
+    config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN), **sections)
+    return MonitoringMiddleware(hello, monitor=build_monitor(config, CollectorRegistry()))
+
+
+def client(app: MonitoringMiddleware) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.1", 1)),
+                             base_url="http://testserver", headers=AUTH)
+
+
+def traffic(app: MonitoringMiddleware, route: str = "/items/{id}", status: int = 200,
+            times: int = 5) -> None:
+    series = app.monitor.collector.requests.series("GET", route, status)
+    for _ in range(times):
+        series.observe(0.03, 0.01, 0, 100)
+
+
+def samples(app: MonitoringMiddleware, count: int) -> None:
+    for _ in range(count):
+        traffic(app)
+        app.monitor.take_sample()
+
+
+async def test_admin_endpoints_need_credentials() -> None:
+    app = middleware()
+    paths = ["/api/metrics/summary", "/api/metrics/performance", "/admin/monitoring",
+             "/admin/monitoring/history.json", "/admin/monitoring/grafana",
+             "/admin/monitoring/export"]
+    declared = {e.path: e.access for e in endpoints(app.monitor)}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://testserver") as anonymous:
+        for path in paths:
+            assert declared[path] == "admin"
+            assert (await anonymous.get(path)).status_code == 401, path
+        # The static files are public (the same bytes in every install, no data).
+        assert declared["/admin/monitoring/static/{file}"] == "public"
+        assert (await anonymous.get("/admin/monitoring/static/dashboard.js")).status_code == 200
+
+
+async def test_summary_is_the_current_numbers() -> None:
+    app = middleware()
+    traffic(app, times=3)
+    traffic(app, status=503, times=1)
+    async with client(app) as c:
+        first = (await c.get("/api/metrics/summary")).json()
+        assert first["totals"]["requests"] == 4 and first["totals"]["errors_5xx"] == 1
+        assert first["last_interval"] is None  # no interval measured yet: said, not invented
+        samples(app, 2)
+        body = (await c.get("/api/metrics/summary")).json()
+    assert body["totals"]["requests"] == 14
+    assert body["last_interval"]["requests"] == 5
+    assert body["health"]["status"] in {"unknown", "healthy", "warning", "critical"}
+    assert body["alerts"] == {"firing": 0, "pending": 0}
+    assert body["history"]["points"] == 1
+    # The metrics endpoint itself is untouched by the new paths under its prefix.
+    async with client(app) as c:
+        assert "http_requests_total" in (await c.get("/api/metrics")).text
+
+
+async def test_performance_is_the_collectors_insights() -> None:
+    app = middleware()
+    async with client(app) as c:
+        body = (await c.get("/api/metrics/performance")).json()
+    assert 0 <= body["health_score"] <= 100
+    assert body["rules"]["latency_trend"]["status"] == "insufficient_data"
+
+
+async def test_history_json_columns_and_since() -> None:
+    app = middleware()
+    samples(app, 4)
+    async with client(app) as c:
+        body = (await c.get("/admin/monitoring/history.json")).json()
+        times = body["points"]["time"]
+        assert len(times) == 3
+        assert set(body["columns"]) == set(body["points"])
+        assert body["routes"][0]["route"] == "GET /items/{id}"
+        later = (await c.get("/admin/monitoring/history.json", params={"since": times[0]}))
+        assert later.json()["points"]["time"] == times[1:]
+        for bad in ("yesterday", "nan", "inf"):
+            response = await c.get("/admin/monitoring/history.json", params={"since": bad})
+            assert response.status_code == 400
+            assert "unix time" in response.json()["error"]
+
+
+async def test_static_files_are_an_allowlist() -> None:
+    app = middleware()
+    async with client(app) as c:
+        js = await c.get("/admin/monitoring/static/uPlot.iife.min.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert "uPlot" in js.text
+        css = await c.get("/admin/monitoring/static/dashboard.css")
+        assert css.headers["content-type"].startswith("text/css")
+        for name in ("uPlot.LICENSE", "..%2Fdashboard.html", "memory", "%2Fetc%2Fpasswd"):
+            assert (await c.get(f"/admin/monitoring/static/{name}")).status_code == 404, name
+
+
+async def test_export_holds_everything_and_no_secret() -> None:
+    app = middleware(
+        email=EmailSettings(
+            password="export-smtp-secret", server="smtp.example.com", from_address="m@example.com"))
+    samples(app, 3)
+    async with client(app) as c:
+        response = await c.get("/admin/monitoring/export")
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith("attachment;")
+    body = response.json()
+    assert set(body) >= {"metrics", "history", "health", "alerts", "insights", "configuration"}
+    assert len(body["history"]["points"]) == 2
+    assert body["history"]["points"][0]["routes"][0]["route"] == "GET /items/{id}"
+    assert set(body["alerts"]) == {"active", "history", "stats"}
+    assert body["configuration"]["gate"]["admin_token"] == "**********"
+    assert body["configuration"]["email"]["password"] == "**********"
+    assert TOKEN not in response.text and "export-smtp-secret" not in response.text
+
+
+async def test_grafana_endpoint_honours_the_namespace() -> None:
+    app = middleware(metrics=MetricsSettings(namespace="shop"))
+    async with client(app) as c:
+        body = (await c.get("/admin/monitoring/grafana")).json()
+    assert body["uid"] == "asgi-monitor-shop"
+    exprs = [t["expr"] for p in body["panels"] for t in p.get("targets", [])]
+    assert exprs and all("shop_" in e for e in exprs)
+
+
+async def test_dashboard_first_paint_has_tiles_alerts_resources_and_routes() -> None:
+    app = middleware(system=SystemSettings(metrics=True))
+    await app.monitor.health.run_all()
+    samples(app, 3)
+    async with client(app) as c:
+        response = await c.get("/admin/monitoring")
+    assert response.status_code == 200
+    html = response.text
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>" not in html and " style=" not in html  # no inline script or style
+    assert 'id="health-tiles"' in html and 'data-check="memory"' in html
+    assert "status-healthy" in html or "status-warning" in html
+    assert 'id="system-resources"' in html and "<meter" in html
+    assert 'id="alert-stats"' in html and "No active alerts." in html
+    assert "GET /items/{id}" in html  # the busiest routes table
+    assert 'data-history-url="/admin/monitoring/history.json"' in html
+    assert "/admin/monitoring/static/uPlot.iife.min.js?v=" in html
+
+
+async def test_everything_rendered_from_data_is_escaped() -> None:
+    app = middleware()
+    app.monitor.health.register_check(
+        "evil", "returns HTML", lambda: HealthCheck("evil", HealthStatus.WARNING, XSS_CHECK))
+    await app.monitor.health.run_all()
+    alert = Alert("xss_rule", AlertSeverity.CRITICAL, AlertState.FIRING, XSS_ALERT,
+                  description=XSS_ALERT)
+    app.monitor.alerts.active = lambda: [alert]  # type: ignore[method-assign]
+    traffic(app, route=XSS_ROUTE, times=1)
+    samples(app, 2)
+    traffic(app, route=XSS_ROUTE, status=500, times=50)
+    app.monitor.take_sample()
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+        history = (await c.get("/admin/monitoring/history.json")).json()
+    for payload in (XSS_CHECK, XSS_ALERT, XSS_ROUTE):
+        assert payload not in html
+    assert "&lt;script&gt;alert(&#39;check&#39;)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
+    assert "GET /items/&lt;svg onload=alert(2)&gt;" in html
+    # JSON carries the raw text (the page's script writes it with textContent only).
+    assert any(r["route"] == f"GET {XSS_ROUTE}" for r in history["routes"])
+
+
+def test_history_and_insights_serialise_as_strict_json(registry: CollectorRegistry) -> None:
+    app = MonitoringMiddleware(
+        hello,
+        monitor=build_monitor(MonitoringConfig(system=SystemSettings(metrics=False)), registry))
+    samples(app, 3)
+    report = app.monitor.collector.get_performance_insights()
+    json.dumps(report, allow_nan=False)
+    json.dumps([p.to_dict() for p in app.monitor.history], allow_nan=False)
+
+
+@pytest.mark.parametrize("path", ["/api/metrics/summary", "/api/metrics/performance"])
+async def test_new_paths_under_the_metrics_prefix_are_not_counted_as_app_traffic(
+        path: str) -> None:
+    app = middleware()
+    async with client(app) as c:
+        assert (await c.get(path)).status_code == 200
+    assert app.monitor.sampler.take().requests == 0
