@@ -10,8 +10,9 @@
   source when ``${DS_PROMETHEUS}`` was never substituted.
 
 The uid is stable (derived from the namespace only), so re-importing updates the same dashboard.
-Every query honours the metric-name namespace; ``tests/test_grafana.py`` evaluates each one
-against a real Prometheus scraping a test app.
+Every query honours the metric-name namespace;
+``tests/integration/test_grafana_prometheus.py`` evaluates each one against a real Prometheus
+scraping a test app.
 """
 
 from __future__ import annotations

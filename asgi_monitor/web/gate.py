@@ -220,7 +220,7 @@ class Gate:
         except ValueError:
             # binascii.Error, UnicodeDecodeError, and the plain ValueError b64decode raises for
             # a str that is not ASCII (header bytes >= 0x80 arrive as latin-1): all a 401, never
-            # a 500 (found by tests/test_hostile_input.py).
+            # a 500 (found by tests/unit/web/test_hostile_input.py).
             return None
         username, sep, password = decoded.partition(":")
         expected = self.settings.admin_username
@@ -259,7 +259,7 @@ class RejectBadQuery:
     Starlette decodes ``query_string`` as UTF-8 when it builds the redirect for a path one slash
     away from a route (``/api/health/`` with a raw 0xFF byte in the query): without this, a
     UnicodeDecodeError and a 500. Servers pass the raw bytes of the request line through, so
-    any client can send them (found by tests/test_hostile_input.py).
+    any client can send them (found by tests/unit/web/test_hostile_input.py).
     """
 
     def __init__(self, app: ASGIApp) -> None:

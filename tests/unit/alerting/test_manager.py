@@ -231,7 +231,6 @@ async def test_slow_conditions_time_out_without_blocking_the_loop() -> None:
         assert manager.evaluation_failures["slow_sync"] == 2
     finally:
         release.set()
-        manager.close()
 
 
 @pytest.mark.parametrize("bad", [None, 1, "yes", (1, 2), ("x", True)])

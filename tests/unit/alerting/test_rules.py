@@ -14,7 +14,7 @@ from asgi_monitor.alerting.rules import DEFAULT_RULES, install_default_rules
 from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings
 from asgi_monitor.health.checker import HealthChecker
 from asgi_monitor.health.models import HealthCheck, HealthStatus
-from asgi_monitor.sampling import Sample, SampleBuffer
+from asgi_monitor.sampling.samples import Sample, SampleBuffer
 
 T0 = 1_700_000_000.0
 

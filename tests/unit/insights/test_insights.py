@@ -15,8 +15,8 @@ from asgi_monitor import MonitoringConfig, MonitoringError, get_metrics_collecto
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.health import HealthCheck, HealthStatus
-from asgi_monitor.insight_rules import InsightRules, linear_fit
 from asgi_monitor.insights import Insights
+from asgi_monitor.insights.rules import InsightRules, linear_fit
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.timeseries import History, Point, RoutePoint
 

@@ -12,9 +12,9 @@ from support import Clock
 from asgi_monitor import MetricError, MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
 from asgi_monitor.instrumentation import database
-from asgi_monitor.merged_reader import READ_FAMILIES, MergedReader
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.sampling import Sample, SampleBuffer, Sampler, quantile, sampler_for
+from asgi_monitor.sampling.merged import READ_FAMILIES, MergedReader
+from asgi_monitor.sampling.samples import Sample, SampleBuffer, Sampler, quantile
 
 
 def record(monitor: Monitor, route: str, status: int, seconds: float, times: int) -> None:
@@ -29,7 +29,7 @@ def make() -> tuple[Monitor, Sampler, Clock]:
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    return monitor, sampler_for(monitor.collector, clock=clock), clock
+    return monitor, monitor.collector.sampler(clock=clock), clock
 
 
 def test_window_rates_ratios_and_quantiles() -> None:
@@ -150,7 +150,7 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
     clock = Clock(1_000_000.0)
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
-    direct = sampler_for(monitor.collector, clock=clock).take()
+    direct = monitor.collector.sampler(clock=clock).take()
     reader = MergedReader(monitor.registry.collect, prefix="",
                           declared={f.name for f in monitor.registry.collect()})
     merged = Sampler(reader.read, clock=clock).take()
@@ -165,7 +165,7 @@ def test_system_snapshot_reaches_the_sample() -> None:
         MonitoringConfig(
             health=HealthSettings(default_checks=False), system=SystemSettings(disk_paths=("/",))),
         CollectorRegistry())
-    sample = sampler_for(monitor.collector).take()
+    sample = monitor.collector.sampler().take()
     assert sample.memory_percent is not None and 0 < sample.memory_percent <= 100
     assert set(sample.disk_percent) == {"/"}
     assert sample.process_rss_bytes is not None and sample.process_rss_bytes > 0

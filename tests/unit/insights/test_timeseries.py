@@ -13,7 +13,7 @@ from support import Clock
 from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.sampling import RouteTotals, Sample, sampler_for
+from asgi_monitor.sampling.samples import RouteTotals, Sample
 from asgi_monitor.timeseries import History
 
 
@@ -25,7 +25,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
             **config),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    monitor.sampler = sampler_for(monitor.collector, clock=clock)
+    monitor.sampler = monitor.collector.sampler(clock=clock)
     return monitor, clock
 
 
