@@ -164,10 +164,6 @@ class Monitor:
             self.internal_error(f"service:{name}", exc)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    @property
-    def is_running(self) -> bool:
-        return self.state is State.RUNNING
-
     async def start(self) -> None:
         """Start every registered service. Must be called from the app's event loop."""
         if self.state is State.RUNNING:

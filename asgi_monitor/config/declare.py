@@ -256,11 +256,14 @@ class Section:
                 raw = environ[var.name]
                 parse = var.parse or meta.parse or text
                 try:
-                    found.append((var.name, parse(raw)))
+                    value = parse(raw)
                 except ValueError as exc:
                     shown = "<secret>" if meta.is_secret else repr(raw)
                     raise ConfigError(f"{var.name} ({cls.qualified(f.name)}) must be {exc}, "
                                       f"got {shown}") from None
+                if meta.is_secret and not value:
+                    continue  # an empty secret (common in compose files) means unset
+                found.append((var.name, value))
             if meta.file_env and environ.get(meta.file_env):
                 found.append((meta.file_env, _read_secret_file(meta.file_env,
                                                                environ[meta.file_env])))

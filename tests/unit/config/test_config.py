@@ -5,7 +5,17 @@ import dataclasses
 import pytest
 
 from asgi_monitor import ConfigError, MonitoringConfig, Secret
-from asgi_monitor.config import WebhookSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    EmailSettings,
+    GateSettings,
+    HealthSettings,
+    HistorySettings,
+    MetricsSettings,
+    WebhookSettings,
+    reference,
+    variables,
+)
 
 
 def test_defaults_match_the_documented_values() -> None:
@@ -20,7 +30,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert config.paths.metrics == "/api/metrics"
 
 
-def test_reads_every_seed_variable() -> None:
+def test_reads_every_variable_of_the_monitoring_guide() -> None:
     env = {
         "ENABLE_MONITORING": "false",
         "HEALTH_CHECK_INTERVAL": "15",
@@ -166,3 +176,68 @@ def test_bad_alerting_values_name_the_variable(variable: str, value: str, accept
     assert variable in str(excinfo.value) and accepted in str(excinfo.value)
     if variable in ("ALERT_WEBHOOK_URL", "ALERTMANAGER_URL"):
         assert value not in str(excinfo.value)  # a URL that may hold a token is never echoed
+
+
+def test_a_partial_override_keeps_the_rest_of_the_section_from_the_environment() -> None:
+    def resolver(scope: object) -> str:
+        return "/x"
+
+    config = MonitoringConfig.from_env(
+        {"MONITORING_NAMESPACE": "shop", "MONITORING_MAX_SERIES": "50"},
+        metrics={"route_resolver": resolver})
+    assert (config.metrics.namespace, config.metrics.max_series) == ("shop", 50)
+    assert config.metrics.route_resolver is resolver
+    # A whole section replaces the environment's.
+    whole = MonitoringConfig.from_env({"MONITORING_NAMESPACE": "shop"},
+                                      metrics=MetricsSettings(max_series=7))
+    assert (whole.metrics.namespace, whole.metrics.max_series) == ("", 7)
+
+
+def test_every_duration_is_in_seconds_whatever_unit_its_variable_has() -> None:
+    config = MonitoringConfig.from_env({
+        "ALERT_COOLDOWN_MINUTES": "2", "HEALTH_LOOP_LAG_WARNING_MS": "50",
+        "HEALTH_LOOP_LAG_CRITICAL_MS": "250"})
+    assert config.alerts.cooldown_seconds == 120
+    assert (config.health.loop_lag_warning_seconds,
+            config.health.loop_lag_critical_seconds) == (0.05, 0.25)
+    assert MonitoringConfig.from_env(
+        {"ALERT_COOLDOWN_SECONDS": "90"}).alerts.cooldown_seconds == 90
+    fields = [f.name for section in (AlertSettings, HealthSettings, HistorySettings, GateSettings)
+              for f in dataclasses.fields(section)]
+    assert not [name for name in fields if name.endswith(("_ms", "_minutes"))]
+
+
+def test_one_threshold_for_health_and_alerts() -> None:
+    # The memory check turns WARNING where the memory alert fires: one setting, two variables.
+    by_alert = MonitoringConfig.from_env({"ALERT_MEMORY_PERCENT": "70"})
+    by_health = MonitoringConfig.from_env({"HEALTH_MEMORY_WARNING_PERCENT": "70"})
+    assert by_alert.system.memory_warning_percent == by_health.system.memory_warning_percent == 70
+    assert MonitoringConfig.from_env({"ALERT_DISK_FREE_PERCENT": "20"}).system \
+        .disk_warning_free_percent == 20
+    with pytest.raises(ConfigError, match="HEALTH_MEMORY_WARNING_PERCENT and ALERT_MEMORY_PERCENT"):
+        MonitoringConfig.from_env({"HEALTH_MEMORY_WARNING_PERCENT": "80",
+                                   "ALERT_MEMORY_PERCENT": "70"})
+    # The same value twice is fine.
+    MonitoringConfig.from_env({"HEALTH_MEMORY_WARNING_PERCENT": "80", "ALERT_MEMORY_PERCENT": "80"})
+
+
+def test_a_section_validates_itself_and_names_its_setting() -> None:
+    with pytest.raises(ConfigError, match=r"HEALTH_CHECK_TIMEOUT \(health.timeout_seconds\)"):
+        HealthSettings(timeout_seconds=0)
+    with pytest.raises(ConfigError, match=r"SMTP_PORT \(email.port\) must be a port number"):
+        EmailSettings(port=0)
+    with pytest.raises(ConfigError, match=r"metrics.duration_buckets must be a non-empty"):
+        MetricsSettings(duration_buckets=(1.0, 0.5))
+    with pytest.raises(ConfigError, match="gate must be a GateSettings"):
+        MonitoringConfig(gate={"admin_token": "x"})  # type: ignore[arg-type]
+
+
+def test_the_reference_lists_every_variable_once_with_its_setting() -> None:
+    text = reference()
+    for variable, (name, _, _) in variables().items():
+        rows = [line for line in text.splitlines()
+                if line.startswith("| ") and f"`{variable}`" in line.split("|")[1]]
+        assert len(rows) == 1, variable
+        assert f"`{name}`" in rows[0]
+    # Code-only settings are listed too, so the page documents every field.
+    assert "`metrics.route_resolver`" in text and "`gate.authorize`" in text

@@ -177,3 +177,11 @@ def test_a_configuration_is_equal_only_with_the_same_hook() -> None:
         gate=GateSettings(authorize=hook)
     )
     assert MonitoringConfig(gate=GateSettings(authorize=hook)) != MonitoringConfig()
+
+
+def test_an_empty_secret_variable_beside_its_file_is_no_conflict(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(TOKEN)
+    config = MonitoringConfig.from_env({"MONITORING_ADMIN_TOKEN": "",
+                                        "MONITORING_ADMIN_TOKEN_FILE": str(secret_file)})
+    assert config.gate.admin_token == Secret(TOKEN)
