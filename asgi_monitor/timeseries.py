@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .sampling.samples import Sample, Window
+from .units import ms
 
 __all__ = ["History", "Point", "RoutePoint"]
 
@@ -47,7 +48,7 @@ class RoutePoint:
         return {"route": self.route, "requests": self.requests,
                 "rate": self.requests / seconds if seconds > 0 else None,
                 "error_ratio": self.errors / self.requests if self.requests else None,
-                "p95_ms": _ms(self.p95)}
+                "p95_ms": ms(self.p95)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class Point:
     def column(self, name: str) -> float | None:
         """The value of one of :data:`COLUMNS` (latencies in milliseconds)."""
         if name.endswith("_ms"):
-            return _ms(getattr(self, name[:-3]))
+            return ms(getattr(self, name[:-3]))
         value: float | None = getattr(self, name)
         return value
 
@@ -178,9 +179,6 @@ class History:
         points = self.points(since)
         return {name: [_round(name, p.column(name)) for p in points] for name in COLUMNS}
 
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000.0
 
 
 def _round(name: str, value: float | None) -> float | None:

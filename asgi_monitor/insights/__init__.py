@@ -67,6 +67,7 @@ from typing import Any
 from ..alerting.models import Alert, AlertSeverity, AlertState
 from ..health.models import HealthCheck, HealthStatus
 from ..timeseries import History, Point
+from ..units import ms
 from .rules import (
     CacheStats,
     InsightRules,
@@ -195,7 +196,7 @@ class Insights:
         series: dict[str, Callable[[Point], float | None]] = {
             "request_rate": lambda p: p.request_rate,
             "error_ratio": lambda p: p.error_ratio,
-            "p95_ms": lambda p: None if p.p95 is None else p.p95 * 1000,
+            "p95_ms": lambda p: ms(p.p95),
             "in_progress": lambda p: p.in_progress,
             "cpu_percent": lambda p: p.cpu_percent,
             "memory_percent": lambda p: p.memory_percent,
