@@ -15,6 +15,7 @@ A component receives only its own section::
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +88,6 @@ class MonitoringConfig(Section):
         mapping of some of a section's fields (``gate={"authorize": is_admin}``), which keeps
         the section's other values from the environment.
         """
-        import os
-
         env = os.environ if environ is None else environ
         values = cls.env_values(env)
         for f, section_type in _sections():
