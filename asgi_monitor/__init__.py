@@ -20,6 +20,7 @@ from .config import (
     MetricsSettings,
     MonitoringConfig,
     PathSettings,
+    ServiceSettings,
     SystemSettings,
     WebhookSettings,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "MonitoringMiddleware",
     "PathSettings",
     "Secret",
+    "ServiceSettings",
     "SystemSettings",
     "WebhookSettings",
     "build_monitor",

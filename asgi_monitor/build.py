@@ -14,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp
 
 from .alerting.channels import build_channels
+from .alerting.identity import Identity
 from .alerting.leader import LeaderLock
 from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
@@ -82,6 +83,8 @@ def build_monitor(
     # Alerting: one process evaluates and sends (see alerting/leader.py). Silences and the
     # sender's alerts are shared through files next to the lock, since an admin's request may
     # reach any worker.
+    # Alerts carry the service and instance labels; the app's title may name the service.
+    identity = Identity(config.service)
     lock_path = config.alerts.lock_path or None
     if lock_path is None and collector.multiprocess_dir is not None:
         lock_path = os.path.join(collector.multiprocess_dir, "asgi_monitor_alerts.lock")
@@ -90,9 +93,10 @@ def build_monitor(
         history_file=config.alerts.history_file or None,
         silences_file=f"{lock_path}.silences.json" if lock_path else None,
         state_file=f"{lock_path}.state.json" if lock_path else None,
-        channels=build_channels(config.alerts, config.email, config.webhooks),
+        channels=build_channels(config.alerts, config.email, config.webhooks,
+                                alerts_path=config.paths.alerts),
         evaluation_timeout=config.alerts.evaluation_timeout_seconds,
-        on_error=collector.internal_error)
+        on_error=collector.internal_error, identity=identity.labels)
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
     collector.add_scrape_collector(AlertMetrics(alerts, prefix))
@@ -105,7 +109,7 @@ def build_monitor(
 
     monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
-                      alert_lock=LeaderLock(lock_path), insights=insights,
+                      alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
                       scrape_registry=scrape_registry, web_app=_web_app)
     built.append(monitor)
     return monitor

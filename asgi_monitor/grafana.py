@@ -10,6 +10,9 @@
   source when ``${DS_PROMETHEUS}`` was never substituted.
 
 The uid is stable (derived from the namespace only), so re-importing updates the same dashboard.
+One Prometheus usually scrapes several services and replicas: the ``job`` and ``instance``
+variables (``label_values(...)`` of the request counter, several or all selectable) filter every
+query, so the panels show the chosen targets, not a sum over everything scraped.
 Every query honours the metric-name namespace;
 ``tests/integration/test_grafana_prometheus.py`` evaluates each one against a real Prometheus
 scraping a test app.
@@ -24,6 +27,8 @@ from .config import metric_prefix
 __all__ = ["grafana_dashboard", "queries"]
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Every series is filtered by the target variables ("All" is the regex .*).
+TARGET = 'job=~"$job", instance=~"$instance"'
 _WIDTH = 24  # Grafana's grid is 24 columns wide
 
 
@@ -56,8 +61,16 @@ def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str =
 def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """Rows of panels; ``p`` is the metric-name prefix (namespace + "_" or "")."""
     rate = "$__rate_interval"
-    requests = f"{p}http_requests_total"
-    duration = f"{p}http_request_duration_seconds_bucket"
+
+    def m(name: str, matchers: str = "") -> str:
+        """The series ``name`` of the chosen targets, with ``matchers`` if any."""
+        return f"{p}{name}{{{matchers + ', ' if matchers else ''}{TARGET}}}"
+
+    requests = m("http_requests_total")
+    errors = m("http_requests_total", 'status=~"5.."')
+    duration = m("http_request_duration_seconds_bucket")
+    hits = m("cache_operations_total", 'operation="hit"')
+    lookups = m("cache_operations_total", 'operation=~"hit|miss"')
 
     def quantile(q: str, by: str = "le") -> str:
         return f"histogram_quantile({q}, sum by ({by}) (rate({duration}[{rate}])))"
@@ -67,7 +80,7 @@ def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
             _panel("Request rate by route", "reqps", [
                 (f"sum by (route) (rate({requests}[{rate}]))", "{{route}}")]),
             _panel("5xx error ratio", "percentunit", [
-                (f'(sum(rate({requests}{{status=~"5.."}}[{rate}])) or vector(0)) '
+                (f"(sum(rate({errors}[{rate}])) or vector(0)) "
                  f"/ sum(rate({requests}[{rate}]))", "5xx / all")],
                 description="Server errors over all requests; 0 when there were none."),
             _panel("Latency quantiles", "s", [
@@ -75,37 +88,37 @@ def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
                 description="histogram_quantile over http_request_duration_seconds."),
             _panel("p95 latency by route", "s", [(quantile("0.95", "le, route"), "{{route}}")]),
             _panel("Requests in progress", "short", [
-                (f"sum by (method) ({p}http_requests_in_progress)", "{{method}}")]),
+                (f"sum by (method) ({m('http_requests_in_progress')})", "{{method}}")]),
         ]),
         ("Health", [
             _panel("Health checks", "short", [
-                (f"{p}health_check_status == 1", "{{check}}: {{status}}")], kind="stat",
+                (f"{m('health_check_status')} == 1", "{{check}}: {{status}}")], kind="stat",
                 description="Each check's current status (the series whose value is 1)."),
             _panel("Overall health status", "short", [
-                (f"{p}health_status == 1", "{{status}}")], kind="stat"),
+                (f"{m('health_status')} == 1", "{{status}}")], kind="stat"),
         ]),
         ("Database and cache", [
             _panel("Database queries by operation and status", "ops", [
-                (f"sum by (operation, status) (rate({p}db_queries_total[{rate}]))",
+                (f"sum by (operation, status) (rate({m('db_queries_total')}[{rate}]))",
                  "{{operation}} {{status}}")]),
             _panel("Database p95 latency", "s", [
                 (f"histogram_quantile(0.95, sum by (le, operation) "
-                 f"(rate({p}db_query_duration_seconds_bucket[{rate}])))", "{{operation}}")]),
+                 f"(rate({m('db_query_duration_seconds_bucket')}[{rate}])))", "{{operation}}")]),
             _panel("Cache operations", "ops", [
-                (f"sum by (cache, operation) (rate({p}cache_operations_total[{rate}]))",
+                (f"sum by (cache, operation) (rate({m('cache_operations_total')}[{rate}]))",
                  "{{cache}} {{operation}}")]),
             _panel("Cache hit ratio", "percentunit", [
-                (f'sum by (cache) (rate({p}cache_operations_total{{operation="hit"}}[{rate}])) '
-                 f"/ sum by (cache) (rate({p}cache_operations_total"
-                 f'{{operation=~"hit|miss"}}[{rate}]))', "{{cache}}")]),
+                (f"sum by (cache) (rate({hits}[{rate}])) "
+                 f"/ sum by (cache) (rate({lookups}[{rate}]))", "{{cache}}")]),
         ]),
         ("System", [
             _panel("CPU and memory", "percent", [
-                (f"{p}system_cpu_usage_percent", "CPU"),
-                (f"{p}system_memory_usage_percent", "memory")]),
-            _panel("Disk use", "percent", [(f"{p}system_disk_usage_percent", "{{path}}")]),
+                (m("system_cpu_usage_percent"), "CPU {{instance}}"),
+                (m("system_memory_usage_percent"), "memory {{instance}}")]),
+            _panel("Disk use", "percent", [
+                (m("system_disk_usage_percent"), "{{instance}} {{path}}")]),
             _panel("Process resident memory", "bytes", [
-                (f"{p}app_process_resident_memory_bytes", "{{instance}}")]),
+                (m("app_process_resident_memory_bytes"), "{{instance}}")]),
         ]),
     ]
 
@@ -168,8 +181,34 @@ def grafana_dashboard(namespace: str = "", *, title: str | None = None) -> dict[
             "refresh": 1,
             "regex": "",
             "options": [],
-        }]},
+        },
+            _target_variable("job", "Job", f"label_values({prefix}http_requests_total, job)"),
+            _target_variable("instance", "Instance",
+                             f'label_values({prefix}http_requests_total{{job=~"$job"}}, '
+                             "instance)"),
+        ]},
         "panels": panels,
+    }
+
+
+def _target_variable(name: str, label: str, query: str) -> dict[str, Any]:
+    """A query variable over the scraped targets; "All" by default, several selectable."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-values"},
+        "definition": query,
+        "current": {"text": ["All"], "value": ["$__all"]},
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "hide": 0,
+        "refresh": 2,  # on time range change: targets come and go
+        "regex": "",
+        "sort": 1,
+        "options": [],
     }
 
 

@@ -41,6 +41,7 @@ class MonitorHooks(Protocol):
     @property
     def requests(self) -> RequestStore: ...
     def internal_error(self, where: str, exc: BaseException) -> None: ...
+    def name_after(self, app: object) -> None: ...
     def start_lazily(self) -> None: ...
     def lifespan_startup(self) -> None: ...
     def lifespan_startup_complete(self) -> None: ...
@@ -74,6 +75,7 @@ class MonitoringMiddleware:
         elif config is not None and config != monitor.config:
             raise LifecycleError("pass either config or monitor (a monitor has its config)")
         self.monitor = monitor
+        monitor.name_after(app)
         config = monitor.config
         self._enabled = config.enabled
         self._own_prefixes = config.paths.all()
@@ -211,6 +213,9 @@ class MonitoringMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self.monitor
+        # Under app.add_middleware() the middleware wraps the inner stack, not the app: Starlette,
+        # FastAPI and Litestar put the app itself in scope["app"], with its title.
+        monitor.name_after(scope.get("app"))
 
         async def receive_wrapper() -> Message:
             message = await receive()

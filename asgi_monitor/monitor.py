@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
+from .alerting.identity import Identity
 from .alerting.leader import LeaderLock
 from .alerting.manager import AlertManager
 from .collector import MetricsCollector
@@ -58,6 +59,7 @@ class Monitor:
         alerts: AlertManager,
         alert_lock: LeaderLock,
         insights: Insights,
+        identity: Identity,
         scrape_registry: Callable[[], CollectorRegistry],
         web_app: Callable[[Monitor], ASGIApp],
     ) -> None:
@@ -71,6 +73,7 @@ class Monitor:
         self.alerts = alerts
         self.alert_lock = alert_lock
         self.insights = insights
+        self.identity = identity
         self.scrape_registry = scrape_registry
         self._web_app_factory = web_app
         self._web_app: ASGIApp | None = None
@@ -90,6 +93,10 @@ class Monitor:
 
     def internal_error(self, where: str, exc: BaseException) -> None:
         self.collector.internal_error(where, exc)
+
+    def name_after(self, app: object) -> None:
+        """The wrapped app's ``title`` names the service in alerts, unless one is configured."""
+        self.identity.name_after(app)
 
     def asgi_app(self) -> ASGIApp:
         """The monitoring sub-app (the endpoints), built on first use.

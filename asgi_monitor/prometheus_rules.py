@@ -4,6 +4,11 @@ The same thresholds as the in-process rules (``ALERT_*`` settings), written in P
 metrics we export, so a real Prometheus + Alertmanager can take over alerting across many
 workers and machines: ``asgi-monitor rules > asgi_monitor.rules.yml``, checked by
 ``promtool check rules`` and unit-tested with ``promtool test rules`` in our test suite.
+
+Rates are summed ``by (job, instance)``, the target labels Prometheus adds to every scraped
+series: one Prometheus scrapes several services and replicas, and each target alerts on its own
+numbers, under its own labels (a sum over every target would hide one failing replica behind
+healthy ones, and two services' alerts would be one).
 """
 
 from __future__ import annotations
@@ -25,26 +30,28 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
     p = metric_prefix(config.metrics.namespace)
     w = _duration(config.alerts.window_seconds)
     minimum = config.alerts.min_requests
-    requests = f"sum(increase({p}http_requests_total[{w}]))"
-    durations = f"sum(increase({p}http_request_duration_seconds_count[{w}]))"
-    queries = f"sum(increase({p}db_queries_total[{w}]))"
+    by = "sum by (job, instance)"
+    requests = f"{by} (increase({p}http_requests_total[{w}]))"
+    durations = f"{by} (increase({p}http_request_duration_seconds_count[{w}]))"
+    queries = f"{by} (increase({p}db_queries_total[{w}]))"
     window_text = f"{config.alerts.window_seconds / 60:g} min"
 
     def rule(name: str, expr: str, severity: str, summary: str, description: str,
              for_: str = "0s") -> dict[str, Any]:
+        # `service` as the in-process alerts carry it (deploy/alertmanager.yml groups by it).
         return {"alert": name, "expr": expr, "for": for_,
-                "labels": {"severity": severity},
+                "labels": {"severity": severity, "service": "{{ $labels.job }}"},
                 "annotations": {"summary": summary, "description": description}}
 
     rules = [
         rule("HighErrorRate",
-             f"(sum(increase({p}http_requests_total{{status=~\"5..\"}}[{w}])) / {requests}) "
+             f"({by} (increase({p}http_requests_total{{status=~\"5..\"}}[{w}])) / {requests}) "
              f"* 100 > {config.alerts.error_rate_percent:g} and {requests} >= {minimum}",
              "critical", "HTTP error rate above "
              f"{config.alerts.error_rate_percent:g}%",
              f"{{{{ $value | humanize }}}}% of requests failed with 5xx over {window_text}."),
         rule("SlowResponses",
-             f"sum(increase({p}http_request_duration_seconds_sum[{w}])) / {durations} "
+             f"{by} (increase({p}http_request_duration_seconds_sum[{w}])) / {durations} "
              f"> {config.alerts.response_time_seconds:g} and {durations} >= {minimum}",
              "warning", f"Average response time above {config.alerts.response_time_seconds:g}s",
              f"Requests took {{{{ $value | humanizeDuration }}}} on average over {window_text}."),
@@ -61,12 +68,13 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
              "critical", "Health check {{ $labels.check }} is critical",
              "The {{ $labels.check }} health check has been critical for a minute.", "1m"),
         rule("DatabaseErrors",
-             f"(sum(increase({p}db_queries_total{{status=\"error\"}}[{w}])) / {queries}) * 100 "
+             f"({by} (increase({p}db_queries_total{{status=\"error\"}}[{w}])) / {queries}) "
+             "* 100 "
              f"> {config.alerts.db_error_rate_percent:g} and {queries} >= {minimum}",
              "critical", f"Database error rate above {config.alerts.db_error_rate_percent:g}%",
              f"{{{{ $value | humanize }}}}% of database queries failed over {window_text}."),
         rule("FailedLoginSpike",
-             f"sum(increase({p}user_logins_total{{result=\"failure\"}}[{w}])) "
+             f"{by} (increase({p}user_logins_total{{result=\"failure\"}}[{w}])) "
              f"> {config.alerts.login_failures}",
              "warning", "Spike of failed logins",
              f"{{{{ $value | humanize }}}} failed logins over {window_text}."),

@@ -26,6 +26,7 @@ from ..config import AlertSettings, EmailSettings, WebhookSettings
 from ..secret import MASK, Secret
 from .models import Alert, AlertSeverity
 from .payloads import (
+    ALERTS_PATH,
     alertmanager_alerts,
     email_message,
     slack_message,
@@ -56,12 +57,14 @@ class Channel:
 
     def __init__(self, *, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
                  send_resolved: bool = True, external_url: str = "",
+                 alerts_path: str = ALERTS_PATH,
                  sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.send_resolved = send_resolved
         self.external_url = external_url
+        self.alerts_path = alerts_path  # generatorURL and links: external_url + alerts_path
         self._sleep = sleep
 
     async def send(self, alert: Alert) -> None:
@@ -113,10 +116,13 @@ class ConsoleChannel(Channel):
     async def send(self, alert: Alert) -> None:
         level = logging.INFO if status(alert) == "resolved" else self._LEVELS[alert.severity]
         value = "" if alert.value is None else f" (value {alert.value:g})"
-        logger.log(level, "alert %s %s [%s]: %s%s", alert.rule, status(alert).upper(),
-                   alert.severity.value, alert.summary, value,
+        service, instance = alert.labels.get("service", ""), alert.labels.get("instance", "")
+        origin = f" {service}@{instance}" if service or instance else ""
+        logger.log(level, "alert %s %s [%s]%s: %s%s", alert.rule, status(alert).upper(),
+                   alert.severity.value, origin, alert.summary, value,
                    extra={"alert": alert.rule, "alert_state": status(alert),
-                          "severity": alert.severity.value})
+                          "severity": alert.severity.value, "service": service,
+                          "instance": instance})
 
 
 class EmailChannel(Channel):
@@ -144,7 +150,7 @@ class EmailChannel(Channel):
     async def send(self, alert: Alert) -> None:
         import aiosmtplib
         message = email_message(alert, sender=self.sender, recipients=self.recipients,
-                                external_url=self.external_url)
+                                external_url=self.external_url, alerts_path=self.alerts_path)
         await aiosmtplib.send(
             message, sender=self.sender, recipients=list(self.recipients),
             hostname=self.hostname, port=self.port, username=self.username or None,
@@ -208,7 +214,8 @@ class WebhookChannel(_HTTPChannel):
         return (*super().secrets(), *((self.secret.get_secret_value(),) if self.secret else ()))
 
     def body(self, alert: Alert) -> Any:
-        return webhook_message(alert, external_url=self.external_url)
+        return webhook_message(alert, external_url=self.external_url,
+                               alerts_path=self.alerts_path)
 
     def headers(self, content: bytes) -> dict[str, str]:
         if not self.secret:
@@ -225,7 +232,8 @@ class SlackChannel(_HTTPChannel):
     name = "slack"
 
     def body(self, alert: Alert) -> Any:
-        return slack_message(alert, external_url=self.external_url)
+        return slack_message(alert, external_url=self.external_url,
+                             alerts_path=self.alerts_path)
 
 
 class AlertmanagerChannel(_HTTPChannel):
@@ -247,16 +255,19 @@ class AlertmanagerChannel(_HTTPChannel):
         assert self.resend_interval is not None
         return alertmanager_alerts(alert, now=datetime.now(timezone.utc),
                                    resend_interval=self.resend_interval,
-                                   external_url=self.external_url)
+                                   external_url=self.external_url,
+                                   alerts_path=self.alerts_path)
 
 
-def build_channels(alerts: AlertSettings, email: EmailSettings,
-                   webhooks: WebhookSettings) -> list[Channel]:
-    """The channels the configuration enables."""
+def build_channels(alerts: AlertSettings, email: EmailSettings, webhooks: WebhookSettings,
+                   *, alerts_path: str = ALERTS_PATH) -> list[Channel]:
+    """The channels the configuration enables; ``alerts_path`` is where the alerts API answers
+    (``PathSettings.alerts``), for the links the messages carry."""
     options: dict[str, Any] = {"timeout": alerts.channel_timeout_seconds,
                                "retries": alerts.channel_retries,
                                "send_resolved": alerts.send_resolved,
-                               "external_url": alerts.external_url}
+                               "external_url": alerts.external_url,
+                               "alerts_path": alerts_path}
     channels: list[Channel] = []
     if alerts.console_enabled:
         channels.append(ConsoleChannel(**options))

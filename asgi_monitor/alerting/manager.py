@@ -46,6 +46,8 @@ class AlertManager:
     """Register rules with :meth:`register_rule`; read alerts with :meth:`active`.
 
     ``clock`` (unix seconds) drives states, cooldowns and silences, so tests control time.
+    ``identity`` gives the labels every new alert carries besides its rule's (``service``,
+    ``instance``); a rule's own labels win.
     """
 
     def __init__(
@@ -59,8 +61,11 @@ class AlertManager:
         evaluation_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         on_error: ErrorHook | None = None,
+        identity: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._clock = clock
+        # The service and instance labels every alert carries (alerting/identity.py).
+        self._identity = identity
         self.evaluation_timeout = evaluation_timeout
         self._rules: dict[str, AlertRule] = {}
         self._active: dict[str, Alert] = {}  # by rule name: pending or firing
@@ -211,10 +216,11 @@ class AlertManager:
             alert.state, alert.resolved_at, alert.value = AlertState.RESOLVED, now, value
             return alert, "resolve"
         if alert is None:
+            labels = {**(self._identity() if self._identity else {}), **rule.labels}
             alert = self._active[rule.name] = Alert(
                 rule.name, rule.severity, AlertState.PENDING,
                 summary=rule.annotations.get("summary") or rule.description,
-                description=rule.annotations.get("description", ""), labels=dict(rule.labels),
+                description=rule.annotations.get("description", ""), labels=labels,
                 annotations=dict(rule.annotations), active_since=now)
         alert.value = value
         if alert.state is AlertState.PENDING:

@@ -5,11 +5,13 @@ Shapes follow Alertmanager's own code: the webhook ``Message`` (``notify/webhook
 ``receiver``, ``groupLabels``, ``commonLabels``, ``commonAnnotations``, ``externalURL``,
 ``alerts[]`` with ``status``, ``labels``, ``annotations``, ``startsAt``, ``endsAt``,
 ``generatorURL``, ``fingerprint``), and the ``postableAlerts`` of ``POST /api/v2/alerts``.
-We notify per alert, so each message is one group holding one alert, grouped by ``alertname``.
+We notify per alert, so each message is one group holding one alert, grouped as
+``deploy/alertmanager.yml`` groups: by ``alertname``, ``service`` and ``instance``.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
@@ -20,6 +22,8 @@ __all__ = ["alertmanager_alerts", "email_message", "slack_message", "status",
            "webhook_message"]
 
 RECEIVER = "asgi_monitor"
+ALERTS_PATH = "/api/alerts"  # PathSettings.alerts' default
+GROUP_BY = ("alertname", "service", "instance")
 # Go's zero time, which Alertmanager writes as endsAt of an alert that has not ended.
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -43,18 +47,20 @@ def _annotations(alert: Alert) -> dict[str, str]:
     return annotations
 
 
-def _generator_url(external_url: str) -> str:
-    return external_url.rstrip("/") + "/api/alerts" if external_url else ""
+def _generator_url(external_url: str, alerts_path: str = ALERTS_PATH) -> str:
+    """Where the alert can be seen: the alerts API under the app's public URL."""
+    return external_url.rstrip("/") + alerts_path if external_url else ""
 
 
-def webhook_message(alert: Alert, *, external_url: str = "",
+def webhook_message(alert: Alert, *, external_url: str = "", alerts_path: str = ALERTS_PATH,
                     receiver: str = RECEIVER) -> dict[str, Any]:
     """Alertmanager's v4 webhook JSON for one alert."""
     labels = alert.identity
-    group = {"alertname": alert.rule}
+    group = {name: labels[name] for name in GROUP_BY if name in labels}
+    key = ", ".join(f"{name}={json.dumps(value)}" for name, value in sorted(group.items()))
     return {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="{alert.rule}"}}',
+        "groupKey": f"{{}}:{{{key}}}",
         "truncatedAlerts": 0,
         "status": status(alert),
         "receiver": receiver,
@@ -68,14 +74,15 @@ def webhook_message(alert: Alert, *, external_url: str = "",
             "annotations": _annotations(alert),
             "startsAt": _rfc3339(alert.fired_at or alert.active_since),
             "endsAt": _rfc3339(alert.resolved_at),
-            "generatorURL": _generator_url(external_url),
+            "generatorURL": _generator_url(external_url, alerts_path),
             "fingerprint": alert.fingerprint,
         }],
     }
 
 
 def alertmanager_alerts(alert: Alert, *, now: datetime, resend_interval: float,
-                        external_url: str = "") -> list[dict[str, Any]]:
+                        external_url: str = "",
+                        alerts_path: str = ALERTS_PATH) -> list[dict[str, Any]]:
     """The body of Alertmanager's ``POST /api/v2/alerts``.
 
     As Prometheus does, a firing alert carries an ``endsAt`` a few resend intervals ahead, so
@@ -88,7 +95,7 @@ def alertmanager_alerts(alert: Alert, *, now: datetime, resend_interval: float,
         "annotations": _annotations(alert),
         "startsAt": _rfc3339(alert.fired_at or alert.active_since or now),
         "endsAt": _rfc3339(ends),
-        "generatorURL": _generator_url(external_url),
+        "generatorURL": _generator_url(external_url, alerts_path),
     }]
 
 
@@ -98,14 +105,23 @@ _SLACK_ICON = {"resolved": ":white_check_mark:", "critical": ":red_circle:",
 
 def _headline(alert: Alert) -> str:
     word = status(alert).upper()
-    return f"[{word}] {alert.rule} ({alert.severity.value}): {alert.summary}"
+    service = alert.labels.get("service")
+    where = f" on {service}" if service else ""
+    return f"[{word}] {alert.rule}{where} ({alert.severity.value}): {alert.summary}"
 
 
-def slack_message(alert: Alert, *, external_url: str = "") -> dict[str, Any]:
+def _origin(alert: Alert) -> list[tuple[str, str]]:
+    return [(name.capitalize(), alert.labels[name]) for name in ("service", "instance")
+            if alert.labels.get(name)]
+
+
+def slack_message(alert: Alert, *, external_url: str = "",
+                  alerts_path: str = ALERTS_PATH) -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (notifications, fallback) and ``blocks``."""
     state = status(alert)
     icon = _SLACK_ICON["resolved" if state == "resolved" else alert.severity.value]
     fields = [f"*Rule:*\n{alert.rule}", f"*Severity:*\n{alert.severity.value}"]
+    fields += [f"*{name}:*\n{value}" for name, value in _origin(alert)]
     if alert.value is not None:
         fields.append(f"*Value:*\n{alert.value:g}")
     since = alert.fired_at or alert.active_since
@@ -117,8 +133,9 @@ def slack_message(alert: Alert, *, external_url: str = "") -> dict[str, Any]:
     ]
     details = alert.description or alert.annotations.get("description", "")
     runbook = alert.annotations.get("runbook_url")
+    link = _generator_url(external_url, alerts_path)
     context = [text for text in (details, f"<{runbook}|Runbook>" if runbook else "",
-                                 f"<{_generator_url(external_url)}|Alerts>" if external_url else "")
+                                 f"<{link}|Alerts>" if link else "")
                if text]
     if context:
         blocks.append({"type": "context",
@@ -127,7 +144,7 @@ def slack_message(alert: Alert, *, external_url: str = "") -> dict[str, Any]:
 
 
 def email_message(alert: Alert, *, sender: str, recipients: tuple[str, ...],
-                  external_url: str = "") -> EmailMessage:
+                  external_url: str = "", alerts_path: str = ALERTS_PATH) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = _headline(alert)
     message["From"] = sender
@@ -139,6 +156,7 @@ def email_message(alert: Alert, *, sender: str, recipients: tuple[str, ...],
         f"Severity:    {alert.severity.value}",
         f"Status:      {status(alert)}",
     ]
+    lines += [f"{name + ':':<13}{value}" for name, value in _origin(alert)]
     if alert.value is not None:
         lines.append(f"Value:       {alert.value:g}")
     lines.append(f"Since:       {_rfc3339(alert.fired_at or alert.active_since)}")
@@ -149,6 +167,6 @@ def email_message(alert: Alert, *, sender: str, recipients: tuple[str, ...],
     for name, value in sorted(alert.annotations.items()):
         lines.append(f"{name}: {value}")
     if external_url:
-        lines += ["", f"Alerts: {_generator_url(external_url)}"]
+        lines += ["", f"Alerts: {_generator_url(external_url, alerts_path)}"]
     message.set_content("\n".join(lines) + "\n")
     return message

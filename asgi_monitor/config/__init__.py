@@ -35,11 +35,13 @@ from .metrics import (
     RouteResolver,
     metric_prefix,
 )
+from .service import ServiceSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
-    "MonitoringConfig", "PathSettings", "RouteResolver", "SystemSettings", "WebhookSettings",
+    "MonitoringConfig", "PathSettings", "RouteResolver", "ServiceSettings", "SystemSettings",
+    "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 
@@ -72,6 +74,7 @@ class MonitoringConfig(Section):
     email: EmailSettings = field(default_factory=EmailSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     gate: GateSettings = field(default_factory=GateSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
 
     def _check_together(self) -> None:
         for f, section_type in _sections():

@@ -45,8 +45,9 @@ def test_namespace_is_applied() -> None:
     assert " http_requests_total" not in text and "(http_requests_total" not in text
 
 
-# Synthetic series, one minute apart. Requests grow 100/min; errors 10/min from minute 5 on
-# (10% > 5%); a health check turns critical at minute 3; memory is 90%; 2 % disk free.
+# Synthetic series of one target (job, instance), one minute apart. Requests grow 100/min; errors
+# 10/min from minute 5 on (10% > 5%); a health check turns critical at minute 3; memory is 90%;
+# 2 % disk free.
 UNIT_TEST = """
 rule_files:
   - rules.yml
@@ -54,25 +55,25 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'http_requests_total{method="GET",route="/",status="200"}'
+      - series: 'http_requests_total{method="GET",route="/",status="200",$TARGET}'
         values: '0+100x15'
-      - series: 'http_requests_total{method="GET",route="/",status="500"}'
+      - series: 'http_requests_total{method="GET",route="/",status="500",$TARGET}'
         values: '0x5 10+10x10'
-      - series: 'http_request_duration_seconds_sum{method="GET",route="/"}'
+      - series: 'http_request_duration_seconds_sum{method="GET",route="/",$TARGET}'
         values: '0+20x15'
-      - series: 'http_request_duration_seconds_count{method="GET",route="/"}'
+      - series: 'http_request_duration_seconds_count{method="GET",route="/",$TARGET}'
         values: '0+100x15'
-      - series: 'health_check_status{check="database",status="critical"}'
+      - series: 'health_check_status{check="database",status="critical",$TARGET}'
         values: '0 0 0 1 1 1 1 1 1 1'
-      - series: 'system_memory_usage_percent'
+      - series: 'system_memory_usage_percent{$TARGET}'
         values: '90x10'
-      - series: 'system_disk_usage_percent{path="/"}'
+      - series: 'system_disk_usage_percent{path="/",$TARGET}'
         values: '98x10'
-      - series: 'user_logins_total{result="failure"}'
+      - series: 'user_logins_total{result="failure",$TARGET}'
         values: '0+1x15'
-      - series: 'db_queries_total{operation="SELECT",status="success"}'
+      - series: 'db_queries_total{operation="SELECT",status="success",$TARGET}'
         values: '0+100x15'
-      - series: 'db_queries_total{operation="SELECT",status="error"}'
+      - series: 'db_queries_total{operation="SELECT",status="error",$TARGET}'
         values: '0x15'
     alert_rule_test:
       - eval_time: 4m
@@ -81,7 +82,7 @@ tests:
       - eval_time: 10m
         alertname: HighErrorRate
         exp_alerts:
-          - exp_labels: {severity: critical}
+          - exp_labels: {severity: critical, service: shop, job: shop, instance: "web-1:8000"}
             exp_annotations:
               summary: HTTP error rate above 5%
               description: 9.091% of requests failed with 5xx over 5 min.
@@ -94,21 +95,23 @@ tests:
       - eval_time: 5m
         alertname: HealthCheckFailing
         exp_alerts:
-          - exp_labels: {severity: critical, check: database, status: critical}
+          - exp_labels: {severity: critical, check: database, status: critical, service: shop,
+                       job: shop, instance: "web-1:8000"}
             exp_annotations:
               summary: Health check database is critical
               description: The database health check has been critical for a minute.
       - eval_time: 5m
         alertname: HighMemoryUsage
         exp_alerts:
-          - exp_labels: {severity: warning}
+          - exp_labels: {severity: warning, service: shop, job: shop, instance: "web-1:8000"}
             exp_annotations:
               summary: Memory use above 85%
               description: 90% of system memory is in use.
       - eval_time: 5m
         alertname: LowDiskSpace
         exp_alerts:
-          - exp_labels: {severity: warning, path: /}
+          - exp_labels: {severity: warning, path: /, service: shop, job: shop,
+                       instance: "web-1:8000"}
             exp_annotations:
               summary: Less than 15% disk free
               description: Only 2% free on /.
@@ -118,7 +121,7 @@ tests:
       - eval_time: 10m
         alertname: DatabaseErrors
         exp_alerts: []
-"""
+""".replace("$TARGET", 'job="shop",instance="web-1:8000"')
 
 
 def test_promtool_unit_tests_fire_and_stay_quiet(tmp_path: Path) -> None:
@@ -129,6 +132,36 @@ def test_promtool_unit_tests_fire_and_stay_quiet(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_each_target_alerts_on_its_own(tmp_path: Path) -> None:
+    # One Prometheus scrapes two services: the failing one alerts under its own job and
+    # instance, the healthy one does not, and neither hides the other in a sum.
+    promtool = require_binary("promtool")
+    (tmp_path / "rules.yml").write_text(rules_yaml(MonitoringConfig()))
+    (tmp_path / "test.yml").write_text("""
+rule_files: [rules.yml]
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'http_requests_total{status="200",job="shop",instance="a:8000"}'
+        values: '0+1000x10'
+      - series: 'http_requests_total{status="200",job="billing",instance="b:8000"}'
+        values: '0+90x10'
+      - series: 'http_requests_total{status="500",job="billing",instance="b:8000"}'
+        values: '0+10x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: HighErrorRate
+        exp_alerts:
+          - exp_labels: {severity: critical, service: billing, job: billing, instance: "b:8000"}
+            exp_annotations:
+              summary: HTTP error rate above 5%
+              description: 10% of requests failed with 5xx over 5 min.
+""")
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_login_spike_fires_above_threshold(tmp_path: Path) -> None:

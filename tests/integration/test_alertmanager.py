@@ -120,3 +120,36 @@ async def test_alertmanager_down_is_a_recorded_failure() -> None:
     await manager.evaluate()
     [outcome] = manager.active()[0].notifications
     assert outcome["ok"] is False and outcome["attempts"] == 2
+
+
+async def test_two_services_stay_two_alerts_and_resolve_apart(alertmanager: str) -> None:
+    from asgi_monitor.alerting.identity import Identity
+    from asgi_monitor.config import ServiceSettings
+
+    holds = {"shop": True, "billing": True}
+    managers = {}
+    for service in holds:
+        identity = Identity(ServiceSettings(service_name=service, instance="host-a"))
+        manager = AlertManager(channels=[AlertmanagerChannel(Secret(alertmanager), retries=0)],
+                               identity=identity.labels)
+        manager.register_rule("high_error_rate", "HTTP 5xx error rate above 5%",
+                              lambda s=service: holds[s], AlertSeverity.CRITICAL)
+        managers[service] = manager
+        await manager.evaluate()
+
+    received = await alerts_in(alertmanager, active="true")
+    assert sorted((a["labels"]["service"], a["labels"]["instance"]) for a in received) == [
+        ("billing", "host-a"), ("shop", "host-a")]
+    assert {a["fingerprint"] for a in received} == {
+        m.active()[0].fingerprint for m in managers.values()}
+
+    holds["shop"] = False
+    await managers["shop"].evaluate()
+    for _ in range(50):
+        remaining = await alerts_in(alertmanager, active="true")
+        if len(remaining) < 2:
+            break
+        await asyncio.sleep(0.1)
+    [still] = remaining
+    assert still["labels"]["service"] == "billing"
+    assert still["status"]["state"] == "active"

@@ -74,10 +74,12 @@ def app() -> Iterator[MonitoringMiddleware]:
 def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddleware,
                                                          tmp_path: Path) -> None:
     prometheus = require_binary("prometheus")
-    expressions = [e.replace("$__rate_interval", "1m") for e in
-                   queries(grafana_dashboard(NAMESPACE))]
     with serve(app) as base:
         target = base.removeprefix("http://")
+        # The variables as Grafana fills them in with this one target chosen.
+        expressions = [e.replace("$__rate_interval", "1m").replace("$job", "asgi")
+                       .replace("$instance", target) for e in
+                       queries(grafana_dashboard(NAMESPACE))]
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -130,6 +132,12 @@ def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddlewa
                         time.sleep(0.5)
                 failing = {e: r for e, r in empty.items() if not r}
                 assert failing == {}, failing
+                # What the job and instance variables' label_values() queries list.
+                for label, expected in (("job", ["asgi"]), ("instance", [target])):
+                    body = client.get(f"{api}/api/v1/label/{label}/values",
+                                      params={"match[]": f"{NAMESPACE}_http_requests_total"}
+                                      ).json()
+                    assert body["data"] == expected
         finally:
             stop_process(process)
             log.close()

@@ -21,9 +21,14 @@ def test_dashboard_shape_for_import_and_provisioning() -> None:
     required = {(r["type"], r["id"]) for r in board["__requires"]}
     assert {("grafana", "grafana"), ("datasource", "prometheus"),
             ("panel", "timeseries"), ("panel", "stat")} <= required
-    [variable] = board["templating"]["list"]
+    variable, job, instance = board["templating"]["list"]
     assert (variable["name"], variable["type"], variable["query"]) == (
         "datasource", "datasource", "prometheus")
+    assert job["definition"] == "label_values(http_requests_total, job)"
+    assert instance["definition"] == 'label_values(http_requests_total{job=~"$job"}, instance)'
+    for target_variable in (job, instance):
+        assert target_variable["type"] == "query" and target_variable["multi"]
+        assert target_variable["includeAll"] and target_variable["allValue"] == ".*"
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     kinds = {p["type"] for p in board["panels"]}
@@ -55,3 +60,11 @@ def test_queries_cover_the_exported_metrics_and_honour_the_namespace() -> None:
                  if word.endswith(("_total", "_bucket", "_percent", "_bytes", "_progress",
                                    "_status")) and not word.startswith("__")]
         assert names and all(n.startswith(f"{NAMESPACE}_") for n in names), expr
+
+
+def test_every_series_is_selected_by_job_and_instance() -> None:
+    # One Prometheus scrapes several services: no panel sums over every target.
+    for expr in queries(grafana_dashboard(NAMESPACE)):
+        selectors = re.findall(r"shop_[a-z_]+(\{[^}]*\})?", expr)
+        assert selectors and all('job=~"$job", instance=~"$instance"' in s
+                                 for s in selectors), expr
