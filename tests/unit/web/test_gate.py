@@ -604,3 +604,11 @@ async def test_refused_metrics_requests_are_audited(caplog: pytest.LogCaptureFix
         await client.get("/api/metrics", headers=bearer(METRICS_TOKEN))
         await client.get("/api/metrics")
     assert [r.outcome for r in audit_records(caplog)] == ["denied"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_kubelet_polling_liveness_through_the_middleware_never_gets_429() -> None:
+    # The default limits (10/s, burst 50): 70 quick probes from one address used to get 429s.
+    async with client_for(wrap(full_config())) as client:
+        statuses = [(await client.get("/api/health/live")).status_code for _ in range(70)]
+    assert statuses == [200] * 70
