@@ -71,7 +71,7 @@ class GateSettings(Section):
         help="addresses the limits track (least recently seen forgotten first)")
     login_max_failures: int = setting(
         5, env="MONITORING_LOGIN_MAX_FAILURES", parse=whole, check=whole_at_least(1),
-        help="failed logins before an address is locked out")
+        help="failed logins before an address and identity are locked out")
     login_lockout_seconds: float = setting(
         300.0, env="MONITORING_LOGIN_LOCKOUT_SECONDS", parse=number, check=positive_seconds,
         help="failure window and lock-out duration")

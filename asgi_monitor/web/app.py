@@ -32,6 +32,8 @@ class Endpoint:
     handler: Handler
     methods: tuple[str, ...] = ("GET",)
     access: Access = "admin"
+    # False for the probes: a kubelet or load balancer polling them must never get a 429.
+    limited: bool = True
 
 
 def endpoints(monitor: Monitor) -> list[Endpoint]:
@@ -47,10 +49,10 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(f"{mp}/summary", dashboard.summary, access="admin"),
         Endpoint(f"{mp}/performance", dashboard.performance, access="admin"),
         Endpoint(mp, metrics_endpoint(monitor), access="metrics"),
-        Endpoint(hp, health.overall, access="public"),
+        Endpoint(hp, health.overall, access="public", limited=False),
         # The probes come before {name} so they win the match; no check may be named so.
-        Endpoint(f"{hp}/live", health.live, access="public"),
-        Endpoint(f"{hp}/ready", health.ready, access="public"),
+        Endpoint(f"{hp}/live", health.live, access="public", limited=False),
+        Endpoint(f"{hp}/ready", health.ready, access="public", limited=False),
         Endpoint(f"{hp}/{{name}}", health.one, access="public"),
         Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
         Endpoint(ap, alerts.active),
@@ -74,7 +76,8 @@ def build_app(monitor: Monitor, *, clock: Clock = time.monotonic) -> Starlette:
     ``clock`` drives the rate limits (tests pass a fake one).
     """
     gate = Gate(monitor.config.gate, clock=clock, on_error=monitor.collector.internal_error)
-    routes = [Route(e.path, gate.protect(e.handler, e.access), methods=list(e.methods))
+    routes = [Route(e.path, gate.protect(e.handler, e.access, limited=e.limited),
+                    methods=list(e.methods))
               for e in endpoints(monitor)]
     return Starlette(routes=routes,
                      middleware=[Middleware(SecurityHeaders), Middleware(RejectBadQuery)])

@@ -4,13 +4,14 @@
 through :meth:`Gate.protect` according to its access level, so a new endpoint only declares
 ``access="admin"`` (or ``"public"``) and is covered. For every request the gate, in order:
 
-1. takes a token from the client address' bucket (all access levels); when empty: 429 with
+1. takes a token from the client address' bucket (every endpoint but the probes, declared with
+   ``limited=False``: a kubelet polling liveness must never get a 429); when empty: 429 with
    ``Retry-After``;
-2. ``"public"``: always served. If the request carries an ``Authorization`` header or the
-   ``authorize`` hook is configured, the gate also evaluates the credentials, so the endpoint can
-   read ``request.state.is_admin`` (e.g. health endpoints show exception details only to admins);
-   otherwise ``is_admin`` is ``False`` without any work. ``request.state.admin_user`` holds who
-   (see below) or ``None``.
+2. ``"public"``: always served, never locked out. If the request carries an ``Authorization``
+   header or the ``authorize`` hook is configured, the gate also evaluates the credentials, so
+   the endpoint can read ``request.state.is_admin`` (e.g. health endpoints show exception
+   details only to admins); otherwise ``is_admin`` is ``False`` without any work.
+   ``request.state.admin_user`` holds who (see below) or ``None``.
 3. ``"metrics"``: public unless ``MONITORING_METRICS_ALLOWED_NETWORKS`` (403 outside them) and/or
    ``MONITORING_METRICS_TOKEN`` (401 ``Bearer`` challenge without it; admin credentials pass too)
    is set. Both apply when both are set.
@@ -23,9 +24,14 @@ through :meth:`Gate.protect` according to its access level, so a new endpoint on
 Who is let in: ``"token"`` (the admin bearer token), the configured user name (HTTP Basic),
 ``"hook"`` (``authorize(scope)`` returned ``True``) or ``"metrics_token"``. Secrets are compared
 in constant time (:meth:`Secret.matches`). A wrong token or password for a configured scheme
-counts as a failed login on any endpoint, so public endpoints are no guessing oracle; after
-``MONITORING_LOGIN_MAX_FAILURES`` of them the address gets 429 for
-``MONITORING_LOGIN_LOCKOUT_SECONDS`` and its credentials are not even checked.
+is a failed login, counted per client address *and* presented identity (the Basic user name,
+or a fingerprint of the token: a truncated SHA-256, never the token), so one admin's typo does
+not lock out the others behind the same proxy. On the endpoints that need credentials (admin,
+and metrics with its token) ``MONITORING_LOGIN_MAX_FAILURES`` of them get that address and
+identity a 429 for ``MONITORING_LOGIN_LOCKOUT_SECONDS``, its credentials not even checked.
+Public endpoints keep their own count: a stale password on a health probe or a scrape never
+locks anyone out of the dashboard, and once over the limit there the credentials are simply no
+longer evaluated (never admin, still served), so public endpoints are no guessing oracle.
 
 The client address is ``scope["client"][0]``; ``X-Forwarded-For`` is never trusted here. Behind a
 reverse proxy let the server rewrite the client (uvicorn ``--proxy-headers
@@ -45,6 +51,7 @@ framing, sniffing and referrers.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import inspect
 import ipaddress
@@ -107,6 +114,10 @@ class Gate:
                                    settings.rate_limit_max_clients, clock)
         self.logins = LoginGuard(settings.login_max_failures, settings.login_lockout_seconds,
                                  settings.rate_limit_max_clients, clock)
+        # Failures on public endpoints: they only stop credentials being evaluated there.
+        self.public_logins = LoginGuard(settings.login_max_failures,
+                                        settings.login_lockout_seconds,
+                                        settings.rate_limit_max_clients, clock)
         self._on_error = on_error
         self._networks = tuple(ipaddress.ip_network(n, strict=False)
                                for n in settings.metrics_allowed_networks)
@@ -118,15 +129,16 @@ class Gate:
         self._challenge = (f'Basic realm="{REALM}", charset="UTF-8"' if self._basic
                            else f'Bearer realm="{REALM}"' if settings.admin_token else None)
 
-    def protect(self, handler: Handler, access: Access) -> Handler:
-        """``handler`` behind the checks its access level asks for."""
+    def protect(self, handler: Handler, access: Access, *, limited: bool = True) -> Handler:
+        """``handler`` behind the checks its access level asks for; ``limited=False`` skips the
+        rate limit (the probes)."""
         check = {"public": self._public, "metrics": self._metrics, "admin": self._admin}[access]
 
         async def gated(request: Request) -> Response:
             client = _client(request.scope)
             request.state.is_admin = False
             request.state.admin_user = None
-            wait = self.limiter.acquire(client)
+            wait = self.limiter.acquire(client) if limited else 0
             if wait:
                 if access == "admin":
                     _audit(request, client, None, "rate_limited")
@@ -145,8 +157,9 @@ class Gate:
     # -- the three access levels: None lets the request through, a response refuses it ---------
     async def _public(self, request: Request, client: str) -> Response | None:
         if "authorization" in request.headers or self.settings.authorize is not None:
-            if not self.logins.locked(client):
-                await self._identify(request, client)
+            key = _login_key(request, client)
+            if not self.public_logins.locked(key):
+                await self._identify(request, key, self.public_logins)
         return None
 
     async def _metrics(self, request: Request, client: str) -> Response | None:
@@ -156,11 +169,12 @@ class Gate:
                                   "(MONITORING_METRICS_ALLOWED_NETWORKS)", 403)
         if not self.settings.metrics_token:
             return await self._public(request, client)
-        wait = self.logins.locked(client)
+        key = _login_key(request, client)
+        wait = self.logins.locked(key)
         if wait:
             _audit(request, client, None, "locked")
             return _locked(wait)
-        if await self._identify(request, client) is None:
+        if await self._identify(request, key, self.logins) is None:
             _audit(request, client, None, "denied")
             return error_response("a valid bearer token is required (MONITORING_METRICS_TOKEN)",
                                   401, {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
@@ -170,11 +184,12 @@ class Gate:
         if not self.settings.admin_configured:
             _audit(request, client, None, "denied")
             return error_response(_DISABLED, 403)
-        wait = self.logins.locked(client)
+        key = _login_key(request, client)
+        wait = self.logins.locked(key)
         if wait:
             _audit(request, client, None, "locked")
             return _locked(wait)
-        who = await self._identify(request, client)
+        who = await self._identify(request, key, self.logins)
         if request.state.is_admin:
             _audit(request, client, who, "allowed")
             return None
@@ -188,10 +203,11 @@ class Gate:
                               {"WWW-Authenticate": self._challenge})
 
     # -- credentials ----------------------------------------------------------------------------
-    async def _identify(self, request: Request, client: str) -> str | None:
+    async def _identify(self, request: Request, key: str, logins: LoginGuard) -> str | None:
         """Who the credentials prove (see the module docstring), recorded on ``request.state``.
 
-        A wrong token or password for a configured scheme counts as a failed login.
+        A wrong token or password for a configured scheme counts as a failed login of ``key``
+        (:func:`_login_key`) in ``logins``; a right one clears its count.
         """
         who: str | None = None
         attempted = False
@@ -209,7 +225,9 @@ class Gate:
         if who is None and self.settings.authorize is not None and await self._hook(request):
             who = "hook"
         if who is None and attempted:
-            self.logins.failed(client)
+            logins.failed(key)
+        elif who is not None and attempted:
+            logins.succeeded(key)
         request.state.admin_user = who
         request.state.is_admin = who is not None and who != "metrics_token"
         return who
@@ -300,8 +318,26 @@ def _client(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def _login_key(request: Request, client: str) -> str:
+    """The client address and a fingerprint of the identity the request presents: the Basic
+    user name, or the whole bearer value. Hashed, so the table never holds a credential, and
+    bounded in size whatever an attacker sends."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode("utf-8").partition(":")[0]
+        except ValueError:
+            pass  # undecodable: fingerprint the raw value, as for a token
+    elif scheme != "bearer":
+        return client
+    digest = hashlib.sha256(f"{scheme}:{value}".encode()).hexdigest()
+    return f"{client} {scheme}:{digest[:16]}"
+
+
 def _locked(wait: int) -> Response:
-    return error_response("too many failed logins from this address; retry later", 429,
+    return error_response("too many failed logins for these credentials from this address; "
+                          "retry later", 429,
                           {"Retry-After": str(wait)})
 
 

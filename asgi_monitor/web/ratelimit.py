@@ -90,11 +90,13 @@ class RateLimiter:
 
 
 class LoginGuard:
-    """Locks an address out for ``lockout`` seconds after ``max_failures`` failed logins.
+    """Locks a client out for ``lockout`` seconds after ``max_failures`` failed logins.
 
-    Failures count within a window of the same ``lockout`` seconds, starting at the first one; a
-    successful login clears the address. While locked out even correct credentials are refused,
-    otherwise the lock-out would not slow down guessing.
+    A client is any string: the gate passes an address and a fingerprint of the identity tried,
+    so a lock-out is per address and identity. Failures count within a window of the same
+    ``lockout`` seconds, starting at the first one; a successful login clears the client.
+    While locked out even correct credentials are refused, otherwise the lock-out would not slow
+    down guessing.
     """
 
     def __init__(

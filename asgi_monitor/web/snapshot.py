@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._version import __version__
+from ..alerting.models import AlertState
 from ..health.models import HealthStatus
 from ..insights.rules import route_stats, span
 from ..monitor import Monitor
@@ -17,7 +18,8 @@ from ..sampling.samples import Sample
 from ..timeseries import COLUMNS
 from ..units import ms
 
-__all__ = ["busiest_routes", "export_document", "health_view", "history_document", "summary"]
+__all__ = ["busiest_routes", "error_window", "export_document", "health_view", "history_document",
+           "overall_status", "summary"]
 
 # The dashboard's route table covers this much history: one interval is too noisy at 5 s.
 ROUTES_WINDOW_SECONDS = 300.0
@@ -46,6 +48,40 @@ def health_view(monitor: Monitor) -> dict[str, Any]:
                           "critical": checks[name].critical if name in checks else True}
                    for name, result in results.items()},
     }
+
+
+# Worst last: the badge shows the highest-ranked of the health status and the firing alerts.
+_RANK = ("unknown", "healthy", "warning", "critical")
+
+
+def overall_status(monitor: Monitor) -> dict[str, Any]:
+    """The header badge: the worst of the health status and the severities of the firing
+    alerts (``info`` and pending alerts leave it as it is), with the reason in words."""
+    health = monitor.health.overall().value
+    status = health
+    firing: dict[str, int] = {}
+    for alert in monitor.alerts.active():
+        if alert.state is AlertState.FIRING:
+            severity = alert.severity.value
+            firing[severity] = firing.get(severity, 0) + 1
+            if severity in _RANK and _RANK.index(severity) > _RANK.index(status):
+                status = severity
+    reasons = [f"health {health}"] + [
+        f"{count} {severity} alert{'s' if count > 1 else ''} firing"
+        for severity, count in sorted(firing.items())]
+    return {"status": status, "health": health, "firing": firing,
+            "reason": ", ".join(reasons)}
+
+
+def error_window(monitor: Monitor) -> dict[str, Any]:
+    """The 5xx ratio the ``high_error_rate`` rule reads: over the alerts section's
+    ``window_seconds`` of the sample buffer, not the last history interval (a few seconds, so
+    the card would read 0 % beside a firing alert)."""
+    seconds = monitor.config.alerts.window_seconds
+    window = monitor.samples.window(seconds)
+    return {"seconds": seconds,
+            "requests": window.increase("requests") if window is not None else 0.0,
+            "error_ratio": window.ratio("errors", "requests") if window is not None else None}
 
 
 def summary(monitor: Monitor) -> dict[str, Any]:
@@ -111,6 +147,8 @@ def history_document(monitor: Monitor, since: float | None = None) -> dict[str, 
         "routes": busiest_routes(monitor),
         "routes_window_seconds": ROUTES_WINDOW_SECONDS,
         "health": monitor.health.overall().value,
+        "status": overall_status(monitor),
+        "error_window": error_window(monitor),
     }
 
 

@@ -4,7 +4,9 @@
   "use strict";
   var root = document.getElementById("dashboard");
   if (!root || typeof uPlot === "undefined") { return; }
-  var historyUrl = root.getAttribute("data-history-url");
+  // From the origin, never relative to the page: a page opened as http://user:pass@host/...
+  // resolves relative URLs to ones with credentials, which fetch() refuses to request.
+  var historyUrl = window.location.origin + root.getAttribute("data-history-url");
   var refreshMs = Math.max(1, parseFloat(root.getAttribute("data-refresh")) || 5) * 1000;
   var retention = parseFloat(root.getAttribute("data-retention")) || 3600;
   var statusEl = document.getElementById("chart-status");
@@ -109,6 +111,22 @@
     });
   }
 
+  var STATUSES = ["healthy", "warning", "critical", "unknown"];
+
+  function updateStatus(doc) {
+    var badge = document.getElementById("overall-status");
+    if (badge && doc.status) {
+      var status = STATUSES.indexOf(doc.status.status) >= 0 ? doc.status.status : "unknown";
+      badge.textContent = doc.status.status;
+      badge.title = doc.status.reason;
+      badge.className = "badge status-" + status;
+    }
+    var errors = document.getElementById("error-window");
+    if (errors && doc.error_window) {
+      errors.textContent = format("error_ratio", doc.error_window.error_ratio);
+    }
+  }
+
   function merge(doc) {
     var incoming = doc.points;
     if (columns === null) { columns = incoming; return; }
@@ -148,6 +166,7 @@
         draw();
         updateNumbers();
         updateRoutes(doc.routes || []);
+        updateStatus(doc);
         if (statusEl) {
           statusEl.textContent = columns.time.length + " points, updated " +
             new Date().toLocaleTimeString();

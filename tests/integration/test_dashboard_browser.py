@@ -27,6 +27,7 @@ from asgi_monitor.health import HealthCheck, HealthStatus
 
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token-0123456789"
+USER, PASSWORD = "ops", "browser-test-password"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -50,7 +51,8 @@ def app() -> Iterator[MonitoringMiddleware]:
     starlette = Starlette(routes=[Route("/items/{id}", item), Route("/fail", fail),
                                   Route(XSS_ROUTE_TEMPLATE, item)])
     config = MonitoringConfig(
-        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        gate=GateSettings(admin_token=TOKEN, admin_username=USER, admin_password=PASSWORD,
+                          rate_limit_per_second=0),
         history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1),
         health=HealthSettings(interval_seconds=1))
     middleware = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
@@ -183,6 +185,75 @@ def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> 
                 context.close()
             finally:
                 browser.close()
+
+
+# The three ways an admin opens the page: credentials in the URL, the browser's login prompt
+# (Playwright answers the Basic challenge with http_credentials), and a bearer header.
+WAYS_IN: dict[str, tuple[dict[str, Any], str]] = {
+    "url credentials": ({}, f"{USER}:{PASSWORD}@"),
+    "login prompt": ({"http_credentials": {"username": USER, "password": PASSWORD}}, ""),
+    "bearer header": ({"extra_http_headers": {"Authorization": f"Bearer {TOKEN}"}}, ""),
+}
+
+
+@pytest.mark.parametrize("way", WAYS_IN.values(), ids=WAYS_IN.keys())
+def test_dashboard_updates_whichever_way_it_was_opened(
+    app: MonitoringMiddleware, way: tuple[dict[str, Any], str]
+) -> None:
+    chromium = require_binary("chromium")
+    from playwright.sync_api import ConsoleMessage, Response, sync_playwright
+
+    context_options, userinfo = way
+    with serve(app) as base:
+        traffic(base, rounds=3)
+        wait_until(lambda: len(app.monitor.history) >= 3, timeout=20, what="history points")
+        problems: list[str] = []
+        feeds: list[int] = []
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "warning"):
+                problems.append(f"console {message.type}: {message.text}")
+
+        def on_response(response: Response) -> None:
+            if "/history.json" in response.url:
+                feeds.append(response.status)
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                 args=CHROMIUM_ARGS, timeout=30_000)
+            try:
+                context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                              **context_options)
+                page = context.new_page()
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+                page.on("response", on_response)
+                page.set_default_timeout(20_000)
+                url = base.replace("http://", f"http://{userinfo}") + "/admin/monitoring"
+                response = page.goto(url, wait_until="load")
+                assert response is not None and response.status == 200
+                poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
+                poll(page, "document.getElementById('chart-status').textContent"
+                           ".includes('updated')")
+                first = _points(page)
+                traffic(base)
+                poll(page, "parseInt(document.getElementById('chart-status').textContent) > "
+                           f"{first}")
+                assert "failed" not in page.locator("#chart-status").inner_text()
+                # A critical alert is firing (the fixture): the badge says so, not "healthy".
+                badge = page.locator("#overall-status")
+                assert badge.text_content() == "critical"
+                assert "status-critical" in (badge.get_attribute("class") or "")
+                assert "1 critical alert firing" in (badge.get_attribute("title") or "")
+                # The card reads the alert's window, which holds the /fail 500s.
+                card = page.locator("#error-window").inner_text()
+                assert card.endswith(" %") and float(card.split()[0]) > 0, card
+                context.close()
+            finally:
+                browser.close()
+
+    assert problems == []
+    assert len(feeds) >= 2 and set(feeds) == {200}, feeds
 
 
 def poll(page: Any, expression: str, timeout: float = 20.0) -> None:

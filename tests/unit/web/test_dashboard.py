@@ -13,7 +13,14 @@ from support import hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
-from asgi_monitor.config import EmailSettings, GateSettings, MetricsSettings, SystemSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    EmailSettings,
+    GateSettings,
+    HealthSettings,
+    MetricsSettings,
+    SystemSettings,
+)
 from asgi_monitor.health import HealthCheck, HealthStatus
 from asgi_monitor.web.app import endpoints
 
@@ -210,3 +217,68 @@ async def test_new_paths_under_the_metrics_prefix_are_not_counted_as_app_traffic
     async with client(app) as c:
         assert (await c.get(path)).status_code == 200
     assert app.monitor.sampler.take().requests == 0
+
+
+# -- the header badge and the 5xx card agree with the alerts ---------------------------------------
+def _alert(severity: AlertSeverity, state: AlertState = AlertState.FIRING) -> Alert:
+    return Alert(f"{severity.value}_rule", severity, state, "summary")
+
+
+@pytest.mark.parametrize(("health", "alerts", "expected"), [
+    (HealthStatus.HEALTHY, [], "healthy"),
+    (HealthStatus.HEALTHY, [_alert(AlertSeverity.CRITICAL)], "critical"),
+    (HealthStatus.HEALTHY, [_alert(AlertSeverity.WARNING)], "warning"),
+    (HealthStatus.HEALTHY, [_alert(AlertSeverity.INFO)], "healthy"),
+    (HealthStatus.HEALTHY, [_alert(AlertSeverity.CRITICAL, AlertState.PENDING)], "healthy"),
+    (HealthStatus.CRITICAL, [_alert(AlertSeverity.WARNING)], "critical"),
+    (HealthStatus.WARNING, [_alert(AlertSeverity.WARNING), _alert(AlertSeverity.CRITICAL)],
+     "critical"),
+], ids=["healthy", "critical alert", "warning alert", "info alert", "pending alert",
+        "critical health", "two alerts"])
+async def test_badge_shows_the_worst_of_health_and_firing_alerts(
+    health: HealthStatus, alerts: list[Alert], expected: str
+) -> None:
+    # Only this check: the default ones read the machine, which may be busy or full.
+    app = middleware(health=HealthSettings(default_checks=False))
+    app.monitor.health.register_check("svc", "", lambda: HealthCheck("svc", health, "x"))
+    await app.monitor.health.run_all()
+    app.monitor.alerts.active = lambda: alerts  # type: ignore[method-assign]
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+        status = (await c.get("/admin/monitoring/history.json")).json()["status"]
+    assert status["status"] == expected and status["health"] == health.value
+    badge = html.split('id="overall-status"', 1)[1].split("</span>", 1)[0]
+    assert badge.endswith(f">{expected}")
+    firing = [a for a in alerts if a.state is AlertState.FIRING]
+    assert f'title="health {health.value}' in badge
+    if firing:
+        assert "firing" in badge
+
+
+async def test_5xx_card_reads_the_window_of_the_error_rate_alert() -> None:
+    app = middleware(alerts=AlertSettings(window_seconds=300, min_requests=20))
+    app.monitor.take_sample()
+    traffic(app, status=200, times=50)
+    traffic(app, status=500, times=50)
+    app.monitor.take_sample()
+    traffic(app, status=200, times=100)  # the last interval is clean...
+    app.monitor.take_sample()
+    assert app.monitor.history.latest().error_ratio == 0  # type: ignore[union-attr]
+    percent, firing = await app.monitor.alerts.rules["high_error_rate"].condition()
+    assert (percent, firing) == (pytest.approx(25.0), True)  # ...but the alert fires on 300 s
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+        window = (await c.get("/admin/monitoring/history.json")).json()["error_window"]
+    assert window == {"seconds": 300, "requests": 200, "error_ratio": pytest.approx(0.25)}
+    card = html.split('id="error-window"', 1)[1].split("</span>", 1)[0]
+    assert card.endswith(">25.00 %")
+    assert "5xx ratio (last 5 min)" in html
+
+
+async def test_5xx_card_before_two_samples_says_nothing() -> None:
+    app = middleware()
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+        window = (await c.get("/admin/monitoring/history.json")).json()["error_window"]
+    assert window["error_ratio"] is None
+    assert html.split('id="error-window"', 1)[1].split("</span>", 1)[0].endswith(">–")

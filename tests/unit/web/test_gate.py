@@ -317,6 +317,108 @@ async def test_requests_without_credentials_are_not_failed_logins() -> None:
                                  headers=bearer(TOKEN))).status_code == 200
 
 
+PROBES = ("/api/health/live", "/api/health/ready", "/api/health")
+
+
+@pytest.mark.anyio
+async def test_probes_are_never_rate_limited() -> None:
+    # A kubelet polling liveness restarts the pod on a 429.
+    app = sub_app(full_config(rate_limit_per_second=1, rate_limit_burst=5), Clock(1000.0))
+    async with client_for(app) as client:
+        for path in PROBES:
+            statuses = {(await client.get(path)).status_code for _ in range(70)}
+            assert 429 not in statuses, path
+        # The probes took no tokens: the bucket is still full for everything else...
+        assert [(await client.get("/api/metrics")).status_code for _ in range(6)] == [200] * 5 + [
+            429]
+        # ...and the other health endpoints are limited as before.
+        assert (await client.get("/api/health/some-check")).status_code == 429
+
+
+def test_only_the_probes_are_unlimited() -> None:
+    monitor = build_monitor(MonitoringConfig(), CollectorRegistry())
+    assert sorted(e.path for e in endpoints(monitor) if not e.limited) == sorted(PROBES)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", [*PROBES, "/api/metrics", "/api/health/some-check"])
+@pytest.mark.parametrize("headers", [basic(USER, "stale"), bearer("stale-token")],
+                         ids=["basic", "bearer"])
+async def test_wrong_credentials_on_public_endpoints_lock_nobody_out(
+    path: str, headers: dict[str, str]
+) -> None:
+    app = sub_app(full_config(login_max_failures=3, rate_limit_per_second=0), Clock(1000.0))
+    async with client_for(app) as client:
+        for _ in range(10):
+            assert (await client.get(path, headers=headers)).status_code != 429
+        assert (await client.get("/admin/monitoring/config",
+                                 headers=basic(USER, PASSWORD))).status_code == 200
+        assert (await client.get("/admin/monitoring/config",
+                                 headers=bearer(TOKEN))).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_lockout_is_per_address_and_identity() -> None:
+    # Behind one load balancer, one admin's typo must not lock the others out.
+    app = sub_app(full_config(login_max_failures=3, login_lockout_seconds=60), Clock(1000.0))
+    async with client_for(app) as client:
+        for _ in range(3):
+            assert (await client.get("/admin/monitoring/config",
+                                     headers=basic(USER, "typo"))).status_code == 401
+        locked = await client.get("/admin/monitoring/config", headers=basic(USER, PASSWORD))
+        assert (locked.status_code, locked.headers["retry-after"]) == (429, "60")
+        assert (await client.get("/admin/monitoring/config",
+                                 headers=bearer(TOKEN))).status_code == 200
+        for _ in range(3):
+            await client.get("/admin/monitoring/config", headers=bearer("old-token"))
+        assert (await client.get("/admin/monitoring/config",
+                                 headers=bearer("old-token"))).status_code == 429
+        assert (await client.get("/admin/monitoring/config",
+                                 headers=bearer(TOKEN))).status_code == 200
+        # No credentials at all is its own identity, never locked.
+        assert (await client.get("/admin/monitoring/config")).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_a_successful_login_clears_the_count() -> None:
+    app = sub_app(full_config(login_max_failures=3), Clock(1000.0))
+    async with client_for(app) as client:
+        for attempt in ("typo", "typo", PASSWORD, "typo", "typo", PASSWORD):
+            response = await client.get("/admin/monitoring/config", headers=basic(USER, attempt))
+            assert response.status_code == (200 if attempt == PASSWORD else 401)
+
+
+@pytest.mark.anyio
+async def test_lockout_table_holds_fingerprints_never_credentials() -> None:
+    gate = Gate(full_config(login_max_failures=10).gate, clock=Clock(1000.0))
+    app = Starlette(routes=[Route("/x", gate.protect(hello_endpoint, "admin"))])
+    async with client_for(app) as client:
+        await client.get("/x", headers=bearer(TOKEN + "-typo"))
+        await client.get("/x", headers=basic(USER, "typo-password"))
+    keys = " ".join(gate.logins.clients._entries)
+    assert keys.startswith(CLIENT) and keys.count(CLIENT) == 2
+    for secret in (TOKEN, "typo-password", USER):
+        assert secret not in keys
+
+
+async def hello_endpoint(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+@pytest.mark.anyio
+async def test_x_forwarded_for_is_never_trusted() -> None:
+    # Only the server (uvicorn --forwarded-allow-ips) may rewrite scope["client"].
+    config = full_config(rate_limit_per_second=1, rate_limit_burst=1,
+                         metrics_allowed_networks=("10.0.0.0/8",))
+    app = sub_app(config, Clock(1000.0))
+    spoof = {"X-Forwarded-For": "10.0.0.1", "X-Real-IP": "10.0.0.1", "Forwarded": "for=10.0.0.1"}
+    async with client_for(app) as client:
+        assert (await client.get("/api/metrics", headers=spoof)).status_code == 403
+        assert (await client.get("/api/metrics", headers=spoof)).status_code == 429
+    async with client_for(app, "10.0.0.1") as inside:
+        assert (await inside.get("/api/metrics")).status_code == 200
+
+
 # -- public endpoints can ask "is this an admin?" --------------------------------------------------
 def gated_app(
     config: MonitoringConfig, access: Access = "public", path: str = "/whoami"
@@ -357,10 +459,10 @@ async def test_public_endpoint_is_no_guessing_oracle() -> None:
     app = gated_app(full_config(login_max_failures=2))
     async with client_for(app) as client:
         for _ in range(2):
-            await client.get("/whoami", headers=bearer("guess"))
-        response = await client.get("/whoami", headers=bearer(TOKEN))
+            await client.get("/whoami", headers=basic(USER, "guess"))
+        response = await client.get("/whoami", headers=basic(USER, PASSWORD))
     assert response.status_code == 200  # public stays public...
-    assert response.json()["is_admin"] is False  # ...but a locked-out address is never admin
+    assert response.json()["is_admin"] is False  # ...but a locked-out identity is never admin
 
 
 # -- /api/metrics: optional token and network allowlist --------------------------------------------
@@ -502,3 +604,11 @@ async def test_refused_metrics_requests_are_audited(caplog: pytest.LogCaptureFix
         await client.get("/api/metrics", headers=bearer(METRICS_TOKEN))
         await client.get("/api/metrics")
     assert [r.outcome for r in audit_records(caplog)] == ["denied"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_kubelet_polling_liveness_through_the_middleware_never_gets_429() -> None:
+    # The default limits (10/s, burst 50): 70 quick probes from one address used to get 429s.
+    async with client_for(wrap(full_config())) as client:
+        statuses = [(await client.get("/api/health/live")).status_code for _ in range(70)]
+    assert statuses == [200] * 70
