@@ -73,7 +73,11 @@ def _route_table(app: object) -> list[object] | None:
             continue
         seen.add(id(obj))
         routes = _attribute(obj, "routes")
-        if isinstance(routes, (list, tuple)):
+        # A wrapper may have a "routes" setting of its own (a list of strings, say): only a list
+        # of route-like objects ends the walk.
+        if isinstance(routes, (list, tuple)) and (not routes or any(
+                _attribute(r, name) is not None for r in routes
+                for name in ("path", "routes", "original_router"))):
             return list(routes)
         todo.extend(_attribute(obj, name) for name in ("router", "app"))
     return None

@@ -153,6 +153,16 @@ def test_through_middleware_wrapping_the_app() -> None:
         Shadowed("/api/health/deep", "/api/health", "health")]
 
 
+def test_a_wrapper_with_a_routes_setting_of_its_own_is_walked_through() -> None:
+    class Wrapper:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+            self.routes = ["/skip-me"]
+
+    assert app_routes(Wrapper(Starlette(routes=[Route("/api/health", ok)]))) == ["/api/health"]
+    assert app_routes(Starlette()) == []
+
+
 def test_a_mount_of_a_wrapped_app_and_a_host() -> None:
     inner = CORSMiddleware(Starlette(routes=[Route("/summary2", ok)]), allow_origins=["*"])
     app = Starlette(routes=[

@@ -122,3 +122,18 @@ async def test_without_serving_the_endpoints_the_app_gets_its_paths_and_is_recor
                   status="200") == 1
     assert sample(registry, "http_requests_total", method="GET",
                   route="/api/metrics/business", status="200") == 1
+
+
+async def test_a_failing_check_never_changes_a_response(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(app: Any, paths: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(shadowing, "warn_shadowed_routes", broken)
+    app, _ = service()
+    mw = wrap(app, registry)
+    async with client(mw) as c:
+        assert (await c.get("/")).status_code == 200
+    await mw.monitor.stop()
+    assert mw.monitor.collector.internal_errors == {"shadowing": 1}
