@@ -57,6 +57,8 @@ class MonitoringMiddleware:
     the one ``get_metrics_collector()`` returns; ``MonitoringMiddleware(app, config)`` builds that
     one from ``config``. ``monitor=build_monitor(config, registry)`` uses a monitor of your own
     (another registry, several apps in one process) and leaves the process-wide one alone.
+    ``serve_endpoints=False`` records requests but leaves the monitoring paths to the app, for
+    when ``monitor.asgi_app()`` is served on a port of its own.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class MonitoringMiddleware:
         config: MonitoringConfig | None = None,
         *,
         monitor: MonitorHooks | None = None,
+        serve_endpoints: bool = True,
     ) -> None:
         self.app = app
         if monitor is None:
@@ -85,6 +88,12 @@ class MonitoringMiddleware:
         # a generic method call there, cost ~800 (callgrind, benchmarks/README.md).
         self._head = min(len(prefix) for prefix in self._own_prefixes)
         self._heads = frozenset(prefix[:self._head] for prefix in self._own_prefixes)
+        # serve_endpoints=False: the monitoring sub-app is served elsewhere (monitor.asgi_app()
+        # on an internal port), so its paths are the app's like any other; no head ever matches,
+        # which costs the request path nothing.
+        self._serving = serve_endpoints
+        if not serve_endpoints:
+            self._heads = frozenset()
         self._excluded = frozenset(config.metrics.excluded_paths)
         self._resolver = config.metrics.route_resolver
         self._requests: RequestStore = monitor.requests
@@ -174,6 +183,19 @@ class MonitoringMiddleware:
         # First request without a lifespan startup: start the background services now.
         self.monitor.start_lazily()
         self._started = True
+        self._check_routes()
+
+    def _check_routes(self) -> None:
+        # Once at startup and again on the first request (routes added in between count): warn
+        # about the app's routes the monitoring paths hide. Its own module, loaded only here.
+        if not self._serving:
+            return
+        try:
+            from .shadowing import warn_shadowed_routes
+
+            warn_shadowed_routes(self.app, self.monitor.config.paths)
+        except Exception as exc:
+            self._on_error("shadowing", exc)
 
     def _is_own_path(self, path: str) -> bool:
         for prefix in self._own_prefixes:
@@ -230,6 +252,8 @@ class MonitoringMiddleware:
             message_type = message.get("type")
             if message_type == "lifespan.startup.complete":
                 monitor.lifespan_startup_complete()
+                # After the app's own startup, which may still add routes.
+                self._check_routes()
             elif message_type in ("lifespan.shutdown.complete", "lifespan.shutdown.failed",
                                   "lifespan.startup.failed"):
                 await monitor.stop()
