@@ -33,7 +33,7 @@ __all__ = [
 # -- parsers: environment text -> value; a ValueError's message says what is accepted ------------
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def boolean(raw: str) -> bool:
@@ -208,6 +208,11 @@ class Section:
     """
 
     name: ClassVar[str] = ""
+    # A section whose feature can be off names its on/off field and the feature: its other
+    # settings are still checked when set (a typo should not wait for the day the feature is
+    # turned on), but the error says the feature is off, so the fix can be to unset them.
+    switch: ClassVar[str] = ""
+    feature: ClassVar[str] = ""
     # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -219,8 +224,21 @@ class Section:
                 value = (Secret(value) if isinstance(value, str) else value) or None
                 object.__setattr__(self, f.name, value)
             if meta.check is not None and not meta.check.accepts(value):
-                self._fail(f.name, meta.check.accepted, value)
+                self._fail(f.name, meta.check.accepted, value, note=self._off_note(f.name))
         self._check_together()
+
+    def _off_note(self, field_name: str) -> str:
+        """What an error about ``field_name`` adds when this section's feature is off."""
+        if not self.switch or field_name == self.switch or getattr(self, self.switch):
+            return ""
+        return self._off_phrase(field_name)
+
+    @classmethod
+    def _off_phrase(cls, field_name: str) -> str:
+        switch = " / ".join(cls.env_names(cls.switch)) or cls.qualified(cls.switch)
+        what = " / ".join(cls.env_names(field_name)) or cls.qualified(field_name)
+        return (f"; {cls.feature} are off ({switch} is not true), so {what} is unused: "
+                f"unset it or fix it")
 
     def _check_together(self) -> None:
         """Rules that relate several fields; a section overrides this when it has some."""
@@ -237,34 +255,55 @@ class Section:
         return ()
 
     @classmethod
-    def _fail(cls, field_name: str, accepted: str, value: object) -> None:
+    def _fail(cls, field_name: str, accepted: str, value: object, note: str = "") -> None:
         names = cls.env_names(field_name)
         where = f"{' / '.join(names)} ({cls.qualified(field_name)})" if names \
             else cls.qualified(field_name)
         shown = "<secret>" if isinstance(value, Secret) else repr(value)
-        raise ConfigError(f"{where} must be {accepted}, got {shown}")
+        raise ConfigError(f"{where} must be {accepted}, got {shown}{note}")
 
     @classmethod
-    def env_values(cls, environ: Mapping[str, str]) -> dict[str, Any]:
-        """The keyword arguments this section's variables in ``environ`` give."""
+    def _env_switch_off(cls, environ: Mapping[str, str]) -> bool:
+        """Whether ``environ`` leaves this section's feature off (for error messages only)."""
+        if not cls.switch:
+            return False
+        try:
+            value = cls.env_values(environ, only=cls.switch).get(cls.switch)
+        except ConfigError:
+            return False  # the switch itself is wrong: that error comes first
+        if value is None:
+            value = cls.__dataclass_fields__[cls.switch].default
+        return not value
+
+    @classmethod
+    def env_values(cls, environ: Mapping[str, str], only: str = "") -> dict[str, Any]:
+        """The keyword arguments this section's variables in ``environ`` give.
+
+        An empty (or blank) variable means unset: compose files write ``SMTP_PORT=""`` for a
+        variable they pass through, and that must not stop the app.
+        """
         values: dict[str, Any] = {}
         for f, meta in declared(cls):
+            if only and f.name != only:
+                continue
             found: list[tuple[str, Any]] = []
             for var in meta.env:
-                if var.name not in environ:
+                raw = environ.get(var.name, "")
+                if not raw.strip():
                     continue
-                raw = environ[var.name]
                 parse = var.parse or meta.parse or text
                 try:
                     value = parse(raw)
                 except ValueError as exc:
                     shown = "<secret>" if meta.is_secret else repr(raw)
+                    note = (cls._off_phrase(f.name) if f.name != cls.switch
+                            and cls._env_switch_off(environ) else "")
                     raise ConfigError(f"{var.name} ({cls.qualified(f.name)}) must be {exc}, "
-                                      f"got {shown}") from None
+                                      f"got {shown}{note}") from None
                 if meta.is_secret and not value:
                     continue  # an empty secret (common in compose files) means unset
                 found.append((var.name, value))
-            if meta.file_env and environ.get(meta.file_env):
+            if meta.file_env and environ.get(meta.file_env, "").strip():
                 found.append((meta.file_env, _read_secret_file(meta.file_env,
                                                                environ[meta.file_env])))
             if len({repr(v) if not isinstance(v, Secret) else v.get_secret_value()

@@ -241,3 +241,39 @@ def test_the_reference_lists_every_variable_once_with_its_setting() -> None:
         assert f"`{name}`" in rows[0]
     # Code-only settings are listed too, so the page documents every field.
     assert "`metrics.route_resolver`" in text and "`gate.authorize`" in text
+
+
+@pytest.mark.parametrize("variable", sorted(variables()))
+def test_an_empty_variable_means_unset(variable: str) -> None:
+    # Compose files write VAR="" for a variable they pass through.
+    assert MonitoringConfig.from_env({variable: ""}) == MonitoringConfig.from_env({})
+    assert MonitoringConfig.from_env({variable: "  "}) == MonitoringConfig.from_env({})
+
+
+def test_empty_enable_monitoring_keeps_the_default() -> None:
+    assert MonitoringConfig.from_env({"ENABLE_MONITORING": ""}).enabled is True
+
+
+def test_empty_smtp_port_with_email_off_starts() -> None:
+    config = MonitoringConfig.from_env({"SMTP_PORT": "", "SMTP_SERVER": "", "FROM_EMAIL": ""})
+    assert config.email.port == 587
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("SMTP_PORT", "abc"), ("SMTP_PORT", "0"), ("ALERT_EMAIL_TO", "nobody"),
+])
+def test_bad_setting_of_a_disabled_feature_says_it_is_off(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    message = str(excinfo.value)
+    assert variable in message
+    assert "e-mail alerts are off" in message
+    assert "ALERT_EMAIL_ENABLED" in message
+
+
+def test_bad_setting_of_an_enabled_feature_does_not_say_it_is_off() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({"ALERT_EMAIL_ENABLED": "true", "SMTP_PORT": "abc",
+                                   "SMTP_SERVER": "mail", "FROM_EMAIL": "a@b"})
+    assert "SMTP_PORT" in str(excinfo.value)
+    assert "are off" not in str(excinfo.value)
