@@ -1,10 +1,11 @@
 """MonitoringMiddleware: the hot path.
 
 Everything here runs on every request, so it does as little as possible: no Request objects, no
-route re-matching, no regex, no label formatting on a cache hit. Per-request state lives in one
-small :class:`_Exchange` object (concurrent requests share the middleware instance). Recording
-happens in ``finally`` so an exception still counts, and is itself wrapped so that a failure
-inside monitoring is counted and logged but never changes what the app sends or raises.
+route re-matching, no regex (unless the user configured an excluded pattern), no label formatting
+on a cache hit. Per-request state lives in one small :class:`_Exchange` object (concurrent
+requests share the middleware instance). Recording happens in ``finally`` so an exception still
+counts, and is itself wrapped so that a failure inside monitoring is counted and logged but never
+changes what the app sends or raises.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol
@@ -83,7 +85,16 @@ class MonitoringMiddleware:
         # a generic method call there, cost ~800 (callgrind, benchmarks/README.md).
         self._head = min(len(prefix) for prefix in self._own_prefixes)
         self._heads = frozenset(prefix[:self._head] for prefix in self._own_prefixes)
-        self._excluded = frozenset(config.metrics.excluded_paths)
+        metrics = config.metrics
+        self._excluded = frozenset(p for p in metrics.excluded_paths if not p.endswith("*"))
+        self._excluded_prefixes = tuple(p[:-1] for p in metrics.excluded_paths if p.endswith("*"))
+        # Compiled once, and only when the user configured a pattern.
+        self._excluded_pattern = (re.compile(metrics.excluded_pattern)
+                                  if metrics.excluded_pattern else None)
+        self._skip_methods = frozenset(metrics.skip_methods)
+        # One precomputed flag keeps the unconfigured request path at a single test.
+        self._filtering = bool(self._excluded or self._excluded_prefixes
+                               or self._excluded_pattern is not None or self._skip_methods)
         self._resolver = config.metrics.route_resolver
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
@@ -109,7 +120,7 @@ class MonitoringMiddleware:
         path: str = scope["path"]
         if path[:self._head] in self._heads and self._is_own_path(path):
             return await self.monitor.asgi_app()(scope, receive, send)
-        if self._excluded and path in self._excluded:
+        if self._filtering and (self._skipped_path(path) or scope["method"] in self._skip_methods):
             return await self.app(scope, receive, send)
         if not self._started:
             self._start()
@@ -173,6 +184,15 @@ class MonitoringMiddleware:
         self.monitor.start_lazily()
         self._started = True
 
+    def _skipped_path(self, path: str) -> bool:
+        if path in self._excluded:
+            return True
+        for prefix in self._excluded_prefixes:
+            if path.startswith(prefix):
+                return True
+        pattern = self._excluded_pattern
+        return pattern is not None and pattern.search(path) is not None
+
     def _is_own_path(self, path: str) -> bool:
         for prefix in self._own_prefixes:
             if path == prefix or path.startswith(prefix + "/"):
@@ -180,7 +200,7 @@ class MonitoringMiddleware:
         return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] in self._excluded:
+        if self._filtering and self._skipped_path(scope["path"]):
             return await self.app(scope, receive, send)
         if not self._started:
             self._start()

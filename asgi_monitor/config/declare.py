@@ -25,9 +25,11 @@ from ..secret import Secret
 
 __all__ = [
     "Check", "Env", "Section", "Setting", "any_callable", "boolean", "buckets", "declared",
-    "email_list", "http_url", "identifier", "milliseconds", "minutes", "networks",
-    "non_negative", "number", "path_list", "path_prefix", "percent", "port", "positive_seconds",
-    "rate", "secret_text", "setting", "text", "text_list", "token", "whole", "whole_at_least",
+    "email_list", "http_url", "identifier", "label_pairs", "label_set", "method_list",
+    "method_names",
+    "milliseconds", "minutes", "networks", "non_negative", "number", "path_list", "path_prefix",
+    "pattern", "percent", "port", "positive_seconds", "rate", "secret_text", "setting", "text",
+    "text_list", "token", "whole", "whole_at_least",
 ]
 
 # -- parsers: environment text -> value; a ValueError's message says what is accepted ------------
@@ -69,6 +71,22 @@ def secret_text(raw: str) -> Secret:
 
 def text_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def method_list(raw: str) -> tuple[str, ...]:
+    """HTTP methods, comma-separated; upper-cased as servers send them."""
+    return tuple(method.upper() for method in text_list(raw))
+
+
+def label_pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """``name=value`` pairs, comma-separated: ``service=shop,env=prod``."""
+    pairs = []
+    for part in text_list(raw):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError("name=value pairs separated by commas (service=shop,env=prod)")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def milliseconds(raw: str) -> float:
@@ -160,6 +178,44 @@ networks = Check("comma-separated networks such as 10.0.0.0/8, 192.168.1.5 or ::
                  lambda v: isinstance(v, tuple) and all(_valid_network(n) for n in v))
 buckets = Check("a non-empty, strictly increasing sequence of numbers", _buckets)
 any_callable = Check("a callable", lambda v: v is None or callable(v))
+method_names = Check(
+    "HTTP methods such as OPTIONS,HEAD (comma-separated in the environment)",
+    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and m.isalpha() and m.isupper()
+                                           for m in v))
+
+
+def _valid_pattern(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+pattern = Check("a regular expression (Python's re syntax) or empty", _valid_pattern)
+
+
+def label_set(reserved: tuple[str, ...]) -> Check:
+    """Distinct Prometheus label names, none of ``reserved`` nor ``__``-prefixed, with values."""
+
+    def accepts(value: object) -> bool:
+        if not isinstance(value, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in value):
+            return False
+        names = [name for name, _ in value]
+        return (len(set(names)) == len(names)
+                and all(_NAMESPACE_RE.match(n) and not n.startswith("__") and n not in reserved
+                        for n in names)
+                and all(label_value for _, label_value in value))
+
+    shown = ", ".join(reserved)
+    return Check(f"distinct name=value pairs, each name letters, digits and '_' (not {shown} "
+                 f"nor starting with '__') and each value non-empty", accepts)
+
+
 non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the environment)",
                         lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p for p in v))
 

@@ -277,3 +277,39 @@ def test_bad_setting_of_an_enabled_feature_does_not_say_it_is_off() -> None:
                                    "SMTP_SERVER": "mail", "FROM_EMAIL": "a@b"})
     assert "SMTP_PORT" in str(excinfo.value)
     assert "are off" not in str(excinfo.value)
+
+
+def test_request_controls_from_the_environment() -> None:
+    metrics = MonitoringConfig.from_env({
+        "MONITORING_EXCLUDED_PATHS": "/healthz,/static/*",
+        "MONITORING_EXCLUDED_PATTERN": r"\.(png|css)$",
+        "MONITORING_SKIP_METHODS": "options, head",
+        "MONITORING_CONSTANT_LABELS": "service=shop, env = prod",
+    }).metrics
+    assert metrics.excluded_paths == ("/healthz", "/static/*")
+    assert metrics.excluded_pattern == r"\.(png|css)$"
+    assert metrics.skip_methods == ("OPTIONS", "HEAD")
+    assert metrics.constant_labels == (("service", "shop"), ("env", "prod"))
+
+
+def test_constant_labels_from_a_mapping_in_code() -> None:
+    assert MetricsSettings(constant_labels={"service": "shop"}).constant_labels == (
+        ("service", "shop"),)
+
+
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("MONITORING_EXCLUDED_PATTERN", "(unclosed", "a regular expression"),
+    ("MONITORING_SKIP_METHODS", "OPTIONS,GET/1", "HTTP methods"),
+    ("MONITORING_CONSTANT_LABELS", "service", "name=value"),
+    ("MONITORING_CONSTANT_LABELS", "route=x", "not method, route, status, le"),
+    ("MONITORING_CONSTANT_LABELS", "status=x", "not method"),
+    ("MONITORING_CONSTANT_LABELS", "my-service=x", "letters, digits"),
+    ("MONITORING_CONSTANT_LABELS", "__name__=x", "'__'"),
+    ("MONITORING_CONSTANT_LABELS", "env=a,env=b", "distinct"),
+    ("MONITORING_CONSTANT_LABELS", "env=", "non-empty"),
+])
+def test_bad_request_controls_name_the_variable(variable: str, value: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    assert variable in str(excinfo.value)
+    assert accepted in str(excinfo.value)

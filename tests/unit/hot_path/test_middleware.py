@@ -440,3 +440,89 @@ async def _scrape(registry: CollectorRegistry) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(registry).decode()
+
+
+async def test_excluded_path_prefixes_end_with_a_star(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(excluded_paths=("/items/*", "/echo")))
+    async with client(mw) as c:
+        assert (await c.get("/items/1")).text == "hello"
+        await c.post("/echo", content=b"x")
+        await c.get("/")
+        await c.get("/items")  # the prefix is "/items/": "/items" itself is recorded
+    assert sample(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="POST", route="/echo",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="404") == 1
+
+
+async def test_excluded_pattern_is_searched_in_the_path(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(excluded_pattern=r"^/items/\d+$|stream"))
+    async with client(mw) as c:
+        await c.get("/items/12")
+        await c.get("/stream")
+        await c.get("/")
+    assert sample(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/stream",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+
+
+def test_excluded_prefix_and_pattern_apply_to_websockets(registry: CollectorRegistry) -> None:
+    config = MonitoringConfig(metrics=MetricsSettings(excluded_paths=("/ws/*",)))
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(config, registry))
+    with TestClient(mw) as tc, tc.websocket_connect("/ws/lobby") as ws:
+        ws.send_text("hi")
+        assert ws.receive_text() == "HI"
+    assert sample(registry, "websocket_connections_total", route="/ws/{room}") is None
+
+
+async def test_skipped_methods_are_not_recorded(wrap: Wrap, registry: CollectorRegistry) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(skip_methods=("OPTIONS", "HEAD")))
+    async with client(mw) as c:
+        await c.options("/")
+        await c.head("/")
+        await c.get("/")
+    assert sample(registry, "http_requests_total", method="OPTIONS", route="/",
+                  status="405") is None
+    assert sample(registry, "http_requests_total", method="HEAD", route="/",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+
+
+async def test_constant_labels_are_on_every_request_series(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(constant_labels={"service": "shop", "env": "prod"}))
+    async with client(mw) as c:
+        await c.get("/")
+    const = {"service": "shop", "env": "prod"}
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200",
+                  **const) == 1
+    assert sample(registry, "http_request_duration_seconds_count", method="GET", route="/",
+                  **const) == 1
+    assert sample(registry, "http_requests_in_progress", method="GET", **const) == 0
+    assert sample(registry, "websocket_connections_active", **const) == 0
+    # The same series, with the labels: the cap counts them once, as without.
+    assert sample(registry, "http_requests_total", method="GET", route="/",
+                  status="200") is None
+
+
+async def test_constant_labels_add_no_series_against_the_cap(registry: CollectorRegistry) -> None:
+    def resolver(scope: Any) -> str:
+        return str(scope["path"])
+
+    config = MonitoringConfig(metrics=MetricsSettings(
+        max_series=5, route_resolver=resolver, constant_labels=(("service", "shop"),)))
+    mw = MonitoringMiddleware(_plain_app, monitor=build_monitor(config, registry))
+    for i in range(8):
+        await mw(_scope(f"/p{i}"), _receive_once(), _discard)
+    assert sample(registry, "http_requests_total", method="GET", route="<overflow>",
+                  status="200", service="shop") == 3
