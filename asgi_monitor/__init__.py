@@ -31,7 +31,7 @@ from .default import (
     set_default_monitor,
 )
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
-from .middleware import MonitoringMiddleware
+from .middleware import MonitoringMiddleware, add_monitoring_middleware
 from .secret import Secret
 
 # The components (collector, health, alerting, history) load when a monitor is first built, and
@@ -85,6 +85,7 @@ __all__ = [
     "Secret",
     "SystemSettings",
     "WebhookSettings",
+    "add_monitoring_middleware",
     "build_monitor",
     "get_alert_manager",
     "get_health_checker",

@@ -25,7 +25,7 @@ from .errors import LifecycleError
 from .request_metrics import RequestStore
 from .routes import resolve_route
 
-__all__ = ["MonitorHooks", "MonitoringMiddleware"]
+__all__ = ["MonitorHooks", "MonitoringMiddleware", "add_monitoring_middleware"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -251,6 +251,24 @@ class MonitoringMiddleware:
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def add_monitoring_middleware(
+    app: Any, config: MonitoringConfig | None = None, *, monitor: MonitorHooks | None = None,
+) -> Any:
+    """``app.add_middleware(MonitoringMiddleware, ...)`` and return ``app`` (Starlette, FastAPI).
+
+    The call the monitoring guide shows (``app = add_monitoring_middleware(app)``). The app keeps
+    its type, routes and state; its middleware stack, built on the first request, then has the
+    monitoring middleware outside the app's own. An app without ``add_middleware`` (Litestar, a
+    raw ASGI callable) is wrapped instead: ``app = MonitoringMiddleware(app, config)``.
+    """
+    add_middleware = getattr(app, "add_middleware", None)
+    if not callable(add_middleware):
+        raise TypeError(f"{type(app).__name__} has no add_middleware(): wrap it instead, "
+                        "app = MonitoringMiddleware(app, config)")
+    add_middleware(MonitoringMiddleware, config=config, monitor=monitor)
+    return app
 
 
 class _Exchange:

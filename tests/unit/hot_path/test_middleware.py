@@ -16,7 +16,12 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from support import client, sample
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor import (
+    MonitoringConfig,
+    MonitoringMiddleware,
+    add_monitoring_middleware,
+    build_monitor,
+)
 from asgi_monitor.config import MetricsSettings
 from asgi_monitor.monitor import State
 
@@ -526,3 +531,31 @@ async def test_constant_labels_add_no_series_against_the_cap(registry: Collector
         await mw(_scope(f"/p{i}"), _receive_once(), _discard)
     assert sample(registry, "http_requests_total", method="GET", route="<overflow>",
                   status="200", service="shop") == 3
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_add_monitoring_middleware_on_apps_with_add_middleware(
+    framework: str, registry: CollectorRegistry
+) -> None:
+    if framework == "starlette":
+        target: Any = app()
+    else:
+        fastapi = pytest.importorskip("fastapi")
+        target = fastapi.FastAPI()
+
+        @target.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            return {"item_id": item_id}
+
+    monitor = build_monitor(MonitoringConfig(), registry)
+    assert add_monitoring_middleware(target, monitor=monitor) is target
+    async with client(target) as c:
+        assert (await c.get("/items/7")).status_code == 200
+        assert (await c.get("/api/metrics")).status_code == 200
+    route = "/items/{item_id}"
+    assert sample(registry, "http_requests_total", method="GET", route=route, status="200") == 1
+
+
+def test_add_monitoring_middleware_says_how_to_wrap_other_apps() -> None:
+    with pytest.raises(TypeError, match=r"MonitoringMiddleware\(app, config\)"):
+        add_monitoring_middleware(_plain_app)
