@@ -1,0 +1,19 @@
+"""The demo answers the monitoring guide's health examples."""
+
+from __future__ import annotations
+
+import pytest
+from support import client
+
+from asgi_monitor.demo.app import create_app
+from asgi_monitor.monitor import Monitor
+
+
+@pytest.mark.parametrize("name", ["database", "cache"])
+async def test_the_guide_health_checks_answer_on_the_demo(monitor: Monitor, name: str) -> None:
+    app = create_app()
+    async with monitor.running(), client(app) as c:
+        await monitor.health.run_check(name)
+        response = await c.get(f"/api/health/{name}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "healthy"
