@@ -145,7 +145,7 @@ class MultiprocessRequestMetrics(RequestStore):
         # The files hold label values per series, so constant labels are real label names here,
         # their values given once when a series' children are resolved (cached), not per request.
         names = tuple(name for name, _ in constant_labels)
-        self._const = tuple(value for _, value in constant_labels)
+        self._constant_values = tuple(value for _, value in constant_labels)
         self._dropped: dict[str, int] = {}
         cap = SeriesCap(max_series, self._dropped)
         self._total = Counter(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
@@ -158,8 +158,9 @@ class MultiprocessRequestMetrics(RequestStore):
         ]
         in_progress = Gauge(f"{p}{HTTP_REQUESTS_IN_PROGRESS}", HELP[HTTP_REQUESTS_IN_PROGRESS],
                             ("method", *names), multiprocess_mode="livesum", registry=registry)
-        self.in_progress: dict[str, Cell] = {m: GaugeCell(in_progress.labels(m, *self._const))
-                                             for m in (*STANDARD_METHODS, "OTHER")}
+        self.in_progress: dict[str, Cell] = {
+            m: GaugeCell(in_progress.labels(m, *self._constant_values))
+            for m in (*STANDARD_METHODS, "OTHER")}
         self._series: BoundedChildren[tuple[str, str, int], _Series] = BoundedChildren(
             "http_requests_total", self._make_series, max_series=max_series,
             dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2]))
@@ -168,20 +169,21 @@ class MultiprocessRequestMetrics(RequestStore):
                                  ("route", *names), registry=registry)
         ws_active = Gauge(f"{p}websocket_connections_active", HELP["websocket_connections_active"],
                           names, multiprocess_mode="livesum", registry=registry)
-        self.ws_active = GaugeCell(ws_active.labels(*self._const) if names else ws_active)
+        self.ws_active = GaugeCell(ws_active.labels(*self._constant_values) if names
+                                   else ws_active)
         self._ws_duration = Histogram(
             f"{p}websocket_session_duration_seconds", HELP["websocket_session_duration_seconds"],
             ("route", *names), buckets=sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
             registry=registry)
         self._ws_routes: BoundedChildren[tuple[str], tuple[str, Any, Any]] = cap.children(
             "websocket_connections_total",
-            lambda key: (key[0], self._ws_total.labels(key[0], *self._const),
-                         self._ws_duration.labels(key[0], *self._const)))
+            lambda key: (key[0], self._ws_total.labels(key[0], *self._constant_values),
+                         self._ws_duration.labels(key[0], *self._constant_values)))
 
     def _make_series(self, key: tuple[str, str, int]) -> _Series:
         method, route, status = key
-        return _Series(self._total.labels(method, route, str(status), *self._const),
-                       *(histogram.labels(method, route, *self._const)
+        return _Series(self._total.labels(method, route, str(status), *self._constant_values),
+                       *(histogram.labels(method, route, *self._constant_values)
                          for histogram in self._histograms))
 
     def record(
