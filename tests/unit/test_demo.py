@@ -1,4 +1,4 @@
-"""The demo answers the monitoring guide's health examples."""
+"""The demo: the monitoring guide's health examples answer, and its environment defaults."""
 
 from __future__ import annotations
 
