@@ -32,7 +32,7 @@ from .default import (
     set_default_monitor,
 )
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
-from .middleware import MonitoringMiddleware
+from .middleware import MonitoringMiddleware, add_monitoring_middleware
 from .secret import Secret
 
 # The components (collector, health, alerting, history) load when a monitor is first built, and
@@ -87,6 +87,7 @@ __all__ = [
     "ServiceSettings",
     "SystemSettings",
     "WebhookSettings",
+    "add_monitoring_middleware",
     "build_monitor",
     "get_alert_manager",
     "get_health_checker",

@@ -141,6 +141,7 @@ class MetricsCollector:
                 duration_buckets=settings.duration_buckets,
                 size_buckets=settings.size_buckets,
                 max_series=settings.max_series,
+                constant_labels=settings.constant_labels,
             )
             registry.register(RequestMetricsCollector(requests))
             self.requests = requests
@@ -151,6 +152,7 @@ class MetricsCollector:
                 duration_buckets=settings.duration_buckets,
                 size_buckets=settings.size_buckets,
                 max_series=settings.max_series,
+                constant_labels=settings.constant_labels,
             )
         registry.register(_SelfMetrics(self, prefix))
         self._cap = SeriesCap(settings.max_series, self.custom_dropped)

@@ -1,10 +1,11 @@
 """MonitoringMiddleware: the hot path.
 
 Everything here runs on every request, so it does as little as possible: no Request objects, no
-route re-matching, no regex, no label formatting on a cache hit. Per-request state lives in one
-small :class:`_Exchange` object (concurrent requests share the middleware instance). Recording
-happens in ``finally`` so an exception still counts, and is itself wrapped so that a failure
-inside monitoring is counted and logged but never changes what the app sends or raises.
+route re-matching, no regex (unless the user configured an excluded pattern), no label formatting
+on a cache hit. Per-request state lives in one small :class:`_Exchange` object (concurrent
+requests share the middleware instance). Recording happens in ``finally`` so an exception still
+counts, and is itself wrapped so that a failure inside monitoring is counted and logged but never
+changes what the app sends or raises.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol
@@ -23,7 +25,7 @@ from .errors import LifecycleError
 from .request_metrics import RequestStore
 from .routes import resolve_route
 
-__all__ = ["MonitorHooks", "MonitoringMiddleware"]
+__all__ = ["MonitorHooks", "MonitoringMiddleware", "add_monitoring_middleware"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -94,7 +96,16 @@ class MonitoringMiddleware:
         self._serving = serve_endpoints
         if not serve_endpoints:
             self._heads = frozenset()
-        self._excluded = frozenset(config.metrics.excluded_paths)
+        metrics = config.metrics
+        self._excluded = frozenset(p for p in metrics.excluded_paths if not p.endswith("*"))
+        self._excluded_prefixes = tuple(p[:-1] for p in metrics.excluded_paths if p.endswith("*"))
+        # Compiled once, and only when the user configured a pattern.
+        self._excluded_pattern = (re.compile(metrics.excluded_pattern)
+                                  if metrics.excluded_pattern else None)
+        self._skip_methods = frozenset(metrics.skip_methods)
+        # One precomputed flag keeps the unconfigured request path at a single test.
+        self._filtering = bool(self._excluded or self._excluded_prefixes
+                               or self._excluded_pattern is not None or self._skip_methods)
         self._resolver = config.metrics.route_resolver
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
@@ -120,7 +131,7 @@ class MonitoringMiddleware:
         path: str = scope["path"]
         if path[:self._head] in self._heads and self._is_own_path(path):
             return await self.monitor.asgi_app()(scope, receive, send)
-        if self._excluded and path in self._excluded:
+        if self._filtering and (self._skipped_path(path) or scope["method"] in self._skip_methods):
             return await self.app(scope, receive, send)
         if not self._started:
             self._start()
@@ -197,6 +208,15 @@ class MonitoringMiddleware:
         except Exception as exc:
             self._on_error("shadowing", exc)
 
+    def _skipped_path(self, path: str) -> bool:
+        if path in self._excluded:
+            return True
+        for prefix in self._excluded_prefixes:
+            if path.startswith(prefix):
+                return True
+        pattern = self._excluded_pattern
+        return pattern is not None and pattern.search(path) is not None
+
     def _is_own_path(self, path: str) -> bool:
         for prefix in self._own_prefixes:
             if path == prefix or path.startswith(prefix + "/"):
@@ -204,7 +224,7 @@ class MonitoringMiddleware:
         return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] in self._excluded:
+        if self._filtering and self._skipped_path(scope["path"]):
             return await self.app(scope, receive, send)
         if not self._started:
             self._start()
@@ -260,6 +280,24 @@ class MonitoringMiddleware:
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def add_monitoring_middleware(
+    app: Any, config: MonitoringConfig | None = None, *, monitor: MonitorHooks | None = None,
+) -> Any:
+    """``app.add_middleware(MonitoringMiddleware, ...)`` and return ``app`` (Starlette, FastAPI).
+
+    The call the monitoring guide shows (``app = add_monitoring_middleware(app)``). The app keeps
+    its type, routes and state; its middleware stack, built on the first request, then has the
+    monitoring middleware outside the app's own. An app without ``add_middleware`` (Litestar, a
+    raw ASGI callable) is wrapped instead: ``app = MonitoringMiddleware(app, config)``.
+    """
+    add_middleware = getattr(app, "add_middleware", None)
+    if not callable(add_middleware):
+        raise TypeError(f"{type(app).__name__} has no add_middleware(): wrap it instead, "
+                        "app = MonitoringMiddleware(app, config)")
+    add_middleware(MonitoringMiddleware, config=config, monitor=monitor)
+    return app
 
 
 class _Exchange:

@@ -139,43 +139,52 @@ class MultiprocessRequestMetrics(RequestStore):
         duration_buckets: Sequence[float],
         size_buckets: Sequence[float],
         max_series: int,
+        constant_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
         p = metric_prefix(namespace)
+        # The files hold label values per series, so constant labels are real label names here,
+        # their values given once when a series' children are resolved (cached), not per request.
+        names = tuple(name for name, _ in constant_labels)
+        self._constant_values = tuple(value for _, value in constant_labels)
         self._dropped: dict[str, int] = {}
         cap = SeriesCap(max_series, self._dropped)
         self._total = Counter(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
-                              ("method", "route", "status"), registry=registry)
+                              ("method", "route", "status", *names), registry=registry)
         # In _Series' order: duration, ttfb, request_size, response_size.
         self._histograms = [
-            Histogram(f"{p}{name}", doc, ("method", "route"),
+            Histogram(f"{p}{name}", doc, ("method", "route", *names),
                       buckets=size_buckets if in_bytes else duration_buckets, registry=registry)
             for name, _, doc, in_bytes in ROUTE_HISTOGRAMS
         ]
         in_progress = Gauge(f"{p}{HTTP_REQUESTS_IN_PROGRESS}", HELP[HTTP_REQUESTS_IN_PROGRESS],
-                            ("method",), multiprocess_mode="livesum", registry=registry)
-        self.in_progress: dict[str, Cell] = {m: GaugeCell(in_progress.labels(m))
-                                             for m in (*STANDARD_METHODS, "OTHER")}
+                            ("method", *names), multiprocess_mode="livesum", registry=registry)
+        self.in_progress: dict[str, Cell] = {
+            m: GaugeCell(in_progress.labels(m, *self._constant_values))
+            for m in (*STANDARD_METHODS, "OTHER")}
         self._series: BoundedChildren[tuple[str, str, int], _Series] = BoundedChildren(
             "http_requests_total", self._make_series, max_series=max_series,
             dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2]))
 
         self._ws_total = Counter(f"{p}websocket_connections", HELP["websocket_connections"],
-                                 ("route",), registry=registry)
-        self.ws_active = GaugeCell(Gauge(f"{p}websocket_connections_active",
-                                         HELP["websocket_connections_active"],
-                                         multiprocess_mode="livesum", registry=registry))
+                                 ("route", *names), registry=registry)
+        ws_active = Gauge(f"{p}websocket_connections_active", HELP["websocket_connections_active"],
+                          names, multiprocess_mode="livesum", registry=registry)
+        self.ws_active = GaugeCell(ws_active.labels(*self._constant_values) if names
+                                   else ws_active)
         self._ws_duration = Histogram(
             f"{p}websocket_session_duration_seconds", HELP["websocket_session_duration_seconds"],
-            ("route",), buckets=sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
+            ("route", *names), buckets=sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
             registry=registry)
         self._ws_routes: BoundedChildren[tuple[str], tuple[str, Any, Any]] = cap.children(
             "websocket_connections_total",
-            lambda key: (key[0], self._ws_total.labels(key[0]), self._ws_duration.labels(key[0])))
+            lambda key: (key[0], self._ws_total.labels(key[0], *self._constant_values),
+                         self._ws_duration.labels(key[0], *self._constant_values)))
 
     def _make_series(self, key: tuple[str, str, int]) -> _Series:
         method, route, status = key
-        return _Series(self._total.labels(method, route, str(status)),
-                       *(histogram.labels(method, route) for histogram in self._histograms))
+        return _Series(self._total.labels(method, route, str(status), *self._constant_values),
+                       *(histogram.labels(method, route, *self._constant_values)
+                         for histogram in self._histograms))
 
     def record(
         self, method: str, route: str, status: int, duration: float, ttfb: float,

@@ -237,8 +237,12 @@ class RequestMetrics(RequestStore):
         duration_buckets: Sequence[float],
         size_buckets: Sequence[float],
         max_series: int,
+        constant_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._prefix = metric_prefix(namespace)
+        # Added to every family on scrape, never stored per series: the hot path never sees them.
+        self._const_names = tuple(name for name, _ in constant_labels)
+        self._const_values = tuple(value for _, value in constant_labels)
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
         self._max_series = max_series
@@ -312,39 +316,42 @@ class RequestMetrics(RequestStore):
         ws_duration: list[tuple[str, BucketCounts]],
     ) -> Iterator[Metric]:
         p = self._prefix
+        names, values = self._const_names, self._const_values
 
         total = CounterMetricFamily(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
-                                    labels=("method", "route", "status"))
+                                    labels=("method", "route", "status", *names))
         for (method, route, status), s in series:
-            total.add_metric((method, route, str(status)), s.count)
+            total.add_metric((method, route, str(status), *values), s.count)
         yield total
 
         for name, attr, doc, _ in ROUTE_HISTOGRAMS:
-            family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route"))
+            family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route", *names))
             for (method, route), stats in routes:
                 buckets, total_sum = getattr(stats, attr).cumulative()
-                family.add_metric((method, route), buckets, total_sum)
+                family.add_metric((method, route, *values), buckets, total_sum)
             yield family
 
         in_progress = GaugeMetricFamily(f"{p}{HTTP_REQUESTS_IN_PROGRESS}",
-                                        HELP[HTTP_REQUESTS_IN_PROGRESS], labels=("method",))
+                                        HELP[HTTP_REQUESTS_IN_PROGRESS], labels=("method", *names))
         for method, cell in self.in_progress.items():
-            in_progress.add_metric((method,), cell.value)
+            in_progress.add_metric((method, *values), cell.value)
         yield in_progress
 
         ws_family = CounterMetricFamily(f"{p}websocket_connections",
-                                        HELP["websocket_connections"], labels=("route",))
+                                        HELP["websocket_connections"], labels=("route", *names))
         for route, count in ws_total:
-            ws_family.add_metric((route,), count)
+            ws_family.add_metric((route, *values), count)
         yield ws_family
-        yield GaugeMetricFamily(f"{p}websocket_connections_active",
-                                HELP["websocket_connections_active"], value=self.ws_active.value)
+        ws_active = GaugeMetricFamily(f"{p}websocket_connections_active",
+                                      HELP["websocket_connections_active"], labels=names)
+        ws_active.add_metric(values, self.ws_active.value)
+        yield ws_active
         ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
                                               HELP["websocket_session_duration_seconds"],
-                                              labels=("route",))
+                                              labels=("route", *names))
         for route, histogram in ws_duration:
             buckets, total_sum = histogram.cumulative()
-            ws_histograms.add_metric((route,), buckets, total_sum)
+            ws_histograms.add_metric((route, *values), buckets, total_sum)
         yield ws_histograms
 
     def snapshot(self) -> RequestSnapshot:

@@ -114,7 +114,9 @@ class ConsoleChannel(Channel):
                AlertSeverity.CRITICAL: logging.ERROR}
 
     async def send(self, alert: Alert) -> None:
-        level = logging.INFO if status(alert) == "resolved" else self._LEVELS[alert.severity]
+        # A resolution at the firing's level: whoever sees the one (a WARNING threshold, log
+        # alerting on ERROR) must see the other, or the alert looks like it never ended.
+        level = self._LEVELS[alert.severity]
         value = "" if alert.value is None else f" (value {alert.value:g})"
         service, instance = alert.labels.get("service", ""), alert.labels.get("instance", "")
         origin = f" {service}@{instance}" if service or instance else ""

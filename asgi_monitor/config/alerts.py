@@ -97,6 +97,8 @@ class EmailSettings(Section):
     """The e-mail channel (aiosmtplib)."""
 
     name = "email"
+    switch = "enabled"
+    feature = "e-mail alerts"
 
     enabled: bool = setting(
         False, env="ALERT_EMAIL_ENABLED", parse=boolean,
@@ -127,7 +129,8 @@ class EmailSettings(Section):
             self._fail("enabled", "SMTP_SERVER and FROM_EMAIL set when e-mail alerts are "
                        "enabled", True)
         if self.ca_file and not os.access(self.ca_file, os.R_OK):
-            self._fail("ca_file", "a readable CA bundle file (PEM)", self.ca_file)
+            self._fail("ca_file", "a readable CA bundle file (PEM)", self.ca_file,
+                       note=self._off_note("ca_file"))
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,17 @@ from ..secret import Secret
 
 __all__ = [
     "Check", "Env", "Section", "Setting", "any_callable", "boolean", "buckets", "declared",
-    "email_list", "http_url", "identifier", "milliseconds", "minutes", "networks",
-    "non_negative", "number", "path_list", "path_prefix", "percent", "port", "positive_seconds",
-    "rate", "secret_text", "setting", "text", "text_list", "token", "whole", "whole_at_least",
+    "email_list", "http_url", "identifier", "label_pairs", "label_set", "method_list",
+    "method_names",
+    "milliseconds", "minutes", "networks", "non_negative", "number", "path_list", "path_prefix",
+    "pattern", "percent", "port", "positive_seconds", "rate", "secret_text", "setting", "text",
+    "text_list", "token", "whole", "whole_at_least",
 ]
 
 # -- parsers: environment text -> value; a ValueError's message says what is accepted ------------
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def boolean(raw: str) -> bool:
@@ -69,6 +71,22 @@ def secret_text(raw: str) -> Secret:
 
 def text_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def method_list(raw: str) -> tuple[str, ...]:
+    """HTTP methods, comma-separated; upper-cased as servers send them."""
+    return tuple(method.upper() for method in text_list(raw))
+
+
+def label_pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """``name=value`` pairs, comma-separated: ``service=shop,env=prod``."""
+    pairs = []
+    for part in text_list(raw):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError("name=value pairs separated by commas (service=shop,env=prod)")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def milliseconds(raw: str) -> float:
@@ -160,6 +178,44 @@ networks = Check("comma-separated networks such as 10.0.0.0/8, 192.168.1.5 or ::
                  lambda v: isinstance(v, tuple) and all(_valid_network(n) for n in v))
 buckets = Check("a non-empty, strictly increasing sequence of numbers", _buckets)
 any_callable = Check("a callable", lambda v: v is None or callable(v))
+method_names = Check(
+    "HTTP methods such as OPTIONS,HEAD (comma-separated in the environment)",
+    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and m.isalpha() and m.isupper()
+                                           for m in v))
+
+
+def _valid_pattern(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+pattern = Check("a regular expression (Python's re syntax) or empty", _valid_pattern)
+
+
+def label_set(reserved: tuple[str, ...]) -> Check:
+    """Distinct Prometheus label names, none of ``reserved`` nor ``__``-prefixed, with values."""
+
+    def accepts(value: object) -> bool:
+        if not isinstance(value, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in value):
+            return False
+        names = [name for name, _ in value]
+        return (len(set(names)) == len(names)
+                and all(_NAMESPACE_RE.match(n) and not n.startswith("__") and n not in reserved
+                        for n in names)
+                and all(label_value for _, label_value in value))
+
+    shown = ", ".join(reserved)
+    return Check(f"distinct name=value pairs, each name letters, digits and '_' (not {shown} "
+                 f"nor starting with '__') and each value non-empty", accepts)
+
+
 non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the environment)",
                         lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p for p in v))
 
@@ -208,6 +264,11 @@ class Section:
     """
 
     name: ClassVar[str] = ""
+    # A section whose feature can be off names its on/off field and the feature: its other
+    # settings are still checked when set (a typo should not wait for the day the feature is
+    # turned on), but the error says the feature is off, so the fix can be to unset them.
+    switch: ClassVar[str] = ""
+    feature: ClassVar[str] = ""
     # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -219,8 +280,21 @@ class Section:
                 value = (Secret(value) if isinstance(value, str) else value) or None
                 object.__setattr__(self, f.name, value)
             if meta.check is not None and not meta.check.accepts(value):
-                self._fail(f.name, meta.check.accepted, value)
+                self._fail(f.name, meta.check.accepted, value, note=self._off_note(f.name))
         self._check_together()
+
+    def _off_note(self, field_name: str) -> str:
+        """What an error about ``field_name`` adds when this section's feature is off."""
+        if not self.switch or field_name == self.switch or getattr(self, self.switch):
+            return ""
+        return self._off_phrase(field_name)
+
+    @classmethod
+    def _off_phrase(cls, field_name: str) -> str:
+        switch = " / ".join(cls.env_names(cls.switch)) or cls.qualified(cls.switch)
+        what = " / ".join(cls.env_names(field_name)) or cls.qualified(field_name)
+        return (f"; {cls.feature} are off ({switch} is not true), so {what} is unused: "
+                f"unset it or fix it")
 
     def _check_together(self) -> None:
         """Rules that relate several fields; a section overrides this when it has some."""
@@ -237,34 +311,55 @@ class Section:
         return ()
 
     @classmethod
-    def _fail(cls, field_name: str, accepted: str, value: object) -> None:
+    def _fail(cls, field_name: str, accepted: str, value: object, note: str = "") -> None:
         names = cls.env_names(field_name)
         where = f"{' / '.join(names)} ({cls.qualified(field_name)})" if names \
             else cls.qualified(field_name)
         shown = "<secret>" if isinstance(value, Secret) else repr(value)
-        raise ConfigError(f"{where} must be {accepted}, got {shown}")
+        raise ConfigError(f"{where} must be {accepted}, got {shown}{note}")
 
     @classmethod
-    def env_values(cls, environ: Mapping[str, str]) -> dict[str, Any]:
-        """The keyword arguments this section's variables in ``environ`` give."""
+    def _env_switch_off(cls, environ: Mapping[str, str]) -> bool:
+        """Whether ``environ`` leaves this section's feature off (for error messages only)."""
+        if not cls.switch:
+            return False
+        try:
+            value = cls.env_values(environ, only=cls.switch).get(cls.switch)
+        except ConfigError:
+            return False  # the switch itself is wrong: that error comes first
+        if value is None:
+            value = cls.__dataclass_fields__[cls.switch].default
+        return not value
+
+    @classmethod
+    def env_values(cls, environ: Mapping[str, str], only: str = "") -> dict[str, Any]:
+        """The keyword arguments this section's variables in ``environ`` give.
+
+        An empty (or blank) variable means unset: compose files write ``SMTP_PORT=""`` for a
+        variable they pass through, and that must not stop the app.
+        """
         values: dict[str, Any] = {}
         for f, meta in declared(cls):
+            if only and f.name != only:
+                continue
             found: list[tuple[str, Any]] = []
             for var in meta.env:
-                if var.name not in environ:
+                raw = environ.get(var.name, "")
+                if not raw.strip():
                     continue
-                raw = environ[var.name]
                 parse = var.parse or meta.parse or text
                 try:
                     value = parse(raw)
                 except ValueError as exc:
                     shown = "<secret>" if meta.is_secret else repr(raw)
+                    note = (cls._off_phrase(f.name) if f.name != cls.switch
+                            and cls._env_switch_off(environ) else "")
                     raise ConfigError(f"{var.name} ({cls.qualified(f.name)}) must be {exc}, "
-                                      f"got {shown}") from None
+                                      f"got {shown}{note}") from None
                 if meta.is_secret and not value:
                     continue  # an empty secret (common in compose files) means unset
                 found.append((var.name, value))
-            if meta.file_env and environ.get(meta.file_env):
+            if meta.file_env and environ.get(meta.file_env, "").strip():
                 found.append((meta.file_env, _read_secret_file(meta.file_env,
                                                                environ[meta.file_env])))
             if len({repr(v) if not isinstance(v, Secret) else v.get_secret_value()

@@ -11,16 +11,21 @@ from .declare import (
     any_callable,
     buckets,
     identifier,
+    label_pairs,
+    label_set,
+    method_list,
+    method_names,
     path_list,
     path_prefix,
+    pattern,
     setting,
     text_list,
     whole,
     whole_at_least,
 )
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "MetricsSettings", "PathSettings",
-           "RouteResolver", "metric_prefix"]
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "REQUEST_LABELS", "MetricsSettings",
+           "PathSettings", "RouteResolver", "metric_prefix"]
 
 # Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -32,6 +37,8 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
 )
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+# The labels the request series carry themselves (and the histograms' bucket label).
+REQUEST_LABELS = ("method", "route", "status", "le")
 
 
 def metric_prefix(namespace: str) -> str:
@@ -50,7 +57,20 @@ class MetricsSettings(Section):
         help="prefix for every metric name (letters, digits, `_`)")
     excluded_paths: tuple[str, ...] = setting(
         (), env="MONITORING_EXCLUDED_PATHS", parse=text_list, check=path_list,
-        help="exact paths not recorded, e.g. `/healthz`")
+        help="paths not recorded: exact (`/healthz`), or a prefix when the entry ends with `*` "
+             "(`/static/*`)")
+    excluded_pattern: str = setting(
+        "", env="MONITORING_EXCLUDED_PATTERN", check=pattern,
+        help="a regular expression; paths it matches (`re.search`) are not recorded, e.g. "
+             "`^/(static|media)/`")
+    skip_methods: tuple[str, ...] = setting(
+        (), env="MONITORING_SKIP_METHODS", parse=method_list, check=method_names,
+        help="HTTP methods not recorded, e.g. `OPTIONS,HEAD`")
+    constant_labels: tuple[tuple[str, str], ...] = setting(
+        (), env="MONITORING_CONSTANT_LABELS", parse=label_pairs,
+        check=label_set(REQUEST_LABELS),
+        help="labels with a fixed value on every request series, e.g. `service=shop,env=prod` "
+             "(a mapping in code)")
     max_series: int = setting(
         2000, env="MONITORING_MAX_SERIES", parse=whole, check=whole_at_least(1),
         help="series cap per labelled metric; more go to `<overflow>`")
@@ -64,6 +84,12 @@ class MetricsSettings(Section):
         None, check=any_callable,
         help="`resolver(scope) -> str | None`: the route label for apps the middleware cannot "
              "read a template from; code only")
+
+    def __post_init__(self) -> None:
+        # A mapping is the natural way to write labels in code; the frozen field keeps pairs.
+        if isinstance(self.constant_labels, Mapping):
+            object.__setattr__(self, "constant_labels", tuple(self.constant_labels.items()))
+        super().__post_init__()
 
     @property
     def prefix(self) -> str:

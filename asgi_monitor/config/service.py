@@ -32,9 +32,9 @@ class ServiceSettings(Section):
              "`host:port`, when several replicas of one service share a host)")
 
     @classmethod
-    def env_values(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+    def env_values(cls, environ: Mapping[str, str], only: str = "") -> dict[str, Any]:
         # OpenTelemetry's standard variable is a fallback, not a rival: our own one wins
         # instead of the "set differently" error two variables of one setting get.
-        if "MONITORING_SERVICE_NAME" in environ and "OTEL_SERVICE_NAME" in environ:
+        if environ.get("MONITORING_SERVICE_NAME", "").strip() and "OTEL_SERVICE_NAME" in environ:
             environ = {k: v for k, v in environ.items() if k != "OTEL_SERVICE_NAME"}
-        return super().env_values(environ)
+        return super().env_values(environ, only)

@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from ..alerting.models import AlertSeverity
 from ..config import MonitoringConfig
 from ..default import get_monitor
+from ..health.builtin import cache_check, database_check
 from ..health.models import HealthCheck, HealthStatus
 from ..instrumentation import monitor_cache_operation, monitor_database_operation
 from ..middleware import MonitoringMiddleware
@@ -86,6 +87,14 @@ async def _cache_set(key: str, value: str) -> None:
     _cache[key] = value
 
 
+class _DemoCache:
+    """The demo's in-process cache seen as a client with ``ping()``, for ``cache_check``."""
+
+    def ping(self) -> bool:
+        _cache["__ping__"] = "pong"
+        return _cache.pop("__ping__", None) == "pong"
+
+
 async def cached(request: Request) -> Response:
     key = request.path_params["key"]
     value = await _cache_get(key)
@@ -145,6 +154,15 @@ def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
     app.state.monitor = monitor
     shop.state.orders = app.state.orders = Orders(Path(tempfile.gettempdir()) /
                                                   "asgi_monitor_demo.sqlite3")
+
+    # The checks the monitoring guide's `curl /api/health/database` and `/api/health/cache` ask for.
+    orders_db = app.state.orders.path
+    monitor.health.register_check(
+        "database", "The orders table (SQLite)",
+        database_check(lambda: sqlite3.connect(orders_db), query="SELECT count(*) FROM orders"),
+        groups=("readiness",))
+    monitor.health.register_check("cache", "The in-process cache", cache_check(_DemoCache()),
+                                  critical=False)
 
     def payments_check() -> HealthCheck:
         up = payments_up()

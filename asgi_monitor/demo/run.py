@@ -42,7 +42,8 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
                          "SMTP_PORT": str(SMTP_SINK_PORT), "SMTP_STARTTLS": "false",
                          "FROM_EMAIL": "asgi-monitor-demo@localhost",
                          "ALERT_EMAIL_TO": "oncall@localhost"})
-    return {**defaults, **os.environ}
+    # An empty variable means unset, as everywhere: it leaves the demo's value in place.
+    return {**defaults, **{name: value for name, value in os.environ.items() if value.strip()}}
 
 
 @contextmanager
@@ -88,7 +89,7 @@ def run_demo(host: str, port: int, traffic: bool) -> None:
         # The generated password is shown once, here, so the user can log in; one they set
         # themselves is never echoed.
         password = ("(yours, from MONITORING_ADMIN_PASSWORD)"
-                    if "MONITORING_ADMIN_PASSWORD" in os.environ
+                    if os.environ.get("MONITORING_ADMIN_PASSWORD", "").strip()
                     else env["MONITORING_ADMIN_PASSWORD"])
         user = env["MONITORING_ADMIN_USERNAME"]
         print(f"\n  asgi_monitor demo on {base}/\n"

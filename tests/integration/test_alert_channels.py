@@ -246,7 +246,7 @@ async def test_console_channel_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert firing.levelno == logging.ERROR
     assert firing.getMessage() == ("alert high_error_rate FIRING [critical]: HTTP 5xx error rate "
                                    "above 5% over 5 min (value 12.5)")
-    assert resolved.levelno == logging.INFO and "RESOLVED" in resolved.getMessage()
+    assert resolved.levelno == logging.ERROR and "RESOLVED" in resolved.getMessage()
 
 
 async def test_channels_for_and_secrets_stay_masked() -> None:

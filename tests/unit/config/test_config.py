@@ -327,3 +327,75 @@ VARIABLES_BEFORE_SECTIONS = [
 @pytest.mark.parametrize("variable", VARIABLES_BEFORE_SECTIONS)
 def test_every_variable_that_worked_before_still_sets_a_setting(variable: str) -> None:
     assert variable in variables()
+
+
+@pytest.mark.parametrize("variable", sorted(variables()))
+def test_an_empty_variable_means_unset(variable: str) -> None:
+    # Compose files write VAR="" for a variable they pass through.
+    assert MonitoringConfig.from_env({variable: ""}) == MonitoringConfig.from_env({})
+    assert MonitoringConfig.from_env({variable: "  "}) == MonitoringConfig.from_env({})
+
+
+def test_empty_enable_monitoring_keeps_the_default() -> None:
+    assert MonitoringConfig.from_env({"ENABLE_MONITORING": ""}).enabled is True
+
+
+def test_empty_smtp_port_with_email_off_starts() -> None:
+    config = MonitoringConfig.from_env({"SMTP_PORT": "", "SMTP_SERVER": "", "FROM_EMAIL": ""})
+    assert config.email.port == 587
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("SMTP_PORT", "abc"), ("SMTP_PORT", "0"), ("ALERT_EMAIL_TO", "nobody"),
+])
+def test_bad_setting_of_a_disabled_feature_says_it_is_off(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    message = str(excinfo.value)
+    assert variable in message
+    assert "e-mail alerts are off" in message
+    assert "ALERT_EMAIL_ENABLED" in message
+
+
+def test_bad_setting_of_an_enabled_feature_does_not_say_it_is_off() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({"ALERT_EMAIL_ENABLED": "true", "SMTP_PORT": "abc",
+                                   "SMTP_SERVER": "mail", "FROM_EMAIL": "a@b"})
+    assert "SMTP_PORT" in str(excinfo.value)
+    assert "are off" not in str(excinfo.value)
+
+
+def test_request_controls_from_the_environment() -> None:
+    metrics = MonitoringConfig.from_env({
+        "MONITORING_EXCLUDED_PATHS": "/healthz,/static/*",
+        "MONITORING_EXCLUDED_PATTERN": r"\.(png|css)$",
+        "MONITORING_SKIP_METHODS": "options, head",
+        "MONITORING_CONSTANT_LABELS": "service=shop, env = prod",
+    }).metrics
+    assert metrics.excluded_paths == ("/healthz", "/static/*")
+    assert metrics.excluded_pattern == r"\.(png|css)$"
+    assert metrics.skip_methods == ("OPTIONS", "HEAD")
+    assert metrics.constant_labels == (("service", "shop"), ("env", "prod"))
+
+
+def test_constant_labels_from_a_mapping_in_code() -> None:
+    assert MetricsSettings(constant_labels={"service": "shop"}).constant_labels == (
+        ("service", "shop"),)
+
+
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("MONITORING_EXCLUDED_PATTERN", "(unclosed", "a regular expression"),
+    ("MONITORING_SKIP_METHODS", "OPTIONS,GET/1", "HTTP methods"),
+    ("MONITORING_CONSTANT_LABELS", "service", "name=value"),
+    ("MONITORING_CONSTANT_LABELS", "route=x", "not method, route, status, le"),
+    ("MONITORING_CONSTANT_LABELS", "status=x", "not method"),
+    ("MONITORING_CONSTANT_LABELS", "my-service=x", "letters, digits"),
+    ("MONITORING_CONSTANT_LABELS", "__name__=x", "'__'"),
+    ("MONITORING_CONSTANT_LABELS", "env=a,env=b", "distinct"),
+    ("MONITORING_CONSTANT_LABELS", "env=", "non-empty"),
+])
+def test_bad_request_controls_name_the_variable(variable: str, value: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        MonitoringConfig.from_env({variable: value})
+    assert variable in str(excinfo.value)
+    assert accepted in str(excinfo.value)

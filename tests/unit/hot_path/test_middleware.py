@@ -16,7 +16,12 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from support import client, sample
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor import (
+    MonitoringConfig,
+    MonitoringMiddleware,
+    add_monitoring_middleware,
+    build_monitor,
+)
 from asgi_monitor.config import MetricsSettings
 from asgi_monitor.monitor import State
 
@@ -440,3 +445,117 @@ async def _scrape(registry: CollectorRegistry) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(registry).decode()
+
+
+async def test_excluded_path_prefixes_end_with_a_star(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(excluded_paths=("/items/*", "/echo")))
+    async with client(mw) as c:
+        assert (await c.get("/items/1")).text == "hello"
+        await c.post("/echo", content=b"x")
+        await c.get("/")
+        await c.get("/items")  # the prefix is "/items/": "/items" itself is recorded
+    assert sample(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="POST", route="/echo",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+    assert sample(registry, "http_requests_total", method="GET", route="<unmatched>",
+                  status="404") == 1
+
+
+async def test_excluded_pattern_is_searched_in_the_path(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(excluded_pattern=r"^/items/\d+$|stream"))
+    async with client(mw) as c:
+        await c.get("/items/12")
+        await c.get("/stream")
+        await c.get("/")
+    assert sample(registry, "http_requests_total", method="GET", route="/items/{item_id}",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/stream",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+
+
+def test_excluded_prefix_and_pattern_apply_to_websockets(registry: CollectorRegistry) -> None:
+    config = MonitoringConfig(metrics=MetricsSettings(excluded_paths=("/ws/*",)))
+    mw = MonitoringMiddleware(app(), monitor=build_monitor(config, registry))
+    with TestClient(mw) as tc, tc.websocket_connect("/ws/lobby") as ws:
+        ws.send_text("hi")
+        assert ws.receive_text() == "HI"
+    assert sample(registry, "websocket_connections_total", route="/ws/{room}") is None
+
+
+async def test_skipped_methods_are_not_recorded(wrap: Wrap, registry: CollectorRegistry) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(skip_methods=("OPTIONS", "HEAD")))
+    async with client(mw) as c:
+        await c.options("/")
+        await c.head("/")
+        await c.get("/")
+    assert sample(registry, "http_requests_total", method="OPTIONS", route="/",
+                  status="405") is None
+    assert sample(registry, "http_requests_total", method="HEAD", route="/",
+                  status="200") is None
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 1
+
+
+async def test_constant_labels_are_on_every_request_series(
+    wrap: Wrap, registry: CollectorRegistry
+) -> None:
+    mw = wrap(app(), metrics=MetricsSettings(constant_labels={"service": "shop", "env": "prod"}))
+    async with client(mw) as c:
+        await c.get("/")
+    const = {"service": "shop", "env": "prod"}
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200",
+                  **const) == 1
+    assert sample(registry, "http_request_duration_seconds_count", method="GET", route="/",
+                  **const) == 1
+    assert sample(registry, "http_requests_in_progress", method="GET", **const) == 0
+    assert sample(registry, "websocket_connections_active", **const) == 0
+    # The same series, with the labels: the cap counts them once, as without.
+    assert sample(registry, "http_requests_total", method="GET", route="/",
+                  status="200") is None
+
+
+async def test_constant_labels_add_no_series_against_the_cap(registry: CollectorRegistry) -> None:
+    def resolver(scope: Any) -> str:
+        return str(scope["path"])
+
+    config = MonitoringConfig(metrics=MetricsSettings(
+        max_series=5, route_resolver=resolver, constant_labels=(("service", "shop"),)))
+    mw = MonitoringMiddleware(_plain_app, monitor=build_monitor(config, registry))
+    for i in range(8):
+        await mw(_scope(f"/p{i}"), _receive_once(), _discard)
+    assert sample(registry, "http_requests_total", method="GET", route="<overflow>",
+                  status="200", service="shop") == 3
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_add_monitoring_middleware_on_apps_with_add_middleware(
+    framework: str, registry: CollectorRegistry
+) -> None:
+    if framework == "starlette":
+        target: Any = app()
+    else:
+        fastapi = pytest.importorskip("fastapi")
+        target = fastapi.FastAPI()
+
+        @target.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            return {"item_id": item_id}
+
+    monitor = build_monitor(MonitoringConfig(), registry)
+    assert add_monitoring_middleware(target, monitor=monitor) is target
+    async with client(target) as c:
+        assert (await c.get("/items/7")).status_code == 200
+        assert (await c.get("/api/metrics")).status_code == 200
+    route = "/items/{item_id}"
+    assert sample(registry, "http_requests_total", method="GET", route=route, status="200") == 1
+
+
+def test_add_monitoring_middleware_says_how_to_wrap_other_apps() -> None:
+    with pytest.raises(TypeError, match=r"MonitoringMiddleware\(app, config\)"):
+        add_monitoring_middleware(_plain_app)

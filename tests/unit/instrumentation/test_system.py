@@ -90,5 +90,6 @@ def test_bad_settings_name_the_variable() -> None:
     for bad in ("/", ("",), ("/", 3)):
         with pytest.raises(ConfigError, match="MONITORING_DISK_PATHS"):
             MonitoringConfig(system=SystemSettings(disk_paths=bad))  # type: ignore[arg-type]
-    no_disks = MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""})
-    assert no_disks.system.disk_paths == ()
+    # An empty variable means unset (the default); no disks at all is said in code.
+    assert MonitoringConfig.from_env({"MONITORING_DISK_PATHS": ""}).system.disk_paths == ("/",)
+    assert SystemSettings(disk_paths=()).disk_paths == ()

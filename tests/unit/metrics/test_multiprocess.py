@@ -173,3 +173,26 @@ def test_both_backends_expose_the_same_request_series(
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     multi = series(build_monitor(config, CollectorRegistry()))
     assert single == multi and len(single) > 50
+
+
+def test_both_backends_add_the_constant_labels_to_every_request_series(
+    multiproc_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def series(monitor: Monitor) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        requests = monitor.collector.requests
+        requests.series("GET", "/a", 200).observe(0.01, 0.005, 0, 10)
+        requests.websocket_closed(requests.websocket_accepted("/ws"), 2.0)
+        return {(s.name, tuple(sorted(s.labels.items())))
+                for m in monitor.scrape_registry().collect()
+                if m.name.startswith(("http_", "websocket_"))
+                for s in m.samples if not s.name.endswith("_created")}
+
+    config = MonitoringConfig(
+        metrics=MetricsSettings(constant_labels={"service": "shop", "env": "prod"}),
+        system=SystemSettings(metrics=False))
+    single = series(build_monitor(config, CollectorRegistry()))
+    multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    multi = series(build_monitor(config, CollectorRegistry()))
+    assert single == multi and len(single) > 30
+    for _, labels in single:
+        assert ("env", "prod") in labels and ("service", "shop") in labels
