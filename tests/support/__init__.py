@@ -182,6 +182,30 @@ class HttpSink:
         await asyncio.wait_for(enough(), timeout)
 
 
+
+async def _ok(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def scraped_app(registry: CollectorRegistry, **sections: Any) -> Any:
+    """A two-route Starlette app in a middleware with a monitor on ``registry``."""
+    from asgi_monitor import MonitoringMiddleware, build_monitor
+
+    app = Starlette(routes=[Route("/", _ok), Route("/items/{item_id}", _ok)])
+    return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**sections), registry))
+
+
+async def traffic_and_scrape(mw: Any, **headers: str) -> httpx.Response:
+    """A known, varied traffic through ``mw`` (a route, a template, an odd method, a miss, a
+    custom metric with characters to escape), then its scrape."""
+    async with client(mw) as c:
+        await c.get("/")
+        await c.get("/items/1")
+        await c.request("BREW", "/")
+        await c.get("/nope")
+        mw.monitor.collector.increment_counter("custom_events_total", labels={"kind": 'a"b\\c'})
+        return await c.get("/api/metrics", headers=headers)
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,38 +7,13 @@ import gzip
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from support import client
+from support import client, scraped_app, traffic_and_scrape
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import PathSettings
 
 
-async def ok(request: Request) -> Response:
-    return PlainTextResponse("ok")
-
-
-def monitored(registry: CollectorRegistry, **config: object) -> MonitoringMiddleware:
-    app = Starlette(routes=[Route("/", ok), Route("/items/{item_id}", ok)])
-    # type: ignore[arg-type]
-    return MonitoringMiddleware(app, monitor=build_monitor(MonitoringConfig(**config), registry))
-
-
-async def traffic_and_scrape(mw: MonitoringMiddleware, **headers: str) -> Response:
-    async with client(mw) as c:
-        await c.get("/")
-        await c.get("/items/1")
-        await c.request("BREW", "/")
-        await c.get("/nope")
-        mw.monitor.collector.increment_counter("custom_events_total", labels={"kind": 'a"b\\c'})
-        return await c.get("/api/metrics", headers=headers)  # type: ignore[return-value]
-
-
 async def test_text_format_by_default(registry: CollectorRegistry) -> None:
-    r = await traffic_and_scrape(monitored(registry))
+    r = await traffic_and_scrape(scraped_app(registry))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
@@ -49,14 +24,14 @@ async def test_text_format_by_default(registry: CollectorRegistry) -> None:
 
 
 async def test_openmetrics_when_asked(registry: CollectorRegistry) -> None:
-    r = await traffic_and_scrape(monitored(registry),
+    r = await traffic_and_scrape(scraped_app(registry),
                                  accept="application/openmetrics-text; version=1.0.0")
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     assert r.text.rstrip().endswith("# EOF")
 
 
 async def test_gzip_when_accepted(registry: CollectorRegistry) -> None:
-    mw = monitored(registry)
+    mw = scraped_app(registry)
     async with client(mw) as c:
         await c.get("/")
         raw = await c.get("/api/metrics", headers={"accept-encoding": "gzip"})
@@ -67,7 +42,7 @@ async def test_gzip_when_accepted(registry: CollectorRegistry) -> None:
 
 
 async def test_custom_metrics_path(registry: CollectorRegistry) -> None:
-    mw = monitored(registry, paths=PathSettings(metrics="/internal/prom"))
+    mw = scraped_app(registry, paths=PathSettings(metrics="/internal/prom"))
     async with client(mw) as c:
         assert (await c.get("/internal/prom")).status_code == 200
         assert (await c.get("/api/metrics")).status_code == 404
