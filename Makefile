@@ -59,7 +59,7 @@ test: system-deps install lint
 # the wheel builds, the benchmark smoke tests, and the tests of FastAPI and Litestar apps (FastAPI
 # would pull a recent Starlette); the `test` dependency group has the rest.
 LOWEST_VENV ?= .venv-lowest
-LOWEST_SKIP := -m "not integration" --ignore=tests/docs/test_packaging.py \
+LOWEST_SKIP := -m "not integration and not frameworks" --ignore=tests/docs/test_packaging.py \
 	--ignore=tests/benchmarks --ignore=tests/docs/test_readme.py \
 	--ignore=tests/unit/hot_path/test_routes.py \
 	--deselect tests/unit/web/test_gate.py::test_documented_fastapi_example

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
@@ -49,13 +48,19 @@ def test_instance_from_the_environment() -> None:
     assert config.service.instance == "web-1:8000"
 
 
+@pytest.mark.frameworks
 def test_configured_name_wins_over_the_title() -> None:
+    from fastapi import FastAPI
+
     identity = Identity(ServiceSettings(service_name="shop", instance="web-1"))
     identity.name_after(FastAPI(title="Shop API"))
     assert identity.labels() == {"service": "shop", "instance": "web-1"}
 
 
+@pytest.mark.frameworks
 def test_title_then_process_name_then_host_name() -> None:
+    from fastapi import FastAPI
+
     identity = Identity(ServiceSettings())
     identity.name_after(FastAPI(title="Shop API"))
     assert identity.labels() == {"service": "Shop API", "instance": socket.gethostname()}
@@ -64,7 +69,10 @@ def test_title_then_process_name_then_host_name() -> None:
     assert untitled.labels()["service"] == process_name() != ""
 
 
+@pytest.mark.frameworks
 def test_labels_are_fixed_once_used() -> None:
+    from fastapi import FastAPI
+
     identity = Identity(ServiceSettings())
     identity.name_after(FastAPI(title="first"))
     identity.name_after(FastAPI(title="second"))  # a second wrapped app does not rename it
@@ -146,7 +154,10 @@ async def test_console_line_names_the_service_and_instance(
     assert (record.__dict__["service"], record.__dict__["instance"]) == ("shop", "web-1")
 
 
+@pytest.mark.frameworks
 def test_build_monitor_wires_paths_and_identity() -> None:
+    from fastapi import FastAPI
+
     config = MonitoringConfig(
         paths=PathSettings(alerts="/ops/alerts"),
         alerts=AlertSettings(external_url="https://shop.example"),
@@ -158,7 +169,10 @@ def test_build_monitor_wires_paths_and_identity() -> None:
     assert monitor.identity.labels()["service"] == "Shop API"
 
 
+@pytest.mark.frameworks
 async def test_lifespan_scope_app_names_the_service() -> None:
+    from fastapi import FastAPI
+
     # Under app.add_middleware() the middleware sees the inner stack; the app is in the scope.
     monitor = build_monitor(MonitoringConfig(), CollectorRegistry())
 

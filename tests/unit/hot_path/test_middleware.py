@@ -533,15 +533,17 @@ async def test_constant_labels_add_no_series_against_the_cap(registry: Collector
                   status="200", service="shop") == 3
 
 
-@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+@pytest.mark.parametrize("framework", ["starlette",
+                                       pytest.param("fastapi", marks=pytest.mark.frameworks)])
 async def test_add_monitoring_middleware_on_apps_with_add_middleware(
     framework: str, registry: CollectorRegistry
 ) -> None:
     if framework == "starlette":
         target: Any = app()
     else:
-        fastapi = pytest.importorskip("fastapi")
-        target = fastapi.FastAPI()
+        from fastapi import FastAPI
+
+        target = FastAPI()
 
         @target.get("/items/{item_id}")
         async def item(item_id: int) -> dict[str, int]:

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from support import client, sample
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor, shadowing
 from asgi_monitor.monitor import State
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# Every test here serves a FastAPI app (the lowest-versions run has no FastAPI: it would pull a
+# Starlette newer than the lowest one).
+pytestmark = pytest.mark.frameworks
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +29,8 @@ def nothing_reported_yet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def service() -> tuple[FastAPI, list[str]]:
     """A FastAPI app with its own /api/health and /api/metrics/business; the paths it ran."""
+    from fastapi import FastAPI
+
     app = FastAPI()
     ran: list[str] = []
 
@@ -97,6 +105,8 @@ async def test_nothing_to_say_about_an_app_without_clashes(
     registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="asgi_monitor")
+    from fastapi import FastAPI
+
     app = FastAPI()
     mw = wrap(app, registry)
     async with client(mw) as c:
