@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-__all__ = ["MAX_BODY_BYTES", "BodyError", "read_json"]
+__all__ = ["MAX_BODY_BYTES", "BodyError", "parse_json", "read_body", "read_json"]
 
 # The largest admin request (a silence with its matchers and a comment) is well under 1 KiB.
 MAX_BODY_BYTES = 64 * 1024
@@ -29,6 +29,11 @@ class BodyError(Exception):
 
 async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
     """The body parsed as JSON; :class:`BodyError` if it is too large or not usable JSON."""
+    return parse_json(await read_body(request, max_bytes=max_bytes))
+
+
+async def read_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body; :class:`BodyError` (413) as soon as it is known to be over ``max_bytes``."""
     too_large = BodyError(f"the body is larger than {max_bytes} bytes", 413)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -40,7 +45,7 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any
         if size > max_bytes:
             raise too_large
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> Any:
