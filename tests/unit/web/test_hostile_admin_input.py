@@ -9,10 +9,14 @@ ServerErrorMiddleware (outside every user middleware) would answer without the h
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck as HypothesisHealthCheck
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.hostile import CONFIGS, TOKEN, call, monitored
 
 from asgi_monitor.web.alerts import MAX_SILENCE_SECONDS
@@ -153,6 +157,36 @@ async def test_deeply_nested_json(depth: int, shape: str, where: str) -> None:
     assert_error(status, headers, body, (400, 413))
     if len(raw) <= MAX_BODY_BYTES:
         assert status == 400
+
+
+numbers = st.one_of(st.integers(), st.integers(min_value=10**300, max_value=10**1000),
+                    st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none())
+json_values = st.recursive(
+    numbers | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                  max_size=4),
+    max_leaves=20)
+silence_bodies = st.fixed_dictionaries({}, optional={
+    "rule": json_values, "matchers": json_values, "comment": json_values,
+    "duration_seconds": numbers | json_values, "duration_minutes": numbers | json_values,
+    "extra": json_values})
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HypothesisHealthCheck.too_slow,
+                                 HypothesisHealthCheck.function_scoped_fixture])
+@given(body=silence_bodies | json_values)
+def test_any_json_silence_is_created_or_refused_with_a_message(body: Any) -> None:
+    # allow_nan: Python's json writes NaN/Infinity, and reads them back, as clients may send.
+    raw = json.dumps(body, allow_nan=True).encode()
+    status, headers, response = asyncio.run(post_silence(raw))
+    if status == 201:
+        assert_headers(headers)
+        silence_id = json.loads(response)["id"]
+        asyncio.run(call(MW, f"/api/alerts/silences/{silence_id}", method="DELETE",
+                         headers=ADMIN))
+        return
+    assert_error(status, headers, response, (400, 413))
 
 
 @pytest.mark.parametrize("body", [
