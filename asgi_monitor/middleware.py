@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from time import perf_counter
@@ -231,11 +232,16 @@ class MonitoringMiddleware:
         entry_root_path = scope.get("root_path", "")
         route: str | None = None
         accepted_at = 0.0
+        # A denial response (the ASGI websocket denial response extension): an HTTP answer to
+        # the handshake, recorded as a GET with its status, like any refused request.
+        denial = _Exchange(receive, send, self._on_error)
+        opened_at = perf_counter()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal route, accepted_at
             await send(message)
-            if message.get("type") == "websocket.accept" and route is None:
+            message_type = message.get("type")
+            if message_type == "websocket.accept" and route is None:
                 try:
                     # Routing has happened by the time the app accepts.
                     template = resolve_route(scope, entry_root_path, self._resolver)
@@ -243,15 +249,28 @@ class MonitoringMiddleware:
                     accepted_at = perf_counter()
                 except Exception as exc:
                     self._on_error("websocket", exc)
+            elif message_type == "websocket.http.response.start":
+                denial.status = message["status"]
+                denial.first_byte = perf_counter()
+            elif message_type == "websocket.http.response.body":
+                denial.response_bytes += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    denial.end = perf_counter()
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if route is not None:
-                try:
+            try:
+                if route is not None:
                     self._requests.websocket_closed(route, perf_counter() - accepted_at)
-                except Exception as exc:
-                    self._on_error("websocket", exc)
+                elif denial.status:
+                    finished = denial.end or perf_counter()
+                    self._requests.record(
+                        "GET", resolve_route(scope, entry_root_path, self._resolver),
+                        denial.status, finished - opened_at, denial.first_byte - opened_at, 0,
+                        denial.response_bytes)
+            except Exception as exc:
+                self._on_error("websocket", exc)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self.monitor
@@ -347,11 +366,16 @@ class _Exchange:
             message_type: str = fields["type"]
             if message_type == "http.response.body":
                 self.response_bytes += len(fields.get("body", b""))
-                if not fields.get("more_body", False):
+                # A last chunk sent after http.disconnect reaches no one: not an end, so the
+                # request is a 499 whether the app streamed or answered in one piece.
+                if not fields.get("more_body", False) and not self.gone:
                     self.end = perf_counter()
             elif message_type == "http.response.start":
                 self.status = fields["status"]
                 self.first_byte = perf_counter()
+            elif (message_type == "http.response.pathsend"
+                  or message_type == "http.response.zerocopysend"):
+                self._file_sent(fields, message_type)
         except Exception as exc:
             self._on_error("send", exc)
         try:
@@ -363,4 +387,27 @@ class _Exchange:
             self.gone = True
             self.end = ended
             raise
+
+    def _file_sent(self, fields: dict[str, Any], message_type: str) -> None:
+        # The ASGI path send and zero-copy send extensions: the server writes the file itself,
+        # so its size is the body. A path send is the whole body; a zero-copy send may be one
+        # part of it (more_body), its size the count field, else the file from the offset on.
+        if message_type == "http.response.pathsend":
+            final = True
+        else:
+            final = not fields.get("more_body", False)
+        if final and not self.gone:
+            self.end = perf_counter()
+        if message_type == "http.response.pathsend":
+            self.response_bytes += os.stat(fields["path"]).st_size
+            return
+        count = fields.get("count")
+        if count is None:
+            file = fields["file"]
+            fd: int = file if isinstance(file, int) else file.fileno()
+            offset = fields.get("offset")
+            if offset is None:
+                offset = os.lseek(fd, 0, os.SEEK_CUR)  # the spec: from the current position
+            count = max(os.fstat(fd).st_size - offset, 0)
+        self.response_bytes += count
 

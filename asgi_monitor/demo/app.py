@@ -4,13 +4,14 @@ Routes: a home page, items, a mounted ``/shop`` sub-app, a slow and a failing en
 that records successes and failures, a cached lookup and a SQLite-backed order list. A fake
 "payments" dependency flaps (down for 20 s of every 60 s) so a health check degrades and a custom
 alert rule fires and resolves; ``/demo/webhook`` is a local sink that prints what the webhook
-alert channel sends. Run it with ``make demo`` (``python -m asgi_monitor demo``).
+alert channel sends (signed deliveries only). Run it with ``make demo``
+(``python -m asgi_monitor demo``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hmac
 import random
 import sqlite3
 import tempfile
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from ..alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from ..alerting.models import AlertSeverity
 from ..config import MonitoringConfig
 from ..default import get_monitor
@@ -29,13 +31,21 @@ from ..health.builtin import cache_check, database_check
 from ..health.models import HealthCheck, HealthStatus
 from ..instrumentation import monitor_cache_operation, monitor_database_operation
 from ..middleware import MonitoringMiddleware
+from ..web.bodies import BodyError, parse_json, read_body
 
-__all__ = ["FLAP_PERIOD_SECONDS", "create_app", "payments_up"]
+__all__ = ["CACHE_MAX_ENTRIES", "CACHE_MAX_KEY_LENGTH", "FLAP_PERIOD_SECONDS", "create_app",
+           "payments_up"]
 
 FLAP_PERIOD_SECONDS = 60.0
 FLAP_DOWN_SECONDS = 20.0
 _started = time.monotonic()
 _cache: dict[str, str] = {}
+# The cache endpoint stores what any client names: bounded, so a flood of keys cannot grow it.
+CACHE_MAX_ENTRIES = 256
+CACHE_MAX_KEY_LENGTH = 64
+# A signed delivery older (or newer) than this is refused: a captured one cannot be replayed.
+WEBHOOK_MAX_AGE_SECONDS = 300
+WEBHOOK_MAX_BYTES = 256 * 1024
 
 
 def payments_up(now: float | None = None) -> bool:
@@ -68,8 +78,15 @@ async def error(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     users = request.app.state.monitor.collector.users
-    form = await request.json() if request.headers.get("content-type") == "application/json" \
-        else {}
+    form: object = {}
+    if request.headers.get("content-type") == "application/json":
+        try:
+            form = parse_json(await read_body(request))
+        except BodyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    if not isinstance(form, dict):
+        return JSONResponse({"error": "the body must be a JSON object such as "
+                                      "{\"password\": \"demo\"}"}, status_code=400)
     if form.get("password") == "demo":
         users.login_succeeded()
         return JSONResponse({"ok": True})
@@ -84,6 +101,8 @@ async def _cache_get(key: str) -> str | None:
 
 @monitor_cache_operation("demo", "set")
 async def _cache_set(key: str, value: str) -> None:
+    while len(_cache) >= CACHE_MAX_ENTRIES:
+        del _cache[next(iter(_cache))]  # the oldest entry first
     _cache[key] = value
 
 
@@ -97,6 +116,9 @@ class _DemoCache:
 
 async def cached(request: Request) -> Response:
     key = request.path_params["key"]
+    if len(key) > CACHE_MAX_KEY_LENGTH:
+        return JSONResponse({"error": f"a cache key is at most {CACHE_MAX_KEY_LENGTH} "
+                                      "characters"}, status_code=400)
     value = await _cache_get(key)
     if value is None:
         value = f"value-of-{key}"
@@ -129,12 +151,57 @@ async def order(request: Request) -> Response:
 
 
 async def webhook_sink(request: Request) -> Response:
-    payload = await request.json()
-    alerts = ", ".join(f"{a['labels'].get('alertname')} {a['status']}"
-                       for a in payload.get("alerts", []))
-    print(f"[webhook sink] {alerts} ({len(json.dumps(payload))} bytes, Alertmanager v4 JSON)",
-          flush=True)
+    """Print the alerts the webhook channel sends, once their signature is checked.
+
+    Deliveries are signed with ALERT_WEBHOOK_SECRET (alerting.channels.sign over the timestamp
+    and the body); without a secret configured the sink takes nothing.
+    """
+    secret = request.app.state.monitor.config.webhooks.secret
+    if secret is None:
+        return JSONResponse({"error": "the sink takes only signed deliveries: set "
+                                      "ALERT_WEBHOOK_SECRET"}, status_code=403)
+    try:
+        content = await read_body(request, max_bytes=WEBHOOK_MAX_BYTES)
+    except BodyError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    problem = _signature_problem(request, secret.get_secret_value(), content)
+    if problem is not None:
+        return JSONResponse({"error": problem}, status_code=401)
+    try:
+        payload = parse_json(content)
+    except BodyError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    problem = _payload_problem(payload)
+    if problem is not None:
+        return JSONResponse({"error": problem}, status_code=400)
+    # Escaped (repr): a label holding a newline must not print a line of its own.
+    alerts = ", ".join(f"{a['labels'].get('alertname')!r} {a['status']!r}"
+                       for a in payload["alerts"])
+    print(f"[webhook sink] {alerts} ({len(content)} bytes, Alertmanager v4 JSON)", flush=True)
     return JSONResponse({"received": True})
+
+
+def _signature_problem(request: Request, secret: str, content: bytes) -> str | None:
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not timestamp.isdigit() or not signature:
+        return f"a signed delivery needs the {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers"
+    if abs(time.time() - int(timestamp)) > WEBHOOK_MAX_AGE_SECONDS:
+        return f"the delivery is more than {WEBHOOK_MAX_AGE_SECONDS} seconds old or ahead"
+    if not hmac.compare_digest(sign(secret, timestamp, content).encode(),
+                               signature.encode("utf-8", "replace")):
+        return "the signature does not match (ALERT_WEBHOOK_SECRET)"
+    return None
+
+
+def _payload_problem(payload: object) -> str | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        return "the body must be Alertmanager's v4 JSON: an object with an \"alerts\" list"
+    for alert in payload["alerts"]:
+        if (not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict)
+                or not isinstance(alert.get("status"), str)):
+            return "each alert must be an object with \"labels\" (an object) and \"status\""
+    return None
 
 
 def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:

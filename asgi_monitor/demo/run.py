@@ -2,7 +2,8 @@
 
 Settings a user did not set get demo values: short intervals so charts move and alerts fire and
 resolve within about a minute, the webhook channel pointed at the app's own ``/demo/webhook``
-sink, e-mail to a local SMTP sink (when aiosmtpd is installed) that prints what it receives, and
+sink (which accepts only requests signed with the webhook secret, generated for this run),
+e-mail to a local SMTP sink (when aiosmtpd is installed) that prints what it receives, and
 an admin login generated for this run and printed once.
 """
 
@@ -31,6 +32,9 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
         "ALERT_MIN_REQUESTS": "10",
         "ALERT_COOLDOWN_MINUTES": "2",
         "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/demo/webhook",
+        # The sink takes only requests signed with it: served on 0.0.0.0 (deploy/Dockerfile),
+        # anyone could otherwise post alert lines into the console.
+        "ALERT_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "MONITORING_ADMIN_USERNAME": "admin",
         "MONITORING_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         # The demo's own traffic all comes from one address.

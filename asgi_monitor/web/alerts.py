@@ -5,7 +5,6 @@ Errors answer ``{"error": ...}`` with a message that says what to send instead.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -13,13 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..monitor import Monitor
-from .responses import error_response, json_response
+from .bodies import BodyError, read_json
+from .responses import error_response, json_response, shown
 
-__all__ = ["MAX_HISTORY_LIMIT", "AlertEndpoints"]
+__all__ = ["MAX_HISTORY_LIMIT", "MAX_SILENCE_SECONDS", "AlertEndpoints"]
 
 # A larger ?limit= is capped to this (the history holds ALERT_HISTORY_SIZE alerts at most).
 MAX_HISTORY_LIMIT = 1000
 DEFAULT_HISTORY_LIMIT = 100
+# A silence longer than a year is a forgotten one (and 1e308 seconds overflows a datetime).
+MAX_SILENCE_SECONDS = 365 * 24 * 3600
 _SILENCE_FIELDS = {"rule", "matchers", "duration_minutes", "duration_seconds", "comment"}
 
 
@@ -41,9 +43,8 @@ class AlertEndpoints:
             except ValueError:
                 limit = 0
             if limit < 1:
-                shown = raw if len(raw) <= 40 else raw[:40] + "..."  # no echo of a huge query
                 return error_response(f"limit must be a whole number >= 1 (at most "
-                                      f"{MAX_HISTORY_LIMIT} are returned), got {shown!r}", 400)
+                                      f"{MAX_HISTORY_LIMIT} are returned), got {shown(raw)}", 400)
         limit = min(limit, MAX_HISTORY_LIMIT)
         return json_response({"alerts": self.alerts.history(limit), "limit": limit})
 
@@ -57,19 +58,19 @@ class AlertEndpoints:
 
     async def _create_silence(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return error_response("the body must be a JSON object such as {\"rule\": "
+            body = await read_json(request)
+        except BodyError as exc:
+            return error_response(f"{exc}; the body must be a JSON object such as {{\"rule\": "
                                   "\"high_error_rate\", \"duration_minutes\": 60, "
-                                  "\"comment\": \"deploying\"}", 400)
+                                  "\"comment\": \"deploying\"}", exc.status)
         problem = _silence_problem(body)
         if problem is not None:
             return error_response(problem, 400)
         matchers = dict(body.get("matchers") or {})
         if "rule" in body:
             matchers["alertname"] = body["rule"]
-        seconds = (body["duration_seconds"] if "duration_seconds" in body
-                   else body["duration_minutes"] * 60)
+        seconds = _seconds(body)
+        assert seconds is not None  # _silence_problem checked it
         who = getattr(request.state, "admin_user", None) or "anonymous"
         silence = self.alerts.silences.create(matchers, seconds, comment=body.get("comment", ""),
                                               created_by=str(who))
@@ -78,8 +79,8 @@ class AlertEndpoints:
     async def delete_silence(self, request: Request) -> Response:
         silence_id = request.path_params["id"]
         if not self.alerts.silences.expire(silence_id):
-            return error_response(f"no current silence with id {silence_id!r}; GET the silences "
-                                  "for the list", 404)
+            return error_response(f"no current silence with id {shown(silence_id)}; GET the "
+                                  "silences for the list", 404)
         return json_response({"expired": silence_id})
 
 
@@ -101,10 +102,27 @@ def _silence_problem(body: Any) -> str | None:
     durations = [k for k in ("duration_minutes", "duration_seconds") if k in body]
     if len(durations) != 1:
         return "give exactly one of \"duration_minutes\" and \"duration_seconds\""
-    duration = body[durations[0]]
-    if (not isinstance(duration, (int, float)) or isinstance(duration, bool)
-            or not math.isfinite(duration) or duration <= 0):
-        return f"\"{durations[0]}\" must be a number > 0, got {duration!r}"
+    if _seconds(body) is None:
+        duration = shown(body[durations[0]])
+        most = (MAX_SILENCE_SECONDS if durations[0] == "duration_seconds"
+                else MAX_SILENCE_SECONDS // 60)
+        return (f"\"{durations[0]}\" must be a number > 0 and at most {most} (365 days), "
+                f"got {duration}")
     if not isinstance(body.get("comment", ""), str):
         return "\"comment\" must be a string"
     return None
+
+
+def _seconds(body: dict[str, Any]) -> float | None:
+    """The silence's duration in seconds, or None if it is not a number in (0, 365 days]."""
+    minutes = "duration_seconds" not in body
+    duration = body["duration_minutes" if minutes else "duration_seconds"]
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        return None
+    try:
+        seconds = float(duration) * (60 if minutes else 1)
+    except OverflowError:  # an int with hundreds of digits
+        return None
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_SILENCE_SECONDS:
+        return None
+    return seconds

@@ -294,7 +294,14 @@ class RejectBadQuery:
 
 
 class SecurityHeaders:
-    """ASGI wrapper adding the security headers to every response of the sub-app."""
+    """ASGI wrapper adding the security headers to every response of the sub-app.
+
+    Error responses too: Starlette's ServerErrorMiddleware, which turns an exception into a 500,
+    sits outside every user middleware, so its response would go out without these headers.
+    An exception before the response started is answered here instead (a JSON 500 with the
+    headers, no traceback) and re-raised, so the server still logs it; ServerErrorMiddleware
+    sees a response already started and only re-raises.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -302,15 +309,24 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in _SECURITY_HEADERS:
                     headers[name] = value
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                response = error_response("internal error in the monitoring endpoints", 500)
+                await response(scope, receive, send_with_headers)
+            raise
 
 
 def _client(scope: Scope) -> str:

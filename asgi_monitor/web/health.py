@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from ..health.models import HealthCheck, HealthStatus
 from ..monitor import Monitor
-from .responses import error_response, json_response
+from .responses import error_response, json_response, shown
 
 __all__ = ["HealthEndpoints"]
 
@@ -44,7 +44,7 @@ class HealthEndpoints:
         group = request.query_params.get("group") or None
         results = self.checker.results(group)
         if group is not None and not results:
-            return error_response(f"no health checks in group {group!r}", 404)
+            return error_response(f"no health checks in group {shown(group)}", 404)
         status = self.checker.overall(group)
         admin = _is_admin(request)
         if HEALTH_JSON in request.headers.get("accept", ""):
@@ -92,14 +92,14 @@ class HealthEndpoints:
         name = request.path_params["name"]
         if name not in self.checker.checks:
             return error_response(
-                f"no health check named {name!r}; GET the health path for the list", 404)
+                f"no health check named {shown(name)}; GET the health path for the list", 404)
         result = self.checker.result(name)
         return json_response(self._view(result, _is_admin(request)), _code(result.status))
 
     async def run(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in self.checker.checks:
-            return error_response(f"no health check named {name!r}", 404)
+            return error_response(f"no health check named {shown(name)}", 404)
         result = await self.checker.run_check(name)
         return json_response(self._view(result, admin=True), _code(result.status))
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from ..monitor import Monitor
 from .responses import NO_STORE
 
-__all__ = ["metrics_endpoint"]
+__all__ = ["accepts_gzip", "metrics_endpoint"]
 
 
 def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
@@ -33,9 +33,43 @@ def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response
         # the app's other requests.
         body = await run_in_threadpool(encoder, registry)
         headers = {**NO_STORE, "Vary": "Accept, Accept-Encoding"}
-        if "gzip" in request.headers.get("accept-encoding", "") and len(body) > 512:
+        if accepts_gzip(request.headers.get("accept-encoding", "")) and len(body) > 512:
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=content_type, headers=headers)
 
     return endpoint
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (RFC 9110, section 12.5.3).
+
+    Codings are case-insensitive; ``gzip;q=0`` (or ``*;q=0`` with no ``gzip`` entry) refuses
+    it, an explicit ``gzip`` entry wins over ``*``, and a q-value that is not a number counts
+    as 0: a header we cannot read gets the body as it is, which every client can take.
+    """
+    star: float | None = None
+    for entry in accept_encoding.split(","):
+        coding, _, params = entry.partition(";")
+        coding = coding.strip().lower()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        q = _quality(params)
+        if coding == "*":
+            star = q
+        else:
+            return q > 0
+    return star is not None and star > 0
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            # "q=nan" or "q=inf" is no weight RFC 9110 allows (0 to 1, three decimals).
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-__all__ = ["NO_STORE", "LenientJSONResponse", "error_response", "json_response"]
+__all__ = ["NO_STORE", "LenientJSONResponse", "error_response", "json_response", "shown"]
 
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store"}
 
@@ -29,6 +29,13 @@ def error_response(message: str, status_code: int,
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
     """``{"error": message}``, not to be stored: the message says what to do instead."""
     return json_response({"error": message}, status_code, headers=headers)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message quotes what the client sent
+    without echoing a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class LenientJSONResponse(JSONResponse):

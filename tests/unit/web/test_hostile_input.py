@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck as HypothesisHealthCheck
@@ -24,93 +22,28 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from support.hostile import (
+    CONFIGS,
+    METRICS_TOKEN,
+    TOKEN,
+    XSS,
+    answering_app,
+    call,
+    monitored,
+)
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import GateSettings, MetricsSettings
-from asgi_monitor.health import HealthCheck, HealthStatus
+from asgi_monitor.config import MetricsSettings
 from asgi_monitor.request_metrics import STANDARD_METHODS
 from asgi_monitor.web.app import endpoints
 
-TOKEN = "hostile-admin-token-0123456789"
-METRICS_TOKEN = "hostile-metrics-token-0123456789"
-XSS = "</script><script>alert(1)</script><img src=x onerror=alert(2)>\"'&\n\\"
-
-CONFIGS = {
-    "no_admin": MonitoringConfig(gate=GateSettings(rate_limit_per_second=0)),
-    "token": MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0)),
-    "basic_and_metrics_token": MonitoringConfig(
-        gate=GateSettings(
-            admin_username="admin",
-            admin_password="pw-0123456789",
-            metrics_token=METRICS_TOKEN,
-            rate_limit_per_second=0))}
 PREFIXES = ("/api/metrics", "/api/health", "/api/alerts", "/admin/monitoring")
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HypothesisHealthCheck.too_slow,
                                            HypothesisHealthCheck.data_too_large])
 
 
-async def _app(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"app"})
-
-
-def _monitored(config: MonitoringConfig) -> MonitoringMiddleware:
-    mw = MonitoringMiddleware(_app, monitor=build_monitor(config, CollectorRegistry()))
-    health = mw.monitor.health
-    health.register_check("xss", "", lambda: HealthCheck("xss", HealthStatus.WARNING, XSS))
-    health.register_check("down", "", lambda: False)
-    asyncio.run(health.run_all())
-    return mw
-
-
-MIDDLEWARES = {name: _monitored(config) for name, config in CONFIGS.items()}
-_clients = itertools.count()
-
-
-def _client() -> tuple[str, int]:
-    # A new address per request, so lock-outs after "failed logins" do not hide the endpoints.
-    i = next(_clients)
-    return (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 40000)
-
-
-async def call(
-    mw: Any,
-    path: str,
-    *,
-    method: str = "GET",
-    query: bytes = b"",
-    headers: list[tuple[bytes, bytes]] | None = None,
-    body: list[bytes] | None = None,
-    client: Any = "auto",
-    raw_path: bytes | None = None,
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One raw ASGI request; (status, headers, body). Raises if the middleware raised."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path,
-             "raw_path": path.encode("utf-8") if raw_path is None else raw_path,
-             "root_path": "", "query_string": query,
-             "headers": [(b"host", b"test"), *(headers or [])],
-             "client": _client() if client == "auto" else client, "server": ("test", 80)}
-    chunks = list(body or [b""])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            part = chunks.pop(0)
-            return {"type": "http.request", "body": part, "more_body": bool(chunks)}
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await mw(scope, receive, send)
-    start = sent[0]
-    assert start["type"] == "http.response.start"
-    content = b"".join(m.get("body", b"") for m in sent[1:])
-    return start["status"], dict(start.get("headers", [])), content
-
-
+MIDDLEWARES = {name: monitored(config) for name, config in CONFIGS.items()}
 def assert_handled(path: str, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
     documented_503 = status == 503 and path.startswith("/api/health")
     assert status < 500 or documented_503, (status, body[:300])
@@ -312,7 +245,7 @@ async def test_xss_in_check_messages_and_names_stays_data() -> None:
 async def test_xss_in_a_route_name_is_escaped_in_the_exposition() -> None:
     registry = CollectorRegistry()
     mw = MonitoringMiddleware(
-        _app,
+        answering_app,
         monitor=build_monitor(
             MonitoringConfig(metrics=MetricsSettings(route_resolver=lambda scope: XSS)), registry))
     assert (await call(mw, "/anything"))[0] == 200
