@@ -137,7 +137,8 @@ class MonitoringMiddleware:
             self._start(scope)
         if path[:self._head] in self._heads and self._is_own_path(scope, path):
             return await self.monitor.asgi_app()(scope, receive, send)
-        if self._filtering and (self._skipped_path(path) or scope["method"] in self._skip_methods):
+        if self._filtering and (self._skipped(scope, path)
+                                or scope["method"] in self._skip_methods):
             return await self.app(scope, receive, send)
 
         requests = self._requests
@@ -224,6 +225,12 @@ class MonitoringMiddleware:
         except Exception as exc:
             self._on_error("shadowing", exc)
 
+    def _skipped(self, scope: Scope, path: str) -> bool:
+        # Excluded paths are written as the app sees them, below a root path; the full path
+        # still counts, as it did before the root path was stripped.
+        below = _below_root(scope, path)
+        return self._skipped_path(path) or (below is not path and self._skipped_path(below))
+
     def _skipped_path(self, path: str) -> bool:
         if path in self._excluded:
             return True
@@ -234,21 +241,14 @@ class MonitoringMiddleware:
         return pattern is not None and pattern.search(path) is not None
 
     def _is_own_path(self, scope: dict[str, Any], path: str) -> bool:
-        # The path below the root path, as Starlette's routing (get_route_path) reads it, so the
-        # sub-app routes what is dispatched to it; a server that leaves the root path out of
-        # scope["path"] gets the path as it is.
-        root_path = scope.get("root_path")
-        if isinstance(root_path, str) and root_path and path.startswith(root_path):
-            rest = path[len(root_path):]
-            if not rest or rest[0] == "/":
-                path = rest
+        path = _below_root(scope, path)
         for prefix in self._own_prefixes:
             if path == prefix or path.startswith(prefix + "/"):
                 return True
         return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._filtering and self._skipped_path(scope["path"]):
+        if self._filtering and self._skipped(scope, scope["path"]):
             return await self.app(scope, receive, send)
         if not self._started:
             self._start(scope)
@@ -328,6 +328,18 @@ class MonitoringMiddleware:
             # No startup answer: an app without lifespan support. The ASGI spec lets the server
             # go on serving (uvicorn's --lifespan auto does), so readiness is lifespan off's.
             self.monitor.lifespan_unsupported()
+
+def _below_root(scope: Scope, path: str) -> str:
+    """The path below ``scope["root_path"]``, read as Starlette's routing (get_route_path) reads
+    it, so the sub-app routes what the middleware dispatches to it. Servers that leave the root
+    path out of ``scope["path"]`` get the path as it is (the same object)."""
+    root_path = scope.get("root_path")
+    if isinstance(root_path, str) and root_path and path.startswith(root_path):
+        rest = path[len(root_path):]
+        if not rest or rest[0] == "/":
+            return rest
+    return path
+
 
 def add_monitoring_middleware(
     app: Any, config: MonitoringConfig | None = None, *, monitor: MonitorHooks | None = None,

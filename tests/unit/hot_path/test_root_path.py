@@ -77,3 +77,16 @@ async def test_serving_elsewhere_dispatches_nothing_under_a_root_path(wrap: Wrap
         assert (await c.get("/prefix/api/metrics")).text == "app"
     assert mw._heads == frozenset()
     await mw.monitor.stop()
+
+
+async def test_excluded_paths_match_below_the_root_path_and_in_full(wrap: Wrap) -> None:
+    from asgi_monitor.config import MetricsSettings
+
+    mw = wrap(hello, metrics=MetricsSettings(excluded_paths=("/health", "/prefix/ping")))
+    async with at(mw, "/prefix") as c:
+        for path in ("/prefix/health", "/prefix/ping", "/prefix/counted"):
+            assert (await c.get(path)).text == "app"
+        scrape = (await c.get("/prefix/api/metrics")).text
+    counted = [line for line in scrape.splitlines() if line.startswith("http_requests_total{")]
+    assert len(counted) == 1 and 'route="<unmatched>"' in counted[0], counted
+    await mw.monitor.stop()
