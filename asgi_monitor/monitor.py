@@ -2,7 +2,8 @@
 
 :func:`asgi_monitor.build.build_monitor` makes one from a configuration and a registry (the
 composition root); the monitor itself builds nothing. The middleware starts it on the ASGI
-``lifespan.startup`` event, or lazily on the first request for servers without lifespan; tests
+``lifespan.startup`` event, or lazily on the first request of any kind for servers without
+lifespan (docs/health.md has the readiness each lifespan shape ends in); tests
 drive it directly with ``async with monitor.running(): ...`` because httpx's ASGITransport sends
 no lifespan events.
 """
