@@ -177,7 +177,8 @@ async def test_app_without_lifespan_support_is_ready_as_with_lifespan_off(
 
 # -- (c) the app's startup fails ----------------------------------------------------------------
 @pytest.mark.parametrize("app", [startup_fails, startup_fails_and_raises,
-                                 starlette_startup_fails])
+                                 starlette_startup_fails],
+                         ids=["sends-failed", "sends-failed-and-raises", "starlette"])
 async def test_failed_startup_is_not_ready_for_good(wrap: Wrap, app: Any) -> None:
     mw = wrap(app)
     async with lifespan_of(mw) as server:
