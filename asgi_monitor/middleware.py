@@ -48,6 +48,8 @@ class MonitorHooks(Protocol):
     def start_lazily(self) -> None: ...
     def lifespan_startup(self) -> None: ...
     def lifespan_startup_complete(self) -> None: ...
+    def lifespan_unsupported(self) -> None: ...
+    async def lifespan_startup_failed(self) -> None: ...
     def begin_shutdown(self) -> None: ...
     async def stop(self) -> None: ...
     def asgi_app(self) -> ASGIApp: ...
@@ -130,12 +132,15 @@ class MonitoringMiddleware:
             return await self.app(scope, receive, send)
 
         path: str = scope["path"]
-        if path[:self._head] in self._heads and self._is_own_path(path):
-            return await self.monitor.asgi_app()(scope, receive, send)
-        if self._filtering and (self._skipped_path(path) or scope["method"] in self._skip_methods):
-            return await self.app(scope, receive, send)
         if not self._started:
-            self._start()
+            # Any first request, a probe's too: behind a readiness-gated load balancer the
+            # probes are all that arrive until the app is ready.
+            self._start(scope)
+        if path[:self._head] in self._heads and self._is_own_path(scope, path):
+            return await self.monitor.asgi_app()(scope, receive, send)
+        if self._filtering and (self._skipped(scope, path)
+                                or scope["method"] in self._skip_methods):
+            return await self.app(scope, receive, send)
 
         requests = self._requests
         method = requests.begin(scope["method"])
@@ -191,11 +196,23 @@ class MonitoringMiddleware:
         self._labels[key] = (route, label)
         return label
 
-    def _start(self) -> None:
-        # First request without a lifespan startup: start the background services now.
+    def _start(self, scope: Scope) -> None:
+        # First request: without a lifespan startup, start the background services now.
         self.monitor.start_lazily()
         self._started = True
+        self._learn_root_path(scope.get("root_path"))
         self._check_routes()
+
+    def _learn_root_path(self, root_path: object) -> None:
+        # Mounted under a root path (uvicorn --root-path, a Starlette Mount), servers put the
+        # mount point in front of scope["path"] too (uvicorn >= 0.26, Starlette >= 0.33). The
+        # root path is fixed per server or mount, so it is read once, from the first request,
+        # and its heads join the others: the fast test stays one slice and one set lookup, and
+        # costs nothing more without a root path.
+        if not self._heads or not isinstance(root_path, str) or not root_path:
+            return
+        self._heads = self._heads | frozenset(
+            (root_path + prefix)[:self._head] for prefix in self._own_prefixes)
 
     def _check_routes(self) -> None:
         # Once at startup and again on the first request (routes added in between count): warn
@@ -209,6 +226,12 @@ class MonitoringMiddleware:
         except Exception as exc:
             self._on_error("shadowing", exc)
 
+    def _skipped(self, scope: Scope, path: str) -> bool:
+        # Excluded paths are written as the app sees them, below a root path; the full path
+        # still counts, as it did before the root path was stripped.
+        below = _below_root(scope, path)
+        return self._skipped_path(path) or (below is not path and self._skipped_path(below))
+
     def _skipped_path(self, path: str) -> bool:
         if path in self._excluded:
             return True
@@ -218,17 +241,18 @@ class MonitoringMiddleware:
         pattern = self._excluded_pattern
         return pattern is not None and pattern.search(path) is not None
 
-    def _is_own_path(self, path: str) -> bool:
+    def _is_own_path(self, scope: dict[str, Any], path: str) -> bool:
+        path = _below_root(scope, path)
         for prefix in self._own_prefixes:
             if path == prefix or path.startswith(prefix + "/"):
                 return True
         return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._filtering and self._skipped_path(scope["path"]):
+        if self._filtering and self._skipped(scope, scope["path"]):
             return await self.app(scope, receive, send)
         if not self._started:
-            self._start()
+            self._start(scope)
         entry_root_path = scope.get("root_path", "")
         route: str | None = None
         accepted_at = 0.0
@@ -277,28 +301,63 @@ class MonitoringMiddleware:
         # Under app.add_middleware() the middleware wraps the inner stack, not the app: Starlette,
         # FastAPI and Litestar put the app itself in scope["app"], with its title.
         monitor.name_after(scope.get("app"))
+        # Whether the app answered the startup (complete or failed) and whether shutdown began:
+        # how its lifespan ends then says what readiness becomes (docs/health.md, the table).
+        answered = False
+        shutting_down = False
 
         async def receive_wrapper() -> Message:
+            nonlocal shutting_down
             message = await receive()
             message_type = message.get("type")
             if message_type == "lifespan.startup":
                 monitor.lifespan_startup()
             elif message_type == "lifespan.shutdown":
+                shutting_down = True
                 monitor.begin_shutdown()
             return message
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal answered
             message_type = message.get("type")
             if message_type == "lifespan.startup.complete":
+                answered = True
                 monitor.lifespan_startup_complete()
                 # After the app's own startup, which may still add routes.
                 self._check_routes()
-            elif message_type in ("lifespan.shutdown.complete", "lifespan.shutdown.failed",
-                                  "lifespan.startup.failed"):
+            elif message_type == "lifespan.startup.failed":
+                answered = True
+                await monitor.lifespan_startup_failed()
+            elif message_type in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await monitor.stop()
             await send(message)
 
-        await self.app(scope, receive_wrapper, send_wrapper)
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except Exception:
+            await self._lifespan_ended(answered, shutting_down)
+            raise
+        await self._lifespan_ended(answered, shutting_down)
+
+    async def _lifespan_ended(self, answered: bool, shutting_down: bool) -> None:
+        if shutting_down:
+            # Raised or returned during its shutdown without saying complete: stop anyway.
+            await self.monitor.stop()
+        elif not answered:
+            # No startup answer: an app without lifespan support. The ASGI spec lets the server
+            # go on serving (uvicorn's --lifespan auto does), so readiness is lifespan off's.
+            self.monitor.lifespan_unsupported()
+
+def _below_root(scope: Scope, path: str) -> str:
+    """The path below ``scope["root_path"]``, read as Starlette's routing (get_route_path) reads
+    it, so the sub-app routes what the middleware dispatches to it. Servers that leave the root
+    path out of ``scope["path"]`` get the path as it is (the same object)."""
+    root_path = scope.get("root_path")
+    if isinstance(root_path, str) and root_path and path.startswith(root_path):
+        rest = path[len(root_path):]
+        if not rest or rest[0] == "/":
+            return rest
+    return path
 
 
 def add_monitoring_middleware(

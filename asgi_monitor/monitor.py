@@ -2,7 +2,8 @@
 
 :func:`asgi_monitor.build.build_monitor` makes one from a configuration and a registry (the
 composition root); the monitor itself builds nothing. The middleware starts it on the ASGI
-``lifespan.startup`` event, or lazily on the first request for servers without lifespan; tests
+``lifespan.startup`` event, or lazily on the first request of any kind for servers without
+lifespan (docs/health.md has the readiness each lifespan shape ends in); tests
 drive it directly with ``async with monitor.running(): ...`` because httpx's ASGITransport sends
 no lifespan events.
 """
@@ -41,6 +42,9 @@ class State(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
     STOPPED = "stopped"
+    # The app said its startup failed: stopped, and no request starts it again (the server is
+    # exiting, or serves an app that never initialised).
+    FAILED = "failed"
 
 
 class Monitor:
@@ -80,6 +84,7 @@ class Monitor:
         self.state = State.CREATED
         # True between "startup complete" and "shutdown began"; the readiness probe reads it.
         self.ready = False
+        self._shutting_down = False
         self._services: dict[str, ServiceFactory] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.add_service("health", self.health.run_forever)
@@ -175,30 +180,63 @@ class Monitor:
         """Start every registered service. Must be called from the app's event loop."""
         if self.state is State.RUNNING:
             raise LifecycleError("monitor already started; call stop() first")
-        self.start_lazily()
+        self._run_services()
+        self.ready = True
 
-    def start_lazily(self) -> None:
-        """Start from a request when the server sent no lifespan events (idempotent)."""
-        if self.state is State.RUNNING:
-            return
+    def _run_services(self) -> None:
         self.state = State.RUNNING
+        self._shutting_down = False
         for name, factory in self._services.items():
             self._spawn(name, factory)
-        self.ready = True
+
+    def start_lazily(self) -> None:
+        """Start on the first request (of any kind) when no lifespan startup did: served with
+        lifespan off. A no-op once started, stopped or failed, so a request never restarts a
+        monitor the lifespan stopped."""
+        if self.state is State.CREATED:
+            self._run_services()
+            self.ready = True
 
     def lifespan_startup(self) -> None:
         """The server began the app's startup: run the services, but ready only once the app
         says its startup completed."""
         if self.state is not State.RUNNING:
-            self.start_lazily()
+            self._run_services()
             self.ready = False
 
     def lifespan_startup_complete(self) -> None:
-        self.ready = True
+        if self.state is State.RUNNING:
+            self.ready = True
+
+    def lifespan_unsupported(self) -> None:
+        """The app's lifespan ended (returned or raised) without answering the startup: it does
+        not speak lifespan (Django's handler raises on the scope). The ASGI spec lets the server
+        serve on without lifespan (uvicorn's default ``--lifespan auto`` does), so this is
+        lifespan off: running and ready."""
+        if self.state is State.CREATED:
+            self.start_lazily()
+        elif self.state is State.RUNNING and not self._shutting_down:
+            self.ready = True
+
+    async def lifespan_startup_failed(self) -> None:
+        """The app sent ``lifespan.startup.failed``: the server exits (uvicorn, Hypercorn); until
+        then, and for good if it serves on, not ready."""
+        await self.stop()
+        self.state = State.FAILED
 
     def begin_shutdown(self) -> None:
         """Readiness turns false as soon as shutdown begins, before tasks are stopped."""
+        self._shutting_down = True
         self.ready = False
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why the readiness probe fails, when :attr:`ready` is false (for its body)."""
+        if self.state is State.FAILED:
+            return "the app's startup failed"
+        if self._shutting_down or self.state is State.STOPPED:
+            return "shutting down"
+        return "starting up"
 
     async def stop(self) -> None:
         """Cancel every background task and wait for them to finish."""

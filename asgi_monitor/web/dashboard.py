@@ -103,13 +103,16 @@ class DashboardEndpoints:
             "Content-Disposition": f'attachment; filename="asgi-monitor-export-{stamp}.json"'})
 
     async def page(self, request: Request) -> Response:
-        html = environment().get_template("dashboard.html").render(**self.context())
+        html = environment().get_template("dashboard.html").render(
+            **self.context(request.scope.get("root_path", "")))
         return HTMLResponse(html)
 
-    def context(self) -> dict[str, Any]:
+    def context(self, root_path: str = "") -> dict[str, Any]:
+        """The page's values; its links start with ``root_path``, where the server is mounted
+        (``uvicorn --root-path``, a proxy's prefix), since the browser asks from outside it."""
         monitor = self.monitor
         config = monitor.config
-        base = config.paths.dashboard
+        base = root_path + config.paths.dashboard
         sample = current_sample(monitor)
         point = monitor.history.latest()
         return {
@@ -129,6 +132,6 @@ class DashboardEndpoints:
             "history_points": len(monitor.history),
             "interval": monitor.history.interval,
             "retention": monitor.history.retention_seconds,
-            "metrics_path": config.paths.metrics,
+            "metrics_path": root_path + config.paths.metrics,
             "status_class": status_class,
         }

@@ -109,7 +109,7 @@ class HealthEndpoints:
 
     async def ready(self, request: Request) -> Response:
         if not self.monitor.ready:
-            return json_response({"status": "fail", "reason": "starting up or shutting down"},
+            return json_response({"status": "fail", "reason": self.monitor.not_ready_reason},
                                  503)
         if not self.checker.is_ready():
             failing = sorted(name for name, r in self.checker.results("readiness").items()
