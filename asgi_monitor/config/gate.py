@@ -84,6 +84,11 @@ class GateSettings(Section):
             missing = "admin_password" if self.admin_username else "admin_username"
             self._fail(missing, "set too: Basic login needs both MONITORING_ADMIN_USERNAME "
                        "and MONITORING_ADMIN_PASSWORD", getattr(self, missing))
+        # Prometheus holds the metrics token: the same value would open the admin endpoints.
+        if self.metrics_token is not None and self.metrics_token == self.admin_token:
+            self._fail("metrics_token", "different from MONITORING_ADMIN_TOKEN (the scraper "
+                       "must not hold the admin credential; generate another token)",
+                       self.metrics_token)
 
     @property
     def admin_configured(self) -> bool:

@@ -7,15 +7,22 @@ through :meth:`Gate.protect` according to its access level, so a new endpoint on
 1. takes a token from the client address' bucket (every endpoint but the probes, declared with
    ``limited=False``: a kubelet polling liveness must never get a 429); when empty: 429 with
    ``Retry-After``;
-2. ``"public"``: always served, never locked out. If the request carries an ``Authorization``
-   header or the ``authorize`` hook is configured, the gate also evaluates the credentials, so
-   the endpoint can read ``request.state.is_admin`` (e.g. health endpoints show exception
-   details only to admins); otherwise ``is_admin`` is ``False`` without any work.
-   ``request.state.admin_user`` holds who (see below) or ``None``.
-3. ``"metrics"``: public unless ``MONITORING_METRICS_ALLOWED_NETWORKS`` (403 outside them) and/or
+2. refuses (403) a state-changing method (anything but GET, HEAD, OPTIONS) that a browser
+   could have been tricked into sending from another site: a body that is not
+   ``Content-Type: application/json``, or a ``Sec-Fetch-Site`` / ``Origin`` header that is not
+   same-origin (the ``Origin`` is compared with the request's own scheme and ``Host``). Clients
+   sending neither header (curl, scripts) pass. Checked before any credential, so such a
+   request neither runs the hook nor counts as a failed login;
+3. ``"public"``: always served, never locked out. If the request carries an ``Authorization``
+   header, or a ``Cookie`` while the ``authorize`` hook is configured, the gate also evaluates
+   the credentials, so the endpoint can read ``request.state.is_admin`` (e.g. health endpoints
+   show exception details only to admins); otherwise ``is_admin`` is ``False`` without any
+   work, so a probe never waits for a slow hook. ``request.state.admin_user`` holds who (see
+   below) or ``None``.
+4. ``"metrics"``: public unless ``MONITORING_METRICS_ALLOWED_NETWORKS`` (403 outside them) and/or
    ``MONITORING_METRICS_TOKEN`` (401 ``Bearer`` challenge without it; admin credentials pass too)
    is set. Both apply when both are set.
-4. ``"admin"``: 403 while no way in is configured (deny by default, the message names the
+5. ``"admin"``: 403 while no way in is configured (deny by default, the message names the
    settings); 429 while the address is locked out; 401 with a ``WWW-Authenticate`` challenge
    (``Basic`` when a user name and password are configured, else ``Bearer``) for missing or wrong
    credentials, or 403 if only the ``authorize`` hook is configured and it said no. Allowed
@@ -57,7 +64,7 @@ import inspect
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
 
 from starlette.datastructures import MutableHeaders
@@ -66,7 +73,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import GateSettings
-from .ratelimit import Clock, LoginGuard, RateLimiter
+from .crosssite import cross_site_refusal
+from .ratelimit import Clock, LoginGuard, LoginLocked, RateLimiter
 from .responses import NO_STORE, error_response
 
 __all__ = ["AUDIT_LOGGER", "Access", "Gate", "RejectBadQuery", "SecurityHeaders"]
@@ -119,8 +127,7 @@ class Gate:
                                         settings.login_lockout_seconds,
                                         settings.rate_limit_max_clients, clock)
         self._on_error = on_error
-        self._networks = tuple(ipaddress.ip_network(n, strict=False)
-                               for n in settings.metrics_allowed_networks)
+        self._networks = _unmapped_networks(settings.metrics_allowed_networks)
         # The metrics token is recognised everywhere (so Prometheus presenting it to a health
         # endpoint is no failed login) but makes no one an admin.
         self._tokens = tuple((name, token) for name, token in (
@@ -144,6 +151,11 @@ class Gate:
                     _audit(request, client, None, "rate_limited")
                 return error_response("too many requests to the monitoring endpoints; retry "
                                       "later", 429, {"Retry-After": str(wait)})
+            cross_site = cross_site_refusal(request)
+            if cross_site is not None:
+                if access == "admin":
+                    _audit(request, client, None, "denied")
+                return error_response(cross_site, 403)
             refused = await check(request, client)
             if refused is not None:
                 return refused
@@ -156,10 +168,17 @@ class Gate:
 
     # -- the three access levels: None lets the request through, a response refuses it ---------
     async def _public(self, request: Request, client: str) -> Response | None:
-        if "authorization" in request.headers or self.settings.authorize is not None:
+        # The hook may be slow (a session lookup): a probe or a scrape, which presents neither a
+        # cookie nor an Authorization header, has nothing it could use, so it is not asked.
+        headers = request.headers
+        if "authorization" in headers or (self.settings.authorize is not None
+                                          and "cookie" in headers):
             key = _login_key(request, client)
             if not self.public_logins.locked(key):
-                await self._identify(request, key, self.public_logins)
+                try:
+                    await self._identify(request, key, self.public_logins)
+                except LoginLocked:
+                    pass  # locked meanwhile: not evaluated, served as anyone
         return None
 
     async def _metrics(self, request: Request, client: str) -> Response | None:
@@ -174,7 +193,12 @@ class Gate:
         if wait:
             _audit(request, client, None, "locked")
             return _locked(wait)
-        if await self._identify(request, key, self.logins) is None:
+        try:
+            who = await self._identify(request, key, self.logins)
+        except LoginLocked as locked:
+            _audit(request, client, None, "locked")
+            return _locked(locked.wait)
+        if who is None:
             _audit(request, client, None, "denied")
             return error_response("a valid bearer token is required (MONITORING_METRICS_TOKEN)",
                                   401, {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
@@ -189,7 +213,11 @@ class Gate:
         if wait:
             _audit(request, client, None, "locked")
             return _locked(wait)
-        who = await self._identify(request, key, self.logins)
+        try:
+            who = await self._identify(request, key, self.logins)
+        except LoginLocked as locked:
+            _audit(request, client, None, "locked")
+            return _locked(locked.wait)
         if request.state.is_admin:
             _audit(request, client, who, "allowed")
             return None
@@ -207,7 +235,8 @@ class Gate:
         """Who the credentials prove (see the module docstring), recorded on ``request.state``.
 
         A wrong token or password for a configured scheme counts as a failed login of ``key``
-        (:func:`_login_key`) in ``logins``; a right one clears its count.
+        (:func:`_login_key`) in ``logins``; a right one clears its count. Raises
+        :class:`LoginLocked` if ``key`` got locked out while this request waited its turn.
         """
         who: str | None = None
         attempted = False
@@ -222,12 +251,18 @@ class Gate:
         elif scheme == "basic" and self._basic:
             attempted = True
             who = self._check_basic(value)
-        if who is None and self.settings.authorize is not None and await self._hook(request):
-            who = "hook"
-        if who is None and attempted:
-            logins.failed(key)
-        elif who is not None and attempted:
-            logins.succeeded(key)
+        if who is None and attempted and self.settings.authorize is not None:
+            # The hook may await (a session lookup): without a bound, every concurrent wrong
+            # guess would pass the lock-out check before the first one was counted.
+            async with logins.attempt(key):
+                if await self._hook(request):
+                    who = "hook"
+                _record(logins, key, who)
+        else:
+            if who is None and self.settings.authorize is not None and await self._hook(request):
+                who = "hook"
+            if attempted:
+                _record(logins, key, who)
         request.state.admin_user = who
         request.state.is_admin = who is not None and who != "metrics_token"
         return who
@@ -268,7 +303,11 @@ class Gate:
             address = ipaddress.ip_address(client)
         except ValueError:
             return False
-        return any(address in network for network in self._networks)
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+        # A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d.
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            addresses.append(address.ipv4_mapped)
+        return any(a in network for a in addresses for network in self._networks)
 
 
 class RejectBadQuery:
@@ -329,6 +368,24 @@ class SecurityHeaders:
             raise
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _unmapped_networks(entries: Iterable[str]) -> tuple[_Network, ...]:
+    """The allow-list with IPv4-mapped IPv6 networks (``::ffff:10.0.0.0/104``) written as IPv4,
+    so that they and plain IPv4 entries match a client however its socket shows it."""
+    networks: list[_Network] = []
+    for entry in entries:
+        network = ipaddress.ip_network(entry, strict=False)
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+            mapped = network.network_address.ipv4_mapped
+            assert mapped is not None  # inside ::ffff:0:0/96
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+        networks.append(network)
+    return tuple(networks)
+
+
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -349,6 +406,13 @@ def _login_key(request: Request, client: str) -> str:
         return client
     digest = hashlib.sha256(f"{scheme}:{value}".encode()).hexdigest()
     return f"{client} {scheme}:{digest[:16]}"
+
+
+def _record(logins: LoginGuard, key: str, who: str | None) -> None:
+    if who is None:
+        logins.failed(key)
+    else:
+        logins.succeeded(key)
 
 
 def _locked(wait: int) -> Response:

@@ -6,18 +6,22 @@ least recently seen one is dropped. Memory stays bounded however many addresses 
 an evicted address simply starts afresh (a full bucket, no failures).
 
 Time comes from an injected clock (``time.monotonic`` by default), so tests move it by hand.
-Everything runs on the event loop without awaiting, so no lock is needed.
+Everything runs on the event loop without awaiting, so no lock is needed, except around a
+login check that awaits (the ``authorize`` hook): :meth:`LoginGuard.attempt` bounds those.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["Clock", "LoginGuard", "RateLimiter"]
+__all__ = ["Clock", "LoginGuard", "LoginLocked", "RateLimiter"]
 
 Clock = Callable[[], float]
 _Entry = TypeVar("_Entry")
@@ -89,6 +93,20 @@ class RateLimiter:
         return _retry_after((1 - bucket[0]) / self.rate)
 
 
+@dataclass
+class _Attempts:
+    under_way: int = 0
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class LoginLocked(Exception):
+    """Raised by :meth:`LoginGuard.attempt` when the client got locked out while it waited."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"locked out for {wait} s")
+        self.wait = wait
+
+
 class LoginGuard:
     """Locks a client out for ``lockout`` seconds after ``max_failures`` failed logins.
 
@@ -108,6 +126,57 @@ class LoginGuard:
         # [failures in the window, start of the window, locked until]
         self.clients: _ClientTable[list[float]] = _ClientTable(
             max_clients, lambda: [0.0, clock(), 0.0])
+        # Per client whose login is being checked by an awaiting hook: how many checks are
+        # under way, and the requests waiting for one to end; dropped when both are empty.
+        self._attempts: dict[str, _Attempts] = {}
+
+    @asynccontextmanager
+    async def attempt(self, client: str) -> AsyncIterator[None]:
+        """Hold a place to check ``client``'s login, which the caller records (``failed`` or
+        ``succeeded``) before leaving; raises :class:`LoginLocked` if ``client`` is, or got
+        locked out by the time its turn came.
+
+        Failures recorded plus checks under way never exceed ``max_failures``, so concurrent
+        wrong guesses all count: at most ``max_failures`` are evaluated, the rest wait for one
+        to end and are then refused as locked out (or go on, if it succeeded).
+        """
+        state = self._attempts.get(client)
+        if state is None:
+            state = self._attempts[client] = _Attempts()
+        try:
+            while True:
+                wait = self.locked(client)
+                if wait:
+                    raise LoginLocked(wait)
+                if self.failures(client) + state.under_way < self.max_failures:
+                    break
+                waiter = asyncio.get_running_loop().create_future()
+                state.waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in state.waiters:
+                        state.waiters.remove(waiter)
+            state.under_way += 1
+            try:
+                yield
+            finally:
+                state.under_way -= 1
+                # Every waiter looks again: the outcome just recorded may free or lock it.
+                for waiter in state.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                state.waiters.clear()
+        finally:
+            if not state.under_way and not state.waiters:
+                self._attempts.pop(client, None)
+
+    def failures(self, client: str) -> int:
+        """Failed logins of ``client`` in the current window."""
+        entry = self.clients.peek(client)
+        if entry is None or self._clock() - entry[1] >= self.lockout:
+            return 0
+        return int(entry[0])
 
     def locked(self, client: str) -> int:
         """0 if ``client`` may try to log in, else the seconds left of its lock-out (>= 1)."""

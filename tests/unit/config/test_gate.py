@@ -185,3 +185,30 @@ def test_an_empty_secret_variable_beside_its_file_is_no_conflict(tmp_path: Path)
     config = MonitoringConfig.from_env({"MONITORING_ADMIN_TOKEN": "",
                                         "MONITORING_ADMIN_TOKEN_FILE": str(secret_file)})
     assert config.gate.admin_token == Secret(TOKEN)
+
+
+def _metrics_token_file(tmp_path: Path) -> dict[str, str]:
+    # A byte-order mark and a final CRLF: still the same token as the variable.
+    secret_file = tmp_path / "metrics-token"
+    secret_file.write_text(f"\ufeff{TOKEN}\r\n", encoding="utf-8")
+    return {"MONITORING_METRICS_TOKEN_FILE": str(secret_file)}
+
+
+@pytest.mark.parametrize("source", ["variables", "file"])
+def test_metrics_token_equal_to_the_admin_token_is_refused(source: str, tmp_path: Path) -> None:
+    # Prometheus holds the metrics token; if it were the admin token it would open admin pages.
+    metrics = (_metrics_token_file(tmp_path) if source == "file"
+               else {"MONITORING_METRICS_TOKEN": TOKEN})
+    message = expect_error("MONITORING_METRICS_TOKEN.*MONITORING_ADMIN_TOKEN",
+                           {"MONITORING_ADMIN_TOKEN": TOKEN, **metrics})
+    assert TOKEN not in message
+
+
+def test_metrics_token_equal_to_the_admin_token_is_refused_from_code() -> None:
+    match = "MONITORING_METRICS_TOKEN.*MONITORING_ADMIN_TOKEN"
+    with pytest.raises(ConfigError, match=match) as info:
+        GateSettings(admin_token=TOKEN, metrics_token=TOKEN)
+    assert TOKEN not in str(info.value)
+    # Different tokens are fine, and so is a metrics token alone.
+    assert GateSettings(admin_token=TOKEN, metrics_token=TOKEN + "-metrics").metrics_token
+    assert GateSettings(metrics_token=TOKEN).metrics_token == Secret(TOKEN)

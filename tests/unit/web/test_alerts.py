@@ -120,7 +120,8 @@ async def test_bad_silence_requests_are_400(app: MonitoringMiddleware, body: Any
                                             message: str) -> None:
     async with client(app) as c:
         if isinstance(body, str):
-            response = await c.post("/api/alerts/silences", content=body)
+            response = await c.post("/api/alerts/silences", content=body,
+                                    headers={"Content-Type": "application/json"})
         else:
             response = await c.post("/api/alerts/silences", json=body)
     assert response.status_code == 400

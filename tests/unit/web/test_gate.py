@@ -6,11 +6,13 @@ to the same table of expectations.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import MutableMapping
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -389,6 +391,87 @@ async def test_a_successful_login_clears_the_count() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_success_between_typos_resets_the_count_to_zero() -> None:
+    # 4 typos, a success, 1 typo: the count is 1, not 5, so the next correct login is let in.
+    app = sub_app(full_config(login_max_failures=5), Clock(1000.0))
+    async with client_for(app) as client:
+        for attempt in ("typo",) * 4 + (PASSWORD, "typo", PASSWORD):
+            response = await client.get("/admin/monitoring/config", headers=basic(USER, attempt))
+            assert response.status_code == (200 if attempt == PASSWORD else 401), attempt
+
+
+class SlowHook:
+    """An async ``authorize`` hook that takes ``delay`` seconds and counts its calls."""
+
+    def __init__(self, delay: float, answer: bool = False) -> None:
+        self.delay, self.answer, self.calls = delay, answer, 0
+
+    async def __call__(self, scope: MutableMapping[str, Any]) -> bool:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return self.answer
+
+
+@pytest.mark.anyio
+async def test_concurrent_wrong_guesses_beside_an_async_hook_all_count() -> None:
+    hook = SlowHook(0.05)
+    app = sub_app(full_config(authorize=hook, login_max_failures=5, rate_limit_per_second=0),
+                  Clock(1000.0))
+    async with client_for(app) as client:
+        responses = await asyncio.gather(*(
+            client.get("/admin/monitoring/config", headers=bearer(f"guess-{TOKEN}"))
+            for _ in range(50)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [401] * 5 + [429] * 45
+        assert hook.calls == 5
+        # The guessed identity stays locked, and the hook is not asked again.
+        again = await client.get("/admin/monitoring/config", headers=bearer(f"guess-{TOKEN}"))
+        assert again.status_code == 429
+        assert hook.calls == 5
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_the_hook_accepts_are_never_locked_out() -> None:
+    # An app's own bearer tokens, checked by the hook: many at once are no failed logins.
+    hook = SlowHook(0.02, answer=True)
+    app = sub_app(full_config(authorize=hook, login_max_failures=3, rate_limit_per_second=0),
+                  Clock(1000.0))
+    async with client_for(app) as client:
+        responses = await asyncio.gather(*(
+            client.get("/admin/monitoring/config", headers=bearer("app-jwt"))
+            for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert hook.calls == 20
+
+
+PUBLIC_ENDPOINTS = (*("/api/health/live", "/api/health/ready", "/api/health"), "/api/metrics")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", PUBLIC_ENDPOINTS)
+async def test_public_endpoints_do_not_wait_for_a_slow_hook(path: str) -> None:
+    hook = SlowHook(5.0, answer=True)
+    app = wrap(MonitoringConfig(gate=GateSettings(authorize=hook)))
+    async with client_for(app) as client:
+        await client.get("/api/health/live")  # the first request starts the monitor
+        with anyio.fail_after(2):
+            for _ in range(3):
+                response = await client.get(path)
+                assert response.status_code in (200, 503), response.text
+    assert hook.calls == 0
+
+
+@pytest.mark.anyio
+async def test_public_endpoint_asks_the_hook_when_a_cookie_is_presented() -> None:
+    hook = SlowHook(0.0, answer=True)
+    app = gated_app(MonitoringConfig(gate=GateSettings(authorize=hook)))
+    async with client_for(app) as client:
+        response = await client.get("/whoami", headers={"Cookie": "session=abc"})
+    assert response.json() == {"is_admin": True, "admin_user": "hook"}
+    assert hook.calls == 1
+
+
+@pytest.mark.anyio
 async def test_lockout_table_holds_fingerprints_never_credentials() -> None:
     gate = Gate(full_config(login_max_failures=10).gate, clock=Clock(1000.0))
     app = Starlette(routes=[Route("/x", gate.protect(hello_endpoint, "admin"))])
@@ -439,12 +522,15 @@ def gated_app(
     (full_config(), bearer("wrong"), {"is_admin": False, "admin_user": None}),
     (full_config(), bearer(TOKEN), {"is_admin": True, "admin_user": "token"}),
     (full_config(), basic(USER, PASSWORD), {"is_admin": True, "admin_user": USER}),
+    # The hook is asked on a public endpoint only when a cookie or Authorization is presented.
+    (MonitoringConfig(gate=GateSettings(authorize=sync_hook)),
+     {"X-Role": "admin", "Cookie": "session=1"}, {"is_admin": True, "admin_user": "hook"}),
     (MonitoringConfig(gate=GateSettings(authorize=sync_hook)), {"X-Role": "admin"},
-     {"is_admin": True, "admin_user": "hook"}),
+     {"is_admin": False, "admin_user": None}),
     (MonitoringConfig(gate=GateSettings(metrics_token=METRICS_TOKEN)), bearer(METRICS_TOKEN),
      {"is_admin": False, "admin_user": "metrics_token"}),
 ], ids=["unconfigured", "unconfigured with token", "no header", "wrong", "token", "basic", "hook",
-        "metrics token"])
+        "hook without cookie", "metrics token"])
 async def test_public_endpoint_sees_is_admin(
     config: MonitoringConfig, headers: dict[str, str], expected: dict[str, object]
 ) -> None:
@@ -506,6 +592,28 @@ async def test_metrics_network_allowlist(address: str, status: int) -> None:
     assert response.status_code == status
     if status == 403:
         assert "MONITORING_METRICS_ALLOWED_NETWORKS" in response.json()["error"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("address", "networks", "status"), [
+    # A dual-stack socket shows IPv4 clients as IPv4-mapped IPv6 addresses.
+    ("::ffff:127.0.0.1", ("127.0.0.0/8",), 200),
+    ("::ffff:10.9.8.7", ("10.0.0.0/8",), 200),
+    ("::ffff:8.8.8.8", ("127.0.0.0/8",), 403),
+    # ...and the other way round: a mapped network in the list matches a plain IPv4 client.
+    ("127.0.0.1", ("::ffff:127.0.0.0/104",), 200),
+    ("::ffff:127.0.0.1", ("::ffff:127.0.0.1",), 200),
+    ("8.8.8.8", ("::ffff:127.0.0.0/104",), 403),
+    ("::ffff:127.0.0.1", ("::/0",), 200),
+    ("::1", ("127.0.0.0/8",), 403),
+])
+async def test_metrics_allowlist_matches_ipv4_mapped_addresses(
+    address: str, networks: tuple[str, ...], status: int
+) -> None:
+    config = MonitoringConfig(gate=GateSettings(metrics_allowed_networks=networks))
+    async with client_for(wrap(config), address) as client:
+        response = await client.get("/api/metrics")
+    assert response.status_code == status
 
 
 @pytest.mark.anyio

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from support import Clock
 
-from asgi_monitor.web.ratelimit import LoginGuard, RateLimiter
+from asgi_monitor.web.ratelimit import LoginGuard, LoginLocked, RateLimiter
 
 
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
@@ -86,3 +89,63 @@ def test_login_guard_is_bounded() -> None:
     assert len(guard.clients) == 100
     assert "client-4999" in guard.clients
     assert "client-0" not in guard.clients
+
+
+def test_awaiting_login_checks_never_exceed_the_failures_left() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        guard = LoginGuard(max_failures=3, lockout=60, max_clients=10, clock=Clock(1000.0))
+        guard.failed("a")  # one failure already: two checks may run at once
+        running = 0
+        peak = 0
+        outcomes: list[str] = []
+
+        async def wrong_guess() -> None:
+            nonlocal running, peak
+            try:
+                async with guard.attempt("a"):
+                    running += 1
+                    peak = max(peak, running)
+                    await asyncio.sleep(0.01)
+                    running -= 1
+                    guard.failed("a")
+                    outcomes.append("evaluated")
+            except LoginLocked as locked:
+                outcomes.append(f"locked {locked.wait}")
+
+        await asyncio.gather(*(wrong_guess() for _ in range(10)))
+        assert guard._attempts == {}  # nothing left behind once every check has ended
+        return outcomes, peak
+
+    outcomes, peak = asyncio.run(scenario())
+    assert peak == 2
+    assert sorted(outcomes) == ["evaluated"] * 2 + ["locked 60"] * 8
+
+
+def test_a_successful_login_check_lets_the_waiting_ones_go_on() -> None:
+    async def scenario() -> list[str]:
+        guard = LoginGuard(max_failures=1, lockout=60, max_clients=10, clock=Clock(1000.0))
+        outcomes: list[str] = []
+
+        async def right() -> None:
+            async with guard.attempt("a"):
+                await asyncio.sleep(0.01)
+                guard.succeeded("a")
+                outcomes.append("ok")
+
+        await asyncio.gather(*(right() for _ in range(5)))
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["ok"] * 5
+
+
+def test_a_locked_client_is_refused_before_any_check() -> None:
+    guard = LoginGuard(max_failures=1, lockout=60, max_clients=10, clock=Clock(1000.0))
+    guard.failed("a")
+
+    async def scenario() -> None:
+        async with guard.attempt("a"):
+            pass
+
+    with pytest.raises(LoginLocked):
+        asyncio.run(scenario())
+    assert guard._attempts == {}
