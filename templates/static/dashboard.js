@@ -150,10 +150,14 @@
     });
   }
 
+  // The server's count of points: asking for the ones after it misses none, even when the
+  // wall clock (the points' times) steps back.
+  var cursor = null;
+
   function poll() {
     var url = historyUrl;
-    if (columns !== null && columns.time.length) {
-      url += "?since=" + encodeURIComponent(columns.time[columns.time.length - 1]);
+    if (cursor !== null) {
+      url += "?after=" + encodeURIComponent(cursor);
     }
     fetch(url, { credentials: "same-origin", cache: "no-store",
                  headers: { "Accept": "application/json" } })
@@ -162,6 +166,9 @@
         return response.json();
       })
       .then(function (doc) {
+        // A smaller cursor: the server restarted and sent all its points; start over.
+        if (cursor !== null && doc.cursor < cursor) { columns = null; }
+        cursor = doc.cursor;
         merge(doc);
         draw();
         updateNumbers();
