@@ -72,6 +72,13 @@ class Point:
     disk_percent: float | None  # the fullest configured path
     rss_bytes: float | None
     routes: tuple[RoutePoint, ...] = ()  # the busiest first
+    # Monotonic seconds at its end: what spans and trends are measured with (``time`` is the
+    # wall-clock label, which can step). None in a hand-made point (then ``time``).
+    monotonic: float | None = None
+
+    @property
+    def instant(self) -> float:
+        return self.time if self.monotonic is None else self.monotonic
 
     @property
     def request_rate(self) -> float:
@@ -137,6 +144,7 @@ class History:
             cpu_percent=end.cpu_percent, memory_percent=end.memory_percent,
             disk_percent=max(end.disk_percent.values(), default=None),
             rss_bytes=end.process_rss_bytes, routes=self._routes(window),
+            monotonic=end.monotonic,
             **quantiles,
         )
         if window.elapsed > 0:
@@ -182,8 +190,8 @@ class History:
         if after is not None and after <= self._added:
             points = points[len(points) - min(len(points), self._added - after):]
         if seconds is not None and points:
-            horizon = points[-1].time - seconds
-            points = [p for p in points if p.time > horizon]
+            horizon = points[-1].instant - seconds
+            points = [p for p in points if p.instant > horizon]
         if since is not None:
             points = [p for p in points if p.time > since]
         return points

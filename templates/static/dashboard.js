@@ -136,6 +136,9 @@
     var horizon = columns.time.length ? columns.time[columns.time.length - 1] - retention : 0;
     var drop = 0;
     while (drop < columns.time.length && columns.time[drop] <= horizon) { drop += 1; }
+    // As many points as the server keeps, whatever their (wall-clock) times say.
+    var keep = Math.ceil(retention / (doc.interval_seconds || 1)) + 1;
+    drop = Math.max(drop, columns.time.length - keep);
     if (drop) {
       doc.columns.forEach(function (key) { columns[key] = columns[key].slice(drop); });
     }

@@ -84,6 +84,8 @@ async def test_the_history_poll_keeps_returning_points_when_the_wall_clock_steps
         assert len(times) == 2 and after["cursor"] == 4
         assert all(t < last_time for t in times)  # labelled with the (stepped) wall time
         assert after["points"]["seconds"] == [5.0, 5.0]  # intervals measured monotonically
+        # "The last 10 s" (busiest routes, insights) is the last two points, not all four.
+        assert len(monitor.history.points(seconds=10)) == 2
         # Nothing new since: an empty answer, not the whole history again.
         again = (await c.get(url, params={"after": after["cursor"]})).json()
         assert again["points"]["time"] == [] and again["cursor"] == 4
