@@ -62,7 +62,8 @@ class _Queue:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def put(self, alert: Alert) -> None:
+    def put(self, alert: Alert) -> Alert | None:
+        dropped: Alert | None = None
         if len(self.items) >= self.capacity:
             dropped, _ = self.items.popleft()
             self.dropped += 1
@@ -72,6 +73,7 @@ class _Queue:
         self.items.append((alert, self._clock()))
         self.idle.clear()
         self.wakeup.set()
+        return dropped
 
     async def send_next(self, record: Recorder) -> None:
         alert, queued_at = self.items.popleft()
@@ -125,9 +127,10 @@ class Outbox:
                 self._start(queue)
         return queue
 
-    def put(self, channel: Channel, alert: Alert) -> None:
-        """Queue ``alert`` for ``channel``; never waits."""
-        self._queue(channel).put(alert)
+    def put(self, channel: Channel, alert: Alert) -> Alert | None:
+        """Queue ``alert`` for ``channel``; never waits. The alert dropped to make room, if
+        any."""
+        return self._queue(channel).put(alert)
 
     def status(self) -> list[ChannelStatus]:
         return [queue.status() for queue in self._queues.values()]

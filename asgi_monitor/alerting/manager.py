@@ -287,7 +287,9 @@ class AlertManager:
                 # Written again once these outcomes are in, so the file keeps them too.
                 self._awaited[alert.id] = self._awaited.get(alert.id, 0) + len(channels)
             for channel in channels:
-                self._outbox.put(channel, alert)
+                dropped = self._outbox.put(channel, alert)
+                if dropped is not None:
+                    self._settle(dropped)  # it will have no outcome
             if marks is not None and any(c.resend_interval is not None for c in channels):
                 marks.resent = mono
             # Set with no channel too: the cooldown counts from this round either way, or a
@@ -304,6 +306,10 @@ class AlertManager:
         del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
         key = (str(outcome["channel"]), bool(outcome["ok"]))
         self.notification_counts[key] = self.notification_counts.get(key, 0) + 1
+        self._settle(alert)
+
+    def _settle(self, alert: Alert) -> None:
+        """One of the alert's queued notifications is done (sent, failed or dropped)."""
         awaited = self._awaited.get(alert.id)
         if awaited is not None:
             if awaited > 1:
