@@ -14,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp
 
 from .alerting.channels import build_channels
+from .alerting.delivery import channels_check
 from .alerting.identity import Identity
 from .alerting.leader import LeaderLock
 from .alerting.manager import AlertManager
@@ -96,10 +97,18 @@ def build_monitor(
         channels=build_channels(config.alerts, config.email, config.webhooks,
                                 alerts_path=config.paths.alerts),
         evaluation_timeout=config.alerts.evaluation_timeout_seconds,
+        channel_queue_size=config.alerts.channel_queue_size,
         on_error=collector.internal_error, identity=identity.labels)
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
     collector.add_scrape_collector(AlertMetrics(alerts, prefix))
+    if config.health.default_checks:
+        # Non-critical, in a group of its own: a stuck alert channel is no reason to stop
+        # sending the app traffic.
+        health.register_check("alert_channels", "Alert channels deliver",
+                              channels_check(alerts.channel_status),
+                              min(config.health.interval_seconds, 15.0), critical=False,
+                              groups=("alerting",))
 
     insights = Insights(
         history, health=health.results,

@@ -188,7 +188,8 @@ class MetricsCollector:
 
     # -- internal failures ----------------------------------------------------------------------
 
-    def sampler(self, *, clock: Callable[[], float] = time.time) -> Sampler:
+    def sampler(self, *, clock: Callable[[], float] = time.time,
+                monotonic: Callable[[], float] = time.monotonic) -> Sampler:
         """A sampler over this collector's components: the alert rules' and history's input.
 
         In a single process each component's ``snapshot()`` is read directly (not the
@@ -207,7 +208,7 @@ class MetricsCollector:
                                     cache=self.cache.snapshot(), users=self.users.snapshot(),
                                     system=system())
 
-            return Sampler(read, clock)
+            return Sampler(read, clock, monotonic)
 
         merged = MultiProcessCollector(None, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         reader = MergedReader(merged.collect, prefix=self.settings.prefix,
@@ -218,7 +219,7 @@ class MetricsCollector:
             return SampleInputs(found.requests, found.database, found.cache, found.users,
                                 system())
 
-        return Sampler(read_merged, clock)
+        return Sampler(read_merged, clock, monotonic)
     def internal_error(self, where: str, exc: BaseException) -> None:
         """Count a failure inside monitoring and log it, at most once a minute per place."""
         self.internal_errors[where] = self.internal_errors.get(where, 0) + 1

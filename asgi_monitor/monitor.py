@@ -90,6 +90,8 @@ class Monitor:
         self.add_service("health", self.health.run_forever)
         self.add_service("sampler", self._sample_forever)
         self.add_service("alerts", self._alert_forever)
+        # Each channel's worker: the alert loop only queues, so a hung channel stalls nothing.
+        self.add_service("alert_channels", self.alerts.deliver_forever)
 
     # -- what the middleware needs (see middleware.MonitorHooks) --------------------------------
     @property

@@ -72,6 +72,13 @@ class Point:
     disk_percent: float | None  # the fullest configured path
     rss_bytes: float | None
     routes: tuple[RoutePoint, ...] = ()  # the busiest first
+    # Monotonic seconds at its end: what spans and trends are measured with (``time`` is the
+    # wall-clock label, which can step). None in a hand-made point (then ``time``).
+    monotonic: float | None = None
+
+    @property
+    def instant(self) -> float:
+        return self.time if self.monotonic is None else self.monotonic
 
     @property
     def request_rate(self) -> float:
@@ -102,7 +109,9 @@ class History:
     """The last ``retention_seconds`` of points, one per sampling ``interval``.
 
     ``top_routes`` bounds the per-route data: each point keeps the routes with the most requests
-    in its interval.
+    in its interval. :attr:`cursor` counts the points ever added: a poller passes it back as
+    ``after`` and gets exactly the newer points, whatever the wall clock did in between (a point's
+    ``time`` is its wall-clock label, which can step back).
     """
 
     def __init__(self, *, retention_seconds: float, interval: float, top_routes: int = 20) -> None:
@@ -112,6 +121,7 @@ class History:
         self.max_points = max(2, math.ceil(retention_seconds / interval) + 1)
         self._points: deque[Point] = deque(maxlen=self.max_points)
         self._previous: Sample | None = None
+        self._added = 0
 
     def record_sample(self, sample: Sample) -> Point | None:
         """Add the point from the previously recorded sample to this one (None for the first).
@@ -125,7 +135,7 @@ class History:
 
     def add_window(self, window: Window) -> Point:
         """Derive the point for ``window`` (the previous sample to the new one) and keep it."""
-        start, end = window.start, window.end
+        end = window.end
         seconds = window.seconds
         quantiles = {name: window.latency_quantile(q) for name, q in _QUANTILES}
         point = Point(
@@ -134,15 +144,22 @@ class History:
             cpu_percent=end.cpu_percent, memory_percent=end.memory_percent,
             disk_percent=max(end.disk_percent.values(), default=None),
             rss_bytes=end.process_rss_bytes, routes=self._routes(window),
+            monotonic=end.monotonic,
             **quantiles,
         )
-        if start.time < end.time:
+        if window.elapsed > 0:
             self.append_point(point)
         return point
 
     def append_point(self, point: Point) -> None:
         """Keep ``point`` (the oldest one goes once ``max_points`` are held)."""
         self._points.append(point)
+        self._added += 1
+
+    @property
+    def cursor(self) -> int:
+        """How many points were ever added (the newest point's sequence number)."""
+        return self._added
 
     def _routes(self, window: Window) -> tuple[RoutePoint, ...]:
         busy = [(window.route_increase(key, "requests"), key) for key in window.end.routes]
@@ -164,19 +181,25 @@ class History:
     def latest(self) -> Point | None:
         return self._points[-1] if self._points else None
 
-    def points(self, since: float | None = None, seconds: float | None = None) -> list[Point]:
-        """Points newer than ``since`` (unix time) and/or within the last ``seconds``."""
+    def points(self, since: float | None = None, seconds: float | None = None,
+               after: int | None = None) -> list[Point]:
+        """Points newer than ``since`` (unix time), added after the :attr:`cursor` value
+        ``after``, and/or within the last ``seconds``. A cursor ahead of ours comes from before
+        a restart: every point is new to that client."""
         points = list(self._points)
+        if after is not None and after <= self._added:
+            points = points[len(points) - min(len(points), self._added - after):]
         if seconds is not None and points:
-            horizon = points[-1].time - seconds
-            points = [p for p in points if p.time > horizon]
+            horizon = points[-1].instant - seconds
+            points = [p for p in points if p.instant > horizon]
         if since is not None:
             points = [p for p in points if p.time > since]
         return points
 
-    def columns(self, since: float | None = None) -> dict[str, list[float | None]]:
+    def columns(self, since: float | None = None,
+                after: int | None = None) -> dict[str, list[float | None]]:
         """Column-wise points (the shape chart libraries take), latencies in milliseconds."""
-        points = self.points(since)
+        points = self.points(since, after=after)
         return {name: [_round(name, p.column(name)) for p in points] for name in COLUMNS}
 
 

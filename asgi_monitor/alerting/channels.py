@@ -2,9 +2,9 @@
 
 Every channel has a timeout per attempt and retries with exponential backoff
 (``backoff * 2**n`` seconds between attempts); :meth:`Channel.deliver` never raises and returns
-the outcome that the manager records on the alert (``channel``, ``ok``, ``at``, ``error``). The
-manager runs the channels of one notification concurrently, so a slow or failing one delays or
-blocks no other. URLs of webhooks are secrets: they never appear in an outcome or a log line.
+the outcome that the manager records on the alert (``channel``, ``ok``, ``at``, ``error``). Each
+channel has its own queue and worker (delivery.py), so a slow or failing one delays or blocks no
+other. URLs of webhooks are secrets: they never appear in an outcome or a log line.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ inactive -> pending (the condition holds) -> firing (it has held ``for_seconds``
 (it stopped holding; a pending alert just goes back to inactive). A firing alert notifies every
 channel once, then again after the rule's cooldown while it still fires; resolution notifies the
 channels that ``send_resolved``. Channels that want re-sends (Alertmanager) get the firing alert
-every ``resend_interval``. A silenced alert changes state but notifies nobody. A condition that
+every ``resend_interval``. A silenced alert changes state but notifies nobody. Notifying only
+queues (alerting/delivery.py): evaluation never waits for a channel. A condition that
 raises or times out is logged (at most once a minute per rule), counted and read as "no data":
 the alert keeps its state.
 
@@ -22,6 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +31,7 @@ from ..errors import MonitoringError
 from ..logs import RateLimitedLog
 from ..runner import Failed, Runner
 from .channels import Channel
+from .delivery import ChannelStatus, Outbox
 from .history import AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
 from .silences import Silences
@@ -45,7 +48,11 @@ _ORDER = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INF
 class AlertManager:
     """Register rules with :meth:`register_rule`; read alerts with :meth:`active`.
 
-    ``clock`` (unix seconds) drives states, cooldowns and silences, so tests control time.
+    ``clock`` (unix seconds) is the wall time alerts show and silences end at; ``monotonic``
+    measures ``for``, cooldowns and re-sends, so a wall clock stepped back or forward neither
+    holds an alert pending nor repeats it early. Tests pass both.
+    ``channel_queue_size``: notifications each channel may have waiting (then the oldest is
+    dropped, counted).
     ``identity`` gives the labels every new alert carries besides its rule's (``service``,
     ``instance``); a rule's own labels win.
     """
@@ -60,10 +67,13 @@ class AlertManager:
         channels: list[Channel] | None = None,
         evaluation_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        channel_queue_size: int = 100,
         on_error: ErrorHook | None = None,
         identity: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._clock = clock
+        self._monotonic = monotonic
         # The service and instance labels every alert carries (alerting/identity.py).
         self._identity = identity
         self.evaluation_timeout = evaluation_timeout
@@ -80,7 +90,9 @@ class AlertManager:
         # Alerts that were firing when the history file was written: a rule takes its alert
         # back on its first evaluation, so a restart neither re-notifies nor forgets to resolve.
         self._restored = {a.rule: a for a in self._history if a.state is AlertState.FIRING}
-        self._resent: dict[str, float] = {}  # alert id -> last push to resend channels
+        self._marks: dict[str, _Marks] = {}  # alert id -> its monotonic times
+        self._awaited: dict[str, int] = {}  # alert id -> outcomes its history line waits for
+        self._outbox = Outbox(self._record, capacity=channel_queue_size, clock=monotonic)
         self.evaluation_failures: dict[str, int] = {}
         self.notification_counts: dict[tuple[str, bool], int] = {}
         self._failure_log = RateLimitedLog(logger, logging.WARNING)
@@ -130,12 +142,13 @@ class AlertManager:
 
     # -- evaluation -----------------------------------------------------------------------------
     async def evaluate(self) -> None:
-        """Evaluate every rule once, then send the notifications that are due."""
+        """Evaluate every rule once, then queue the notifications that are due."""
         rules = list(self._rules.values())
         results = await asyncio.gather(*(self._check(rule) for rule in rules))
-        due = [step for rule, result in zip(rules, results, strict=True)
-               if (step := self._transition(rule, result)) is not None]
-        await asyncio.gather(*(self._notify(alert, kind) for alert, kind in due))
+        for rule, result in zip(rules, results, strict=True):
+            step = self._transition(rule, result)
+            if step is not None:
+                self._notify(*step)
         if self.state_file is not None:
             self._publish(self.state_file)
 
@@ -173,6 +186,7 @@ class AlertManager:
         self._active = {a.rule: by_id.get(a.id, a) for a in active}
         self._history.replace(history)
         self._restored.clear()
+        self._marks = {k: m for k, m in self._marks.items() if k in by_id}
 
     def _report(self, where: str, exc: BaseException) -> None:
         if self._on_error is not None:
@@ -200,8 +214,8 @@ class AlertManager:
         if result is None:
             return None  # no data: the alert keeps its state
         value, holds = result
-        # One reading of the clock, as a datetime: what is stored and what is compared agree.
-        now = self.now()
+        # Wall time is what the alert shows; durations are measured on the monotonic clock.
+        now, mono = self.now(), self._monotonic()
         alert = self._active.get(rule.name)
         if alert is None:
             alert = self._restored.pop(rule.name, None)
@@ -211,6 +225,7 @@ class AlertManager:
             if alert is None:
                 return None
             del self._active[rule.name]
+            self._marks.pop(alert.id, None)
             if alert.state is AlertState.PENDING:
                 return None  # back to inactive: it never fired, nobody hears of it
             alert.state, alert.resolved_at, alert.value = AlertState.RESOLVED, now, value
@@ -222,61 +237,102 @@ class AlertManager:
                 summary=rule.annotations.get("summary") or rule.description,
                 description=rule.annotations.get("description", ""), labels=labels,
                 annotations=dict(rule.annotations), active_since=now)
+        marks = self._marks_of(alert, now, mono)
         alert.value = value
         if alert.state is AlertState.PENDING:
-            assert alert.active_since is not None
-            if (now - alert.active_since).total_seconds() < rule.for_seconds:
+            if mono - marks.since < rule.for_seconds:
                 return None
             alert.state, alert.fired_at = AlertState.FIRING, now
             return alert, "fire"
-        last = alert.last_notified_at
-        if last is None or (now - last).total_seconds() >= rule.cooldown_seconds:
+        if marks.notified is None or mono - marks.notified >= rule.cooldown_seconds:
             return alert, "repeat"
-        if self._resend_due(alert, now.timestamp()):
+        if self._resend_due(alert, mono):
             return alert, "resend"
         return None
 
-    def _resend_due(self, alert: Alert, now: float) -> list[Channel]:
-        last = self._resent.get(alert.id, -math.inf)
-        return [c for c in self.channels
-                if c.resend_interval is not None and now - last >= c.resend_interval]
+    def _marks_of(self, alert: Alert, now: datetime, mono: float) -> _Marks:
+        marks = self._marks.get(alert.id)
+        if marks is None:
+            # An alert this process did not start (restored from the history file, or taken
+            # over from the sender): its wall times, once, on the monotonic clock.
+            def ago(moment: datetime | None) -> float | None:
+                return None if moment is None else mono - (now - moment).total_seconds()
 
-    async def _notify(self, alert: Alert, kind: str) -> None:
-        now = self._clock()
+            since = ago(alert.active_since)
+            marks = self._marks[alert.id] = _Marks(
+                since=mono if since is None else since, notified=ago(alert.last_notified_at))
+        return marks
+
+    def _resend_due(self, alert: Alert, mono: float) -> list[Channel]:
+        marks = self._marks.get(alert.id)
+        last = -math.inf if marks is None or marks.resent is None else marks.resent
+        return [c for c in self.channels
+                if c.resend_interval is not None and mono - last >= c.resend_interval]
+
+    def _notify(self, alert: Alert, kind: str) -> None:
+        mono = self._monotonic()
+        marks = self._marks.get(alert.id)
         if kind == "resolve":
             # Alertmanager needs the resolution whatever send_resolved says, or it waits endsAt.
             channels = [c for c in self.channels
                         if c.send_resolved or c.resend_interval is not None]
         elif kind == "resend":
-            channels = self._resend_due(alert, now)
+            channels = self._resend_due(alert, mono)
         else:
             channels = list(self.channels)
         alert.silenced = self.silences.matching(alert.identity) is not None
+        recorded = kind in ("fire", "resolve") or (kind == "repeat" and not alert.silenced)
         if not alert.silenced:
-            if channels:
-                outcomes = await asyncio.gather(*(self._deliver(c, alert) for c in channels))
-                alert.notifications.extend(outcomes)
-                del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
-                if any(c.resend_interval is not None for c in channels):
-                    self._resent[alert.id] = now
+            if recorded and channels:
+                # Written again once these outcomes are in, so the file keeps them too.
+                self._awaited[alert.id] = self._awaited.get(alert.id, 0) + len(channels)
+            for channel in channels:
+                dropped = self._outbox.put(channel, alert)
+                if dropped is not None:
+                    self._settle(dropped)  # it will have no outcome
+            if marks is not None and any(c.resend_interval is not None for c in channels):
+                marks.resent = mono
             # Set with no channel too: the cooldown counts from this round either way, or a
             # manager without channels would repeat (and write history) every evaluation.
             if kind != "resend":
                 alert.last_notified_at = self.now()
-        if kind == "resolve":
-            self._resent.pop(alert.id, None)
-        if kind in ("fire", "resolve") or (kind == "repeat" and not alert.silenced):
+                if marks is not None:
+                    marks.notified = mono
+        if recorded:
             self._history.record(alert)
 
-    async def _deliver(self, channel: Channel, alert: Alert) -> dict[str, Any]:
-        try:
-            outcome = await channel.deliver(alert)
-        except Exception as exc:  # deliver() does not raise; a broken subclass still must not
-            outcome = {"channel": channel.name, "ok": False, "at": self.now().isoformat(),
-                       "error": type(exc).__name__, "attempts": 0}
+    def _record(self, channel: Channel, alert: Alert, outcome: dict[str, Any]) -> None:
+        alert.notifications.append(outcome)
+        del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
         key = (str(outcome["channel"]), bool(outcome["ok"]))
         self.notification_counts[key] = self.notification_counts.get(key, 0) + 1
-        return outcome
+        self._settle(alert)
+
+    def _settle(self, alert: Alert) -> None:
+        """One of the alert's queued notifications is done (sent, failed or dropped)."""
+        awaited = self._awaited.get(alert.id)
+        if awaited is not None:
+            if awaited > 1:
+                self._awaited[alert.id] = awaited - 1
+            else:
+                del self._awaited[alert.id]
+                self._history.record(alert)
+                if self.state_file is not None:
+                    self._publish(self.state_file)
+
+    # -- delivery (each channel's queue and worker: alerting/delivery.py) ----------------------
+    async def deliver_forever(self) -> None:
+        """Run every channel's worker until cancelled (a monitor service)."""
+        await self._outbox.run()
+
+    async def flush(self) -> None:
+        """Until the queued notifications were delivered or failed (sent here when no
+        :meth:`deliver_forever` runs: a manager used on its own)."""
+        await self._outbox.flush()
+
+    def channel_status(self) -> list[ChannelStatus]:
+        """Each channel's queue: depth, drops, oldest age, recent failures."""
+        return self._outbox.status()
 
     # -- read side ------------------------------------------------------------------------------
     def active(self) -> list[Alert]:
@@ -325,3 +381,12 @@ def _as_reading(raw: Any) -> tuple[float | None, bool]:
             raise TypeError(f"condition value must be a number or None, got {value!r}")
         return (None if value is None else float(value)), raw[1]
     raise TypeError(f"a condition returns a bool or (value, bool), got {raw!r}")
+
+
+@dataclass
+class _Marks:
+    """An active alert's times on the monotonic clock (what durations are measured from)."""
+
+    since: float  # the condition started holding
+    notified: float | None = None  # the last notification round (the cooldown's start)
+    resent: float | None = None  # the last push to the channels that want re-sends

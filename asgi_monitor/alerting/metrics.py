@@ -40,4 +40,24 @@ class AlertMetrics(Collector):
         alerts = manager.active()
         for state in (AlertState.PENDING, AlertState.FIRING):
             active.add_metric((state.value,), sum(a.state is state for a in alerts))
-        yield from (failures, notifications, active)
+        # Per channel name (two webhooks add up): a stuck channel is a growing depth and age.
+        depth = GaugeMetricFamily(f"{p}asgi_monitor_alert_channel_queue_depth",
+                                  "Notifications waiting or being sent, per channel.",
+                                  labels=("channel",))
+        oldest = GaugeMetricFamily(
+            f"{p}asgi_monitor_alert_channel_oldest_queued_seconds",
+            "Age of the oldest notification a channel has not delivered yet (0 when idle).",
+            labels=("channel",))
+        dropped = CounterMetricFamily(
+            f"{p}asgi_monitor_alert_notifications_dropped",
+            "Notifications dropped because their channel's queue was full (oldest first).",
+            labels=("channel",))
+        by_name: dict[str, tuple[int, float, int]] = {}
+        for s in manager.channel_status():
+            d, age, lost = by_name.get(s.channel, (0, 0.0, 0))
+            by_name[s.channel] = (d + s.depth, max(age, s.oldest_age_seconds), lost + s.dropped)
+        for channel, (d, age, lost) in sorted(by_name.items()):
+            depth.add_metric((channel,), d)
+            oldest.add_metric((channel,), age)
+            dropped.add_metric((channel,), lost)
+        yield from (failures, notifications, active, depth, oldest, dropped)

@@ -90,6 +90,10 @@ class AlertSettings(Section):
     channel_retries: int = setting(
         2, env="ALERT_CHANNEL_RETRIES", parse=whole, check=whole_at_least(0),
         help="retries after a failed attempt (backoff 0.5 s, 1 s, 2 s, ...)")
+    channel_queue_size: int = setting(
+        100, env="ALERT_CHANNEL_QUEUE_SIZE", parse=whole, check=whole_at_least(1),
+        help="notifications each channel may have waiting; when full the oldest is dropped "
+             "and counted")
 
 
 @dataclass(frozen=True)

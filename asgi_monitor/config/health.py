@@ -34,7 +34,8 @@ class HealthSettings(Section):
         help="seconds a run may take (or the interval, if shorter); then CRITICAL")
     default_checks: bool = setting(
         True, env="HEALTH_DEFAULT_CHECKS", parse=boolean,
-        help="register the built-in memory, disk, CPU and responsiveness checks")
+        help="register the built-in memory, disk, CPU, responsiveness and `alert_channels` "
+             "checks")
     disk_path: str = setting("/", env="HEALTH_DISK_PATH", help="the path the `disk` check watches")
     loop_lag_warning_seconds: float = setting(
         0.1, env=Env("HEALTH_LOOP_LAG_WARNING_MS", milliseconds), check=positive_seconds,

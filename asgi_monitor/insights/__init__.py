@@ -159,8 +159,9 @@ class Insights:
     def _split(self, points: list[Point]) -> tuple[list[Point], list[Point]]:
         if not points:
             return [], []
-        horizon = points[-1].time - self.rules.recent_seconds
-        return ([p for p in points if p.time > horizon], [p for p in points if p.time <= horizon])
+        horizon = points[-1].instant - self.rules.recent_seconds
+        return ([p for p in points if p.instant > horizon],
+                [p for p in points if p.instant <= horizon])
 
     # -- alerts, health, trends, score ----------------------------------------------------------
     def _alert_items(self) -> list[dict[str, Any]]:
@@ -204,7 +205,7 @@ class Insights:
         }
         out: dict[str, Any] = {}
         for name, read in series.items():
-            pairs = [(p.time, v) for p in points if (v := read(p)) is not None]
+            pairs = [(p.instant, v) for p in points if (v := read(p)) is not None]
             fit = linear_fit([t for t, _ in pairs], [v for _, v in pairs])
             if len(pairs) < self.rules.min_points or fit is None:
                 out[name] = {"status": "insufficient_data", "points": len(pairs)}

@@ -170,7 +170,7 @@ def latency_trend(window: Sequence[Point], r: InsightRules) -> RuleOutcome:
     rule = "latency_trend"
     usable = [p for p in window if p.p95 is not None and p.requests > 0]
     values = [(p.p95 or 0.0) * 1000 for p in usable]
-    fit = linear_fit([p.time for p in usable], values)
+    fit = linear_fit([p.instant for p in usable], values)
     if len(usable) < r.min_points or fit is None:
         return insufficient(rule, f"needs {r.min_points} intervals with requests in the "
                              f"last {r.trend_seconds:g}s", points=len(usable))
@@ -226,7 +226,7 @@ def memory_growth(points: Sequence[Point], r: InsightRules) -> RuleOutcome:
     usable = [p for p in points if p.rss_bytes is not None]
     values = [(p.rss_bytes or 0) / 1e6 for p in usable]
     seconds = span(usable)
-    fit = linear_fit([p.time for p in usable], values)
+    fit = linear_fit([p.instant for p in usable], values)
     if len(usable) < r.min_points or seconds < r.memory_min_seconds or fit is None:
         return insufficient(rule, f"needs {r.min_points} RSS readings over "
                              f"{r.memory_min_seconds:g}s", points=len(usable),
@@ -323,4 +323,4 @@ def span(points: Sequence[Point]) -> float:
     """Seconds covered by ``points`` (each covers the interval that ends at its time)."""
     if not points:
         return 0.0
-    return points[-1].time - points[0].time + points[0].seconds
+    return points[-1].instant - points[0].instant + points[0].seconds

@@ -41,7 +41,7 @@ class RouteTotals:
 class Sample:
     """Cumulative totals and current gauges at one moment."""
 
-    time: float  # unix seconds
+    time: float  # unix seconds: what the sample is labelled with
     requests: float = 0.0
     errors: float = 0.0  # status >= 500
     client_errors: float = 0.0  # 400..499
@@ -60,6 +60,14 @@ class Sample:
     disk_percent: dict[str, float] = field(default_factory=dict)  # used %, by path
     process_rss_bytes: float | None = None
     routes: dict[str, RouteTotals] = field(default_factory=dict)  # "GET /items/{id}"
+    # Seconds on a monotonic clock: what intervals and windows are measured with, so a wall
+    # clock stepped back or forward stretches no rate. None in a hand-made sample (then `time`).
+    monotonic: float | None = None
+
+    @property
+    def instant(self) -> float:
+        """The time durations between samples are measured with."""
+        return self.time if self.monotonic is None else self.monotonic
 
 
 class Sampler:
@@ -69,12 +77,14 @@ class Sampler:
     """
 
     def __init__(self, read: Callable[[], SampleInputs],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._read = read
         self._clock = clock
+        self._monotonic = monotonic
 
     def take(self) -> Sample:
-        sample = Sample(time=self._clock())
+        sample = Sample(time=self._clock(), monotonic=self._monotonic())
         inputs = self._read()
         _fold_requests(inputs.requests, sample)
         sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
@@ -148,7 +158,12 @@ class Window:
 
     @property
     def seconds(self) -> float:
-        return max(self.end.time - self.start.time, 1e-9)
+        return max(self.elapsed, 1e-9)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds between the samples (<= 0 when they were taken at once)."""
+        return self.end.instant - self.start.instant
 
     def increase(self, attribute: str) -> float:
         return _increase(getattr(self.end, attribute), getattr(self.start, attribute))
@@ -201,8 +216,8 @@ class SampleBuffer:
         self._samples.append(sample)
         if len(self._samples) >= 3 and self._samples[-3].routes:
             self._samples[-3] = dataclasses.replace(self._samples[-3], routes={})
-        horizon = sample.time - self.retention_seconds
-        while len(self._samples) > 2 and self._samples[0].time < horizon:
+        horizon = sample.instant - self.retention_seconds
+        while len(self._samples) > 2 and self._samples[0].instant < horizon:
             self._samples.popleft()
 
     def __iter__(self) -> Iterator[Sample]:
@@ -225,7 +240,7 @@ class SampleBuffer:
         end = self._samples[-1]
         start = end
         for sample in reversed(self._samples):
-            if end.time - sample.time > seconds:
+            if end.instant - sample.instant > seconds:
                 break
             start = sample
         if start is end:

@@ -92,7 +92,16 @@ class DashboardEndpoints:
             if not math.isfinite(since):
                 return error_response("since must be a unix time in seconds, e.g. "
                                       f"{time.time():.0f}", 400)
-        return LenientJSONResponse(history_document(self.monitor, since))
+        # The dashboard polls with the cursor of its last answer: unlike a time, it never
+        # misses points when the wall clock steps back.
+        raw = request.query_params.get("after")
+        after: int | None = None
+        if raw:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+                return error_response("after must be the cursor of a previous answer, a "
+                                      "whole number >= 0", 400)
+            after = int(raw)
+        return LenientJSONResponse(history_document(self.monitor, since, after))
 
     async def grafana(self, request: Request) -> Response:
         return LenientJSONResponse(grafana_dashboard(self.monitor.config.metrics.namespace))

@@ -135,15 +135,17 @@ def busiest_routes(monitor: Monitor) -> list[dict[str, Any]]:
     return [s.to_dict(covered) for s in stats[:monitor.history.top_routes]]
 
 
-def history_document(monitor: Monitor, since: float | None = None) -> dict[str, Any]:
+def history_document(monitor: Monitor, since: float | None = None,
+                     after: int | None = None) -> dict[str, Any]:
     """``history.json``: the points as columns (what the charts draw) and the busiest routes
-    (:func:`busiest_routes`)."""
+    (:func:`busiest_routes`). ``cursor`` is what a poller passes back as ``after``."""
     history = monitor.history
     return {
+        "cursor": history.cursor,
         "interval_seconds": history.interval,
         "retention_seconds": history.retention_seconds,
         "columns": list(COLUMNS),
-        "points": history.columns(since),
+        "points": history.columns(since, after),
         "routes": busiest_routes(monitor),
         "routes_window_seconds": ROUTES_WINDOW_SECONDS,
         "health": monitor.health.overall().value,

@@ -136,6 +136,9 @@
     var horizon = columns.time.length ? columns.time[columns.time.length - 1] - retention : 0;
     var drop = 0;
     while (drop < columns.time.length && columns.time[drop] <= horizon) { drop += 1; }
+    // As many points as the server keeps, whatever their (wall-clock) times say.
+    var keep = Math.ceil(retention / (doc.interval_seconds || 1)) + 1;
+    drop = Math.max(drop, columns.time.length - keep);
     if (drop) {
       doc.columns.forEach(function (key) { columns[key] = columns[key].slice(drop); });
     }
@@ -150,10 +153,14 @@
     });
   }
 
+  // The server's count of points: asking for the ones after it misses none, even when the
+  // wall clock (the points' times) steps back.
+  var cursor = null;
+
   function poll() {
     var url = historyUrl;
-    if (columns !== null && columns.time.length) {
-      url += "?since=" + encodeURIComponent(columns.time[columns.time.length - 1]);
+    if (cursor !== null) {
+      url += "?after=" + encodeURIComponent(cursor);
     }
     fetch(url, { credentials: "same-origin", cache: "no-store",
                  headers: { "Accept": "application/json" } })
@@ -162,6 +169,9 @@
         return response.json();
       })
       .then(function (doc) {
+        // A smaller cursor: the server restarted and sent all its points; start over.
+        if (cursor !== null && doc.cursor < cursor) { columns = null; }
+        cursor = doc.cursor;
         merge(doc);
         draw();
         updateNumbers();

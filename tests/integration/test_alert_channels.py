@@ -89,6 +89,7 @@ async def test_email_delivered_to_a_real_smtp_server(smtp: tuple[Mailbox, int]) 
     manager.register_rule("disk_full", "Disk almost full", lambda: (3.5, True),
                           AlertSeverity.CRITICAL)
     await manager.evaluate()
+    await manager.flush()
     [(recipients, message)] = mailbox.messages
     assert recipients == ["ops@example.com", "dev@example.com"]
     assert message["Subject"] == "[FIRING] disk_full (critical): Disk almost full"
@@ -122,6 +123,7 @@ async def test_email_to_a_port_where_nothing_listens_fails_alone(
         manager = AlertManager(channels=channels_for(config))
         manager.register_rule("r", "d", lambda: True)
         await manager.evaluate()
+        await manager.flush()
         assert len(sink.requests) == 1  # the webhook was not held up by the dead SMTP server
     outcomes = {n["channel"]: n for n in manager.active()[0].notifications}
     assert outcomes["webhook"]["ok"] is True
@@ -268,13 +270,16 @@ async def test_channels_for_and_secrets_stay_masked() -> None:
 async def test_manager_with_a_clock_sends_on_fire_and_resolve() -> None:
     async with HttpSink() as sink:
         clock = Clock()
-        manager = AlertManager(clock=clock, channels=[WebhookChannel(Secret(sink.url))])
+        manager = AlertManager(clock=clock, monotonic=clock,
+                               channels=[WebhookChannel(Secret(sink.url))])
         state = {"holds": True}
         manager.register_rule("r", "d", lambda: state["holds"])
         await manager.evaluate()
+        await manager.flush()
         state["holds"] = False
         clock.advance(10)
         await manager.evaluate()
+        await manager.flush()
     assert [sink.json(i)["status"] for i in range(2)] == ["firing", "resolved"]
     assert sink.json(1)["alerts"][0]["endsAt"] == datetime.fromtimestamp(
         clock.now, timezone.utc).isoformat().replace("+00:00", "Z")

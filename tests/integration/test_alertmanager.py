@@ -82,6 +82,7 @@ async def test_push_is_visible_in_alertmanager_and_resolves(alertmanager: str) -
                           lambda: (12.5, state["holds"]), AlertSeverity.CRITICAL,
                           labels={"team": "web"}, annotations={"runbook_url": "https://rb"})
     await manager.evaluate()
+    await manager.flush()
     alert = manager.active()[0]
     assert alert.notifications[0] | {"at": None} == {
         "channel": "alertmanager", "ok": True, "at": None, "error": None, "attempts": 1}
@@ -99,10 +100,12 @@ async def test_push_is_visible_in_alertmanager_and_resolves(alertmanager: str) -
     # Re-sent while firing (Alertmanager resolves alerts nobody re-sends).
     channel.resend_interval = 0
     await manager.evaluate()
+    await manager.flush()
     assert [n["channel"] for n in alert.notifications] == ["alertmanager"] * 2
 
     state["holds"] = False
     await manager.evaluate()
+    await manager.flush()
     assert alert.notifications[-1]["ok"] is True
     for _ in range(50):  # Alertmanager applies the endsAt it got; resolved ones leave the list
         remaining = await alerts_in(alertmanager, active="true")
@@ -118,6 +121,7 @@ async def test_alertmanager_down_is_a_recorded_failure() -> None:
     manager = AlertManager(channels=[channel])
     manager.register_rule("r", "d", lambda: True)
     await manager.evaluate()
+    await manager.flush()
     [outcome] = manager.active()[0].notifications
     assert outcome["ok"] is False and outcome["attempts"] == 2
 
@@ -136,6 +140,7 @@ async def test_two_services_stay_two_alerts_and_resolve_apart(alertmanager: str)
                               lambda s=service: holds[s], AlertSeverity.CRITICAL)
         managers[service] = manager
         await manager.evaluate()
+        await manager.flush()
 
     received = await alerts_in(alertmanager, active="true")
     assert sorted((a["labels"]["service"], a["labels"]["instance"]) for a in received) == [
@@ -145,6 +150,7 @@ async def test_two_services_stay_two_alerts_and_resolve_apart(alertmanager: str)
 
     holds["shop"] = False
     await managers["shop"].evaluate()
+    await managers["shop"].flush()
     for _ in range(50):
         remaining = await alerts_in(alertmanager, active="true")
         if len(remaining) < 2:

@@ -159,7 +159,7 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
     assert dialogs == []  # nothing from the data ran
     assert urls and all(urlsplit(url).hostname == "127.0.0.1" for url in urls), urls
     assert any(url.endswith("/static/uPlot.iife.min.js?v=" + _version()) for url in urls)
-    assert any("/admin/monitoring/history.json?since=" in url for url in urls)
+    assert any("/admin/monitoring/history.json?after=" in url for url in urls)
 
 
 def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -181,6 +182,14 @@ class HttpSink:
 
         await asyncio.wait_for(enough(), timeout)
 
+
+
+class HangingSink(HttpSink):
+    """An HttpSink that accepts, reads the request and never answers (until it closes): a
+    receiver that hangs. ``requests`` still records what arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=math.inf)
 
 
 async def _ok(request: Request) -> Response:

@@ -49,7 +49,14 @@ class Switch:
 def make(**options: Any) -> tuple[AlertManager, Recorder, Clock]:
     clock = Clock()
     recorder = Recorder()
-    return AlertManager(clock=clock, channels=[recorder], **options), recorder, clock
+    manager = AlertManager(clock=clock, monotonic=clock, channels=[recorder], **options)
+    return manager, recorder, clock
+
+
+async def evaluate(manager: AlertManager) -> None:
+    """One evaluation, then its notifications sent: evaluation only queues them."""
+    await manager.evaluate()
+    await manager.flush()
 
 
 async def test_prometheus_states_with_for_seconds() -> None:
@@ -57,27 +64,27 @@ async def test_prometheus_states_with_for_seconds() -> None:
     cond = Switch()
     manager.register_rule("r", "Something is wrong", cond, AlertSeverity.CRITICAL,
                           for_seconds=60)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active() == []
 
     cond.holds, cond.value = True, 7.0
-    await manager.evaluate()
+    await evaluate(manager)
     [alert] = manager.active()
     assert (alert.state, alert.value, alert.fired_at) == (AlertState.PENDING, 7.0, None)
     assert recorder.sent == []
 
     clock.advance(59)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].state is AlertState.PENDING
     clock.advance(1)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].state is AlertState.FIRING
     assert recorder.sent == [("r", "firing")]
     assert manager.history()[0]["state"] == "firing"
 
     cond.holds = False
     clock.advance(30)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active() == []
     assert recorder.sent == [("r", "firing"), ("r", "resolved")]
     [entry] = manager.history()
@@ -90,17 +97,17 @@ async def test_pending_that_stops_holding_goes_back_to_inactive_silently() -> No
     manager, recorder, clock = make()
     cond = Switch(True)
     manager.register_rule("r", "d", cond, for_seconds=60)
-    await manager.evaluate()
+    await evaluate(manager)
     cond.holds = False
     clock.advance(10)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active() == [] and recorder.sent == [] and manager.history() == []
 
 
 async def test_for_zero_fires_on_first_evaluation() -> None:
     manager, recorder, _ = make()
     manager.register_rule("r", "d", lambda: True)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].state is AlertState.FIRING
     assert recorder.sent == [("r", "firing")]
 
@@ -108,30 +115,30 @@ async def test_for_zero_fires_on_first_evaluation() -> None:
 async def test_cooldown_repeats_while_firing() -> None:
     manager, recorder, clock = make()
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
-    await manager.evaluate()
+    await evaluate(manager)
     for _ in range(9):
         clock.advance(60)
-        await manager.evaluate()
+        await evaluate(manager)
     assert recorder.sent == [("r", "firing")]
     clock.advance(60)
-    await manager.evaluate()
+    await evaluate(manager)
     assert recorder.sent == [("r", "firing")] * 2
     clock.advance(60)
-    await manager.evaluate()
+    await evaluate(manager)
     assert len(recorder.sent) == 2
 
 
 async def test_without_channels_the_cooldown_still_paces_history(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "history.jsonl"
-    manager = AlertManager(clock=clock, channels=[], history_file=str(path))
+    manager = AlertManager(clock=clock, monotonic=clock, channels=[], history_file=str(path))
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
     for _ in range(10):  # ten evaluations within one cooldown: one write, the firing
-        await manager.evaluate()
+        await evaluate(manager)
         clock.advance(30)
     assert len(path.read_text().splitlines()) == 1
     clock.advance(600)
-    await manager.evaluate()
+    await evaluate(manager)
     assert len(path.read_text().splitlines()) == 2  # the repeat after the cooldown
     assert len(manager.history(limit=100)) == 1  # one alert instance
 
@@ -142,9 +149,9 @@ async def test_send_resolved_is_per_channel() -> None:
     manager.add_channel(quiet)
     cond = Switch(True)
     manager.register_rule("r", "d", cond)
-    await manager.evaluate()
+    await evaluate(manager)
     cond.holds = False
-    await manager.evaluate()
+    await evaluate(manager)
     assert recorder.sent == [("r", "firing"), ("r", "resolved")]
     assert quiet.sent == [("r", "firing")]
 
@@ -155,11 +162,11 @@ async def test_resend_channels_get_the_alert_again_while_firing() -> None:
     manager, recorder, clock = make()
     manager.add_channel(pusher)
     manager.register_rule("r", "d", lambda: True, cooldown_minutes=60)
-    await manager.evaluate()
+    await evaluate(manager)
     clock.advance(30)
-    await manager.evaluate()
+    await evaluate(manager)
     clock.advance(30)
-    await manager.evaluate()
+    await evaluate(manager)
     assert recorder.sent == [("r", "firing")]
     assert pusher.sent == [("r", "firing")] * 2
 
@@ -171,7 +178,7 @@ async def test_async_conditions_and_values() -> None:
         return 42.5, True
 
     manager.register_rule("r", "d", high)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].value == 42.5
 
 
@@ -182,7 +189,7 @@ async def test_raising_condition_is_no_data_counted_and_logged(
     manager, recorder, clock = make()
     cond = Switch(True)
     manager.register_rule("r", "d", cond)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].state is AlertState.FIRING
 
     def broken_sync() -> bool:
@@ -194,7 +201,7 @@ async def test_raising_condition_is_no_data_counted_and_logged(
     manager._rules["r"].condition = broken_sync if kind == "sync" else broken_async
     for _ in range(3):
         clock.advance(1)
-        await manager.evaluate()
+        await evaluate(manager)
     # No data: still firing, nothing resolved, nothing new sent; logged once, counted thrice.
     assert manager.active()[0].state is AlertState.FIRING
     assert recorder.sent == [("r", "firing")]
@@ -237,7 +244,7 @@ async def test_slow_conditions_time_out_without_blocking_the_loop() -> None:
 async def test_a_condition_must_return_bool_or_value_and_bool(bad: object) -> None:
     manager, _, _ = make()
     manager.register_rule("r", "d", lambda: bad)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.evaluation_failures == {"r": 1}
 
 
@@ -257,7 +264,7 @@ async def test_labels_and_annotations_reach_the_alert() -> None:
     manager, _, _ = make()
     manager.register_rule("r", "desc", lambda: True, labels={"team": "db"},
                           annotations={"summary": "DB slow", "runbook_url": "https://x/rb"})
-    await manager.evaluate()
+    await evaluate(manager)
     alert = manager.active()[0]
     assert alert.summary == "DB slow"
     assert alert.to_dict()["labels"] == {"team": "db"}
@@ -273,21 +280,21 @@ async def test_silences_mute_notifications_but_not_states() -> None:
     silence = manager.silences.create({"alertname": "r"}, 600, comment="deploy",
                                       created_by="ops")
     manager.silences.create({"team": "web"}, 60)
-    await manager.evaluate()
+    await evaluate(manager)
     assert {a.rule: a.state for a in manager.active()} == {"r": AlertState.FIRING,
                                                            "other": AlertState.FIRING}
     assert all(a.silenced for a in manager.active())
     assert recorder.sent == []
     # The label silence ends: "other" notifies on the next evaluation.
     clock.advance(61)
-    await manager.evaluate()
+    await evaluate(manager)
     assert recorder.sent == [("other", "firing")]
     # Expiring the rule's silence lets its (due) notification through.
     assert [s.id for s in manager.silences.list()] == [silence.id]
     assert manager.silences.expire(silence.id) is True
     assert manager.silences.expire(silence.id) is False
     clock.advance(1)
-    await manager.evaluate()
+    await evaluate(manager)
     assert ("r", "firing") in recorder.sent
     assert manager.active()[0].silenced is False
 
@@ -324,7 +331,7 @@ async def test_a_failing_channel_does_not_block_another() -> None:
     manager.add_channel(Broken(retries=3, backoff=0.5, sleep=no_sleep))
     manager.add_channel(Hung(timeout=0.1, retries=0))
     manager.register_rule("r", "d", lambda: True)
-    await asyncio.wait_for(manager.evaluate(), 5)
+    await asyncio.wait_for(evaluate(manager), 5)
     assert recorder.sent == [("r", "firing")]
     outcomes = {n["channel"]: n for n in manager.active()[0].notifications}
     assert outcomes["recorder"]["ok"] is True
@@ -347,7 +354,7 @@ async def test_history_is_bounded_newest_first_and_stats_count() -> None:
     for cond in conds.values():
         cond.holds = True
         clock.advance(1)
-        await manager.evaluate()
+        await evaluate(manager)
     assert [h["rule"] for h in manager.history()] == ["d", "c", "b"]
     assert [h["rule"] for h in manager.history(limit=2)] == ["d", "c"]
     stats = manager.stats()
@@ -364,26 +371,26 @@ async def test_history_file_survives_a_restart(tmp_path: Path) -> None:
     done, ongoing = Switch(True), Switch(True)
     manager.register_rule("done", "d", done)
     manager.register_rule("ongoing", "d", ongoing, cooldown_minutes=10)
-    await manager.evaluate()
+    await evaluate(manager)
     done.holds = False
     clock.advance(5)
-    await manager.evaluate()
+    await evaluate(manager)
     before = manager.history()
     assert len(path.read_text().splitlines()) >= 3
 
     # A new process: same file. History is back; the firing alert is taken back by its rule,
     # so it neither notifies again within its cooldown nor forgets to resolve.
     again, recorder2, _ = make(history_file=str(path))
-    again._clock = clock
+    again._clock = again._monotonic = clock
     assert again.history() == before
     again.register_rule("done", "d", done)
     again.register_rule("ongoing", "d", ongoing, cooldown_minutes=10)
     clock.advance(60)
-    await again.evaluate()
+    await evaluate(again)
     assert recorder2.sent == []
     assert [a.rule for a in again.active()] == ["ongoing"]
     ongoing.holds = False
-    await again.evaluate()
+    await evaluate(again)
     assert recorder2.sent == [("ongoing", "resolved")]
     assert again.stats()["total"] == 2
 
@@ -396,7 +403,7 @@ async def test_history_file_compacts_and_skips_a_torn_line(tmp_path: Path) -> No
     for _ in range(5):
         cond.holds = not cond.holds
         clock.advance(1)
-        await manager.evaluate()
+        await evaluate(manager)
     lines = path.read_text().splitlines()
     assert len(lines) <= 4
     with path.open("a") as f:
@@ -414,7 +421,7 @@ async def test_history_write_failure_is_reported_not_raised(tmp_path: Path) -> N
     manager = AlertManager(history_file=str(tmp_path / "missing-dir" / "alerts.jsonl"),
                            on_error=lambda where, exc: errors.append((where, exc)))
     manager.register_rule("r", "d", lambda: True)
-    await manager.evaluate()
+    await evaluate(manager)
     assert manager.active()[0].state is AlertState.FIRING
     assert [where for where, _ in errors] == ["alert_history_write"]
     assert isinstance(errors[0][1], OSError)
@@ -441,12 +448,12 @@ async def test_a_follower_mirrors_the_sender_and_carries_on(tmp_path: Path) -> N
     state = str(tmp_path / "state.json")
     sender, sent, clock = make(state_file=state)
     follower, follower_sent, _ = make(state_file=state)
-    follower._clock = clock
+    follower._clock = follower._monotonic = clock
     for manager in (sender, follower):
         manager.register_rule("r", "d", lambda: True, cooldown_minutes=10)
     follower.follow()  # nothing published yet
     assert follower.active() == []
-    await sender.evaluate()
+    await evaluate(sender)
     follower.follow()
     assert [a.to_dict() for a in follower.active()] == [a.to_dict() for a in sender.active()]
     assert follower.history() == sender.history()
@@ -454,9 +461,46 @@ async def test_a_follower_mirrors_the_sender_and_carries_on(tmp_path: Path) -> N
     # The sender dies; the follower evaluates from here on: same alert, no re-notification
     # within the cooldown, a repeat after it.
     clock.advance(60)
-    await follower.evaluate()
+    await evaluate(follower)
     assert follower_sent.sent == []
     clock.advance(600)
-    await follower.evaluate()
+    await evaluate(follower)
     assert follower_sent.sent == [("r", "firing")]
     assert len(follower.history()) == 1
+
+
+async def test_evaluation_only_queues_and_flush_delivers() -> None:
+    release = asyncio.Event()
+
+    class Slow(Channel):
+        name = "slow"
+
+        async def send(self, alert: Alert) -> None:
+            await release.wait()
+
+    manager, recorder, _ = make()
+    manager.add_channel(Slow(timeout=30))
+    manager.register_rule("r", "d", lambda: True)
+    await asyncio.wait_for(manager.evaluate(), 1)  # no delivery was awaited
+    assert manager.active()[0].state is AlertState.FIRING and recorder.sent == []
+    assert {s.channel: s.depth for s in manager.channel_status()} == {"recorder": 1, "slow": 1}
+    release.set()
+    await manager.flush()
+    assert recorder.sent == [("r", "firing")]
+    assert [n["ok"] for n in manager.active()[0].notifications] == [True, True]
+    assert {s.channel: s.depth for s in manager.channel_status()} == {"recorder": 0, "slow": 0}
+
+
+async def test_a_channel_queue_drops_its_oldest_when_full() -> None:
+    manager, recorder, _ = make(channel_queue_size=2)
+    for name in ("a", "b", "c"):
+        manager.register_rule(name, "d", lambda: True)
+    await manager.evaluate()
+    [status] = manager.channel_status()
+    assert (status.depth, status.dropped, status.backing_up) == (2, 1, True)
+    await manager.flush()
+    assert recorder.sent == [("b", "firing"), ("c", "firing")]
+    registry = CollectorRegistry()
+    registry.register(AlertMetrics(manager))
+    assert registry.get_sample_value("asgi_monitor_alert_notifications_dropped_total",
+                                     {"channel": "recorder"}) == 1

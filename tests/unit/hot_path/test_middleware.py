@@ -376,7 +376,7 @@ async def test_running_context_starts_and_stops_services(wrap: Wrap) -> None:
     mw.monitor.add_service("ticker", service)
     async with mw.monitor.running():
         await asyncio.sleep(0.05)
-        assert mw.monitor.task_names == ["alerts", "health", "sampler", "ticker"]
+        assert mw.monitor.task_names == ["alert_channels", "alerts", "health", "sampler", "ticker"]
     assert ticks and mw.monitor.task_names == []
 
 

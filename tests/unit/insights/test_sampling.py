@@ -29,7 +29,7 @@ def make() -> tuple[Monitor, Sampler, Clock]:
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    return monitor, monitor.collector.sampler(clock=clock), clock
+    return monitor, monitor.collector.sampler(clock=clock, monotonic=clock), clock
 
 
 def test_window_rates_ratios_and_quantiles() -> None:
@@ -150,10 +150,10 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
     clock = Clock(1_000_000.0)
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
-    direct = monitor.collector.sampler(clock=clock).take()
+    direct = monitor.collector.sampler(clock=clock, monotonic=clock).take()
     reader = MergedReader(monitor.registry.collect, prefix="",
                           declared={f.name for f in monitor.registry.collect()})
-    merged = Sampler(reader.read, clock=clock).take()
+    merged = Sampler(reader.read, clock=clock, monotonic=clock).take()
     assert direct == merged
     check(direct)
     assert direct.in_progress == 3

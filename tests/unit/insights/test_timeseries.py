@@ -25,7 +25,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
             **config),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    monitor.sampler = monitor.collector.sampler(clock=clock)
+    monitor.sampler = monitor.collector.sampler(clock=clock, monotonic=clock)
     return monitor, clock
 
 
