@@ -151,7 +151,7 @@ async def test_lifespan_off_any_first_request_starts_the_monitor_and_makes_it_re
         async with client(mw) as c:
             await c.get(first)
         assert mw.monitor.state is State.RUNNING
-        assert mw.monitor.task_names == ["alerts", "health", "sampler"]
+        assert mw.monitor.task_names == ["alert_channels", "alerts", "health", "sampler"]
         assert await probe(mw) == (200, "")
 
 
