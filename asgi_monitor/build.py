@@ -26,6 +26,7 @@ from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
 from .logs import configure_package_logging
+from .metric_names import NamedCollector
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
 from .sampling.samples import SampleBuffer
@@ -57,7 +58,9 @@ def build_monitor(
         if path is None:
             return registry
         merged = CollectorRegistry()
-        MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        workers = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+        merged.register(NamedCollector(workers.collect, naming=config.metrics.metric_names,
+                                       prefix=prefix))
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged
