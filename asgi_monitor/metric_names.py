@@ -23,12 +23,14 @@ classic names and labels in every mode.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-__all__ = ["OTEL_NAMES", "URL_SCHEME", "NamedCollector", "metric_name", "otel_families"]
+__all__ = ["OTEL_NAMES", "URL_SCHEME", "NamedCollector", "RequestNames", "metric_name",
+           "otel_families", "request_names"]
 
 URL_SCHEME = "http"
 # classic family -> its OpenTelemetry name (without a namespace; counters without `_total`).
@@ -62,6 +64,29 @@ def metric_name(classic: str, naming: str) -> str:
 
 
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
+
+
+@dataclass(frozen=True)
+class RequestNames:
+    """What generated rules and dashboards query: sample and label names of the request series
+    under one naming (without a namespace)."""
+
+    requests: str
+    duration: str
+    in_progress: str
+    method: str
+    route: str
+    status: str
+
+
+def request_names(naming: str) -> RequestNames:
+    """The names to query under ``naming``; ``both`` queries the classic ones."""
+    if naming == "otel":
+        return RequestNames("http_server_requests_total", "http_server_request_duration_seconds",
+                            "http_server_active_requests", "http_request_method", "http_route",
+                            "http_response_status_code")
+    return RequestNames("http_requests_total", "http_request_duration_seconds",
+                        "http_requests_in_progress", "method", "route", "status")
 
 
 def _otel_labels(labels: dict[str, str]) -> dict[str, str]:
