@@ -123,6 +123,14 @@ def build_monitor(
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
                       alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
                       scrape_registry=scrape_registry, web_app=_web_app)
+    if config.otlp.endpoint:
+        # The optional extra loads here, when the export starts, not on import.
+        from .otlp import OTLPExport
+
+        export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
+                            identity=identity.labels, interval=config.otlp.interval_seconds,
+                            on_error=collector.internal_error)
+        monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor
 
