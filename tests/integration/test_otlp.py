@@ -75,6 +75,7 @@ def _exported(message: Any) -> tuple[dict[str, str], dict[str, Any]]:
     return resource, {m.name: m for m in scope.metrics}
 
 
+@pytest.mark.integration
 async def test_export_equals_the_scrape(receiver: Receiver) -> None:
     async def item(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
