@@ -59,7 +59,9 @@ def _grafana(args: argparse.Namespace) -> int:
     from .grafana import grafana_dashboard
 
     config = MonitoringConfig.from_env()
-    print(json.dumps(grafana_dashboard(config.metrics.namespace), indent=2, sort_keys=True))
+    dashboard = grafana_dashboard(config.metrics.namespace,
+                                  metric_names=config.metrics.metric_names)
+    print(json.dumps(dashboard, indent=2, sort_keys=True))
     return 0
 
 

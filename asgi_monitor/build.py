@@ -26,6 +26,7 @@ from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
 from .logs import configure_package_logging
+from .metric_names import NamedCollector
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
 from .sampling.samples import SampleBuffer
@@ -57,7 +58,9 @@ def build_monitor(
         if path is None:
             return registry
         merged = CollectorRegistry()
-        MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
+        workers = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+        merged.register(NamedCollector(workers.collect, naming=config.metrics.metric_names,
+                                       prefix=prefix))
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged
@@ -120,6 +123,14 @@ def build_monitor(
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
                       alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
                       scrape_registry=scrape_registry, web_app=_web_app)
+    if config.otlp.endpoint:
+        # The optional extra loads here, when the export starts, not on import.
+        from .otlp import OTLPExport
+
+        export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
+                            identity=identity.labels, interval=config.otlp.interval_seconds,
+                            on_error=collector.internal_error)
+        monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor
 

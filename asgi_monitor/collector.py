@@ -25,8 +25,9 @@ from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
+from .metric_names import NamedCollector, metric_name
 from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
-from .request_metrics import RequestMetrics, RequestMetricsCollector, RequestStore
+from .request_metrics import RequestMetrics, RequestStore
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
@@ -67,6 +68,8 @@ class _SelfMetrics(Collector):
     def __init__(self, owner: MetricsCollector, prefix: str) -> None:
         self._owner = owner
         self._prefix = prefix
+        # The dropped series are named as the scrape shows them.
+        self._naming = owner.settings.metric_names
 
     def describe(self) -> Iterator[Metric]:
         return self.collect()
@@ -86,7 +89,7 @@ class _SelfMetrics(Collector):
         counts = dict(self._owner.requests.dropped_counts())
         counts.update(self._owner.custom_dropped)
         for metric, count in sorted(counts.items()):
-            dropped.add_metric((metric,), count)
+            dropped.add_metric((metric_name(metric, self._naming),), count)
         yield dropped
 
 
@@ -143,7 +146,8 @@ class MetricsCollector:
                 max_series=settings.max_series,
                 constant_labels=settings.constant_labels,
             )
-            registry.register(RequestMetricsCollector(requests))
+            registry.register(NamedCollector(requests.collect, describe=requests.describe,
+                                             naming=settings.metric_names, prefix=prefix))
             self.requests = requests
         else:
             self.requests = MultiprocessRequestMetrics(

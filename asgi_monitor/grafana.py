@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import metric_prefix
+from .metric_names import RequestNames, request_names
 
 __all__ = ["grafana_dashboard", "queries"]
 
@@ -58,17 +59,19 @@ def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str =
     return panel
 
 
-def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows of panels; ``p`` is the metric-name prefix (namespace + "_" or "")."""
+def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows of panels; ``p`` is the metric-name prefix (namespace + "_" or ""), ``names`` the
+    request series' names under the chosen naming."""
     rate = "$__rate_interval"
+    route, method = names.route, names.method
 
     def m(name: str, matchers: str = "") -> str:
         """The series ``name`` of the chosen targets, with ``matchers`` if any."""
         return f"{p}{name}{{{matchers + ', ' if matchers else ''}{TARGET}}}"
 
-    requests = m("http_requests_total")
-    errors = m("http_requests_total", 'status=~"5.."')
-    duration = m("http_request_duration_seconds_bucket")
+    requests = m(names.requests)
+    errors = m(names.requests, f'{names.status}=~"5.."')
+    duration = m(f"{names.duration}_bucket")
     hits = m("cache_operations_total", 'operation="hit"')
     lookups = m("cache_operations_total", 'operation=~"hit|miss"')
 
@@ -78,17 +81,18 @@ def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
     return [
         ("HTTP", [
             _panel("Request rate by route", "reqps", [
-                (f"sum by (route) (rate({requests}[{rate}]))", "{{route}}")]),
+                (f"sum by ({route}) (rate({requests}[{rate}]))", f"{{{{{route}}}}}")]),
             _panel("5xx error ratio", "percentunit", [
                 (f"(sum(rate({errors}[{rate}])) or vector(0)) "
                  f"/ sum(rate({requests}[{rate}]))", "5xx / all")],
                 description="Server errors over all requests; 0 when there were none."),
             _panel("Latency quantiles", "s", [
                 (quantile("0.5"), "p50"), (quantile("0.95"), "p95"), (quantile("0.99"), "p99")],
-                description="histogram_quantile over http_request_duration_seconds."),
-            _panel("p95 latency by route", "s", [(quantile("0.95", "le, route"), "{{route}}")]),
+                description=f"histogram_quantile over {names.duration}."),
+            _panel("p95 latency by route", "s", [
+                (quantile("0.95", f"le, {route}"), f"{{{{{route}}}}}")]),
             _panel("Requests in progress", "short", [
-                (f"sum by (method) ({m('http_requests_in_progress')})", "{{method}}")]),
+                (f"sum by ({method}) ({m(names.in_progress)})", f"{{{{{method}}}}}")]),
         ]),
         ("Health", [
             _panel("Health checks", "short", [
@@ -123,13 +127,16 @@ def _panels(p: str) -> list[tuple[str, list[dict[str, Any]]]]:
     ]
 
 
-def grafana_dashboard(namespace: str = "", *, title: str | None = None) -> dict[str, Any]:
-    """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE)."""
+def grafana_dashboard(namespace: str = "", *, title: str | None = None,
+                      metric_names: str = "classic") -> dict[str, Any]:
+    """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE) and
+    ``metric_names`` (as MONITORING_METRIC_NAMES)."""
     prefix = metric_prefix(namespace)
+    names = request_names(metric_names)
     panels: list[dict[str, Any]] = []
     y = 0
     next_id = 1
-    for row_title, row in _panels(prefix):
+    for row_title, row in _panels(prefix, names):
         panels.append({"type": "row", "title": row_title, "collapsed": False, "id": next_id,
                        "gridPos": {"h": 1, "w": _WIDTH, "x": 0, "y": y}, "panels": []})
         next_id += 1
@@ -182,9 +189,9 @@ def grafana_dashboard(namespace: str = "", *, title: str | None = None) -> dict[
             "regex": "",
             "options": [],
         },
-            _target_variable("job", "Job", f"label_values({prefix}http_requests_total, job)"),
+            _target_variable("job", "Job", f"label_values({prefix}{names.requests}, job)"),
             _target_variable("instance", "Instance",
-                             f'label_values({prefix}http_requests_total{{job=~"$job"}}, '
+                             f'label_values({prefix}{names.requests}{{job=~"$job"}}, '
                              "instance)"),
         ]},
         "panels": panels,

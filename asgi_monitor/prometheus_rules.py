@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from .config import MonitoringConfig, metric_prefix
+from .metric_names import request_names
 
 __all__ = ["prometheus_rules", "render_yaml", "rules_yaml"]
 
@@ -31,8 +32,9 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
     w = _duration(config.alerts.window_seconds)
     minimum = config.alerts.min_requests
     by = "sum by (job, instance)"
-    requests = f"{by} (increase({p}http_requests_total[{w}]))"
-    durations = f"{by} (increase({p}http_request_duration_seconds_count[{w}]))"
+    names = request_names(config.metrics.metric_names)
+    requests = f"{by} (increase({p}{names.requests}[{w}]))"
+    durations = f"{by} (increase({p}{names.duration}_count[{w}]))"
     queries = f"{by} (increase({p}db_queries_total[{w}]))"
     window_text = f"{config.alerts.window_seconds / 60:g} min"
 
@@ -45,13 +47,14 @@ def prometheus_rules(config: MonitoringConfig) -> dict[str, Any]:
 
     rules = [
         rule("HighErrorRate",
-             f"({by} (increase({p}http_requests_total{{status=~\"5..\"}}[{w}])) / {requests}) "
+             f"({by} (increase({p}{names.requests}{{{names.status}=~\"5..\"}}[{w}])) "
+             f"/ {requests}) "
              f"* 100 > {config.alerts.error_rate_percent:g} and {requests} >= {minimum}",
              "critical", "HTTP error rate above "
              f"{config.alerts.error_rate_percent:g}%",
              f"{{{{ $value | humanize }}}}% of requests failed with 5xx over {window_text}."),
         rule("SlowResponses",
-             f"{by} (increase({p}http_request_duration_seconds_sum[{w}])) / {durations} "
+             f"{by} (increase({p}{names.duration}_sum[{w}])) / {durations} "
              f"> {config.alerts.response_time_seconds:g} and {durations} >= {minimum}",
              "warning", f"Average response time above {config.alerts.response_time_seconds:g}s",
              f"Requests took {{{{ $value | humanizeDuration }}}} on average over {window_text}."),

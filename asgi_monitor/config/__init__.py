@@ -35,13 +35,14 @@ from .metrics import (
     RouteResolver,
     metric_prefix,
 )
+from .otlp import OTLPSettings
 from .service import ServiceSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
-    "MonitoringConfig", "PathSettings", "RouteResolver", "ServiceSettings", "SystemSettings",
-    "WebhookSettings",
+    "MonitoringConfig", "OTLPSettings", "PathSettings", "RouteResolver", "ServiceSettings",
+    "SystemSettings", "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 
@@ -75,6 +76,7 @@ class MonitoringConfig(Section):
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    otlp: OTLPSettings = field(default_factory=OTLPSettings)
 
     def _check_together(self) -> None:
         for f, section_type in _sections():

@@ -216,6 +216,10 @@ def label_set(reserved: tuple[str, ...]) -> Check:
                  f"nor starting with '__') and each value non-empty", accepts)
 
 
+def one_of(*choices: str) -> Check:
+    return Check("one of " + ", ".join(choices), lambda v: v in choices)
+
+
 non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the environment)",
                         lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p for p in v))
 

@@ -15,6 +15,7 @@ from .declare import (
     label_set,
     method_list,
     method_names,
+    one_of,
     path_list,
     path_prefix,
     pattern,
@@ -24,7 +25,8 @@ from .declare import (
     whole_at_least,
 )
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "REQUEST_LABELS", "MetricsSettings",
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "METRIC_NAMES", "REQUEST_LABELS",
+           "MetricsSettings",
            "PathSettings", "RouteResolver", "metric_prefix"]
 
 # Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
@@ -35,6 +37,9 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
     100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0,
 )
+
+# classic: our own names; otel: OpenTelemetry's HTTP semantic conventions; both: during a migration.
+METRIC_NAMES = ("classic", "otel", "both")
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
 # The labels the request series carry themselves (and the histograms' bucket label).
@@ -55,6 +60,10 @@ class MetricsSettings(Section):
     namespace: str = setting(
         "", env="MONITORING_NAMESPACE", check=identifier,
         help="prefix for every metric name (letters, digits, `_`)")
+    metric_names: str = setting(
+        "classic", env="MONITORING_METRIC_NAMES", check=one_of(*METRIC_NAMES),
+        help="names of the request series: `classic`, `otel` (OpenTelemetry's HTTP semantic "
+             "conventions) or `both` while dashboards and rules migrate")
     excluded_paths: tuple[str, ...] = setting(
         (), env="MONITORING_EXCLUDED_PATHS", parse=text_list, check=path_list,
         help="paths not recorded: exact (`/healthz`), or a prefix when the entry ends with `*` "

@@ -83,6 +83,10 @@ class Sampler:
         self._clock = clock
         self._monotonic = monotonic
 
+    def read(self) -> SampleInputs:
+        """The components' snapshots as they are now (the OTLP export sends these)."""
+        return self._read()
+
     def take(self) -> Sample:
         sample = Sample(time=self._clock(), monotonic=self._monotonic())
         inputs = self._read()

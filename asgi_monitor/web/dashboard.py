@@ -104,7 +104,9 @@ class DashboardEndpoints:
         return LenientJSONResponse(history_document(self.monitor, since, after))
 
     async def grafana(self, request: Request) -> Response:
-        return LenientJSONResponse(grafana_dashboard(self.monitor.config.metrics.namespace))
+        metrics = self.monitor.config.metrics
+        return LenientJSONResponse(grafana_dashboard(metrics.namespace,
+                                                     metric_names=metrics.metric_names))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

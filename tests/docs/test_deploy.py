@@ -219,3 +219,18 @@ def test_deploy_alertmanager_config_passes_amtool() -> None:
     result = subprocess.run([amtool, "check-config", str(DEPLOY / "alertmanager.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_otel_naming_rules_pass_promtool(tmp_path: Path) -> None:
+    text = rules_yaml(MonitoringConfig(metrics=MetricsSettings(metric_names="otel")))
+    assert 'http_server_requests_total{http_response_status_code=~\\"5..\\"}' in text
+    assert "http_server_request_duration_seconds_sum" in text
+    assert "http_requests_total" not in text and "http_request_duration" not in text
+    assert rules_yaml(MonitoringConfig(metrics=MetricsSettings(metric_names="both"))) == (
+        rules_yaml(MonitoringConfig()))
+    promtool = require_binary("promtool")
+    path = tmp_path / "rules.yml"
+    path.write_text(text)
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -100,7 +100,7 @@ def test_metadata(wheel: Path) -> None:
     assert meta["License-Expression"] == "MIT"
     assert meta.get_all("License-File") == ["LICENSE"]
     # Working on the project is dependency groups, not extras users could install.
-    assert set(meta.get_all("Provides-Extra") or []) == {"demo", "sqlalchemy"}
+    assert set(meta.get_all("Provides-Extra") or []) == {"demo", "otlp", "sqlalchemy"}
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
     assert {"Homepage", "Source", "Changelog", "Issues", "Documentation"} <= set(urls)
     assert all(url.startswith("https://") for url in urls.values())

@@ -27,6 +27,7 @@ from asgi_monitor import (
 )
 from asgi_monitor.config import HealthSettings, MetricsSettings
 from asgi_monitor.grafana import grafana_dashboard, queries
+from asgi_monitor.metric_names import request_names
 
 NAMESPACE = "shop"
 
@@ -57,11 +58,17 @@ async def broken(request: Request) -> PlainTextResponse:
     return PlainTextResponse("boom", status_code=500)
 
 
+@pytest.fixture(params=["classic", "otel", "both"])
+def naming(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def app() -> Iterator[MonitoringMiddleware]:
+def app(naming: str) -> Iterator[MonitoringMiddleware]:
     starlette = Starlette(routes=[Route("/items/{id}", items), Route("/broken", broken)])
     config = MonitoringConfig(
-        metrics=MetricsSettings(namespace=NAMESPACE), health=HealthSettings(interval_seconds=1))
+        metrics=MetricsSettings(namespace=NAMESPACE, metric_names=naming),
+        health=HealthSettings(interval_seconds=1))
     monitor = build_monitor(config, CollectorRegistry())
     # The decorators and get_metrics_collector() use the process-wide monitor: this one.
     previous = set_default_monitor(monitor)
@@ -72,14 +79,14 @@ def app() -> Iterator[MonitoringMiddleware]:
 @pytest.mark.integration
 @pytest.mark.timeout(180)
 def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddleware,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, naming: str) -> None:
     prometheus = require_binary("prometheus")
     with serve(app) as base:
         target = base.removeprefix("http://")
         # The variables as Grafana fills them in with this one target chosen.
         expressions = [e.replace("$__rate_interval", "1m").replace("$job", "asgi")
                        .replace("$instance", target) for e in
-                       queries(grafana_dashboard(NAMESPACE))]
+                       queries(grafana_dashboard(NAMESPACE, metric_names=naming))]
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -133,9 +140,10 @@ def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddlewa
                 failing = {e: r for e, r in empty.items() if not r}
                 assert failing == {}, failing
                 # What the job and instance variables' label_values() queries list.
+                requests = request_names(naming).requests
                 for label, expected in (("job", ["asgi"]), ("instance", [target])):
                     body = client.get(f"{api}/api/v1/label/{label}/values",
-                                      params={"match[]": f"{NAMESPACE}_http_requests_total"}
+                                      params={"match[]": f"{NAMESPACE}_{requests}"}
                                       ).json()
                     assert body["data"] == expected
         finally:

@@ -68,3 +68,19 @@ def test_every_series_is_selected_by_job_and_instance() -> None:
         selectors = re.findall(r"shop_[a-z_]+(\{[^}]*\})?", expr)
         assert selectors and all('job=~"$job", instance=~"$instance"' in s
                                  for s in selectors), expr
+
+
+def test_otel_naming_queries_the_otel_names_and_labels() -> None:
+    otel = queries(grafana_dashboard(metric_names="otel"))
+    plain = " ".join(otel)
+    for metric in ("http_server_requests_total", "http_server_request_duration_seconds_bucket",
+                   "http_server_active_requests", 'http_response_status_code=~"5.."',
+                   "by (http_route)", "by (http_request_method)"):
+        assert metric in plain
+    classic = r"\bhttp_requests_total|\bhttp_request_duration|\bhttp_requests_in|\bstatus=~"
+    assert not re.search(classic + r"|\(route\)", plain)
+    board = grafana_dashboard(metric_names="otel")
+    assert board["templating"]["list"][1]["definition"] == (
+        "label_values(http_server_requests_total, job)")
+    # `both` keeps querying the classic names, which are still exposed.
+    assert queries(grafana_dashboard(metric_names="both")) == queries(grafana_dashboard())

@@ -155,8 +155,9 @@ def test_child_exit_removes_the_dead_workers_live_gauges(
 
 
 
+@pytest.mark.parametrize("naming", ["classic", "otel", "both"])
 def test_both_backends_expose_the_same_request_series(
-    multiproc_env: pytest.MonkeyPatch, tmp_path: Path
+    multiproc_env: pytest.MonkeyPatch, tmp_path: Path, naming: str
 ) -> None:
     def series(monitor: Monitor) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
         requests = monitor.collector.requests
@@ -168,11 +169,14 @@ def test_both_backends_expose_the_same_request_series(
                 if m.name.startswith(("http_", "websocket_"))
                 for s in m.samples if not s.name.endswith("_created")}
 
-    config = MonitoringConfig(system=SystemSettings(metrics=False))
+    config = MonitoringConfig(metrics=MetricsSettings(metric_names=naming),
+                              system=SystemSettings(metrics=False))
     single = series(build_monitor(config, CollectorRegistry()))
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     multi = series(build_monitor(config, CollectorRegistry()))
     assert single == multi and len(single) > 50
+    otel = any(name.startswith("http_server_request_duration") for name, _ in single)
+    assert otel == (naming != "classic")
 
 
 def test_both_backends_add_the_constant_labels_to_every_request_series(

@@ -1,0 +1,42 @@
+"""The OTLP export runs only with an endpoint, and its data equals the sampler's snapshot."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.config import ConfigError, OTLPSettings
+
+
+async def test_no_endpoint_no_export() -> None:
+    monitor = build_monitor(MonitoringConfig(), CollectorRegistry())
+    async with monitor.running():
+        assert "otlp" not in monitor.task_names
+
+
+def test_an_endpoint_must_be_a_url() -> None:
+    with pytest.raises(ConfigError, match="MONITORING_OTLP_ENDPOINT"):
+        MonitoringConfig.from_env({"MONITORING_OTLP_ENDPOINT": "collector:4318"})
+
+
+def test_metrics_data_from_a_snapshot() -> None:
+    pytest.importorskip("opentelemetry.sdk.metrics.export")
+    from asgi_monitor.otlp import metrics_data
+
+    monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint="http://c:4318/v1/metrics")),
+                            CollectorRegistry())
+    monitor.requests.record("OTHER", "/a", 502, 0.2, 0.1, 0, 10)
+    monitor.requests.record("GET", "/a", 200, 0.02, 0.01, 0, 10)
+    data = metrics_data(monitor.sampler.read(), resource={"service.name": "shop"},
+                        start_ns=1, now_ns=2)
+    [resource] = data.resource_metrics
+    assert resource.resource.attributes["service.name"] == "shop"
+    metrics = {m.name: m for m in resource.scope_metrics[0].metrics}
+    points = {(p.attributes["http.request.method"], p.attributes["http.response.status_code"],
+               p.attributes.get("error.type")): p.value
+              for p in metrics["http.server.requests"].data.data_points}
+    assert points == {("_OTHER", 502, "502"): 1, ("GET", 200, None): 1}
+    counts = {p.attributes["http.request.method"]: (p.count, p.sum, sum(p.bucket_counts))
+              for p in metrics["http.server.request.duration"].data.data_points}
+    assert counts == {"_OTHER": (1, pytest.approx(0.2), 1), "GET": (1, pytest.approx(0.02), 1)}
