@@ -27,8 +27,12 @@ from .declare import (
 __all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "REQUEST_LABELS", "MetricsSettings",
            "PathSettings", "RouteResolver", "metric_prefix"]
 
-# Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
+# Web latencies: 0.25 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit. The
+# four sub-5 ms bounds exist because a quantile is interpolated inside its bucket: with 5 ms as
+# the first bound, an endpoint answering in 0.3 ms read as "p50 2.5 ms, p95 4.75 ms". Fast
+# requests still stop the hot path's scan after a bound or two.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.00025, 0.0005, 0.001, 0.0025,
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 # Body sizes: 100 B .. 10 MB in rough powers of ten.
