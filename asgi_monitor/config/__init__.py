@@ -30,6 +30,7 @@ from .history import HistorySettings
 from .metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_SIZE_BUCKETS,
+    ExemplarHook,
     MetricsSettings,
     PathSettings,
     RouteResolver,
@@ -39,7 +40,8 @@ from .service import ServiceSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
-    "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
+    "EmailSettings", "ExemplarHook", "GateSettings", "HealthSettings", "HistorySettings",
+    "MetricsSettings",
     "MonitoringConfig", "PathSettings", "RouteResolver", "ServiceSettings", "SystemSettings",
     "WebhookSettings",
     "metric_prefix", "reference", "variables",

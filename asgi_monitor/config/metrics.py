@@ -9,6 +9,7 @@ from typing import Any
 from .declare import (
     Section,
     any_callable,
+    boolean,
     buckets,
     identifier,
     label_pairs,
@@ -24,8 +25,8 @@ from .declare import (
     whole_at_least,
 )
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "REQUEST_LABELS", "MetricsSettings",
-           "PathSettings", "RouteResolver", "metric_prefix"]
+__all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "REQUEST_LABELS", "ExemplarHook",
+           "MetricsSettings", "PathSettings", "RouteResolver", "metric_prefix"]
 
 # Web latencies: 0.25 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit. The
 # four sub-5 ms bounds exist because a quantile is interpolated inside its bucket: with 5 ms as
@@ -41,6 +42,8 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
 )
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+# exemplar(scope) -> the exemplar's labels (e.g. {"trace_id": ...}), or None for no exemplar.
+ExemplarHook = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
 # The labels the request series carry themselves (and the histograms' bucket label).
 REQUEST_LABELS = ("method", "route", "status", "le")
 
@@ -88,6 +91,16 @@ class MetricsSettings(Section):
         None, check=any_callable,
         help="`resolver(scope) -> str | None`: the route label for apps the middleware cannot "
              "read a template from; code only")
+
+    exemplars: bool = setting(
+        False, env="MONITORING_EXEMPLARS", parse=boolean,
+        help="attach the request's trace id to the duration histogram's buckets (OpenMetrics "
+             "scrapes only): from the current OpenTelemetry span, else the `traceparent` "
+             "header, else `metrics.exemplar`")
+    exemplar: ExemplarHook | None = setting(
+        None, check=any_callable,
+        help="`exemplar(scope) -> dict | None`: exemplar labels when neither OpenTelemetry nor "
+             "`traceparent` gives a trace id (with `metrics.exemplars` on); code only")
 
     def __post_init__(self) -> None:
         # A mapping is the natural way to write labels in code; the frozen field keeps pairs.
