@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import client, sample, scraped_app
 
@@ -74,12 +75,18 @@ async def test_traceparent_trace_on_the_bucket_of_the_request(
 
 async def test_the_last_exemplar_per_bucket_is_kept(registry: CollectorRegistry) -> None:
     mw = scraped_app(registry, metrics=MetricsSettings(exemplars=True))
-    async with client(mw) as c:
-        await c.get("/", headers={"traceparent": TRACEPARENT})
-        other = "0af7651916cd43dd8448eb211c80319c"
-        await c.get("/", headers={"traceparent": f"00-{other}-b7ad6b7169203331-01"})
-        text = (await c.get("/api/metrics", headers={"accept": OPENMETRICS})).text
-    assert [e["trace_id"] for e in exemplars(text).values()] == [other]
+    store = mw.monitor.collector.requests
+    other = "0af7651916cd43dd8448eb211c80319c"
+    # Durations given, so the buckets are known: two in (0.25, 0.5] ms, one in (5, 10] ms.
+    for trace, duration in ((TRACE, 0.0003), (other, 0.0004), (TRACE, 0.007)):
+        store.record_exemplar("GET", "/", 200, duration, duration, 0, 2, {"trace_id": trace})
+    store.record_exemplar("GET", "/", 200, 0.0003, 0.0003, 0, 2, None)  # keeps the last one
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+    kept = {s.labels["le"]: (s.exemplar.labels["trace_id"], s.exemplar.value)
+            for s in families["http_request_duration_seconds"].samples
+            if s.name.endswith("_bucket") and s.exemplar is not None}
+    assert kept == {"0.0005": (other, 0.0004), "0.01": (TRACE, 0.007)}
 
 
 async def test_prometheus_text_format_has_no_exemplars(registry: CollectorRegistry) -> None:

@@ -68,3 +68,11 @@ def test_every_series_is_selected_by_job_and_instance() -> None:
         selectors = re.findall(r"shop_[a-z_]+(\{[^}]*\})?", expr)
         assert selectors and all('job=~"$job", instance=~"$instance"' in s
                                  for s in selectors), expr
+
+
+def test_latency_panels_show_exemplars() -> None:
+    panels = {panel["title"]: panel for panel in grafana_dashboard("")["panels"]
+              if "targets" in panel}
+    for title in ("Latency quantiles", "p95 latency by route"):
+        assert all(target["exemplar"] is True for target in panels[title]["targets"]), title
+    assert not any(target.get("exemplar") for target in panels["Request rate by route"]["targets"])
