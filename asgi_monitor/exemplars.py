@@ -20,7 +20,7 @@ ExemplarSource = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
 # OpenMetrics caps an exemplar's label names and values at 128 UTF-8 characters together;
 # prometheus_client raises on more when it writes the scrape, so a longer set is dropped here.
 MAX_EXEMPLAR_CHARS = 128
-_HEX = frozenset("0123456789abcdef")
+_HEX = "0123456789abcdef"
 
 
 def from_traceparent(value: str) -> dict[str, str] | None:
@@ -36,7 +36,8 @@ def from_traceparent(value: str) -> dict[str, str] | None:
     version, trace_id, span_id, flags = value[:2], value[3:35], value[36:52], value[53:55]
     if value[2] != "-" or value[35] != "-" or value[52] != "-":
         return None
-    if not all(set(part) <= _HEX for part in (version, trace_id, span_id, flags)):
+    # strip() removes every hex digit from both ends: anything left is not lowercase hex.
+    if (version + trace_id + span_id + flags).strip(_HEX):
         return None
     if version == "ff" or (version == "00" and len(value) != 55):
         return None
@@ -46,8 +47,9 @@ def from_traceparent(value: str) -> dict[str, str] | None:
 
 
 def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    # ASGI servers lowercase header names.
     for key, value in scope.get("headers") or ():
-        if key.lower() == name:
+        if key == name:
             return bytes(value).decode("latin-1")
     return None
 
