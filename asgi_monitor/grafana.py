@@ -39,7 +39,7 @@ def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
 
 
 def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str = "timeseries",
-           description: str = "") -> dict[str, Any]:
+           description: str = "", exemplars: bool = False) -> dict[str, Any]:
     refs = "ABCDEFGHIJ"
     panel: dict[str, Any] = {
         "type": kind,
@@ -51,6 +51,11 @@ def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str =
                     "tooltip": {"mode": "multi", "sort": "desc"}},
         "targets": [_target(expr, legend, refs[i]) for i, (expr, legend) in enumerate(targets)],
     }
+    if exemplars:
+        # Shown only when the app has MONITORING_EXEMPLARS on and Prometheus runs with
+        # --enable-feature=exemplar-storage; otherwise the query returns none and costs nothing.
+        for target in panel["targets"]:
+            target["exemplar"] = True
     if kind == "stat":
         panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
                                               "values": False},
@@ -88,9 +93,9 @@ def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]
                 description="Server errors over all requests; 0 when there were none."),
             _panel("Latency quantiles", "s", [
                 (quantile("0.5"), "p50"), (quantile("0.95"), "p95"), (quantile("0.99"), "p99")],
-                description=f"histogram_quantile over {names.duration}."),
+                description=f"histogram_quantile over {names.duration}.", exemplars=True),
             _panel("p95 latency by route", "s", [
-                (quantile("0.95", f"le, {route}"), f"{{{{{route}}}}}")]),
+                (quantile("0.95", f"le, {route}"), f"{{{{{route}}}}}")], exemplars=True),
             _panel("Requests in progress", "short", [
                 (f"sum by ({method}) ({m(names.in_progress)})", f"{{{{{method}}}}}")]),
         ]),

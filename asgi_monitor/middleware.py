@@ -110,6 +110,13 @@ class MonitoringMiddleware:
         self._filtering = bool(self._excluded or self._excluded_prefixes
                                or self._excluded_pattern is not None or self._skip_methods)
         self._resolver = config.metrics.route_resolver
+        # None unless exemplars are on: the request path then tests this one attribute.
+        self._exemplar: Callable[[dict[str, Any]], dict[str, str] | None] | None = None
+        if metrics.exemplars:
+            # Imported here: OpenTelemetry is looked up only when exemplars are wanted.
+            from .exemplars import exemplar_source
+
+            self._exemplar = exemplar_source(metrics.exemplar)
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
         self._labels: dict[object, tuple[object, str]] = {}
@@ -170,11 +177,26 @@ class MonitoringMiddleware:
                     status = CLIENT_CLOSED
                 elif not status:
                     status = 500  # the app returned without a response; servers answer 500
-                requests.record(method, self._label(scope, entry_root_path), status,
-                                finished - start, (exchange.first_byte or finished) - start,
-                                exchange.request_bytes, exchange.response_bytes)
+                if self._exemplar is None:
+                    requests.record(method, self._label(scope, entry_root_path), status,
+                                    finished - start, (exchange.first_byte or finished) - start,
+                                    exchange.request_bytes, exchange.response_bytes)
+                else:
+                    requests.record_exemplar(
+                        method, self._label(scope, entry_root_path), status, finished - start,
+                        (exchange.first_byte or finished) - start, exchange.request_bytes,
+                        exchange.response_bytes, self._exemplar_labels(self._exemplar, scope))
             except Exception as exc:
                 self._on_error("record", exc)
+
+    def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
+                         scope: dict[str, Any]) -> dict[str, str] | None:
+        # A failing user hook loses the exemplar, never the request's metrics.
+        try:
+            return source(scope)
+        except Exception as exc:
+            self._on_error("exemplar", exc)
+            return None
 
     def _label(self, scope: dict[str, Any], entry_root_path: str) -> str:
         # A cached label per matched route object (and mount prefix): templates are fixed, so

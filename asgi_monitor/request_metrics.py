@@ -14,6 +14,7 @@ before reading it; a sample it sees may be one request behind, never torn across
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import (
@@ -23,6 +24,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from .config import metric_prefix
@@ -111,6 +113,15 @@ class RequestStore:
         """Count one finished request and observe its four histograms."""
         raise NotImplementedError
 
+    def record_exemplar(
+        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
+    ) -> None:
+        """:meth:`record`, keeping ``exemplar`` (labels such as ``trace_id``) as the last one of
+        the duration bucket the request fell in. Called instead of ``record`` only when
+        exemplars are on; a store that cannot keep them (multiprocess) just records."""
+        self.record(method, route, status, duration, ttfb, request_bytes, response_bytes)
+
     def websocket_accepted(self, route: str) -> str:
         """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
         raise NotImplementedError
@@ -160,21 +171,47 @@ class BucketCounts:
         return out, total
 
 
+def _with_exemplars(
+    buckets: list[tuple[str, float]], kept: list[tuple[dict[str, str], float, float] | None],
+) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+    # Only the OpenMetrics exposition writes them; the Prometheus text format has no exemplars.
+    out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+    for (le, count), exemplar in zip(buckets, list(kept), strict=True):
+        if exemplar is None:
+            out.append((le, count))
+        else:
+            out.append((le, count, Exemplar(exemplar[0], exemplar[1], exemplar[2])))
+    return out
+
+
 def _le(bound: float) -> str:
     # The formatting prometheus_client uses for its own "le" labels, so series are identical.
     return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 class RouteHistograms:
-    """The per-(method, route) histograms."""
+    """The per-(method, route) histograms, and the duration buckets' last exemplars."""
 
-    __slots__ = ("duration", "ttfb", "request_size", "response_size")
+    __slots__ = ("duration", "ttfb", "request_size", "response_size", "exemplars")
 
     def __init__(self, duration_bounds: Sequence[float], size_bounds: Sequence[float]) -> None:
         self.duration = BucketCounts(duration_bounds)
         self.ttfb = BucketCounts(duration_bounds)
         self.request_size = BucketCounts(size_bounds)
         self.response_size = BucketCounts(size_bounds)
+        # Per duration bucket (+Inf last): (labels, value, unix time) of the last request with
+        # an exemplar, or None. Created by the first exemplar: without them it costs nothing.
+        self.exemplars: list[tuple[dict[str, str], float, float] | None] | None = None
+
+    def keep_exemplar(self, duration: float, labels: dict[str, str]) -> None:
+        scan = self.duration._scan
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        kept = self.exemplars
+        if kept is None:
+            kept = self.exemplars = [None] * len(scan)
+        kept[i] = (labels, duration, time.time())
 
 
 class Series:
@@ -262,6 +299,16 @@ class RequestMetrics(RequestStore):
     ) -> None:
         self.series(method, route, status).observe(duration, ttfb, request_bytes, response_bytes)
 
+    def record_exemplar(
+        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self.series(method, route, status)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        if exemplar is not None:
+            # The series' own histograms: an overflowed request's exemplar goes where it counted.
+            series.stats.keep_exemplar(duration, exemplar)
+
     def series(self, method: str, route: str, status: int) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""
         key = (method, route, status)
@@ -328,7 +375,12 @@ class RequestMetrics(RequestStore):
             family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route", *names))
             for (method, route), stats in routes:
                 buckets, total_sum = getattr(stats, attr).cumulative()
-                family.add_metric((method, route, *values), buckets, total_sum)
+                kept = stats.exemplars
+                if kept is not None and attr == "duration":
+                    family.add_metric((method, route, *values), _with_exemplars(buckets, kept),
+                                      total_sum)
+                else:
+                    family.add_metric((method, route, *values), buckets, total_sum)
             yield family
 
         in_progress = GaugeMetricFamily(f"{p}{HTTP_REQUESTS_IN_PROGRESS}",

@@ -1,7 +1,7 @@
 """The middleware's own cost, isolated: a minimal raw ASGI app and a 2-route Starlette app, bare
 and wrapped, in one process, reporting the *minimum* over batches (the least disturbed one).
 
-    .venv/bin/python benchmarks/hotpath.py [--batches 25]
+    .venv/bin/python benchmarks/hotpath.py [--batches 25] [--exemplars]
 
 A quick, low-noise gauge for hot-path changes (run.py is the full, paired comparison with
 peers). Background features are off here, so only the per-request path is measured.
@@ -23,9 +23,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import AlertSettings, HealthSettings, SystemSettings
+from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
 
 MESSAGE = {"type": "http.request", "body": b"", "more_body": False}
+# --exemplars: every request carries a W3C trace context, as behind a tracing proxy.
+HEADERS: list[tuple[bytes, bytes]] = []
+TRACEPARENT = (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 
 
 async def raw(scope: Any, receive: Any, send: Any) -> None:
@@ -50,7 +53,8 @@ async def send(message: Any) -> None:
 def scope(path: str) -> dict[str, Any]:
     return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "server": ("t", 80)}
+            "query_string": b"", "headers": HEADERS, "client": ("127.0.0.1", 1),
+            "server": ("t", 80)}
 
 
 async def per_request_us(app: Any, path: str, count: int) -> float:
@@ -60,8 +64,11 @@ async def per_request_us(app: Any, path: str, count: int) -> float:
     return (time.perf_counter() - start) / count * 1e6
 
 
-async def main(batches: int) -> None:
+async def main(batches: int, exemplars: bool) -> None:
+    if exemplars:
+        HEADERS.append(TRACEPARENT)
     config = MonitoringConfig(
+                 metrics=MetricsSettings(exemplars=exemplars),
                  health=HealthSettings(default_checks=False),
                  alerts=AlertSettings(default_rules=False),
                  system=SystemSettings(metrics=False))
@@ -90,4 +97,7 @@ async def main(batches: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=25)
-    asyncio.run(main(parser.parse_args().batches))
+    parser.add_argument("--exemplars", action="store_true",
+                        help="exemplars on, each request with a traceparent header")
+    args = parser.parse_args()
+    asyncio.run(main(args.batches, args.exemplars))

@@ -30,6 +30,7 @@ from .history import HistorySettings
 from .metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_SIZE_BUCKETS,
+    ExemplarHook,
     MetricsSettings,
     PathSettings,
     RouteResolver,
@@ -40,9 +41,9 @@ from .service import ServiceSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
-    "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
-    "MonitoringConfig", "OTLPSettings", "PathSettings", "RouteResolver", "ServiceSettings",
-    "SystemSettings", "WebhookSettings",
+    "EmailSettings", "ExemplarHook", "GateSettings", "HealthSettings", "HistorySettings",
+    "MetricsSettings", "MonitoringConfig", "OTLPSettings", "PathSettings", "RouteResolver",
+    "ServiceSettings", "SystemSettings", "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 

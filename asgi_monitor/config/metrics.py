@@ -9,6 +9,7 @@ from typing import Any
 from .declare import (
     Section,
     any_callable,
+    boolean,
     buckets,
     identifier,
     label_pairs,
@@ -26,11 +27,14 @@ from .declare import (
 )
 
 __all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "METRIC_NAMES", "REQUEST_LABELS",
-           "MetricsSettings",
-           "PathSettings", "RouteResolver", "metric_prefix"]
+           "ExemplarHook", "MetricsSettings", "PathSettings", "RouteResolver", "metric_prefix"]
 
-# Web latencies: 5 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit.
+# Web latencies: 0.25 ms .. 10 s, dense around the 100 ms - 1 s range where SLOs usually sit. The
+# four sub-5 ms bounds exist because a quantile is interpolated inside its bucket: with 5 ms as
+# the first bound, an endpoint answering in 0.3 ms read as "p50 2.5 ms, p95 4.75 ms". Fast
+# requests still stop the hot path's scan after a bound or two.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.00025, 0.0005, 0.001, 0.0025,
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 # Body sizes: 100 B .. 10 MB in rough powers of ten.
@@ -42,6 +46,8 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
 METRIC_NAMES = ("classic", "otel", "both")
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+# exemplar(scope) -> the exemplar's labels (e.g. {"trace_id": ...}), or None for no exemplar.
+ExemplarHook = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
 # The labels the request series carry themselves (and the histograms' bucket label).
 REQUEST_LABELS = ("method", "route", "status", "le")
 
@@ -93,6 +99,16 @@ class MetricsSettings(Section):
         None, check=any_callable,
         help="`resolver(scope) -> str | None`: the route label for apps the middleware cannot "
              "read a template from; code only")
+
+    exemplars: bool = setting(
+        False, env="MONITORING_EXEMPLARS", parse=boolean,
+        help="attach the request's trace id to the duration histogram's buckets (OpenMetrics "
+             "scrapes only): from the current OpenTelemetry span, else the `traceparent` "
+             "header, else `metrics.exemplar`")
+    exemplar: ExemplarHook | None = setting(
+        None, check=any_callable,
+        help="`exemplar(scope) -> dict | None`: exemplar labels when neither OpenTelemetry nor "
+             "`traceparent` gives a trace id (with `metrics.exemplars` on); code only")
 
     def __post_init__(self) -> None:
         # A mapping is the natural way to write labels in code; the frozen field keeps pairs.

@@ -84,3 +84,11 @@ def test_otel_naming_queries_the_otel_names_and_labels() -> None:
         "label_values(http_server_requests_total, job)")
     # `both` keeps querying the classic names, which are still exposed.
     assert queries(grafana_dashboard(metric_names="both")) == queries(grafana_dashboard())
+
+
+def test_latency_panels_show_exemplars() -> None:
+    panels = {panel["title"]: panel for panel in grafana_dashboard("")["panels"]
+              if "targets" in panel}
+    for title in ("Latency quantiles", "p95 latency by route"):
+        assert all(target["exemplar"] is True for target in panels[title]["targets"]), title
+    assert not any(target.get("exemplar") for target in panels["Request rate by route"]["targets"])

@@ -200,3 +200,19 @@ def test_both_backends_add_the_constant_labels_to_every_request_series(
     assert single == multi and len(single) > 30
     for _, labels in single:
         assert ("env", "prod") in labels and ("service", "shop") in labels
+
+
+def test_multiprocess_records_without_exemplars(multiproc_env: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    # prometheus_client's multiprocess files hold no exemplars: the request counts, the trace not.
+    multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monitor = build_monitor(
+        MonitoringConfig(metrics=MetricsSettings(exemplars=True),
+                         system=SystemSettings(metrics=False)),
+        CollectorRegistry())
+    monitor.collector.requests.record_exemplar("GET", "/a", 200, 0.01, 0.005, 0, 10,
+                                               {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
+    registry = monitor.scrape_registry()
+    assert registry.get_sample_value("http_requests_total",
+                                     {"method": "GET", "route": "/a", "status": "200"}) == 1
+    assert all(s.exemplar is None for family in registry.collect() for s in family.samples)

@@ -1,0 +1,95 @@
+"""Exemplars: the trace a request belonged to, attached to its duration bucket.
+
+Read only when ``metrics.exemplars`` is on; the middleware then calls :func:`exemplar_source`'s
+result once per recorded request. The trace id comes from, in order: the current OpenTelemetry
+span if one is recording (an OpenTelemetry ASGI middleware outside ours made it current), the
+W3C ``traceparent`` request header, or the user's ``metrics.exemplar(scope)`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .config import ExemplarHook
+
+__all__ = ["ExemplarSource", "exemplar_source", "from_traceparent"]
+
+ExemplarSource = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
+
+# OpenMetrics caps an exemplar's label names and values at 128 UTF-8 characters together;
+# prometheus_client raises on more when it writes the scrape, so a longer set is dropped here.
+MAX_EXEMPLAR_CHARS = 128
+_HEX = "0123456789abcdef"
+
+
+def from_traceparent(value: str) -> dict[str, str] | None:
+    """``{"trace_id", "span_id"}`` from a W3C Trace Context ``traceparent`` value, or None.
+
+    https://www.w3.org/TR/trace-context/#traceparent-header: version-traceid-parentid-flags,
+    lowercase hex; version ``ff`` and all-zero ids are invalid; a later version may append
+    fields after a ``-``, version 00 may not.
+    """
+    value = value.strip()
+    if len(value) < 55 or (len(value) > 55 and value[55] != "-"):
+        return None
+    version, trace_id, span_id, flags = value[:2], value[3:35], value[36:52], value[53:55]
+    if value[2] != "-" or value[35] != "-" or value[52] != "-":
+        return None
+    # strip() removes every hex digit from both ends: anything left is not lowercase hex.
+    if (version + trace_id + span_id + flags).strip(_HEX):
+        return None
+    if version == "ff" or (version == "00" and len(value) != 55):
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return {"trace_id": trace_id, "span_id": span_id}
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    # ASGI servers lowercase header names.
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _opentelemetry() -> Callable[[], dict[str, str] | None] | None:
+    # Imported when exemplars are turned on, and only if installed: the package does not
+    # depend on OpenTelemetry.
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+
+    def current() -> dict[str, str] | None:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return None
+        context = span.get_span_context()
+        if not context.is_valid:
+            return None
+        return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+    return current
+
+
+def exemplar_source(hook: ExemplarHook | None) -> ExemplarSource:
+    """What gives a request's exemplar labels: OpenTelemetry, ``traceparent``, then ``hook``."""
+    span_labels = _opentelemetry()
+
+    def labels(scope: Mapping[str, Any]) -> dict[str, str] | None:
+        found = span_labels() if span_labels is not None else None
+        if found is None:
+            header = _header(scope, b"traceparent")
+            if header is not None:
+                found = from_traceparent(header)
+        if found is None and hook is not None:
+            found = hook(scope)
+            if found is not None and (
+                    not found or sum(len(k) + len(v) for k, v in found.items())
+                    > MAX_EXEMPLAR_CHARS):
+                return None
+        return found
+
+    return labels
