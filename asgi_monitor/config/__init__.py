@@ -36,12 +36,13 @@ from .metrics import (
     metric_prefix,
 )
 from .service import ServiceSettings
+from .slo import SLOSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "GateSettings", "HealthSettings", "HistorySettings", "MetricsSettings",
-    "MonitoringConfig", "PathSettings", "RouteResolver", "ServiceSettings", "SystemSettings",
-    "WebhookSettings",
+    "MonitoringConfig", "PathSettings", "RouteResolver", "SLOSettings", "ServiceSettings",
+    "SystemSettings", "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 
@@ -75,12 +76,17 @@ class MonitoringConfig(Section):
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    slo: SLOSettings = field(default_factory=SLOSettings)
 
     def _check_together(self) -> None:
         for f, section_type in _sections():
             if not isinstance(getattr(self, f.name), section_type):
                 raise ConfigError(f"{f.name} must be a {section_type.__name__}, got "
                                   f"{type(getattr(self, f.name)).__name__}")
+        # Reading the file here makes a bad SLO file stop the app when it is configured, not
+        # when the first alert would have been evaluated.
+        for slo in self.slo.all():
+            slo.check_buckets(self.metrics.duration_buckets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
@@ -126,7 +132,9 @@ def _public(value: Any) -> Any:
     if callable(value):
         return getattr(value, "__qualname__", type(value).__name__)
     if isinstance(value, tuple):
-        return list(value)
+        return [_public(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     return value
 
 
