@@ -29,6 +29,7 @@ from .logs import configure_package_logging
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
 from .sampling.samples import SampleBuffer
+from .slo.evaluation import SLOTracker, install_slo_rules
 from .timeseries import History
 
 __all__ = ["build_monitor"]
@@ -101,6 +102,11 @@ def build_monitor(
         on_error=collector.internal_error, identity=identity.labels)
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
+    slos = config.slo.all()
+    if slos and config.slo.in_process:
+        # SLO points are kept apart from the samples: a few numbers each, for days.
+        install_slo_rules(alerts, SLOTracker(slos, config.slo.retention_seconds), samples,
+                          config.alerts.cooldown_seconds)
     collector.add_scrape_collector(AlertMetrics(alerts, prefix))
     if config.health.default_checks:
         # Non-critical, in a group of its own: a stuck alert channel is no reason to stop

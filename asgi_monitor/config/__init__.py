@@ -85,8 +85,10 @@ class MonitoringConfig(Section):
                                   f"{type(getattr(self, f.name)).__name__}")
         # Reading the file here makes a bad SLO file stop the app when it is configured, not
         # when the first alert would have been evaluated.
-        for slo in self.slo.all():
+        slos = self.slo.all()
+        for slo in slos:
             slo.check_buckets(self.metrics.duration_buckets)
+        self.slo.check_in_process(slos, self.alerts.check_interval_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
