@@ -103,10 +103,10 @@ def build_monitor(
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
     slos = config.slo.all()
-    if slos and config.slo.in_process:
-        # SLO points are kept apart from the samples: a few numbers each, for days.
-        install_slo_rules(alerts, SLOTracker(slos, config.slo.retention_seconds), samples,
-                          config.alerts.cooldown_seconds)
+    # SLO points are kept apart from the samples: a few numbers each, for days.
+    tracker = SLOTracker(slos, config.slo.retention_seconds) if slos else None
+    if tracker is not None and config.slo.in_process:
+        install_slo_rules(alerts, tracker, samples, config.alerts.cooldown_seconds)
     collector.add_scrape_collector(AlertMetrics(alerts, prefix))
     if config.health.default_checks:
         # Non-critical, in a group of its own: a stuck alert channel is no reason to stop
@@ -125,7 +125,7 @@ def build_monitor(
     monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
                       alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
-                      scrape_registry=scrape_registry, web_app=_web_app)
+                      scrape_registry=scrape_registry, web_app=_web_app, slos=tracker)
     built.append(monitor)
     return monitor
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..alerting.manager import AlertManager
 from ..alerting.models import AlertSeverity
@@ -100,6 +101,41 @@ class SLOTracker:
     def burn_rate(self, name: str, seconds: float) -> float | None:
         ratio = self.error_ratio(name, seconds)
         return None if ratio is None else ratio / self.slos[name].error_budget
+
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per SLO: the SLI and burn rate over each window the points cover, and the error
+        budget left over the part of the period they hold (what ``/api/slos`` answers)."""
+        out: list[dict[str, Any]] = []
+        for name, slo in self.slos.items():
+            points = self._points[name]
+            kept = points[-1].instant - points[0].instant if points else 0.0
+            windows = {}
+            for window, seconds in WINDOWS:
+                if seconds > self.retention_seconds:
+                    continue
+                ratio = self.error_ratio(name, seconds)
+                windows[window] = {
+                    "sli_percent": None if ratio is None else (1 - ratio) * 100,
+                    "burn_rate": None if ratio is None else ratio / slo.error_budget}
+            span = min(kept, slo.period_days * 86400)
+            spent = self.error_ratio(name, span) if span > 0 else None
+            out.append({
+                "name": name, "kind": slo.sli.kind, "objective_percent": slo.objective_percent,
+                "period_days": slo.period_days,
+                "selector": {"routes": list(slo.selector.routes),
+                             "methods": list(slo.selector.methods)},
+                "threshold_seconds": slo.sli.threshold_seconds,
+                "windows": windows,
+                # Over what is kept (in memory, since the last start), not the whole period.
+                "budget": {"seconds_kept": span,
+                           "remaining_percent": None if spent is None
+                           else (1 - spent / slo.error_budget) * 100},
+                "alerts": [{"long_window": a.long_window, "short_window": a.short_window,
+                            "factor": a.factor, "severity": a.severity}
+                           for a in evaluable_alerts(self.retention_seconds)],
+            })
+        return out
 
 
 def install_slo_rules(manager: AlertManager, tracker: SLOTracker, samples: SampleBuffer,
