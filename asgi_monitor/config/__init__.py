@@ -134,7 +134,8 @@ def _public(value: Any) -> Any:
     if callable(value):
         return getattr(value, "__qualname__", type(value).__name__)
     if isinstance(value, tuple):
-        return [_public(v) for v in value]
+        # SLO objects become plain data; other items (label pairs, bounds) stay as they were.
+        return [_public(v) if dataclasses.is_dataclass(v) else v for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
