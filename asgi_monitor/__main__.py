@@ -148,10 +148,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rules": (
         "print the default alert rules as a Prometheus rules file",
         "Print the default alert rules as a Prometheus rules file (PromQL), with the\n"
-        "thresholds of the ALERT_* settings.",
+        "thresholds of the ALERT_* settings, and the recording rules and burn-rate\n"
+        "alerts of the SLOs in MONITORING_SLO_FILE (if set).",
         "examples:\n"
         "  asgi-monitor rules > asgi_monitor.rules.yml\n"
         "  ALERT_ERROR_RATE_PERCENT=2 asgi-monitor rules > asgi_monitor.rules.yml\n"
+        "  MONITORING_SLO_FILE=slos.json asgi-monitor rules > asgi_monitor.rules.yml\n"
         "  promtool check rules asgi_monitor.rules.yml",
     ),
     "grafana": (

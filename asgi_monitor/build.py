@@ -30,6 +30,7 @@ from .metric_names import NamedCollector
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
 from .sampling.samples import SampleBuffer
+from .slo.evaluation import SLOTracker, install_slo_rules
 from .timeseries import History
 
 __all__ = ["build_monitor"]
@@ -104,6 +105,11 @@ def build_monitor(
         on_error=collector.internal_error, identity=identity.labels)
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
+    slos = config.slo.all()
+    # SLO points are kept apart from the samples: a few numbers each, for days.
+    tracker = SLOTracker(slos, config.slo.retention_seconds) if slos else None
+    if tracker is not None and config.slo.in_process:
+        install_slo_rules(alerts, tracker, samples, config.alerts.cooldown_seconds)
     collector.add_scrape_collector(AlertMetrics(alerts, prefix))
     if config.health.default_checks:
         # Non-critical, in a group of its own: a stuck alert channel is no reason to stop
@@ -122,7 +128,7 @@ def build_monitor(
     monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
                       alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
-                      scrape_registry=scrape_registry, web_app=_web_app)
+                      scrape_registry=scrape_registry, web_app=_web_app, slos=tracker)
     if config.otlp.endpoint:
         # The optional extra loads here, when the export starts, not on import.
         from .otlp import OTLPExport

@@ -32,6 +32,7 @@ from .timeseries import History
 
 if TYPE_CHECKING:
     from .insights import Insights
+    from .slo.evaluation import SLOTracker
 
 __all__ = ["Monitor", "State"]
 
@@ -66,6 +67,7 @@ class Monitor:
         identity: Identity,
         scrape_registry: Callable[[], CollectorRegistry],
         web_app: Callable[[Monitor], ASGIApp],
+        slos: SLOTracker | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -78,6 +80,8 @@ class Monitor:
         self.alert_lock = alert_lock
         self.insights = insights
         self.identity = identity
+        # The SLOs' points (None without SLOs): fed by every sample, read by /api/slos.
+        self.slos = slos
         self.scrape_registry = scrape_registry
         self._web_app_factory = web_app
         self._web_app: ASGIApp | None = None
@@ -153,6 +157,8 @@ class Monitor:
         though the alert loop samples more often)."""
         sample = self.sampler.take()
         self.samples.add(sample)
+        if self.slos is not None:
+            self.slos.observe(sample)
         if history:
             self.history.record_sample(sample)
 

@@ -38,12 +38,13 @@ from .metrics import (
 )
 from .otlp import OTLPSettings
 from .service import ServiceSettings
+from .slo import SLOSettings
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "ExemplarHook", "GateSettings", "HealthSettings", "HistorySettings",
     "MetricsSettings", "MonitoringConfig", "OTLPSettings", "PathSettings", "RouteResolver",
-    "ServiceSettings", "SystemSettings", "WebhookSettings",
+    "SLOSettings", "ServiceSettings", "SystemSettings", "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 
@@ -78,12 +79,19 @@ class MonitoringConfig(Section):
     gate: GateSettings = field(default_factory=GateSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     otlp: OTLPSettings = field(default_factory=OTLPSettings)
+    slo: SLOSettings = field(default_factory=SLOSettings)
 
     def _check_together(self) -> None:
         for f, section_type in _sections():
             if not isinstance(getattr(self, f.name), section_type):
                 raise ConfigError(f"{f.name} must be a {section_type.__name__}, got "
                                   f"{type(getattr(self, f.name)).__name__}")
+        # Reading the file here makes a bad SLO file stop the app when it is configured, not
+        # when the first alert would have been evaluated.
+        slos = self.slo.all()
+        for slo in slos:
+            slo.check_buckets(self.metrics.duration_buckets)
+        self.slo.check_in_process(slos, self.alerts.check_interval_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
@@ -129,7 +137,10 @@ def _public(value: Any) -> Any:
     if callable(value):
         return getattr(value, "__qualname__", type(value).__name__)
     if isinstance(value, tuple):
-        return list(value)
+        # SLO objects become plain data; other items (label pairs, bounds) stay as they were.
+        return [_public(v) if dataclasses.is_dataclass(v) else v for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     return value
 
 

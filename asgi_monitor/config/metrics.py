@@ -139,6 +139,9 @@ class PathSettings(Section):
     dashboard: str = setting(
         "/admin/monitoring", env="MONITORING_DASHBOARD_PATH", check=path_prefix,
         help="dashboard prefix")
+    slos: str = setting(
+        "/api/slos", env="MONITORING_SLOS_PATH", check=path_prefix,
+        help="service level objectives API (admin): SLIs, budgets and burn rates")
 
     def all(self) -> tuple[str, ...]:
-        return (self.metrics, self.health, self.alerts, self.dashboard)
+        return (self.metrics, self.health, self.alerts, self.dashboard, self.slos)

@@ -22,6 +22,7 @@ from .health import HealthEndpoints
 from .metrics import metrics_endpoint
 from .ratelimit import Clock
 from .settings import config_endpoint
+from .slos import slos_endpoint
 
 __all__ = ["Access", "Endpoint", "build_app", "endpoints"]
 
@@ -60,6 +61,7 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(f"{ap}/stats", alerts.stats),
         Endpoint(f"{ap}/silences", alerts.silences, methods=("GET", "POST")),
         Endpoint(f"{ap}/silences/{{id}}", alerts.delete_silence, methods=("DELETE",)),
+        Endpoint(config.paths.slos, slos_endpoint(monitor), access="admin"),
         Endpoint(dp, dashboard.page, access="admin"),
         Endpoint(f"{dp}/history.json", dashboard.history, access="admin"),
         # Our own CSS/JS and the vendored uPlot: identical in every install, so public.

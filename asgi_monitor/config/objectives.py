@@ -1,0 +1,230 @@
+"""An SLO (re-exported by :mod:`asgi_monitor.slo`): which requests (a :class:`Selector`), what
+makes one good (an :class:`SLI`), the objective and the period; and the multi-window burn-rate
+alerts of the Google SRE workbook.
+
+Everything is validated when created, with errors that name the SLO and the field, so a file
+with a typo stops the app at startup instead of alerting on the wrong thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+__all__ = ["BURN_ALERTS", "SLI", "SLO", "WINDOWS", "BurnAlert", "Selector", "load_slo_file",
+           "slos_from_data"]
+
+# The windows the SLI is computed over (seconds), named as PromQL durations.
+WINDOWS: tuple[tuple[str, int], ...] = (
+    ("5m", 300), ("30m", 1800), ("1h", 3600), ("2h", 7200), ("6h", 21600), ("1d", 86400),
+    ("3d", 259200),
+)
+_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
+_METHOD_RE = re.compile(r"^[A-Z]+$")
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """One multi-window burn-rate alert: both windows must burn faster than ``factor``."""
+
+    long_window: str
+    short_window: str
+    factor: float
+    # "page" wakes someone up; "ticket" can wait for working hours.
+    severity: Literal["page", "ticket"]
+
+    @property
+    def name(self) -> str:
+        return f"{self.long_window}_{self.short_window}"
+
+
+# The SRE workbook's table (chapter 5, "Multiwindow, Multi-Burn-Rate Alerts"), for a 30-day
+# period: 14.4x over 1h spends 2 % of the budget, 6x over 6h 5 %, 3x over 1d 10 %, 1x over 3d 10 %.
+# The short window (1/12 of the long one) makes an alert stop soon after the burn stops.
+BURN_ALERTS: tuple[BurnAlert, ...] = (
+    BurnAlert("1h", "5m", 14.4, "page"),
+    BurnAlert("6h", "30m", 6.0, "page"),
+    BurnAlert("1d", "2h", 3.0, "ticket"),
+    BurnAlert("3d", "6h", 1.0, "ticket"),
+)
+
+
+def _fail(where: str, accepted: str, value: object) -> ConfigError:
+    return ConfigError(f"{where} must be {accepted}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which requests count: every request, or those of some route templates and/or methods."""
+
+    routes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routes", tuple(self.routes))
+        object.__setattr__(self, "methods", tuple(m.upper() if isinstance(m, str) else m
+                                                  for m in self.methods))
+        if not all(isinstance(r, str) and r.startswith("/") for r in self.routes):
+            raise _fail("selector.routes", "route templates starting with '/' (e.g. "
+                        "'/items/{item_id}')", self.routes)
+        if not all(isinstance(m, str) and _METHOD_RE.match(m) for m in self.methods):
+            raise _fail("selector.methods", "HTTP methods such as GET", self.methods)
+
+    def matches(self, method: str, route: str) -> bool:
+        return ((not self.routes or route in self.routes)
+                and (not self.methods or method in self.methods))
+
+
+@dataclass(frozen=True)
+class SLI:
+    """What makes a request good.
+
+    ``availability``: its status does not match ``bad_status`` (a regular expression over the
+    three-digit status, ``5..`` by default). ``latency``: it took at most ``threshold_seconds``,
+    which must be a bound of the duration histogram's buckets, because only there is the count
+    of requests under it exact (between two bounds it would be a guess).
+    """
+
+    kind: Literal["availability", "latency"] = "availability"
+    bad_status: str = "5.."
+    threshold_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("availability", "latency"):
+            raise _fail("sli.kind", "'availability' or 'latency'", self.kind)
+        try:
+            re.compile(self.bad_status)
+        except (re.error, TypeError):
+            raise _fail("sli.bad_status", "a regular expression over the status, e.g. '5..'",
+                        self.bad_status) from None
+        if self.kind == "latency":
+            t = self.threshold_seconds
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
+                    or t <= 0:
+                raise _fail("sli.threshold_seconds", "a number of seconds > 0 for a latency SLI",
+                            t)
+            object.__setattr__(self, "threshold_seconds", float(t))
+        elif self.threshold_seconds is not None:
+            raise _fail("sli.threshold_seconds", "unset for an availability SLI",
+                        self.threshold_seconds)
+
+    def is_good(self, status: int, duration: float) -> bool:
+        if self.kind == "latency":
+            assert self.threshold_seconds is not None
+            return duration <= self.threshold_seconds
+        return re.fullmatch(self.bad_status, str(status)) is None
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A service level objective, e.g. 99.9 % of requests good over 30 days::
+
+        SLO("checkout-latency", SLI("latency", threshold_seconds=0.25), objective_percent=99,
+            selector=Selector(routes=("/checkout",)))
+    """
+
+    name: str
+    sli: SLI = field(default_factory=SLI)
+    objective_percent: float = 99.9
+    period_days: float = 30.0
+    selector: Selector = field(default_factory=Selector)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise _fail("slo.name", "letters, digits, '_' and '-' not starting with a digit",
+                        self.name)
+        where = f"SLO {self.name!r}: "
+        o = self.objective_percent
+        if isinstance(o, bool) or not isinstance(o, (int, float)) or not 0 < o < 100:
+            raise _fail(where + "objective_percent", "a percentage above 0 and below 100 "
+                        "(e.g. 99.9)", o)
+        p = self.period_days
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 365:
+            raise _fail(where + "period_days", "a number of days > 0 and <= 365 (e.g. 30)", p)
+        if not isinstance(self.sli, SLI):
+            raise _fail(where + "sli", "an SLI", self.sli)
+        if not isinstance(self.selector, Selector):
+            raise _fail(where + "selector", "a Selector", self.selector)
+
+    @property
+    def error_budget(self) -> float:
+        """The fraction of requests allowed to be bad (0.001 for 99.9 %)."""
+        return 1 - self.objective_percent / 100
+
+    def check_buckets(self, duration_buckets: tuple[float, ...]) -> None:
+        """Refuse a latency threshold that is not one of the duration histogram's bounds."""
+        t = self.sli.threshold_seconds
+        if self.sli.kind == "latency" and t not in duration_buckets:
+            shown = ", ".join(f"{b:g}" for b in duration_buckets)
+            raise ConfigError(
+                f"SLO {self.name!r}: sli.threshold_seconds must be one of the duration "
+                f"histogram's bucket bounds (metrics.duration_buckets: {shown}), got {t:g}; "
+                f"pick one of them or add {t:g} to metrics.duration_buckets")
+
+
+_SLO_KEYS = {"name", "sli", "objective_percent", "period_days", "selector"}
+_SLI_KEYS = {"kind", "bad_status", "threshold_seconds"}
+_SELECTOR_KEYS = {"routes", "methods"}
+
+
+def _mapping(where: str, value: object, keys: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, "an object", value)
+    unknown = sorted(set(value) - keys)
+    if unknown:
+        raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(keys))}")
+    return value
+
+
+def slos_from_data(data: object, source: str = "SLO file") -> tuple[SLO, ...]:
+    """SLOs from plain data: ``{"slos": [{"name": ..., "sli": {...}, ...}, ...]}``."""
+    top = _mapping(source, data, {"slos"})
+    items = top.get("slos", [])
+    if not isinstance(items, list):
+        raise _fail(f"{source}: slos", "a list", items)
+    out: list[SLO] = []
+    for i, item in enumerate(items):
+        where = f"{source}: slos[{i}]"
+        raw = _mapping(where, item, _SLO_KEYS)
+        try:
+            sli = SLI(**_mapping(f"{where}.sli", raw.get("sli", {}), _SLI_KEYS))
+            sel = _mapping(f"{where}.selector", raw.get("selector", {}), _SELECTOR_KEYS)
+            for key in ("routes", "methods"):
+                if key in sel and not isinstance(sel[key], list):
+                    raise _fail(f"selector.{key}", "a list", sel[key])
+            selector = Selector(**{k: tuple(v) for k, v in sel.items()})
+            kwargs = {k: raw[k] for k in ("objective_percent", "period_days") if k in raw}
+            if "name" not in raw:
+                raise ConfigError("name is missing")
+            out.append(SLO(raw["name"], sli, selector=selector, **kwargs))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    names = [s.name for s in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: SLO names must be distinct, {', '.join(duplicates)} "
+                          "repeated")
+    return tuple(out)
+
+
+def load_slo_file(path: str) -> tuple[SLO, ...]:
+    """The SLOs of a JSON file (MONITORING_SLO_FILE)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"MONITORING_SLO_FILE (slo.file) must be a readable UTF-8 JSON file, "
+                          f"got {path!r} ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"MONITORING_SLO_FILE (slo.file) {path!r} is not valid JSON: "
+                          f"{exc}") from None
+    return slos_from_data(data, source=path)

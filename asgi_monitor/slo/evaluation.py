@@ -1,0 +1,171 @@
+"""The burn-rate alerts evaluated in process, for teams without Prometheus.
+
+The same logic as the exported rules (:mod:`.promql`), over the monitor's own samples: each new
+sample (:mod:`asgi_monitor.sampling`) adds one point per SLO, the cumulative good and total
+requests its selector and SLI count. A point is three numbers, so keeping days of them costs
+little; but they live in memory, so a restart starts the windows again (Prometheus keeps them).
+A window longer than what is kept cannot be evaluated, and its alert is not registered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..alerting.manager import AlertManager
+from ..alerting.models import AlertSeverity
+from ..config.objectives import BURN_ALERTS, SLO, WINDOWS, BurnAlert
+from ..sampling.samples import Sample, SampleBuffer
+
+__all__ = ["SLOTracker", "evaluable_alerts", "install_slo_rules", "window_seconds"]
+
+
+def window_seconds(window: str) -> int:
+    return dict(WINDOWS)[window]
+
+
+def evaluable_alerts(retention_seconds: float) -> tuple[BurnAlert, ...]:
+    """The burn-rate alerts whose long window fits in what is kept."""
+    return tuple(a for a in BURN_ALERTS if window_seconds(a.long_window) <= retention_seconds)
+
+
+@dataclass(frozen=True)
+class _Point:
+    instant: float
+    good: float
+    total: float
+
+
+def _counts(slo: SLO, sample: Sample) -> tuple[float, float]:
+    """Cumulative (good, total) of the requests ``slo`` selects, from one sample's routes."""
+    good = total = 0.0
+    for key, totals in sample.routes.items():
+        method, _, route = key.partition(" ")
+        if not slo.selector.matches(method, route):
+            continue
+        if slo.sli.kind == "latency":
+            fast = dict(totals.buckets).get(slo.sli.threshold_seconds or 0.0, 0.0)
+            good += fast
+            total += totals.duration_count
+        else:
+            good += totals.requests - totals.errors
+            total += totals.requests
+    return good, total
+
+
+class SLOTracker:
+    """Points per SLO over ``retention_seconds``, and the error ratio and burn rate over a
+    window of them."""
+
+    def __init__(self, slos: Iterable[SLO], retention_seconds: float) -> None:
+        self.slos = {slo.name: slo for slo in slos}
+        self.retention_seconds = retention_seconds
+        self._points: dict[str, deque[_Point]] = {name: deque() for name in self.slos}
+        self._last_instant: float | None = None
+
+    def observe(self, sample: Sample | None) -> None:
+        """Add ``sample``'s point (once: a sample already seen is ignored)."""
+        if sample is None or sample.instant == self._last_instant:
+            return
+        self._last_instant = sample.instant
+        for name, slo in self.slos.items():
+            points = self._points[name]
+            good, total = _counts(slo, sample)
+            points.append(_Point(sample.instant, good, total))
+            horizon = sample.instant - self.retention_seconds
+            while len(points) > 2 and points[1].instant <= horizon:
+                points.popleft()
+
+    def error_ratio(self, name: str, seconds: float) -> float | None:
+        """Bad / total requests over the last ``seconds`` (from the oldest point kept inside
+        it, like PromQL's ``rate()`` on a series younger than its window); None without
+        traffic or before two points."""
+        points = self._points[name]
+        if len(points) < 2:
+            return None
+        end = points[-1]
+        start = end
+        for point in reversed(points):
+            if end.instant - point.instant > seconds:
+                break
+            start = point
+        # A counter that went down was reset (a restarted worker): count from zero.
+        total = end.total - start.total if end.total >= start.total else end.total
+        good = end.good - start.good if end.good >= start.good else end.good
+        if total <= 0:
+            return None
+        return max(0.0, min(1.0, (total - good) / total))
+
+    def burn_rate(self, name: str, seconds: float) -> float | None:
+        ratio = self.error_ratio(name, seconds)
+        return None if ratio is None else ratio / self.slos[name].error_budget
+
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per SLO: the SLI and burn rate over each window the points cover, and the error
+        budget left over the part of the period they hold (what ``/api/slos`` answers)."""
+        out: list[dict[str, Any]] = []
+        for name, slo in self.slos.items():
+            points = self._points[name]
+            kept = points[-1].instant - points[0].instant if points else 0.0
+            windows = {}
+            for window, seconds in WINDOWS:
+                if seconds > self.retention_seconds:
+                    continue
+                ratio = self.error_ratio(name, seconds)
+                windows[window] = {
+                    "sli_percent": None if ratio is None else (1 - ratio) * 100,
+                    "burn_rate": None if ratio is None else ratio / slo.error_budget}
+            span = min(kept, slo.period_days * 86400)
+            spent = self.error_ratio(name, span) if span > 0 else None
+            out.append({
+                "name": name, "kind": slo.sli.kind, "objective_percent": slo.objective_percent,
+                "period_days": slo.period_days,
+                "selector": {"routes": list(slo.selector.routes),
+                             "methods": list(slo.selector.methods)},
+                "threshold_seconds": slo.sli.threshold_seconds,
+                "windows": windows,
+                # Over what is kept (in memory, since the last start), not the whole period.
+                "budget": {"seconds_kept": span,
+                           "remaining_percent": None if spent is None
+                           else (1 - spent / slo.error_budget) * 100},
+                "alerts": [{"long_window": a.long_window, "short_window": a.short_window,
+                            "factor": a.factor, "severity": a.severity}
+                           for a in evaluable_alerts(self.retention_seconds)],
+            })
+        return out
+
+
+def install_slo_rules(manager: AlertManager, tracker: SLOTracker, samples: SampleBuffer,
+                      cooldown_seconds: float) -> None:
+    """One alert rule per SLO and burn-rate alert the kept points can evaluate
+    (``slo_<name>_burn_<long>_<short>``), through the manager's channels."""
+    for slo in tracker.slos.values():
+        for alert in evaluable_alerts(tracker.retention_seconds):
+            _register(manager, tracker, samples, slo, alert, cooldown_seconds)
+
+
+def _register(manager: AlertManager, tracker: SLOTracker, samples: SampleBuffer, slo: SLO,
+              alert: BurnAlert, cooldown_seconds: float) -> None:
+    long_s, short_s = window_seconds(alert.long_window), window_seconds(alert.short_window)
+
+    async def condition() -> tuple[float | None, bool]:
+        tracker.observe(samples.latest())
+        long_rate = tracker.burn_rate(slo.name, long_s)
+        short_rate = tracker.burn_rate(slo.name, short_s)
+        if long_rate is None or short_rate is None:
+            return long_rate, False
+        return long_rate, long_rate > alert.factor and short_rate > alert.factor
+
+    manager.register_rule(
+        f"slo_{slo.name}_burn_{alert.name}",
+        f"SLO {slo.name} ({slo.objective_percent:g}% over {slo.period_days:g} days) burns its "
+        f"error budget over {alert.factor:g}x too fast over {alert.long_window} and "
+        f"{alert.short_window}",
+        condition,
+        AlertSeverity.CRITICAL if alert.severity == "page" else AlertSeverity.WARNING,
+        cooldown_seconds=cooldown_seconds,
+        labels={"slo": slo.name, "slo_severity": alert.severity,
+                "long_window": alert.long_window, "short_window": alert.short_window})

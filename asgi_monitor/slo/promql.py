@@ -1,0 +1,94 @@
+"""The SLOs as Prometheus rules: the SLI's error ratio recorded over the standard windows, and
+the four multi-window burn-rate alerts of the SRE workbook on top of them.
+
+One group per SLO, recording rules first: Prometheus evaluates a group's rules in order, so the
+alerts read the ratios of the same evaluation. Ratios are summed ``by (job, instance)`` like the
+default rules, so each target's budget burns on its own numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client.utils import floatToGoString
+
+from ..config import MonitoringConfig, metric_prefix
+from ..config.objectives import BURN_ALERTS, SLO, WINDOWS
+
+__all__ = ["error_ratio", "record_name", "slo_rule_groups"]
+
+_BY = "sum by (job, instance)"
+
+
+def record_name(window: str) -> str:
+    """The recorded series of the SLI's error ratio over ``window`` (label ``slo`` names it)."""
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+def _matchers(slo: SLO, *extra: str) -> str:
+    found = list(extra)
+    if slo.selector.routes:
+        # Templates hold regex metacharacters ("{item_id}", "."): match them literally.
+        routes = "|".join(_regex_literal(r) for r in slo.selector.routes)
+        found.append(f"route=~{json.dumps(routes)}")
+    if slo.selector.methods:
+        found.append(f"method=~{json.dumps('|'.join(slo.selector.methods))}")
+    return "{" + ",".join(found) + "}" if found else ""
+
+
+def _regex_literal(text: str) -> str:
+    return "".join(f"\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in text)
+
+
+def error_ratio(slo: SLO, window: str, namespace: str = "") -> str:
+    """PromQL: the fraction of the selected requests that were bad over ``window``."""
+    p = metric_prefix(namespace)
+    if slo.sli.kind == "latency":
+        assert slo.sli.threshold_seconds is not None
+        # The bucket label exactly as the exposition writes it ("1.0", "0.25").
+        bound = str(floatToGoString(slo.sli.threshold_seconds))  # type: ignore[no-untyped-call]
+        le = f"le={json.dumps(bound)}"
+        histogram = f"{p}http_request_duration_seconds"
+        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, le)}[{window}]))"
+        total = f"{_BY} (rate({histogram}_count{_matchers(slo)}[{window}]))"
+        return f"1 - {fast} / {total}"
+    total = f"{_BY} (rate({p}http_requests_total{_matchers(slo)}[{window}]))"
+    status = f"status=~{json.dumps(slo.sli.bad_status)}"
+    bad = f"{_BY} (rate({p}http_requests_total{_matchers(slo, status)}[{window}]))"
+    # No bad series at all is a ratio of 0, not an absent one.
+    return f"({bad} or 0 * {total}) / {total}"
+
+
+def _group(slo: SLO, namespace: str) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = [
+        {"record": record_name(window), "expr": error_ratio(slo, window, namespace),
+         "labels": {"slo": slo.name}}
+        for window, _ in WINDOWS]
+    budget = slo.error_budget
+    what = (f"{slo.objective_percent:g}% of requests good over {slo.period_days:g} days")
+    for alert in BURN_ALERTS:
+        threshold = f"{alert.factor:g} * {budget:.6g}"
+        selector = f"{{slo={json.dumps(slo.name)}}}"
+        expr = (f"{record_name(alert.long_window)}{selector} > ({threshold}) and "
+                f"{record_name(alert.short_window)}{selector} > ({threshold})")
+        rules.append({
+            "alert": "SLOErrorBudgetBurn", "expr": expr, "for": "0s",
+            # severity as the in-process alerts map it (page -> critical, ticket -> warning).
+            "labels": {"severity": "critical" if alert.severity == "page" else "warning",
+                       "slo": slo.name, "slo_severity": alert.severity,
+                       "service": "{{ $labels.job }}",
+                       "long_window": alert.long_window, "short_window": alert.short_window},
+            "annotations": {
+                "summary": f"SLO {slo.name} burns its error budget {alert.factor:g}x too fast",
+                "description": (f"{{{{ $value | humanizePercentage }}}} of requests were bad "
+                                f"over {alert.long_window} (and still over "
+                                f"{alert.short_window}); the objective is {what}, a budget of "
+                                f"{budget * 100:.4g}%."),
+            }})
+    return {"name": f"asgi_monitor_slo_{slo.name}", "rules": rules}
+
+
+def slo_rule_groups(config: MonitoringConfig) -> list[dict[str, Any]]:
+    """One rule group per declared SLO (none when there are none)."""
+    return [_group(slo, config.metrics.namespace) for slo in config.slo.all()]

@@ -1,0 +1,117 @@
+"""Declaring SLOs in code and in a JSON file: valid ones load, invalid ones name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asgi_monitor.config import MetricsSettings, MonitoringConfig, SLOSettings
+from asgi_monitor.errors import ConfigError
+from asgi_monitor.slo import SLI, SLO, Selector, load_slo_file, slos_from_data
+
+
+def test_defaults_are_availability_999_over_30_days() -> None:
+    slo = SLO("api")
+    assert slo.sli.kind == "availability"
+    assert slo.objective_percent == 99.9 and slo.period_days == 30
+    assert slo.error_budget == pytest.approx(0.001)
+    assert slo.selector.matches("GET", "/anything")
+
+
+@pytest.mark.parametrize(("sli", "status", "duration", "good"), [
+    (SLI(), 200, 9.0, True),
+    (SLI(), 404, 0.0, True),
+    (SLI(), 503, 0.0, False),
+    (SLI(bad_status="5..|429"), 429, 0.0, False),
+    (SLI("latency", threshold_seconds=0.25), 500, 0.25, True),
+    (SLI("latency", threshold_seconds=0.25), 200, 0.26, False),
+])
+def test_what_a_good_request_is(sli: SLI, status: int, duration: float, good: bool) -> None:
+    assert sli.is_good(status, duration) is good
+
+
+def test_selector_by_routes_and_methods() -> None:
+    selector = Selector(routes=("/items/{item_id}",), methods=("get",))
+    assert selector.methods == ("GET",)
+    assert selector.matches("GET", "/items/{item_id}")
+    assert not selector.matches("POST", "/items/{item_id}")
+    assert not selector.matches("GET", "/users")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: SLO("9lives"), "slo.name"),
+    (lambda: SLO("a", objective_percent=100), "SLO 'a': objective_percent"),
+    (lambda: SLO("a", objective_percent="99.9"), "objective_percent"),
+    (lambda: SLO("a", period_days=0), "SLO 'a': period_days"),
+    (lambda: SLI("speed"), "sli.kind"),
+    (lambda: SLI("latency"), "sli.threshold_seconds must be a number of seconds > 0"),
+    (lambda: SLI(threshold_seconds=0.1), "unset for an availability SLI"),
+    (lambda: SLI(bad_status="5(("), "sli.bad_status"),
+    (lambda: Selector(routes=("items",)), "selector.routes"),
+    (lambda: Selector(methods=("GET POST",)), "selector.methods"),
+])
+def test_invalid_declarations_name_the_field(make: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        make()  # type: ignore[operator]
+
+
+def test_latency_threshold_must_be_a_bucket_bound() -> None:
+    slo = SLO("fast", SLI("latency", threshold_seconds=0.3))
+    with pytest.raises(ConfigError, match=r"SLO 'fast': sli.threshold_seconds must be one of the "
+                       r"duration histogram's bucket bounds .*0\.25, 0\.5.*got 0\.3"):
+        MonitoringConfig(slo=SLOSettings(objectives=(slo,)))
+    config = MonitoringConfig(slo=SLOSettings(objectives=(slo,)),
+                              metrics=MetricsSettings(duration_buckets=(0.1, 0.3, 1.0)))
+    assert config.slo.all() == (slo,)
+
+
+FILE = {"slos": [
+    {"name": "availability", "objective_percent": 99.9, "period_days": 30},
+    {"name": "checkout-latency", "sli": {"kind": "latency", "threshold_seconds": 0.5},
+     "objective_percent": 99, "selector": {"routes": ["/checkout"], "methods": ["POST"]}},
+]}
+
+
+def test_a_json_file_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "slos.json"
+    path.write_text(json.dumps(FILE))
+    config = MonitoringConfig.from_env({"MONITORING_SLO_FILE": str(path)})
+    first, second = config.slo.all()
+    assert first == SLO("availability")
+    assert second == SLO("checkout-latency", SLI("latency", threshold_seconds=0.5), 99.0,
+                         selector=Selector(routes=("/checkout",), methods=("POST",)))
+    assert config.public_dict()["slo"]["file"] == str(path)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "must be an object"),
+    ({"slo": []}, "unknown field.*slo; known: slos"),
+    ({"slos": [{"objective_percent": 99}]}, r"slos\[0\]: name is missing"),
+    ({"slos": [{"name": "a", "objective": 99}]}, r"slos\[0\] has unknown field\(s\) objective"),
+    ({"slos": [{"name": "a", "sli": {"kind": "latency", "threshold": 1}}]},
+     r"slos\[0\]\.sli has unknown field\(s\) threshold"),
+    ({"slos": [{"name": "a", "objective_percent": 101}]},
+     r"slos\[0\]: SLO 'a': objective_percent must be a percentage"),
+    ({"slos": [{"name": "a", "selector": {"routes": "/x"}}]}, r"selector.routes must be a list"),
+    ({"slos": [{"name": "a"}, {"name": "a"}]}, "names must be distinct, a repeated"),
+])
+def test_file_errors_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        slos_from_data(data, source="slos.json")
+
+
+def test_unreadable_or_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MONITORING_SLO_FILE .* must be a readable"):
+        load_slo_file(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        MonitoringConfig.from_env({"MONITORING_SLO_FILE": str(tmp_path / "bad.json")})
+
+
+def test_file_and_code_names_must_differ(tmp_path: Path) -> None:
+    path = tmp_path / "slos.json"
+    path.write_text(json.dumps({"slos": [{"name": "api"}]}))
+    with pytest.raises(ConfigError, match="repeats SLO name"):
+        MonitoringConfig(slo=SLOSettings(file=str(path), objectives=(SLO("api"),)))
