@@ -3,7 +3,6 @@ with traffic."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from support import free_port, require_binary, serve, stop_process, wait_until
+from support import running_prometheus, serve, wait_until
 
 from asgi_monitor import (
     MonitoringConfig,
@@ -80,72 +79,46 @@ def app(naming: str) -> Iterator[MonitoringMiddleware]:
 @pytest.mark.timeout(180)
 def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddleware,
                                                          tmp_path: Path, naming: str) -> None:
-    prometheus = require_binary("prometheus")
     with serve(app) as base:
         target = base.removeprefix("http://")
         # The variables as Grafana fills them in with this one target chosen.
         expressions = [e.replace("$__rate_interval", "1m").replace("$job", "asgi")
                        .replace("$instance", target) for e in
                        queries(grafana_dashboard(NAMESPACE, metric_names=naming))]
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: asgi\n    metrics_path: /api/metrics\n"
-            f"    static_configs:\n      - targets: ['{target}']\n")
-        log = (tmp_path / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT)
-        api = f"http://127.0.0.1:{port}"
-        try:
-            with httpx.Client(timeout=5) as client:
-                def ready() -> bool:
-                    if process.poll() is not None:
-                        output = (tmp_path / "prometheus.log").read_text()
-                        pytest.fail(f"prometheus exited: {output}")
-                    try:
-                        return client.get(f"{api}/-/ready").status_code == 200
-                    except httpx.TransportError:
-                        return False
+        with running_prometheus(tmp_path, target) as (api, client):
 
-                wait_until(ready, timeout=30, what="Prometheus to be ready")
+            def scraped() -> bool:
+                body = client.get(f"{api}/api/v1/query", params={"query": "up"}).json()
+                return any(r["value"][1] == "1" for r in body["data"]["result"])
 
-                def scraped() -> bool:
-                    body = client.get(f"{api}/api/v1/query", params={"query": "up"}).json()
-                    return any(r["value"][1] == "1" for r in body["data"]["result"])
+            wait_until(scraped, timeout=30, what="the first scrape")
+            # Traffic across several scrapes, so every rate() has two changing samples.
+            with httpx.Client(base_url=base, timeout=5) as app_client:
+                for round_ in range(8):
+                    for i in range(6):
+                        app_client.get(f"/items/{i + round_}")
+                    app_client.get("/broken")
+                    time.sleep(0.5)
 
-                wait_until(scraped, timeout=30, what="the first scrape")
-                # Traffic across several scrapes, so every rate() has two changing samples.
-                with httpx.Client(base_url=base, timeout=5) as app_client:
-                    for round_ in range(8):
-                        for i in range(6):
-                            app_client.get(f"/items/{i + round_}")
-                        app_client.get("/broken")
-                        time.sleep(0.5)
+            empty: dict[str, object] = {}
+            for expr in expressions:
+                def answered(expr: str = expr) -> bool:
+                    body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
+                    assert body["status"] == "success", (expr, body)
+                    result = body["data"]["result"]
+                    empty[expr] = result
+                    return bool(result)
 
-                empty: dict[str, object] = {}
-                for expr in expressions:
-                    def answered(expr: str = expr) -> bool:
-                        body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
-                        assert body["status"] == "success", (expr, body)
-                        result = body["data"]["result"]
-                        empty[expr] = result
-                        return bool(result)
+                deadline = time.monotonic() + 15
+                while not answered() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            failing = {e: r for e, r in empty.items() if not r}
+            assert failing == {}, failing
+            # What the job and instance variables' label_values() queries list.
+            requests = request_names(naming).requests
+            for label, expected in (("job", ["asgi"]), ("instance", [target])):
+                body = client.get(f"{api}/api/v1/label/{label}/values",
+                                  params={"match[]": f"{NAMESPACE}_{requests}"}
+                                  ).json()
+                assert body["data"] == expected
 
-                    deadline = time.monotonic() + 15
-                    while not answered() and time.monotonic() < deadline:
-                        time.sleep(0.5)
-                failing = {e: r for e, r in empty.items() if not r}
-                assert failing == {}, failing
-                # What the job and instance variables' label_values() queries list.
-                requests = request_names(naming).requests
-                for label, expected in (("job", ["asgi"]), ("instance", [target])):
-                    body = client.get(f"{api}/api/v1/label/{label}/values",
-                                      params={"match[]": f"{NAMESPACE}_{requests}"}
-                                      ).json()
-                    assert body["data"] == expected
-        finally:
-            stop_process(process)
-            log.close()

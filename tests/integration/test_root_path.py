@@ -10,8 +10,7 @@ import sys
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import PACKAGE_ROOT, SUPPORT, free_port, running_process
+from support import PACKAGE_ROOT, SUPPORT, free_port, requests_total, running_process
 from support.lifespan_apps import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -20,15 +19,6 @@ ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("MONITORING_"
        "PYTHONPATH": PACKAGE_ROOT}
 PREFIX = "/prefix"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def _requests_total(body: str, route: str) -> float | None:
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == "http_requests_total" and sample.labels == {
-                    "method": "GET", "route": route, "status": "200"}:
-                return sample.value
-    return None
 
 
 def test_monitoring_endpoints_under_a_root_path() -> None:
@@ -50,7 +40,7 @@ def test_monitoring_endpoints_under_a_root_path() -> None:
         assert httpx.get(f"{base}/api/health/app", timeout=5).status_code in (200, 503)
         scrape = httpx.get(f"{base}/api/metrics", timeout=5)
         assert scrape.status_code == 200
-        assert _requests_total(scrape.text, "/items/{item_id}") == 1
+        assert requests_total(scrape.text, "/items/{item_id}") == 1
         assert httpx.get(f"{base}/api/alerts", headers=ADMIN, timeout=5).status_code == 200
 
         page = httpx.get(f"{base}/admin/monitoring", headers=ADMIN, timeout=5)

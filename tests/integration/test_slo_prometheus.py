@@ -3,7 +3,6 @@ alert evaluates with health "ok", and the recorded error ratios have data."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from support import free_port, require_binary, serve, stop_process, wait_until
+from support import running_prometheus, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import SLOSettings, SystemSettings
@@ -32,7 +31,6 @@ async def item(request: Request) -> PlainTextResponse:
 @pytest.mark.integration
 @pytest.mark.timeout(180)
 def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path) -> None:
-    prometheus = require_binary("prometheus")
     config = MonitoringConfig(system=SystemSettings(metrics=False),
                               slo=SLOSettings(objectives=SLOS))
     app = MonitoringMiddleware(Starlette(routes=[Route("/items/{id}", item)]),
@@ -40,54 +38,29 @@ def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path) -> Non
     (tmp_path / "slo.rules.yml").write_text(slo_rules_yaml(config))
     with serve(app) as base:
         target = base.removeprefix("http://")
-        port = free_port()
-        (tmp_path / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files: ['{tmp_path / 'slo.rules.yml'}']\n"
-            "scrape_configs:\n  - job_name: asgi\n    metrics_path: /api/metrics\n"
-            f"    static_configs:\n      - targets: ['{target}']\n")
-        log = (tmp_path / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT)
-        api = f"http://127.0.0.1:{port}"
-        try:
-            with httpx.Client(timeout=5) as client:
-                def ready() -> bool:
-                    if process.poll() is not None:
-                        output = (tmp_path / "prometheus.log").read_text()
-                        pytest.fail(f"prometheus exited: {output}")
-                    try:
-                        return client.get(f"{api}/-/ready").status_code == 200
-                    except httpx.TransportError:
-                        return False
+        with running_prometheus(tmp_path, target,
+                                rule_files=(tmp_path / "slo.rules.yml",)) as (api, client):
+            app_client = httpx.Client(base_url=base, timeout=5)
 
-                wait_until(ready, timeout=30, what="Prometheus to be ready")
-                app_client = httpx.Client(base_url=base, timeout=5)
-
-                def recorded() -> bool:
-                    # Traffic until a rate over it is recorded: NaN (0/0) before two scrapes
-                    # saw the counters change.
-                    for i in range(5):
-                        app_client.get(f"/items/{i}")
-                    body = client.get(f"{api}/api/v1/query", params={
-                        "query": 'slo:sli_error:ratio_rate5m{slo="availability"} >= 0'}).json()
-                    return bool(body["data"]["result"])
-
-                wait_until(recorded, timeout=30, what="the recorded error ratio")
-                app_client.close()
-                groups = client.get(f"{api}/api/v1/rules").json()["data"]["groups"]
-                rules = [r for g in groups for r in g["rules"]]
-                assert len(rules) == 2 * (7 + 4)
-                assert {r["health"] for r in rules} == {"ok"}, [
-                    (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+            def recorded() -> bool:
+                # Traffic until a rate over it is recorded: NaN (0/0) before two scrapes
+                # saw the counters change.
+                for i in range(5):
+                    app_client.get(f"/items/{i}")
                 body = client.get(f"{api}/api/v1/query", params={
-                    "query": 'slo:sli_error:ratio_rate5m{slo="availability"}'}).json()
-                (series,) = body["data"]["result"]
-                assert series["metric"]["job"] == "asgi" and series["metric"]["instance"] == target
-                assert 0.1 < float(series["value"][1]) < 0.3  # one request in five fails
-        finally:
-            stop_process(process)
-            log.close()
+                    "query": 'slo:sli_error:ratio_rate5m{slo="availability"} >= 0'}).json()
+                return bool(body["data"]["result"])
+
+            wait_until(recorded, timeout=30, what="the recorded error ratio")
+            app_client.close()
+            groups = client.get(f"{api}/api/v1/rules").json()["data"]["groups"]
+            rules = [r for g in groups for r in g["rules"]]
+            assert len(rules) == 2 * (7 + 4)
+            assert {r["health"] for r in rules} == {"ok"}, [
+                (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+            body = client.get(f"{api}/api/v1/query", params={
+                "query": 'slo:sli_error:ratio_rate5m{slo="availability"}'}).json()
+            (series,) = body["data"]["result"]
+            assert series["metric"]["job"] == "asgi" and series["metric"]["instance"] == target
+            assert 0.1 < float(series["value"][1]) < 0.3  # one request in five fails
+

@@ -10,22 +10,19 @@ import tempfile
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import SUPPORT, free_port, running_process, stop_process, wait_until
+from support import (
+    SUPPORT,
+    free_port,
+    requests_total,
+    running_process,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = str(SUPPORT / "two_ports_app.py")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MONITORING_", "ALERT"))}
-
-
-def _requests_total(body: str, route: str) -> float | None:
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == "http_requests_total" and sample.labels == {
-                    "method": "GET", "route": route, "status": "200"}:
-                return sample.value
-    return None
 
 
 def test_the_app_on_one_port_and_the_monitoring_endpoints_on_another() -> None:
@@ -46,8 +43,8 @@ def test_the_app_on_one_port_and_the_monitoring_endpoints_on_another() -> None:
         # They answer on the other port, and see the public port's requests.
         scrape = httpx.get(f"{monitoring}/api/metrics", timeout=5)
         assert scrape.status_code == 200
-        assert _requests_total(scrape.text, "/api/metrics/business") == 2
-        assert _requests_total(scrape.text, "/api/health") == 1
+        assert requests_total(scrape.text, "/api/metrics/business") == 2
+        assert requests_total(scrape.text, "/api/health") == 1
         assert httpx.get(f"{monitoring}/api/health", timeout=5).status_code in (200, 503)
         # And the app is not there.
         assert httpx.get(f"{monitoring}/api/metrics/business", timeout=5).status_code == 404

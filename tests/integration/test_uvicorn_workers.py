@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import SUPPORT, free_port, stop_process
+from support import SUPPORT, free_port, requests_total, stop_process
 
 
 @pytest.fixture
@@ -32,15 +31,6 @@ def two_workers(tmp_path: Path) -> Iterator[str]:
         stop_process(server)
         assert server.stderr is not None
         server.stderr.close()
-
-
-def _requests_total(body: str, route: str) -> float | None:
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == "http_requests_total" and sample.labels == {
-                    "method": "GET", "route": route, "status": "200"}:
-                return sample.value
-    return None
 
 
 @pytest.mark.timeout(180)
@@ -74,7 +64,7 @@ def test_two_uvicorn_workers_count_every_request_exactly_once(two_workers: str) 
             # A worker records a request just after sending its response: allow it a moment.
             scraped = None
             for _ in range(50):
-                scraped = _requests_total((await client.get("/api/metrics")).text, "/ping")
+                scraped = requests_total((await client.get("/api/metrics")).text, "/ping")
                 if scraped == total:
                     break
                 await asyncio.sleep(0.1)

@@ -323,3 +323,52 @@ def run_script(script: Path, timeout: float) -> subprocess.CompletedProcess[str]
         out, err = process.communicate()
         pytest.fail(f"the process did not exit within {timeout}s:\n{out}\n{err}")
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@contextlib.contextmanager
+def running_prometheus(tmp_path: Path, target: str, *, rule_files: tuple[Path, ...] = (),
+                       flags: tuple[str, ...] = ()) -> Iterator[tuple[str, httpx.Client]]:
+    """A real Prometheus (Debian's binary) scraping ``target`` (host:port, job ``asgi``) every
+    second: its API base URL and a client, once it is ready; stopped on exit."""
+    prometheus = require_binary("prometheus")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    rules = ("rule_files:\n" + "".join(f"  - '{path}'\n" for path in rule_files)
+             if rule_files else "")
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n" + rules +
+        "scrape_configs:\n  - job_name: asgi\n    metrics_path: /api/metrics\n"
+        f"    static_configs:\n      - targets: ['{target}']\n")
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags],
+            stdout=log, stderr=subprocess.STDOUT)
+        api = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(timeout=5) as client:
+                def ready() -> bool:
+                    if process.poll() is not None:
+                        pytest.fail(f"prometheus exited: {log_path.read_text()}")
+                    try:
+                        return client.get(f"{api}/-/ready").status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                wait_until(ready, timeout=30, what="Prometheus to be ready")
+                yield api, client
+        finally:
+            stop_process(process)
+
+
+def requests_total(exposition: str, route: str) -> float | None:
+    """``http_requests_total`` for a GET of ``route`` answered 200, read from scraped text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "http_requests_total" and sample.labels == {
+                    "method": "GET", "route": route, "status": "200"}:
+                return sample.value
+    return None
