@@ -91,6 +91,19 @@ FETCHES = """async ([url, minutes]) => {
 }"""
 
 
+def admin_page(browser: Any, way: str, base: str) -> Any:
+    """A page of a browser the admin is logged in with: Basic credentials, or a SameSite=Lax
+    session cookie for ``base``."""
+    options: dict[str, Any] = {}
+    if way == "basic":
+        options["http_credentials"] = {"username": USER, "password": PASSWORD}
+    context = browser.new_context(**options)
+    if way == "cookie":
+        context.add_cookies([{"name": "session", "value": SESSION, "url": base,
+                              "sameSite": "Lax", "httpOnly": True}])
+    return context.new_page()
+
+
 def _silence_posts(statuses: list[tuple[str, int]]) -> list[int]:
     return [status for method, status in statuses if method == "POST"]
 
@@ -111,14 +124,7 @@ def test_a_page_on_another_origin_cannot_create_a_silence(
             browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                                  args=CHROMIUM_ARGS, timeout=30_000)
             try:
-                options: dict[str, Any] = {}
-                if way == "basic":
-                    options["http_credentials"] = {"username": USER, "password": PASSWORD}
-                context = browser.new_context(**options)
-                if way == "cookie":
-                    context.add_cookies([{"name": "session", "value": SESSION, "url": base,
-                                          "sameSite": "Lax", "httpOnly": True}])
-                page = context.new_page()
+                page = admin_page(browser, way, base)
                 page.set_default_timeout(20_000)
                 seen: list[tuple[str, int]] = []
 
@@ -145,7 +151,7 @@ def test_a_page_on_another_origin_cannot_create_a_silence(
                 assert results == {"plain": "opaque", "json": "blocked"}, results
                 page.wait_for_timeout(300)  # let the opaque one's response event arrive
                 assert _silence_posts(seen) and set(_silence_posts(seen)) == {403}, seen
-                context.close()
+                page.context.close()
             finally:
                 browser.close()
     assert app.monitor.alerts.silences.list() == []
@@ -163,14 +169,7 @@ def test_the_admins_own_page_can_still_create_a_silence(
             browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                                  args=CHROMIUM_ARGS, timeout=30_000)
             try:
-                options: dict[str, Any] = {}
-                if way == "basic":
-                    options["http_credentials"] = {"username": USER, "password": PASSWORD}
-                context = browser.new_context(**options)
-                if way == "cookie":
-                    context.add_cookies([{"name": "session", "value": SESSION, "url": base,
-                                          "sameSite": "Lax", "httpOnly": True}])
-                page = context.new_page()
+                page = admin_page(browser, way, base)
                 page.set_default_timeout(20_000)
                 opened = page.goto(f"{base}/admin/monitoring", wait_until="load")
                 assert opened is not None and opened.status == 200
@@ -184,7 +183,7 @@ def test_the_admins_own_page_can_still_create_a_silence(
                   return response.status;
                 }""")
                 assert status == 201
-                context.close()
+                page.context.close()
             finally:
                 browser.close()
     [silence] = app.monitor.alerts.silences.list()

@@ -114,14 +114,7 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
 
                 response = page.goto(f"{base}/admin/monitoring", wait_until="load")
                 assert response is not None and response.status == 200
-                poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
-                poll(page, "document.getElementById('chart-status').textContent"
-                           ".includes('updated')")
-                first = _points(page)
-                traffic(base)
-                # The charts keep up without a reload: more points arrive via history.json.
-                poll(page, "parseInt(document.getElementById('chart-status').textContent) > "
-                           f"{first}")
+                charts_draw_and_keep_up(page, base)
                 sizes = page.eval_on_selector_all(
                     "[data-chart] canvas", "els => els.map(e => [e.clientWidth, e.clientHeight])")
                 assert len(sizes) == 4 and all(w > 100 and h > 100 for w, h in sizes), sizes
@@ -232,13 +225,7 @@ def test_dashboard_updates_whichever_way_it_was_opened(
                 url = base.replace("http://", f"http://{userinfo}") + "/admin/monitoring"
                 response = page.goto(url, wait_until="load")
                 assert response is not None and response.status == 200
-                poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
-                poll(page, "document.getElementById('chart-status').textContent"
-                           ".includes('updated')")
-                first = _points(page)
-                traffic(base)
-                poll(page, "parseInt(document.getElementById('chart-status').textContent) > "
-                           f"{first}")
+                charts_draw_and_keep_up(page, base)
                 assert "failed" not in page.locator("#chart-status").inner_text()
                 # A critical alert is firing (the fixture): the badge says so, not "healthy".
                 badge = page.locator("#overall-status")
@@ -254,6 +241,16 @@ def test_dashboard_updates_whichever_way_it_was_opened(
 
     assert problems == []
     assert len(feeds) >= 2 and set(feeds) == {200}, feeds
+
+
+def charts_draw_and_keep_up(page: Any, base: str) -> None:
+    """The four charts draw, and keep up without a reload: after more traffic, more points
+    arrive through history.json."""
+    poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
+    poll(page, "document.getElementById('chart-status').textContent.includes('updated')")
+    first = _points(page)
+    traffic(base)
+    poll(page, f"parseInt(document.getElementById('chart-status').textContent) > {first}")
 
 
 def poll(page: Any, expression: str, timeout: float = 20.0) -> None:
