@@ -26,7 +26,7 @@ from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
 from .logs import configure_package_logging
-from .metric_names import NamedCollector
+from .merged_requests import MergedRequestFamilies
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
 from .sampling.samples import SampleBuffer
@@ -60,8 +60,11 @@ def build_monitor(
             return registry
         merged = CollectorRegistry()
         workers = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-        merged.register(NamedCollector(workers.collect, naming=config.metrics.metric_names,
-                                       prefix=prefix))
+        metrics = config.metrics
+        merged.register(MergedRequestFamilies(
+            workers.collect, naming=metrics.metric_names, prefix=prefix,
+            duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
+            constant_labels=metrics.constant_labels))
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged
@@ -133,9 +136,14 @@ def build_monitor(
         # The optional extra loads here, when the export starts, not on import.
         from .otlp import OTLPExport
 
+        def health_status() -> dict[str, str]:
+            return {name: health.result(name).status.value for name in health.checks}
+
+        # Under several workers each reads the same merged totals: the alert sender exports.
         export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
                             identity=identity.labels, interval=config.otlp.interval_seconds,
-                            on_error=collector.internal_error)
+                            on_error=collector.internal_error, health=health_status,
+                            leader=monitor.alert_lock.acquire)
         monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor

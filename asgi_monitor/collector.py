@@ -25,9 +25,9 @@ from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
-from .metric_names import NamedCollector, metric_name
+from .metric_names import metric_name
 from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
-from .request_metrics import RequestMetrics, RequestStore
+from .request_metrics import RequestMetrics, RequestMetricsCollector, RequestStore
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
@@ -145,9 +145,9 @@ class MetricsCollector:
                 size_buckets=settings.size_buckets,
                 max_series=settings.max_series,
                 constant_labels=settings.constant_labels,
+                naming=settings.metric_names,
             )
-            registry.register(NamedCollector(requests.collect, describe=requests.describe,
-                                             naming=settings.metric_names, prefix=prefix))
+            registry.register(RequestMetricsCollector(requests))
             self.requests = requests
         else:
             self.requests = MultiprocessRequestMetrics(

@@ -177,15 +177,18 @@ class MonitoringMiddleware:
                     status = CLIENT_CLOSED
                 elif not status:
                     status = 500  # the app returned without a response; servers answer 500
+                # ASGI: "http" when the server leaves the scheme out.
+                scheme: str = scope.get("scheme", "http")
                 if self._exemplar is None:
-                    requests.record(method, self._label(scope, entry_root_path), status,
+                    requests.record(method, self._label(scope, entry_root_path), status, scheme,
                                     finished - start, (exchange.first_byte or finished) - start,
                                     exchange.request_bytes, exchange.response_bytes)
                 else:
                     requests.record_exemplar(
-                        method, self._label(scope, entry_root_path), status, finished - start,
-                        (exchange.first_byte or finished) - start, exchange.request_bytes,
-                        exchange.response_bytes, self._exemplar_labels(self._exemplar, scope))
+                        method, self._label(scope, entry_root_path), status, scheme,
+                        finished - start, (exchange.first_byte or finished) - start,
+                        exchange.request_bytes, exchange.response_bytes,
+                        self._exemplar_labels(self._exemplar, scope))
             except Exception as exc:
                 self._on_error("record", exc)
 
@@ -313,8 +316,8 @@ class MonitoringMiddleware:
                     finished = denial.end or perf_counter()
                     self._requests.record(
                         "GET", resolve_route(scope, entry_root_path, self._resolver),
-                        denial.status, finished - opened_at, denial.first_byte - opened_at, 0,
-                        denial.response_bytes)
+                        denial.status, scope.get("scheme", "ws"), finished - opened_at,
+                        denial.first_byte - opened_at, 0, denial.response_bytes)
             except Exception as exc:
                 self._on_error("websocket", exc)
 

@@ -40,7 +40,8 @@ from .request_metrics import (
     RequestStore,
 )
 
-__all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir"]
+__all__ = ["GAUGE_MODE", "STORED_LABELS", "MultiprocessRequestMetrics", "child_exit",
+           "multiprocess_dir"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -48,6 +49,8 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 # How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
 # by any worker.
 GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
+# The labels a request series is stored under in the files (constant labels follow).
+STORED_LABELS = ("method", "route", "status", "scheme")
 
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
@@ -148,11 +151,13 @@ class MultiprocessRequestMetrics(RequestStore):
         self._constant_values = tuple(value for _, value in constant_labels)
         self._dropped: dict[str, int] = {}
         cap = SeriesCap(max_series, self._dropped)
+        # Stored per (method, route, status, scheme), as the single-process store keeps them;
+        # asgi_monitor.merged_requests projects them onto the chosen names on scrape.
         self._total = Counter(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
-                              ("method", "route", "status", *names), registry=registry)
+                              (*STORED_LABELS, *names), registry=registry)
         # In _Series' order: duration, ttfb, request_size, response_size.
         self._histograms = [
-            Histogram(f"{p}{name}", doc, ("method", "route", *names),
+            Histogram(f"{p}{name}", doc, (*STORED_LABELS, *names),
                       buckets=size_buckets if in_bytes else duration_buckets, registry=registry)
             for name, _, doc, in_bytes in ROUTE_HISTOGRAMS
         ]
@@ -161,9 +166,9 @@ class MultiprocessRequestMetrics(RequestStore):
         self.in_progress: dict[str, Cell] = {
             m: GaugeCell(in_progress.labels(m, *self._constant_values))
             for m in (*STANDARD_METHODS, "OTHER")}
-        self._series: BoundedChildren[tuple[str, str, int], _Series] = BoundedChildren(
+        self._series: BoundedChildren[tuple[str, str, int, str], _Series] = BoundedChildren(
             "http_requests_total", self._make_series, max_series=max_series,
-            dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2]))
+            dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2], key[3]))
 
         self._ws_total = Counter(f"{p}websocket_connections", HELP["websocket_connections"],
                                  ("route", *names), registry=registry)
@@ -180,20 +185,21 @@ class MultiprocessRequestMetrics(RequestStore):
             lambda key: (key[0], self._ws_total.labels(key[0], *self._constant_values),
                          self._ws_duration.labels(key[0], *self._constant_values)))
 
-    def _make_series(self, key: tuple[str, str, int]) -> _Series:
-        method, route, status = key
-        return _Series(self._total.labels(method, route, str(status), *self._constant_values),
-                       *(histogram.labels(method, route, *self._constant_values)
-                         for histogram in self._histograms))
+    def _make_series(self, key: tuple[str, str, int, str]) -> _Series:
+        method, route, status, scheme = key
+        labels = (method, route, str(status), scheme, *self._constant_values)
+        return _Series(self._total.labels(*labels),
+                       *(histogram.labels(*labels) for histogram in self._histograms))
 
     def record(
-        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
     ) -> None:
-        self.series(method, route, status).observe(duration, ttfb, request_bytes, response_bytes)
+        self.series(method, route, status, scheme).observe(duration, ttfb, request_bytes,
+                                                           response_bytes)
 
-    def series(self, method: str, route: str, status: int) -> _Series:
-        return self._series.get((method, route, status))
+    def series(self, method: str, route: str, status: int, scheme: str) -> _Series:
+        return self._series.get((method, route, status, scheme))
 
     def websocket_accepted(self, route: str) -> str:
         label, total, _ = self._ws_routes.get((route,))
@@ -207,3 +213,4 @@ class MultiprocessRequestMetrics(RequestStore):
 
     def dropped_counts(self) -> dict[str, int]:
         return dict(self._dropped)
+

@@ -3,9 +3,11 @@
 An optional extra (``pip install 'asgi-monitoring[otlp]'``): the OpenTelemetry SDK's data
 classes and its OTLP/HTTP exporter load when the export starts, never on
 ``import asgi_monitor``. Every ``interval`` the export reads the same typed snapshot the alert
-rules read (:class:`~asgi_monitor.sampling.inputs.SampleInputs`), turns it into OTLP metrics
-named after OpenTelemetry's HTTP semantic conventions, and sends them from a worker thread, so
-neither a request nor the event loop waits on the network.
+rules read (:class:`~asgi_monitor.sampling.inputs.SampleInputs`: requests, database, cache,
+logins, system resources) and the health checks' status, turns them into OTLP metrics (the
+requests named after OpenTelemetry's HTTP semantic conventions), and sends them from a worker
+thread, so neither a request nor the event loop waits on the network. Under several workers
+only the alert-lock holder exports.
 
 Temporality is cumulative, as the snapshot is (totals since the store was made): a collector
 converting to Prometheus gets the values ``/api/metrics`` shows. ``service.name`` and
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .health.models import HealthStatus
 from .sampling.inputs import RequestSnapshot, SampleInputs
 
 if TYPE_CHECKING:
@@ -36,10 +39,19 @@ def _method(method: str) -> str:
 
 
 def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns: int,
-                 now_ns: int) -> MetricsData:
-    """``inputs`` as OTLP metrics (the SDK's data classes, which its exporters encode)."""
+                 now_ns: int, health: Mapping[str, str] | None = None) -> MetricsData:
+    """``inputs`` (and ``health``: each check's status) as OTLP metrics (the SDK's data
+    classes, which its exporters encode).
+
+    Requests follow OpenTelemetry's HTTP semantic conventions, and system readings their
+    utilization gauges (a ratio where ``/api/metrics`` says percent). Readings the conventions
+    have no metric for are named under ``asgi_monitor.``, split as ``/api/metrics`` labels them
+    (``db_queries_total{status}``, ``cache_operations_total{operation}``,
+    ``user_logins_total{result}``, ``health_check_status{check, status}``).
+    """
     from opentelemetry.sdk.metrics.export import (
         AggregationTemporality,
+        Gauge,
         Histogram,
         HistogramDataPoint,
         Metric,
@@ -53,6 +65,17 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     cumulative = AggregationTemporality.CUMULATIVE
+
+    def point(value: float, **attributes: Any) -> NumberDataPoint:
+        return NumberDataPoint(attributes=attributes, start_time_unix_nano=start_ns,
+                               time_unix_nano=now_ns, value=value)
+
+    def counter(name: str, doc: str, unit: str, points: list[NumberDataPoint]) -> Metric:
+        return Metric(name, doc, unit, Sum(points, cumulative, is_monotonic=True))
+
+    def gauge(name: str, doc: str, unit: str, points: list[NumberDataPoint]) -> Metric:
+        return Metric(name, doc, unit, Gauge(points))
+
     requests: RequestSnapshot = inputs.requests
     durations = []
     for latency in requests.latency:
@@ -61,34 +84,57 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
         for _, running in latency.buckets:
             counts.append(int(running - previous))
             previous = running
+        attributes: dict[str, Any] = {
+            "http.request.method": _method(latency.method), "http.route": latency.route,
+            "http.response.status_code": latency.status, "url.scheme": latency.scheme}
+        if latency.status >= 500:
+            attributes["error.type"] = str(latency.status)
         durations.append(HistogramDataPoint(
-            attributes={"http.request.method": _method(latency.method),
-                        "http.route": latency.route, "url.scheme": "http"},
-            start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=int(latency.count),
-            sum=latency.total, bucket_counts=counts, explicit_bounds=bounds,
+            attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+            count=int(latency.count), sum=latency.total, bucket_counts=counts,
+            explicit_bounds=bounds,
             # Not kept by the store; OTLP's min and max are optional.
             min=None, max=None))  # type: ignore[arg-type]
-    counted = []
-    for method, route, status, count in requests.series:
-        attributes: dict[str, Any] = {
-            "http.request.method": _method(method), "http.route": route,
-            "http.response.status_code": status, "url.scheme": "http"}
-        if status >= 500:
-            attributes["error.type"] = str(status)
-        counted.append(NumberDataPoint(attributes=attributes, start_time_unix_nano=start_ns,
-                                       time_unix_nano=now_ns, value=int(count)))
-    active = [NumberDataPoint(attributes={}, start_time_unix_nano=start_ns,
-                              time_unix_nano=now_ns, value=int(requests.in_progress))]
+    database, cache, users = inputs.database, inputs.cache, inputs.users
     metrics = [
+        # Its count is the request count, by status: the conventions define no request counter.
         Metric("http.server.request.duration", "Duration of HTTP server requests.", "s",
                Histogram(durations, cumulative)),
-        # Not a convention (which counts with the histogram's count): the histograms are kept
-        # per route, so the status lives here.
-        Metric("http.server.requests", "HTTP server requests by method, route and status.",
-               "{request}", Sum(counted, cumulative, is_monotonic=True)),
         Metric("http.server.active_requests", "Number of active HTTP server requests.",
-               "{request}", Sum(active, cumulative, is_monotonic=False)),
+               "{request}", Sum([point(int(requests.in_progress))], cumulative,
+                                is_monotonic=False)),
+        counter("asgi_monitor.db.queries", "Database operations by status.", "{query}",
+                [point(int(database.queries - database.errors), status="success"),
+                 point(int(database.errors), status="error")]),
+        counter("asgi_monitor.cache.lookups", "Cache lookups by outcome.", "{lookup}",
+                [point(int(cache.hits), operation="hit"),
+                 point(int(cache.misses), operation="miss")]),
+        counter("asgi_monitor.user.logins", "Login attempts by result.", "{login}",
+                [point(int(users.logins - users.failures), result="success"),
+                 point(int(users.failures), result="failure")]),
     ]
+    system = inputs.system
+    if system is not None:
+        if system.cpu_percent is not None:
+            metrics.append(gauge("system.cpu.utilization", "System-wide CPU use.", "1",
+                                 [point(system.cpu_percent / 100)]))
+        if system.memory_percent is not None:
+            metrics.append(gauge("system.memory.utilization", "System memory in use.", "1",
+                                 [point(system.memory_percent / 100)]))
+        if system.disk_percent:
+            metrics.append(gauge(
+                "system.filesystem.utilization", "Disk space in use per configured path.", "1",
+                [point(used / 100, **{"system.filesystem.mountpoint": path})
+                 for path, used in system.disk_percent]))
+        if system.process_rss_bytes is not None:
+            metrics.append(gauge("process.memory.usage", "Resident memory of this process.",
+                                 "By", [point(int(system.process_rss_bytes))]))
+    if health:
+        metrics.append(gauge(
+            "asgi_monitor.health.check.status",
+            "1 for the check's current status, 0 for the others.", "1",
+            [point(int(status == candidate.value), check=name, status=candidate.value)
+             for name, status in health.items() for candidate in HealthStatus]))
     return MetricsData([ResourceMetrics(
         Resource.create(dict(resource)),
         [ScopeMetrics(InstrumentationScope(SCOPE), metrics, "")], "")])
@@ -98,15 +144,23 @@ class OTLPExport:
     """Sends ``read()`` to ``endpoint`` (OTLP/HTTP, protobuf) every ``interval`` seconds.
 
     ``identity()`` gives the ``service`` and ``instance`` labels (read at each export: the app's
-    title may name the service only after the monitor is built)."""
+    title may name the service only after the monitor is built); ``health()`` each check's
+    status. Under several workers every worker reads the same merged totals, so only the one
+    ``leader()`` is True in (the alert-lock holder) exports: a collector adding up the workers'
+    exports would otherwise count every request once per worker.
+    """
 
     def __init__(self, *, endpoint: str, read: Callable[[], SampleInputs],
                  identity: Callable[[], dict[str, str]], interval: float,
                  on_error: Callable[[str, BaseException], None],
+                 health: Callable[[], Mapping[str, str]] = dict,
+                 leader: Callable[[], bool] = lambda: True,
                  timeout: float = 10.0, clock: Callable[[], int] = time.time_ns) -> None:
         self._endpoint = endpoint
         self._read = read
         self._identity = identity
+        self._health = health
+        self._leader = leader
         self._interval = interval
         self._on_error = on_error
         self._timeout = timeout
@@ -126,7 +180,8 @@ class OTLPExport:
         labels = self._identity()
         return metrics_data(self._read(), resource={"service.name": labels["service"],
                                                     "service.instance.id": labels["instance"]},
-                            start_ns=self._start_ns, now_ns=self._clock())
+                            start_ns=self._start_ns, now_ns=self._clock(),
+                            health=self._health())
 
     async def run_forever(self) -> None:
         exporter = self.exporter()
@@ -138,8 +193,11 @@ class OTLPExport:
             exporter.shutdown()
 
     async def export_once(self, exporter: Any) -> bool:
-        """One export; a failure is counted as an internal error, never raised."""
+        """One export, unless another worker is the one exporting; a failure is counted as an
+        internal error, never raised. True if sent."""
         try:
+            if not self._leader():
+                return False
             # Read on the loop (a snapshot is a few list copies), send from a thread.
             data = self.data()
             result = await asyncio.to_thread(exporter.export, data,

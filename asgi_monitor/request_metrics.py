@@ -24,10 +24,16 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Exemplar
-from prometheus_client.utils import floatToGoString
 
 from .config import metric_prefix
+from .request_families import (
+    HISTOGRAMS,
+    IN_PROGRESS_HELP,
+    REQUESTS_HELP,
+    StoredSeries,
+    le_label,
+    request_families,
+)
 from .sampling.inputs import RequestSnapshot, RouteLatency
 
 __all__ = [
@@ -46,25 +52,18 @@ STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS"
 # of merged families (asgi_monitor.sampling.merged), never spelled again.
 HTTP_REQUESTS = "http_requests"
 HTTP_REQUESTS_IN_PROGRESS = "http_requests_in_progress"
-HTTP_REQUEST_DURATION = "http_request_duration_seconds"
+HTTP_REQUEST_DURATION = HISTOGRAMS[0][0]
 HELP = {
-    HTTP_REQUESTS: "Total HTTP requests by method, route template and status.",
-    HTTP_REQUESTS_IN_PROGRESS: "HTTP requests being served now.",
+    HTTP_REQUESTS: REQUESTS_HELP,
+    HTTP_REQUESTS_IN_PROGRESS: IN_PROGRESS_HELP,
     "websocket_connections": "Accepted WebSocket connections by route template.",
     "websocket_connections_active": "WebSocket connections open now.",
     "websocket_session_duration_seconds": "WebSocket session length, accept to close.",
 }
-# (family, RouteHistograms attribute, help, measures bytes rather than seconds)
-ROUTE_HISTOGRAMS = (
-    (HTTP_REQUEST_DURATION, "duration",
-     "Time from request start to the last response body chunk.", False),
-    ("http_time_to_first_byte_seconds", "ttfb",
-     "Time from request start until the response status and headers were sent.", False),
-    ("http_request_size_bytes", "request_size",
-     "Request body size, counted from the bytes actually received.", True),
-    ("http_response_size_bytes", "response_size",
-     "Response body size, counted from the bytes actually sent.", True),
-)
+# (family, Series attribute, help, measures bytes rather than seconds)
+ROUTE_HISTOGRAMS = tuple(
+    (name, attr, doc, in_bytes) for (name, doc, in_bytes), attr
+    in zip(HISTOGRAMS, ("duration", "ttfb", "request_size", "response_size"), strict=True))
 
 
 class Cell:
@@ -107,20 +106,22 @@ class RequestStore:
         self.in_progress[method].add(-1)
 
     def record(
-        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
     ) -> None:
-        """Count one finished request and observe its four histograms."""
+        """Count one finished request (``scheme``: the scope's, http/https or ws/wss) and
+        observe its four histograms."""
         raise NotImplementedError
 
     def record_exemplar(
-        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
     ) -> None:
         """:meth:`record`, keeping ``exemplar`` (labels such as ``trace_id``) as the last one of
         the duration bucket the request fell in. Called instead of ``record`` only when
         exemplars are on; a store that cannot keep them (multiprocess) just records."""
-        self.record(method, route, status, duration, ttfb, request_bytes, response_bytes)
+        self.record(method, route, status, scheme, duration, ttfb, request_bytes,
+                    response_bytes)
 
     def websocket_accepted(self, route: str) -> str:
         """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
@@ -166,35 +167,19 @@ class BucketCounts:
         running = 0
         for bound, count in zip(self.bounds, counts, strict=False):
             running += count
-            out.append((_le(bound), running))
+            out.append((le_label(bound), running))
         out.append(("+Inf", running + counts[-1]))
         return out, total
 
 
-def _with_exemplars(
-    buckets: list[tuple[str, float]], kept: list[tuple[dict[str, str], float, float] | None],
-) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
-    # Only the OpenMetrics exposition writes them; the Prometheus text format has no exemplars.
-    out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
-    for (le, count), exemplar in zip(buckets, list(kept), strict=True):
-        if exemplar is None:
-            out.append((le, count))
-        else:
-            out.append((le, count, Exemplar(exemplar[0], exemplar[1], exemplar[2])))
-    return out
+class Series:
+    """What one request updates: the count and the four histograms of its (method, route,
+    status, scheme), and the duration buckets' last exemplars."""
 
-
-def _le(bound: float) -> str:
-    # The formatting prometheus_client uses for its own "le" labels, so series are identical.
-    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
-
-
-class RouteHistograms:
-    """The per-(method, route) histograms, and the duration buckets' last exemplars."""
-
-    __slots__ = ("duration", "ttfb", "request_size", "response_size", "exemplars")
+    __slots__ = ("count", "duration", "ttfb", "request_size", "response_size", "exemplars")
 
     def __init__(self, duration_bounds: Sequence[float], size_bounds: Sequence[float]) -> None:
+        self.count = 0
         self.duration = BucketCounts(duration_bounds)
         self.ttfb = BucketCounts(duration_bounds)
         self.request_size = BucketCounts(size_bounds)
@@ -202,6 +187,41 @@ class RouteHistograms:
         # Per duration bucket (+Inf last): (labels, value, unix time) of the last request with
         # an exemplar, or None. Created by the first exemplar: without them it costs nothing.
         self.exemplars: list[tuple[dict[str, str], float, float] | None] | None = None
+
+    def observe(
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+    ) -> None:
+        # BucketCounts.observe inlined four times: in the pure-Python build the four method calls
+        # cost ~0.15 us of a ~3 us request (benchmarks/hotpath.py: 3.15 against 3.00 us added).
+        self.count += 1
+        h = self.duration
+        scan = h._scan
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        h.counts[i] += 1
+        h.total += duration
+        h = self.ttfb
+        scan = h._scan
+        i = 0
+        while ttfb > scan[i]:
+            i += 1
+        h.counts[i] += 1
+        h.total += ttfb
+        h = self.request_size
+        scan = h._scan
+        i = 0
+        while request_bytes > scan[i]:
+            i += 1
+        h.counts[i] += 1
+        h.total += request_bytes
+        h = self.response_size
+        scan = h._scan
+        i = 0
+        while response_bytes > scan[i]:
+            i += 1
+        h.counts[i] += 1
+        h.total += response_bytes
 
     def keep_exemplar(self, duration: float, labels: dict[str, str]) -> None:
         scan = self.duration._scan
@@ -213,55 +233,21 @@ class RouteHistograms:
             kept = self.exemplars = [None] * len(scan)
         kept[i] = (labels, duration, time.time())
 
-
-class Series:
-    """What one request updates: its (method, route, status) counter and its route's histograms."""
-
-    __slots__ = ("count", "stats")
-
-    def __init__(self, stats: RouteHistograms) -> None:
-        self.count = 0
-        self.stats = stats
-
-    def observe(
-        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
-    ) -> None:
-        # BucketCounts.observe inlined four times: in the pure-Python build the four method calls
-        # cost ~0.15 us of a ~3 us request (benchmarks/hotpath.py: 3.15 against 3.00 us added).
-        self.count += 1
-        stats = self.stats
-        h = stats.duration
-        scan = h._scan
-        i = 0
-        while duration > scan[i]:
-            i += 1
-        h.counts[i] += 1
-        h.total += duration
-        h = stats.ttfb
-        scan = h._scan
-        i = 0
-        while ttfb > scan[i]:
-            i += 1
-        h.counts[i] += 1
-        h.total += ttfb
-        h = stats.request_size
-        scan = h._scan
-        i = 0
-        while request_bytes > scan[i]:
-            i += 1
-        h.counts[i] += 1
-        h.total += request_bytes
-        h = stats.response_size
-        scan = h._scan
-        i = 0
-        while response_bytes > scan[i]:
-            i += 1
-        h.counts[i] += 1
-        h.total += response_bytes
+    def stored(self, key: tuple[str, str, int, str]) -> StoredSeries:
+        """A copy for the scrape (lists copied: the event loop thread may be adding to them)."""
+        kept = self.exemplars
+        return StoredSeries(
+            key[0], key[1], key[2], key[3], float(self.count),
+            ((list(self.duration.counts), self.duration.total),
+             (list(self.ttfb.counts), self.ttfb.total),
+             (list(self.request_size.counts), self.request_size.total),
+             (list(self.response_size.counts), self.response_size.total)),
+            list(kept) if kept is not None else None)
 
 
 class RequestMetrics(RequestStore):
-    """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape.
+    """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape under the
+    names ``naming`` chooses (:func:`asgi_monitor.request_families.request_families`).
 
     Registered through :class:`RequestMetricsCollector`: a compiled class cannot derive from
     prometheus_client's ``Collector``.
@@ -275,16 +261,21 @@ class RequestMetrics(RequestStore):
         size_buckets: Sequence[float],
         max_series: int,
         constant_labels: Sequence[tuple[str, str]] = (),
+        naming: str = "classic",
     ) -> None:
         self._prefix = metric_prefix(namespace)
         # Added to every family on scrape, never stored per series: the hot path never sees them.
+        self._constant_labels = tuple(constant_labels)
         self._const_names = tuple(name for name, _ in constant_labels)
         self._const_values = tuple(value for _, value in constant_labels)
+        self._naming = naming
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
         self._max_series = max_series
-        self._series: dict[tuple[str, str, int], Series] = {}
-        self._routes: dict[tuple[str, str], RouteHistograms] = {}
+        self._series: dict[tuple[str, str, int, str], Series] = {}
+        # The (method, route, status) label sets the cap counts: a scheme is no new label set
+        # under classic names, and one process rarely sees more than one.
+        self._label_sets: set[tuple[str, str, int]] = set()
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
         self.ws_active = Cell()
@@ -294,38 +285,38 @@ class RequestMetrics(RequestStore):
 
     # -- hot path (begin and end are RequestStore's) ---------------------------------------------
     def record(
-        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
     ) -> None:
-        self.series(method, route, status).observe(duration, ttfb, request_bytes, response_bytes)
+        self.series(method, route, status, scheme).observe(duration, ttfb, request_bytes,
+                                                           response_bytes)
 
     def record_exemplar(
-        self, method: str, route: str, status: int, duration: float, ttfb: float,
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
     ) -> None:
-        series = self.series(method, route, status)
+        series = self.series(method, route, status, scheme)
         series.observe(duration, ttfb, request_bytes, response_bytes)
         if exemplar is not None:
             # The series' own histograms: an overflowed request's exemplar goes where it counted.
-            series.stats.keep_exemplar(duration, exemplar)
+            series.keep_exemplar(duration, exemplar)
 
-    def series(self, method: str, route: str, status: int) -> Series:
+    def series(self, method: str, route: str, status: int, scheme: str) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""
-        key = (method, route, status)
+        key = (method, route, status, scheme)
         found = self._series.get(key)
         if found is not None:
             return found
-        if len(self._series) >= self._max_series:
+        label_set = (method, route, status)
+        if label_set not in self._label_sets and len(self._label_sets) >= self._max_series:
             self.dropped += 1
-            key = (method, OVERFLOW, status)
+            key = (method, OVERFLOW, status, scheme)
             found = self._series.get(key)
             if found is not None:
                 return found
-        stats = self._routes.get(key[:2])
-        if stats is None:
-            stats = self._routes[key[:2]] = RouteHistograms(self._duration_buckets,
-                                                            self._size_buckets)
-        found = self._series[key] = Series(stats)
+            label_set = (method, OVERFLOW, status)
+        self._label_sets.add(label_set)
+        found = self._series[key] = Series(self._duration_buckets, self._size_buckets)
         return found
 
     def websocket_accepted(self, route: str) -> str:
@@ -347,47 +338,26 @@ class RequestMetrics(RequestStore):
     # -- scrape ---------------------------------------------------------------------------------
     def describe(self) -> Iterator[Metric]:
         # Declaring our names lets the registry reject a custom metric that would clash.
-        return self._families([], [], [], [])
+        return self._families([], [], [])
 
     def collect(self) -> Iterator[Metric]:
         # list() of a dict's items is one C call under the GIL: a consistent snapshot even while
         # the event loop thread adds series.
-        return self._families(list(self._series.items()), list(self._routes.items()),
+        return self._families([s.stored(key) for key, s in list(self._series.items())],
                               list(self._ws_total.items()), list(self._ws_duration.items()))
 
     def _families(
         self,
-        series: list[tuple[tuple[str, str, int], Series]],
-        routes: list[tuple[tuple[str, str], RouteHistograms]],
+        series: list[StoredSeries],
         ws_total: list[tuple[str, int]],
         ws_duration: list[tuple[str, BucketCounts]],
     ) -> Iterator[Metric]:
         p = self._prefix
         names, values = self._const_names, self._const_values
-
-        total = CounterMetricFamily(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
-                                    labels=("method", "route", "status", *names))
-        for (method, route, status), s in series:
-            total.add_metric((method, route, str(status), *values), s.count)
-        yield total
-
-        for name, attr, doc, _ in ROUTE_HISTOGRAMS:
-            family = HistogramMetricFamily(f"{p}{name}", doc, labels=("method", "route", *names))
-            for (method, route), stats in routes:
-                buckets, total_sum = getattr(stats, attr).cumulative()
-                kept = stats.exemplars
-                if kept is not None and attr == "duration":
-                    family.add_metric((method, route, *values), _with_exemplars(buckets, kept),
-                                      total_sum)
-                else:
-                    family.add_metric((method, route, *values), buckets, total_sum)
-            yield family
-
-        in_progress = GaugeMetricFamily(f"{p}{HTTP_REQUESTS_IN_PROGRESS}",
-                                        HELP[HTTP_REQUESTS_IN_PROGRESS], labels=("method", *names))
-        for method, cell in self.in_progress.items():
-            in_progress.add_metric((method, *values), cell.value)
-        yield in_progress
+        yield from request_families(
+            series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
+            naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels)
 
         ws_family = CounterMetricFamily(f"{p}websocket_connections",
                                         HELP["websocket_connections"], labels=("route", *names))
@@ -408,18 +378,18 @@ class RequestMetrics(RequestStore):
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
-        series = tuple((m, r, status, float(s.count))
-                       for (m, r, status), s in list(self._series.items()))
+        items = list(self._series.items())
+        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), s in items)
         latency = []
-        for (method, route), stats in list(self._routes.items()):
-            histogram = stats.duration
+        for (method, route, status, scheme), stored in items:
+            histogram = stored.duration
             counts, total = list(histogram.counts), histogram.total
             buckets = []
             running = 0
             for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
                 running += count
                 buckets.append((bound, float(running)))
-            latency.append(RouteLatency(method, route, tuple(buckets), total))
+            latency.append(RouteLatency(method, route, tuple(buckets), total, status, scheme))
         return RequestSnapshot(series, tuple(latency),
                                float(sum(cell.value for cell in self.in_progress.values())))
 

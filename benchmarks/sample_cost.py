@@ -38,7 +38,7 @@ def main() -> None:
         MonitoringConfig(health=HealthSettings(default_checks=False)), CollectorRegistry())
     for route in range(args.routes):
         for status in (200, 500):
-            monitor.collector.requests.series("GET", f"/route/{route}", status).observe(
+            monitor.collector.requests.series("GET", f"/route/{route}", status, "http").observe(
                 0.01, 0.005, 10, 100)
     lines = generate_latest(monitor.registry).count(b"\n")
     print(f"{args.routes * 2} request series, {lines} exposition lines")

@@ -48,8 +48,10 @@ METRIC_NAMES = ("classic", "otel", "both")
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
 # exemplar(scope) -> the exemplar's labels (e.g. {"trace_id": ...}), or None for no exemplar.
 ExemplarHook = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
-# The labels the request series carry themselves (and the histograms' bucket label).
-REQUEST_LABELS = ("method", "route", "status", "le")
+# The labels the request series carry themselves under any naming (and the histograms' bucket
+# label; the files of several workers also hold the scheme).
+REQUEST_LABELS = ("method", "route", "status", "scheme", "le", "http_request_method",
+                  "http_route", "http_response_status_code", "url_scheme", "error_type")
 
 
 def metric_prefix(namespace: str) -> str:

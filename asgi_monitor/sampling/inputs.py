@@ -22,12 +22,15 @@ Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +I
 
 @dataclass(frozen=True, slots=True)
 class RouteLatency:
-    """The request duration histogram of one (method, route), cumulative as exported."""
+    """The request duration histogram of one (method, route, status, scheme), cumulative as
+    exported. A route answering several statuses has one per status."""
 
     method: str
     route: str
     buckets: Buckets
     total: float  # the sum of the durations, seconds
+    status: int = 0  # 0: not kept apart (all statuses)
+    scheme: str = "http"
 
     @property
     def count(self) -> float:
@@ -36,8 +39,8 @@ class RouteLatency:
 
 @dataclass(frozen=True, slots=True)
 class RequestSnapshot:
-    """Request totals: one (method, route, status, count) per series, the duration histogram
-    per route, and the requests in progress now."""
+    """Request totals: one (method, route, status, count) per series, the duration histograms
+    (one per stored series), and the requests in progress now."""
 
     series: tuple[tuple[str, str, int, float], ...] = ()
     latency: tuple[RouteLatency, ...] = ()

@@ -63,8 +63,8 @@ class MergedReader:
     def read(self) -> SampleInputs:
         p = self._p
         series: list[tuple[str, str, int, float]] = []
-        # (method, route) -> ({bound: cumulative count}, sum)
-        histograms: dict[tuple[str, str], tuple[dict[float, float], list[float]]] = {}
+        # (method, route, status, scheme) -> ({bound: cumulative count}, sum)
+        histograms: dict[tuple[str, str, int, str], tuple[dict[float, float], list[float]]] = {}
         in_progress = db_queries = db_errors = hits = misses = logins = failures = 0.0
         for family in self._families():
             name = family.name
@@ -74,7 +74,10 @@ class MergedReader:
                     series.append((labels["method"], labels["route"], int(labels["status"]),
                                    value))
                 elif name == f"{p}{HTTP_REQUEST_DURATION}":
-                    key = (labels["method"], labels["route"])
+                    # Stored per status and scheme (the workers' files); exposed classic
+                    # families sum them (status 0: all of them).
+                    key = (labels["method"], labels["route"], int(labels.get("status", 0)),
+                           labels.get("scheme", "http"))
                     if s.name == f"{name}_bucket":
                         histograms.setdefault(key, ({}, [0.0]))[0][float(labels["le"])] = value
                     elif s.name == f"{name}_sum":
@@ -94,8 +97,10 @@ class MergedReader:
                     logins += value
                     if labels["result"] == "failure":
                         failures += value
-        latency = tuple(RouteLatency(method, route, tuple(sorted(buckets.items())), total[0])
-                        for (method, route), (buckets, total) in histograms.items())
+        latency = tuple(RouteLatency(method, route, tuple(sorted(buckets.items())), total[0],
+                                     status, scheme)
+                        for (method, route, status, scheme), (buckets, total)
+                        in histograms.items())
         return SampleInputs(requests=RequestSnapshot(tuple(series), latency, in_progress),
                             database=DatabaseSnapshot(db_queries, db_errors),
                             cache=CacheSnapshot(hits, misses),

@@ -114,16 +114,22 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
         elif status >= 400:
             sample.client_errors += count
     buckets: dict[float, float] = {}
+    # A route's histograms, one per status and scheme, summed.
+    route_buckets: dict[str, dict[float, float]] = {}
     for latency in requests.latency:
-        totals = sample.routes.setdefault(f"{latency.method} {latency.route}", RouteTotals())
+        name = f"{latency.method} {latency.route}"
+        totals = sample.routes.setdefault(name, RouteTotals())
         count = latency.count
         sample.duration_sum += latency.total
         sample.duration_count += count
         totals.duration_sum += latency.total
         totals.duration_count += count
-        totals.buckets = latency.buckets
+        summed = route_buckets.setdefault(name, {})
         for bound, cumulative in latency.buckets:
             buckets[bound] = buckets.get(bound, 0.0) + cumulative
+            summed[bound] = summed.get(bound, 0.0) + cumulative
+    for name, summed in route_buckets.items():
+        sample.routes[name].buckets = tuple(sorted(summed.items()))
     sample.buckets = tuple(sorted(buckets.items()))
 
 

@@ -15,6 +15,7 @@ from prometheus_client.utils import floatToGoString
 
 from ..config import MonitoringConfig, metric_prefix
 from ..config.objectives import BURN_ALERTS, SLO, WINDOWS
+from ..metric_names import RequestNames, request_names
 
 __all__ = ["error_ratio", "record_name", "slo_rule_groups"]
 
@@ -26,14 +27,14 @@ def record_name(window: str) -> str:
     return f"slo:sli_error:ratio_rate{window}"
 
 
-def _matchers(slo: SLO, *extra: str) -> str:
+def _matchers(slo: SLO, names: RequestNames, *extra: str) -> str:
     found = list(extra)
     if slo.selector.routes:
         # Templates hold regex metacharacters ("{item_id}", "."): match them literally.
         routes = "|".join(_regex_literal(r) for r in slo.selector.routes)
-        found.append(f"route=~{json.dumps(routes)}")
+        found.append(f"{names.route}=~{json.dumps(routes)}")
     if slo.selector.methods:
-        found.append(f"method=~{json.dumps('|'.join(slo.selector.methods))}")
+        found.append(f"{names.method}=~{json.dumps('|'.join(slo.selector.methods))}")
     return "{" + ",".join(found) + "}" if found else ""
 
 
@@ -41,28 +42,32 @@ def _regex_literal(text: str) -> str:
     return "".join(f"\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in text)
 
 
-def error_ratio(slo: SLO, window: str, namespace: str = "") -> str:
-    """PromQL: the fraction of the selected requests that were bad over ``window``."""
+def error_ratio(slo: SLO, window: str, namespace: str = "", naming: str = "classic") -> str:
+    """PromQL: the fraction of the selected requests that were bad over ``window``, on the
+    series ``naming`` (MONITORING_METRIC_NAMES) exposes."""
     p = metric_prefix(namespace)
+    names = request_names(naming)
     if slo.sli.kind == "latency":
         assert slo.sli.threshold_seconds is not None
         # The bucket label exactly as the exposition writes it ("1.0", "0.25").
         bound = str(floatToGoString(slo.sli.threshold_seconds))  # type: ignore[no-untyped-call]
         le = f"le={json.dumps(bound)}"
-        histogram = f"{p}http_request_duration_seconds"
-        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, le)}[{window}]))"
-        total = f"{_BY} (rate({histogram}_count{_matchers(slo)}[{window}]))"
+        histogram = f"{p}{names.duration}"
+        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, names, le)}[{window}]))"
+        total = f"{_BY} (rate({histogram}_count{_matchers(slo, names)}[{window}]))"
         return f"1 - {fast} / {total}"
-    total = f"{_BY} (rate({p}http_requests_total{_matchers(slo)}[{window}]))"
-    status = f"status=~{json.dumps(slo.sli.bad_status)}"
-    bad = f"{_BY} (rate({p}http_requests_total{_matchers(slo, status)}[{window}]))"
+    # Under OpenTelemetry names the requests are the duration histogram's count, by status.
+    requests = f"{p}{names.requests}"
+    total = f"{_BY} (rate({requests}{_matchers(slo, names)}[{window}]))"
+    status = f"{names.status}=~{json.dumps(slo.sli.bad_status)}"
+    bad = f"{_BY} (rate({requests}{_matchers(slo, names, status)}[{window}]))"
     # No bad series at all is a ratio of 0, not an absent one.
     return f"({bad} or 0 * {total}) / {total}"
 
 
-def _group(slo: SLO, namespace: str) -> dict[str, Any]:
+def _group(slo: SLO, namespace: str, naming: str) -> dict[str, Any]:
     rules: list[dict[str, Any]] = [
-        {"record": record_name(window), "expr": error_ratio(slo, window, namespace),
+        {"record": record_name(window), "expr": error_ratio(slo, window, namespace, naming),
          "labels": {"slo": slo.name}}
         for window, _ in WINDOWS]
     budget = slo.error_budget
@@ -91,4 +96,5 @@ def _group(slo: SLO, namespace: str) -> dict[str, Any]:
 
 def slo_rule_groups(config: MonitoringConfig) -> list[dict[str, Any]]:
     """One rule group per declared SLO (none when there are none)."""
-    return [_group(slo, config.metrics.namespace) for slo in config.slo.all()]
+    return [_group(slo, config.metrics.namespace, config.metrics.metric_names)
+            for slo in config.slo.all()]

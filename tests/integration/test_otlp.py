@@ -21,7 +21,13 @@ from starlette.routing import Route
 from support import IN_CI
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import MetricsSettings, OTLPSettings, ServiceSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    MetricsSettings,
+    OTLPSettings,
+    ServiceSettings,
+    SystemSettings,
+)
 
 try:
     importlib.import_module("opentelemetry.exporter.otlp.proto.http.metric_exporter")
@@ -84,8 +90,34 @@ def _exported(message: Any) -> tuple[dict[str, str], dict[str, Any]]:
     return resource, {m.name: m for m in scope.metrics}
 
 
+def _scraped_histograms(family: Any, labels: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    for s in family.samples:
+        entry = found.setdefault(tuple(s.labels.get(name, "") for name in labels), {"buckets": {}})
+        if s.name.endswith("_bucket"):
+            entry["buckets"][float(s.labels["le"])] = s.value
+        elif s.name.endswith("_count"):
+            entry["count"] = s.value
+        elif s.name.endswith("_sum"):
+            entry["sum"] = s.value
+    return found
+
+
+def _summed(family: Any, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in family.samples:
+        if s.name.endswith("_total"):
+            out[s.labels[label]] = out.get(s.labels[label], 0.0) + s.value
+    return out
+
+
+def _points(metric: Any, attribute: str) -> dict[str, float]:
+    points = metric.sum.data_points if metric.HasField("sum") else metric.gauge.data_points
+    return {_attributes(p)[attribute]: float(p.as_int or p.as_double) for p in points}
+
+
 @pytest.mark.integration
-async def test_export_equals_the_scrape(receiver: Receiver) -> None:
+async def test_export_equals_the_scrape(receiver: Receiver, tmp_path: Any) -> None:
     async def item(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
@@ -95,16 +127,28 @@ async def test_export_equals_the_scrape(receiver: Receiver) -> None:
     config = MonitoringConfig(
         metrics=MetricsSettings(metric_names="otel"),
         otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=0.1),
+        system=SystemSettings(disk_paths=(str(tmp_path),)),
         service=ServiceSettings(service_name="shop", instance="shop-1:8000"))
     monitor = build_monitor(config, CollectorRegistry())
+    monitor.health.register_check("database", "The database answers", lambda: True)
     app = MonitoringMiddleware(
         Starlette(routes=[Route("/items/{id}", item), Route("/broken", broken)]), monitor=monitor)
+    metrics_ = monitor.collector
     async with monitor.running(), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         for i in range(5):
             await client.get(f"/items/{i}")
+        await client.get("https://t/items/9")  # the scope's scheme is https
         await client.get("/broken")
         await client.request("PROPFIND", "/items/1")
+        metrics_.database.record("load_user", 0.01)
+        metrics_.database.record("load_user", 0.02, ok=False)
+        metrics_.cache.hit("users")
+        metrics_.cache.miss("users")
+        metrics_.cache.miss("users")
+        metrics_.users.login_succeeded()
+        metrics_.users.login_failed("bad_password")
+        await monitor.health.run_all()
         scrape = (await client.get("/api/metrics")).text
         first = len(receiver.requests)
         for _ in range(100):  # an export that started after the traffic
@@ -116,50 +160,97 @@ async def test_export_equals_the_scrape(receiver: Receiver) -> None:
     assert path == "/v1/metrics"
     resource, metrics = _exported(message)
     assert resource["service.name"] == "shop" and resource["service.instance.id"] == "shop-1:8000"
-
     families = {f.name: f for f in text_string_to_metric_families(scrape)}
-    scraped_counts = {
-        (s.labels["http_request_method"], s.labels["http_route"],
-         int(s.labels["http_response_status_code"]), s.labels["error_type"]): s.value
-        for s in families["http_server_requests"].samples if s.name.endswith("_total")}
-    requests = metrics["http.server.requests"].sum
-    assert requests.aggregation_temporality == 2 and requests.is_monotonic  # cumulative
-    exported_counts = {
-        (a["http.request.method"], a["http.route"], a["http.response.status_code"],
-         a.get("error.type", "")): float(p.as_int)
-        for p in requests.data_points for a in [_attributes(p)]}
-    assert exported_counts == scraped_counts
-    assert exported_counts[("GET", "/broken", 503, "503")] == 1
-    assert exported_counts[("GET", "/items/{id}", 200, "")] == 5
-    assert [k for k in exported_counts if k[0] == "_OTHER"]
 
+    # Requests: the duration histogram per method, route, status and scheme, as scraped; its
+    # count is the request count (the conventions have no request counter, nor do we).
+    assert "http.server.requests" not in metrics and "http_server_requests" not in families
+    labels = ("http_request_method", "http_route", "http_response_status_code", "url_scheme",
+              "error_type")
+    scraped = _scraped_histograms(families["http_server_request_duration_seconds"], labels)
     duration = metrics["http.server.request.duration"]
     assert duration.unit == "s" and duration.histogram.aggregation_temporality == 2
-    scraped: dict[tuple[str, str], dict[str, Any]] = {}
-    for s in families["http_server_request_duration_seconds"].samples:
-        key = (s.labels["http_request_method"], s.labels["http_route"])
-        entry = scraped.setdefault(key, {"buckets": {}})
-        if s.name.endswith("_bucket"):
-            entry["buckets"][float(s.labels["le"])] = s.value
-        elif s.name.endswith("_count"):
-            entry["count"] = s.value
-        elif s.name.endswith("_sum"):
-            entry["sum"] = s.value
-    exported: dict[tuple[str, str], dict[str, Any]] = {}
+    exported: dict[tuple[str, ...], dict[str, Any]] = {}
     for p in duration.histogram.data_points:
         a = _attributes(p)
-        assert a["url.scheme"] == "http"
         running, buckets = 0, {}
         for bound, count in zip([*p.explicit_bounds, float("inf")], p.bucket_counts, strict=True):
             running += count
             buckets[bound] = float(running)
-        exported[(a["http.request.method"], a["http.route"])] = {
-            "buckets": buckets, "count": float(p.count), "sum": p.sum}
+        key = (a["http.request.method"], a["http.route"], str(a["http.response.status_code"]),
+               a["url.scheme"], a.get("error.type", ""))
+        exported[key] = {"buckets": buckets, "count": float(p.count), "sum": p.sum}
     assert exported.keys() == scraped.keys()
     for key, entry in scraped.items():
         assert exported[key]["count"] == entry["count"]
         assert exported[key]["sum"] == pytest.approx(entry["sum"])
         assert exported[key]["buckets"] == entry["buckets"]
+    assert exported[("GET", "/broken", "503", "http", "503")]["count"] == 1
+    assert exported[("GET", "/items/{id}", "200", "http", "")]["count"] == 5
+    assert exported[("GET", "/items/{id}", "200", "https", "")]["count"] == 1
+    assert [k for k in exported if k[0] == "_OTHER"]
 
     [active] = metrics["http.server.active_requests"].sum.data_points
     assert active.as_int == sum(s.value for s in families["http_server_active_requests"].samples)
+
+    # The other readings, cumulative counters split as /api/metrics labels them.
+    for name, family, label, expected in (
+            ("asgi_monitor.db.queries", "db_queries", "status", {"success": 1, "error": 1}),
+            ("asgi_monitor.cache.lookups", "cache_operations", "operation",
+             {"hit": 1, "miss": 2}),
+            ("asgi_monitor.user.logins", "user_logins", "result",
+             {"success": 1, "failure": 1})):
+        assert metrics[name].sum.aggregation_temporality == 2 and metrics[name].sum.is_monotonic
+        scraped_counts = {k: v for k, v in _summed(families[family], label).items()
+                          if k in expected}
+        assert _points(metrics[name], label) == scraped_counts == expected, name
+    health = {(a["check"], a["status"]): float(p.as_int)
+              for p in metrics["asgi_monitor.health.check.status"].gauge.data_points
+              for a in [_attributes(p)]}
+    assert health == {(s.labels["check"], s.labels["status"]): s.value
+                      for s in families["health_check_status"].samples}
+    assert health[("database", "healthy")] == 1
+
+    # System readings are gauges read at their own moment: equal within what moves between
+    # the scrape and the export.
+    def scraped_gauge(name: str) -> float:
+        [sample] = families[name].samples
+        return sample.value
+
+    [memory] = metrics["system.memory.utilization"].gauge.data_points
+    assert memory.as_double == pytest.approx(scraped_gauge("system_memory_usage_percent") / 100,
+                                             abs=0.05)
+    [disk] = metrics["system.filesystem.utilization"].gauge.data_points
+    assert _attributes(disk)["system.filesystem.mountpoint"] == str(tmp_path)
+    assert disk.as_double == pytest.approx(
+        families["system_disk_usage_percent"].samples[0].value / 100, abs=0.05)
+    [rss] = metrics["process.memory.usage"].gauge.data_points
+    assert metrics["process.memory.usage"].unit == "By"
+    assert rss.as_int == pytest.approx(scraped_gauge("app_process_resident_memory_bytes"),
+                                       rel=0.2)
+    [cpu] = metrics["system.cpu.utilization"].gauge.data_points
+    assert 0 <= cpu.as_double <= 1
+
+
+@pytest.mark.integration
+async def test_only_the_alert_lock_holder_exports(receiver: Receiver, tmp_path: Any) -> None:
+    """Two workers' monitors on one lock file: the holder exports, the other never does."""
+    lock = str(tmp_path / "alerts.lock")
+
+    def worker(instance: str) -> Any:
+        return build_monitor(MonitoringConfig(
+            otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=0.05),
+            alerts=AlertSettings(lock_path=lock),
+            service=ServiceSettings(service_name="shop", instance=instance)), CollectorRegistry())
+
+    holder, other = worker("worker-1"), worker("worker-2")
+    assert holder.alert_lock.acquire()
+    async with holder.running(), other.running():
+        for _ in range(100):
+            if len(receiver.requests) >= 5:
+                break
+            await asyncio.sleep(0.05)
+    instances = {_exported(message)[0]["service.instance.id"] for _, message in receiver.requests}
+    assert len(receiver.requests) >= 5
+    assert instances == {"worker-1"}
+    assert not other.alert_lock.held

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from support import running_prometheus, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import SLOSettings, SystemSettings
+from asgi_monitor.config import MetricsSettings, SLOSettings, SystemSettings
 from asgi_monitor.prometheus_rules import slo_rules_yaml
 from asgi_monitor.slo import SLI, SLO, Selector
 
@@ -30,12 +30,17 @@ async def item(request: Request) -> PlainTextResponse:
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path) -> None:
+@pytest.mark.parametrize("naming", ["classic", "otel", "both"])
+def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path, naming: str) -> None:
     config = MonitoringConfig(system=SystemSettings(metrics=False),
+                              metrics=MetricsSettings(metric_names=naming),
                               slo=SLOSettings(objectives=SLOS))
     app = MonitoringMiddleware(Starlette(routes=[Route("/items/{id}", item)]),
                                monitor=build_monitor(config, CollectorRegistry()))
-    (tmp_path / "slo.rules.yml").write_text(slo_rules_yaml(config))
+    rules_text = slo_rules_yaml(config)
+    # The rules query the names this naming exposes (under otel, the classic ones are gone).
+    assert ("http_requests_total" in rules_text) == (naming != "otel")
+    (tmp_path / "slo.rules.yml").write_text(rules_text)
     with serve(app) as base:
         target = base.removeprefix("http://")
         with running_prometheus(tmp_path, target,
@@ -63,4 +68,8 @@ def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path) -> Non
             (series,) = body["data"]["result"]
             assert series["metric"]["job"] == "asgi" and series["metric"]["instance"] == target
             assert 0.1 < float(series["value"][1]) < 0.3  # one request in five fails
+            body = client.get(f"{api}/api/v1/query", params={
+                "query": 'slo:sli_error:ratio_rate5m{slo="items-latency"}'}).json()
+            (series,) = body["data"]["result"]
+            assert float(series["value"][1]) == 0  # every request well under 0.5 s
 

@@ -147,8 +147,8 @@ async def test_error_rate_from_real_requests_through_the_sampler() -> None:
         MonitoringConfig(
             system=SystemSettings(metrics=False), health=HealthSettings(default_checks=False)),
         CollectorRegistry())
-    ok = monitor.collector.requests.series("GET", "/items/{id}", 200)
-    failed = monitor.collector.requests.series("GET", "/items/{id}", 500)
+    ok = monitor.collector.requests.series("GET", "/items/{id}", 200, "http")
+    failed = monitor.collector.requests.series("GET", "/items/{id}", 500, "http")
     monitor.take_sample()
     ok.observe(0.01, 0.005, 0, 10)
     failed.observe(0.01, 0.005, 0, 10)

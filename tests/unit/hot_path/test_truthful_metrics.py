@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from support import sample
 
-from asgi_monitor import MonitoringMiddleware
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import MetricsSettings
 
 Wrap = Callable[..., MonitoringMiddleware]
 Message = dict[str, Any]
@@ -331,3 +333,35 @@ async def test_a_denial_the_app_fails_to_finish_keeps_its_status(
     with pytest.raises(RuntimeError):
         await wrap(app)(_ws_scope(), await _ws_receive_connect(), send)
     assert _status(registry, "401") == 1
+
+
+async def test_the_scope_scheme_is_the_url_scheme(registry: CollectorRegistry) -> None:
+    """https and wss are recorded as such (OTel's url_scheme); a scope without a scheme is
+    http, the ASGI default. Classic names sum over the scheme."""
+    monitor = build_monitor(MonitoringConfig(metrics=MetricsSettings(metric_names="both")),
+                            registry)
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    mw = MonitoringMiddleware(
+        Starlette(routes=[Route("/", hello), WebSocketRoute("/rooms/{room}", _refuses)]),
+        monitor=monitor)
+    no_scheme = {k: v for k, v in _scope("/").items() if k != "scheme"}
+    for scope in (_scope("/"), {**_scope("/"), "scheme": "https"},
+                  {**_scope("/"), "scheme": "https"}, no_scheme):
+        server = Server()
+        await mw(scope, server.receive, server.send)
+
+    async def send(message: Message) -> None:
+        pass
+
+    await mw({**_ws_scope("/rooms/7"), "scheme": "wss"}, await _ws_receive_connect(), send)
+
+    def count(scheme: str, route: str = "/", status: str = "200") -> float | None:
+        return sample(registry, "http_server_request_duration_seconds_count",
+                      http_request_method="GET", http_route=route,
+                      http_response_status_code=status, url_scheme=scheme)
+
+    assert (count("http"), count("https")) == (2, 2)
+    assert count("wss", "/rooms/{room}", "403") == 1
+    assert _status(registry, "200", route="/") == 4

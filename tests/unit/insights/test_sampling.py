@@ -18,7 +18,7 @@ from asgi_monitor.sampling.samples import Sample, SampleBuffer, Sampler, quantil
 
 
 def record(monitor: Monitor, route: str, status: int, seconds: float, times: int) -> None:
-    series = monitor.collector.requests.series("GET", route, status)
+    series = monitor.collector.requests.series("GET", route, status, "http")
     for _ in range(times):
         series.observe(seconds, seconds / 2, 0, 100)
 

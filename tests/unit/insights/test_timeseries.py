@@ -30,7 +30,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
 
 
 def record(monitor: Monitor, route: str, status: int, seconds: float, times: int) -> None:
-    series = monitor.collector.requests.series("GET", route, status)
+    series = monitor.collector.requests.series("GET", route, status, "http")
     for _ in range(times):
         series.observe(seconds, seconds / 2, 0, 100)
 

@@ -79,8 +79,9 @@ async def test_the_last_exemplar_per_bucket_is_kept(registry: CollectorRegistry)
     other = "0af7651916cd43dd8448eb211c80319c"
     # Durations given, so the buckets are known: two in (0.25, 0.5] ms, one in (5, 10] ms.
     for trace, duration in ((TRACE, 0.0003), (other, 0.0004), (TRACE, 0.007)):
-        store.record_exemplar("GET", "/", 200, duration, duration, 0, 2, {"trace_id": trace})
-    store.record_exemplar("GET", "/", 200, 0.0003, 0.0003, 0, 2, None)  # keeps the last one
+        store.record_exemplar("GET", "/", 200, "http", duration, duration, 0, 2,
+                              {"trace_id": trace})
+    store.record_exemplar("GET", "/", 200, "http", 0.0003, 0.0003, 0, 2, None)  # keeps the last one
     families = {f.name: f for f in text_string_to_metric_families(
         generate_latest(registry).decode())}
     kept = {s.labels["le"]: (s.exemplar.labels["trace_id"], s.exemplar.value)

@@ -61,7 +61,7 @@ def test_dashboard_quantiles_are_within_a_quarter_of_the_measured_ones(median: f
     built, clock = monitor()
     built.take_sample()
     values = latencies(median, 500, seed=int(median * 1e6))
-    series = built.collector.requests.series("GET", "/endpoint", 200)
+    series = built.collector.requests.series("GET", "/endpoint", 200, "http")
     for value in values:
         series.observe(value, value, 0, 100)
     clock.advance(10)
@@ -75,7 +75,7 @@ def test_dashboard_quantiles_are_within_a_quarter_of_the_measured_ones(median: f
 
 def test_custom_buckets_are_kept() -> None:
     built, _ = monitor(duration_buckets=(0.1, 1.0))
-    built.collector.requests.series("GET", "/endpoint", 200).observe(0.0003, 0.0003, 0, 1)
+    built.collector.requests.series("GET", "/endpoint", 200, "http").observe(0.0003, 0.0003, 0, 1)
     bounds = [le for le, _ in built.collector.requests.snapshot().latency[0].buckets]
     assert bounds == [0.1, 1.0, math.inf]
 

@@ -73,15 +73,18 @@ def test_every_series_is_selected_by_job_and_instance() -> None:
 def test_otel_naming_queries_the_otel_names_and_labels() -> None:
     otel = queries(grafana_dashboard(metric_names="otel"))
     plain = " ".join(otel)
-    for metric in ("http_server_requests_total", "http_server_request_duration_seconds_bucket",
+    # The conventions have no request counter: requests are the duration histogram's count.
+    for metric in ("http_server_request_duration_seconds_count",
+                   "http_server_request_duration_seconds_bucket",
                    "http_server_active_requests", 'http_response_status_code=~"5.."',
                    "by (http_route)", "by (http_request_method)"):
         assert metric in plain
+    assert "http_server_requests_total" not in plain
     classic = r"\bhttp_requests_total|\bhttp_request_duration|\bhttp_requests_in|\bstatus=~"
     assert not re.search(classic + r"|\(route\)", plain)
     board = grafana_dashboard(metric_names="otel")
     assert board["templating"]["list"][1]["definition"] == (
-        "label_values(http_server_requests_total, job)")
+        "label_values(http_server_request_duration_seconds_count, job)")
     # `both` keeps querying the classic names, which are still exposed.
     assert queries(grafana_dashboard(metric_names="both")) == queries(grafana_dashboard())
 

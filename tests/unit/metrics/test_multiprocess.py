@@ -108,8 +108,8 @@ def test_multiprocess_series_cap(multiproc_env: pytest.MonkeyPatch, tmp_path: Pa
         CollectorRegistry())
     requests = monitor.collector.requests
     for route in ("/a", "/b", "/c", "/d"):
-        requests.series("GET", route, 200).observe(0.01, 0.005, 0, 10)
-    assert requests.series("GET", "/a", 200) is requests.series("GET", "/a", 200)
+        requests.series("GET", route, 200, "http").observe(0.01, 0.005, 0, 10)
+    assert requests.series("GET", "/a", 200, "http") is requests.series("GET", "/a", 200, "http")
     value = monitor.scrape_registry().get_sample_value
     assert value("http_requests_total",
                  {"method": "GET", "route": "<overflow>", "status": "200"}) == 2
@@ -161,8 +161,8 @@ def test_both_backends_expose_the_same_request_series(
 ) -> None:
     def series(monitor: Monitor) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
         requests = monitor.collector.requests
-        requests.series("GET", "/a", 200).observe(0.01, 0.005, 0, 10)
-        requests.series("POST", "/b", 500).observe(0.2, 0.1, 300, 0)
+        requests.series("GET", "/a", 200, "http").observe(0.01, 0.005, 0, 10)
+        requests.series("POST", "/b", 500, "http").observe(0.2, 0.1, 300, 0)
         requests.websocket_closed(requests.websocket_accepted("/ws"), 2.0)
         return {(s.name, tuple(sorted(s.labels.items())))
                 for m in monitor.scrape_registry().collect()
@@ -184,7 +184,7 @@ def test_both_backends_add_the_constant_labels_to_every_request_series(
 ) -> None:
     def series(monitor: Monitor) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
         requests = monitor.collector.requests
-        requests.series("GET", "/a", 200).observe(0.01, 0.005, 0, 10)
+        requests.series("GET", "/a", 200, "http").observe(0.01, 0.005, 0, 10)
         requests.websocket_closed(requests.websocket_accepted("/ws"), 2.0)
         return {(s.name, tuple(sorted(s.labels.items())))
                 for m in monitor.scrape_registry().collect()
@@ -210,7 +210,7 @@ def test_multiprocess_records_without_exemplars(multiproc_env: pytest.MonkeyPatc
         MonitoringConfig(metrics=MetricsSettings(exemplars=True),
                          system=SystemSettings(metrics=False)),
         CollectorRegistry())
-    monitor.collector.requests.record_exemplar("GET", "/a", 200, 0.01, 0.005, 0, 10,
+    monitor.collector.requests.record_exemplar("GET", "/a", 200, "http", 0.01, 0.005, 0, 10,
                                                {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
     registry = monitor.scrape_registry()
     assert registry.get_sample_value("http_requests_total",

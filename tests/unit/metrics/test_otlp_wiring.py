@@ -26,17 +26,18 @@ def test_metrics_data_from_a_snapshot() -> None:
 
     monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint="http://c:4318/v1/metrics")),
                             CollectorRegistry())
-    monitor.requests.record("OTHER", "/a", 502, 0.2, 0.1, 0, 10)
-    monitor.requests.record("GET", "/a", 200, 0.02, 0.01, 0, 10)
+    monitor.requests.record("OTHER", "/a", 502, "http", 0.2, 0.1, 0, 10)
+    monitor.requests.record("GET", "/a", 200, "https", 0.02, 0.01, 0, 10)
     data = metrics_data(monitor.sampler.read(), resource={"service.name": "shop"},
                         start_ns=1, now_ns=2)
     [resource] = data.resource_metrics
     assert resource.resource.attributes["service.name"] == "shop"
     metrics = {m.name: m for m in resource.scope_metrics[0].metrics}
+    # Status and scheme on the duration histogram; no request counter (its count is one).
+    assert "http.server.requests" not in metrics
     points = {(p.attributes["http.request.method"], p.attributes["http.response.status_code"],
-               p.attributes.get("error.type")): p.value
-              for p in metrics["http.server.requests"].data.data_points}
-    assert points == {("_OTHER", 502, "502"): 1, ("GET", 200, None): 1}
-    counts = {p.attributes["http.request.method"]: (p.count, p.sum, sum(p.bucket_counts))
+               p.attributes["url.scheme"], p.attributes.get("error.type")):
+              (p.count, p.sum, sum(p.bucket_counts))
               for p in metrics["http.server.request.duration"].data.data_points}
-    assert counts == {"_OTHER": (1, pytest.approx(0.2), 1), "GET": (1, pytest.approx(0.02), 1)}
+    assert points == {("_OTHER", 502, "http", "502"): (1, pytest.approx(0.2), 1),
+                      ("GET", 200, "https", None): (1, pytest.approx(0.02), 1)}

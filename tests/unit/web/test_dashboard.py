@@ -44,7 +44,7 @@ def client(app: MonitoringMiddleware) -> httpx.AsyncClient:
 
 def traffic(app: MonitoringMiddleware, route: str = "/items/{id}", status: int = 200,
             times: int = 5) -> None:
-    series = app.monitor.collector.requests.series("GET", route, status)
+    series = app.monitor.collector.requests.series("GET", route, status, "http")
     for _ in range(times):
         series.observe(0.03, 0.01, 0, 100)
 

@@ -1,0 +1,199 @@
+"""The request families a scrape shows: the stored series, projected onto the chosen names.
+
+Every request store keeps one series per (method, route, status, scheme): a request count and
+four histograms (duration, time to first byte, request and response body size). What a scrape
+shows of them depends on ``MONITORING_METRIC_NAMES``:
+
+- ``classic``: ``http_requests_total`` by (method, route, status) and the histograms by
+  (method, route), i.e. summed over status and scheme, exactly as before the store kept them
+  apart;
+- ``otel``: OpenTelemetry's HTTP semantic conventions
+  (https://opentelemetry.io/docs/specs/semconv/http/http-metrics/): the duration and body-size
+  histograms by ``http_request_method``, ``http_route``, ``http_response_status_code``,
+  ``url_scheme`` and ``error_type`` (the status code of a server error, absent otherwise). Their
+  ``_count`` is the request count, so there is no request counter, as in the conventions. Time to
+  first byte has no counterpart and keeps its classic name and labels;
+- ``both``: the two, during a migration.
+
+:func:`request_families` is the one projection; every store hands it :class:`StoredSeries`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "REQUESTS_HELP", "Kept",
+           "StoredSeries", "le_label", "otel_method", "request_families"]
+
+# A kept exemplar: (labels such as trace_id, observed value, unix time).
+Kept = tuple[dict[str, str], float, float]
+
+# (classic family, help, measures bytes rather than seconds), in StoredSeries.histograms' order.
+HISTOGRAMS = (
+    ("http_request_duration_seconds",
+     "Time from request start to the last response body chunk.", False),
+    ("http_time_to_first_byte_seconds",
+     "Time from request start until the response status and headers were sent.", False),
+    ("http_request_size_bytes", "Request body size, counted from the bytes actually received.",
+     True),
+    ("http_response_size_bytes", "Response body size, counted from the bytes actually sent.",
+     True),
+)
+# Index in HISTOGRAMS -> (OpenTelemetry family, help); time to first byte has none.
+OTEL_HISTOGRAMS = {
+    0: ("http_server_request_duration_seconds", "Duration of HTTP server requests."),
+    2: ("http_server_request_body_size_bytes", "Size of HTTP server request bodies."),
+    3: ("http_server_response_body_size_bytes", "Size of HTTP server response bodies."),
+}
+REQUESTS_HELP = "Total HTTP requests by method, route template and status."
+IN_PROGRESS_HELP = "HTTP requests being served now."
+
+
+class StoredSeries(NamedTuple):
+    """One stored series as a store reads it on scrape."""
+
+    method: str
+    route: str
+    status: int
+    scheme: str
+    requests: float
+    # In HISTOGRAMS' order: per-bucket counts, not cumulative, +Inf last; and the sum.
+    histograms: tuple[tuple[Sequence[float], float], ...]
+    # The duration buckets' last exemplars (+Inf last), or None.
+    exemplars: Sequence[Kept | None] | None = None
+
+
+def request_families(
+    series: Iterable[StoredSeries], in_progress: Iterable[tuple[str, float]], *, naming: str,
+    prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
+    constant_labels: Sequence[tuple[str, str]] = (),
+) -> Iterator[Metric]:
+    """The request families of ``series`` (and the in-progress gauge, by method) as ``naming``
+    (classic, otel or both) names them; ``constant_labels`` are added to every sample."""
+    rows = list(series)
+    names = tuple(name for name, _ in constant_labels)
+    values = tuple(value for _, value in constant_labels)
+    les = [[le_label(b) for b in duration_bounds], [le_label(b) for b in duration_bounds],
+           [le_label(b) for b in size_bounds], [le_label(b) for b in size_bounds]]
+    classic = naming != "otel"
+    if classic:
+        total = CounterMetricFamily(f"{prefix}http_requests", REQUESTS_HELP,
+                                    labels=("method", "route", "status", *names))
+        counts: dict[tuple[str, str, str], float] = {}
+        for row in rows:
+            key = (row.method, row.route, str(row.status))
+            counts[key] = counts.get(key, 0.0) + row.requests
+        for key, count in counts.items():
+            total.add_metric((*key, *values), count)
+        yield total
+    # Summed over status and scheme: what the classic histograms (and ttfb in any naming) show.
+    by_route: dict[tuple[str, str], list[StoredSeries]] = {}
+    for row in rows:
+        by_route.setdefault((row.method, row.route), []).append(row)
+    for index, (name, doc, _) in enumerate(HISTOGRAMS):
+        if classic or index not in OTEL_HISTOGRAMS:
+            family = HistogramMetricFamily(f"{prefix}{name}", doc,
+                                           labels=("method", "route", *names))
+            for (method, route), group in by_route.items():
+                summed, total_sum = _summed(group, index)
+                kept = _latest(group) if index == 0 else None
+                family.add_metric((method, route, *values),
+                                  _buckets(les[index], summed, kept), total_sum)
+            yield family
+        if naming != "classic" and index in OTEL_HISTOGRAMS:
+            otel_name, otel_doc = OTEL_HISTOGRAMS[index]
+            family = HistogramMetricFamily(
+                f"{prefix}{otel_name}", otel_doc,
+                labels=("http_request_method", "http_route", "http_response_status_code",
+                        "url_scheme", "error_type", *names))
+            for row in rows:
+                per_bucket, total_sum = row.histograms[index]
+                status = str(row.status)
+                family.add_metric(
+                    (otel_method(row.method), row.route, status, row.scheme,
+                     status if row.status >= 500 else "", *values),
+                    _buckets(les[index], per_bucket, row.exemplars if index == 0 else None),
+                    total_sum)
+            for sample in family.samples:
+                # Absent rather than empty, as the conventions have it (and ~15 bytes a line).
+                if not sample.labels["error_type"]:
+                    del sample.labels["error_type"]
+            yield family
+    if classic:
+        gauge = GaugeMetricFamily(f"{prefix}http_requests_in_progress", IN_PROGRESS_HELP,
+                                  labels=("method", *names))
+        for method, value in in_progress:
+            gauge.add_metric((method, *values), value)
+        yield gauge
+    if naming != "classic":
+        # Kept per method only: a scheme on it would cost every request another lookup.
+        gauge = GaugeMetricFamily(f"{prefix}http_server_active_requests",
+                                  "Number of active HTTP server requests.",
+                                  labels=("http_request_method", *names))
+        for method, value in in_progress:
+            gauge.add_metric((otel_method(method), *values), value)
+        yield gauge
+
+
+def otel_method(method: str) -> str:
+    """The conventions' value for a method outside the known set is ``_OTHER``."""
+    return "_OTHER" if method == "OTHER" else method
+
+
+def _summed(group: list[StoredSeries], index: int) -> tuple[list[float], float]:
+    first, total = group[0].histograms[index]
+    summed = list(first)
+    for row in group[1:]:
+        per_bucket, row_sum = row.histograms[index]
+        for i, count in enumerate(per_bucket):
+            summed[i] += count
+        total += row_sum
+    return summed, total
+
+
+def _latest(group: list[StoredSeries]) -> list[Kept | None] | None:
+    # Per bucket, the newest exemplar among the route's series.
+    merged: list[Kept | None] | None = None
+    for row in group:
+        if row.exemplars is None:
+            continue
+        if merged is None:
+            merged = list(row.exemplars)
+            continue
+        for i, kept in enumerate(row.exemplars):
+            old = merged[i]
+            if kept is not None and (old is None or kept[2] >= old[2]):
+                merged[i] = kept
+    return merged
+
+
+def _buckets(les: list[str], per_bucket: Sequence[float], kept: Sequence[Kept | None] | None,
+             ) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+    out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+    running = 0.0
+    for i, count in enumerate(per_bucket):
+        running += count
+        le = les[i] if i < len(les) else "+Inf"
+        exemplar = kept[i] if kept is not None else None
+        if exemplar is None:
+            out.append((le, running))
+        else:
+            # Only the OpenMetrics exposition writes them; the text format has no exemplars.
+            out.append((le, running, Exemplar(exemplar[0], exemplar[1], exemplar[2])))
+    return out
+
+
+def le_label(bound: float) -> str:
+    """A bound as an ``le`` label."""
+    # The formatting prometheus_client uses for its own "le" labels, so series are identical.
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
