@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 from ..config import MonitoringConfig, metric_prefix
-from ..config.objectives import BURN_ALERTS, SLO, WINDOWS
+from ..config.objectives import SLO, WINDOWS
 
 __all__ = ["error_ratio", "record_name", "slo_rule_groups"]
 
@@ -41,21 +41,23 @@ def _regex_literal(text: str) -> str:
     return "".join(f"\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in text)
 
 
-def error_ratio(slo: SLO, window: str, namespace: str = "") -> str:
-    """PromQL: the fraction of the selected requests that were bad over ``window``."""
+def error_ratio(slo: SLO, window: str, namespace: str = "", *, scope: str = "") -> str:
+    """PromQL: the fraction of the selected requests that were bad over ``window``; ``scope``
+    adds matchers to every series (the Grafana dashboard's ``job``/``instance`` filters)."""
     p = metric_prefix(namespace)
+    only = (scope,) if scope else ()
     if slo.sli.kind == "latency":
         assert slo.sli.threshold_seconds is not None
         # The bucket label exactly as the exposition writes it ("1.0", "0.25").
         bound = str(floatToGoString(slo.sli.threshold_seconds))  # type: ignore[no-untyped-call]
         le = f"le={json.dumps(bound)}"
         histogram = f"{p}http_request_duration_seconds"
-        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, le)}[{window}]))"
-        total = f"{_BY} (rate({histogram}_count{_matchers(slo)}[{window}]))"
+        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, le, *only)}[{window}]))"
+        total = f"{_BY} (rate({histogram}_count{_matchers(slo, *only)}[{window}]))"
         return f"1 - {fast} / {total}"
-    total = f"{_BY} (rate({p}http_requests_total{_matchers(slo)}[{window}]))"
+    total = f"{_BY} (rate({p}http_requests_total{_matchers(slo, *only)}[{window}]))"
     status = f"status=~{json.dumps(slo.sli.bad_status)}"
-    bad = f"{_BY} (rate({p}http_requests_total{_matchers(slo, status)}[{window}]))"
+    bad = f"{_BY} (rate({p}http_requests_total{_matchers(slo, status, *only)}[{window}]))"
     # No bad series at all is a ratio of 0, not an absent one.
     return f"({bad} or 0 * {total}) / {total}"
 
@@ -67,16 +69,15 @@ def _group(slo: SLO, namespace: str) -> dict[str, Any]:
         for window, _ in WINDOWS]
     budget = slo.error_budget
     what = (f"{slo.objective_percent:g}% of requests good over {slo.period_days:g} days")
-    for alert in BURN_ALERTS:
+    for alert in slo.burn_alerts:
         threshold = f"{alert.factor:g} * {budget:.6g}"
         selector = f"{{slo={json.dumps(slo.name)}}}"
         expr = (f"{record_name(alert.long_window)}{selector} > ({threshold}) and "
                 f"{record_name(alert.short_window)}{selector} > ({threshold})")
         rules.append({
             "alert": "SLOErrorBudgetBurn", "expr": expr, "for": "0s",
-            # severity as the in-process alerts map it (page -> critical, ticket -> warning).
-            "labels": {"severity": "critical" if alert.severity == "page" else "warning",
-                       "slo": slo.name, "slo_severity": alert.severity,
+            # page or ticket, as the in-process alerts have it.
+            "labels": {"severity": alert.severity, "slo": slo.name,
                        "service": "{{ $labels.job }}",
                        "long_window": alert.long_window, "short_window": alert.short_window},
             "annotations": {
@@ -84,7 +85,8 @@ def _group(slo: SLO, namespace: str) -> dict[str, Any]:
                 "description": (f"{{{{ $value | humanizePercentage }}}} of requests were bad "
                                 f"over {alert.long_window} (and still over "
                                 f"{alert.short_window}); the objective is {what}, a budget of "
-                                f"{budget * 100:.4g}%."),
+                                f"{budget * 100:.4g}%, and {alert.factor:g}x spends "
+                                f"{alert.budget_percent:g}% of it in {alert.long_window}."),
             }})
     return {"name": f"asgi_monitor_slo_{slo.name}", "rules": rules}
 
