@@ -216,9 +216,16 @@
     var history = slo.history;
     var windows = Object.keys(history.burn_rates);
     var data = [history.time].concat(windows.map(function (w) { return history.burn_rates[w]; }));
+    // The lowest factor that pages, as a dashed line: how close the burn is to waking someone.
+    var pages = slo.alerts.filter(function (a) { return a.severity === "page"; })
+      .map(function (a) { return a.factor; });
+    var threshold = pages.length ? Math.min.apply(null, pages) : null;
+    if (threshold !== null) {
+      data.push(history.time.map(function () { return threshold; }));
+    }
     var el = figure.querySelector("[data-slo-chart]");
     var chart = sloCharts[slo.name];
-    if (chart && chart.series.length !== windows.length + 1) { chart.destroy(); chart = null; }
+    if (chart && chart.series.length !== data.length) { chart.destroy(); chart = null; }
     if (!chart) {
       var fallback = el.querySelector(".chart-fallback");
       if (fallback) { fallback.remove(); }
@@ -226,6 +233,10 @@
         return { label: "burn rate " + w, stroke: WINDOW_STROKES[i % WINDOW_STROKES.length],
                  width: 2, spanGaps: false };
       }));
+      if (threshold !== null) {
+        series.push({ label: "pages above", stroke: "#b42318", width: 1, dash: [6, 4],
+                      points: { show: false } });
+      }
       chart = new uPlot({ width: chartWidth(el), height: 170, series: series,
                           scales: { x: { time: true }, y: { auto: true } },
                           axes: [{}, { scale: "y" }], legend: { live: true },
