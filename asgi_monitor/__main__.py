@@ -60,7 +60,8 @@ def _grafana(args: argparse.Namespace) -> int:
 
     config = MonitoringConfig.from_env()
     dashboard = grafana_dashboard(config.metrics.namespace,
-                                  metric_names=config.metrics.metric_names)
+                                  metric_names=config.metrics.metric_names,
+                                  slos=config.slo.all())
     print(json.dumps(dashboard, indent=2, sort_keys=True))
     return 0
 

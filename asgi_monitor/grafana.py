@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import metric_prefix
+from .config.objectives import SLO, WINDOWS
 from .metric_names import RequestNames, request_names
+from .slo.promql import error_ratio, record_name
 
 __all__ = ["grafana_dashboard", "queries"]
 
@@ -132,21 +134,75 @@ def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]
     ]
 
 
+def _duration(seconds: float) -> str:
+    """A PromQL duration: whole days as such (``30d``), anything else in seconds."""
+    return f"{seconds / 86400:g}d" if seconds % 86400 == 0 else f"{round(seconds)}s"
+
+
+def _slo_panels(slo: SLO, namespace: str, naming: str) -> list[dict[str, Any]]:
+    """An SLO's three panels: its SLI over the recorded windows, the error budget left over
+    its period, and the burn rate over the windows of its alerts (with their factors)."""
+    budget = f"{slo.error_budget:.6g}"
+
+    def recorded(window: str) -> str:
+        return f'{record_name(window)}{{slo="{slo.name}", {TARGET}}}'
+
+    what = f"{slo.objective_percent:g}% over {slo.period_days:g} days"
+    sli = _panel(f"{slo.name}: SLI", "percentunit", [
+        (f"1 - {recorded(window)}", f"{{{{instance}}}} {window}") for window in ("5m", "1h", "1d")],
+        description=f"The share of good requests over 5m, 1h and 1d (objective {what}); "
+                    "from the recording rules of `asgi-monitor rules`.")
+    sli["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
+        {"color": "red", "value": None}, {"color": "green", "value": slo.objective_percent / 100}]}
+    sli["fieldConfig"]["defaults"]["custom"] = {"thresholdsStyle": {"mode": "line"}}
+    period = _duration(slo.period_seconds)
+    left = _panel(f"{slo.name}: error budget left", "percentunit", [
+        (f"1 - ({error_ratio(slo, period, namespace, naming, scope=TARGET)}) / {budget}",
+         "{{instance}}")], kind="stat",
+        description=f"1 - the error ratio over the last {period} / the budget ({what}); "
+                    "below 0 the objective is missed.")
+    left["options"].update({"textMode": "value_and_name", "colorMode": "value"})
+    left["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
+        {"color": "red", "value": None}, {"color": "orange", "value": 0},
+        {"color": "green", "value": 0.25}]}
+    alerts = slo.burn_alerts
+    windows = sorted({w for a in alerts for w in (a.long_window, a.short_window)},
+                     key=dict(WINDOWS).__getitem__)
+    burn = _panel(f"{slo.name}: burn rate (x budget)", "none", [
+        (f"{recorded(window)} / {budget}", f"{{{{instance}}}} {window}") for window in windows],
+        description="The error ratio over each window of the burn-rate alerts, divided by the "
+                    "budget (1 spends it exactly over the period). Alerts: " + "; ".join(
+                        f"{a.severity} when {a.long_window} and {a.short_window} are over "
+                        f"{a.factor:g}" for a in alerts) + ".")
+    # The lowest page factor as a line: above it on both windows of a pair pages someone.
+    pages = [a.factor for a in alerts if a.severity == "page"]
+    burn["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
+        {"color": "green", "value": None}, {"color": "red", "value": min(pages)}]}
+    burn["fieldConfig"]["defaults"]["custom"] = {"thresholdsStyle": {"mode": "line"}}
+    return [sli, left, burn]
+
+
 def grafana_dashboard(namespace: str = "", *, title: str | None = None,
-                      metric_names: str = "classic") -> dict[str, Any]:
+                      metric_names: str = "classic",
+                      slos: tuple[SLO, ...] = ()) -> dict[str, Any]:
     """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE) and
-    ``metric_names`` (as MONITORING_METRIC_NAMES)."""
+    ``metric_names`` (as MONITORING_METRIC_NAMES), with a row for ``slos`` if any (their
+    SLI and burn-rate panels read the recording rules of ``asgi-monitor rules``)."""
     prefix = metric_prefix(namespace)
     names = request_names(metric_names)
     panels: list[dict[str, Any]] = []
     y = 0
     next_id = 1
-    for row_title, row in _panels(prefix, names):
+    rows = _panels(prefix, names)
+    if slos:
+        slo_panels = [panel for slo in slos for panel in _slo_panels(slo, namespace, metric_names)]
+        rows.append(("Service level objectives", slo_panels))
+    for row_title, row in rows:
         panels.append({"type": "row", "title": row_title, "collapsed": False, "id": next_id,
                        "gridPos": {"h": 1, "w": _WIDTH, "x": 0, "y": y}, "panels": []})
         next_id += 1
         y += 1
-        width = 12 if len(row) % 2 == 0 else 8
+        width = 8 if len(row) % 3 == 0 or len(row) % 2 else 12
         for i, panel in enumerate(row):
             x = (i * width) % _WIDTH
             if i and x == 0:

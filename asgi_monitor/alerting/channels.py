@@ -116,7 +116,7 @@ class ConsoleChannel(Channel):
     async def send(self, alert: Alert) -> None:
         # A resolution at the firing's level: whoever sees the one (a WARNING threshold, log
         # alerting on ERROR) must see the other, or the alert looks like it never ended.
-        level = self._LEVELS[alert.severity]
+        level = self._LEVELS[alert.severity.level]
         value = "" if alert.value is None else f" (value {alert.value:g})"
         service, instance = alert.labels.get("service", ""), alert.labels.get("instance", "")
         origin = f" {service}@{instance}" if service or instance else ""

@@ -338,7 +338,7 @@ class AlertManager:
     def active(self) -> list[Alert]:
         """Pending and firing alerts, most severe first."""
         return sorted(self._active.values(), key=lambda a: (a.state is not AlertState.FIRING,
-                                                            _ORDER[a.severity], a.rule))
+                                                            _ORDER[a.severity.level], a.rule))
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` fired or resolved alerts, newest first."""

@@ -22,6 +22,19 @@ class AlertSeverity(str, enum.Enum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+    # The SLO burn-rate alerts' (the SRE workbook's words): a page wakes someone up now, a
+    # ticket waits for working hours. Their ``level`` is critical and warning.
+    PAGE = "page"
+    TICKET = "ticket"
+
+    @property
+    def level(self) -> AlertSeverity:
+        """How loud: CRITICAL, WARNING or INFO (what orders alerts, picks log levels, icons
+        and colours)."""
+        return _LEVELS.get(self, self)
+
+
+_LEVELS = {AlertSeverity.PAGE: AlertSeverity.CRITICAL, AlertSeverity.TICKET: AlertSeverity.WARNING}
 
 
 class AlertState(str, enum.Enum):

@@ -119,7 +119,7 @@ def slack_message(alert: Alert, *, external_url: str = "",
                   alerts_path: str = ALERTS_PATH) -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (notifications, fallback) and ``blocks``."""
     state = status(alert)
-    icon = _SLACK_ICON["resolved" if state == "resolved" else alert.severity.value]
+    icon = _SLACK_ICON["resolved" if state == "resolved" else alert.severity.level.value]
     fields = [f"*Rule:*\n{alert.rule}", f"*Severity:*\n{alert.severity.value}"]
     fields += [f"*{name}:*\n{value}" for name, value in _origin(alert)]
     if alert.value is not None:

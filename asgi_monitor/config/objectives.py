@@ -12,14 +12,14 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
 
-__all__ = ["BURN_ALERTS", "SLI", "SLO", "WINDOWS", "BurnAlert", "Selector", "load_slo_file",
-           "slos_from_data"]
+__all__ = ["BURN_ALERTS", "MIN_PERIOD_DAYS", "SLI", "SLO", "WINDOWS", "BurnAlert", "Selector",
+           "load_slo_file", "slos_from_data"]
 
 # The windows the SLI is computed over (seconds), named as PromQL durations.
 WINDOWS: tuple[tuple[str, int], ...] = (
@@ -32,28 +32,42 @@ _METHOD_RE = re.compile(r"^[A-Z]+$")
 
 @dataclass(frozen=True)
 class BurnAlert:
-    """One multi-window burn-rate alert: both windows must burn faster than ``factor``."""
+    """One multi-window burn-rate alert: both windows must burn faster than ``factor``, which
+    spends ``budget_percent`` of the period's error budget over the long window."""
 
     long_window: str
     short_window: str
     factor: float
     # "page" wakes someone up; "ticket" can wait for working hours.
     severity: Literal["page", "ticket"]
+    budget_percent: float
 
     @property
     def name(self) -> str:
         return f"{self.long_window}_{self.short_window}"
 
+    def for_period(self, period_seconds: float) -> BurnAlert:
+        """This alert for a period of ``period_seconds``: the same share of the budget over
+        the same windows, so the factor scales with the period (``budget_percent`` x period /
+        long window)."""
+        long_seconds = dict(WINDOWS)[self.long_window]
+        factor = round(self.budget_percent / 100 * period_seconds / long_seconds, 4)
+        return replace(self, factor=factor)
+
 
 # The SRE workbook's table (chapter 5, "Multiwindow, Multi-Burn-Rate Alerts"), for a 30-day
 # period: 14.4x over 1h spends 2 % of the budget, 6x over 6h 5 %, 3x over 1d 10 %, 1x over 3d 10 %.
 # The short window (1/12 of the long one) makes an alert stop soon after the burn stops.
+# ``SLO.burn_alerts`` scales the factors to the SLO's period.
 BURN_ALERTS: tuple[BurnAlert, ...] = (
-    BurnAlert("1h", "5m", 14.4, "page"),
-    BurnAlert("6h", "30m", 6.0, "page"),
-    BurnAlert("1d", "2h", 3.0, "ticket"),
-    BurnAlert("3d", "6h", 1.0, "ticket"),
+    BurnAlert("1h", "5m", 14.4, "page", 2.0),
+    BurnAlert("6h", "30m", 6.0, "page", 5.0),
+    BurnAlert("1d", "2h", 3.0, "ticket", 10.0),
+    BurnAlert("3d", "6h", 1.0, "ticket", 10.0),
 )
+# A period shorter than this leaves even the fastest alert a factor under 1 (2 % of the budget
+# over 1h): 50 hours.
+MIN_PERIOD_DAYS = dict(WINDOWS)["1h"] / (BURN_ALERTS[0].budget_percent / 100) / 86400
 
 
 def _fail(where: str, accepted: str, value: object) -> ConfigError:
@@ -148,10 +162,28 @@ class SLO:
         p = self.period_days
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 365:
             raise _fail(where + "period_days", "a number of days > 0 and <= 365 (e.g. 30)", p)
+        if p < MIN_PERIOD_DAYS:
+            raise ConfigError(
+                f"{where}period_days must be at least {math.ceil(MIN_PERIOD_DAYS * 100) / 100:g} "
+                f"days, got {p!r}: over a shorter period even the fastest burn-rate alert (2 % "
+                f"of the budget in 1h) would fire on a burn rate under 1, which meets the "
+                f"objective")
         if not isinstance(self.sli, SLI):
             raise _fail(where + "sli", "an SLI", self.sli)
         if not isinstance(self.selector, Selector):
             raise _fail(where + "selector", "a Selector", self.selector)
+
+    @property
+    def period_seconds(self) -> float:
+        return self.period_days * 86400
+
+    @property
+    def burn_alerts(self) -> tuple[BurnAlert, ...]:
+        """The workbook's alerts with factors scaled to this SLO's period, without those whose
+        factor would be under 1: a burn rate under 1 spends less than the budget, so an alert
+        on it would fire while the objective is met (a 28-day period keeps three, 7 days two)."""
+        scaled = (alert.for_period(self.period_seconds) for alert in BURN_ALERTS)
+        return tuple(alert for alert in scaled if alert.factor >= 1)
 
     @property
     def error_budget(self) -> float:

@@ -1,7 +1,8 @@
 """``asgi-monitor demo``: the example app under uvicorn, with synthetic traffic and local sinks.
 
 Settings a user did not set get demo values: short intervals so charts move and alerts fire and
-resolve within about a minute, the webhook channel pointed at the app's own ``/demo/webhook``
+resolve within about a minute, two SLOs whose budgets the traffic's error bursts and slow
+requests visibly burn, the webhook channel pointed at the app's own ``/demo/webhook``
 sink (which accepts only requests signed with the webhook secret, generated for this run),
 e-mail to a local SMTP sink (when aiosmtpd is installed) that prints what it receives, and
 an admin login generated for this run and printed once.
@@ -17,10 +18,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..config import MonitoringConfig
+from ..config.objectives import SLI, SLO
 
-__all__ = ["demo_environment", "run_demo"]
+__all__ = ["DEMO_SLOS", "demo_config", "demo_environment", "run_demo"]
 
 SMTP_SINK_PORT = 8025
+# Objectives for the demo's deliberately broken traffic (about 14 % of its requests fail, 3 %
+# take over 0.5 s), so the budgets drop within minutes yet stay above zero, and sag with each
+# error burst. Seven days keeps two burn-rate alerts (1h/5m at 3.36x, 6h/30m at 1.4x; see
+# docs/slo.md), which an outage on top of the bursts fires.
+DEMO_SLOS = (
+    SLO("availability", objective_percent=80, period_days=7),
+    SLO("latency", SLI("latency", threshold_seconds=0.5), objective_percent=95, period_days=7),
+)
 
 
 def demo_environment(port: int, *, email: bool) -> dict[str, str]:
@@ -40,6 +50,8 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
         # The demo's own traffic all comes from one address.
         "MONITORING_RATE_LIMIT_PER_SECOND": "50",
         "MONITORING_RATE_LIMIT_BURST": "200",
+        # Six hours of SLO points (every 5 s): both alerts of the 7-day SLOs evaluate.
+        "MONITORING_SLO_RETENTION": "21600",
     }
     if email:
         defaults.update({"ALERT_EMAIL_ENABLED": "true", "SMTP_SERVER": "127.0.0.1",
@@ -48,6 +60,13 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
                          "ALERT_EMAIL_TO": "oncall@localhost"})
     # An empty variable means unset, as everywhere: it leaves the demo's value in place.
     return {**defaults, **{name: value for name, value in os.environ.items() if value.strip()}}
+
+
+def demo_config(env: dict[str, str]) -> MonitoringConfig:
+    """The configuration of ``env``, with :data:`DEMO_SLOS` unless it names an SLO file."""
+    if env.get("MONITORING_SLO_FILE"):
+        return MonitoringConfig.from_env(env)
+    return MonitoringConfig.from_env(env, slo={"objectives": DEMO_SLOS})
 
 
 @contextmanager
@@ -87,7 +106,7 @@ def run_demo(host: str, port: int, traffic: bool) -> None:
 
     with _smtp_sink() as email:
         env = demo_environment(port, email=email)
-        config = MonitoringConfig.from_env(env)
+        config = demo_config(env)
         app = create_app(config)
         base = f"http://{host}:{port}"
         # The generated password is shown once, here, so the user can log in; one they set

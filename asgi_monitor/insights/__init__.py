@@ -235,7 +235,7 @@ class Insights:
             health.append((points, f"health check {name} is {result.status.value}"))
         alert_weights = {AlertSeverity.CRITICAL: 20, AlertSeverity.WARNING: 10,
                          AlertSeverity.INFO: 2}
-        alerts = [(alert_weights[a.severity] / (1 if a.state is AlertState.FIRING else 2),
+        alerts = [(alert_weights[a.severity.level] / (1 if a.state is AlertState.FIRING else 2),
                    f"alert {a.rule} is {a.state.value} ({a.severity.value})")
                   for a in self._alerts()]
         finding_weights = {"critical": 15, "warning": 10, "info": 0}

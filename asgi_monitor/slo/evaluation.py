@@ -9,6 +9,8 @@ A window longer than what is kept cannot be evaluated, and its alert is not regi
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..alerting.manager import AlertManager
 from ..alerting.models import AlertSeverity
-from ..config.objectives import BURN_ALERTS, SLO, WINDOWS, BurnAlert
+from ..config.objectives import SLO, WINDOWS, BurnAlert
 from ..sampling.samples import Sample, SampleBuffer
 
 __all__ = ["SLOTracker", "evaluable_alerts", "install_slo_rules", "window_seconds"]
@@ -26,9 +28,11 @@ def window_seconds(window: str) -> int:
     return dict(WINDOWS)[window]
 
 
-def evaluable_alerts(retention_seconds: float) -> tuple[BurnAlert, ...]:
-    """The burn-rate alerts whose long window fits in what is kept."""
-    return tuple(a for a in BURN_ALERTS if window_seconds(a.long_window) <= retention_seconds)
+def evaluable_alerts(slo: SLO, retention_seconds: float) -> tuple[BurnAlert, ...]:
+    """``slo``'s burn-rate alerts (factors scaled to its period) whose long window fits in
+    what is kept."""
+    return tuple(a for a in slo.burn_alerts
+                 if window_seconds(a.long_window) <= retention_seconds)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class _Point:
     instant: float
     good: float
     total: float
+    time: float  # unix seconds, for charts (instants are monotonic when the sample has one)
 
 
 def _counts(slo: SLO, sample: Sample) -> tuple[float, float]:
@@ -53,6 +58,16 @@ def _counts(slo: SLO, sample: Sample) -> tuple[float, float]:
             good += totals.requests - totals.errors
             total += totals.requests
     return good, total
+
+
+def _ratio(start: _Point, end: _Point) -> float | None:
+    """Bad / total requests between two points; None without requests between them."""
+    # A counter that went down was reset (a restarted worker): count from zero.
+    total = end.total - start.total if end.total >= start.total else end.total
+    good = end.good - start.good if end.good >= start.good else end.good
+    if total <= 0:
+        return None
+    return max(0.0, min(1.0, (total - good) / total))
 
 
 class SLOTracker:
@@ -73,7 +88,7 @@ class SLOTracker:
         for name, slo in self.slos.items():
             points = self._points[name]
             good, total = _counts(slo, sample)
-            points.append(_Point(sample.instant, good, total))
+            points.append(_Point(sample.instant, good, total, sample.time))
             horizon = sample.instant - self.retention_seconds
             while len(points) > 2 and points[1].instant <= horizon:
                 points.popleft()
@@ -91,17 +106,35 @@ class SLOTracker:
             if end.instant - point.instant > seconds:
                 break
             start = point
-        # A counter that went down was reset (a restarted worker): count from zero.
-        total = end.total - start.total if end.total >= start.total else end.total
-        good = end.good - start.good if end.good >= start.good else end.good
-        if total <= 0:
-            return None
-        return max(0.0, min(1.0, (total - good) / total))
+        return _ratio(start, end)
 
     def burn_rate(self, name: str, seconds: float) -> float | None:
         ratio = self.error_ratio(name, seconds)
         return None if ratio is None else ratio / self.slos[name].error_budget
 
+    def burn_history(self, name: str, seconds: float,
+                     max_points: int = 120) -> dict[str, Any]:
+        """The burn rate over each window of ``name``'s alerts, as it was at up to
+        ``max_points`` instants of the last ``seconds`` (what the dashboard's chart draws)."""
+        slo = self.slos[name]
+        windows = sorted({w for a in evaluable_alerts(slo, self.retention_seconds)
+                          for w in (a.long_window, a.short_window)}, key=window_seconds)
+        points = list(self._points[name])
+        instants = [p.instant for p in points]
+        first = bisect_left(instants, instants[-1] - seconds) if points else 0
+        step = max(1, math.ceil((len(points) - first) / max_points))
+        # The newest point always, so the chart ends where the numbers are.
+        chosen = list(range(len(points) - 1, first - 1, -step))[::-1]
+        rates: dict[str, list[float | None]] = {}
+        for window in windows:
+            width = window_seconds(window)
+            column: list[float | None] = []
+            for i in chosen:
+                start = bisect_left(instants, instants[i] - width, 0, i)
+                ratio = _ratio(points[start], points[i])
+                column.append(None if ratio is None else ratio / slo.error_budget)
+            rates[window] = column
+        return {"time": [points[i].time for i in chosen], "burn_rates": rates}
 
     def summary(self) -> list[dict[str, Any]]:
         """Per SLO: the SLI and burn rate over each window the points cover, and the error
@@ -132,8 +165,9 @@ class SLOTracker:
                            "remaining_percent": None if spent is None
                            else (1 - spent / slo.error_budget) * 100},
                 "alerts": [{"long_window": a.long_window, "short_window": a.short_window,
-                            "factor": a.factor, "severity": a.severity}
-                           for a in evaluable_alerts(self.retention_seconds)],
+                            "factor": a.factor, "severity": a.severity,
+                            "budget_percent": a.budget_percent}
+                           for a in evaluable_alerts(slo, self.retention_seconds)],
             })
         return out
 
@@ -143,7 +177,7 @@ def install_slo_rules(manager: AlertManager, tracker: SLOTracker, samples: Sampl
     """One alert rule per SLO and burn-rate alert the kept points can evaluate
     (``slo_<name>_burn_<long>_<short>``), through the manager's channels."""
     for slo in tracker.slos.values():
-        for alert in evaluable_alerts(tracker.retention_seconds):
+        for alert in evaluable_alerts(slo, tracker.retention_seconds):
             _register(manager, tracker, samples, slo, alert, cooldown_seconds)
 
 
@@ -165,7 +199,7 @@ def _register(manager: AlertManager, tracker: SLOTracker, samples: SampleBuffer,
         f"error budget over {alert.factor:g}x too fast over {alert.long_window} and "
         f"{alert.short_window}",
         condition,
-        AlertSeverity.CRITICAL if alert.severity == "page" else AlertSeverity.WARNING,
+        AlertSeverity(alert.severity),
         cooldown_seconds=cooldown_seconds,
-        labels={"slo": slo.name, "slo_severity": alert.severity,
-                "long_window": alert.long_window, "short_window": alert.short_window})
+        labels={"slo": slo.name, "long_window": alert.long_window,
+                "short_window": alert.short_window})

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 from ..config import MonitoringConfig, metric_prefix
-from ..config.objectives import BURN_ALERTS, SLO, WINDOWS
+from ..config.objectives import SLO, WINDOWS
 from ..metric_names import RequestNames, request_names
 
 __all__ = ["error_ratio", "record_name", "slo_rule_groups"]
@@ -42,25 +42,29 @@ def _regex_literal(text: str) -> str:
     return "".join(f"\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in text)
 
 
-def error_ratio(slo: SLO, window: str, namespace: str = "", naming: str = "classic") -> str:
+def error_ratio(
+    slo: SLO, window: str, namespace: str = "", naming: str = "classic", *, scope: str = "",
+) -> str:
     """PromQL: the fraction of the selected requests that were bad over ``window``, on the
-    series ``naming`` (MONITORING_METRIC_NAMES) exposes."""
+    series ``naming`` (MONITORING_METRIC_NAMES) exposes; ``scope`` adds matchers to every
+    series (the Grafana dashboard's ``job``/``instance`` filters)."""
     p = metric_prefix(namespace)
     names = request_names(naming)
+    only = (scope,) if scope else ()
     if slo.sli.kind == "latency":
         assert slo.sli.threshold_seconds is not None
         # The bucket label exactly as the exposition writes it ("1.0", "0.25").
         bound = str(floatToGoString(slo.sli.threshold_seconds))  # type: ignore[no-untyped-call]
         le = f"le={json.dumps(bound)}"
         histogram = f"{p}{names.duration}"
-        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, names, le)}[{window}]))"
-        total = f"{_BY} (rate({histogram}_count{_matchers(slo, names)}[{window}]))"
+        fast = f"{_BY} (rate({histogram}_bucket{_matchers(slo, names, le, *only)}[{window}]))"
+        total = f"{_BY} (rate({histogram}_count{_matchers(slo, names, *only)}[{window}]))"
         return f"1 - {fast} / {total}"
     # Under OpenTelemetry names the requests are the duration histogram's count, by status.
     requests = f"{p}{names.requests}"
-    total = f"{_BY} (rate({requests}{_matchers(slo, names)}[{window}]))"
+    total = f"{_BY} (rate({requests}{_matchers(slo, names, *only)}[{window}]))"
     status = f"{names.status}=~{json.dumps(slo.sli.bad_status)}"
-    bad = f"{_BY} (rate({requests}{_matchers(slo, names, status)}[{window}]))"
+    bad = f"{_BY} (rate({requests}{_matchers(slo, names, status, *only)}[{window}]))"
     # No bad series at all is a ratio of 0, not an absent one.
     return f"({bad} or 0 * {total}) / {total}"
 
@@ -72,16 +76,15 @@ def _group(slo: SLO, namespace: str, naming: str) -> dict[str, Any]:
         for window, _ in WINDOWS]
     budget = slo.error_budget
     what = (f"{slo.objective_percent:g}% of requests good over {slo.period_days:g} days")
-    for alert in BURN_ALERTS:
+    for alert in slo.burn_alerts:
         threshold = f"{alert.factor:g} * {budget:.6g}"
         selector = f"{{slo={json.dumps(slo.name)}}}"
         expr = (f"{record_name(alert.long_window)}{selector} > ({threshold}) and "
                 f"{record_name(alert.short_window)}{selector} > ({threshold})")
         rules.append({
             "alert": "SLOErrorBudgetBurn", "expr": expr, "for": "0s",
-            # severity as the in-process alerts map it (page -> critical, ticket -> warning).
-            "labels": {"severity": "critical" if alert.severity == "page" else "warning",
-                       "slo": slo.name, "slo_severity": alert.severity,
+            # page or ticket, as the in-process alerts have it.
+            "labels": {"severity": alert.severity, "slo": slo.name,
                        "service": "{{ $labels.job }}",
                        "long_window": alert.long_window, "short_window": alert.short_window},
             "annotations": {
@@ -89,7 +92,8 @@ def _group(slo: SLO, namespace: str, naming: str) -> dict[str, Any]:
                 "description": (f"{{{{ $value | humanizePercentage }}}} of requests were bad "
                                 f"over {alert.long_window} (and still over "
                                 f"{alert.short_window}); the objective is {what}, a budget of "
-                                f"{budget * 100:.4g}%."),
+                                f"{budget * 100:.4g}%, and {alert.factor:g}x spends "
+                                f"{alert.budget_percent:g}% of it in {alert.long_window}."),
             }})
     return {"name": f"asgi_monitor_slo_{slo.name}", "rules": rules}
 

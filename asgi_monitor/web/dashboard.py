@@ -23,6 +23,7 @@ from .._version import __version__
 from ..grafana import grafana_dashboard
 from ..monitor import Monitor
 from .responses import LenientJSONResponse, error_response
+from .slos import slos_view
 from .snapshot import (
     ROUTES_WINDOW_SECONDS,
     busiest_routes,
@@ -106,7 +107,8 @@ class DashboardEndpoints:
     async def grafana(self, request: Request) -> Response:
         metrics = self.monitor.config.metrics
         return LenientJSONResponse(grafana_dashboard(metrics.namespace,
-                                                     metric_names=metrics.metric_names))
+                                                     metric_names=metrics.metric_names,
+                                                     slos=self.monitor.config.slo.all()))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -144,5 +146,7 @@ class DashboardEndpoints:
             "interval": monitor.history.interval,
             "retention": monitor.history.retention_seconds,
             "metrics_path": root_path + config.paths.metrics,
+            "slos": slos_view(monitor),
+            "slos_url": root_path + config.paths.slos,
             "status_class": status_class,
         }

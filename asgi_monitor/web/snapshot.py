@@ -64,8 +64,9 @@ def overall_status(monitor: Monitor) -> dict[str, Any]:
         if alert.state is AlertState.FIRING:
             severity = alert.severity.value
             firing[severity] = firing.get(severity, 0) + 1
-            if severity in _RANK and _RANK.index(severity) > _RANK.index(status):
-                status = severity
+            level = alert.severity.level.value
+            if level in _RANK and _RANK.index(level) > _RANK.index(status):
+                status = level
     reasons = [f"health {health}"] + [
         f"{count} {severity} alert{'s' if count > 1 else ''} firing"
         for severity, count in sorted(firing.items())]
@@ -175,4 +176,6 @@ def export_document(monitor: Monitor) -> dict[str, Any]:
 def status_class(status: str) -> str:
     """CSS modifier for a health status or alert severity (an allowlist: never raw data)."""
     known = {s.value for s in HealthStatus} | {"info", "firing", "pending"}
+    # The SLO severities are coloured by their level.
+    status = {"page": "critical", "ticket": "warning"}.get(status, status)
     return status if status in known else "unknown"

@@ -1,5 +1,6 @@
 /* asgi_monitor dashboard: draws the history with uPlot and keeps it current by polling
-   history.json. Everything from the server is written with textContent, never as HTML. */
+   history.json (and the SLOs API for the SLO panel). Everything from the server is written
+   with textContent, never as HTML. */
 (function () {
   "use strict";
   var root = document.getElementById("dashboard");
@@ -188,6 +189,86 @@
       .finally(function () { window.setTimeout(poll, refreshMs); });
   }
 
+  // The SLO panel: per SLO, the budget bar and a chart of the burn rate over each window of its
+  // alerts. The server sends each chart's whole (short) series every time: no merging.
+  var sloSection = document.getElementById("slos");
+  var sloCharts = {};
+  var WINDOW_STROKES = ["#dc2626", "#f59e0b", "#7c3aed", "#2563eb", "#16a34a", "#0891b2",
+                        "#64748b"];
+
+  function sloFigure(name) {
+    var found = null;
+    // Compared as text, never put into a selector.
+    sloSection.querySelectorAll("[data-slo]").forEach(function (el) {
+      if (el.getAttribute("data-slo") === name) { found = el; }
+    });
+    return found;
+  }
+
+  function updateSlo(slo) {
+    var figure = sloFigure(slo.name);
+    if (!figure) { return; }
+    var left = slo.budget.remaining_percent;
+    var bar = figure.querySelector("[data-budget-bar]");
+    if (bar) { bar.value = left === null ? 100 : Math.max(0, Math.min(100, left)); }
+    var text = figure.querySelector("[data-budget-value]");
+    if (text) { text.textContent = left === null ? "–" : left.toFixed(1) + " %"; }
+    var history = slo.history;
+    var windows = Object.keys(history.burn_rates);
+    var data = [history.time].concat(windows.map(function (w) { return history.burn_rates[w]; }));
+    // The lowest factor that pages, as a dashed line: how close the burn is to waking someone.
+    var pages = slo.alerts.filter(function (a) { return a.severity === "page"; })
+      .map(function (a) { return a.factor; });
+    var threshold = pages.length ? Math.min.apply(null, pages) : null;
+    if (threshold !== null) {
+      data.push(history.time.map(function () { return threshold; }));
+    }
+    var el = figure.querySelector("[data-slo-chart]");
+    var chart = sloCharts[slo.name];
+    if (chart && chart.series.length !== data.length) { chart.destroy(); chart = null; }
+    if (!chart) {
+      var fallback = el.querySelector(".chart-fallback");
+      if (fallback) { fallback.remove(); }
+      var series = [{}].concat(windows.map(function (w, i) {
+        return { label: "burn rate " + w, stroke: WINDOW_STROKES[i % WINDOW_STROKES.length],
+                 width: 2, spanGaps: false };
+      }));
+      if (threshold !== null) {
+        series.push({ label: "pages above", stroke: "#b42318", width: 1, dash: [6, 4],
+                      points: { show: false } });
+      }
+      chart = new uPlot({ width: chartWidth(el), height: 170, series: series,
+                          scales: { x: { time: true }, y: { auto: true } },
+                          axes: [{}, { scale: "y" }], legend: { live: true },
+                          cursor: { drag: { x: false, y: false } } }, data, el);
+      sloCharts[slo.name] = chart;
+    } else {
+      chart.setData(data);
+    }
+    var status = figure.querySelector("[data-slo-status]");
+    if (status) {
+      status.textContent = history.time.length + " points, updated " +
+        new Date().toLocaleTimeString();
+    }
+  }
+
+  function pollSlos() {
+    fetch(window.location.origin + sloSection.getAttribute("data-slos-url"),
+          { credentials: "same-origin", cache: "no-store",
+            headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (doc) { doc.slos.forEach(updateSlo); })
+      .catch(function (err) {
+        sloSection.querySelectorAll("[data-slo-status]").forEach(function (el) {
+          el.textContent = "update failed (" + err.message + "), retrying";
+        });
+      })
+      .finally(function () { window.setTimeout(pollSlos, refreshMs); });
+  }
+
   var resizeTimer = null;
   window.addEventListener("resize", function () {
     window.clearTimeout(resizeTimer);
@@ -196,8 +277,13 @@
         var el = document.getElementById("chart-" + name);
         charts[name].setSize({ width: chartWidth(el), height: 190 });
       });
+      Object.keys(sloCharts).forEach(function (name) {
+        var el = sloFigure(name).querySelector("[data-slo-chart]");
+        sloCharts[name].setSize({ width: chartWidth(el), height: 170 });
+      });
     }, 150);
   });
 
   poll();
+  if (sloSection) { pollSlos(); }
 }());

@@ -22,8 +22,9 @@ from support import ROOT, require_binary, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
-from asgi_monitor.config import GateSettings, HealthSettings, HistorySettings
+from asgi_monitor.config import GateSettings, HealthSettings, HistorySettings, SLOSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
+from asgi_monitor.slo import SLO, Selector
 
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token-0123456789"
@@ -241,6 +242,102 @@ def test_dashboard_updates_whichever_way_it_was_opened(
 
     assert problems == []
     assert len(feeds) >= 2 and set(feeds) == {200}, feeds
+
+
+async def checkout(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("no", status_code=500 if request.path_params["id"] == "0" else 200)
+
+
+def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
+    chromium = require_binary("chromium")
+    from playwright.sync_api import ConsoleMessage, sync_playwright
+
+    starlette = Starlette(routes=[Route("/checkout/{id}", checkout), Route("/items/{id}", item)])
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1),
+        health=HealthSettings(default_checks=False),
+        # 80 % of checkout requests good over 7 days: a budget of 20 %.
+        slo=SLOSettings(objectives=(SLO("checkout", objective_percent=80, period_days=7,
+                                        selector=Selector(routes=("/checkout/{id}",))),)))
+    app = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
+    tracker = app.monitor.slos
+    assert tracker is not None
+
+    def left() -> float | None:
+        remaining: float | None = tracker.summary()[0]["budget"]["remaining_percent"]
+        return remaining
+
+    def checkouts(base: str, good: int, bad: int) -> None:
+        with httpx.Client(base_url=base, timeout=5) as client:
+            for i in range(good + bad):
+                client.get(f"/checkout/{0 if i < bad else i}")
+            client.get("/items/1")  # not selected: never counts
+
+    with serve(app) as base:
+        wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a first sample")
+        checkouts(base, good=18, bad=2)  # 10 % bad: half the budget spent
+        wait_until(lambda: left() == pytest.approx(50), timeout=20, what="the SLO's points")
+        problems: list[str] = []
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "warning"):
+                problems.append(f"console {message.type}: {message.text}")
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                 args=CHROMIUM_ARGS, timeout=30_000)
+            try:
+                context = browser.new_context(
+                    viewport={"width": 1366, "height": 900},
+                    extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                page = context.new_page()
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+                page.set_default_timeout(20_000)
+                page.goto(f"{base}/admin/monitoring", wait_until="load")
+                panel = '[data-slo="checkout"]'
+                poll(page, f"document.querySelectorAll('{panel} canvas').length === 1")
+                poll(page, f"document.querySelector('{panel} [data-slo-status]')"
+                           ".textContent.includes('updated')")
+                assert page.locator(f"{panel} [data-budget-value]").inner_text() == "50.0 %"
+                bar = page.locator(f"{panel} meter[data-budget-bar]")
+                assert bar.evaluate("el => el.value") == pytest.approx(50)
+                width, height = page.locator(f"{panel} canvas").evaluate(
+                    "el => [el.clientWidth, el.clientHeight]")
+                assert width > 300 and height > 100
+                legend = page.locator(f"{panel} .u-legend").inner_text()
+                for window in ("5m", "30m", "1h", "6h"):  # the windows of its two alerts
+                    assert f"burn rate {window}" in legend
+                # The lowest page factor (6h/30m at 1.4 for 7 days) as a line.
+                assert "pages above" in legend
+                assert page.evaluate(
+                    f"document.querySelector('{panel} .u-legend').rows.length") == 6
+                # Hovering the newest point shows each series' value in the legend.
+                over = page.locator(f"{panel} .u-over")
+                box = over.bounding_box()
+                assert box is not None
+                over.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
+                poll(page, f"document.querySelector('{panel} .u-legend').rows[5].innerText"
+                           " === 'pages above1.4'")
+                first = _slo_points(page, panel)
+
+                checkouts(base, good=15, bad=5)  # 7 of 40 bad: 17.5 %, 87.5 % of the budget
+                poll(page, f"document.querySelector('{panel} [data-budget-value]')"
+                           ".textContent === '12.5 %'")
+                assert bar.evaluate("el => el.value") == pytest.approx(12.5)
+                poll(page, f"parseInt(document.querySelector('{panel} [data-slo-status]')"
+                           f".textContent) > {first}")
+                # The newest 5m burn rate is drawn from what the server now says.
+                page.screenshot(path=str(ARTIFACTS / "dashboard-slo.png"), full_page=True)
+                context.close()
+            finally:
+                browser.close()
+    assert problems == []
+
+
+def _slo_points(page: Any, panel: str) -> int:
+    return int(page.locator(f"{panel} [data-slo-status]").inner_text().split()[0])
 
 
 def charts_draw_and_keep_up(page: Any, base: str) -> None:

@@ -1,5 +1,6 @@
 """The SLO rules loaded into a real Prometheus scraping a test app: every recording rule and
-alert evaluates with health "ok", and the recorded error ratios have data."""
+alert evaluates with health "ok", the recorded error ratios have data, and so does every query
+of the Grafana dashboard's SLO row."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from support import running_prometheus, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import MetricsSettings, SLOSettings, SystemSettings
+from asgi_monitor.grafana import grafana_dashboard
 from asgi_monitor.prometheus_rules import slo_rules_yaml
 from asgi_monitor.slo import SLI, SLO, Selector
 
 SLOS = (SLO("availability"),
         SLO("items-latency", SLI("latency", threshold_seconds=0.5), objective_percent=99,
-            selector=Selector(routes=("/items/{id}",), methods=("GET",))))
+            period_days=7, selector=Selector(routes=("/items/{id}",), methods=("GET",))))
 
 
 async def item(request: Request) -> PlainTextResponse:
@@ -60,7 +62,7 @@ def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path, naming
             app_client.close()
             groups = client.get(f"{api}/api/v1/rules").json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
-            assert len(rules) == 2 * (7 + 4)
+            assert len(rules) == 2 * 7 + 4 + 2  # 7 days: the 1h/5m and 6h/30m alerts only
             assert {r["health"] for r in rules} == {"ok"}, [
                 (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
             body = client.get(f"{api}/api/v1/query", params={
@@ -72,4 +74,26 @@ def test_every_slo_rule_evaluates_ok_in_a_real_prometheus(tmp_path: Path, naming
                 "query": 'slo:sli_error:ratio_rate5m{slo="items-latency"}'}).json()
             (series,) = body["data"]["result"]
             assert float(series["value"][1]) == 0  # every request well under 0.5 s
+
+            # The Grafana row, with the variables as Grafana fills them in for this target.
+            row = grafana_dashboard(metric_names=naming, slos=SLOS)["panels"]
+            row = row[[p["title"] for p in row].index("Service level objectives") + 1:]
+            expressions = [t["expr"].replace("$job", "asgi").replace("$instance", target)
+                           for panel in row for t in panel["targets"]]
+            assert len(expressions) == 2 * (3 + 1) + 7 + 4  # the burn panels: 7 and 4 windows
+            answers: dict[str, list[float]] = {}
+
+            def answered(expr: str) -> bool:
+                # Each SLO's group is evaluated on its own schedule: wait for its first round.
+                body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
+                assert body["status"] == "success", (expr, body)
+                answers[expr] = [float(r["value"][1]) for r in body["data"]["result"]]
+                return bool(answers[expr])
+
+            for expr in expressions:
+                wait_until(lambda expr=expr: answered(expr), timeout=20, what=expr)
+            assert {e: v for e, v in answers.items() if len(v) != 1} == {}
+            # One request in five fails: the availability budget (0.1 %) is long spent.
+            budget = next(e for e in expressions if "[30d]" in e)
+            assert answers[budget][0] < -100
 

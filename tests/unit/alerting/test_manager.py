@@ -361,7 +361,7 @@ async def test_history_is_bounded_newest_first_and_stats_count() -> None:
     assert stats["firing"] == 4
     assert stats["total"] == 3
     assert stats["by_rule"] == {"b": 1, "c": 1, "d": 1}
-    assert stats["by_severity"] == {"info": 3, "warning": 0, "critical": 0}
+    assert stats["by_severity"] == {"info": 3, "warning": 0, "critical": 0, "page": 0, "ticket": 0}
     assert [a.rule for a in manager.active()][0] == "a"  # most severe first
 
 

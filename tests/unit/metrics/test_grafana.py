@@ -95,3 +95,38 @@ def test_latency_panels_show_exemplars() -> None:
     for title in ("Latency quantiles", "p95 latency by route"):
         assert all(target["exemplar"] is True for target in panels[title]["targets"]), title
     assert not any(target.get("exemplar") for target in panels["Request rate by route"]["targets"])
+
+
+def test_a_row_per_slo_declaration() -> None:
+    from asgi_monitor.slo import SLI, SLO, Selector
+
+    slos = (SLO("api", period_days=28),
+            SLO("items-latency", SLI("latency", threshold_seconds=0.5), objective_percent=99,
+                period_days=7, selector=Selector(routes=("/items/{id}",))))
+    assert grafana_dashboard() == grafana_dashboard(slos=())
+    board = grafana_dashboard(NAMESPACE, slos=slos)
+    (row,) = [p for p in board["panels"] if p["title"] == "Service level objectives"]
+    after = board["panels"][board["panels"].index(row) + 1:]
+    assert [p["title"] for p in after] == [
+        "api: SLI", "api: error budget left", "api: burn rate (x budget)",
+        "items-latency: SLI", "items-latency: error budget left",
+        "items-latency: burn rate (x budget)"]
+    assert [p["gridPos"]["w"] for p in after] == [8] * 6
+    assert len({p["gridPos"]["y"] for p in after}) == 2  # a line per SLO
+    sli, left, burn = after[3:]
+    exprs = [t["expr"] for t in sli["targets"]]
+    assert exprs == [f'1 - slo:sli_error:ratio_rate{w}{{slo="items-latency", '
+                     'job=~"$job", instance=~"$instance"}' for w in ("5m", "1h", "1d")]
+    (budget,) = left["targets"]
+    # Over the SLO's own period, on the chosen targets, with its selector and threshold.
+    assert "[7d]" in budget["expr"] and budget["expr"].endswith(") / 0.01")
+    assert 'shop_http_request_duration_seconds_bucket{le="0.5",job=~"$job", ' \
+           'instance=~"$instance",route=~"/items/\\\\{id\\\\}"}' in budget["expr"]
+    # A 7-day period keeps the 1h/5m and 6h/30m alerts, at 3.36 and 1.4.
+    assert [t["legendFormat"] for t in burn["targets"]] == [
+        "{{instance}} 5m", "{{instance}} 30m", "{{instance}} 1h", "{{instance}} 6h"]
+    assert burn["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == 1.4
+    assert "page when 1h and 5m are over 3.36" in burn["description"]
+    first = after[:3]
+    assert "[28d]" in first[1]["targets"][0]["expr"]
+    assert len(first[2]["targets"]) == 6  # 28 days: three alerts, six windows

@@ -61,12 +61,13 @@ async def test_a_fast_burn_pages_within_minutes() -> None:
     await traffic.minutes(2, 100, errors=100)  # a burn rate of 1000
     assert traffic.firing() == {PAGE_FAST, PAGE_SLOW, TICKET_FAST, TICKET_SLOW}
     alert = next(a for a in traffic.manager.active() if a.rule == PAGE_FAST)
-    assert alert.severity is AlertSeverity.CRITICAL
-    assert alert.labels == {"service": "shop", "instance": "web-1", "slo": "api",
-                            "slo_severity": "page", "long_window": "1h", "short_window": "5m"}
+    assert alert.severity is AlertSeverity.PAGE
+    assert alert.identity == {"service": "shop", "instance": "web-1", "slo": "api",
+                              "long_window": "1h", "short_window": "5m",
+                              "alertname": PAGE_FAST, "severity": "page"}
     ticket = next(a for a in traffic.manager.active() if a.rule == TICKET_FAST)
-    assert ticket.severity is AlertSeverity.WARNING
-    assert ticket.labels["slo_severity"] == "ticket"
+    assert ticket.severity is AlertSeverity.TICKET
+    assert ticket.identity["severity"] == "ticket"
 
 
 async def test_a_slow_burn_opens_a_ticket_but_pages_nobody() -> None:
@@ -111,7 +112,7 @@ async def test_no_traffic_no_alert_and_no_ratio() -> None:
 ])
 def test_the_retention_decides_which_alerts_are_evaluated(retention: float,
                                                           windows: list[str]) -> None:
-    assert [a.name for a in evaluable_alerts(retention)] == windows
+    assert [a.name for a in evaluable_alerts(API, retention)] == windows
     monitor = build_monitor(MonitoringConfig(
         alerts=AlertSettings(default_rules=False),
         slo=SLOSettings(objectives=(API,), retention_seconds=retention)), CollectorRegistry())
@@ -141,3 +142,42 @@ def test_what_in_process_evaluation_cannot_honour_is_refused(config: dict[str, A
     MonitoringConfig(**{**config, "slo": SLOSettings(objectives=off.objectives,
                                                      retention_seconds=off.retention_seconds,
                                                      in_process=False)})
+
+
+async def test_factors_follow_the_period_in_process_too() -> None:
+    # The exported rules' case: a burn rate of 2 is a slow leak over 30 days (the 3d ticket
+    # only) but pages over 7 days (6h/30m at 1.4), whose 1d and 3d alerts do not exist.
+    weekly = SLO("weekly", selector=Selector(routes=("/",)), period_days=7)
+    traffic = Traffic((API, weekly))
+    assert sorted(traffic.manager.rules) == sorted(
+        [PAGE_FAST, PAGE_SLOW, TICKET_FAST, TICKET_SLOW,
+         "slo_weekly_burn_1h_5m", "slo_weekly_burn_6h_30m"])
+    await traffic.minutes(180, 1000, errors=2)
+    assert traffic.firing() == {TICKET_SLOW, "slo_weekly_burn_6h_30m"}
+    (page,) = [a for a in traffic.manager.active() if a.rule == "slo_weekly_burn_6h_30m"]
+    assert page.severity is AlertSeverity.PAGE and "1.4x" in page.summary
+
+
+def test_the_summary_and_history_hold_the_scaled_alerts_and_burn_rates() -> None:
+    weekly = SLO("weekly", selector=Selector(routes=("/",)), period_days=7, objective_percent=90)
+    tracker = SLOTracker((weekly,), 86400)
+    requests = errors = 0.0
+    for minute in range(30):
+        requests += 100
+        errors += 20 if minute >= 20 else 0  # 20 % fail from minute 20: a burn rate of 2
+        tracker.observe(Sample(time=1000.0 + 60 * minute, monotonic=60.0 * minute, routes={
+            "GET /": RouteTotals(requests=requests, errors=errors)}))
+    (summary,) = tracker.summary()
+    assert summary["alerts"] == [
+        {"long_window": "1h", "short_window": "5m", "factor": 3.36, "severity": "page",
+         "budget_percent": 2.0},
+        {"long_window": "6h", "short_window": "30m", "factor": 1.4, "severity": "page",
+         "budget_percent": 5.0}]
+    # 200 of the 2 900 requests since the first point failed: 6.9 %, 69 % of a 10 % budget.
+    assert summary["budget"]["remaining_percent"] == pytest.approx(100 - 200 / 2900 / 0.1 * 100)
+    history = tracker.burn_history("weekly", 600, max_points=5)
+    assert list(history["burn_rates"]) == ["5m", "30m", "1h", "6h"]
+    # The 11 points of the last 10 minutes, every third back from the newest.
+    assert history["time"] == [1000.0 + 60 * m for m in (20, 23, 26, 29)]
+    # Over 5 minutes: 1 then 4 failing minutes of 5 at minutes 20 and 23, then 5 of 5.
+    assert history["burn_rates"]["5m"] == pytest.approx([0.4, 1.6, 2, 2])

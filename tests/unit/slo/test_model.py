@@ -9,7 +9,7 @@ import pytest
 
 from asgi_monitor.config import MetricsSettings, MonitoringConfig, SLOSettings
 from asgi_monitor.errors import ConfigError
-from asgi_monitor.slo import SLI, SLO, Selector, load_slo_file, slos_from_data
+from asgi_monitor.slo import SLI, SLO, WINDOWS, Selector, load_slo_file, slos_from_data
 
 
 def test_defaults_are_availability_999_over_30_days() -> None:
@@ -115,3 +115,35 @@ def test_file_and_code_names_must_differ(tmp_path: Path) -> None:
     path.write_text(json.dumps({"slos": [{"name": "api"}]}))
     with pytest.raises(ConfigError, match="repeats SLO name"):
         MonitoringConfig(slo=SLOSettings(file=str(path), objectives=(SLO("api"),)))
+
+
+@pytest.mark.parametrize(("period_days", "alerts"), [
+    # The workbook's own table.
+    (30, [("1h_5m", 14.4, "page"), ("6h_30m", 6.0, "page"), ("1d_2h", 3.0, "ticket"),
+          ("3d_6h", 1.0, "ticket")]),
+    (90, [("1h_5m", 43.2, "page"), ("6h_30m", 18.0, "page"), ("1d_2h", 9.0, "ticket"),
+          ("3d_6h", 3.0, "ticket")]),
+    # 10 % of a 28-day budget over 3 days is a burn rate of 0.93: within the objective.
+    (28, [("1h_5m", 13.44, "page"), ("6h_30m", 5.6, "page"), ("1d_2h", 2.8, "ticket")]),
+    (7, [("1h_5m", 3.36, "page"), ("6h_30m", 1.4, "page")]),
+    (3, [("1h_5m", 1.44, "page")]),
+])
+def test_burn_factors_spend_the_same_share_of_any_period(
+        period_days: float, alerts: list[tuple[str, float, str]]) -> None:
+    found = SLO("api", period_days=period_days).burn_alerts
+    assert [(a.name, a.factor, a.severity) for a in found] == alerts
+    for alert in found:
+        # factor x long window = the share of the period's budget it spends.
+        long_seconds = dict(WINDOWS)[alert.long_window]
+        assert alert.factor * long_seconds / (period_days * 86400) == pytest.approx(
+            alert.budget_percent / 100)
+
+
+def test_a_period_too_short_for_any_burn_alert_is_refused() -> None:
+    assert SLO("api", period_days=2.09).burn_alerts[0].factor == pytest.approx(1.0032)
+    with pytest.raises(ConfigError, match=r"SLO 'api': period_days must be at least 2.09 days, "
+                                          r"got 2\b.*under 1"):
+        SLO("api", period_days=2)
+    with pytest.raises(ConfigError, match=r"slos\[0\]: SLO 'hourly': period_days must be at "
+                                          r"least"):
+        slos_from_data({"slos": [{"name": "hourly", "period_days": 1 / 24}]})

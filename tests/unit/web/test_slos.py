@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from prometheus_client import CollectorRegistry
 from support import hello
@@ -52,3 +54,43 @@ async def test_admin_only_and_empty_without_slos() -> None:
     async with client(wrapped) as c:
         assert (await c.get("/api/slos")).json() == {
             "slos": [], "retention_seconds": 0, "in_process_alerts": False}
+
+
+async def half_fail(scope: Any, receive: Any, send: Any) -> None:
+    status = 500 if scope["path"].endswith("/fail") else 200
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b"x"})
+
+
+async def test_dashboard_panel_first_paint_and_history_under_a_root_path() -> None:
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN), system=SystemSettings(metrics=False),
+        alerts=AlertSettings(default_rules=False, console_enabled=False),
+        slo=SLOSettings(objectives=(SLO("checkout", objective_percent=60, period_days=7),)))
+    wrapped = MonitoringMiddleware(half_fail, monitor=build_monitor(config, CollectorRegistry()))
+    wrapped.monitor.take_sample()
+    transport = httpx.ASGITransport(app=wrapped, root_path="/prefix")
+    async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for path in ["/"] * 8 + ["/fail"] * 2:
+            await c.get(f"/prefix{path}")
+        wrapped.monitor.take_sample()
+        html = (await c.get("/prefix/admin/monitoring")).text
+        (slo,) = (await c.get("/prefix/api/slos")).json()["slos"]
+    # 2 of 10 failed: 20 % of a 40 % budget spent, half left.
+    assert slo["budget"]["remaining_percent"] == 50.0
+    # The windows of its two alerts; nothing to divide at the first point.
+    assert slo["history"]["burn_rates"] == {"5m": [None, 0.5], "30m": [None, 0.5],
+                                            "1h": [None, 0.5], "6h": [None, 0.5]}
+    assert len(slo["history"]["time"]) == 2
+    assert 'data-slos-url="/prefix/api/slos"' in html
+    panel = html.split('data-slo="checkout"', 1)[1].split("</figure>", 1)[0]
+    assert 'value="50.0" data-budget-bar' in panel
+    assert "<strong data-budget-value>50.0 %</strong>" in panel
+    assert "page at 3.36× over 1h/5m; page at 1.4× over 6h/30m" in panel
+
+
+async def test_no_slo_no_panel() -> None:
+    async with client(app()) as c:
+        html = (await c.get("/admin/monitoring")).text
+    assert "data-slos-url" not in html and "data-slo=" not in html
