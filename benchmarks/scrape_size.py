@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
+from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
@@ -44,6 +45,7 @@ async def scrape_bytes(routes: int) -> tuple[int, int]:
 
 
 async def main(counts: list[int]) -> None:
+    print(f"measured build: {measured_build()}")
     for n in counts:
         text, om = await scrape_bytes(n)
         print(f"{n:>5} routes: {text:>9,} B text  {om:>9,} B OpenMetrics")
