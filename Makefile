@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages the integration tests use (promtool, Prometheus, Alertmanager, Chromium, Redis, wrk).
 APT_PACKAGES := prometheus prometheus-alertmanager chromium redis-server wrk valgrind
 
-.PHONY: demo test test-lowest lint install system-deps bench clean
+.PHONY: demo test test-lowest lint install wheel system-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,22 @@ $(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
 
 # The package itself is reinstalled (not editable) on every run, so the tests exercise what a
 # wheel ships, templates included, with the hot path compiled by mypyc as the speed budget
-# assumes (tests/docs/test_packaging.py checks the default pure-Python wheel too).
+# assumes (tests/docs/test_packaging.py checks the pure-Python wheel and this machine's compiled
+# wheel too).
 install: $(VENV)/.deps
 	HATCH_BUILD_HOOK_ENABLE_MYPYC=1 $(BIN)/pip install -q --no-deps --force-reinstall .
 	@# hatch-mypyc leaves its build products in the source tree; a checkout must stay pure Python
 	@# (a stale .so would shadow edits to the .py files, and would leak into a default wheel).
 	rm -f asgi_monitor/*.so *__mypyc*.so
+
+# What a release ships for this machine, into dist/: the sdist, the pure-Python wheel built from it
+# (pip's fallback), and the compiled wheel for this interpreter and platform (what pip installs
+# where .github/workflows/wheels.yml built one). `python -m build` builds each wheel from the
+# sdist in a temporary directory, so no mypyc build product lands in the checkout.
+wheel: $(VENV)/.deps
+	$(BIN)/python -m build -q --outdir dist .
+	HATCH_BUILD_HOOK_ENABLE_MYPYC=1 $(BIN)/python -m build -q --outdir dist .
+	@ls dist
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -56,10 +66,12 @@ test: system-deps install lint
 # The unit tests against the lowest runtime dependencies pyproject.toml allows (uv's lowest-direct
 # resolution: each declared lower bound, the newest of what they need in turn), so a lower bound
 # that no longer works fails here rather than on a user's machine. Not run: the integration tests,
-# the wheel builds, the benchmark smoke tests, and the tests of FastAPI and Litestar apps (FastAPI
-# would pull a recent Starlette); the `test` dependency group has the rest.
+# the wheel builds and the check of the wheel configuration (it asks cibuildwheel, a dev tool),
+# the benchmark smoke tests, and the tests of FastAPI and Litestar apps (FastAPI would pull a
+# recent Starlette); the `test` dependency group has the rest.
 LOWEST_VENV ?= .venv-lowest
 LOWEST_SKIP := -m "not integration and not frameworks" --ignore=tests/docs/test_packaging.py \
+	--ignore=tests/docs/test_wheels_config.py \
 	--ignore=tests/benchmarks --ignore=tests/docs/test_readme.py \
 	--ignore=tests/unit/hot_path/test_routes.py \
 	--deselect tests/unit/web/test_gate.py::test_documented_fastapi_example

@@ -5,8 +5,8 @@ and wrapped, in one process, reporting the *minimum* over batches (the least dis
 
 A quick, low-noise gauge for hot-path changes (run.py is the full, paired comparison with
 peers). Background features are off here, so only the per-request path is measured.
-Set PYTHONPATH to a directory holding another build of ``asgi_monitor`` (e.g. compiled with
-mypyc) to compare builds.
+Set PYTHONPATH to a directory holding another build of ``asgi_monitor`` (e.g. the checkout, pure
+Python) to compare builds; the first line printed says which one was measured.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
@@ -100,4 +101,5 @@ if __name__ == "__main__":
     parser.add_argument("--exemplars", action="store_true",
                         help="exemplars on, each request with a traceparent header")
     args = parser.parse_args()
+    print(f"measured build: {measured_build()}")
     asyncio.run(main(args.batches, args.exemplars))

@@ -14,7 +14,11 @@ import argparse
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
+from which_build import measured_build
+
+HERE = Path(__file__).resolve().parent
 PROBE = """
 import time
 t0 = time.perf_counter()
@@ -32,8 +36,10 @@ def measure(runs: int) -> tuple[float, float, float, str]:
     ratios: list[float] = []
     where = ""
     for _ in range(runs):
+        # cwd=HERE: `python -c` puts the working directory first on sys.path, and from the
+        # repository root that would import the source tree instead of the installed package.
         out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                             check=True).stdout.split()
+                             check=True, cwd=HERE).stdout.split()
         base.append(float(out[0]))
         ours.append(float(out[1]))
         ratios.append(float(out[1]) / float(out[0]))
@@ -47,6 +53,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     base, ours, ratio, where = measure(args.runs)
+    print(f"measured build: {measured_build()}")
     print(f"package: {where}")
     print(f"base import (starlette.applications, prometheus_client): {base * 1000:.1f} ms")
     print(f"import asgi_monitor after it: {ours * 1000:.1f} ms")

@@ -41,6 +41,7 @@ if str(HERE) not in sys.path:  # run as a script, or imported by run.py
     sys.path.insert(0, str(HERE))
 
 import apps  # noqa: E402  (benchmarks/ is not a package)
+from which_build import measured_build  # noqa: E402
 
 __all__ = ["InstructionCount", "count_instructions", "measure_instructions"]
 
@@ -196,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(apps.VARIANTS),
                         default=["bare", "asgi_monitor"])
     args = parser.parse_args(argv)
+    print(f"measured build: {measured_build()}", flush=True)
     print(instructions_table(measure_instructions(args.variants, requests=args.requests)))
     return 0
 

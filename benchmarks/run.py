@@ -56,6 +56,7 @@ from instructions import (  # noqa: E402
     measure_instructions,
 )
 from starlette.types import ASGIApp, Message  # noqa: E402
+from which_build import measured_build  # noqa: E402
 
 BUDGET_ADDED_US = 3.0  # the speed budget: median added cost per request, in-process
 BUDGET_THROUGHPUT = 0.95  # the speed budget: share of bare throughput under uvicorn
@@ -593,6 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check: dict[str, Any] = {}
     counts: list[InstructionCount] = []
     started = time.time()
+    build = measured_build()
+    print(f"measured build: {build}", flush=True)
     if args.only in (None, "inprocess"):
         print(f"in-process: {ip}", flush=True)
         rows = measure_inprocess(args.variants, **ip)
@@ -614,9 +617,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(instructions_table(counts))
     facts = machine_facts(setup)
     print("\n" + "\n".join(verdicts(rows, summary, counts)))
+    print(f"\nmeasured build: {build}")
     print(f"\nmachine: {json.dumps(facts)}\nwall time: {time.time() - started:.0f} s")
     if args.json:
         raw = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+               "build": {"kind": build.kind, "location": str(build.location),
+                         "version": build.version},
                "settings": {"inprocess": ip, "uvicorn": uv}, "machine": facts,
                "inprocess": [{k: v for k, v in asdict(r).items() if k != "built"} for r in rows],
                "uvicorn": {"runs": [asdict(r) for r in runs], "summary": summary,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
+from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--routes", type=int, default=200)
     args = parser.parse_args()
+    print(f"measured build: {measured_build()}")
     monitor = build_monitor(
         MonitoringConfig(health=HealthSettings(default_checks=False)), CollectorRegistry())
     for route in range(args.routes):

@@ -35,6 +35,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import (
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scrapes", type=int, default=200, help="scrapes timed per measure")
     parser.add_argument("--profile", action="store_true", help="cProfile generate_latest")
     args = parser.parse_args(argv)
+    print(f"measured build: {measured_build()}")
     return asyncio.run(measure(args.series, args.scrapes, args.profile))
 
 

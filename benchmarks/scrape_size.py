@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
+from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
@@ -51,6 +52,7 @@ async def scrape_bytes(routes: int, naming: str = "classic",
 
 
 async def main(counts: list[int], naming: str, statuses: tuple[int, ...]) -> None:
+    print(f"measured build: {measured_build()}")
     for n in counts:
         text, om = await scrape_bytes(n, naming, statuses)
         print(f"{n:>5} routes: {text:>9,} B text  {om:>9,} B OpenMetrics")

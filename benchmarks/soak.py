@@ -46,6 +46,7 @@ if str(HERE) not in sys.path:  # `python benchmarks/soak.py`: run.py sits beside
     sys.path.insert(0, str(HERE))
 
 from run import _free_port, _get, stop_group  # noqa: E402
+from which_build import measured_build  # noqa: E402
 
 # One wrk per path; connections split evenly. The routes cover a plain route, a path parameter,
 # a mounted sub-app with a SQLite read, and the cache instrumentation.
@@ -120,7 +121,9 @@ def demo_server(cpu: str | None) -> Iterator[tuple[int, int, list[str]]]:
     env = {**os.environ, **SERVER_ENV}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+    # cwd=HERE: `python -m` puts the working directory first on sys.path, and from the repository
+    # root that would serve the source tree instead of the installed (compiled) package.
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -286,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"soak: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
           f"{args.connections} connections over {', '.join(PATHS)}")
-    print(f"server: {' '.join(report.command)}\n")
+    print(f"server: {' '.join(report.command)}")
+    print(f"measured build: {measured_build()}\n")
     print(table(report))
     if args.json:
         data: dict[str, Any] = asdict(report)

@@ -1,9 +1,13 @@
 """What users install: the wheel and sdist hold the right files and metadata, the installed
 package works from a fresh venv and type-checks strictly in a user's code (a missing package-data
-entry, extra or classifier fails here, not on a user's machine)."""
+entry, extra or classifier fails here, not on a user's machine). The compiled wheel for this
+machine is built as the release workflow builds it (pyproject.toml's ``[tool.cibuildwheel]``) and
+passes that configuration's test against its own install."""
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +17,7 @@ import zipfile
 from email.message import Message
 from email.parser import Parser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import ROOT
@@ -62,7 +67,8 @@ def test_wheel_files(wheel: Path) -> None:
                  "asgi_monitor/templates/static/uPlot.iife.min.js",
                  "asgi_monitor/templates/static/uPlot.LICENSE", f"{dist_info}/licenses/LICENSE"]:
         assert name in names, f"the wheel has no {name}"
-    # The default wheel is pure Python; only `make install` compiles the hot path.
+    # The default build is pure Python: only the mypyc switch (the release workflow's
+    # cibuildwheel, `make wheel`, `make install`) compiles the hot path.
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))]
 
@@ -200,15 +206,39 @@ assert_type(asgi_monitor.__version__, str)
 """
 
 
+def fresh_venv(env_dir: Path, wheel: Path, groups: list[str] | None = None) -> Path:
+    """A new venv with the wheel, its dependencies and these dependency groups; its python."""
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    # This venv's pip installing into the new one: `--group` needs pip >= 25.1, newer than the
+    # pip ensurepip puts into a new venv.
+    pyproject = ROOT / "pyproject.toml"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                    str(wheel), *(f"--group={pyproject}:{group}" for group in groups or [])],
+                   check=True, timeout=400)
+    return python
+
+
+def venv_env(python: Path) -> dict[str, str]:
+    """The environment of a user of that venv: its bin first on PATH, and no PYTHONPATH pointing
+    at the checkout (the tests themselves may run with one)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
+    env["VIRTUAL_ENV"] = str(python.parent.parent)
+    return env
+
+
+def which_build(python: Path, cwd: Path) -> str:
+    """What benchmarks/which_build.py says of the package ``python`` imports."""
+    return subprocess.run([str(python), str(ROOT / "benchmarks" / "which_build.py")],
+                          check=True, capture_output=True, text=True, cwd=cwd,
+                          env=venv_env(python), timeout=120).stdout
+
+
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel and its dependencies installed; its python."""
-    env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True,
-                   timeout=300)
-    return python
+    return fresh_venv(tmp_path_factory.mktemp("venv"), wheel)
 
 
 def test_wheel_installs_into_a_fresh_venv_with_templates(installed: Path, tmp_path: Path) -> None:
@@ -221,14 +251,19 @@ def test_wheel_installs_into_a_fresh_venv_with_templates(installed: Path, tmp_pa
         "print(asgi_monitor.__version__)"
     )
     out = subprocess.run([str(installed), "-c", probe], check=True, capture_output=True,
-                         text=True, cwd=tmp_path, timeout=120).stdout.split()
+                         text=True, cwd=tmp_path, env=venv_env(installed),
+                         timeout=120).stdout.split()
     assert Path(out[0]).is_relative_to(installed.parent.parent)  # the venv's, not the checkout
     assert out[1] == "True"
     assert out[2] == VERSION  # read from the installed metadata
 
+    venv_package = installed.parent.parent / "lib"
+    assert ", pure, from " in which_build(installed, tmp_path)
+    assert str(venv_package) in which_build(installed, tmp_path)
+
     script = installed.parent / "asgi-monitor"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60)
+                            cwd=tmp_path, env=venv_env(installed), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"asgi-monitor {VERSION}"
 
@@ -303,3 +338,90 @@ def test_the_changelog_starts_at_the_current_version() -> None:
     for version in versions:  # Keep a Changelog: every heading links its comparison or tag
         assert re.search(rf"^\[{re.escape(version)}\]: https://", changelog, re.M), version
     assert "### Added" in changelog
+
+
+# -- the compiled wheel -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cibuildwheel(pyproject: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = pyproject["tool"]["cibuildwheel"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def compiled_wheel(dist: Path, cibuildwheel: dict[str, Any],
+                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This machine's compiled wheel, built from the sdist with cibuildwheel's environment (the
+    mypyc switch), as `make wheel` builds it. From an unpacked copy: mypyc leaves its build
+    products beside the sources, and the checkout must stay pure Python."""
+    src = tmp_path_factory.mktemp("sdist")
+    with tarfile.open(next(dist.glob("asgi_monitoring-*.tar.gz"))) as archive:
+        archive.extractall(src, filter="data")
+    out = tmp_path_factory.mktemp("compiled")
+    env = {**os.environ, **cibuildwheel["environment"]}
+    subprocess.run([sys.executable, "-m", "build", "-q", "--wheel", "-o", str(out),
+                    str(next(src.iterdir()))], check=True, capture_output=True, env=env,
+                   timeout=600)
+    return next(out.glob("asgi_monitoring-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def compiled_installed(compiled_wheel: Path, cibuildwheel: dict[str, Any],
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the compiled wheel and cibuildwheel's test groups, as cibuildwheel
+    prepares a wheel's test; its python."""
+    return fresh_venv(tmp_path_factory.mktemp("compiled-venv"), compiled_wheel,
+                      cibuildwheel["test-groups"])
+
+
+def hot_path_modules(pyproject: dict[str, Any]) -> list[str]:
+    """What the mypyc hook compiles, as module names."""
+    include = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]["include"]
+    return [path.removesuffix(".py").replace("/", ".") for path in include]
+
+
+def test_the_compiled_wheel_is_for_this_interpreter_and_platform(
+        compiled_wheel: Path, pyproject: dict[str, Any]) -> None:
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert compiled_wheel.name.startswith(f"asgi_monitoring-{VERSION}-{python}-{python}-")
+    assert not compiled_wheel.name.endswith("-none-any.whl")
+    names = zipfile.ZipFile(compiled_wheel).namelist()
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for module in hot_path_modules(pyproject):
+        assert module.replace(".", "/") + suffix in names, f"{module} is not compiled"
+        assert module.replace(".", "/") + ".py" in names  # the source ships beside it
+    # Everything else ships as in the pure wheel.
+    assert {"asgi_monitor/py.typed", "asgi_monitor/templates/dashboard.html"} <= set(names)
+
+
+def test_the_installed_hot_path_is_extension_modules(compiled_installed: Path,
+                                                     pyproject: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    modules = hot_path_modules(pyproject)
+    probe = ("import importlib, importlib.machinery, sys\n"
+             "print(importlib.import_module('asgi_monitor').__file__)\n"
+             "for name in sys.argv[1:]:\n"
+             "    print(importlib.import_module(name).__file__)\n"
+             "print(*importlib.machinery.EXTENSION_SUFFIXES)\n")
+    lines = subprocess.run([str(compiled_installed), "-c", probe, *modules], check=True,
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env=venv_env(compiled_installed), timeout=120).stdout.splitlines()
+    venv_dir = compiled_installed.parent.parent
+    package, files, suffixes = Path(lines[0]), lines[1:-1], tuple(lines[-1].split())
+    assert package.is_relative_to(venv_dir)  # the venv's, not the checkout
+    assert package.name == "__init__.py"  # the package itself stays Python
+    for module, file in zip(modules, files, strict=True):
+        assert Path(file).is_relative_to(venv_dir), file
+        assert file.endswith(suffixes), f"{module} loads from {file}, not an extension module"
+    assert f", compiled, from {package.parent}" in which_build(compiled_installed, tmp_path)
+
+
+def test_the_compiled_install_passes_the_release_test_command(
+        compiled_installed: Path, cibuildwheel: dict[str, Any], tmp_path: Path) -> None:
+    """cibuildwheel's test-command, run as cibuildwheel runs it: in a directory outside the
+    checkout, with the wheel's venv first on PATH and nothing pointing at the checkout."""
+    command = " && ".join(cibuildwheel["test-command"]).replace("{project}", str(ROOT))
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path,
+                            env=venv_env(compiled_installed), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"compiled, from {compiled_installed.parent.parent}" in result.stdout
+    assert re.search(r"^\d+ passed", result.stdout, re.M), result.stdout[-2000:]
