@@ -327,10 +327,12 @@ def budget_verdicts(counts: Sequence[InstructionCount], *,
         floor_cycles = floor.cycles_per_request - bare.cycles_per_request
         ratio = added / floor_added
         judged = []
-        if compiled is not False:
+        if shape != "2routes":
+            judged.append("reported: the floor budget is the 2-route shape's")
+        elif compiled is not False:
             judged.append(f"compiled budget <= {FLOOR_BUDGET_COMPILED}x: "
                           f"{_verdict(ratio <= FLOOR_BUDGET_COMPILED)}")
-        if compiled is not True:
+        if compiled is not True and shape == "2routes":
             judged.append(f"pure-Python target <= {FLOOR_TARGET_PURE:g}x: "
                           f"{_verdict(ratio <= FLOOR_TARGET_PURE)}")
         out.append(f"{shape}: asgi_monitor adds {added:+,.0f} instructions/request, "
