@@ -66,8 +66,8 @@ BUDGET_ADDED_US = 3.0  # the speed budget: median added cost per request, in-pro
 # Under uvicorn the budgets are judged by instructions (instructions.py); wrk's ratios are
 # reported beside them, with their spread, as what a user would measure.
 # The shapes served under uvicorn (wrk and callgrind), and the variants the FastAPI shape gets
-# there besides bare: ours and the floor it is judged against (the peers on the 2-route shape
-# only, which keeps a full run under half an hour).
+# there besides bare: ours and the floor beside it (the peers on the 2-route shape only: on both
+# they would double the uvicorn part of a full run).
 SERVED_SHAPES = ("2routes", "fastapi")
 FASTAPI_VARIANTS = ("asgi_monitor", "floor_wrapping")
 PEER_PACKAGES = ("starlette-exporter", "prometheus-fastapi-instrumentator",
