@@ -1,9 +1,13 @@
-"""The apps the speed harness drives: one Starlette app shape, bare or wrapped by each middleware.
+"""The apps the speed harness drives: app shapes, bare or wrapped by each middleware.
 
-Every variant gets a fresh Starlette app, because two of the peers add themselves with
+Three Starlette shapes answer 4 bytes of plain text, so that what a middleware adds is as large a
+share of the request as it can be; the ``fastapi`` shape is what an API request looks like: a
+FastAPI route with a typed path parameter and a pydantic response model of about 1 KB of JSON.
+
+Every variant gets a fresh app, because two of the peers add themselves with
 ``app.add_middleware`` (their documented usage), which must happen before the app first runs.
-The peers are imported inside their builders, so the bare and ``asgi_monitor`` variants need only
-this package and Starlette (that is all the test venv has).
+The peers and FastAPI are imported inside their builders, so the bare and ``asgi_monitor``
+variants of the Starlette shapes need only this package and Starlette.
 
 ``uvicorn_app`` is the factory the uvicorn measurement serves:
 ``BENCH_VARIANT=asgi_monitor uvicorn apps:uvicorn_app --factory --app-dir benchmarks``.
@@ -23,8 +27,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-__all__ = ["FLOORS", "SHAPES", "VARIANTS", "Built", "Shape", "build", "starlette_app",
-           "uvicorn_app"]
+__all__ = ["FLOORS", "SHAPES", "STARLETTE_SHAPES", "VARIANTS", "Built", "Shape", "build",
+           "fastapi_app", "starlette_app", "uvicorn_app"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,12 @@ SHAPES: dict[str, Shape] = {
         Shape("52routes", "52 routes, request to the 52nd", "/items/42", "/items/{item_id}"),
         Shape("mounted", "route inside Mount('/api/v1')", "/api/v1/items/42",
               "/api/v1/items/{item_id}"),
+        Shape("fastapi", "FastAPI, path parameter, ~1 KB pydantic JSON", "/items/42",
+              "/items/{item_id}"),
     )
 }
+# The 4-byte Starlette shapes; ``fastapi`` is the realistic one.
+STARLETTE_SHAPES = ("2routes", "52routes", "mounted")
 
 
 async def _home(request: Request) -> PlainTextResponse:
@@ -71,8 +79,60 @@ def _routes(shape: Shape) -> Sequence[BaseRoute]:
 
 
 def starlette_app(shape: Shape) -> Starlette:
-    """A fresh, unwrapped Starlette app of the given shape."""
+    """A fresh, unwrapped app of the given shape (a FastAPI app is a Starlette app)."""
+    if shape.key == "fastapi":
+        return fastapi_app()
     return Starlette(routes=_routes(shape))
+
+
+def fastapi_app() -> Starlette:
+    """Two routes, as the 2-route shape; ``/items/{item_id}`` validates an ``int`` path parameter
+    and answers a pydantic model, serialised and validated by FastAPI (about 1 KB of JSON)."""
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    class Variant(BaseModel):
+        sku: str
+        colour: str
+        size: str
+        stock: int
+        price_cents: int
+
+    class Item(BaseModel):
+        id: int
+        name: str
+        description: str
+        category: str
+        brand: str
+        currency: str
+        tags: list[str]
+        rating: float
+        in_stock: bool
+        variants: list[Variant]
+
+    app = FastAPI()
+
+    @app.get("/")
+    async def home() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/items/{item_id}", response_model=Item)
+    async def item(item_id: int) -> Item:
+        # Built per request, as a handler reading a row would: the model is validated on the way
+        # out by the response model, as FastAPI does for every such route.
+        return Item(
+            id=item_id, name=f"Item {item_id}",
+            description="A sturdy everyday item, made to last, with spare parts available for "
+                        "ten years and a two-year warranty.",
+            category="hardware", brand="Acme Tools", currency="EUR",
+            tags=["tools", "outdoor", "garden", "steel"], rating=4.6, in_stock=True,
+            variants=[Variant(sku=f"SKU-{item_id}-{n:02d}", colour=colour, size=size,
+                              stock=10 * n, price_cents=1999 + 100 * n)
+                      for n, (colour, size) in enumerate(
+                          [(c, s) for c in ("red", "green", "blue") for s in ("S", "M", "L")])],
+        )
+
+    return app
 
 
 @dataclass

@@ -37,6 +37,11 @@ class Build:
     location: Path  # the asgi_monitor package directory imported
     version: str
 
+    @property
+    def judged_as_compiled(self) -> bool | None:
+        """Which build's budget a measurement is judged by: None (both) for a mixed build."""
+        return {"compiled": True, "pure": False}.get(self.kind)
+
     def __str__(self) -> str:
         detail = ""
         if self.kind == "mixed":

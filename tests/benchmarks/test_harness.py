@@ -8,6 +8,7 @@ is recorded. The peers are not installed here, so nothing below needs more than 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from types import ModuleType
 
@@ -57,8 +58,9 @@ def test_instruction_count_covers_the_measured_requests_only() -> None:
     """The callgrind measure runs real uvicorn servers and counts only the measured window.
 
     Asserted: every request answered 200 (checked inside count_instructions), counts are
-    positive, our middleware executes more instructions than the bare app, and doubling the
-    requests roughly doubles the count (so warm-up and start-up are outside the window).
+    positive, our middleware executes more instructions than the bare app, the idle rate was
+    measured, and doubling the requests roughly doubles the count (so warm-up, start-up and the
+    idle window are outside it).
     """
     require_binary("valgrind")
     spec = importlib.util.spec_from_file_location("asgi_monitor_bench_instructions",
@@ -68,11 +70,14 @@ def test_instruction_count_covers_the_measured_requests_only() -> None:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
 
-    bare = module.count_instructions("bare", requests=60, warmup=20)
-    ours = module.count_instructions("asgi_monitor", requests=60, warmup=20)
-    ours_twice = module.count_instructions("asgi_monitor", requests=120, warmup=20)
+    bare = module.count_instructions("bare", requests=60, warmup=20, idle_seconds=3)
+    ours = module.count_instructions("asgi_monitor", requests=60, warmup=20, idle_seconds=3)
+    ours_twice = module.count_instructions("asgi_monitor", requests=120, warmup=20,
+                                           idle_seconds=3)
 
     assert bare.instructions > 0 and ours.per_request > bare.per_request
+    # The idle part was counted (an idle uvicorn still ticks) and taken off a real window.
+    assert ours.idle_per_second > 0 and ours.window_seconds > 0
     assert 1.6 < ours_twice.instructions / ours.instructions < 2.4
     table = module.instructions_table([bare, ours])
     assert "| bare |" in table and "| asgi_monitor |" in table
@@ -111,3 +116,80 @@ async def test_floor_variants_pass_the_apps_response_through(harness: ModuleType
     if variant == "floor_wrapping":
         status, duration = floor.last
         assert status == 200 and duration > 0
+
+
+@pytest.mark.frameworks
+async def test_fastapi_shape_answers_a_kilobyte_of_json_through_every_wrapper(
+        harness: ModuleType) -> None:
+    """The realistic shape is what it claims: FastAPI validates the path parameter and answers
+    about 1 KB of JSON from its pydantic model, the same bytes bare, under the floor and under
+    asgi_monitor, which records the request under the route template."""
+    import fastapi  # noqa: F401  (the shape is a FastAPI app; the harness imports it lazily)
+
+    shape = harness.apps.SHAPES["fastapi"]
+
+    async def serve(app: object) -> list[dict[str, object]]:
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await app(harness.make_scope(shape.path), harness._receive, send)  # type: ignore[operator]
+        return sent
+
+    expected = await serve(harness.apps.build("bare", shape).app)
+    ours = harness.apps.build("asgi_monitor", shape)
+    try:
+        assert await serve(ours.app) == expected
+        assert await serve(harness.apps.build("floor_wrapping", shape).app) == expected
+        assert ours.recorded() == 1
+    finally:
+        await ours.aclose()
+
+    assert expected[0]["status"] == 200
+    assert (b"content-type", b"application/json") in expected[0]["headers"]  # type: ignore[operator]
+    body = expected[1]["body"]
+    assert isinstance(body, bytes) and 900 <= len(body) <= 1100
+    item = json.loads(body)
+    assert item["id"] == 42 and len(item["variants"]) == 9
+
+
+@pytest.mark.frameworks
+def test_fastapi_shape_in_process_records_every_request(harness: ModuleType) -> None:
+    import fastapi  # noqa: F401
+
+    rows = harness.measure_inprocess(["asgi_monitor"], ["fastapi"], requests=20, rounds=2,
+                                     warmup=5)
+
+    ours = next(r for r in rows if r.variant == "asgi_monitor")
+    assert ours.sent == 5 + 2 * 20 and ours.recorded == ours.sent
+    assert "FastAPI" in harness.inprocess_table(rows)
+
+
+def test_budget_lines_judge_the_floor_ratio_and_the_fastapi_share(harness: ModuleType) -> None:
+    count = harness.InstructionCount
+
+    def of(variant: str, shape: str, per_request: int) -> object:
+        return count(variant, 10, per_request * 10, 1, 1, 1, shape)
+
+    lines = harness.budget_verdicts([
+        of("bare", "2routes", 200_000), of("floor_wrapping", "2routes", 210_000),
+        of("asgi_monitor", "2routes", 212_000),
+        of("bare", "fastapi", 500_000), of("floor_wrapping", "fastapi", 510_000),
+        of("asgi_monitor", "fastapi", 511_000)])
+
+    starlette = next(line for line in lines if line.startswith("2routes:"))
+    assert "+12,000" in starlette and "+10,000" in starlette and "1.20x" in starlette
+    assert "compiled budget <= 1.25x: OK" in starlette
+    assert "pure-Python target <= 2x: OK" in starlette
+    share = next(line for line in lines if "of bare's 500,000" in line)
+    assert share.startswith("fastapi: asgi_monitor adds +11,000")
+    assert "2.20% of bare's" in share and "OVER" in share
+    fastapi_floor = next(line for line in lines if line.startswith("fastapi:") and "1.10x" in line)
+    assert "reported" in fastapi_floor and "budget <= 1.25x" not in fastapi_floor
+    compiled_only = harness.budget_verdicts([of("bare", "2routes", 200_000),
+                                             of("floor_wrapping", "2routes", 210_000),
+                                             of("asgi_monitor", "2routes", 230_000)],
+                                            compiled=True)
+    assert "3.00x" in compiled_only[0] and "compiled budget <= 1.25x: OVER" in compiled_only[0]
+    assert "pure-Python" not in compiled_only[0]
