@@ -52,25 +52,19 @@ def worker_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 def prometheus_client_files(directory: Path) -> bool:
-    """Whether the workers wrote prometheus_client's file-backed values (counter_<pid>.db, ...)."""
-    return any(directory.glob("histogram_*.db"))
+    """Whether the workers keep prometheus_client's file-backed values (counter_<pid>.db...)."""
+    return any(directory.glob("counter_*.db"))
 
 
 @pytest.mark.timeout(240)
-def test_reading_four_workers_files_never_stalls_the_event_loop(
-        worker_files: Path, request: pytest.FixtureRequest) -> None:
-    if prometheus_client_files(worker_files):
-        # Its merge builds every worker's samples as objects (seconds of CPU at this size) and
-        # frees them in single calls that hold the GIL for 0.1 s and more, so even from a
-        # worker thread it stalls the loop: only a lighter store meets the budget.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="prometheus_client's multiprocess merge holds the GIL too long"))
+def test_reading_four_workers_files_never_stalls_the_event_loop(worker_files: Path) -> None:
     monitor = build_monitor(MonitoringConfig(
         metrics=MetricsSettings(max_series=2 * SERIES),
         history=HistorySettings(sample_interval_seconds=0.2),
         alerts=AlertSettings(check_interval_seconds=0.2),
         system=SystemSettings(metrics=False)), CollectorRegistry())
     assert monitor.collector.multiprocess_dir == str(worker_files)
+    assert monitor.sampler.off_loop  # the merged reads go to a worker thread
     reads = 2  # of each loop, at least
 
     async def measure() -> list[float]:
@@ -93,6 +87,11 @@ def test_reading_four_workers_files_never_stalls_the_event_loop(
     lags = asyncio.run(measure())
     worst = max(lags)
     print(f"\nevent-loop lag over {len(lags)} probes: max {worst * 1000:.1f} ms")
+    if worst >= MAX_LAG_SECONDS and prometheus_client_files(worker_files):
+        # Its merge builds every worker's samples as Python objects (seconds of CPU at this
+        # size), and collecting and freeing them holds the GIL for 0.1 s and more at a time:
+        # from a worker thread too, it stalls the loop. Only a lighter merge meets the budget.
+        pytest.xfail("prometheus_client's multiprocess merge holds the GIL too long")
     assert worst < MAX_LAG_SECONDS
     # The reads were real: every worker's series, merged.
     latest = monitor.samples.latest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ from prometheus_client import CollectorRegistry, values
 from support import Clock
 
 from asgi_monitor import MetricError, MonitoringConfig, build_monitor
-from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    HealthSettings,
+    HistorySettings,
+    MetricsSettings,
+    SystemSettings,
+)
 from asgi_monitor.instrumentation import database
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling.inputs import SampleInputs, SystemSnapshot
@@ -192,6 +199,32 @@ async def test_an_off_loop_read_runs_in_a_thread_and_gives_the_same_sample() -> 
     check(off_loop)
     assert (off_loop.cpu_percent, off_loop.disk_percent) == (5.0, {"/": 40.0})
     assert sampler.read().system == system()
+
+
+async def test_the_sampler_and_the_alert_loop_read_off_the_loop() -> None:
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False),
+            history=HistorySettings(sample_interval_seconds=0.05),
+            alerts=AlertSettings(check_interval_seconds=0.05)),
+        CollectorRegistry())
+    reader = MergedReader(monitor.registry.collect, prefix="",
+                          declared={f.name for f in monitor.registry.collect()})
+    threads: list[int] = []
+
+    def read() -> SampleInputs:
+        threads.append(threading.get_ident())
+        return reader.read()
+
+    monitor.sampler = Sampler(read, off_loop=True)
+    async with monitor.running():
+        for _ in range(200):
+            # The sampler's reads make history points, the alert loop's samples without one.
+            if len(monitor.history) >= 2 and len(monitor.samples) > len(monitor.history) + 1:
+                break
+            await asyncio.sleep(0.02)
+    assert len(monitor.history) >= 2 and len(monitor.samples) > len(monitor.history) + 1
+    assert threading.get_ident() not in threads
 
 
 def test_system_snapshot_reaches_the_sample() -> None:
