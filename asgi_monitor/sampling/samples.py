@@ -109,7 +109,8 @@ class Sampler:
         return dataclasses.replace(inputs, system=self._system())
 
     def take(self) -> Sample:
-        sample = _fold(self._read(), self._stamp())
+        sample = self._stamp()
+        _fold(self._read(), sample)
         self._add_system(sample)
         return sample
 
@@ -117,13 +118,16 @@ class Sampler:
         """:meth:`take`, with an ``off_loop`` read done in a worker thread."""
         if not self.off_loop:
             return self.take()
-        sample = await asyncio.to_thread(self._take_alone, self._stamp())
+        sample = await asyncio.to_thread(self._take_alone)
         self._add_system(sample)
         return sample
 
-    def _take_alone(self, sample: Sample) -> Sample:
+    def _take_alone(self) -> Sample:
         with self._reading:
-            return _fold(self._read(), sample)
+            # Stamped once the other loop's read is done: the time of the figures read.
+            sample = self._stamp()
+            _fold(self._read(), sample)
+            return sample
 
     def _add_system(self, sample: Sample) -> None:
         if self._system is not None:
@@ -133,13 +137,12 @@ class Sampler:
         return Sample(time=self._clock(), monotonic=self._monotonic())
 
 
-def _fold(inputs: SampleInputs, sample: Sample) -> Sample:
+def _fold(inputs: SampleInputs, sample: Sample) -> None:
     _fold_requests(inputs.requests, sample)
     sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
     sample.cache_hits, sample.cache_misses = inputs.cache.hits, inputs.cache.misses
     sample.logins, sample.login_failures = inputs.users.logins, inputs.users.failures
     _fold_system(inputs.system, sample)
-    return sample
 
 
 def _fold_system(system: SystemSnapshot | None, sample: Sample) -> None:
