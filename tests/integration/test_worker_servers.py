@@ -125,8 +125,9 @@ def test_a_worker_killed_under_load_loses_no_completed_request(server: Server) -
     concurrency = 32
 
     async def main() -> tuple[int, int, float | None, float | None, float]:
-        pids = await every_worker_up(server.url)
+        await every_worker_up(server.url)
         completed = failed = 0
+        recent: Counter[str] = Counter()  # the pids that answered lately
         stop = asyncio.Event()
         # A new connection per request: after the kill, requests reach the workers left alive
         # (and the one the server starts in place of the dead one).
@@ -143,10 +144,15 @@ def test_a_worker_killed_under_load_loses_no_completed_request(server: Server) -
                         continue
                     assert response.status_code == 200
                     completed += 1
+                    recent[response.text] += 1
 
             senders = [asyncio.create_task(sender()) for _ in range(concurrency)]
-            await asyncio.sleep(2)  # every worker busy, with requests in progress
-            os.kill(int(min(pids)), signal.SIGKILL)
+            await asyncio.sleep(1.5)  # the workers busy, with requests in progress
+            recent.clear()
+            await asyncio.sleep(0.5)
+            # The busiest worker of the last moments: it has requests in progress.
+            [(victim, _)] = recent.most_common(1)
+            os.kill(int(victim), signal.SIGKILL)
             await asyncio.sleep(2)
             # Under load: everything completed before this scrape is in it already.
             seen = completed
