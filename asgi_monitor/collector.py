@@ -218,12 +218,9 @@ class MetricsCollector:
         reader = MergedReader(merged.collect, prefix=self.settings.prefix,
                               declared={family.name for family in self.registry.collect()})
 
-        def read_merged() -> SampleInputs:
-            found = reader.read()
-            return SampleInputs(found.requests, found.database, found.cache, found.users,
-                                system())
-
-        return Sampler(read_merged, clock, monotonic)
+        # The merge reads every worker's files: off the event loop, with this process' system
+        # resources added on it.
+        return Sampler(reader.read, clock, monotonic, system=system, off_loop=True)
     def internal_error(self, where: str, exc: BaseException) -> None:
         """Count a failure inside monitoring and log it, at most once a minute per place."""
         self.internal_errors[where] = self.internal_errors.get(where, 0) + 1

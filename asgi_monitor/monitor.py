@@ -27,7 +27,7 @@ from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.checker import HealthChecker
 from .request_metrics import RequestStore
-from .sampling.samples import SampleBuffer, Sampler
+from .sampling.samples import Sample, SampleBuffer, Sampler
 from .timeseries import History
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Monitor:
                 if leader:
                     # A fresh sample, so rules see the metrics as of now, not of the last sample.
                     try:
-                        self.take_sample(history=False)
+                        await self.take_sample_async(history=False)
                     except Exception as exc:
                         self.internal_error("sampler", exc)
                     await self.alerts.evaluate()
@@ -146,7 +146,7 @@ class Monitor:
         interval = self.config.history.sample_interval_seconds
         while True:
             try:
-                self.take_sample()
+                await self.take_sample_async()
             except Exception as exc:  # a broken collector must not stop the sampling
                 self.internal_error("sampler", exc)
             await asyncio.sleep(interval)
@@ -155,7 +155,14 @@ class Monitor:
         """Read the metrics now; add the sample to :attr:`samples` and, unless ``history`` is
         false, a point to :attr:`history` (so the history keeps the sampler's interval even
         though the alert loop samples more often)."""
-        sample = self.sampler.take()
+        self._keep(self.sampler.take(), history)
+
+    async def take_sample_async(self, *, history: bool = True) -> None:
+        """:meth:`take_sample` without blocking the event loop on a merge of the workers' files
+        (read in a worker thread; see :meth:`Sampler.take_async`)."""
+        self._keep(await self.sampler.take_async(), history)
+
+    def _keep(self, sample: Sample, history: bool) -> None:
         self.samples.add(sample)
         if self.slos is not None:
             self.slos.observe(sample)

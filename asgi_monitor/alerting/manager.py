@@ -85,6 +85,10 @@ class AlertManager:
         # same in every worker (and a worker that takes over carries on, without re-notifying).
         self.state_file = state_file
         self._state_seen: tuple[int, int] | None = None
+        # What the state file was last written from (see _fingerprint): an evaluation that
+        # changed nothing leaves the file, often megabytes of history, as it is.
+        self._changes = 0
+        self._published: tuple[object, ...] | None = None
         self.silences = Silences(self.now, silences_file)
         self.channels: list[Channel] = list(channels or [])
         # Alerts that were firing when the history file was written: a rule takes its alert
@@ -149,12 +153,22 @@ class AlertManager:
             step = self._transition(rule, result)
             if step is not None:
                 self._notify(*step)
-        if self.state_file is not None:
+        if self.state_file is not None and self._fingerprint() != self._published:
             self._publish(self.state_file)
 
+    def _fingerprint(self) -> tuple[object, ...]:
+        """Cheap to compare, and different whenever the published state would be: the active
+        alerts' fields that evaluations move, plus a count of every other change (a
+        notification queued or its outcome, which also go through the history)."""
+        return (self._changes, *((a.id, a.state, a.value, a.silenced)
+                                 for a in self._active.values()))
+
     def _publish(self, path: str) -> None:
+        fingerprint = self._fingerprint()
         data = {"active": [a.to_dict() for a in self._active.values()],
                 "history": [a.to_dict() for a in self._history]}
+        # Written whole under another name, then renamed over the file: a reader (or a crash)
+        # sees the old state or the new one, never half of one.
         temporary = f"{path}.{os.getpid()}.tmp"
         try:
             with open(temporary, "w", encoding="utf-8") as f:
@@ -162,6 +176,8 @@ class AlertManager:
             os.replace(temporary, path)
         except (OSError, TypeError, ValueError) as exc:
             self._report("alert_state_write", exc)
+            return
+        self._published = fingerprint
 
     def follow(self) -> None:
         """Read the sender's published alerts (a worker that does not evaluate calls this)."""
@@ -181,6 +197,7 @@ class AlertManager:
             self._report("alert_state_read", exc)
             return
         self._state_seen = (stat.st_mtime_ns, stat.st_size)
+        self._published = None  # taking over, this process writes the state it read once
         # One object per alert id in both views, as in the sender (both were written at once).
         by_id = {a.id: a for a in history}
         self._active = {a.rule: by_id.get(a.id, a) for a in active}
@@ -270,6 +287,7 @@ class AlertManager:
                 if c.resend_interval is not None and mono - last >= c.resend_interval]
 
     def _notify(self, alert: Alert, kind: str) -> None:
+        self._changes += 1
         mono = self._monotonic()
         marks = self._marks.get(alert.id)
         if kind == "resolve":
@@ -302,6 +320,7 @@ class AlertManager:
             self._history.record(alert)
 
     def _record(self, channel: Channel, alert: Alert, outcome: dict[str, Any]) -> None:
+        self._changes += 1
         alert.notifications.append(outcome)
         del alert.notifications[:-MAX_NOTIFICATIONS_PER_ALERT]
         key = (str(outcome["channel"]), bool(outcome["ok"]))

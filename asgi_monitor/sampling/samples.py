@@ -14,14 +14,16 @@ name.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .inputs import Buckets, RequestSnapshot, SampleInputs
+from .inputs import Buckets, RequestSnapshot, SampleInputs, SystemSnapshot
 
 __all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile"]
 
@@ -73,33 +75,81 @@ class Sample:
 class Sampler:
     """Turns the components' snapshots, as ``read()`` returns them, into a :class:`Sample`.
 
-    Build it with :func:`sampler_for`, which picks where the snapshots come from.
+    Build it with :meth:`~asgi_monitor.collector.MetricsCollector.sampler`, which picks where
+    the snapshots come from.
+
+    ``off_loop``: ``read`` merges the workers' metric files, which takes seconds with thousands
+    of series but touches nothing the event loop changes, so :meth:`take_async` runs it (and
+    the folding of its series into a sample) in a worker thread, one such read at a time. A
+    single process' snapshots stay on the loop: they copy dicts the requests update.
+    ``system``, when given, reads this process' resources into each sample, always on the
+    calling thread (the loop's): psutil measures the CPU percent since the same thread's
+    previous call, and a scrape measures it on the loop too.
     """
 
     def __init__(self, read: Callable[[], SampleInputs],
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, *,
+                 system: Callable[[], SystemSnapshot | None] | None = None,
+                 off_loop: bool = False) -> None:
         self._read = read
         self._clock = clock
         self._monotonic = monotonic
+        self._system = system
+        self.off_loop = off_loop
+        # The sampler's and the alert loop's reads would otherwise run side by side, each
+        # slowing the other and both holding a thread.
+        self._reading = threading.Lock()
 
     def read(self) -> SampleInputs:
         """The components' snapshots as they are now (the OTLP export sends these)."""
-        return self._read()
+        inputs = self._read()
+        if self._system is None:
+            return inputs
+        return dataclasses.replace(inputs, system=self._system())
 
     def take(self) -> Sample:
-        sample = Sample(time=self._clock(), monotonic=self._monotonic())
-        inputs = self._read()
-        _fold_requests(inputs.requests, sample)
-        sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
-        sample.cache_hits, sample.cache_misses = inputs.cache.hits, inputs.cache.misses
-        sample.logins, sample.login_failures = inputs.users.logins, inputs.users.failures
-        if inputs.system is not None:
-            system = inputs.system
-            sample.cpu_percent, sample.memory_percent = system.cpu_percent, system.memory_percent
-            sample.disk_percent = dict(system.disk_percent)
-            sample.process_rss_bytes = system.process_rss_bytes
+        sample = self._stamp()
+        _fold(self._read(), sample)
+        self._add_system(sample)
         return sample
+
+    async def take_async(self) -> Sample:
+        """:meth:`take`, with an ``off_loop`` read done in a worker thread."""
+        if not self.off_loop:
+            return self.take()
+        sample = await asyncio.to_thread(self._take_alone)
+        self._add_system(sample)
+        return sample
+
+    def _take_alone(self) -> Sample:
+        with self._reading:
+            # Stamped once the other loop's read is done: the time of the figures read.
+            sample = self._stamp()
+            _fold(self._read(), sample)
+            return sample
+
+    def _add_system(self, sample: Sample) -> None:
+        if self._system is not None:
+            _fold_system(self._system(), sample)
+
+    def _stamp(self) -> Sample:
+        return Sample(time=self._clock(), monotonic=self._monotonic())
+
+
+def _fold(inputs: SampleInputs, sample: Sample) -> None:
+    _fold_requests(inputs.requests, sample)
+    sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
+    sample.cache_hits, sample.cache_misses = inputs.cache.hits, inputs.cache.misses
+    sample.logins, sample.login_failures = inputs.users.logins, inputs.users.failures
+    _fold_system(inputs.system, sample)
+
+
+def _fold_system(system: SystemSnapshot | None, sample: Sample) -> None:
+    if system is not None:
+        sample.cpu_percent, sample.memory_percent = system.cpu_percent, system.memory_percent
+        sample.disk_percent = dict(system.disk_percent)
+        sample.process_rss_bytes = system.process_rss_bytes
 
 
 def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:

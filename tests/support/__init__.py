@@ -2,7 +2,9 @@
 
 tests/ is on sys.path through ``pythonpath`` in pyproject.toml, so every test folder imports this
 package the same way. The two scripts beside it run as separate processes: ``alert_worker.py``
-(a second alert sender) and ``multiprocess_app.py`` (the app uvicorn serves with two workers).
+(a second alert sender), ``multiprocess_app.py`` (the app uvicorn and gunicorn serve with several
+workers, configured by ``gunicorn.conf.py``) and ``series_worker.py`` (a worker that writes
+thousands of series).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,18 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str) -> None:
+    """A module the test runs (``python -m gunicorn``); skip locally if absent, fail under
+    CI=true."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        message = f"{name} is not installed (`pip install --group dev`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
@@ -360,6 +375,53 @@ def running_prometheus(tmp_path: Path, target: str, *, rule_files: tuple[Path, .
                 yield api, client
         finally:
             stop_process(process)
+
+
+async def keep_alive_gets(url: str, path: str, total: int, connections: int,
+                          per_connection: int = 100) -> Counter[str]:
+    """``total`` GETs of ``path`` over ``connections`` concurrent keep-alive HTTP/1.1
+    connections, each answered 200; how often each body came back.
+
+    Each connection is replaced after ``per_connection`` requests, so the accepts (and the
+    requests) spread over a server's workers. A few lines over asyncio streams instead of httpx:
+    a test sending tens of thousands of requests would spend most of its time in httpx, on the
+    2 cores the servers under test need.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    bodies: Counter[str] = Counter()
+    left = iter(range(total))
+
+    async def connection() -> None:
+        while True:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                sent = 0
+                for _ in left:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    assert head.split(b" ", 2)[1] == b"200", head
+                    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:"))
+                    bodies[(await reader.readexactly(length)).decode()] += 1
+                    sent += 1
+                    if sent == per_connection:
+                        break
+                else:
+                    return
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return bodies
+
+
+def samples_sum(exposition: str, name: str) -> float:
+    """The sum of every sample called ``name`` (all its label sets) in scraped text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(exposition)
+               for sample in family.samples if sample.name == name)
 
 
 def requests_total(exposition: str, route: str) -> float | None:

@@ -469,6 +469,47 @@ async def test_a_follower_mirrors_the_sender_and_carries_on(tmp_path: Path) -> N
     assert len(follower.history()) == 1
 
 
+async def test_the_state_file_is_rewritten_only_when_the_state_changed(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    manager, recorder, clock = make(state_file=str(state))
+    cond = Switch(holds=True, value=1.0)
+    manager.register_rule("r", "d", cond, cooldown_minutes=10)
+
+    def written() -> tuple[int, int]:
+        stat = state.stat()
+        return stat.st_ino, stat.st_mtime_ns
+
+    await evaluate(manager)  # fires, notifies: the file has the alert and its outcome
+    first = written()
+    assert json.loads(state.read_text())["active"][0]["notifications"][0]["ok"] is True
+    for _ in range(3):  # the same state, evaluated again within the cooldown
+        clock.advance(10)
+        await evaluate(manager)
+        assert written() == first
+    assert list(tmp_path.iterdir()) == [state]  # no temporary left behind either
+
+    cond.value = 2.0  # the value the alert shows changed
+    await evaluate(manager)
+    second = written()
+    assert second != first
+    assert json.loads(state.read_text())["active"][0]["value"] == 2.0
+    await evaluate(manager)
+    assert written() == second
+
+    clock.advance(600)  # the cooldown is over: a repeat, and its outcome, are changes
+    await evaluate(manager)
+    assert written() != second
+    assert len(json.loads(state.read_text())["active"][0]["notifications"]) == 2
+    assert recorder.sent == [("r", "firing"), ("r", "firing")]
+
+    cond.holds = False  # resolved
+    third = written()
+    await evaluate(manager)
+    assert written() != third
+    data = json.loads(state.read_text())
+    assert data["active"] == [] and data["history"][0]["state"] == "resolved"
+
+
 async def test_evaluation_only_queues_and_flush_delivers() -> None:
     release = asyncio.Event()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +12,16 @@ from prometheus_client import CollectorRegistry, values
 from support import Clock
 
 from asgi_monitor import MetricError, MonitoringConfig, build_monitor
-from asgi_monitor.config import HealthSettings, HistorySettings, MetricsSettings, SystemSettings
+from asgi_monitor.config import (
+    AlertSettings,
+    HealthSettings,
+    HistorySettings,
+    MetricsSettings,
+    SystemSettings,
+)
 from asgi_monitor.instrumentation import database
 from asgi_monitor.monitor import Monitor
+from asgi_monitor.sampling.inputs import SampleInputs, SystemSnapshot
 from asgi_monitor.sampling.merged import READ_FAMILIES, MergedReader
 from asgi_monitor.sampling.samples import Sample, SampleBuffer, Sampler, quantile
 
@@ -158,6 +167,64 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
     check(direct)
     assert direct.in_progress == 3
     monitor.collector.requests.in_progress["GET"].add(-3)
+
+
+async def test_an_off_loop_read_runs_in_a_thread_and_gives_the_same_sample() -> None:
+    """What several workers use: the merged read in a worker thread, this process' system
+    resources on the loop's thread; the sample equals a read on the loop."""
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
+        CollectorRegistry())
+    activity(monitor)
+    reader = MergedReader(monitor.registry.collect, prefix="",
+                          declared={f.name for f in monitor.registry.collect()})
+    threads: dict[str, int] = {}
+
+    def read() -> SampleInputs:
+        threads["read"] = threading.get_ident()
+        return reader.read()
+
+    def system() -> SystemSnapshot:
+        threads["system"] = threading.get_ident()
+        return SystemSnapshot(cpu_percent=5.0, disk_percent=(("/", 40.0),))
+
+    clock = Clock(1_000_000.0)
+    sampler = Sampler(read, clock=clock, monotonic=clock, system=system, off_loop=True)
+    off_loop = await sampler.take_async()
+    assert threads["read"] != threading.get_ident() == threads["system"]
+    on_loop = sampler.take()
+    assert threads["read"] == threading.get_ident()
+    assert off_loop == on_loop
+    check(off_loop)
+    assert (off_loop.cpu_percent, off_loop.disk_percent) == (5.0, {"/": 40.0})
+    assert sampler.read().system == system()
+
+
+async def test_the_sampler_and_the_alert_loop_read_off_the_loop() -> None:
+    monitor = build_monitor(
+        MonitoringConfig(
+            health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False),
+            history=HistorySettings(sample_interval_seconds=0.05),
+            alerts=AlertSettings(check_interval_seconds=0.05)),
+        CollectorRegistry())
+    reader = MergedReader(monitor.registry.collect, prefix="",
+                          declared={f.name for f in monitor.registry.collect()})
+    threads: list[int] = []
+
+    def read() -> SampleInputs:
+        threads.append(threading.get_ident())
+        return reader.read()
+
+    monitor.sampler = Sampler(read, off_loop=True)
+    async with monitor.running():
+        for _ in range(200):
+            # The sampler's reads make history points, the alert loop's samples without one.
+            if len(monitor.history) >= 2 and len(monitor.samples) > len(monitor.history) + 1:
+                break
+            await asyncio.sleep(0.02)
+    assert len(monitor.history) >= 2 and len(monitor.samples) > len(monitor.history) + 1
+    assert threading.get_ident() not in threads
 
 
 def test_system_snapshot_reaches_the_sample() -> None:
