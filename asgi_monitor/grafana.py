@@ -175,10 +175,12 @@ def _slo_panels(slo: SLO, namespace: str, naming: str) -> list[dict[str, Any]]:
                         f"{a.severity} when {a.long_window} and {a.short_window} are over "
                         f"{a.factor:g}" for a in alerts) + ".")
     # The lowest page factor as a line: above it on both windows of a pair pages someone.
+    # A period under 50 hours has tickets only, and then no line.
     pages = [a.factor for a in alerts if a.severity == "page"]
-    burn["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
-        {"color": "green", "value": None}, {"color": "red", "value": min(pages)}]}
-    burn["fieldConfig"]["defaults"]["custom"] = {"thresholdsStyle": {"mode": "line"}}
+    if pages:
+        burn["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
+            {"color": "green", "value": None}, {"color": "red", "value": min(pages)}]}
+        burn["fieldConfig"]["defaults"]["custom"] = {"thresholdsStyle": {"mode": "line"}}
     return [sli, left, burn]
 
 

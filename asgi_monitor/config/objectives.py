@@ -54,6 +54,18 @@ class BurnAlert:
         factor = round(self.budget_percent / 100 * period_seconds / long_seconds, 4)
         return replace(self, factor=factor)
 
+    @property
+    def min_period_seconds(self) -> float:
+        """The shortest period this alert is kept for. Its long window must fit in the period
+        (3 days of errors cannot judge a 2-day period). A page also needs a factor of at least
+        1: under 1 the budget would still last the whole period, which is no reason to wake
+        anyone. A ticket keeps a factor under 1, as Sloth does: it says that this share of the
+        budget went in its long window (10 % of a 28-day budget in 3 days is a burn of 0.93)."""
+        long_seconds = dict(WINDOWS)[self.long_window]
+        if self.severity == "page":
+            return max(long_seconds, long_seconds * 100 / self.budget_percent)
+        return long_seconds
+
 
 # The SRE workbook's table (chapter 5, "Multiwindow, Multi-Burn-Rate Alerts"), for a 30-day
 # period: 14.4x over 1h spends 2 % of the budget, 6x over 6h 5 %, 3x over 1d 10 %, 1x over 3d 10 %.
@@ -65,9 +77,8 @@ BURN_ALERTS: tuple[BurnAlert, ...] = (
     BurnAlert("1d", "2h", 3.0, "ticket", 10.0),
     BurnAlert("3d", "6h", 1.0, "ticket", 10.0),
 )
-# A period shorter than this leaves even the fastest alert a factor under 1 (2 % of the budget
-# over 1h): 50 hours.
-MIN_PERIOD_DAYS = dict(WINDOWS)["1h"] / (BURN_ALERTS[0].budget_percent / 100) / 86400
+# A period shorter than this leaves no alert (one day: the 1d/2h ticket's long window).
+MIN_PERIOD_DAYS = min(alert.min_period_seconds for alert in BURN_ALERTS) / 86400
 
 
 def _fail(where: str, accepted: str, value: object) -> ConfigError:
@@ -162,12 +173,13 @@ class SLO:
         p = self.period_days
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 365:
             raise _fail(where + "period_days", "a number of days > 0 and <= 365 (e.g. 30)", p)
-        if p < MIN_PERIOD_DAYS:
+        if not self.burn_alerts:
+            shortest = math.ceil(MIN_PERIOD_DAYS * 100) / 100
             raise ConfigError(
-                f"{where}period_days must be at least {math.ceil(MIN_PERIOD_DAYS * 100) / 100:g} "
-                f"days, got {p!r}: over a shorter period even the fastest burn-rate alert (2 % "
-                f"of the budget in 1h) would fire on a burn rate under 1, which meets the "
-                f"objective")
+                f"{where}period_days must be at least {shortest:g} "
+                f"{'day' if shortest == 1 else 'days'}, got {p!r}: a shorter period leaves no "
+                f"burn-rate alert (a ticket's long window must fit in the period, and a page "
+                f"must not fire on a burn rate under 1)")
         if not isinstance(self.sli, SLI):
             raise _fail(where + "sli", "an SLI", self.sli)
         if not isinstance(self.selector, Selector):
@@ -179,11 +191,12 @@ class SLO:
 
     @property
     def burn_alerts(self) -> tuple[BurnAlert, ...]:
-        """The workbook's alerts with factors scaled to this SLO's period, without those whose
-        factor would be under 1: a burn rate under 1 spends less than the budget, so an alert
-        on it would fire while the objective is met (a 28-day period keeps three, 7 days two)."""
-        scaled = (alert.for_period(self.period_seconds) for alert in BURN_ALERTS)
-        return tuple(alert for alert in scaled if alert.factor >= 1)
+        """The workbook's alerts with factors scaled to this SLO's period, without those the
+        period is too short for (:attr:`BurnAlert.min_period_seconds`): 28 and 7 days keep all
+        four, 3 days the 1h/5m page and both tickets, 1 day the 1d/2h ticket only."""
+        period = self.period_seconds
+        return tuple(alert.for_period(period) for alert in BURN_ALERTS
+                     if period >= alert.min_period_seconds)
 
     @property
     def error_budget(self) -> float:

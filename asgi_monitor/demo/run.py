@@ -50,7 +50,8 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
         # The demo's own traffic all comes from one address.
         "MONITORING_RATE_LIMIT_PER_SECOND": "50",
         "MONITORING_RATE_LIMIT_BURST": "200",
-        # Six hours of SLO points (every 5 s): both alerts of the 7-day SLOs evaluate.
+        # Six hours of SLO points (every 5 s): both pages of the 7-day SLOs evaluate (the
+        # 1d and 3d tickets need more).
         "MONITORING_SLO_RETENTION": "21600",
     }
     if email:

@@ -195,9 +195,10 @@ def _register(manager: AlertManager, tracker: SLOTracker, samples: SampleBuffer,
 
     manager.register_rule(
         f"slo_{slo.name}_burn_{alert.name}",
+        # "at over 0.9333x", not "too fast": a ticket's factor can be under 1.
         f"SLO {slo.name} ({slo.objective_percent:g}% over {slo.period_days:g} days) burns its "
-        f"error budget over {alert.factor:g}x too fast over {alert.long_window} and "
-        f"{alert.short_window}",
+        f"error budget at over {alert.factor:g}x over {alert.long_window} and "
+        f"{alert.short_window} ({alert.budget_percent:g}% of it in {alert.long_window})",
         condition,
         AlertSeverity(alert.severity),
         cooldown_seconds=cooldown_seconds,

@@ -88,7 +88,9 @@ def _group(slo: SLO, namespace: str, naming: str) -> dict[str, Any]:
                        "service": "{{ $labels.job }}",
                        "long_window": alert.long_window, "short_window": alert.short_window},
             "annotations": {
-                "summary": f"SLO {slo.name} burns its error budget {alert.factor:g}x too fast",
+                # "at over 0.9333x", not "too fast": a ticket's factor can be under 1.
+                "summary": (f"SLO {slo.name} burns its error budget at over {alert.factor:g}x "
+                            f"({alert.budget_percent:g}% of it in {alert.long_window})"),
                 "description": (f"{{{{ $value | humanizePercentage }}}} of requests were bad "
                                 f"over {alert.long_window} (and still over "
                                 f"{alert.short_window}); the objective is {what}, a budget of "

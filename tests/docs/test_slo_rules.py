@@ -135,11 +135,33 @@ def test_a_latency_slo_burns_on_slow_requests(tmp_path: Path) -> None:
 def test_factors_follow_the_period(tmp_path: Path) -> None:
     # 0.2 % fail for 99.9 %: a burn rate of 2. Over 30 days that is a slow leak (above the 3d
     # ticket's 1 only); over 7 days it spends the budget 4x faster, and the factors, scaled to
-    # the same shares of the budget (3.36 over 1h, 1.4 over 6h), page on it over 6h/30m.
+    # the same shares of the budget (3.36 over 1h, 1.4 over 6h, 0.7 over 1d, 0.2333 over 3d),
+    # page on it over 6h/30m and open both tickets. 28 days keeps its 3d ticket at 0.9333;
+    # 1 day has only the 1d/2h ticket, at 0.1.
     monthly, weekly = SLO("monthly"), SLO("weekly", period_days=7)
-    rules = slo_rules_yaml(MonitoringConfig(slo=SLOSettings(objectives=(monthly, weekly))))
-    assert "(3.36 * 0.001)" in rules and "(1.4 * 0.001)" in rules
-    assert rules.count('slo: "weekly"\n          service') == 2  # no ticket: under 1
+    four_weeks, daily = SLO("four-weeks", period_days=28), SLO("daily", period_days=1)
+    rules = slo_rules_yaml(MonitoringConfig(slo=SLOSettings(
+        objectives=(monthly, weekly, four_weeks, daily))))
+    for threshold in ("3.36", "1.4", "0.7", "0.2333", "0.9333", "0.1"):
+        assert f"({threshold} * 0.001)" in rules, threshold
+    assert "burns its error budget at over 0.9333x (10% of it in 3d)" in rules
+    for slo, alerts in (("monthly", 4), ("weekly", 4), ("four-weeks", 4), ("daily", 1)):
+        assert rules.count(f'slo: "{slo}"\n          service') == alerts, slo
     _run(tmp_path, rules, _series("0+998x480", "0+2x480"), [
-        ("8h", _firing("monthly", TICKET_SLOW) + "\n" + _firing("weekly", PAGE_SLOW)),
+        ("8h", "\n".join([_firing("monthly", TICKET_SLOW),
+                          _firing("weekly", PAGE_SLOW, TICKET_FAST, TICKET_SLOW),
+                          _firing("four-weeks", TICKET_SLOW),
+                          _firing("daily", TICKET_FAST)])),
+    ])
+
+
+def test_a_28_day_slo_burning_at_0_95_opens_the_slow_ticket_and_pages_nobody(
+        tmp_path: Path) -> None:
+    # 0.095 % fail for 99.9 %: a burn rate of 0.95, which spends 9.5 % of a 28-day budget in
+    # 3 days, over the 3d/6h ticket's 0.9333 and under the 1d/2h ticket's 2.8. Over 30 days
+    # the same burn stays under the ticket's 1.
+    rules = slo_rules_yaml(MonitoringConfig(slo=SLOSettings(
+        objectives=(SLO("four-weeks", period_days=28), SLO("monthly")))))
+    _run(tmp_path, rules, _series("0+99905x480", "0+95x480"), [
+        ("8h", _firing("four-weeks", TICKET_SLOW)),
     ])

@@ -307,18 +307,19 @@ def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
                     "el => [el.clientWidth, el.clientHeight]")
                 assert width > 300 and height > 100
                 legend = page.locator(f"{panel} .u-legend").inner_text()
-                for window in ("5m", "30m", "1h", "6h"):  # the windows of its two alerts
+                # The windows of its four alerts (7 days: two pages, two tickets).
+                for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
                     assert f"burn rate {window}" in legend
                 # The lowest page factor (6h/30m at 1.4 for 7 days) as a line.
                 assert "pages above" in legend
                 assert page.evaluate(
-                    f"document.querySelector('{panel} .u-legend').rows.length") == 6
+                    f"document.querySelector('{panel} .u-legend').rows.length") == 9
                 # Hovering the newest point shows each series' value in the legend.
                 over = page.locator(f"{panel} .u-over")
                 box = over.bounding_box()
                 assert box is not None
                 over.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
-                poll(page, f"document.querySelector('{panel} .u-legend').rows[5].innerText"
+                poll(page, f"document.querySelector('{panel} .u-legend').rows[8].innerText"
                            " === 'pages above1.4'")
                 first = _slo_points(page, panel)
 

@@ -122,11 +122,25 @@ def test_a_row_per_slo_declaration() -> None:
     assert "[7d]" in budget["expr"] and budget["expr"].endswith(") / 0.01")
     assert 'shop_http_request_duration_seconds_bucket{le="0.5",job=~"$job", ' \
            'instance=~"$instance",route=~"/items/\\\\{id\\\\}"}' in budget["expr"]
-    # A 7-day period keeps the 1h/5m and 6h/30m alerts, at 3.36 and 1.4.
+    # A 7-day period keeps the four alerts, the pages at 3.36 and 1.4 and the tickets at 0.7
+    # and 0.2333; the line is at the lowest page.
     assert [t["legendFormat"] for t in burn["targets"]] == [
-        "{{instance}} 5m", "{{instance}} 30m", "{{instance}} 1h", "{{instance}} 6h"]
+        f"{{{{instance}}}} {w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")]
     assert burn["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == 1.4
     assert "page when 1h and 5m are over 3.36" in burn["description"]
+    assert "ticket when 3d and 6h are over 0.2333" in burn["description"]
     first = after[:3]
     assert "[28d]" in first[1]["targets"][0]["expr"]
-    assert len(first[2]["targets"]) == 6  # 28 days: three alerts, six windows
+    assert "ticket when 3d and 6h are over 0.9333" in first[2]["description"]
+
+
+def test_a_slo_without_a_page_has_no_page_line() -> None:
+    from asgi_monitor.slo import SLO
+
+    # Two days: 2 % of the budget in 1h is a burn rate of 0.96, so the 1d/2h ticket only.
+    board = grafana_dashboard(slos=(SLO("daily", period_days=2),))
+    (burn,) = [p for p in board["panels"] if p["title"] == "daily: burn rate (x budget)"]
+    assert [t["legendFormat"] for t in burn["targets"]] == [
+        "{{instance}} 2h", "{{instance}} 1d"]
+    assert burn["description"].endswith("Alerts: ticket when 1d and 2h are over 0.2.")
+    assert "thresholds" not in burn["fieldConfig"]["defaults"]

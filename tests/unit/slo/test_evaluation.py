@@ -146,16 +146,32 @@ def test_what_in_process_evaluation_cannot_honour_is_refused(config: dict[str, A
 
 async def test_factors_follow_the_period_in_process_too() -> None:
     # The exported rules' case: a burn rate of 2 is a slow leak over 30 days (the 3d ticket
-    # only) but pages over 7 days (6h/30m at 1.4), whose 1d and 3d alerts do not exist.
+    # only) but pages over 7 days (6h/30m at 1.4), whose tickets (0.7 over 1d, 0.2333 over 3d)
+    # open too; 1 day keeps the 1d/2h ticket only, at 0.1.
     weekly = SLO("weekly", selector=Selector(routes=("/",)), period_days=7)
-    traffic = Traffic((API, weekly))
+    daily = SLO("daily", selector=Selector(routes=("/",)), period_days=1)
+    traffic = Traffic((API, weekly, daily))
+    weekly_rules = [f"slo_weekly_burn_{name}" for name in ("1h_5m", "6h_30m", "1d_2h", "3d_6h")]
     assert sorted(traffic.manager.rules) == sorted(
-        [PAGE_FAST, PAGE_SLOW, TICKET_FAST, TICKET_SLOW,
-         "slo_weekly_burn_1h_5m", "slo_weekly_burn_6h_30m"])
+        [PAGE_FAST, PAGE_SLOW, TICKET_FAST, TICKET_SLOW, *weekly_rules, "slo_daily_burn_1d_2h"])
     await traffic.minutes(180, 1000, errors=2)
-    assert traffic.firing() == {TICKET_SLOW, "slo_weekly_burn_6h_30m"}
+    assert traffic.firing() == {TICKET_SLOW, *weekly_rules[1:], "slo_daily_burn_1d_2h"}
     (page,) = [a for a in traffic.manager.active() if a.rule == "slo_weekly_burn_6h_30m"]
     assert page.severity is AlertSeverity.PAGE and "1.4x" in page.summary
+    (ticket,) = [a for a in traffic.manager.active() if a.rule == "slo_weekly_burn_3d_6h"]
+    assert ticket.severity is AlertSeverity.TICKET
+    assert "at over 0.2333x over 3d and 6h (10% of it in 3d)" in ticket.summary
+
+
+async def test_a_28_day_period_keeps_the_slow_ticket_under_1_in_process() -> None:
+    # A burn rate of 0.95 spends 9.5 % of a 28-day budget in 3 days: over the 3d/6h ticket's
+    # 0.9333, under every other factor; 30 days (factor 1) stays quiet.
+    four_weeks = SLO("four-weeks", selector=Selector(routes=("/",)), period_days=28)
+    traffic = Traffic((API, four_weeks))
+    await traffic.minutes(180, 100_000, errors=95)
+    assert traffic.firing() == {"slo_four-weeks_burn_3d_6h"}
+    (ticket,) = traffic.manager.active()
+    assert ticket.severity is AlertSeverity.TICKET and "0.9333x" in ticket.summary
 
 
 def test_the_summary_and_history_hold_the_scaled_alerts_and_burn_rates() -> None:
@@ -172,11 +188,14 @@ def test_the_summary_and_history_hold_the_scaled_alerts_and_burn_rates() -> None
         {"long_window": "1h", "short_window": "5m", "factor": 3.36, "severity": "page",
          "budget_percent": 2.0},
         {"long_window": "6h", "short_window": "30m", "factor": 1.4, "severity": "page",
-         "budget_percent": 5.0}]
+         "budget_percent": 5.0},
+        # A day of points evaluates the 1d/2h ticket too, not the 3d/6h one.
+        {"long_window": "1d", "short_window": "2h", "factor": 0.7, "severity": "ticket",
+         "budget_percent": 10.0}]
     # 200 of the 2 900 requests since the first point failed: 6.9 %, 69 % of a 10 % budget.
     assert summary["budget"]["remaining_percent"] == pytest.approx(100 - 200 / 2900 / 0.1 * 100)
     history = tracker.burn_history("weekly", 600, max_points=5)
-    assert list(history["burn_rates"]) == ["5m", "30m", "1h", "6h"]
+    assert list(history["burn_rates"]) == ["5m", "30m", "1h", "2h", "6h", "1d"]
     # The 11 points of the last 10 minutes, every third back from the newest.
     assert history["time"] == [1000.0 + 60 * m for m in (20, 23, 26, 29)]
     # Over 5 minutes: 1 then 4 failing minutes of 5 at minutes 20 and 23, then 5 of 5.

@@ -123,27 +123,40 @@ def test_file_and_code_names_must_differ(tmp_path: Path) -> None:
           ("3d_6h", 1.0, "ticket")]),
     (90, [("1h_5m", 43.2, "page"), ("6h_30m", 18.0, "page"), ("1d_2h", 9.0, "ticket"),
           ("3d_6h", 3.0, "ticket")]),
-    # 10 % of a 28-day budget over 3 days is a burn rate of 0.93: within the objective.
-    (28, [("1h_5m", 13.44, "page"), ("6h_30m", 5.6, "page"), ("1d_2h", 2.8, "ticket")]),
-    (7, [("1h_5m", 3.36, "page"), ("6h_30m", 1.4, "page")]),
-    (3, [("1h_5m", 1.44, "page")]),
+    # 10 % of a 28-day budget over 3 days is a burn rate of 0.93: a ticket still, as in Sloth.
+    (28, [("1h_5m", 13.44, "page"), ("6h_30m", 5.6, "page"), ("1d_2h", 2.8, "ticket"),
+          ("3d_6h", 0.9333, "ticket")]),
+    (7, [("1h_5m", 3.36, "page"), ("6h_30m", 1.4, "page"), ("1d_2h", 0.7, "ticket"),
+         ("3d_6h", 0.2333, "ticket")]),
+    # 5 % of a 3-day budget over 6h is a burn rate of 0.6: no page on it.
+    (3, [("1h_5m", 1.44, "page"), ("1d_2h", 0.3, "ticket"), ("3d_6h", 0.1, "ticket")]),
+    # 2 % of a 2-day budget over 1h is 0.96: no page at all; a 3-day window is longer than
+    # the period.
+    (2, [("1d_2h", 0.2, "ticket")]),
+    (1, [("1d_2h", 0.1, "ticket")]),
 ])
 def test_burn_factors_spend_the_same_share_of_any_period(
         period_days: float, alerts: list[tuple[str, float, str]]) -> None:
     found = SLO("api", period_days=period_days).burn_alerts
     assert [(a.name, a.factor, a.severity) for a in found] == alerts
     for alert in found:
-        # factor x long window = the share of the period's budget it spends.
+        # factor x long window = the share of the period's budget it spends (to 4 decimals).
         long_seconds = dict(WINDOWS)[alert.long_window]
-        assert alert.factor * long_seconds / (period_days * 86400) == pytest.approx(
-            alert.budget_percent / 100)
+        assert alert.factor == pytest.approx(
+            alert.budget_percent / 100 * period_days * 86400 / long_seconds, abs=5e-5)
+        assert long_seconds <= period_days * 86400
+        assert alert.severity == "ticket" or alert.factor >= 1
 
 
 def test_a_period_too_short_for_any_burn_alert_is_refused() -> None:
-    assert SLO("api", period_days=2.09).burn_alerts[0].factor == pytest.approx(1.0032)
-    with pytest.raises(ConfigError, match=r"SLO 'api': period_days must be at least 2.09 days, "
-                                          r"got 2\b.*under 1"):
-        SLO("api", period_days=2)
+    # The first page comes with 50 hours (2 % of the budget in 1h at a burn rate of 1).
+    assert [(a.name, a.factor) for a in SLO("api", period_days=2.09).burn_alerts] == [
+        ("1h_5m", 1.0032), ("1d_2h", 0.209)]
+    # Under a day not even the 1d/2h ticket's long window fits.
+    with pytest.raises(ConfigError, match=r"SLO 'api': period_days must be at least 1 day, "
+                                          r"got 0\.99: a shorter period leaves no burn-rate "
+                                          r"alert \(a ticket's long window"):
+        SLO("api", period_days=0.99)
     with pytest.raises(ConfigError, match=r"slos\[0\]: SLO 'hourly': period_days must be at "
-                                          r"least"):
+                                          r"least 1 day, got 0\.04"):
         slos_from_data({"slos": [{"name": "hourly", "period_days": 1 / 24}]})

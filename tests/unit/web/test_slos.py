@@ -79,15 +79,16 @@ async def test_dashboard_panel_first_paint_and_history_under_a_root_path() -> No
         (slo,) = (await c.get("/prefix/api/slos")).json()["slos"]
     # 2 of 10 failed: 20 % of a 40 % budget spent, half left.
     assert slo["budget"]["remaining_percent"] == 50.0
-    # The windows of its two alerts; nothing to divide at the first point.
-    assert slo["history"]["burn_rates"] == {"5m": [None, 0.5], "30m": [None, 0.5],
-                                            "1h": [None, 0.5], "6h": [None, 0.5]}
+    # The windows of its four alerts; nothing to divide at the first point.
+    assert slo["history"]["burn_rates"] == {w: [None, 0.5] for w in
+                                            ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
     assert len(slo["history"]["time"]) == 2
     assert 'data-slos-url="/prefix/api/slos"' in html
     panel = html.split('data-slo="checkout"', 1)[1].split("</figure>", 1)[0]
     assert 'value="50.0" data-budget-bar' in panel
     assert "<strong data-budget-value>50.0 %</strong>" in panel
-    assert "page at 3.36× over 1h/5m; page at 1.4× over 6h/30m" in panel
+    assert ("page at 3.36× over 1h/5m; page at 1.4× over 6h/30m; ticket at 0.7× over 1d/2h; "
+            "ticket at 0.2333× over 3d/6h") in panel
 
 
 async def test_no_slo_no_panel() -> None:
