@@ -97,26 +97,35 @@ async def test_end_to_end_through_the_middleware() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    built, clock = monitor(route_resolver=lambda scope: scope["path"])
-    mw = MonitoringMiddleware(app, monitor=built)
-
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: Any) -> None:
         return None
 
-    for path in waits:
-        built.take_sample()
-        values = []
-        for _ in range(300):
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                     "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-                     "root_path": "", "query_string": b"", "headers": [],
-                     "client": ("127.0.0.1", 1), "server": ("t", 80)}
-            start = time.perf_counter()
-            await mw(scope, receive, send)
-            values.append(time.perf_counter() - start)
+    for path, median in waits.items():
+        # The latencies are only known while the process has a core to itself: a run whose
+        # measured p95 is far above the one the handler waits for was preempted, so it is
+        # measured again (a fresh monitor each time) rather than judged on another
+        # distribution.
+        intended_p95 = median * math.exp(1.645 * SPREAD)
+        for _ in range(5):
+            built, clock = monitor(route_resolver=lambda scope: scope["path"])
+            mw = MonitoringMiddleware(app, monitor=built)
+            built.take_sample()
+            values = []
+            for _ in range(300):
+                scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                         "method": "GET", "scheme": "http", "path": path,
+                         "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                         "headers": [], "client": ("127.0.0.1", 1), "server": ("t", 80)}
+                start = time.perf_counter()
+                await mw(scope, receive, send)
+                values.append(time.perf_counter() - start)
+            if measured(values, 0.95) < 1.5 * intended_p95:
+                break
+        else:
+            pytest.fail(f"{path}: every run was preempted (the machine is too busy to time)")
         clock.advance(10)
         built.take_sample()
         point = built.history.latest()
