@@ -74,10 +74,16 @@
     return new uPlot(opts, dataFor(spec), el);
   }
 
+  // Milliseconds with the precision the duration buckets have (the template's ms macro).
+  function latencyMs(value) {
+    return value.toFixed(value < 1 ? 2 : value < 10 ? 1 : 0);
+  }
+
   function format(key, value) {
     if (value === null || value === undefined) { return "–"; }
     if (key === "error_ratio") { return (value * 100).toFixed(2) + " %"; }
     if (key === "request_rate") { return value.toFixed(2); }
+    if (key.slice(-3) === "_ms") { return latencyMs(value); }
     return value.toFixed(0);
   }
 
@@ -107,7 +113,7 @@
       cell(row, String(r.requests), "col-requests");
       cell(row, r.rate === null ? "–" : r.rate.toFixed(2));
       cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(1) + " %");
-      cell(row, r.p95_ms === null ? "–" : r.p95_ms.toFixed(0));
+      cell(row, r.p95_ms === null ? "–" : latencyMs(r.p95_ms));
       body.appendChild(row);
     });
   }

@@ -176,6 +176,22 @@ async def test_dashboard_first_paint_has_tiles_alerts_resources_and_routes() -> 
     assert "/admin/monitoring/static/uPlot.iife.min.js?v=" in html
 
 
+async def test_sub_millisecond_latencies_read_with_their_precision() -> None:
+    # A 0.3 ms endpoint must not read "0 ms" on the page the buckets below 1 ms were made for.
+    app = middleware()
+    app.monitor.take_sample()
+    series = app.monitor.collector.requests.series("GET", "/fast", 200, "http")
+    for _ in range(20):
+        series.observe(0.0003, 0.0001, 0, 10)
+    app.monitor.take_sample()
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+    point = app.monitor.history.latest()
+    assert point is not None and point.p50 is not None and point.p50 < 0.001
+    assert f'<span data-live="p50_ms">{point.p50 * 1000:.2f}</span>' in html
+    assert f"<td>{point.routes[0].p95 * 1000:.2f}</td>" in html
+
+
 async def test_everything_rendered_from_data_is_escaped() -> None:
     app = middleware()
     app.monitor.health.register_check(
