@@ -52,16 +52,17 @@ def build_monitor(
                                  multiprocess_dir=multiprocess_dir())
 
     def scrape_registry() -> CollectorRegistry:
-        # Under several workers, a fresh registry per scrape (as prometheus_client's
-        # multiprocess docs prescribe): every worker's values merged from the directory, plus
-        # the collectors read in the answering process (system resources, sampled gauges).
-        path = collector.multiprocess_dir
-        if path is None:
+        # Under several workers, a fresh registry per scrape: every worker's file merged, the
+        # app's own prometheus_client metrics merged from prometheus_client's files (if it
+        # keeps any there), plus the collectors read in the answering process (system
+        # resources, sampled gauges).
+        merged_files = collector.merged
+        if merged_files is None:
             return registry
         merged = CollectorRegistry()
-        workers = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-        merged.register(NamedCollector(workers.collect, naming=config.metrics.metric_names,
+        merged.register(NamedCollector(merged_files.families, naming=config.metrics.metric_names,
                                        prefix=prefix))
+        merged.register(MultiProcessCollector(None, path=merged_files.directory))  # type: ignore[no-untyped-call]
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged

@@ -1,7 +1,7 @@
 """The one place the sampler's inputs are read from metric families by name.
 
-Under several workers each worker's counters live in the multiprocess files, and only
-prometheus_client's ``MultiProcessCollector`` merges them, as families. :class:`MergedReader`
+Under several workers each worker's counters live in its own metric file, and only
+:class:`asgi_monitor.multiprocess_merge.MergedFiles` merges them, as families. :class:`MergedReader`
 turns those families into the same typed values a single process gets from each component's
 ``snapshot()`` (:mod:`asgi_monitor.sampling.inputs`). It names every family through the constant
 its metric is declared with, so the two cannot drift apart by a typo.
@@ -42,7 +42,7 @@ READ_FAMILIES = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_REQUESTS_IN_PROGRESS
 
 class MergedReader:
     """Reads :class:`~asgi_monitor.sampling.inputs.SampleInputs` (without ``system``, which is
-    read in this process) from ``families()``, e.g. a ``MultiProcessCollector``'s ``collect``.
+    read in this process) from ``families()``, e.g. ``MergedFiles.families``.
 
     ``declared`` is the family names this process' metrics are declared under (its registry's
     families); every family read must be among them.
