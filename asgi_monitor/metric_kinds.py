@@ -42,7 +42,7 @@ class FileOwner(Protocol):
     """Whatever holds this worker's current file (the request store: it opens a new one in a
     forked child)."""
 
-    file: WorkerFile
+    def worker_file(self) -> WorkerFile: ...
 
 
 class FileValue:
@@ -59,7 +59,7 @@ class FileValue:
         self._bind()
 
     def _bind(self) -> None:
-        file = self._owner.file
+        file = self._owner.worker_file()
         self._file = file
         self._value = 0.0
         try:
@@ -70,7 +70,7 @@ class FileValue:
             self._view, self._at = memoryview(bytearray(16)).cast("d"), 0
 
     def inc(self, amount: float) -> None:
-        if self._file is not self._owner.file:
+        if self._file is not self._owner.worker_file():
             self._bind()  # a forked child: start over in its own file
         with self._lock:
             self._value += amount
@@ -78,7 +78,7 @@ class FileValue:
             self._view[self._at + 1] = time.time()
 
     def set(self, value: float, timestamp: float | None = None) -> None:
-        if self._file is not self._owner.file:
+        if self._file is not self._owner.worker_file():
             self._bind()
         with self._lock:
             self._value = float(value)

@@ -240,6 +240,7 @@ class MultiprocessRequestMetrics(RequestStore):
         self._ws: dict[str, WebSocketSeries] = {}
         self.in_progress = {}
         self.ws_active = Cell()
+        self._pending = False
         self.file = self._open()
         if hasattr(os, "register_at_fork"):
             # gunicorn --preload builds the monitor before forking: each child needs a file of
@@ -264,25 +265,36 @@ class MultiprocessRequestMetrics(RequestStore):
         return file
 
     def _after_fork(self) -> None:
+        # The child opens a file of its own when it first records (a child that never does,
+        # a multiprocessing pool's, leaves no file behind); until then it writes to memory.
         self.file.abandon()
         self._series = {}
         self._ws = {}
         self._dropped = {}
-        try:
-            self.file = self._open()
-        except OSError as exc:
-            # Nowhere to write: keep serving, recording into private memory.
-            logger.error("%s: cannot create this worker's metric file after fork (%r); its "
-                         "requests are not recorded", ENV_VAR, exc)
-            self._series_sink_only()
-
-    def _series_sink_only(self) -> None:
-        block = memoryview(bytearray(8 * max(self._block, self._ws_block, 16))).cast("d")
-        self._sink = FileSeries(block, 0, self._time_scan, self._size_scan)
-        self._ws_sink = WebSocketSeries(block, 0, OVERFLOW, self._ws_scan)
-        self._max_series = 0
+        self._pending = True
+        private = memoryview(bytearray(8 * max(self._block, self._ws_block))).cast("d")
+        self._sink = FileSeries(private, 0, self._time_scan, self._size_scan)
+        self._ws_sink = WebSocketSeries(private, 0, OVERFLOW, self._ws_scan)
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
         self.ws_active = Cell()
+
+    def worker_file(self) -> WorkerFile:
+        """This process' file: after a fork, opened on first use (a closed one if that fails,
+        whose every allocation raises OSError)."""
+        if self._pending:
+            self._pending = False
+            in_progress = {method: cell.value for method, cell in self.in_progress.items()}
+            ws_active = self.ws_active.value
+            try:
+                self.file = self._open()
+            except OSError as exc:
+                logger.error("%s: cannot create this worker's metric file after fork (%r); its "
+                             "new series are not recorded", ENV_VAR, exc)
+                return self.file
+            for method, value in in_progress.items():
+                self.in_progress[method].add(value)
+            self.ws_active.add(ws_active)
+        return self.file
 
     def close(self) -> None:
         """Release the file (tests; a worker's files otherwise live as long as it does)."""
@@ -313,7 +325,8 @@ class MultiprocessRequestMetrics(RequestStore):
             if found is not None:
                 return found
         try:
-            view, first = self.file.new_block(self._block, ["r", key[0], key[1], key[2]])
+            view, first = self.worker_file().new_block(self._block,
+                                                       ["r", key[0], key[1], key[2]])
         except OSError as exc:
             self._no_space(exc)
             # Not remembered: the next request of this series tries again, so freed space is
@@ -351,7 +364,7 @@ class MultiprocessRequestMetrics(RequestStore):
             if found is not None:
                 return found
         try:
-            view, first = self.file.new_block(self._ws_block, ["w", route])
+            view, first = self.worker_file().new_block(self._ws_block, ["w", route])
         except OSError as exc:
             self._no_space(exc)
             return self._ws_sink

@@ -43,7 +43,7 @@ __all__ = [
 
 VERSION = 1
 PREFIX = "asgi_monitor_"
-CHUNK = 256 * 1024  # a multiple of every platform's mmap granularity (64 KiB on Windows)
+CHUNK = 64 * 1024  # a multiple of every platform's mmap granularity (64 KiB on Windows)
 SLOT_IN_PROGRESS = 0  # 10 slots: the standard methods and OTHER, in STANDARD_METHODS order
 SLOT_WS_ACTIVE = 10
 SLOT_FILE_ERRORS = 11  # times this worker failed to reserve space or append to its index
@@ -144,6 +144,8 @@ class WorkerFile:
     def allocate(self, slots: int) -> tuple[memoryview[float], int, int]:
         """``slots`` zeroed slots in one chunk: (that chunk's view, first slot there, the slot's
         number in the file). Raises OSError when the disk (or a file size limit) refuses."""
+        if not self.chunks:
+            raise OSError(f"{self.values_path} is closed")
         if slots > self._chunk_slots:
             raise ValueError(f"a block of {slots} slots does not fit a {CHUNK}-byte chunk")
         if self._used + slots > self._chunk_slots:
@@ -184,7 +186,8 @@ class WorkerFile:
         self._index_size += len(data)
 
     def count_error(self) -> None:
-        self.fixed[SLOT_FILE_ERRORS] += 1.0
+        if self.chunks:
+            self.fixed[SLOT_FILE_ERRORS] += 1.0
 
     def close(self) -> None:
         """Unmap and close (the lock goes with the descriptor). Views handed out must be gone."""

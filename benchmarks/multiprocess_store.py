@@ -12,6 +12,12 @@
     "series" of the scrape budget in benchmarks/README.md) and 1,000 request series (about
     53,000 lines). Budget: <= 3x.
 
+With ``--instructions`` (a) is counted by callgrind instead of timed: the machine's speed wanders
+(benchmarks/README.md, "Why instructions"), an instruction count does not. Each variant runs in
+its own process under ``valgrind --tool=callgrind``, twice: with 0 and with ``--requests``
+requests after the same start-up and warm-up (``PYTHONHASHSEED=0``); the difference is what the
+requests cost.
+
 Prints which build was measured: compiled (the hot-path modules are extension modules) or pure.
 Set PYTHONPATH to the checkout (pure) or to a compiled copy to compare builds.
 """
@@ -21,7 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -93,6 +103,57 @@ async def hot_path(batches: int, directory: str) -> None:
               f"{several / one:.2f}x (budget <= 1.3x)")
 
 
+def hot_path_app(variant: str, directory: str) -> Any:
+    if variant == "raw":
+        return raw
+    return MonitoringMiddleware(raw, monitor=monitor_on(
+        directory if variant == "raw+multiprocess" else None))
+
+
+async def callgrind_child(variant: str, requests: int) -> None:
+    """Runs inside valgrind: build the app, warm it up, serve ``requests`` requests, exit."""
+    with tempfile.TemporaryDirectory() as directory:
+        app = hot_path_app(variant, directory)
+        await per_request_us(app, "/x", 200)
+        if requests:
+            await per_request_us(app, "/x", requests)
+
+
+def _callgrind(variant: str, requests: int, out: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+         __file__, "--callgrind-child", variant, "--requests", str(requests)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def instructions(requests: int) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (make system-deps)")
+    variants = ("raw", "raw+single", "raw+multiprocess")
+    totals: dict[tuple[str, int], int] = {}
+    with tempfile.TemporaryDirectory() as out:
+        # Each variant twice, with 0 and with ``requests`` requests after the same start-up and
+        # warm-up: the difference is the requests' instructions alone.
+        started = {(variant, n): _callgrind(variant, n, os.path.join(out, f"{variant}-{n}"))
+                   for variant in variants for n in (0, requests)}
+        for (variant, n), process in started.items():
+            if process.wait() != 0:
+                raise SystemExit(f"{variant}: valgrind exited with {process.returncode}")
+            with open(os.path.join(out, f"{variant}-{n}")) as dump:
+                found = re.search(r"^totals: (\d+)", dump.read(), re.MULTILINE)
+            assert found is not None, f"no totals for {variant}"
+            totals[(variant, n)] = int(found.group(1))
+    counts = {variant: totals[(variant, requests)] - totals[(variant, 0)] for variant in variants}
+    print(f"(a) hot path, instructions per request (callgrind, {requests} requests)")
+    for variant, count in counts.items():
+        print(f"    {variant:<24} {count / requests:9.0f}")
+    one = (counts["raw+single"] - counts["raw"]) / requests
+    several = (counts["raw+multiprocess"] - counts["raw"]) / requests
+    print(f"    added to raw        single {one:7.0f}, multiprocess {several:7.0f}: "
+          f"{several / one:.2f}x (budget <= 1.3x)")
+
+
 def fill(record: Callable[..., None], series: int) -> None:
     for n in range(series):
         record("GET", f"/route/{n}", 200, 0.01 + n % 7 * 0.05, 0.005, 100, 2000)
@@ -135,12 +196,24 @@ def main() -> None:
                         help="request series (method, route, status) per worker")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--skip-hot-path", action="store_true")
+    parser.add_argument("--skip-scrape", action="store_true",
+                        help="the hot path only (runs on builds before the file store too)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count (a) with callgrind instead of timing it")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.callgrind_child:
+        asyncio.run(callgrind_child(args.callgrind_child, args.requests))
+        return
     print(f"build: {build_name()}")
+    if args.instructions:
+        instructions(args.requests)
+        args.skip_hot_path = True
     with tempfile.TemporaryDirectory() as hot:
         if not args.skip_hot_path:
             asyncio.run(hot_path(args.batches, hot))
-    for series in args.series:
+    for series in () if args.skip_scrape else args.series:
         with tempfile.TemporaryDirectory() as scraped:
             # Fewer rounds for the big shape: one scrape of it takes about a second.
             scrape(max(args.batches // (2 if series < 100 else 4), 5), scraped, series,

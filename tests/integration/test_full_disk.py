@@ -4,7 +4,7 @@ Before the per-worker files reserved their space, a worker died with SIGBUS on t
 to a new route once the file system was full (and two workers crash-looped). Here a file size
 limit (RLIMIT_FSIZE, with SIGXFSZ ignored so a write past it fails with EFBIG instead of killing
 the process) stands in for the full disk: it leaves room for each worker's first chunk and no
-more, so each worker's 580th series or so finds no space. Mounting a tiny tmpfs would need
+more, so each worker's 146th series or so finds no space. Mounting a tiny tmpfs would need
 privileges CI may not have; the limit fails the same reservation (posix_fallocate) the same
 way, and a full tmpfs fails it with ENOSPC.
 """
@@ -30,7 +30,7 @@ from asgi_monitor.worker_file import CHUNK
 
 pytestmark = pytest.mark.integration
 
-# More series than two workers' first chunks hold (about 580 each with the default buckets).
+# Far more series than two workers' first chunks hold (about 145 each, default buckets).
 STATUSES = [code for code in range(200, 600) if code not in (204, 304) and not 300 <= code < 400]
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 PINGS = 400
