@@ -120,13 +120,14 @@ class FileSeries:
     the mapping. Compiled, a list item is a C array access while every memoryview access is a
     generic call, so a store instead of a read-modify-write halves the mapped accesses."""
 
-    __slots__ = ("view", "first", "cells", "_time_scan", "_size_scan")
+    __slots__ = ("view", "cells", "_time_scan", "_size_scan")
 
     def __init__(self, view: memoryview[float], first: int, time_scan: list[float],
                  size_scan: list[float]) -> None:
-        self.view = view
-        self.first = first
         self.cells = [0.0] * (2 * len(time_scan) + 2 * len(size_scan) + 4)
+        # A view of the block alone: its indexes are small ints, which Python keeps cached,
+        # where slot numbers in the file would be a new int object per store.
+        self.view = view[first:first + len(self.cells)]
         self._time_scan = time_scan
         self._size_scan = size_scan
 
@@ -138,7 +139,6 @@ class FileSeries:
         # response size.
         view = self.view
         cells = self.cells
-        first = self.first
         scan = self._time_scan
         n = len(scan)
         i = 0
@@ -146,20 +146,20 @@ class FileSeries:
             i += 1
         x = cells[i] + 1.0
         cells[i] = x
-        view[first + i] = x
+        view[i] = x
         x = cells[n] + duration
         cells[n] = x
-        view[first + n] = x
+        view[n] = x
         at = n + 1
         i = 0
         while ttfb > scan[i]:
             i += 1
         x = cells[at + i] + 1.0
         cells[at + i] = x
-        view[first + at + i] = x
+        view[at + i] = x
         x = cells[at + n] + ttfb
         cells[at + n] = x
-        view[first + at + n] = x
+        view[at + n] = x
         at += n + 1
         scan = self._size_scan
         n = len(scan)
@@ -168,44 +168,42 @@ class FileSeries:
             i += 1
         x = cells[at + i] + 1.0
         cells[at + i] = x
-        view[first + at + i] = x
+        view[at + i] = x
         x = cells[at + n] + request_bytes
         cells[at + n] = x
-        view[first + at + n] = x
+        view[at + n] = x
         at += n + 1
         i = 0
         while response_bytes > scan[i]:
             i += 1
         x = cells[at + i] + 1.0
         cells[at + i] = x
-        view[first + at + i] = x
+        view[at + i] = x
         x = cells[at + n] + response_bytes
         cells[at + n] = x
-        view[first + at + n] = x
+        view[at + n] = x
 
 
 class WebSocketSeries:
     """One WebSocket route's block: accepted connections and session lengths."""
 
-    __slots__ = ("view", "first", "route", "_scan")
+    __slots__ = ("view", "route", "_scan")
 
     def __init__(self, view: memoryview[float], first: int, route: str, scan: list[float]) -> None:
-        self.view = view
-        self.first = first
+        self.view = view[first:first + len(scan) + 2]  # the count, the buckets, the sum
         self.route = route
         self._scan = scan
 
     def accepted(self) -> None:
-        self.view[self.first] += 1.0
+        self.view[0] += 1.0
 
     def closed(self, duration: float) -> None:
         scan = self._scan
         i = 0
         while duration > scan[i]:
             i += 1
-        at = self.first + 1
-        self.view[at + i] += 1.0
-        self.view[at + len(scan)] += duration
+        self.view[1 + i] += 1.0
+        self.view[1 + len(scan)] += duration
 
 
 class MultiprocessRequestMetrics(RequestStore):
