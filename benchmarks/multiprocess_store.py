@@ -11,6 +11,11 @@
     merged scrape has as many). Two sizes: 19 request series (about 1,000 sample lines, the
     "series" of the scrape budget in benchmarks/README.md) and 1,000 request series (about
     53,000 lines). Budget: <= 3x.
+(c) With ``--read N``: what the sampler and the alert loop do under several workers, a merged
+    read of 4 worker files x N request series into typed values (``MergedFiles.sample``, in a
+    worker thread in a server): its median time, and the garbage collections it causes, since
+    a collection holds the GIL and so stalls the event loop even from a thread
+    (tests/integration/test_worker_loop_lag.py holds the stall under 50 ms at N = 2,000).
 
 With ``--instructions`` (a) is counted by callgrind instead of timed: the machine's speed wanders
 (benchmarks/README.md, "Why instructions"), an instruction count does not. Each variant runs in
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -189,11 +195,53 @@ def scrape(batches: int, directory: str, series: int, workers: int) -> None:
     print(f"    ratio {merged / one:.2f}x (budget <= 3x)")
 
 
+def merged_read(reads: int, directory: str, series: int, workers: int) -> None:
+    reader = monitor_on(directory, max_series=2 * series)
+    stores = [reader.collector.requests]
+    for _ in range(workers - 1):
+        stores.append(MultiprocessRequestMetrics(
+            directory=directory, duration_buckets=reader.config.metrics.duration_buckets,
+            size_buckets=reader.config.metrics.size_buckets, max_series=2 * series))
+    for store in stores:
+        fill(store.record, series)
+    merged = reader.collector.merged
+    assert merged is not None
+    merged.sample()  # the first read parses the indexes; the later ones are the steady state
+    pauses: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    print(f"(c) merged read for the sampler, {workers} x {series} request series, {reads} reads")
+    sampler = reader.sampler
+    for name, read in (("MergedFiles.sample()", merged.sample), ("Sampler.take()", sampler.take)):
+        times = []
+        pauses.clear()
+        gc.callbacks.append(timed)
+        try:
+            for _ in range(reads):
+                start = time.perf_counter()
+                read()
+                times.append((time.perf_counter() - start) * 1e3)
+        finally:
+            gc.callbacks.remove(timed)
+        full = [pause for generation, pause in pauses if generation == 2]
+        print(f"    {name:<22} median {statistics.median(times):.1f} ms [min {min(times):.1f}]; "
+              f"garbage collections per read {len(pauses) / reads:.1f}, full ones {len(full)} "
+              f"in all, longest {max((p for _, p in pauses), default=0.0) * 1e3:.1f} ms")
+    latest = sampler.take()
+    assert latest.requests == workers * series, latest.requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--series", type=int, nargs="+", default=[19, 1000],
-                        help="request series (method, route, status) per worker")
+                        help="request series (method, route, status, scheme) per worker")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--skip-hot-path", action="store_true")
     parser.add_argument("--skip-scrape", action="store_true",
@@ -201,12 +249,18 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="count (a) with callgrind instead of timing it")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--read", type=int, metavar="N",
+                        help="(c) only: the sampler's merged read of 4 x N series")
     parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_child:
         asyncio.run(callgrind_child(args.callgrind_child, args.requests))
         return
     print(f"build: {build_name()}")
+    if args.read:
+        with tempfile.TemporaryDirectory() as directory:
+            merged_read(20, directory, args.read, args.workers)
+        return
     if args.instructions:
         instructions(args.requests)
         args.skip_hot_path = True
