@@ -166,6 +166,33 @@ def test_the_series_cap_holds_across_workers(directory: Path) -> None:
     assert totals == {"/a": 2, "/b": 1, "<overflow>": 2}
 
 
+def test_the_cap_counts_label_sets_and_a_scheme_is_none(directory: Path) -> None:
+    run_worker(directory, {"requests": [["GET", "/a", 200, 1]]})  # over http
+    here = monitor(max_series=1, metric_names="both")
+    requests = here.collector.requests
+    # The same (method, route, status) over https is no new label set, in the worker or in the
+    # merge; /b is one, over the cap of 1.
+    requests.record("GET", "/a", 200, "https", 0.01, 0.005, 0, 10)
+    requests.record("GET", "/b", 200, "http", 0.01, 0.005, 0, 10)
+    assert requests.dropped_counts() == {"http_requests_total": 1}
+    families = {f.name: f for f in here.scrape_registry().collect()}
+    totals = {s.labels["route"]: s.value for s in families["http_requests"].samples
+              if s.name == "http_requests_total"}
+    assert totals == {"/a": 2, "<overflow>": 1}
+    counts = {(s.labels["http_route"], s.labels["url_scheme"]): s.value
+              for s in families["http_server_request_duration_seconds"].samples
+              if s.name == "http_server_request_duration_seconds_count"}
+    assert counts == {("/a", "http"): 1, ("/a", "https"): 1, ("<overflow>", "http"): 1}
+    # The sampler's typed values keep them apart too, as one process' snapshot does.
+    merged = here.collector.merged
+    assert merged is not None
+    snapshot, _ = merged.sample()
+    assert sorted((r.route, r.status, r.scheme, r.count) for r in snapshot.latency) == [
+        ("/a", 200, "http", 1), ("/a", 200, "https", 1), ("<overflow>", 200, "http", 1)]
+    assert sorted(snapshot.series) == [("GET", "/a", 200, 1), ("GET", "/a", 200, 1),
+                                       ("GET", "<overflow>", 200, 1)]
+
+
 def test_custom_metrics_live_in_the_files_and_merge(directory: Path) -> None:
     run_worker(directory, {"counter": 2, "gauge": 5})
     here = monitor()
