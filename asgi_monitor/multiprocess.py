@@ -41,8 +41,6 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 # How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
 # by any worker.
 GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
-# The labels a request series is stored under in the files (constant labels follow).
-STORED_LABELS = ("method", "route", "status", "scheme")
 
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:

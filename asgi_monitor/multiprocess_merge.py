@@ -1,4 +1,5 @@
-"""Every worker's file merged into one set of metric families, at scrape time.
+"""Every worker's file merged: into metric families at scrape time, into typed request values for
+the sampler.
 
 - Counters and histograms (requests, WebSocket connections, custom counters and histograms) are
   summed over every worker's file, live or dead: a finished request stays counted after its
@@ -6,10 +7,11 @@
 - Live gauges (requests in progress, WebSockets open) are summed over live workers only (a
   worker is live while it holds the lock on its file, :mod:`asgi_monitor.worker_file`).
 - Gauges set by the app merge by their ``multiprocess_mode`` (``mostrecent``: the value set last).
-- The series cap applies across workers too: the first ``max_series`` request series in file
-  order (oldest worker first, then each worker's order of first use) keep their labels, later
-  ones are summed under ``<overflow>``. That order never changes for a series already seen, so a
-  series does not move between its labels and ``<overflow>`` from one scrape to the next.
+- The series cap applies across workers too: the first ``max_series`` request label sets
+  (method, route, status; a scheme is no new one, as in one process) in file order (oldest
+  worker first, then each worker's order of first use) keep their labels, later ones are summed
+  under ``<overflow>``. That order never changes for a series already seen, so a series does
+  not move between its labels and ``<overflow>`` from one scrape to the next.
 
 Request blocks are kept per (method, route, status, scheme), as the single-process store keeps
 its series; the merge reads them into :class:`~asgi_monitor.request_families.StoredSeries` rows
