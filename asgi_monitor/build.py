@@ -26,9 +26,9 @@ from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
 from .logs import configure_package_logging
-from .merged_requests import MergedRequestFamilies
 from .monitor import Monitor
 from .multiprocess import multiprocess_dir
+from .multiprocess_merge import MergedFilesCollector
 from .sampling.samples import SampleBuffer
 from .slo.evaluation import SLOTracker, install_slo_rules
 from .timeseries import History
@@ -52,19 +52,16 @@ def build_monitor(
                                  multiprocess_dir=multiprocess_dir())
 
     def scrape_registry() -> CollectorRegistry:
-        # Under several workers, a fresh registry per scrape (as prometheus_client's
-        # multiprocess docs prescribe): every worker's values merged from the directory, plus
-        # the collectors read in the answering process (system resources, sampled gauges).
-        path = collector.multiprocess_dir
-        if path is None:
+        # Under several workers, a fresh registry per scrape: every worker's file merged, the
+        # app's own prometheus_client metrics merged from prometheus_client's files (if it
+        # keeps any there), plus the collectors read in the answering process (system
+        # resources, sampled gauges).
+        merged_files = collector.merged
+        if merged_files is None:
             return registry
         merged = CollectorRegistry()
-        workers = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-        metrics = config.metrics
-        merged.register(MergedRequestFamilies(
-            workers.collect, naming=metrics.metric_names, prefix=prefix,
-            duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
-            constant_labels=metrics.constant_labels))
+        merged.register(MergedFilesCollector(merged_files, custom=True))
+        merged.register(MultiProcessCollector(None, path=merged_files.directory))  # type: ignore[no-untyped-call]
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged

@@ -9,15 +9,15 @@ for people who want prometheus_client objects directly.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .config import MetricsSettings, SystemSettings
@@ -25,8 +25,10 @@ from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
+from .metric_kinds import PROMETHEUS_KINDS, file_kinds
 from .metric_names import metric_name
-from .multiprocess import GAUGE_MODE, MultiprocessRequestMetrics
+from .multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
+from .multiprocess_merge import MergedFiles, MergedFilesCollector
 from .request_metrics import RequestMetrics, RequestMetricsCollector, RequestStore
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
@@ -45,11 +47,6 @@ logger = logging.getLogger("asgi_monitor.metrics")
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-_KINDS: dict[str, type[Counter] | type[Gauge] | type[Histogram]] = {
-    "counter": Counter, "gauge": Gauge, "histogram": Histogram,
-}
-
 
 class _Custom:
     __slots__ = ("kind", "labelnames", "metric", "children")
@@ -110,8 +107,8 @@ class MetricsCollector:
     :mod:`asgi_monitor.instrumentation`); system resources, when ``system`` turns them on, are
     read on scrape.
 
-    With ``multiprocess_dir`` (see :mod:`asgi_monitor.multiprocess`) the request metrics are
-    prometheus_client metrics whose values live in that directory, shared by the workers.
+    With ``multiprocess_dir`` (see :mod:`asgi_monitor.multiprocess`) every metric here keeps its
+    values in this worker's file in that directory; :attr:`merged` reads all workers' files.
     """
 
     def __init__(
@@ -138,7 +135,11 @@ class MetricsCollector:
         self.insights: InsightsReport | None = None
         prefix = settings.prefix
         self.requests: RequestStore
-        if multiprocess_dir is None:
+        # Under several workers: the merged view of every worker's file (None in one process).
+        self.merged: MergedFiles | None = None
+        kinds = PROMETHEUS_KINDS
+        store = self._worker_store(settings)
+        if store is None:
             requests = RequestMetrics(
                 namespace=settings.namespace,
                 duration_buckets=settings.duration_buckets,
@@ -150,25 +151,51 @@ class MetricsCollector:
             registry.register(RequestMetricsCollector(requests))
             self.requests = requests
         else:
-            self.requests = MultiprocessRequestMetrics(
-                registry=registry,
-                namespace=settings.namespace,
-                duration_buckets=settings.duration_buckets,
-                size_buckets=settings.size_buckets,
-                max_series=settings.max_series,
-                constant_labels=settings.constant_labels,
-            )
+            self.requests = store
+            # asgi_monitor's own metrics keep their values in the worker's file too.
+            kinds = file_kinds(store)
+            merged = self.merged = MergedFiles(
+                store.file.directory, namespace=settings.namespace,
+                duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+                max_series=settings.max_series, constant_labels=settings.constant_labels,
+                naming=settings.metric_names)
+
+            leftovers = merged.earlier_run(os.getppid())
+            if leftovers:
+                logger.warning(
+                    "%s=%r holds the files of %d worker(s) of an earlier run; their counts are "
+                    "part of the merged totals. Empty the directory before each server start.",
+                    ENV_VAR, store.file.directory, len(leftovers))
+
+            # On this registry too (every worker's requests; the custom metrics registered
+            # here are this process' own), so the families are declared and read the same.
+            registry.register(MergedFilesCollector(merged))
+        self._kinds = kinds
         registry.register(_SelfMetrics(self, prefix))
         self._cap = SeriesCap(settings.max_series, self.custom_dropped)
-        self.database = DatabaseMetrics(registry, prefix=prefix, cap=self._cap)
-        self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap)
-        self.users = UserMetrics(registry, prefix=prefix, cap=self._cap,
+        self.database = DatabaseMetrics(registry, prefix=prefix, cap=self._cap, kinds=kinds)
+        self.cache = CacheMetrics(registry, prefix=prefix, cap=self._cap, kinds=kinds)
+        self.users = UserMetrics(registry, prefix=prefix, cap=self._cap, kinds=kinds,
                                  add_scrape_collector=self.add_scrape_collector)
         # The sampler reads its snapshot() too (memory and disk rules, history).
         self.system: SystemMetrics | None = None
         if system is not None and system.metrics:
             self.system = SystemMetrics(prefix=prefix, disk_paths=system.disk_paths)
             self.add_scrape_collector(self.system)
+
+    def _worker_store(self, settings: MetricsSettings) -> MultiprocessRequestMetrics | None:
+        directory = self.multiprocess_dir
+        if directory is None:
+            return None
+        try:
+            return MultiprocessRequestMetrics(
+                directory=directory, duration_buckets=settings.duration_buckets,
+                size_buckets=settings.size_buckets, max_series=settings.max_series)
+        except OSError as exc:
+            fall_back(f"{ENV_VAR}={directory!r}: cannot create this worker's metric file "
+                      f"({exc})")
+            self.multiprocess_dir = None
+            return None
 
     def add_scrape_collector(self, collector: Collector) -> None:
         """Register a collector that reads its values when scraped (psutil, a sampled callable).
@@ -214,13 +241,24 @@ class MetricsCollector:
 
             return Sampler(read, clock, monotonic)
 
-        merged = MultiProcessCollector(None, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-        reader = MergedReader(merged.collect, prefix=self.settings.prefix,
-                              declared={family.name for family in self.registry.collect()})
+        merged = self.merged
+        assert merged is not None
+        # The request families under their classic names (the reader's), whatever the
+        # exposition's naming; the others as this process declares them.
+        declared = {family.name for family in self.registry.collect()}
+        declared.update(family.name for family in merged.families(custom=False,
+                                                                   naming="classic"))
+        reader = MergedReader(merged.families, prefix=self.settings.prefix, declared=declared)
+
+        def read_merged() -> SampleInputs:
+            # One read of the files: the request totals as typed values, the rest as families.
+            requests, families = merged.sample()
+            return reader.read_from(families, requests)
 
         # The merge reads every worker's files: off the event loop, with this process' system
         # resources added on it.
-        return Sampler(reader.read, clock, monotonic, system=system, off_loop=True)
+        return Sampler(read_merged, clock, monotonic, system=system, off_loop=True)
+
     def internal_error(self, where: str, exc: BaseException) -> None:
         """Count a failure inside monitoring and log it, at most once a minute per place."""
         self.internal_errors[where] = self.internal_errors.get(where, 0) + 1
@@ -286,12 +324,14 @@ class MetricsCollector:
             if existing is not None:
                 return existing
             kwargs: dict[str, Any] = {"registry": self.registry}
+            kinds = {"counter": self._kinds.counter, "gauge": self._kinds.gauge,
+                     "histogram": self._kinds.histogram}
             if kind == "histogram" and buckets is not None:
                 kwargs["buckets"] = tuple(buckets)
             if kind == "gauge":
                 kwargs["multiprocess_mode"] = GAUGE_MODE  # ignored by a single process
             try:
-                metric = _KINDS[kind](name, f"Custom {kind} {name}", labelnames, **kwargs)
+                metric = kinds[kind](name, f"Custom {kind} {name}", labelnames, **kwargs)
             except ValueError as exc:
                 raise MetricError(f"cannot create metric {name!r}: {exc}") from None
             children: BoundedChildren[tuple[str, ...], Any] = self._cap.children(

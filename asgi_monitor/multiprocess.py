@@ -1,19 +1,16 @@
-"""Several worker processes (``uvicorn --workers N``, gunicorn): multiprocess metrics.
+"""Several worker processes (``uvicorn --workers N``, gunicorn): the per-worker file store.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set, every worker writes its metric values to memory-mapped files
-in that directory and ``/api/metrics`` (answered by whichever worker gets the scrape) merges all of
-them with :class:`prometheus_client.multiprocess.MultiProcessCollector`. The choice is made once,
-when the :class:`~asgi_monitor.Monitor` is built (:func:`multiprocess_dir`):
+With ``PROMETHEUS_MULTIPROC_DIR`` set, every worker records its requests into a memory-mapped file
+of its own in that directory (:mod:`asgi_monitor.worker_file`), with plain stores: one writer per
+file, so no lock and no system call on the request path. ``/api/metrics``, answered by whichever
+worker gets the scrape, merges every worker's file (:mod:`asgi_monitor.multiprocess_merge`). The
+choice is made once, when the :class:`~asgi_monitor.Monitor` is built (:func:`multiprocess_dir`);
+a directory that is missing or not writable is reported at start-up and the process falls back to
+single-process metrics rather than crashing on its first request.
 
-- the request metrics then use :class:`MultiprocessRequestMetrics`, the same interface as the
-  single-process store but backed by real prometheus_client metrics (whose values live in the
-  files), with label children cached per label set;
-- a directory that is missing or not writable is reported at start-up and the process falls back
-  to single-process metrics rather than crashing on its first request.
-
-For gunicorn, add ``child_exit = asgi_monitor.multiprocess.child_exit`` to the config file so a
-dead worker's live gauges (requests in progress, open WebSockets) stop counting.
-See docs/multiprocess.md.
+A series' block is written when the series is first used; the space for it is reserved on disk
+first, so a full disk costs the new series (recorded into a sink that is counted as unrecorded),
+never the process. See docs/multiprocess.md.
 """
 
 from __future__ import annotations
@@ -23,25 +20,20 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
 
-from .config import metric_prefix
-from .labels import BoundedChildren, SeriesCap
 from .request_metrics import (
-    HELP,
-    HTTP_REQUESTS,
-    HTTP_REQUESTS_IN_PROGRESS,
     OVERFLOW,
-    ROUTE_HISTOGRAMS,
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
     Cell,
     RequestStore,
 )
+from .worker_file import SLOT_IN_PROGRESS, SLOT_WS_ACTIVE, WorkerFile
 
-__all__ = ["GAUGE_MODE", "STORED_LABELS", "MultiprocessRequestMetrics", "child_exit",
-           "multiprocess_dir"]
+__all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir",
+           "request_block_slots", "websocket_block_slots"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -49,16 +41,10 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 # How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
 # by any worker.
 GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
-# The labels a request series is stored under in the files (constant labels follow).
-STORED_LABELS = ("method", "route", "status", "scheme")
 
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
-    """The usable multiprocess directory, or None for single-process metrics.
-
-    prometheus_client picks its value storage when it is first imported; this makes that choice
-    agree with what the directory allows, so both sides of a scrape use the same mode.
-    """
+    """The usable multiprocess directory, or None for single-process metrics."""
     env = os.environ if environ is None else environ
     path = env.get(ENV_VAR, "")
     if not path:
@@ -69,128 +55,257 @@ def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
     elif not os.access(path, os.W_OK | os.X_OK):
         problem = "is not writable by this process"
     if problem is not None:
-        logger.error(
-            "%s=%r %s: falling back to single-process metrics, so each worker will report only "
-            "its own requests. Create the directory (empty) before starting the server.",
-            ENV_VAR, path, problem)
-        # Metrics created from here on keep their values in memory instead of failing to open files.
-        values.ValueClass = values.MutexValue
+        fall_back(f"{ENV_VAR}={path!r} {problem}")
         return None
-    if not getattr(values.ValueClass, "_multiprocess", False):
-        # The variable was set after prometheus_client was imported.
-        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
-    logger.info("%s=%r: multiprocess metrics on (pid %d); empty this directory before each "
-                   "server start", ENV_VAR, path, os.getpid())
+    logger.info("%s=%r: multiprocess metrics on (pid %d)", ENV_VAR, path, os.getpid())
     return path
 
 
+def fall_back(problem: str) -> None:
+    """Log why this process keeps single-process metrics."""
+    logger.error(
+        "%s: falling back to single-process metrics, so each worker will report only its own "
+        "requests. Create the directory (empty, writable, with free space) before starting the "
+        "server.", problem)
+    if getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus_client chose its file-backed values on import (the variable was set then):
+        # the app's own prometheus_client metrics would fail to open their files in this
+        # directory. Only they use the process-wide class; asgi_monitor's metrics never do.
+        values.ValueClass = values.MutexValue
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """gunicorn hook: ``child_exit = asgi_monitor.multiprocess.child_exit`` in gunicorn.conf.py."""
+    """gunicorn hook: ``child_exit = asgi_monitor.multiprocess.child_exit`` in gunicorn.conf.py.
+
+    asgi_monitor's own files need no hook (a dead worker's lock goes with it); this removes the
+    dead worker's live gauges from prometheus_client's files, for the app's own metrics."""
     mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-class GaugeCell(Cell):
-    """A :class:`Cell` that also writes its gauge's file. Only the event loop thread of this
-    process moves it, so our own copy of the value is exact."""
+def request_block_slots(duration_bounds: int, size_bounds: int) -> int:
+    """Slots of one (method, route, status, scheme) block: four histograms, each its buckets (+Inf
+    last) and its sum; the request count is the duration histogram's."""
+    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
 
-    __slots__ = ("_gauge",)
 
-    def __init__(self, gauge: Any) -> None:
+def websocket_block_slots(bounds: int) -> int:
+    """Slots of one WebSocket route's block: the connection count, then its session histogram."""
+    return 1 + bounds + 2
+
+
+def websocket_bounds(duration_buckets: Sequence[float]) -> list[float]:
+    return sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS})
+
+
+class FileCell(Cell):
+    """A live gauge (requests in progress, WebSockets open) whose value is also stored in the
+    worker's file. Only this process' event loop thread moves it, so its own copy is exact."""
+
+    __slots__ = ("view", "slot")
+
+    def __init__(self, view: memoryview[float], slot: int) -> None:
         super().__init__()
-        self._gauge = gauge
+        self.view = view
+        self.slot = slot
 
     def add(self, delta: int) -> None:
         self.value += delta
-        self._gauge.set(self.value)
+        self.view[self.slot] = float(self.value)
 
 
-class _Series:
-    """What one request updates, as prometheus_client children resolved once per label set."""
+class FileSeries:
+    """One (method, route, status, scheme) block in the worker's file: what one request updates.
 
-    __slots__ = ("count", "duration", "ttfb", "request_size", "response_size")
+    ``cells`` mirrors the block in a list: the new value is computed there and only stored into
+    the mapping. Compiled, a list item is a C array access while every memoryview access is a
+    generic call, so a store instead of a read-modify-write halves the mapped accesses."""
 
-    def __init__(self, count: Any, duration: Any, ttfb: Any, request_size: Any,
-                 response_size: Any) -> None:
-        self.count = count
-        self.duration = duration
-        self.ttfb = ttfb
-        self.request_size = request_size
-        self.response_size = response_size
+    __slots__ = ("view", "cells", "_time_scan", "_size_scan")
+
+    def __init__(self, view: memoryview[float], first: int, time_scan: list[float],
+                 size_scan: list[float]) -> None:
+        self.cells = [0.0] * (2 * len(time_scan) + 2 * len(size_scan) + 4)
+        # A view of the block alone: its indexes are small ints, which Python keeps cached,
+        # where slot numbers in the file would be a new int object per store.
+        self.view = view[first:first + len(self.cells)]
+        self._time_scan = time_scan
+        self._size_scan = size_scan
 
     def observe(
         self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
     ) -> None:
-        self.count.inc()
-        self.duration.observe(duration)
-        self.ttfb.observe(ttfb)
-        self.request_size.observe(request_bytes)
-        self.response_size.observe(response_bytes)
+        # The single-process store's bucket scan, inlined four times. Each histogram is its
+        # buckets (+Inf last) then its sum, in this order: duration, ttfb, request and
+        # response size.
+        view = self.view
+        cells = self.cells
+        scan = self._time_scan
+        n = len(scan)
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        view[i] = x
+        x = cells[n] + duration
+        cells[n] = x
+        view[n] = x
+        at = n + 1
+        i = 0
+        while ttfb > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + ttfb
+        cells[at + n] = x
+        view[at + n] = x
+        at += n + 1
+        scan = self._size_scan
+        n = len(scan)
+        i = 0
+        while request_bytes > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + request_bytes
+        cells[at + n] = x
+        view[at + n] = x
+        at += n + 1
+        i = 0
+        while response_bytes > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + response_bytes
+        cells[at + n] = x
+        view[at + n] = x
+
+
+class WebSocketSeries:
+    """One WebSocket route's block: accepted connections and session lengths."""
+
+    __slots__ = ("view", "route", "_scan")
+
+    def __init__(self, view: memoryview[float], first: int, route: str, scan: list[float]) -> None:
+        self.view = view[first:first + len(scan) + 2]  # the count, the buckets, the sum
+        self.route = route
+        self._scan = scan
+
+    def accepted(self) -> None:
+        self.view[0] += 1.0
+
+    def closed(self, duration: float) -> None:
+        scan = self._scan
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        self.view[1 + i] += 1.0
+        self.view[1 + len(scan)] += duration
 
 
 class MultiprocessRequestMetrics(RequestStore):
-    """The :class:`~asgi_monitor.request_metrics.RequestMetrics` interface on prometheus_client.
+    """The :class:`~asgi_monitor.request_metrics.RequestMetrics` interface on this worker's file.
 
-    Same families, names, labels and series cap as the single-process store. Gauges use
-    ``livesum``: the sum over the workers that are alive (gunicorn's ``child_exit`` tells which).
+    Same series cap per worker as the single-process store (the merge caps again across
+    workers). Exemplars are not kept: :meth:`record_exemplar` just records. Raises OSError when
+    the file cannot be created (the caller falls back to single-process metrics).
     """
 
     def __init__(
         self,
         *,
-        registry: CollectorRegistry,
-        namespace: str = "",
+        directory: str,
         duration_buckets: Sequence[float],
         size_buckets: Sequence[float],
         max_series: int,
-        constant_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
-        p = metric_prefix(namespace)
-        # The files hold label values per series, so constant labels are real label names here,
-        # their values given once when a series' children are resolved (cached), not per request.
-        names = tuple(name for name, _ in constant_labels)
-        self._constant_values = tuple(value for _, value in constant_labels)
+        self._directory = directory
+        self._max_series = max_series
+        self._duration_bounds = [float(b) for b in duration_buckets]
+        self._size_bounds = [float(b) for b in size_buckets]
+        self._ws_bounds = websocket_bounds(duration_buckets)
+        # The bounds with +Inf appended, so the scans need no end check.
+        self._time_scan = [*self._duration_bounds, float("inf")]
+        self._size_scan = [*self._size_bounds, float("inf")]
+        self._ws_scan = [*self._ws_bounds, float("inf")]
+        self._block = request_block_slots(len(self._duration_bounds), len(self._size_bounds))
+        self._ws_block = websocket_block_slots(len(self._ws_bounds))
         self._dropped: dict[str, int] = {}
-        cap = SeriesCap(max_series, self._dropped)
-        # Stored per (method, route, status, scheme), as the single-process store keeps them;
-        # asgi_monitor.merged_requests projects them onto the chosen names on scrape.
-        self._total = Counter(f"{p}{HTTP_REQUESTS}", HELP[HTTP_REQUESTS],
-                              (*STORED_LABELS, *names), registry=registry)
-        # In _Series' order: duration, ttfb, request_size, response_size.
-        self._histograms = [
-            Histogram(f"{p}{name}", doc, (*STORED_LABELS, *names),
-                      buckets=size_buckets if in_bytes else duration_buckets, registry=registry)
-            for name, _, doc, in_bytes in ROUTE_HISTOGRAMS
-        ]
-        in_progress = Gauge(f"{p}{HTTP_REQUESTS_IN_PROGRESS}", HELP[HTTP_REQUESTS_IN_PROGRESS],
-                            ("method", *names), multiprocess_mode="livesum", registry=registry)
-        self.in_progress: dict[str, Cell] = {
-            m: GaugeCell(in_progress.labels(m, *self._constant_values))
-            for m in (*STANDARD_METHODS, "OTHER")}
-        self._series: BoundedChildren[tuple[str, str, int, str], _Series] = BoundedChildren(
-            "http_requests_total", self._make_series, max_series=max_series,
-            dropped=self._dropped, overflow=lambda key: (key[0], OVERFLOW, key[2], key[3]))
+        # Per (method, route, status, scheme), as the single-process store keeps them; the cap
+        # counts (method, route, status) label sets, as there.
+        self._series: dict[tuple[str, str, int, str], FileSeries] = {}
+        self._label_sets: set[tuple[str, str, int]] = set()
+        self._ws: dict[str, WebSocketSeries] = {}
+        self.in_progress = {}
+        self.ws_active = Cell()
+        self._pending = False
+        self.file = self._open()
+        if hasattr(os, "register_at_fork"):
+            # gunicorn --preload builds the monitor before forking: each child needs a file of
+            # its own, or two processes would write the same slots.
+            os.register_at_fork(after_in_child=self._after_fork)
 
-        self._ws_total = Counter(f"{p}websocket_connections", HELP["websocket_connections"],
-                                 ("route", *names), registry=registry)
-        ws_active = Gauge(f"{p}websocket_connections_active", HELP["websocket_connections_active"],
-                          names, multiprocess_mode="livesum", registry=registry)
-        self.ws_active = GaugeCell(ws_active.labels(*self._constant_values) if names
-                                   else ws_active)
-        self._ws_duration = Histogram(
-            f"{p}websocket_session_duration_seconds", HELP["websocket_session_duration_seconds"],
-            ("route", *names), buckets=sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
-            registry=registry)
-        self._ws_routes: BoundedChildren[tuple[str], tuple[str, Any, Any]] = cap.children(
-            "websocket_connections_total",
-            lambda key: (key[0], self._ws_total.labels(key[0], *self._constant_values),
-                         self._ws_duration.labels(key[0], *self._constant_values)))
+    def _open(self) -> WorkerFile:
+        file = WorkerFile(
+            self._directory,
+            {"duration_buckets": self._duration_bounds, "size_buckets": self._size_bounds,
+             "websocket_buckets": self._ws_bounds},
+            reserve={"r": self._block, "w": self._ws_block})
+        view, first = file.reserved["r"]
+        self._sink = FileSeries(view, first, self._time_scan, self._size_scan)
+        view, first = file.reserved["w"]
+        self._ws_sink = WebSocketSeries(view, first, OVERFLOW, self._ws_scan)
+        fixed = file.fixed
+        self.in_progress = {method: FileCell(fixed, SLOT_IN_PROGRESS + i)
+                            for i, method in enumerate((*STANDARD_METHODS, "OTHER"))}
+        self.ws_active = FileCell(fixed, SLOT_WS_ACTIVE)
+        self._space_logged = False
+        return file
 
-    def _make_series(self, key: tuple[str, str, int, str]) -> _Series:
-        method, route, status, scheme = key
-        labels = (method, route, str(status), scheme, *self._constant_values)
-        return _Series(self._total.labels(*labels),
-                       *(histogram.labels(*labels) for histogram in self._histograms))
+    def _after_fork(self) -> None:
+        # The child opens a file of its own when it first records (a child that never does,
+        # a multiprocessing pool's, leaves no file behind); until then it writes to memory.
+        self.file.abandon()
+        self._series = {}
+        self._label_sets = set()
+        self._ws = {}
+        self._dropped = {}
+        self._pending = True
+        private = memoryview(bytearray(8 * max(self._block, self._ws_block))).cast("d")
+        self._sink = FileSeries(private, 0, self._time_scan, self._size_scan)
+        self._ws_sink = WebSocketSeries(private, 0, OVERFLOW, self._ws_scan)
+        self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
+        self.ws_active = Cell()
 
+    def worker_file(self) -> WorkerFile:
+        """This process' file: after a fork, opened on first use (a closed one if that fails,
+        whose every allocation raises OSError)."""
+        if self._pending:
+            self._pending = False
+            in_progress = {method: cell.value for method, cell in self.in_progress.items()}
+            ws_active = self.ws_active.value
+            try:
+                self.file = self._open()
+            except OSError as exc:
+                logger.error("%s: cannot create this worker's metric file after fork (%r); its "
+                             "new series are not recorded", ENV_VAR, exc)
+                return self.file
+            for method, value in in_progress.items():
+                self.in_progress[method].add(value)
+            self.ws_active.add(ws_active)
+        return self.file
+
+    def close(self) -> None:
+        """Release the file (tests; a worker's files otherwise live as long as it does)."""
+        self._series = {}
+        self._label_sets = set()
+        self._ws = {}
+        self.file.close()
+
+    # -- hot path (begin and end are RequestStore's) ---------------------------------------------
     def record(
         self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
         request_bytes: int, response_bytes: int,
@@ -198,18 +313,69 @@ class MultiprocessRequestMetrics(RequestStore):
         self.series(method, route, status, scheme).observe(duration, ttfb, request_bytes,
                                                            response_bytes)
 
-    def series(self, method: str, route: str, status: int, scheme: str) -> _Series:
-        return self._series.get((method, route, status, scheme))
+    def series(self, method: str, route: str, status: int, scheme: str) -> FileSeries:
+        """The block for a label set, created on first use; over the cap, the overflow one."""
+        key = (method, route, status, scheme)
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        return self._new_series(key)
+
+    def _new_series(self, key: tuple[str, str, int, str]) -> FileSeries:
+        label_set = (key[0], key[1], key[2])
+        if label_set not in self._label_sets and len(self._label_sets) >= self._max_series:
+            self._dropped["http_requests_total"] = self._dropped.get("http_requests_total", 0) + 1
+            key = (key[0], OVERFLOW, key[2], key[3])
+            found = self._series.get(key)
+            if found is not None:
+                return found
+            label_set = (key[0], OVERFLOW, key[2])
+        try:
+            view, first = self.worker_file().new_block(self._block, ["r", *key])
+        except OSError as exc:
+            self._no_space(exc)
+            # Not remembered: the next request of this series tries again, so freed space is
+            # used; until then its requests count as unrecorded.
+            return self._sink
+        self._label_sets.add(label_set)
+        found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan)
+        return found
+
+    def _no_space(self, exc: OSError) -> None:
+        if not self._space_logged:
+            self._space_logged = True
+            logger.error("%s: no space for new series in %s (%r); their requests are counted "
+                         "in asgi_monitor_multiprocess_unrecorded_total until space is freed, "
+                         "existing series keep counting", ENV_VAR, self._directory, exc)
 
     def websocket_accepted(self, route: str) -> str:
-        label, total, _ = self._ws_routes.get((route,))
-        total.inc()
+        series = self._websocket(route)
+        series.accepted()
         self.ws_active.add(1)
-        return label
+        return series.route
 
     def websocket_closed(self, route: str, duration: float) -> None:
         self.ws_active.add(-1)
-        self._ws_routes.get((route,))[2].observe(duration)
+        self._websocket(route).closed(duration)
+
+    def _websocket(self, route: str) -> WebSocketSeries:
+        found = self._ws.get(route)
+        if found is not None:
+            return found
+        if len(self._ws) >= self._max_series:
+            name = "websocket_connections_total"
+            self._dropped[name] = self._dropped.get(name, 0) + 1
+            route = OVERFLOW
+            found = self._ws.get(route)
+            if found is not None:
+                return found
+        try:
+            view, first = self.worker_file().new_block(self._ws_block, ["w", route])
+        except OSError as exc:
+            self._no_space(exc)
+            return self._ws_sink
+        found = self._ws[route] = WebSocketSeries(view, first, route, self._ws_scan)
+        return found
 
     def dropped_counts(self) -> dict[str, int]:
         return dict(self._dropped)

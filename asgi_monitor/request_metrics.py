@@ -39,7 +39,7 @@ from .sampling.inputs import RequestSnapshot, RouteLatency
 __all__ = [
     "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
     "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "BucketCounts", "Cell", "RequestMetrics",
-    "RequestMetricsCollector", "RequestStore", "Series",
+    "RequestMetricsCollector", "RequestStore", "Series", "websocket_families",
 ]
 
 OVERFLOW = "<overflow>"
@@ -266,8 +266,6 @@ class RequestMetrics(RequestStore):
         self._prefix = metric_prefix(namespace)
         # Added to every family on scrape, never stored per series: the hot path never sees them.
         self._constant_labels = tuple(constant_labels)
-        self._const_names = tuple(name for name, _ in constant_labels)
-        self._const_values = tuple(value for _, value in constant_labels)
         self._naming = naming
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
@@ -353,28 +351,16 @@ class RequestMetrics(RequestStore):
         ws_duration: list[tuple[str, BucketCounts]],
     ) -> Iterator[Metric]:
         p = self._prefix
-        names, values = self._const_names, self._const_values
         yield from request_families(
             series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
             naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels)
 
-        ws_family = CounterMetricFamily(f"{p}websocket_connections",
-                                        HELP["websocket_connections"], labels=("route", *names))
-        for route, count in ws_total:
-            ws_family.add_metric((route, *values), count)
-        yield ws_family
-        ws_active = GaugeMetricFamily(f"{p}websocket_connections_active",
-                                      HELP["websocket_connections_active"], labels=names)
-        ws_active.add_metric(values, self.ws_active.value)
-        yield ws_active
-        ws_histograms = HistogramMetricFamily(f"{p}websocket_session_duration_seconds",
-                                              HELP["websocket_session_duration_seconds"],
-                                              labels=("route", *names))
-        for route, histogram in ws_duration:
-            buckets, total_sum = histogram.cumulative()
-            ws_histograms.add_metric((route, *values), buckets, total_sum)
-        yield ws_histograms
+        yield from websocket_families(
+            [(route, float(count)) for route, count in ws_total], float(self.ws_active.value),
+            [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
+            prefix=p, bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
+            constant_labels=self._constant_labels)
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
@@ -396,6 +382,39 @@ class RequestMetrics(RequestStore):
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,
                 "websocket_connections_total": self._ws_dropped}
+
+
+def websocket_families(
+    totals: Sequence[tuple[str, float]], active: float,
+    sessions: Sequence[tuple[str, Sequence[float], float]], *, prefix: str,
+    bounds: Sequence[float], constant_labels: Sequence[tuple[str, str]] = (),
+) -> Iterator[Metric]:
+    """The WebSocket families, the same in every naming: accepted connections per route, those
+    open now, and per route the session lengths (per-bucket counts, +Inf last, and their
+    sum)."""
+    names = tuple(name for name, _ in constant_labels)
+    values = tuple(value for _, value in constant_labels)
+    total = CounterMetricFamily(f"{prefix}websocket_connections",
+                                HELP["websocket_connections"], labels=("route", *names))
+    for route, count in totals:
+        total.add_metric((route, *values), count)
+    yield total
+    gauge = GaugeMetricFamily(f"{prefix}websocket_connections_active",
+                              HELP["websocket_connections_active"], labels=names)
+    gauge.add_metric(values, active)
+    yield gauge
+    histograms = HistogramMetricFamily(f"{prefix}websocket_session_duration_seconds",
+                                       HELP["websocket_session_duration_seconds"],
+                                       labels=("route", *names))
+    les = [le_label(bound) for bound in bounds]
+    for route, per_bucket, total_sum in sessions:
+        buckets = []
+        running = 0.0
+        for i, count in enumerate(per_bucket):
+            running += count
+            buckets.append((les[i] if i < len(les) else "+Inf", running))
+        histograms.add_metric((route, *values), buckets, total_sum)
+    yield histograms
 
 
 class RequestMetricsCollector(Collector):

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from ..labels import BoundedChildren, SeriesCap
+from ..metric_kinds import PROMETHEUS_KINDS, MetricKinds
 from ..sampling.inputs import CacheSnapshot
 
 __all__ = ["CACHE_DURATION_BUCKETS", "CACHE_OPERATIONS", "CacheMetrics", "CacheOperation"]
@@ -68,14 +69,15 @@ class CacheMetrics:
         *,
         prefix: str,
         cap: SeriesCap,
+        kinds: MetricKinds = PROMETHEUS_KINDS,
     ) -> None:
-        self._total = Counter(f"{prefix}{CACHE_OPERATIONS}", "Cache operations by cache name and "
-                              "operation (hit, miss, set, delete, error).", ("cache", "operation"),
-                              registry=registry)
-        self._duration = Histogram(f"{prefix}cache_operation_duration_seconds",
-                                   "Cache operation latency by cache name and operation.",
-                                   ("cache", "operation"), buckets=CACHE_DURATION_BUCKETS,
-                                   registry=registry)
+        self._total = kinds.counter(f"{prefix}{CACHE_OPERATIONS}", "Cache operations by cache "
+                                    "name and operation (hit, miss, set, delete, error).",
+                                    ("cache", "operation"), registry=registry)
+        self._duration = kinds.histogram(f"{prefix}cache_operation_duration_seconds",
+                                         "Cache operation latency by cache name and operation.",
+                                         ("cache", "operation"), buckets=CACHE_DURATION_BUCKETS,
+                                         registry=registry)
         self._caches: BoundedChildren[tuple[str], _Cache] = cap.children(
             f"{CACHE_OPERATIONS}_total", self._make)
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from ..labels import BoundedChildren, SeriesCap
+from ..metric_kinds import PROMETHEUS_KINDS, MetricKinds
 from ..sampling.inputs import DatabaseSnapshot
 
 __all__ = [
@@ -69,14 +70,16 @@ class DatabaseMetrics:
         *,
         prefix: str,
         cap: SeriesCap,
+        kinds: MetricKinds = PROMETHEUS_KINDS,
         buckets: Sequence[float] = DB_DURATION_BUCKETS,
     ) -> None:
-        self._duration = Histogram(f"{prefix}db_query_duration_seconds",
-                                   "Database operation duration by operation name or statement "
-                                   "kind.", ("operation",), buckets=buckets, registry=registry)
-        self._total = Counter(f"{prefix}{DB_QUERIES}", "Database operations by operation and "
-                              "status (success or error).", ("operation", "status"),
-                              registry=registry)
+        self._duration = kinds.histogram(f"{prefix}db_query_duration_seconds",
+                                         "Database operation duration by operation name or "
+                                         "statement kind.", ("operation",), buckets=buckets,
+                                         registry=registry)
+        self._total = kinds.counter(f"{prefix}{DB_QUERIES}", "Database operations by operation "
+                                    "and status (success or error).", ("operation", "status"),
+                                    registry=registry)
         self._operations: BoundedChildren[tuple[str], DatabaseOperation] = cap.children(
             f"{DB_QUERIES}_total", self._make)
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..errors import MetricError
 from ..labels import BoundedChildren, SeriesCap
+from ..metric_kinds import PROMETHEUS_KINDS, MetricKinds
 from ..multiprocess import GAUGE_MODE
 from ..sampling.inputs import UserSnapshot
 from .system import ScrapeReader
@@ -67,21 +68,24 @@ class UserMetrics:
         *,
         prefix: str,
         cap: SeriesCap,
+        kinds: MetricKinds = PROMETHEUS_KINDS,
         add_scrape_collector: Callable[[Collector], None],
     ) -> None:
         self._registry = registry
+        self._kinds = kinds
         self._prefix = prefix
         self._add_scrape_collector = add_scrape_collector
-        logins = Counter(f"{prefix}{USER_LOGINS}", "Login attempts by result (success, failure).",
-                         ("result",), registry=registry)
+        logins = kinds.counter(f"{prefix}{USER_LOGINS}",
+                               "Login attempts by result (success, failure).", ("result",),
+                               registry=registry)
         self._success = logins.labels("success")
         self._failure = logins.labels("failure")
-        failures = Counter(f"{prefix}user_login_failures", "Failed logins by reason (a fixed "
-                           "set; unknown reasons count as 'other').", ("reason",),
-                           registry=registry)
+        failures = kinds.counter(f"{prefix}user_login_failures", "Failed logins by reason (a "
+                                 "fixed set; unknown reasons count as 'other').", ("reason",),
+                                 registry=registry)
         self._reasons = {reason: failures.labels(reason) for reason in LOGIN_FAILURE_REASONS}
-        audit = Counter(f"{prefix}audit_events", "Audit events by type.", ("event_type",),
-                        registry=registry)
+        audit = kinds.counter(f"{prefix}audit_events", "Audit events by type.", ("event_type",),
+                              registry=registry)
         self._audit: BoundedChildren[tuple[str], Any] = cap.children(
             "audit_events_total", lambda key: audit.labels(*key))
         self._sessions: Gauge | None = None
@@ -113,8 +117,9 @@ class UserMetrics:
                               "(sample_active_sessions); do not also set them")
         if self._sessions is None:
             # Created on first use so that an app sampling a callable has no second family.
-            self._sessions = Gauge(f"{self._prefix}user_active_sessions", _SESSIONS_DOC,
-                                   multiprocess_mode=GAUGE_MODE, registry=self._registry)
+            self._sessions = self._kinds.gauge(f"{self._prefix}user_active_sessions",
+                                               _SESSIONS_DOC, multiprocess_mode=GAUGE_MODE,
+                                               registry=self._registry)
         self._sessions.set(value)
 
     def sample_active_sessions(self, source: Callable[[], float]) -> None:

@@ -1,7 +1,8 @@
 """The one place the sampler's inputs are read from metric families by name.
 
-Under several workers each worker's counters live in the multiprocess files, and only
-prometheus_client's ``MultiProcessCollector`` merges them, as families. :class:`MergedReader`
+Under several workers each worker's counters live in its own metric file, and only
+:class:`asgi_monitor.multiprocess_merge.MergedFiles` merges them: the request totals as typed
+values already, the database, cache and login counters as families. :class:`MergedReader`
 turns those families into the same typed values a single process gets from each component's
 ``snapshot()`` (:mod:`asgi_monitor.sampling.inputs`). It names every family through the constant
 its metric is declared with, so the two cannot drift apart by a typo.
@@ -42,7 +43,7 @@ READ_FAMILIES = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_REQUESTS_IN_PROGRESS
 
 class MergedReader:
     """Reads :class:`~asgi_monitor.sampling.inputs.SampleInputs` (without ``system``, which is
-    read in this process) from ``families()``, e.g. a ``MultiProcessCollector``'s ``collect``.
+    read in this process) from ``families()``, e.g. ``MergedFiles.families``.
 
     ``declared`` is the family names this process' metrics are declared under (its registry's
     families); every family read must be among them.
@@ -61,12 +62,19 @@ class MergedReader:
         self._p = prefix
 
     def read(self) -> SampleInputs:
+        return self.read_from(self._families())
+
+    def read_from(self, families: Iterable[Metric],
+                  requests: RequestSnapshot | None = None) -> SampleInputs:
+        """The inputs in ``families``; with ``requests`` (typed request values read without
+        building families, as :meth:`MergedFiles.sample` gives them), the request families in
+        ``families`` are not read."""
         p = self._p
         series: list[tuple[str, str, int, float]] = []
         # (method, route, status, scheme) -> ({bound: cumulative count}, sum)
         histograms: dict[tuple[str, str, int, str], tuple[dict[float, float], list[float]]] = {}
         in_progress = db_queries = db_errors = hits = misses = logins = failures = 0.0
-        for family in self._families():
+        for family in families:
             name = family.name
             for s in family.samples:
                 labels, value = s.labels, s.value
@@ -101,7 +109,9 @@ class MergedReader:
                                      status, scheme)
                         for (method, route, status, scheme), (buckets, total)
                         in histograms.items())
-        return SampleInputs(requests=RequestSnapshot(tuple(series), latency, in_progress),
+        if requests is None:
+            requests = RequestSnapshot(tuple(series), latency, in_progress)
+        return SampleInputs(requests=requests,
                             database=DatabaseSnapshot(db_queries, db_errors),
                             cache=CacheSnapshot(hits, misses),
                             users=UserSnapshot(logins, failures))

@@ -153,9 +153,16 @@ def _fold_system(system: SystemSnapshot | None, sample: Sample) -> None:
 
 
 def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
+    # Runs for every sample over every series (thousands under several workers, in a thread of
+    # a process that serves requests): it allocates as little as it can, since every object it
+    # makes is one the garbage collector may walk while holding the GIL.
     sample.in_progress = requests.in_progress
+    routes = sample.routes
     for method, route, status, count in requests.series:
-        totals = sample.routes.setdefault(f"{method} {route}", RouteTotals())
+        name = f"{method} {route}"
+        totals = routes.get(name)
+        if totals is None:
+            totals = routes[name] = RouteTotals()
         sample.requests += count
         totals.requests += count
         if status >= 500:
@@ -164,22 +171,32 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
         elif status >= 400:
             sample.client_errors += count
     buckets: dict[float, float] = {}
-    # A route's histograms, one per status and scheme, summed.
-    route_buckets: dict[str, dict[float, float]] = {}
+    # A route's histograms, one per status and scheme, summed; a route with one (most) keeps
+    # its snapshot's buckets as they are (in bound order already).
+    route_buckets: dict[str, Buckets | dict[float, float]] = {}
     for latency in requests.latency:
         name = f"{latency.method} {latency.route}"
-        totals = sample.routes.setdefault(name, RouteTotals())
+        totals = routes.get(name)
+        if totals is None:
+            totals = routes[name] = RouteTotals()
         count = latency.count
         sample.duration_sum += latency.total
         sample.duration_count += count
         totals.duration_sum += latency.total
         totals.duration_count += count
-        summed = route_buckets.setdefault(name, {})
         for bound, cumulative in latency.buckets:
             buckets[bound] = buckets.get(bound, 0.0) + cumulative
-            summed[bound] = summed.get(bound, 0.0) + cumulative
+        found = route_buckets.get(name)
+        if found is None:
+            route_buckets[name] = latency.buckets
+            continue
+        if isinstance(found, tuple):
+            found = route_buckets[name] = dict(found)
+        for bound, cumulative in latency.buckets:
+            found[bound] = found.get(bound, 0.0) + cumulative
     for name, summed in route_buckets.items():
-        sample.routes[name].buckets = tuple(sorted(summed.items()))
+        routes[name].buckets = (summed if isinstance(summed, tuple)
+                                else tuple(sorted(summed.items())))
     sample.buckets = tuple(sorted(buckets.items()))
 
 

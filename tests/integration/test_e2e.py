@@ -71,8 +71,10 @@ scrape_configs:
                 assert response.status_code == 200
             for _ in range(ERRORS):
                 assert client.get("/error").status_code == 500
-        # prometheus_client writes one counter file per process: both workers served requests.
-        pids = {p.name.split("_")[-1] for p in multiproc.glob("counter_*.db")}
+        # One metric file per worker process (asgi_monitor_<pid>_<token>.values): both workers
+        # served requests.
+        pids = {p.name.split("_")[2] for p in multiproc.glob("asgi_monitor_*.values")
+                if len(p.read_bytes().rstrip(b"\0")) > 0}
         assert len(pids) == 2, f"expected both workers to record, saw files for {pids}"
 
         def totals() -> tuple[float, float] | None:

@@ -1,0 +1,423 @@
+"""Every worker's file merged: into metric families at scrape time, into typed request values for
+the sampler.
+
+- Counters and histograms (requests, WebSocket connections, custom counters and histograms) are
+  summed over every worker's file, live or dead: a finished request stays counted after its
+  worker exits or is killed.
+- Live gauges (requests in progress, WebSockets open) are summed over live workers only (a
+  worker is live while it holds the lock on its file, :mod:`asgi_monitor.worker_file`).
+- Gauges set by the app merge by their ``multiprocess_mode`` (``mostrecent``: the value set last).
+- The series cap applies across workers too: the first ``max_series`` request label sets
+  (method, route, status; a scheme is no new one, as in one process) in file order (oldest
+  worker first, then each worker's order of first use) keep their labels, later ones are summed
+  under ``<overflow>``. That order never changes for a series already seen, so a series does
+  not move between its labels and ``<overflow>`` from one scrape to the next.
+
+Request blocks are kept per (method, route, status, scheme), as the single-process store keeps
+its series; the merge reads them into :class:`~asgi_monitor.request_families.StoredSeries` rows
+and exposes them through the one projection both stores share
+(:func:`~asgi_monitor.request_families.request_families`), so both modes expose the same series by
+construction. The sampler gets its typed request values from the same rows, without families.
+
+The merge allocates little, since it runs every few seconds in a thread of a process that serves
+requests: every object it creates is one the garbage collector may have to walk, holding the GIL
+(and so the event loop) while it does. Blocks are summed into one list per series with C-level
+calls over slices of the mapped values, never a Python object per sample, and each file's index is
+parsed once and then only its new tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from operator import add
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .config import metric_prefix
+from .multiprocess import request_block_slots, websocket_block_slots, websocket_bounds
+from .request_families import StoredSeries, request_families
+from .request_metrics import OVERFLOW, STANDARD_METHODS, websocket_families
+from .sampling.inputs import RequestSnapshot, RouteLatency
+from .worker_file import (
+    FIXED_SLOTS,
+    SLOT_FILE_ERRORS,
+    SLOT_IN_PROGRESS,
+    SLOT_WS_ACTIVE,
+    IndexCache,
+    WorkerRecords,
+    read_worker,
+    worker_files,
+)
+
+__all__ = ["Merged", "MergedFiles", "MergedFilesCollector"]
+
+logger = logging.getLogger("asgi_monitor")
+
+_METHODS = (*STANDARD_METHODS, "OTHER")
+_PIECE = 4096  # values added per C call in the merge
+_Key = tuple[str, str, int, str]  # a request series: method, route, status, scheme
+
+
+@dataclass
+class Merged:
+    """One read of every worker's file: the request and WebSocket series summed, the live
+    gauges of live workers, the files' own counters; ``workers`` for the custom metrics."""
+
+    # Per request series, where its summed block starts in ``blocks`` (all of them, end to end:
+    # one array, which the garbage collector never walks).
+    offsets: dict[_Key, int]
+    blocks: array[float]
+    in_progress: list[tuple[str, float]]
+    ws_total: list[tuple[str, float]]
+    ws_active: float
+    # route -> (per-bucket counts, +Inf last; sum)
+    ws_sessions: list[tuple[str, list[float], float]]
+    file_errors: float
+    unrecorded: float
+    workers: list[WorkerRecords]
+
+
+class MergedFiles:
+    """Reads and merges the worker files in ``directory``, with this process' settings (the
+    bucket bounds it must agree with, the cap, the namespace, constant labels and naming)."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        namespace: str = "",
+        duration_buckets: Sequence[float],
+        size_buckets: Sequence[float],
+        max_series: int,
+        constant_labels: Sequence[tuple[str, str]] = (),
+        naming: str = "classic",
+    ) -> None:
+        self.directory = directory
+        self._prefix = metric_prefix(namespace)
+        self._duration = [float(b) for b in duration_buckets]
+        self._size = [float(b) for b in size_buckets]
+        self._ws = websocket_bounds(duration_buckets)
+        self._max_series = max_series
+        self._constant_labels = tuple(constant_labels)
+        self._naming = naming
+        self._block = request_block_slots(len(self._duration), len(self._size))
+        self._ws_block = websocket_block_slots(len(self._ws))
+        self._warned: set[str] = set()
+        # The sampler, the alert loop and a scrape may read at once, each in its own thread.
+        self._indexes = IndexCache()
+        # values file -> (index records seen, their request entries); see _entries.
+        self._parsed: dict[str, tuple[int, list[tuple[_Key, tuple[str, str, int], int]]]] = {}
+        self._latency: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
+        self._lock = threading.Lock()
+
+    def _compatible(self, worker: WorkerRecords) -> bool:
+        header = worker.header
+        if (header.get("duration_buckets") == self._duration
+                and header.get("size_buckets") == self._size):
+            return True
+        with self._lock:
+            if worker.path in self._warned:
+                return False
+            self._warned.add(worker.path)
+        logger.warning("%s was written with other histogram buckets than this worker's; its "
+                       "request series are left out of the merge (a file from an earlier "
+                       "run? empty the directory before each start)", worker.path)
+        return False
+
+    def _workers(self) -> list[WorkerRecords]:
+        paths = worker_files(self.directory)
+        found = [w for w in (read_worker(path, self._indexes) for path in paths) if w is not None]
+        self._indexes.keep(paths)
+        found.sort(key=lambda w: (w.started, w.path))
+        return found
+
+    def families(self, *, custom: bool = True, naming: str | None = None) -> list[Metric]:
+        """The merged families: request and WebSocket (under ``naming``, by default this
+        process'), asgi_monitor's file self-metrics and, with ``custom``, the metrics
+        :mod:`asgi_monitor.metric_kinds` keeps in the files."""
+        merged = self.read()
+        return [*self.request_families(merged, naming=naming), *self._self_families(merged),
+                *(self._custom_families(merged.workers) if custom else ())]
+
+    def sample(self) -> tuple[RequestSnapshot, list[Metric]]:
+        """What the sampler reads, from one read of the files: the request totals as typed
+        values (no families built for them) and the custom metrics' families."""
+        merged = self.read()
+        return self.request_snapshot(merged), list(self._custom_families(merged.workers))
+
+    def earlier_run(self, ppid: int) -> list[str]:
+        """Files of dead workers started by another parent process than ``ppid``: most likely
+        left from an earlier run of the server (a restarted worker of this run has the same
+        parent, the server's supervisor)."""
+        return [worker.path for worker in self._workers()
+                if not worker.live and worker.header.get("ppid") != ppid]
+
+    # -- request and WebSocket series ------------------------------------------------------------
+    def _entries(self, worker: WorkerRecords) -> list[tuple[_Key, tuple[str, str, int], int]]:
+        """The worker's request records as (key, label set, first slot), each made once per file
+        (the index only grows): a read then allocates no key per series."""
+        known = self._parsed.get(worker.path)
+        seen, entries = known if known is not None else (0, [])
+        records = worker.records
+        if len(records) > seen:
+            entries = list(entries)  # never extended in place: another read may hold it
+            for record in records[seen:]:
+                if record[0] == "r" and len(record) == 6:
+                    _, method, route, status, scheme, slot = record
+                    entries.append(((method, route, status, scheme), (method, route, status),
+                                    slot))
+            self._parsed[worker.path] = (len(records), entries)
+        return entries
+
+    def read(self) -> Merged:
+        """Every worker's file, merged."""
+        workers = self._workers()
+        present = {worker.path for worker in workers}
+        for path in [path for path in self._parsed if path not in present]:
+            self._parsed.pop(path, None)
+        block, ws_block, cap = self._block, self._ws_block, self._max_series
+        # Per series, where its block starts in ``blocks``: every series' block summed over the
+        # workers, end to end. A worker's blocks are first copied into an array aligned with it
+        # (slice to slice, no Python object per value), then added in one C loop.
+        offsets: dict[_Key, int] = {}
+        blocks = array("d")
+        # The cap counts (method, route, status) label sets, as the single-process store does.
+        label_sets: set[tuple[str, str, int]] = set()
+        sockets: dict[str, list[float]] = {}
+        in_progress = [0.0] * len(_METHODS)
+        ws_active = errors = unrecorded = 0.0
+        unrecorded_slots = len(self._duration) + 1
+        empty = array("d", bytes(8 * block))
+        for worker in workers:
+            if len(worker.values) < FIXED_SLOTS:
+                continue
+            values = array("d")
+            values.frombytes(worker.values.cast("B"))
+            errors += values[SLOT_FILE_ERRORS]
+            if not self._compatible(worker):
+                continue
+            sink = worker.header.get("reserved", {}).get("r")
+            if isinstance(sink, int) and sink + unrecorded_slots <= len(values):
+                unrecorded += sum(values[sink:sink + unrecorded_slots])
+            if worker.live:
+                for i in range(len(_METHODS)):
+                    in_progress[i] += values[SLOT_IN_PROGRESS + i]
+                ws_active += values[SLOT_WS_ACTIVE]
+            size = len(values)
+            base = len(blocks)  # the series merged so far; this worker's new ones go after
+            added = array("d", bytes(8 * base))
+            filled: set[int] = set()
+            for key, label_set, slot in self._entries(worker):
+                if slot + block > size:
+                    continue  # a file cut short (copied, or its disk failed): not ours
+                at = offsets.get(key)
+                if at is None:
+                    if label_set not in label_sets and len(label_sets) >= cap:
+                        key = (key[0], OVERFLOW, key[2], key[3])
+                        label_set = (key[0], OVERFLOW, key[2])
+                        at = offsets.get(key)
+                    if at is None:
+                        label_sets.add(label_set)
+                        at = offsets[key] = len(blocks)
+                        blocks.extend(empty)
+                        added.extend(empty)
+                if at in filled:  # several of the worker's series overflowed into one
+                    added[at:at + block] = array(
+                        "d", map(add, added[at:at + block], values[slot:slot + block]))
+                else:
+                    filled.add(at)
+                    added[at:at + block] = values[slot:slot + block]
+            # In pieces: a C loop holds the GIL, and the event loop waits for it meanwhile.
+            for i in range(0, base, _PIECE):
+                j = min(i + _PIECE, base)
+                blocks[i:j] = array("d", map(add, blocks[i:j], added[i:j]))
+            blocks[base:] = added[base:]
+            for record in worker.records:
+                if record[0] != "w":
+                    continue
+                _, route, slot = record
+                if slot + ws_block > size:
+                    continue
+                found = sockets.get(route)
+                if found is None and len(sockets) >= cap:
+                    route = OVERFLOW
+                    found = sockets.get(route)
+                if found is None:
+                    sockets[route] = values[slot:slot + ws_block].tolist()
+                else:
+                    found[:] = map(add, found, values[slot:slot + ws_block])
+        w = len(self._ws) + 1
+        return Merged(
+            offsets, blocks, list(zip(_METHODS, in_progress, strict=True)),
+            [(route, b[0]) for route, b in sockets.items()], ws_active,
+            [(route, b[1:1 + w], b[1 + w]) for route, b in sockets.items()],
+            errors, unrecorded, workers)
+
+    def request_families(self, merged: Merged, *, naming: str | None = None,
+                         ) -> Iterator[Metric]:
+        """The request and WebSocket families of ``merged``, as a single process exposes its
+        own."""
+        p = self._prefix
+        yield from request_families(
+            self.stored_series(merged), merged.in_progress, naming=naming or self._naming, prefix=p,
+            duration_bounds=self._duration, size_bounds=self._size,
+            constant_labels=self._constant_labels)
+        yield from websocket_families(
+            merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p, bounds=self._ws,
+            constant_labels=self._constant_labels)
+
+    def stored_series(self, merged: Merged) -> list[StoredSeries]:
+        """``merged``'s request series as the projection takes them."""
+        t = len(self._duration) + 1  # buckets with +Inf
+        z = len(self._size) + 1
+        ttfb, req, resp = t + 1, 2 * t + 2, 2 * t + z + 3
+        blocks = merged.blocks
+        rows = []
+        for (method, route, status, scheme), at in merged.offsets.items():
+            b = blocks[at:at + self._block]
+            rows.append(StoredSeries(
+                method, route, status, scheme, sum(b[:t]),
+                ((b[:t], b[t]), (b[ttfb:ttfb + t], b[ttfb + t]),
+                 (b[req:req + z], b[req + z]), (b[resp:resp + z], b[resp + z]))))
+        return rows
+
+    def request_snapshot(self, merged: Merged) -> RequestSnapshot:
+        """The sampler's request values, as :meth:`RequestMetrics.snapshot` gives a single
+        process' (per stored series, cumulative duration buckets), straight from the array.
+
+        A series whose duration histogram has not changed since the last read keeps the values
+        made then: most series are idle between two samples, and values made again would be
+        garbage the collector walks."""
+        bounds = (*self._duration, float("inf"))
+        t = len(bounds)
+        blocks = merged.blocks
+        known = self._latency
+        kept: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
+        totals = []
+        latency = []
+        for key, at in merged.offsets.items():
+            raw = blocks[at:at + t + 1].tobytes()  # the buckets and the sum
+            found = known.get(key)
+            if found is None or found[0] != raw:
+                method, route, status, scheme = key
+                buckets = tuple(zip(bounds, accumulate(blocks[at:at + t]), strict=True))
+                found = (raw, (method, route, status, buckets[-1][1]),
+                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme))
+            kept[key] = found
+            totals.append(found[1])
+            latency.append(found[2])
+        self._latency = kept  # replaced whole: a concurrent read keeps the one it took
+        return RequestSnapshot(tuple(totals), tuple(latency),
+                               sum(value for _, value in merged.in_progress))
+
+    def _self_families(self, merged: Merged) -> Iterator[Metric]:
+        p = self._prefix
+        yield CounterMetricFamily(
+            f"{p}asgi_monitor_multiprocess_file_errors",
+            "Times a worker could not reserve space in its metric file (disk full, file size "
+            "limit) for a new series.", value=merged.file_errors)
+        yield CounterMetricFamily(
+            f"{p}asgi_monitor_multiprocess_unrecorded",
+            "Requests not recorded because their new series found no space in the worker's "
+            "metric file.", value=merged.unrecorded)
+
+    # -- custom metrics --------------------------------------------------------------------------
+    def _custom_families(self, workers: list[WorkerRecords]) -> Iterator[Metric]:
+        # (metric, sample, label names, label values) -> merged value; per metric: type, help.
+        merged: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[float]] = {}
+        kinds: dict[str, tuple[str, str, str]] = {}
+        for worker in workers:
+            values = worker.values
+            for record in worker.records:
+                if record[0] != "v":
+                    continue
+                _, typ, mode, metric, sample, labelnames, labelvalues, doc, slot = record
+                if slot + 2 > len(values):
+                    continue
+                kinds.setdefault(metric, (typ, doc, mode))
+                names = tuple(labelnames)
+                labels = tuple(labelvalues)
+                if typ == "gauge" and mode in ("all", "liveall"):
+                    names, labels = (*names, "pid"), (*labels, str(worker.header.get("pid")))
+                key = (metric, sample, names, labels)
+                value, stamp = values[slot], values[slot + 1]
+                if typ == "gauge":
+                    if mode.startswith("live") and not worker.live:
+                        continue
+                    found = merged.get(key)
+                    merged[key] = _merge_gauge(mode, found, value, stamp)
+                else:
+                    found = merged.get(key)
+                    if found is None:
+                        merged[key] = [value, stamp]
+                    else:
+                        found[0] += value
+        families: dict[str, Metric] = {}
+        histograms: dict[str, dict[tuple[tuple[str, ...], tuple[str, ...]],
+                                   dict[str, Any]]] = {}
+        for (metric, sample, names, labels), (value, _) in merged.items():
+            typ, doc, _mode = kinds[metric]
+            family = families.get(metric)
+            if family is None:
+                family = families[metric] = Metric(metric, doc, typ)
+            if typ == "histogram":
+                by_labels = histograms.setdefault(metric, {})
+                if sample.endswith("_bucket"):
+                    le = labels[-1]
+                    entry = by_labels.setdefault((names[:-1], labels[:-1]),
+                                                 {"buckets": {}, "sum": 0.0})
+                    entry["buckets"][le] = entry["buckets"].get(le, 0.0) + value
+                else:
+                    entry = by_labels.setdefault((names, labels), {"buckets": {}, "sum": 0.0})
+                    entry["sum"] += value
+            else:
+                family.add_sample(sample, dict(zip(names, labels, strict=True)), value)
+        for metric, by_labels in histograms.items():
+            family = families[metric]
+            for (names, labels), entry in by_labels.items():
+                base = dict(zip(names, labels, strict=True))
+                running = 0.0
+                for le, count in sorted(entry["buckets"].items(), key=lambda b: float(b[0])):
+                    running += count
+                    family.add_sample(f"{metric}_bucket", {**base, "le": le}, running)
+                family.add_sample(f"{metric}_count", base, running)
+                family.add_sample(f"{metric}_sum", base, entry["sum"])
+        return iter(families.values())
+
+
+def _merge_gauge(mode: str, found: list[float] | None, value: float,
+                 stamp: float) -> list[float]:
+    if found is None:
+        return [value, stamp]
+    kind = mode[4:] if mode.startswith("live") else mode
+    if kind == "mostrecent":
+        return [value, stamp] if stamp > found[1] else found
+    if kind == "max":
+        return [max(found[0], value), stamp]
+    if kind == "min":
+        return [min(found[0], value), stamp]
+    found[0] += value  # sum, and a label per process for "all"
+    return found
+
+
+class MergedFilesCollector(Collector):
+    """Every worker's families for a registry: with ``custom``, the metrics kept in the files
+    too (a scrape's registry); without, the request families only (a worker's own registry,
+    where the custom metrics registered are that process' own)."""
+
+    def __init__(self, files: MergedFiles, *, custom: bool = False) -> None:
+        self._files = files
+        self._custom = custom
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._files.families(custom=self._custom))

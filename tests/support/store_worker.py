@@ -1,0 +1,54 @@
+"""A worker process for ``unit/metrics/test_worker_files.py``: builds a monitor on
+``PROMETHEUS_MULTIPROC_DIR``, does what its JSON argument says, prints its pid and exits (or,
+with ``"hold": true``, waits for a line on stdin first, so the test sees it live).
+
+``{"requests": [["GET", "/a", 200, n], ...], "open": k, "gauge": v, "counter": c,
+"fsize": bytes, "routes": n}``: ``open`` leaves k requests in progress, ``fsize`` sets
+RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
+records one request on each of n new routes after the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.config import HealthSettings, SystemSettings
+
+
+def main() -> None:
+    plan = json.loads(sys.argv[1])
+    monitor = build_monitor(
+        MonitoringConfig(system=SystemSettings(metrics=False),
+                         health=HealthSettings(default_checks=False)),
+        CollectorRegistry())
+    requests = monitor.collector.requests
+    for method, route, status, count in plan.get("requests", ()):
+        for _ in range(count):
+            requests.record(method, route, status, "http", 0.01, 0.005, 0, 10)
+    for _ in range(plan.get("open", 0)):
+        requests.begin("GET")
+    if "gauge" in plan:
+        monitor.collector.set_gauge("queue_depth", plan["gauge"])
+    if "counter" in plan:
+        monitor.collector.increment_counter("jobs_total", value=plan["counter"])
+    if "fsize" in plan:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (plan["fsize"], plan["fsize"]))
+        for n in range(plan.get("routes", 0)):
+            requests.record("GET", f"/new/{n}", 200, "http", 0.01, 0.005, 0, 10)
+        requests.record("GET", "/a", 200, "http", 0.01, 0.005, 0, 10)  # an existing series
+    print(os.getpid(), flush=True)
+    if plan.get("hold"):
+        sys.stdin.readline()
+
+
+if __name__ == "__main__":
+    main()
