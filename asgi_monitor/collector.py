@@ -246,8 +246,7 @@ class MetricsCollector:
         # The request families under their classic names (the reader's), whatever the
         # exposition's naming; the others as this process declares them.
         declared = {family.name for family in self.registry.collect()}
-        declared.update(family.name for family in merged.families(custom=False,
-                                                                   naming="classic"))
+        declared.update(merged.family_names(naming="classic"))
         reader = MergedReader(merged.families, prefix=self.settings.prefix, declared=declared)
 
         def read_merged() -> SampleInputs:

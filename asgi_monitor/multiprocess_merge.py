@@ -146,6 +146,14 @@ class MergedFiles:
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]
 
+    def family_names(self, *, naming: str | None = None) -> set[str]:
+        """The names :meth:`families` gives (custom metrics aside), without reading any file:
+        known at start-up, where a merge would hold the event loop."""
+        empty = Merged({}, array("d"), [(method, 0.0) for method in _METHODS], [], 0.0, [],
+                       0.0, 0.0, [])
+        return {family.name for family in (*self.request_families(empty, naming=naming),
+                                           *self._self_families(empty))}
+
     def sample(self) -> tuple[RequestSnapshot, list[Metric]]:
         """What the sampler reads, from one read of the files: the request totals as typed
         values (no families built for them) and the custom metrics' families."""

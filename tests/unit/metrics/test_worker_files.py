@@ -116,6 +116,18 @@ def test_dead_workers_count_their_requests_but_not_their_gauges(
     assert value("queue_depth") == 1
 
 
+@pytest.mark.parametrize("naming", ["classic", "otel", "both"])
+def test_the_family_names_known_without_a_read_are_those_a_read_gives(
+        directory: Path, naming: str) -> None:
+    # The sampler checks the names it reads at start-up from family_names(), which reads no
+    # file: they must be the names a merge of real files gives.
+    run_worker(directory, {"requests": [["GET", "/a", 200, 3], ["POST", "/b", 500, 1]]})
+    merged = monitor().collector.merged
+    assert merged is not None
+    read = {family.name for family in merged.families(custom=False, naming=naming)}
+    assert merged.family_names(naming=naming) == read
+
+
 def test_a_restarted_worker_and_a_reused_pid_are_new_files(directory: Path) -> None:
     first = run_worker(directory, {"requests": [["GET", "/a", 200, 2]], "open": 1})
     run_worker(directory, {"requests": [["GET", "/a", 200, 3]], "open": 1})
