@@ -19,16 +19,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
-from support import require_binary, serve
+from support import chromium, serve
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import GateSettings
 
 USER, PASSWORD = "ops", "browser-csrf-password"
 SESSION = "admin-session-0123456789"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 YEAR = 525_600  # minutes
 # A text/plain form posts "name=value": this name and value make that text parse as JSON.
 FORM_NAME = (json.dumps({"rule": "high_error_rate", "duration_minutes": YEAR})[:-1]
@@ -114,46 +111,40 @@ def _silence_posts(statuses: list[tuple[str, int]]) -> list[int]:
 def test_a_page_on_another_origin_cannot_create_a_silence(
     app: MonitoringMiddleware, way: str, attacker_host: str
 ) -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import Response, sync_playwright
+    from playwright.sync_api import Response
 
     with serve(app) as base, serve(attacker_app(base)) as other:
         attacker = other.replace("127.0.0.1", attacker_host)
         assert attacker != base
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                page = admin_page(browser, way, base)
-                page.set_default_timeout(20_000)
-                seen: list[tuple[str, int]] = []
+        with chromium() as browser:
+            page = admin_page(browser, way, base)
+            page.set_default_timeout(20_000)
+            seen: list[tuple[str, int]] = []
 
-                def on_response(response: Response) -> None:
-                    if response.url.startswith(f"{base}/api/alerts/silences"):
-                        seen.append((response.request.method, response.status))
+            def on_response(response: Response) -> None:
+                if response.url.startswith(f"{base}/api/alerts/silences"):
+                    seen.append((response.request.method, response.status))
 
-                page.on("response", on_response)
-                # The admin opens the dashboard: the way in works.
-                opened = page.goto(f"{base}/admin/monitoring", wait_until="load")
-                assert opened is not None and opened.status == 200
+            page.on("response", on_response)
+            # The admin opens the dashboard: the way in works.
+            opened = page.goto(f"{base}/admin/monitoring", wait_until="load")
+            assert opened is not None and opened.status == 200
 
-                for enctype in ("text/plain", "application/x-www-form-urlencoded",
-                                "multipart/form-data"):
-                    with page.expect_response(
-                            lambda r: r.url == f"{base}/api/alerts/silences") as submitted:
-                        page.goto(f"{attacker}/form?enctype={enctype}")
-                    assert submitted.value.status == 403, enctype
-                    page.wait_for_load_state("load")
-                    assert "error" in page.content()
+            for enctype in ("text/plain", "application/x-www-form-urlencoded",
+                            "multipart/form-data"):
+                with page.expect_response(
+                        lambda r: r.url == f"{base}/api/alerts/silences") as submitted:
+                    page.goto(f"{attacker}/form?enctype={enctype}")
+                assert submitted.value.status == 403, enctype
+                page.wait_for_load_state("load")
+                assert "error" in page.content()
 
-                page.goto(f"{attacker}/blank", wait_until="load")
-                results = page.evaluate(FETCHES, [f"{base}/api/alerts/silences", YEAR])
-                assert results == {"plain": "opaque", "json": "blocked"}, results
-                page.wait_for_timeout(300)  # let the opaque one's response event arrive
-                assert _silence_posts(seen) and set(_silence_posts(seen)) == {403}, seen
-                page.context.close()
-            finally:
-                browser.close()
+            page.goto(f"{attacker}/blank", wait_until="load")
+            results = page.evaluate(FETCHES, [f"{base}/api/alerts/silences", YEAR])
+            assert results == {"plain": "opaque", "json": "blocked"}, results
+            page.wait_for_timeout(300)  # let the opaque one's response event arrive
+            assert _silence_posts(seen) and set(_silence_posts(seen)) == {403}, seen
+            page.context.close()
     assert app.monitor.alerts.silences.list() == []
 
 
@@ -161,30 +152,23 @@ def test_a_page_on_another_origin_cannot_create_a_silence(
 def test_the_admins_own_page_can_still_create_a_silence(
     app: MonitoringMiddleware, way: str
 ) -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import sync_playwright
-
+    
     with serve(app) as base:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                page = admin_page(browser, way, base)
-                page.set_default_timeout(20_000)
-                opened = page.goto(f"{base}/admin/monitoring", wait_until="load")
-                assert opened is not None and opened.status == 200
-                # What a script of the dashboard would send (it only reads today).
-                status = page.evaluate("""async () => {
-                  const response = await fetch("/api/alerts/silences", {
-                    method: "POST", credentials: "same-origin",
-                    headers: {"Content-Type": "application/json"},
-                    body: JSON.stringify({rule: "high_error_rate", duration_minutes: 5,
-                                          comment: "deploying"})});
-                  return response.status;
-                }""")
-                assert status == 201
-                page.context.close()
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = admin_page(browser, way, base)
+            page.set_default_timeout(20_000)
+            opened = page.goto(f"{base}/admin/monitoring", wait_until="load")
+            assert opened is not None and opened.status == 200
+            # What a script of the dashboard would send (it only reads today).
+            status = page.evaluate("""async () => {
+              const response = await fetch("/api/alerts/silences", {
+                method: "POST", credentials: "same-origin",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({rule: "high_error_rate", duration_minutes: 5,
+                                      comment: "deploying"})});
+              return response.status;
+            }""")
+            assert status == 201
+            page.context.close()
     [silence] = app.monitor.alerts.silences.list()
     assert silence.comment == "deploying"

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from support import ROOT, require_binary, serve, wait_until
+from support import ROOT, chromium, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
@@ -29,9 +29,6 @@ from asgi_monitor.slo import SLO, Selector
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token-0123456789"
 USER, PASSWORD = "ops", "browser-test-password"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 XSS_CHECK = "<script>alert('check')</script>"
 XSS_ALERT = '<img src=x onerror="alert(1)">'
 XSS_ROUTE_TEMPLATE = "/x/<b onmouseover=alert(3)>{id}"
@@ -77,8 +74,7 @@ def traffic(base: str, rounds: int = 1) -> None:
 
 
 def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import ConsoleMessage, Dialog, sync_playwright
+    from playwright.sync_api import ConsoleMessage, Dialog
 
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(app) as base:
@@ -98,56 +94,51 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
             dialogs.append(dialog.message)
             dialog.dismiss()
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                context = browser.new_context(
-                    viewport={"width": 1366, "height": 900},
-                    extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-                page = context.new_page()
-                page.on("request", lambda request: urls.append(request.url))
-                page.on("console", on_console)
-                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-                page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-                page.on("dialog", on_dialog)
-                page.set_default_timeout(20_000)
+        with chromium() as browser:
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 900},
+                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+            page = context.new_page()
+            page.on("request", lambda request: urls.append(request.url))
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+            page.on("dialog", on_dialog)
+            page.set_default_timeout(20_000)
 
-                response = page.goto(f"{base}/admin/monitoring", wait_until="load")
-                assert response is not None and response.status == 200
-                charts_draw_and_keep_up(page, base)
-                sizes = page.eval_on_selector_all(
-                    "[data-chart] canvas", "els => els.map(e => [e.clientWidth, e.clientHeight])")
-                assert len(sizes) == 4 and all(w > 100 and h > 100 for w, h in sizes), sizes
-                assert page.locator(".chart-fallback").count() == 0
+            response = page.goto(f"{base}/admin/monitoring", wait_until="load")
+            assert response is not None and response.status == 200
+            charts_draw_and_keep_up(page, base)
+            sizes = page.eval_on_selector_all(
+                "[data-chart] canvas", "els => els.map(e => [e.clientWidth, e.clientHeight])")
+            assert len(sizes) == 4 and all(w > 100 and h > 100 for w, h in sizes), sizes
+            assert page.locator(".chart-fallback").count() == 0
 
-                tiles = page.locator("#health-tiles .tile")
-                assert tiles.count() >= 2
-                assert "status-warning" in (page.locator('[data-check="evil"]')
-                                            .get_attribute("class") or "")
-                assert page.locator('[data-check="evil"] .tile-message').inner_text() == XSS_CHECK
-                assert XSS_ALERT in page.locator("#active-alerts").inner_text()
-                assert page.locator("#system-resources meter").count() >= 2
-                assert "GET /items/{id}" in page.locator("#routes-body").inner_text()
-                # The route name came back as text from history.json, rendered by the script.
-                assert "GET /x/<b onmouseover=alert(3)>{id}" in page.locator(
-                    "#routes-body").inner_text()
-                assert page.locator("#routes-body b").count() == 0
-                assert page.locator("#health-tiles script, #active-alerts img").count() == 0
-                page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            tiles = page.locator("#health-tiles .tile")
+            assert tiles.count() >= 2
+            assert "status-warning" in (page.locator('[data-check="evil"]')
+                                        .get_attribute("class") or "")
+            assert page.locator('[data-check="evil"] .tile-message').inner_text() == XSS_CHECK
+            assert XSS_ALERT in page.locator("#active-alerts").inner_text()
+            assert page.locator("#system-resources meter").count() >= 2
+            assert "GET /items/{id}" in page.locator("#routes-body").inner_text()
+            # The route name came back as text from history.json, rendered by the script.
+            assert "GET /x/<b onmouseover=alert(3)>{id}" in page.locator(
+                "#routes-body").inner_text()
+            assert page.locator("#routes-body b").count() == 0
+            assert page.locator("#health-tiles script, #active-alerts img").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
-                page.set_viewport_size({"width": 390, "height": 844})
-                page.wait_for_timeout(600)  # the resize handler is debounced
-                overflow = page.evaluate(
-                    "document.documentElement.scrollWidth - document.documentElement.clientWidth")
-                assert overflow <= 1, f"{overflow}px of horizontal scrolling at 390 px"
-                widths = page.eval_on_selector_all("[data-chart] canvas",
-                                                   "els => els.map(e => e.clientWidth)")
-                assert all(0 < w <= 390 for w in widths), widths
-                page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-                context.close()
-            finally:
-                browser.close()
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(600)  # the resize handler is debounced
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, f"{overflow}px of horizontal scrolling at 390 px"
+            widths = page.eval_on_selector_all("[data-chart] canvas",
+                                               "els => els.map(e => e.clientWidth)")
+            assert all(0 < w <= 390 for w in widths), widths
+            page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+            context.close()
 
     assert problems == []
     assert dialogs == []  # nothing from the data ran
@@ -157,28 +148,21 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
 
 
 def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import sync_playwright
-
+    
     with serve(app) as base:
         traffic(base)
         wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a history point")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                context = browser.new_context(
-                    java_script_enabled=False, viewport={"width": 1366, "height": 900},
-                    extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-                page = context.new_page()
-                page.goto(f"{base}/admin/monitoring", wait_until="load", timeout=20_000)
-                assert page.locator("#health-tiles .tile").count() >= 2
-                assert page.locator(".chart-fallback").count() == 4
-                assert "GET /items/{id}" in page.locator("#routes-body").inner_text()
-                assert page.locator("[data-live='request_rate']").inner_text() != ""
-                context.close()
-            finally:
-                browser.close()
+        with chromium() as browser:
+            context = browser.new_context(
+                java_script_enabled=False, viewport={"width": 1366, "height": 900},
+                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+            page = context.new_page()
+            page.goto(f"{base}/admin/monitoring", wait_until="load", timeout=20_000)
+            assert page.locator("#health-tiles .tile").count() >= 2
+            assert page.locator(".chart-fallback").count() == 4
+            assert "GET /items/{id}" in page.locator("#routes-body").inner_text()
+            assert page.locator("[data-live='request_rate']").inner_text() != ""
+            context.close()
 
 
 # The three ways an admin opens the page: credentials in the URL, the browser's login prompt
@@ -194,8 +178,7 @@ WAYS_IN: dict[str, tuple[dict[str, Any], str]] = {
 def test_dashboard_updates_whichever_way_it_was_opened(
     app: MonitoringMiddleware, way: tuple[dict[str, Any], str]
 ) -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import ConsoleMessage, Response, sync_playwright
+    from playwright.sync_api import ConsoleMessage, Response
 
     context_options, userinfo = way
     with serve(app) as base:
@@ -212,33 +195,28 @@ def test_dashboard_updates_whichever_way_it_was_opened(
             if "/history.json" in response.url:
                 feeds.append(response.status)
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                              **context_options)
-                page = context.new_page()
-                page.on("console", on_console)
-                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-                page.on("response", on_response)
-                page.set_default_timeout(20_000)
-                url = base.replace("http://", f"http://{userinfo}") + "/admin/monitoring"
-                response = page.goto(url, wait_until="load")
-                assert response is not None and response.status == 200
-                charts_draw_and_keep_up(page, base)
-                assert "failed" not in page.locator("#chart-status").inner_text()
-                # A critical alert is firing (the fixture): the badge says so, not "healthy".
-                badge = page.locator("#overall-status")
-                assert badge.text_content() == "critical"
-                assert "status-critical" in (badge.get_attribute("class") or "")
-                assert "1 critical alert firing" in (badge.get_attribute("title") or "")
-                # The card reads the alert's window, which holds the /fail 500s.
-                card = page.locator("#error-window").inner_text()
-                assert card.endswith(" %") and float(card.split()[0]) > 0, card
-                context.close()
-            finally:
-                browser.close()
+        with chromium() as browser:
+            context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                          **context_options)
+            page = context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("response", on_response)
+            page.set_default_timeout(20_000)
+            url = base.replace("http://", f"http://{userinfo}") + "/admin/monitoring"
+            response = page.goto(url, wait_until="load")
+            assert response is not None and response.status == 200
+            charts_draw_and_keep_up(page, base)
+            assert "failed" not in page.locator("#chart-status").inner_text()
+            # A critical alert is firing (the fixture): the badge says so, not "healthy".
+            badge = page.locator("#overall-status")
+            assert badge.text_content() == "critical"
+            assert "status-critical" in (badge.get_attribute("class") or "")
+            assert "1 critical alert firing" in (badge.get_attribute("title") or "")
+            # The card reads the alert's window, which holds the /fail 500s.
+            card = page.locator("#error-window").inner_text()
+            assert card.endswith(" %") and float(card.split()[0]) > 0, card
+            context.close()
 
     assert problems == []
     assert len(feeds) >= 2 and set(feeds) == {200}, feeds
@@ -249,8 +227,7 @@ async def checkout(request: Request) -> PlainTextResponse:
 
 
 def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
-    chromium = require_binary("chromium")
-    from playwright.sync_api import ConsoleMessage, sync_playwright
+    from playwright.sync_api import ConsoleMessage
 
     starlette = Starlette(routes=[Route("/checkout/{id}", checkout), Route("/items/{id}", item)])
     config = MonitoringConfig(
@@ -284,56 +261,51 @@ def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
             if message.type in ("error", "warning"):
                 problems.append(f"console {message.type}: {message.text}")
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=CHROMIUM_ARGS, timeout=30_000)
-            try:
-                context = browser.new_context(
-                    viewport={"width": 1366, "height": 900},
-                    extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-                page = context.new_page()
-                page.on("console", on_console)
-                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-                page.set_default_timeout(20_000)
-                page.goto(f"{base}/admin/monitoring", wait_until="load")
-                panel = '[data-slo="checkout"]'
-                poll(page, f"document.querySelectorAll('{panel} canvas').length === 1")
-                poll(page, f"document.querySelector('{panel} [data-slo-status]')"
-                           ".textContent.includes('updated')")
-                assert page.locator(f"{panel} [data-budget-value]").inner_text() == "50.0 %"
-                bar = page.locator(f"{panel} meter[data-budget-bar]")
-                assert bar.evaluate("el => el.value") == pytest.approx(50)
-                width, height = page.locator(f"{panel} canvas").evaluate(
-                    "el => [el.clientWidth, el.clientHeight]")
-                assert width > 300 and height > 100
-                legend = page.locator(f"{panel} .u-legend").inner_text()
-                # The windows of its four alerts (7 days: two pages, two tickets).
-                for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
-                    assert f"burn rate {window}" in legend
-                # The lowest page factor (6h/30m at 1.4 for 7 days) as a line.
-                assert "pages above" in legend
-                assert page.evaluate(
-                    f"document.querySelector('{panel} .u-legend').rows.length") == 9
-                # Hovering the newest point shows each series' value in the legend.
-                over = page.locator(f"{panel} .u-over")
-                box = over.bounding_box()
-                assert box is not None
-                over.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
-                poll(page, f"document.querySelector('{panel} .u-legend').rows[8].innerText"
-                           " === 'pages above1.4'")
-                first = _slo_points(page, panel)
+        with chromium() as browser:
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 900},
+                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+            page = context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.set_default_timeout(20_000)
+            page.goto(f"{base}/admin/monitoring", wait_until="load")
+            panel = '[data-slo="checkout"]'
+            poll(page, f"document.querySelectorAll('{panel} canvas').length === 1")
+            poll(page, f"document.querySelector('{panel} [data-slo-status]')"
+                       ".textContent.includes('updated')")
+            assert page.locator(f"{panel} [data-budget-value]").inner_text() == "50.0 %"
+            bar = page.locator(f"{panel} meter[data-budget-bar]")
+            assert bar.evaluate("el => el.value") == pytest.approx(50)
+            width, height = page.locator(f"{panel} canvas").evaluate(
+                "el => [el.clientWidth, el.clientHeight]")
+            assert width > 300 and height > 100
+            legend = page.locator(f"{panel} .u-legend").inner_text()
+            # The windows of its four alerts (7 days: two pages, two tickets).
+            for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
+                assert f"burn rate {window}" in legend
+            # The lowest page factor (6h/30m at 1.4 for 7 days) as a line.
+            assert "pages above" in legend
+            assert page.evaluate(
+                f"document.querySelector('{panel} .u-legend').rows.length") == 9
+            # Hovering the newest point shows each series' value in the legend.
+            over = page.locator(f"{panel} .u-over")
+            box = over.bounding_box()
+            assert box is not None
+            over.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
+            poll(page, f"document.querySelector('{panel} .u-legend').rows[8].innerText"
+                       " === 'pages above1.4'")
+            first = _slo_points(page, panel)
 
-                checkouts(base, good=15, bad=5)  # 7 of 40 bad: 17.5 %, 87.5 % of the budget
-                poll(page, f"document.querySelector('{panel} [data-budget-value]')"
-                           ".textContent === '12.5 %'")
-                assert bar.evaluate("el => el.value") == pytest.approx(12.5)
-                poll(page, f"parseInt(document.querySelector('{panel} [data-slo-status]')"
-                           f".textContent) > {first}")
-                # The newest 5m burn rate is drawn from what the server now says.
-                page.screenshot(path=str(ARTIFACTS / "dashboard-slo.png"), full_page=True)
-                context.close()
-            finally:
-                browser.close()
+            checkouts(base, good=15, bad=5)  # 7 of 40 bad: 17.5 %, 87.5 % of the budget
+            poll(page, f"document.querySelector('{panel} [data-budget-value]')"
+                       ".textContent === '12.5 %'")
+            assert bar.evaluate("el => el.value") == pytest.approx(12.5)
+            poll(page, f"parseInt(document.querySelector('{panel} [data-slo-status]')"
+                       f".textContent) > {first}")
+            # The newest 5m burn rate is drawn from what the server now says.
+            page.screenshot(path=str(ARTIFACTS / "dashboard-slo.png"), full_page=True)
+            context.close()
     assert problems == []
 
 

@@ -59,6 +59,28 @@ def require_binary(name: str) -> str:
     return path
 
 
+# Headless Chromium as the browser tests run it: no sandbox (containers), nothing in the
+# background that would reach the network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A real headless Chromium (the Debian package) driven by Playwright, closed afterwards."""
+    executable = require_binary("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                             args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def require_module(name: str) -> None:
     """A module the test runs (``python -m gunicorn``); skip locally if absent, fail under
     CI=true."""
