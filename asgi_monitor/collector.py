@@ -247,12 +247,12 @@ class MetricsCollector:
         # exposition's naming; the others as this process declares them.
         declared = {family.name for family in self.registry.collect()}
         declared.update(merged.family_names(naming="classic"))
-        reader = MergedReader(merged.families, prefix=self.settings.prefix, declared=declared)
+        reader = MergedReader(prefix=self.settings.prefix, declared=declared)
 
         def read_merged() -> SampleInputs:
             # One read of the files: the request totals as typed values, the rest as families.
             requests, families = merged.sample()
-            return reader.read_from(families, requests)
+            return reader.read(families, requests)
 
         # The merge reads every worker's files: off the event loop, with this process' system
         # resources added on it.

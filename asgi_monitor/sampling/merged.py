@@ -16,7 +16,7 @@ start-up instead of turning an alert's input into a silent zero forever.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 
 from prometheus_client.core import Metric
 
@@ -43,14 +43,13 @@ READ_FAMILIES = (HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_REQUESTS_IN_PROGRESS
 
 class MergedReader:
     """Reads :class:`~asgi_monitor.sampling.inputs.SampleInputs` (without ``system``, which is
-    read in this process) from ``families()``, e.g. ``MergedFiles.families``.
+    read in this process) from merged metric families, e.g. ``MergedFiles.sample``'s.
 
     ``declared`` is the family names this process' metrics are declared under (its registry's
     families); every family read must be among them.
     """
 
-    def __init__(self, families: Callable[[], Iterable[Metric]], *, prefix: str,
-                 declared: Collection[str]) -> None:
+    def __init__(self, *, prefix: str, declared: Collection[str]) -> None:
         missing = [f"{prefix}{name}" for name in READ_FAMILIES
                    if f"{prefix}{name}" not in declared]
         if missing:
@@ -58,14 +57,10 @@ class MergedReader:
                 f"the sampler reads metric families {missing} but no metric is declared under "
                 f"those names (declared: {sorted(declared)}); declare each metric with the name "
                 "constant asgi_monitor.sampling.merged imports")
-        self._families = families
         self._p = prefix
 
-    def read(self) -> SampleInputs:
-        return self.read_from(self._families())
-
-    def read_from(self, families: Iterable[Metric],
-                  requests: RequestSnapshot | None = None) -> SampleInputs:
+    def read(self, families: Iterable[Metric],
+             requests: RequestSnapshot | None = None) -> SampleInputs:
         """The inputs in ``families``; with ``requests`` (typed request values read without
         building families, as :meth:`MergedFiles.sample` gives them), the request families in
         ``families`` are not read."""

@@ -160,9 +160,10 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
     direct = monitor.collector.sampler(clock=clock, monotonic=clock).take()
-    reader = MergedReader(monitor.registry.collect, prefix="",
+    reader = MergedReader(prefix="",
                           declared={f.name for f in monitor.registry.collect()})
-    merged = Sampler(reader.read, clock=clock, monotonic=clock).take()
+    merged = Sampler(lambda: reader.read(monitor.registry.collect()), clock=clock,
+                     monotonic=clock).take()
     assert direct == merged
     check(direct)
     assert direct.in_progress == 3
@@ -177,13 +178,13 @@ async def test_an_off_loop_read_runs_in_a_thread_and_gives_the_same_sample() -> 
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
     activity(monitor)
-    reader = MergedReader(monitor.registry.collect, prefix="",
+    reader = MergedReader(prefix="",
                           declared={f.name for f in monitor.registry.collect()})
     threads: dict[str, int] = {}
 
     def read() -> SampleInputs:
         threads["read"] = threading.get_ident()
-        return reader.read()
+        return reader.read(monitor.registry.collect())
 
     def system() -> SystemSnapshot:
         threads["system"] = threading.get_ident()
@@ -208,13 +209,13 @@ async def test_the_sampler_and_the_alert_loop_read_off_the_loop() -> None:
             history=HistorySettings(sample_interval_seconds=0.05),
             alerts=AlertSettings(check_interval_seconds=0.05)),
         CollectorRegistry())
-    reader = MergedReader(monitor.registry.collect, prefix="",
+    reader = MergedReader(prefix="",
                           declared={f.name for f in monitor.registry.collect()})
     threads: list[int] = []
 
     def read() -> SampleInputs:
         threads.append(threading.get_ident())
-        return reader.read()
+        return reader.read(monitor.registry.collect())
 
     monitor.sampler = Sampler(read, off_loop=True)
     async with monitor.running():
@@ -291,5 +292,5 @@ def test_a_renamed_family_does_not_matter_to_a_single_process(
 def test_the_reader_names_every_family_it_misses() -> None:
     declared = set(READ_FAMILIES) - {"user_logins", "http_requests"}
     with pytest.raises(MetricError, match=r"\['http_requests', 'user_logins'\]"):
-        MergedReader(list, prefix="", declared=declared)
-    MergedReader(list, prefix="app_", declared={f"app_{name}" for name in READ_FAMILIES})
+        MergedReader(prefix="", declared=declared)
+    MergedReader(prefix="app_", declared={f"app_{name}" for name in READ_FAMILIES})
