@@ -33,7 +33,7 @@ install: $(VENV)/.deps
 	HATCH_BUILD_HOOK_ENABLE_MYPYC=1 $(BIN)/pip install -q --no-deps --force-reinstall .
 	@# hatch-mypyc leaves its build products in the source tree; a checkout must stay pure Python
 	@# (a stale .so would shadow edits to the .py files, and would leak into a default wheel).
-	rm -f asgi_monitor/*.so *__mypyc*.so
+	rm -f asgi_monitor/*.so asgi_monitor/*/*.so *__mypyc*.so
 
 # What a release ships for this machine, into dist/: the sdist, the pure-Python wheel built from it
 # (pip's fallback), and the compiled wheel for this interpreter and platform (what pip installs

@@ -27,10 +27,10 @@ from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
 from .logs import configure_package_logging
 from .monitor import Monitor
-from .multiprocess import multiprocess_dir
-from .multiprocess_merge import MergedFilesCollector
 from .sampling.samples import SampleBuffer
 from .slo.evaluation import SLOTracker, install_slo_rules
+from .store.merge import MergedFilesCollector
+from .store.multiprocess import multiprocess_dir
 from .timeseries import History
 
 __all__ = ["build_monitor"]

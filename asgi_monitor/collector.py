@@ -25,14 +25,14 @@ from .errors import MetricError, MonitoringError
 from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
-from .metric_kinds import PROMETHEUS_KINDS, file_kinds
 from .metric_names import metric_name
-from .multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
-from .multiprocess_merge import MergedFiles, MergedFilesCollector
-from .request_metrics import RequestMetrics, RequestMetricsCollector, RequestStore
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
+from .store.merge import MergedFiles, MergedFilesCollector
+from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
+from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
+from .store.single import RequestMetrics, RequestMetricsCollector, RequestStore
 
 
 class InsightsReport(Protocol):
@@ -107,8 +107,8 @@ class MetricsCollector:
     :mod:`asgi_monitor.instrumentation`); system resources, when ``system`` turns them on, are
     read on scrape.
 
-    With ``multiprocess_dir`` (see :mod:`asgi_monitor.multiprocess`) every metric here keeps its
-    values in this worker's file in that directory; :attr:`merged` reads all workers' files.
+    With ``multiprocess_dir`` (see :mod:`asgi_monitor.store.multiprocess`) every metric here keeps
+    its values in this worker's file in that directory; :attr:`merged` reads all workers' files.
     """
 
     def __init__(

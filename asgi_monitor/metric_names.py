@@ -2,7 +2,7 @@
 
 ``MONITORING_METRIC_NAMES`` chooses classic names, OpenTelemetry's HTTP semantic conventions
 (https://opentelemetry.io/docs/specs/semconv/http/http-metrics/), or both during a migration.
-The exposition itself is :func:`asgi_monitor.request_families.request_families`; this module
+The exposition itself is :func:`asgi_monitor.store.families.request_families`; this module
 says which names and labels a query uses under each naming.
 
 Under OpenTelemetry names there is no request counter, as in the conventions: the request count

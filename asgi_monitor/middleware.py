@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import MonitoringConfig
 from .errors import LifecycleError
-from .request_metrics import RequestStore
 from .routes import resolve_route
+from .store.single import RequestStore
 
 __all__ = ["MonitorHooks", "MonitoringMiddleware", "add_monitoring_middleware"]
 

@@ -26,8 +26,8 @@ from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .errors import LifecycleError
 from .health.checker import HealthChecker
-from .request_metrics import RequestStore
 from .sampling.samples import Sample, SampleBuffer, Sampler
+from .store.single import RequestStore
 from .timeseries import History
 
 if TYPE_CHECKING:

@@ -50,10 +50,10 @@ from starlette.routing import Route
 
 import asgi_monitor
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor import request_metrics as request_metrics_module
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store import single as request_metrics_module
+from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
 
 
 def build_name() -> str:

@@ -23,8 +23,8 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry
 
 from ..labels import BoundedChildren, SeriesCap
-from ..metric_kinds import PROMETHEUS_KINDS, MetricKinds
 from ..sampling.inputs import CacheSnapshot
+from ..store.metric_kinds import PROMETHEUS_KINDS, MetricKinds
 
 __all__ = ["CACHE_DURATION_BUCKETS", "CACHE_OPERATIONS", "CacheMetrics", "CacheOperation"]
 

@@ -24,8 +24,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from ..labels import BoundedChildren, SeriesCap
-from ..metric_kinds import PROMETHEUS_KINDS, MetricKinds
 from ..sampling.inputs import DatabaseSnapshot
+from ..store.metric_kinds import PROMETHEUS_KINDS, MetricKinds
 
 __all__ = [
     "DB_DURATION_BUCKETS", "DB_QUERIES", "DatabaseMetrics", "DatabaseOperation", "statement_kind",

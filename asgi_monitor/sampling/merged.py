@@ -1,7 +1,7 @@
 """The one place the sampler's inputs are read from metric families by name.
 
 Under several workers each worker's counters live in its own metric file, and only
-:class:`asgi_monitor.multiprocess_merge.MergedFiles` merges them: the request totals as typed
+:class:`asgi_monitor.store.merge.MergedFiles` merges them: the request totals as typed
 values already, the database, cache and login counters as families. :class:`MergedReader`
 turns those families into the same typed values a single process gets from each component's
 ``snapshot()`` (:mod:`asgi_monitor.sampling.inputs`). It names every family through the constant
@@ -24,7 +24,7 @@ from ..errors import MetricError
 from ..instrumentation.cache import CACHE_OPERATIONS
 from ..instrumentation.database import DB_QUERIES
 from ..instrumentation.users import USER_LOGINS
-from ..request_metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_REQUESTS_IN_PROGRESS
+from ..store.single import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_REQUESTS_IN_PROGRESS
 from .inputs import (
     CacheSnapshot,
     DatabaseSnapshot,

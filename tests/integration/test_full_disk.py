@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import SUPPORT, free_port, requests_total, stop_process
 
-from asgi_monitor.worker_file import CHUNK
+from asgi_monitor.store.worker_file import CHUNK
 
 pytestmark = pytest.mark.integration
 

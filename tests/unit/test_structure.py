@@ -72,7 +72,7 @@ def _reachable(start: str) -> set[str]:
 
 def test_the_graph_is_read() -> None:
     # So the tests below cannot pass on an empty graph: known arrows are found.
-    assert "asgi_monitor.request_metrics" in GRAPH["asgi_monitor.middleware"]
+    assert "asgi_monitor.store.single" in GRAPH["asgi_monitor.middleware"]
     assert "asgi_monitor.monitor" in GRAPH["asgi_monitor.build"]
     assert "asgi_monitor.config.declare" in GRAPH["asgi_monitor.config.gate"]
 
@@ -104,9 +104,9 @@ def test_the_core_never_imports_the_web_layer(core: str) -> None:
 def test_the_hot_path_imports_only_what_a_request_needs() -> None:
     # request_families: the store's exposition (prometheus_client's family classes only), as
     # request_metrics itself has always imported them.
-    allowed = {"asgi_monitor.middleware", "asgi_monitor.request_metrics", "asgi_monitor.routes",
+    allowed = {"asgi_monitor.middleware", "asgi_monitor.store.single", "asgi_monitor.routes",
                "asgi_monitor.errors", "asgi_monitor.secret", "asgi_monitor.sampling.inputs",
-               "asgi_monitor.request_families"}
+               "asgi_monitor.store.families"}
     reached = {m for m in _reachable("asgi_monitor.middleware")
                if not m.startswith("asgi_monitor.config")}
     assert reached <= allowed, sorted(reached - allowed)

@@ -12,8 +12,8 @@ from asgi_monitor import MonitoringConfig
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import ConfigError, MetricsSettings
 from asgi_monitor.metric_names import OTEL_NAMES, metric_name
-from asgi_monitor.request_families import HISTOGRAMS
-from asgi_monitor.request_metrics import HELP, HTTP_REQUESTS
+from asgi_monitor.store.families import HISTOGRAMS
+from asgi_monitor.store.single import HELP, HTTP_REQUESTS
 
 
 def recorded(naming: str, **settings: object) -> CollectorRegistry:

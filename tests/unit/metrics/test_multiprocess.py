@@ -14,10 +14,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor import multiprocess as mp
 from asgi_monitor.config import MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.request_metrics import RequestMetrics
+from asgi_monitor.store import multiprocess as mp
+from asgi_monitor.store.single import RequestMetrics
 
 
 @pytest.fixture

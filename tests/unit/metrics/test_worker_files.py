@@ -20,9 +20,9 @@ from support import PACKAGE_ROOT, SUPPORT
 from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.multiprocess import MultiprocessRequestMetrics, request_block_slots
-from asgi_monitor.request_metrics import STANDARD_METHODS
-from asgi_monitor.worker_file import (
+from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics, request_block_slots
+from asgi_monitor.store.single import STANDARD_METHODS
+from asgi_monitor.store.worker_file import (
     FIXED_SLOTS,
     PREFIX,
     SLOT_FILE_ERRORS,

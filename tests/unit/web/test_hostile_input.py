@@ -34,7 +34,7 @@ from support.hostile import (
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import MetricsSettings
-from asgi_monitor.request_metrics import STANDARD_METHODS
+from asgi_monitor.store.single import STANDARD_METHODS
 from asgi_monitor.web.app import endpoints
 
 PREFIXES = ("/api/metrics", "/api/health", "/api/alerts", "/admin/monitoring")

@@ -1,11 +1,11 @@
 """The metric classes asgi_monitor's own prometheus_client metrics are made of.
 
 One process: prometheus_client's ``Counter``, ``Gauge`` and ``Histogram``. Several workers: the
-same classes with their values in this worker's file (:mod:`asgi_monitor.worker_file`) instead of
-``prometheus_client.values.ValueClass``, which is process-wide and belongs to the app's own
-metrics: custom metrics (``increment_counter``, ``set_gauge``, ``record_histogram``) and the
-database, cache and user metrics are merged with the request metrics, and switching them to
-files never changes how the app's own prometheus_client metrics store their values.
+same classes with their values in this worker's file (:mod:`asgi_monitor.store.worker_file`)
+instead of ``prometheus_client.values.ValueClass``, which is process-wide and belongs to the app's
+own metrics: custom metrics (``increment_counter``, ``set_gauge``, ``record_histogram``) and the
+database, cache and user metrics are merged with the request metrics, and switching them to files
+never changes how the app's own prometheus_client metrics store their values.
 
 The subclasses replace ``_metric_init``, where prometheus_client creates a child's values (the
 same attribute names since prometheus_client 0.4); everything else, labels, validation and

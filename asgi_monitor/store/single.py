@@ -25,8 +25,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .config import metric_prefix
-from .request_families import (
+from ..config import metric_prefix
+from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .families import (
     HISTOGRAMS,
     IN_PROGRESS_HELP,
     REQUESTS_HELP,
@@ -34,7 +35,6 @@ from .request_families import (
     le_label,
     request_families,
 )
-from .sampling.inputs import RequestSnapshot, RouteLatency
 
 __all__ = [
     "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
@@ -68,7 +68,7 @@ ROUTE_HISTOGRAMS = tuple(
 
 class Cell:
     """A gauge the hot path moves: requests or connections open now. The multiprocess store's
-    cells also write the gauge's file (``asgi_monitor.multiprocess.GaugeCell``)."""
+    cells also write the gauge's file (``asgi_monitor.store.multiprocess.GaugeCell``)."""
 
     __slots__ = ("value",)
 
@@ -81,7 +81,7 @@ class Cell:
 
 class RequestStore:
     """What the middleware records into: :class:`RequestMetrics` here, or
-    :class:`asgi_monitor.multiprocess.MultiprocessRequestMetrics` under several workers.
+    :class:`asgi_monitor.store.multiprocess.MultiprocessRequestMetrics` under several workers.
 
     A base class rather than a Protocol on purpose: when the hot path is compiled (mypyc), calls
     on a compiled class are direct C calls, calls through a Protocol are Python calls (part of
@@ -247,7 +247,7 @@ class Series:
 
 class RequestMetrics(RequestStore):
     """HTTP and WebSocket request metrics, bounded in cardinality, exposed on scrape under the
-    names ``naming`` chooses (:func:`asgi_monitor.request_families.request_families`).
+    names ``naming`` chooses (:func:`asgi_monitor.store.families.request_families`).
 
     Registered through :class:`RequestMetricsCollector`: a compiled class cannot derive from
     prometheus_client's ``Collector``.

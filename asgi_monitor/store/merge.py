@@ -5,7 +5,7 @@ the sampler.
   summed over every worker's file, live or dead: a finished request stays counted after its
   worker exits or is killed.
 - Live gauges (requests in progress, WebSockets open) are summed over live workers only (a
-  worker is live while it holds the lock on its file, :mod:`asgi_monitor.worker_file`).
+  worker is live while it holds the lock on its file, :mod:`asgi_monitor.store.worker_file`).
 - Gauges set by the app merge by their ``multiprocess_mode`` (``mostrecent``: the value set last).
 - The series cap applies across workers too: the first ``max_series`` request label sets
   (method, route, status; a scheme is no new one, as in one process) in file order (oldest
@@ -14,9 +14,9 @@ the sampler.
   not move between its labels and ``<overflow>`` from one scrape to the next.
 
 Request blocks are kept per (method, route, status, scheme), as the single-process store keeps
-its series; the merge reads them into :class:`~asgi_monitor.request_families.StoredSeries` rows
+its series; the merge reads them into :class:`~asgi_monitor.store.families.StoredSeries` rows
 and exposes them through the one projection both stores share
-(:func:`~asgi_monitor.request_families.request_families`), so both modes expose the same series by
+(:func:`~asgi_monitor.store.families.request_families`), so both modes expose the same series by
 construction. The sampler gets its typed request values from the same rows, without families.
 
 The merge allocates little, since it runs every few seconds in a thread of a process that serves
@@ -40,11 +40,11 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import metric_prefix
+from ..config import metric_prefix
+from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .families import StoredSeries, request_families
 from .multiprocess import request_block_slots, websocket_block_slots, websocket_bounds
-from .request_families import StoredSeries, request_families
-from .request_metrics import OVERFLOW, STANDARD_METHODS, websocket_families
-from .sampling.inputs import RequestSnapshot, RouteLatency
+from .single import OVERFLOW, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,
     SLOT_FILE_ERRORS,
@@ -141,7 +141,7 @@ class MergedFiles:
     def families(self, *, custom: bool = True, naming: str | None = None) -> list[Metric]:
         """The merged families: request and WebSocket (under ``naming``, by default this
         process'), asgi_monitor's file self-metrics and, with ``custom``, the metrics
-        :mod:`asgi_monitor.metric_kinds` keeps in the files."""
+        :mod:`asgi_monitor.store.metric_kinds` keeps in the files."""
         merged = self.read()
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]

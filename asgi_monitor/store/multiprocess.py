@@ -1,0 +1,382 @@
+"""Several worker processes (``uvicorn --workers N``, gunicorn): the per-worker file store.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set, every worker records its requests into a memory-mapped file
+of its own in that directory (:mod:`asgi_monitor.store.worker_file`), with plain stores: one writer
+per file, so no lock and no system call on the request path. ``/api/metrics``, answered by
+whichever worker gets the scrape, merges every worker's file (:mod:`asgi_monitor.store.merge`). The
+choice is made once, when the :class:`~asgi_monitor.Monitor` is built (:func:`multiprocess_dir`);
+a directory that is missing or not writable is reported at start-up and the process falls back to
+single-process metrics rather than crashing on its first request.
+
+A series' block is written when the series is first used; the space for it is reserved on disk
+first, so a full disk costs the new series (recorded into a sink that is counted as unrecorded),
+never the process. See docs/multiprocess.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from prometheus_client import values
+from prometheus_client.multiprocess import mark_process_dead
+
+from .single import (
+    OVERFLOW,
+    STANDARD_METHODS,
+    WEBSOCKET_EXTRA_BUCKETS,
+    Cell,
+    RequestStore,
+)
+from .worker_file import SLOT_IN_PROGRESS, SLOT_WS_ACTIVE, WorkerFile
+
+__all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir",
+           "request_block_slots", "websocket_block_slots"]
+
+logger = logging.getLogger("asgi_monitor")
+
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+# How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
+# by any worker.
+GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
+
+
+def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
+    """The usable multiprocess directory, or None for single-process metrics."""
+    env = os.environ if environ is None else environ
+    path = env.get(ENV_VAR, "")
+    if not path:
+        return None
+    problem = None
+    if not os.path.isdir(path):
+        problem = "does not exist or is not a directory"
+    elif not os.access(path, os.W_OK | os.X_OK):
+        problem = "is not writable by this process"
+    if problem is not None:
+        fall_back(f"{ENV_VAR}={path!r} {problem}")
+        return None
+    logger.info("%s=%r: multiprocess metrics on (pid %d)", ENV_VAR, path, os.getpid())
+    return path
+
+
+def fall_back(problem: str) -> None:
+    """Log why this process keeps single-process metrics."""
+    logger.error(
+        "%s: falling back to single-process metrics, so each worker will report only its own "
+        "requests. Create the directory (empty, writable, with free space) before starting the "
+        "server.", problem)
+    if getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus_client chose its file-backed values on import (the variable was set then):
+        # the app's own prometheus_client metrics would fail to open their files in this
+        # directory. Only they use the process-wide class; asgi_monitor's metrics never do.
+        values.ValueClass = values.MutexValue
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: ``child_exit = asgi_monitor.multiprocess.child_exit`` in gunicorn.conf.py.
+
+    asgi_monitor's own files need no hook (a dead worker's lock goes with it); this removes the
+    dead worker's live gauges from prometheus_client's files, for the app's own metrics."""
+    mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def request_block_slots(duration_bounds: int, size_bounds: int) -> int:
+    """Slots of one (method, route, status, scheme) block: four histograms, each its buckets (+Inf
+    last) and its sum; the request count is the duration histogram's."""
+    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
+
+
+def websocket_block_slots(bounds: int) -> int:
+    """Slots of one WebSocket route's block: the connection count, then its session histogram."""
+    return 1 + bounds + 2
+
+
+def websocket_bounds(duration_buckets: Sequence[float]) -> list[float]:
+    return sorted({*duration_buckets, *WEBSOCKET_EXTRA_BUCKETS})
+
+
+class FileCell(Cell):
+    """A live gauge (requests in progress, WebSockets open) whose value is also stored in the
+    worker's file. Only this process' event loop thread moves it, so its own copy is exact."""
+
+    __slots__ = ("view", "slot")
+
+    def __init__(self, view: memoryview[float], slot: int) -> None:
+        super().__init__()
+        self.view = view
+        self.slot = slot
+
+    def add(self, delta: int) -> None:
+        self.value += delta
+        self.view[self.slot] = float(self.value)
+
+
+class FileSeries:
+    """One (method, route, status, scheme) block in the worker's file: what one request updates.
+
+    ``cells`` mirrors the block in a list: the new value is computed there and only stored into
+    the mapping. Compiled, a list item is a C array access while every memoryview access is a
+    generic call, so a store instead of a read-modify-write halves the mapped accesses."""
+
+    __slots__ = ("view", "cells", "_time_scan", "_size_scan")
+
+    def __init__(self, view: memoryview[float], first: int, time_scan: list[float],
+                 size_scan: list[float]) -> None:
+        self.cells = [0.0] * (2 * len(time_scan) + 2 * len(size_scan) + 4)
+        # A view of the block alone: its indexes are small ints, which Python keeps cached,
+        # where slot numbers in the file would be a new int object per store.
+        self.view = view[first:first + len(self.cells)]
+        self._time_scan = time_scan
+        self._size_scan = size_scan
+
+    def observe(
+        self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
+    ) -> None:
+        # The single-process store's bucket scan, inlined four times. Each histogram is its
+        # buckets (+Inf last) then its sum, in this order: duration, ttfb, request and
+        # response size.
+        view = self.view
+        cells = self.cells
+        scan = self._time_scan
+        n = len(scan)
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        view[i] = x
+        x = cells[n] + duration
+        cells[n] = x
+        view[n] = x
+        at = n + 1
+        i = 0
+        while ttfb > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + ttfb
+        cells[at + n] = x
+        view[at + n] = x
+        at += n + 1
+        scan = self._size_scan
+        n = len(scan)
+        i = 0
+        while request_bytes > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + request_bytes
+        cells[at + n] = x
+        view[at + n] = x
+        at += n + 1
+        i = 0
+        while response_bytes > scan[i]:
+            i += 1
+        x = cells[at + i] + 1.0
+        cells[at + i] = x
+        view[at + i] = x
+        x = cells[at + n] + response_bytes
+        cells[at + n] = x
+        view[at + n] = x
+
+
+class WebSocketSeries:
+    """One WebSocket route's block: accepted connections and session lengths."""
+
+    __slots__ = ("view", "route", "_scan")
+
+    def __init__(self, view: memoryview[float], first: int, route: str, scan: list[float]) -> None:
+        self.view = view[first:first + len(scan) + 2]  # the count, the buckets, the sum
+        self.route = route
+        self._scan = scan
+
+    def accepted(self) -> None:
+        self.view[0] += 1.0
+
+    def closed(self, duration: float) -> None:
+        scan = self._scan
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        self.view[1 + i] += 1.0
+        self.view[1 + len(scan)] += duration
+
+
+class MultiprocessRequestMetrics(RequestStore):
+    """The :class:`~asgi_monitor.store.single.RequestMetrics` interface on this worker's file.
+
+    Same series cap per worker as the single-process store (the merge caps again across
+    workers). Exemplars are not kept: :meth:`record_exemplar` just records. Raises OSError when
+    the file cannot be created (the caller falls back to single-process metrics).
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: str,
+        duration_buckets: Sequence[float],
+        size_buckets: Sequence[float],
+        max_series: int,
+    ) -> None:
+        self._directory = directory
+        self._max_series = max_series
+        self._duration_bounds = [float(b) for b in duration_buckets]
+        self._size_bounds = [float(b) for b in size_buckets]
+        self._ws_bounds = websocket_bounds(duration_buckets)
+        # The bounds with +Inf appended, so the scans need no end check.
+        self._time_scan = [*self._duration_bounds, float("inf")]
+        self._size_scan = [*self._size_bounds, float("inf")]
+        self._ws_scan = [*self._ws_bounds, float("inf")]
+        self._block = request_block_slots(len(self._duration_bounds), len(self._size_bounds))
+        self._ws_block = websocket_block_slots(len(self._ws_bounds))
+        self._dropped: dict[str, int] = {}
+        # Per (method, route, status, scheme), as the single-process store keeps them; the cap
+        # counts (method, route, status) label sets, as there.
+        self._series: dict[tuple[str, str, int, str], FileSeries] = {}
+        self._label_sets: set[tuple[str, str, int]] = set()
+        self._ws: dict[str, WebSocketSeries] = {}
+        self.in_progress = {}
+        self.ws_active = Cell()
+        self._pending = False
+        self.file = self._open()
+        if hasattr(os, "register_at_fork"):
+            # gunicorn --preload builds the monitor before forking: each child needs a file of
+            # its own, or two processes would write the same slots.
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _open(self) -> WorkerFile:
+        file = WorkerFile(
+            self._directory,
+            {"duration_buckets": self._duration_bounds, "size_buckets": self._size_bounds,
+             "websocket_buckets": self._ws_bounds},
+            reserve={"r": self._block, "w": self._ws_block})
+        view, first = file.reserved["r"]
+        self._sink = FileSeries(view, first, self._time_scan, self._size_scan)
+        view, first = file.reserved["w"]
+        self._ws_sink = WebSocketSeries(view, first, OVERFLOW, self._ws_scan)
+        fixed = file.fixed
+        self.in_progress = {method: FileCell(fixed, SLOT_IN_PROGRESS + i)
+                            for i, method in enumerate((*STANDARD_METHODS, "OTHER"))}
+        self.ws_active = FileCell(fixed, SLOT_WS_ACTIVE)
+        self._space_logged = False
+        return file
+
+    def _after_fork(self) -> None:
+        # The child opens a file of its own when it first records (a child that never does,
+        # a multiprocessing pool's, leaves no file behind); until then it writes to memory.
+        self.file.abandon()
+        self._series = {}
+        self._label_sets = set()
+        self._ws = {}
+        self._dropped = {}
+        self._pending = True
+        private = memoryview(bytearray(8 * max(self._block, self._ws_block))).cast("d")
+        self._sink = FileSeries(private, 0, self._time_scan, self._size_scan)
+        self._ws_sink = WebSocketSeries(private, 0, OVERFLOW, self._ws_scan)
+        self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
+        self.ws_active = Cell()
+
+    def worker_file(self) -> WorkerFile:
+        """This process' file: after a fork, opened on first use (a closed one if that fails,
+        whose every allocation raises OSError)."""
+        if self._pending:
+            self._pending = False
+            in_progress = {method: cell.value for method, cell in self.in_progress.items()}
+            ws_active = self.ws_active.value
+            try:
+                self.file = self._open()
+            except OSError as exc:
+                logger.error("%s: cannot create this worker's metric file after fork (%r); its "
+                             "new series are not recorded", ENV_VAR, exc)
+                return self.file
+            for method, value in in_progress.items():
+                self.in_progress[method].add(value)
+            self.ws_active.add(ws_active)
+        return self.file
+
+    def close(self) -> None:
+        """Release the file (tests; a worker's files otherwise live as long as it does)."""
+        self._series = {}
+        self._label_sets = set()
+        self._ws = {}
+        self.file.close()
+
+    # -- hot path (begin and end are RequestStore's) ---------------------------------------------
+    def record(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        self.series(method, route, status, scheme).observe(duration, ttfb, request_bytes,
+                                                           response_bytes)
+
+    def series(self, method: str, route: str, status: int, scheme: str) -> FileSeries:
+        """The block for a label set, created on first use; over the cap, the overflow one."""
+        key = (method, route, status, scheme)
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        return self._new_series(key)
+
+    def _new_series(self, key: tuple[str, str, int, str]) -> FileSeries:
+        label_set = (key[0], key[1], key[2])
+        if label_set not in self._label_sets and len(self._label_sets) >= self._max_series:
+            self._dropped["http_requests_total"] = self._dropped.get("http_requests_total", 0) + 1
+            key = (key[0], OVERFLOW, key[2], key[3])
+            found = self._series.get(key)
+            if found is not None:
+                return found
+            label_set = (key[0], OVERFLOW, key[2])
+        try:
+            view, first = self.worker_file().new_block(self._block, ["r", *key])
+        except OSError as exc:
+            self._no_space(exc)
+            # Not remembered: the next request of this series tries again, so freed space is
+            # used; until then its requests count as unrecorded.
+            return self._sink
+        self._label_sets.add(label_set)
+        found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan)
+        return found
+
+    def _no_space(self, exc: OSError) -> None:
+        if not self._space_logged:
+            self._space_logged = True
+            logger.error("%s: no space for new series in %s (%r); their requests are counted "
+                         "in asgi_monitor_multiprocess_unrecorded_total until space is freed, "
+                         "existing series keep counting", ENV_VAR, self._directory, exc)
+
+    def websocket_accepted(self, route: str) -> str:
+        series = self._websocket(route)
+        series.accepted()
+        self.ws_active.add(1)
+        return series.route
+
+    def websocket_closed(self, route: str, duration: float) -> None:
+        self.ws_active.add(-1)
+        self._websocket(route).closed(duration)
+
+    def _websocket(self, route: str) -> WebSocketSeries:
+        found = self._ws.get(route)
+        if found is not None:
+            return found
+        if len(self._ws) >= self._max_series:
+            name = "websocket_connections_total"
+            self._dropped[name] = self._dropped.get(name, 0) + 1
+            route = OVERFLOW
+            found = self._ws.get(route)
+            if found is not None:
+                return found
+        try:
+            view, first = self.worker_file().new_block(self._ws_block, ["w", route])
+        except OSError as exc:
+            self._no_space(exc)
+            return self._ws_sink
+        found = self._ws[route] = WebSocketSeries(view, first, route, self._ws_scan)
+        return found
+
+    def dropped_counts(self) -> dict[str, int]:
+        return dict(self._dropped)
+
