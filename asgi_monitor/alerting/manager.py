@@ -32,7 +32,8 @@ from ..logs import RateLimitedLog
 from ..runner import Failed, Runner
 from .channels import Channel
 from .delivery import ChannelStatus, Outbox
-from .history import AlertHistory, ErrorHook
+from .files import read_owned, write_atomically
+from .history import MAX_LINE_BYTES, AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
 from .silences import Silences
 
@@ -167,13 +168,10 @@ class AlertManager:
         fingerprint = self._fingerprint()
         data = {"active": [a.to_dict() for a in self._active.values()],
                 "history": [a.to_dict() for a in self._history]}
-        # Written whole under another name, then renamed over the file: a reader (or a crash)
-        # sees the old state or the new one, never half of one.
-        temporary = f"{path}.{os.getpid()}.tmp"
+        # Written whole under a fresh name, then renamed over the file: a reader (or a crash)
+        # sees the old state or the new one, never half of one (alerting/files.py).
         try:
-            with open(temporary, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(temporary, path)
+            write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
         except (OSError, TypeError, ValueError) as exc:
             self._report("alert_state_write", exc)
             return
@@ -181,27 +179,47 @@ class AlertManager:
 
     def follow(self) -> None:
         """Read the sender's published alerts (a worker that does not evaluate calls this)."""
-        if self.state_file is None:
-            return
+        self.adopt(self.read_published())
+
+    async def follow_async(self) -> None:
+        """:meth:`follow` with the file read and parsed in a thread: the state file holds the
+        whole history (megabytes), and a file planted under its name must not hold the loop."""
+        self.adopt(await asyncio.to_thread(self.read_published))
+
+    def read_published(self) -> _Published | None:
+        """The state file's alerts when it changed since the last :meth:`adopt`, else None.
+        Touches no state of the manager, so it may run in another thread."""
+        path = self.state_file
+        if path is None:
+            return None
         try:
-            stat = os.stat(self.state_file)
-            if (stat.st_mtime_ns, stat.st_size) == self._state_seen:
-                return
-            with open(self.state_file, encoding="utf-8") as f:
-                data = json.load(f)
+            stat = os.lstat(path)
+            seen = (stat.st_mtime_ns, stat.st_size)
+            if seen == self._state_seen:
+                return None
+            # Every alert the file may hold (the history and one active alert per rule).
+            limit = (self._history.size + len(self._rules) + 1) * MAX_LINE_BYTES
+            data = json.loads(read_owned(path, limit))
             active = [Alert.from_dict(d) for d in data["active"]]
             history = [Alert.from_dict(d) for d in data["history"]]
         except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                RecursionError) as exc:
             self._report("alert_state_read", exc)
+            return None
+        return _Published(seen, active, history)
+
+    def adopt(self, published: _Published | None) -> None:
+        """Take the sender's alerts read by :meth:`read_published` (on the loop)."""
+        if published is None:
             return
-        self._state_seen = (stat.st_mtime_ns, stat.st_size)
+        self._state_seen = published.seen
         self._published = None  # taking over, this process writes the state it read once
         # One object per alert id in both views, as in the sender (both were written at once).
-        by_id = {a.id: a for a in history}
-        self._active = {a.rule: by_id.get(a.id, a) for a in active}
-        self._history.replace(history)
+        by_id = {a.id: a for a in published.history}
+        self._active = {a.rule: by_id.get(a.id, a) for a in published.active}
+        self._history.replace(published.history)
         self._restored.clear()
         self._marks = {k: m for k, m in self._marks.items() if k in by_id}
 
@@ -400,6 +418,15 @@ def _as_reading(raw: Any) -> tuple[float | None, bool]:
             raise TypeError(f"condition value must be a number or None, got {value!r}")
         return (None if value is None else float(value)), raw[1]
     raise TypeError(f"a condition returns a bool or (value, bool), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class _Published:
+    """One read of the sender's state file."""
+
+    seen: tuple[int, int]  # the file's (mtime_ns, size)
+    active: list[Alert]
+    history: list[Alert]
 
 
 @dataclass
