@@ -62,7 +62,9 @@ def open_owned(path: str, flags: int, mode: int = 0o600) -> int:
     :class:`UntrustedFile` (closed). ``flags`` must not hold ``O_TRUNC``: truncating is only
     safe once the file is known to be ours."""
     assert not flags & os.O_TRUNC
-    fd = _open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY, mode)
+    # O_NONBLOCK too: opening a FIFO for writing would otherwise wait for a reader for ever (it
+    # fails with ENXIO instead); on a regular file the flag changes nothing.
+    fd = _open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY, mode)
     try:
         check_owned(fd, path)
     except BaseException:

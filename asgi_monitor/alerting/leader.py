@@ -136,11 +136,13 @@ class LeaderLock:
             logger.warning("alerts: cannot use the lock file %s (%s)", self.path, exc)
             self._step_down(None)
             return False
-        if lock(fd, blocking=False) and _identity_of(fd) == self._named():
-            old, self._fd = self._fd, fd
-            unlock(old)
-            os.close(old)
-            return True
+        if lock(fd, blocking=False):
+            if _identity_of(fd) == self._named():
+                old, self._fd = self._fd, fd
+                unlock(old)
+                os.close(old)
+                return True
+            unlock(fd)  # replaced again meanwhile: the next interval sorts it out
         self._step_down(fd)
         return False
 

@@ -143,6 +143,19 @@ def test_the_history_file_is_neither_read_nor_appended_through_a_symlink(
     assert "symlink" in str(errors[-1][1])
 
 
+def test_a_fifo_under_the_history_name_is_neither_waited_on_nor_written(
+        tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    os.mkfifo(path)
+    errors, on_error = _errors()
+    manager = AlertManager(history_file=str(path), on_error=on_error)
+    assert "not a regular file" in str(errors[0][1])
+    manager.register_rule("r", "d", lambda: True)
+    asyncio.run(manager.evaluate())  # the append: a plain open for writing would wait here
+    assert errors[-1][0] == "alert_history_write"
+    assert len(manager.history()) == 1  # kept in memory all the same
+
+
 def test_history_compaction_writes_through_a_fresh_name(tmp_path: Path, victim: Path) -> None:
     path = tmp_path / "history.jsonl"
     Path(f"{path}.tmp").symlink_to(victim)  # the old fixed temporary name
