@@ -17,10 +17,8 @@ The read side (``active``, ``history``, ``stats``) is what the API and the dashb
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,9 +30,9 @@ from ..logs import RateLimitedLog
 from ..runner import Failed, Runner
 from .channels import Channel
 from .delivery import ChannelStatus, Outbox
-from .files import read_owned, write_atomically
-from .history import MAX_LINE_BYTES, AlertHistory, ErrorHook
+from .history import AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
+from .published import Published, publish, read_published
 from .silences import Silences
 
 __all__ = ["AlertManager"]
@@ -166,12 +164,8 @@ class AlertManager:
 
     def _publish(self, path: str) -> None:
         fingerprint = self._fingerprint()
-        data = {"active": [a.to_dict() for a in self._active.values()],
-                "history": [a.to_dict() for a in self._history]}
-        # Written whole under a fresh name, then renamed over the file: a reader (or a crash)
-        # sees the old state or the new one, never half of one (alerting/files.py).
         try:
-            write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+            publish(path, self._active.values(), self._history)
         except (OSError, TypeError, ValueError) as exc:
             self._report("alert_state_write", exc)
             return
@@ -186,31 +180,23 @@ class AlertManager:
         whole history (megabytes), and a file planted under its name must not hold the loop."""
         self.adopt(await asyncio.to_thread(self.read_published))
 
-    def read_published(self) -> _Published | None:
+    def read_published(self) -> Published | None:
         """The state file's alerts when it changed since the last :meth:`adopt`, else None.
         Touches no state of the manager, so it may run in another thread."""
-        path = self.state_file
-        if path is None:
+        if self.state_file is None:
             return None
         try:
-            stat = os.lstat(path)
-            seen = (stat.st_mtime_ns, stat.st_size)
-            if seen == self._state_seen:
-                return None
-            # Every alert the file may hold (the history and one active alert per rule).
-            limit = (self._history.size + len(self._rules) + 1) * MAX_LINE_BYTES
-            data = json.loads(read_owned(path, limit))
-            active = [Alert.from_dict(d) for d in data["active"]]
-            history = [Alert.from_dict(d) for d in data["history"]]
+            # Every alert the file may hold: the history and one active alert per rule.
+            return read_published(self.state_file, self._state_seen,
+                                  self._history.size + len(self._rules) + 1)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError,
                 RecursionError) as exc:
             self._report("alert_state_read", exc)
             return None
-        return _Published(seen, active, history)
 
-    def adopt(self, published: _Published | None) -> None:
+    def adopt(self, published: Published | None) -> None:
         """Take the sender's alerts read by :meth:`read_published` (on the loop)."""
         if published is None:
             return
@@ -418,15 +404,6 @@ def _as_reading(raw: Any) -> tuple[float | None, bool]:
             raise TypeError(f"condition value must be a number or None, got {value!r}")
         return (None if value is None else float(value)), raw[1]
     raise TypeError(f"a condition returns a bool or (value, bool), got {raw!r}")
-
-
-@dataclass(frozen=True)
-class _Published:
-    """One read of the sender's state file."""
-
-    seen: tuple[int, int]  # the file's (mtime_ns, size)
-    active: list[Alert]
-    history: list[Alert]
 
 
 @dataclass
