@@ -78,16 +78,16 @@ class AlertEndpoints:
         try:
             silence = await self.alerts.silences.create_async(
                 matchers, seconds, comment=body.get("comment", ""), created_by=str(who))
-        except SilencesBusy as exc:
-            return error_response(str(exc), 503)
+        except (SilencesBusy, OSError) as exc:  # held by another process, or a planted file
+            return error_response(f"cannot edit the silences now: {exc}", 503)
         return json_response(silence.to_dict(), 201)
 
     async def delete_silence(self, request: Request) -> Response:
         silence_id = request.path_params["id"]
         try:
             expired = await self.alerts.silences.expire_async(silence_id)
-        except SilencesBusy as exc:
-            return error_response(str(exc), 503)
+        except (SilencesBusy, OSError) as exc:  # held by another process, or a planted file
+            return error_response(f"cannot edit the silences now: {exc}", 503)
         if not expired:
             return error_response(f"no current silence with id {shown(silence_id)}; GET the "
                                   "silences for the list", 404)

@@ -139,6 +139,21 @@ async def test_an_edit_gives_up_on_a_lock_held_for_ever(tmp_path: Path, holder: 
         assert (await http.delete("/api/alerts/silences/abc", headers=AUTH)).status_code == 503
 
 
+async def test_a_planted_silences_lock_is_a_503_not_a_500(tmp_path: Path) -> None:
+    lock = tmp_path / "alerts.lock"
+    mw = _monitored(lock)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    Path(f"{lock}.silences.json.lock").symlink_to(victim)
+    async with mw.monitor.running(), client(mw) as http:
+        refused = await http.post("/api/alerts/silences", json={"rule": "r",
+                                                                "duration_minutes": 5},
+                                  headers=AUTH)
+        assert refused.status_code == 503
+        assert "is a symlink" in refused.json()["error"]
+    assert victim.read_text() == "precious"
+
+
 @pytest.mark.timeout(120)
 async def test_a_lock_held_by_a_process_that_does_not_evaluate_is_reported(
         tmp_path: Path, holder: object) -> None:
