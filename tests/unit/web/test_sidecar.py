@@ -3,16 +3,18 @@ test_metrics_port.py) and ``MONITORING_SERVE_METRICS=false`` on the app's own po
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.parser import text_string_to_metric_families
 from support import hello
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.__main__ import main
-from asgi_monitor.config import GateSettings, PathSettings, SystemSettings
+from asgi_monitor.config import GateSettings, MetricsSettings, PathSettings, SystemSettings
 from asgi_monitor.errors import ConfigError
 from asgi_monitor.web.sidecar import metrics_app, metrics_directory
 
@@ -88,3 +90,45 @@ async def test_the_app_port_stops_serving_metrics_when_so_configured() -> None:
         assert (await http.get("/")).text == "app"
     assert MonitoringConfig.from_env({"MONITORING_SERVE_METRICS": "false"}).paths.serve_metrics \
         is False
+
+
+@pytest.fixture
+def multiproc_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    # multiprocess_dir() switches prometheus_client's value storage; put it back afterwards.
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    yield monkeypatch
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+# What a worker reads in its own memory only (so not in the files): its health checks, its alert
+# engine and its resources.
+PER_PROCESS = ("shop_health_", "shop_asgi_monitor_alert", "shop_app_process_")
+
+
+async def test_the_metrics_port_serves_what_the_apps_endpoint_serves_from_the_files(
+        multiproc_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    config = MonitoringConfig(metrics=MetricsSettings(namespace="shop",
+                                                      constant_labels={"env": "test"}),
+                              system=SystemSettings(metrics=False))
+    monitor = build_monitor(config, CollectorRegistry())
+    app = MonitoringMiddleware(hello, monitor=monitor)
+    monitor.collector.increment_counter("orders_total", {"kind": "book"}, 3)
+    async with _client(app) as http:
+        for path in ("/", "/a", "/b", "/"):
+            assert (await http.get(path)).status_code == 200
+        own = _samples((await http.get("/api/metrics")).text)
+    async with _client(metrics_app(config, str(tmp_path))) as http:
+        port = _samples((await http.get("/metrics")).text)
+    assert ("shop_http_requests_total", (("env", "test"), ("method", "GET"), ("route",
+            "<unmatched>"), ("status", "200"))) in port
+    assert port[("orders_total", (("kind", "book"),))] == 3
+    # Same names, labels and values; the app's endpoint has only its per-process families more.
+    assert {k: v for k, v in own.items() if k in port} == port
+    extra = sorted({name for name, _ in own} - {name for name, _ in port})
+    assert all(name.startswith(PER_PROCESS) for name in extra), extra
+    monitor.collector.requests.close()  # type: ignore[attr-defined]
