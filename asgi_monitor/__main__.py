@@ -37,6 +37,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_metrics(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise CommandError("serve-metrics needs uvicorn: pip install uvicorn") from None
+    from .web.sidecar import metrics_app, metrics_directory
+
+    directory = metrics_directory(args.dir)
+    app = metrics_app(MonitoringConfig.from_env(), directory)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     if args.reference:
         from .config import reference
@@ -121,6 +134,7 @@ examples:
   asgi-monitor demo                          the example app on http://127.0.0.1:8000
   asgi-monitor check myproject.main:app      the app's health checks, once
   asgi-monitor rules > asgi_monitor.rules.yml
+  asgi-monitor serve-metrics --port 9464      the workers' metrics on their own port
   asgi-monitor COMMAND --help                a command's options and examples"""
 
 # Each command: its one-line help (in the command list), a description and examples for its own
@@ -135,6 +149,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "  asgi-monitor demo\n"
         "  asgi-monitor demo --port 8001 --no-traffic\n"
         "  MONITORING_ADMIN_PASSWORD=secret asgi-monitor demo",
+    ),
+    "serve-metrics": (
+        "serve the workers' merged metrics on a port of their own (a sidecar)",
+        "Serve /metrics (and MONITORING_METRICS_PATH) from the files the server's workers\n"
+        "keep in PROMETHEUS_MULTIPROC_DIR (or --dir), merged as the app's own metrics\n"
+        "endpoint merges them, behind the same MONITORING_METRICS_TOKEN and allowed\n"
+        "networks. Run it beside uvicorn --workers N or gunicorn, with the same\n"
+        "environment; MONITORING_SERVE_METRICS=false stops the app's port serving metrics.\n"
+        "It records nothing and is not counted as a worker. Needs uvicorn.",
+        "examples:\n"
+        "  asgi-monitor serve-metrics --port 9464\n"
+        "  asgi-monitor serve-metrics --port 9464 --host 0.0.0.0 --dir /run/app-metrics\n"
+        "  MONITORING_METRICS_TOKEN_FILE=/run/secrets/scrape asgi-monitor serve-metrics",
     ),
     "config": (
         "print the effective configuration from the environment (secrets masked)",
@@ -178,6 +205,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse measures the command names one indent less deep than it prints them, so a name
+    over 11 characters (serve-metrics) put its help on a line of its own: measure them as
+    printed."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
+            for sub in action._get_subactions():
+                width = len(self._format_action_invocation(sub)) + self._current_indent + 4
+                self._action_max_length = max(self._action_max_length, width)
+
+
 def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
              name: str) -> argparse.ArgumentParser:
     help_, description, epilog = COMMANDS[name]
@@ -187,7 +227,7 @@ def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asgi-monitor", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -204,6 +244,13 @@ def _parser() -> argparse.ArgumentParser:
     config.set_defaults(handler=_config)
     _command(commands, "rules").set_defaults(handler=_rules)
     _command(commands, "grafana").set_defaults(handler=_grafana)
+
+    serve = _command(commands, "serve-metrics")
+    serve.add_argument("--port", type=int, default=9464, help="port to listen on (%(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument("--dir", default=None,
+                       help="the workers' metrics directory (default: PROMETHEUS_MULTIPROC_DIR)")
+    serve.set_defaults(handler=_serve_metrics)
 
     check = _command(commands, "check")
     check.add_argument("app", metavar="APP_IMPORT_PATH", help="e.g. myproject.main:app")

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 from .alerting.channels import build_channels
 from .alerting.delivery import channels_check
 from .alerting.identity import Identity
-from .alerting.leader import LeaderLock
+from .alerting.leader import LeaderLock, leader_check
 from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
 from .alerting.rules import install_default_rules
@@ -110,7 +110,8 @@ def build_monitor(
     tracker = SLOTracker(slos, config.slo.retention_seconds) if slos else None
     if tracker is not None and config.slo.in_process:
         install_slo_rules(alerts, tracker, samples, config.alerts.cooldown_seconds)
-    collector.add_scrape_collector(AlertMetrics(alerts, prefix))
+    alert_lock = LeaderLock(lock_path, interval=config.alerts.check_interval_seconds)
+    collector.add_scrape_collector(AlertMetrics(alerts, prefix, leader=alert_lock))
     if config.health.default_checks:
         # Non-critical, in a group of its own: a stuck alert channel is no reason to stop
         # sending the app traffic.
@@ -118,6 +119,13 @@ def build_monitor(
                               channels_check(alerts.channel_status),
                               min(config.health.interval_seconds, 15.0), critical=False,
                               groups=("alerting",))
+        if lock_path is not None:
+            # A worker that sees no leader for two intervals says so: alerting is off.
+            health.register_check("alert_leader", "A worker evaluates the alert rules",
+                                  leader_check(alert_lock),
+                                  min(config.health.interval_seconds,
+                                      config.alerts.check_interval_seconds),
+                                  critical=False, groups=("alerting",))
 
     insights = Insights(
         history, health=health.results,
@@ -127,7 +135,7 @@ def build_monitor(
 
     monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
                       sampler=sampler, samples=samples, history=history, alerts=alerts,
-                      alert_lock=LeaderLock(lock_path), insights=insights, identity=identity,
+                      alert_lock=alert_lock, insights=insights, identity=identity,
                       scrape_registry=scrape_registry, web_app=_web_app, slos=tracker)
     if config.otlp.endpoint:
         # The optional extra loads here, when the export starts, not on import.

@@ -137,7 +137,10 @@ class Monitor:
                         self.internal_error("sampler", exc)
                     await self.alerts.evaluate()
                 else:
-                    self.alerts.follow()
+                    try:
+                        await self.alerts.follow_async()
+                    except Exception as exc:  # a broken state file must not stop the loop
+                        self.internal_error("alert_state_read", exc)
                 await asyncio.sleep(interval)
         finally:
             self.alert_lock.release()

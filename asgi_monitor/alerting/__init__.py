@@ -10,7 +10,8 @@
 
 Channels live in :mod:`.channels`, the default rules in :mod:`.rules`, silences in
 :mod:`.silences`, the single-sender lock in :mod:`.leader`, the file lock both take in
-:mod:`.locks`.
+:mod:`.locks`, the sender's alerts shared with the other workers in :mod:`.published`, and the
+safe opening of those files (a shared directory is untrusted) in :mod:`.files`.
 """
 
 from __future__ import annotations

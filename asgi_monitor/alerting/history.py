@@ -5,6 +5,10 @@ line; reading the file back keeps the last line of each alert id, so a restart l
 file is compacted (rewritten with one line per alert) when it grows past twice the history size.
 A write failure is reported to ``on_error`` (logged and counted there), never raised: alerting
 must keep working on a full disk.
+
+The file may sit in a directory others can write: it is read and appended as untrusted input
+(alerting/files.py: no symlink followed, a regular file of ours only, read under a size cap) and
+compacted through a fresh temporary name.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from .files import open_owned, read_owned, write_atomically
 from .models import Alert
 
-__all__ = ["AlertHistory"]
+__all__ = ["MAX_LINE_BYTES", "AlertHistory"]
+
+# One alert's line: its fields and at most 100 notification outcomes, a few hundred bytes each.
+MAX_LINE_BYTES = 64 << 10
 
 ErrorHook = Callable[[str, BaseException], None]
 
@@ -62,8 +70,9 @@ class AlertHistory:
 
     def _load(self, path: str) -> None:
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.readlines()
+            # The file is compacted past twice the history size (plus a line being appended).
+            limit = (2 * self.size + 2) * MAX_LINE_BYTES
+            lines = read_owned(path, limit).decode("utf-8").splitlines(keepends=True)
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError) as exc:
@@ -74,7 +83,7 @@ class AlertHistory:
                 continue
             try:
                 alert = Alert.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 # A torn last line (crash mid-write) or a hand edit: skip it, keep the rest.
                 self._report("alert_history_read", ValueError(f"{path}:{number}: {exc!r}"))
                 continue
@@ -84,11 +93,9 @@ class AlertHistory:
         self._lines = len(lines)
 
     def _compact(self, path: str) -> None:
-        temporary = f"{path}.tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            for alert in self._alerts.values():
-                f.write(json.dumps(alert.to_dict(), separators=(",", ":")) + "\n")
-        os.replace(temporary, path)
+        text = "".join(json.dumps(alert.to_dict(), separators=(",", ":")) + "\n"
+                       for alert in self._alerts.values())
+        write_atomically(path, text.encode("utf-8"))
         self._lines = len(self._alerts)
 
     def _report(self, where: str, exc: BaseException) -> None:
@@ -104,7 +111,7 @@ def _append(path: str, line: str) -> None:
     on reload. So a failed append is cut back off.
     """
     data = memoryview(line.encode("utf-8"))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_owned(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
         try:

@@ -17,10 +17,8 @@ The read side (``active``, ``history``, ``stats``) is what the API and the dashb
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from .channels import Channel
 from .delivery import ChannelStatus, Outbox
 from .history import AlertHistory, ErrorHook
 from .models import Alert, AlertRule, AlertSeverity, AlertState, Condition
+from .published import Published, publish, read_published
 from .silences import Silences
 
 __all__ = ["AlertManager"]
@@ -165,15 +164,8 @@ class AlertManager:
 
     def _publish(self, path: str) -> None:
         fingerprint = self._fingerprint()
-        data = {"active": [a.to_dict() for a in self._active.values()],
-                "history": [a.to_dict() for a in self._history]}
-        # Written whole under another name, then renamed over the file: a reader (or a crash)
-        # sees the old state or the new one, never half of one.
-        temporary = f"{path}.{os.getpid()}.tmp"
         try:
-            with open(temporary, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(temporary, path)
+            publish(path, self._active.values(), self._history)
         except (OSError, TypeError, ValueError) as exc:
             self._report("alert_state_write", exc)
             return
@@ -181,27 +173,39 @@ class AlertManager:
 
     def follow(self) -> None:
         """Read the sender's published alerts (a worker that does not evaluate calls this)."""
+        self.adopt(self.read_published())
+
+    async def follow_async(self) -> None:
+        """:meth:`follow` with the file read and parsed in a thread: the state file holds the
+        whole history (megabytes), and a file planted under its name must not hold the loop."""
+        self.adopt(await asyncio.to_thread(self.read_published))
+
+    def read_published(self) -> Published | None:
+        """The state file's alerts when it changed since the last :meth:`adopt`, else None.
+        Touches no state of the manager, so it may run in another thread."""
         if self.state_file is None:
-            return
+            return None
         try:
-            stat = os.stat(self.state_file)
-            if (stat.st_mtime_ns, stat.st_size) == self._state_seen:
-                return
-            with open(self.state_file, encoding="utf-8") as f:
-                data = json.load(f)
-            active = [Alert.from_dict(d) for d in data["active"]]
-            history = [Alert.from_dict(d) for d in data["history"]]
+            # Every alert the file may hold: the history and one active alert per rule.
+            return read_published(self.state_file, self._state_seen,
+                                  self._history.size + len(self._rules) + 1)
         except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                RecursionError) as exc:
             self._report("alert_state_read", exc)
+            return None
+
+    def adopt(self, published: Published | None) -> None:
+        """Take the sender's alerts read by :meth:`read_published` (on the loop)."""
+        if published is None:
             return
-        self._state_seen = (stat.st_mtime_ns, stat.st_size)
+        self._state_seen = published.seen
         self._published = None  # taking over, this process writes the state it read once
         # One object per alert id in both views, as in the sender (both were written at once).
-        by_id = {a.id: a for a in history}
-        self._active = {a.rule: by_id.get(a.id, a) for a in active}
-        self._history.replace(history)
+        by_id = {a.id: a for a in published.history}
+        self._active = {a.rule: by_id.get(a.id, a) for a in published.active}
+        self._history.replace(published.history)
         self._restored.clear()
         self._marks = {k: m for k, m in self._marks.items() if k in by_id}
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .leader import LeaderLock
 from .manager import AlertManager
 from .models import AlertState
 
@@ -14,9 +15,11 @@ __all__ = ["AlertMetrics"]
 
 
 class AlertMetrics(Collector):
-    def __init__(self, manager: AlertManager, prefix: str = "") -> None:
+    def __init__(self, manager: AlertManager, prefix: str = "", *,
+                 leader: LeaderLock | None = None) -> None:
         self._manager = manager
         self._prefix = prefix
+        self._leader = leader
 
     def describe(self) -> Iterator[Metric]:
         return self.collect()
@@ -61,3 +64,11 @@ class AlertMetrics(Collector):
             oldest.add_metric((channel,), age)
             dropped.add_metric((channel,), lost)
         yield from (failures, notifications, active, depth, oldest, dropped)
+        if self._leader is not None and self._leader.path is not None:
+            # Per worker (read in the one that answers the scrape): above 0, no worker has been
+            # seen evaluating the rules for over two intervals.
+            yield GaugeMetricFamily(
+                f"{p}asgi_monitor_alerting_leaderless_seconds",
+                "Seconds this worker has seen no worker evaluate the alert rules, once over two "
+                "alert intervals (0 while a leader is seen).",
+                value=self._leader.leaderless_seconds())

@@ -144,6 +144,10 @@ class PathSettings(Section):
     slos: str = setting(
         "/api/slos", env="MONITORING_SLOS_PATH", check=path_prefix,
         help="service level objectives API (admin): SLIs, budgets and burn rates")
+    serve_metrics: bool = setting(
+        True, env="MONITORING_SERVE_METRICS", parse=boolean,
+        help="serve the metrics path on the app's port; `false` when `asgi-monitor "
+             "serve-metrics` serves them on a port of their own (the path then answers 404)")
 
     def all(self) -> tuple[str, ...]:
         return (self.metrics, self.health, self.alerts, self.dashboard, self.slos)

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..alerting.silences import SilencesBusy
 from ..monitor import Monitor
 from .bodies import BodyError, read_json
 from .responses import error_response, json_response, shown
@@ -72,13 +73,22 @@ class AlertEndpoints:
         seconds = _seconds(body)
         assert seconds is not None  # _silence_problem checked it
         who = getattr(request.state, "admin_user", None) or "anonymous"
-        silence = self.alerts.silences.create(matchers, seconds, comment=body.get("comment", ""),
-                                              created_by=str(who))
+        # Under several workers the edit takes a file lock another process may hold: in a
+        # thread, never on the loop (alerting/silences.py).
+        try:
+            silence = await self.alerts.silences.create_async(
+                matchers, seconds, comment=body.get("comment", ""), created_by=str(who))
+        except (SilencesBusy, OSError) as exc:  # held by another process, or a planted file
+            return error_response(f"cannot edit the silences now: {exc}", 503)
         return json_response(silence.to_dict(), 201)
 
     async def delete_silence(self, request: Request) -> Response:
         silence_id = request.path_params["id"]
-        if not self.alerts.silences.expire(silence_id):
+        try:
+            expired = await self.alerts.silences.expire_async(silence_id)
+        except (SilencesBusy, OSError) as exc:  # held by another process, or a planted file
+            return error_response(f"cannot edit the silences now: {exc}", 503)
+        if not expired:
             return error_response(f"no current silence with id {shown(silence_id)}; GET the "
                                   "silences for the list", 404)
         return json_response({"expired": silence_id})

@@ -49,7 +49,9 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         # Under the metrics prefix but their own paths (the middleware sends {mp}/... here too).
         Endpoint(f"{mp}/summary", dashboard.summary, access="admin"),
         Endpoint(f"{mp}/performance", dashboard.performance, access="admin"),
-        Endpoint(mp, metrics_endpoint(monitor), access="metrics"),
+        # Left out when a metrics port serves them (asgi-monitor serve-metrics): the path 404s.
+        *([Endpoint(mp, metrics_endpoint(monitor), access="metrics")]
+          if config.paths.serve_metrics else []),
         Endpoint(hp, health.overall, access="public", limited=False),
         # The probes come before {name} so they win the match; no check may be named so.
         Endpoint(f"{hp}/live", health.live, access="public", limited=False),

@@ -12,6 +12,9 @@ from support import SUPPORT, HttpSink
 from asgi_monitor.alerting.leader import LeaderLock
 
 WORKER = SUPPORT / "alert_worker.py"
+# The workers import the package the test imports (a source tree first on PYTHONPATH included).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in (str(WORKER.parent), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -31,7 +34,7 @@ async def test_two_processes_one_sender(tmp_path: Path) -> None:
     async with HttpSink() as sink:
         workers = [await asyncio.create_subprocess_exec(
             sys.executable, str(WORKER), lock, sink.url, stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(WORKER.parent)}) for _ in range(2)]
+            env=ENV) for _ in range(2)]
         try:
             for worker in workers:
                 assert worker.stdout is not None
@@ -56,6 +59,37 @@ async def test_two_processes_one_sender(tmp_path: Path) -> None:
             assert int(float(second["annotations"]["value"])) != leader_pid
             assert second["startsAt"] == first["startsAt"]
             assert len(sink.requests) == 2
+        finally:
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
+                    await asyncio.wait_for(worker.wait(), 10)
+
+
+async def test_a_deleted_lock_file_leaves_one_sender(tmp_path: Path) -> None:
+    # Deleting the lock file (by hand, or a deploy script emptying the directory) while both
+    # workers run: the other worker knows the holder's inode and stays out; the holder puts a
+    # file back under the name. Every notification from then on still comes from one process.
+    lock = tmp_path / "alerts.lock"
+    async with HttpSink() as sink:
+        workers = [await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), str(lock), sink.url, stdout=asyncio.subprocess.PIPE,
+            env=ENV) for _ in range(2)]
+        try:
+            for worker in workers:
+                assert worker.stdout is not None
+                assert await asyncio.wait_for(worker.stdout.readline(), 20) == b"started\n"
+            await sink.wait_for(1, timeout=10)
+            leader_pid = int(float(sink.json(0)["alerts"][0]["annotations"]["value"]))
+            lock.unlink()
+            # Three more rounds of the 2 s cooldown: a second sender would have repeated the
+            # alert it mirrors at least once in that time, under its own pid.
+            await sink.wait_for(4, timeout=20)
+            senders = {int(float(sink.json(i)["alerts"][0]["annotations"]["value"]))
+                       for i in range(len(sink.requests))}
+            assert senders == {leader_pid}
+            assert lock.exists() and not lock.is_symlink()
+            assert lock.read_text().split()[0] == str(leader_pid)
         finally:
             for worker in workers:
                 if worker.returncode is None:
