@@ -26,8 +26,9 @@ WINDOWS: tuple[tuple[str, int], ...] = (
     ("5m", 300), ("30m", 1800), ("1h", 3600), ("2h", 7200), ("6h", 21600), ("1d", 86400),
     ("3d", 259200),
 )
-_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
-_METHOD_RE = re.compile(r"^[A-Z]+$")
+# Used with fullmatch: "$" would also accept a trailing newline.
+_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
+_METHOD_RE = re.compile(r"[A-Z]+")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Selector:
         if not all(isinstance(r, str) and r.startswith("/") for r in self.routes):
             raise _fail("selector.routes", "route templates starting with '/' (e.g. "
                         "'/items/{item_id}')", self.routes)
-        if not all(isinstance(m, str) and _METHOD_RE.match(m) for m in self.methods):
+        if not all(isinstance(m, str) and _METHOD_RE.fullmatch(m) for m in self.methods):
             raise _fail("selector.methods", "HTTP methods such as GET", self.methods)
 
     def matches(self, method: str, route: str) -> bool:
@@ -162,7 +163,7 @@ class SLO:
     selector: Selector = field(default_factory=Selector)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise _fail("slo.name", "letters, digits, '_' and '-' not starting with a digit",
                         self.name)
         where = f"SLO {self.name!r}: "
