@@ -359,6 +359,8 @@ async def test_a_collector_trickling_its_headers_cannot_hold_an_export() -> None
     ("200 OK", "application/x-protobuf", b"\xff\xff\xff\xff", "not an ExportMetricsService"),
     ("500 Internal Server Error", "application/x-protobuf", b"", "HTTP 500"),
     ("400 Bad Request", "text/plain", b"no", "HTTP 400"),
+    # An answer is a count and a message: 64 KiB is not one, and is not read further.
+    ("200 OK", "application/x-protobuf", b"\x00" * (64 * 1024 + 1), "larger than 65536 bytes"),
 ])
 async def test_an_answer_that_is_no_success_is_an_error(
         status: str, content_type: str, body: bytes, why: str,
