@@ -330,6 +330,8 @@ def _export(url: str, *, timeout: float = 10.0) -> tuple[Any, Any]:
 
 
 @pytest.mark.integration
+# Without the deadline the trickle would hold the export for its 1,000 s: fail well before.
+@pytest.mark.timeout(60)
 async def test_a_collector_trickling_its_headers_cannot_hold_an_export() -> None:
     """One header line every 0.1 s, forever: each read returns in time, so only a deadline over
     the whole export ends it. It ends, counted and logged, and the next export is tried."""

@@ -56,6 +56,7 @@ def test_every_error_names_the_file_the_entry_and_the_field_once(
     where = f"slos[1].{field}" if field else "slos[1] "
     assert where in message and shown in message, message
     assert message.count(path) == 1 and message.count("slos[1]") == 1, message
+    assert not field or message.replace(path, "").count(field) == 1, message
     assert len(message) < 500  # a 100,000-character name is not echoed back
 
 
