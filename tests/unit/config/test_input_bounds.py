@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-# The limit on label text, written here rather than imported, so that moving it fails a test.
-MAX_LABEL_VALUE_CHARS = 256
-
 from asgi_monitor import ConfigError, MonitoringConfig
 from asgi_monitor.alerting.identity import Identity
 from asgi_monitor.collector import MetricError, MetricsCollector
 from asgi_monitor.config import MetricsSettings, OTLPSettings, ServiceSettings
+
+# The limit on label text, written here rather than imported, so that moving it fails a test.
+MAX_LABEL_VALUE_CHARS = 256
 
 
 @pytest.mark.parametrize(("variable", "value"), [
