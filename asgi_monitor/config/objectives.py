@@ -271,7 +271,10 @@ def _mapping(field_name: str, value: object, keys: set[str]) -> Mapping[str, Any
         raise _fail(field_name, "an object", value)
     unknown = sorted(str(k) for k in set(value) - keys)
     if unknown:
-        raise FieldError(field_name, f"has unknown field(s) {_shown(', '.join(unknown))[1:-1]}; "
+        # Escaped (a key may hold a newline) and cut (or a 100 KB key is a 100 KB message).
+        listed = ", ".join(unknown).encode("unicode_escape").decode("ascii")
+        listed = listed if len(listed) <= 80 else f"{listed[:80]}..."
+        raise FieldError(field_name, f"has unknown field(s) {listed}; "
                          f"known: {', '.join(sorted(keys))}")
     return value
 

@@ -35,6 +35,7 @@ def _load(tmp_path: Path, content: object | str) -> str:
     ({"name": "a" * 100_000}, "name", "at most 64 characters"),
     ({"name": "api\n"}, "name", "letters, digits"),
     ({"name": "a", "objective": 1}, "", "has unknown field(s) objective"),
+    ({"name": "a", "x\n" * 50_000: 1}, "", "has unknown field(s) x\\nx\\n"),
     ({"name": "a", "sli": {"kind": "latency", "threshold": 1}}, "sli",
      "has unknown field(s) threshold"),
     ({"name": "a", "sli": []}, "sli", "must be an object"),
