@@ -7,6 +7,7 @@ monitoring path, never on ``import asgi_monitor``).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -33,6 +34,8 @@ from .store.merge import MergedFilesCollector
 from .store.multiprocess import multiprocess_dir
 from .timeseries import History
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["build_monitor"]
 
 
@@ -45,6 +48,14 @@ def build_monitor(
     config = config if config is not None else MonitoringConfig.from_env()
     registry = registry if registry is not None else REGISTRY
     configure_package_logging(config.debug, config.log_file)
+    if config.gate.authorize is not None and not config.gate.allowed_hosts:
+        # A hook deciding on the client's address lets a DNS-rebinding page in; the Host check
+        # is what stops it (web/crosssite.py host_refusal).
+        logger.warning(
+            "an authorize hook is configured and MONITORING_ALLOWED_HOSTS is not: state-changing "
+            "admin requests are taken whatever their Host header; if the hook trusts the client "
+            "address, a DNS-rebinding page can pass it. Set MONITORING_ALLOWED_HOSTS to the "
+            "host names this server answers to")
     prefix = config.metrics.prefix
 
     # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).

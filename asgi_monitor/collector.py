@@ -45,8 +45,9 @@ __all__ = ["MetricsCollector"]
 
 logger = logging.getLogger("asgi_monitor.metrics")
 
-_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Used with fullmatch: "$" would also accept a trailing newline, which breaks the exposition.
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 class _Custom:
     __slots__ = ("kind", "labelnames", "metric", "children")
@@ -311,12 +312,12 @@ class MetricsCollector:
     def _create(
         self, kind: str, name: str, labelnames: tuple[str, ...], buckets: Sequence[float] | None
     ) -> _Custom:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise MetricError(
                 f"invalid metric name {name!r}: use letters, digits, '_' and ':', "
                 "not starting with a digit")
         for label in labelnames:
-            if not _LABEL_RE.match(label) or label.startswith("__"):
+            if not _LABEL_RE.fullmatch(label) or label.startswith("__"):
                 raise MetricError(f"invalid label name {label!r} for metric {name!r}")
         with self._lock:
             existing = self._custom.get(name)

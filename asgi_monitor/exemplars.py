@@ -4,16 +4,30 @@ Read only when ``metrics.exemplars`` is on; the middleware then calls :func:`exe
 result once per recorded request. The trace id comes from, in order: the current OpenTelemetry
 span if one is recording (an OpenTelemetry ASGI middleware outside ours made it current), the
 W3C ``traceparent`` request header, or the user's ``metrics.exemplar(scope)`` hook.
+
+The hook's answer is checked against the OpenMetrics rules before it is kept
+(https://github.com/prometheus/OpenMetrics/blob/main/specification/OpenMetrics.md#exemplars):
+label names ``[a-zA-Z_][a-zA-Z0-9_]*``, values UTF-8 text (bytes, natural when read from
+``scope["headers"]``, are decoded as UTF-8), names and values 128 characters together. One
+invalid exemplar would cost far more than itself: Prometheus with exemplar storage drops the
+whole scrape on a bad name, and a bytes value made every OpenMetrics scrape raise until the
+bucket's exemplar was replaced. An invalid answer is dropped, and said in a log line at most
+once a minute.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import ExemplarHook
+from .logs import RateLimitedLog
 
-__all__ = ["ExemplarSource", "exemplar_source", "from_traceparent"]
+__all__ = ["ExemplarSource", "exemplar_problem", "exemplar_source", "from_traceparent"]
+
+logger = logging.getLogger(__name__)
 
 ExemplarSource = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
 
@@ -21,6 +35,38 @@ ExemplarSource = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
 # prometheus_client raises on more when it writes the scrape, so a longer set is dropped here.
 MAX_EXEMPLAR_CHARS = 128
 _HEX = "0123456789abcdef"
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def exemplar_problem(found: object) -> tuple[dict[str, str] | None, str | None]:
+    """The hook's answer as exemplar labels, and None; or None and why it is refused.
+
+    An empty mapping is no exemplar and no problem. Bytes values are decoded as UTF-8.
+    """
+    if not isinstance(found, Mapping):
+        return None, f"the hook returned {type(found).__name__}, not a dict of labels"
+    labels: dict[str, str] = {}
+    for name, value in found.items():
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+            return None, (f"label name {str(name)[:40]!r} is not letters, digits and '_' "
+                          "(not starting with a digit)")
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return None, f"the value of {name!r} is bytes that are not UTF-8"
+        if not isinstance(value, str):
+            return None, f"the value of {name!r} is {type(value).__name__}, not str"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            return None, f"the value of {name!r} is not valid UTF-8 text"
+        labels[name] = value
+    size = sum(len(k) + len(v) for k, v in labels.items())
+    if size > MAX_EXEMPLAR_CHARS:
+        return None, (f"names and values are {size} characters together, more than "
+                      f"OpenMetrics' {MAX_EXEMPLAR_CHARS}")
+    return labels or None, None
 
 
 def from_traceparent(value: str) -> dict[str, str] | None:
@@ -77,6 +123,7 @@ def _opentelemetry() -> Callable[[], dict[str, str] | None] | None:
 def exemplar_source(hook: ExemplarHook | None) -> ExemplarSource:
     """What gives a request's exemplar labels: OpenTelemetry, ``traceparent``, then ``hook``."""
     span_labels = _opentelemetry()
+    dropped = RateLimitedLog(logger, logging.WARNING)
 
     def labels(scope: Mapping[str, Any]) -> dict[str, str] | None:
         found = span_labels() if span_labels is not None else None
@@ -85,11 +132,14 @@ def exemplar_source(hook: ExemplarHook | None) -> ExemplarSource:
             if header is not None:
                 found = from_traceparent(header)
         if found is None and hook is not None:
-            found = hook(scope)
-            if found is not None and (
-                    not found or sum(len(k) + len(v) for k, v in found.items())
-                    > MAX_EXEMPLAR_CHARS):
+            answer = hook(scope)
+            if answer is None:
                 return None
+            found, problem = exemplar_problem(answer)
+            if problem is not None:
+                dropped.log("hook", "exemplar dropped: metrics.exemplar's answer is not a "
+                            "valid OpenMetrics exemplar (%s); further ones are dropped too, "
+                            "logged at most once a minute", problem)
         return found
 
     return labels

@@ -1,13 +1,15 @@
 """OTLP export: the sampler's readings pushed to an OpenTelemetry collector, off the hot path.
 
 An optional extra (``pip install 'asgi-monitoring[otlp]'``): the OpenTelemetry SDK's data
-classes and its OTLP/HTTP exporter load when the export starts, never on
+classes and its protobuf encoder load when the export starts, never on
 ``import asgi_monitor``. Every ``interval`` the export reads the same typed snapshot the alert
 rules read (:class:`~asgi_monitor.sampling.inputs.SampleInputs`: requests, database, cache,
 logins, system resources) and the health checks' status, turns them into OTLP metrics (the
-requests named after OpenTelemetry's HTTP semantic conventions), and sends them from a worker
-thread, so neither a request nor the event loop waits on the network. Under several workers
-only the alert-lock holder exports.
+requests named after OpenTelemetry's HTTP semantic conventions), encodes them in a worker
+thread and posts them with httpx's async client under one deadline, so neither a request nor
+the event loop waits on the network. The SDK's own exporter is not used: its timeout is per
+socket read (a collector trickling its headers holds it for good), and it takes any 2xx as
+success whatever the body. Under several workers only the alert-lock holder exports.
 
 Temporality is cumulative, as the snapshot is (totals since the store was made): a collector
 converting to Prometheus gets the values ``/api/metrics`` shows. ``service.name`` and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +29,15 @@ from .health.models import HealthStatus
 from .sampling.inputs import RequestSnapshot, SampleInputs
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.sdk.metrics.export import MetricsData
 
-__all__ = ["OTLPExport", "metrics_data"]
+__all__ = ["OTLPExport", "OTLPExportError", "metrics_data", "response_problem"]
 
 SCOPE = "asgi_monitor"
+PROTOBUF = "application/x-protobuf"
+# An ExportMetricsServiceResponse is a count and a message: anything near this is not one.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def _method(method: str) -> str:
@@ -140,6 +147,53 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
         [ScopeMetrics(InstrumentationScope(SCOPE), metrics, "")], "")])
 
 
+class OTLPExportError(Exception):
+    """Why an export did not arrive whole; counted and logged as an internal error."""
+
+
+def _shown_endpoint(endpoint: str) -> str:
+    # Only scheme, host and port: a path or query may hold a collector's API key.
+    parts = urllib.parse.urlsplit(endpoint)
+    return f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _encode(data: MetricsData) -> bytes:
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    return bytes(encode_metrics(data).SerializeToString())
+
+
+def response_problem(status: int, content_type: str, body: bytes) -> tuple[bool, str | None]:
+    """Whether an answer means the export arrived, and what is wrong with it (or None).
+
+    The OTLP/HTTP spec (https://opentelemetry.io/docs/specs/otlp/#otlphttp-response): success
+    is a 2xx whose body is an ``ExportMetricsServiceResponse`` in the request's Content-Type
+    (an empty body is the empty message); ``partial_success`` with rejected points or a message
+    means part of it was refused, which is not to be retried but is worth saying.
+    """
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceResponse,
+    )
+
+    if not 200 <= status < 300:
+        return False, f"the collector answered HTTP {status}"
+    if not body:
+        return True, None
+    if content_type.partition(";")[0].strip().lower() != PROTOBUF:
+        return False, (f"the collector answered HTTP {status} with Content-Type "
+                       f"{content_type[:60]!r}, not an {PROTOBUF} ExportMetricsServiceResponse")
+    try:
+        answer = ExportMetricsServiceResponse.FromString(body)
+    except Exception:  # protobuf's DecodeError, whose module depends on the backend
+        return False, (f"the collector answered HTTP {status} with a body that is not an "
+                       "ExportMetricsServiceResponse")
+    partial = answer.partial_success
+    if partial.rejected_data_points or partial.error_message:
+        return True, (f"the collector rejected {partial.rejected_data_points} data point(s): "
+                      f"{partial.error_message[:200]!r}")
+    return True, None
+
+
 class OTLPExport:
     """Sends ``read()`` to ``endpoint`` (OTLP/HTTP, protobuf) every ``interval`` seconds.
 
@@ -148,6 +202,11 @@ class OTLPExport:
     status. Under several workers every worker reads the same merged totals, so only the one
     ``leader()`` is True in (the alert-lock holder) exports: a collector adding up the workers'
     exports would otherwise count every request once per worker.
+
+    Each export has ``timeout`` seconds in all, connection to the last byte of the answer: a
+    per-read timeout alone never fires on a collector that trickles a header line a second.
+    A failure, a refused answer and a partial success are each counted and logged through
+    ``on_error`` (``asgi_monitor_internal_errors{where="otlp"}``, logged at most once a minute).
     """
 
     def __init__(self, *, endpoint: str, read: Callable[[], SampleInputs],
@@ -168,13 +227,10 @@ class OTLPExport:
         # Cumulative points start when counting started: the store is made with the monitor.
         self._start_ns = clock()
 
-    def exporter(self) -> Any:
-        # The extra's exporter; absent where only the SDK is installed, as in the dev tools.
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found,unused-ignore]
-            OTLPMetricExporter,
-        )
+    def client(self) -> httpx.AsyncClient:
+        import httpx
 
-        return OTLPMetricExporter(endpoint=self._endpoint, timeout=self._timeout)
+        return httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
 
     def data(self) -> MetricsData:
         labels = self._identity()
@@ -184,28 +240,39 @@ class OTLPExport:
                             health=self._health())
 
     async def run_forever(self) -> None:
-        exporter = self.exporter()
-        try:
+        async with self.client() as client:
             while True:
-                await self.export_once(exporter)
+                await self.export_once(client)
                 await asyncio.sleep(self._interval)
-        finally:
-            exporter.shutdown()
 
-    async def export_once(self, exporter: Any) -> bool:
+    async def export_once(self, client: httpx.AsyncClient) -> bool:
         """One export, unless another worker is the one exporting; a failure is counted as an
-        internal error, never raised. True if sent."""
+        internal error, never raised. True if the collector took it (wholly or in part)."""
         try:
             if not self._leader():
                 return False
-            # Read on the loop (a snapshot is a few list copies), send from a thread.
+            # Read on the loop (a snapshot is a few list copies), encode in a thread.
             data = self.data()
-            result = await asyncio.to_thread(exporter.export, data,
-                                             timeout_millis=self._timeout * 1000)
+            body = await asyncio.to_thread(_encode, data)
+            arrived, problem = await asyncio.wait_for(self._post(client, body), self._timeout)
+        except asyncio.TimeoutError:
+            arrived, problem = False, f"no complete answer within {self._timeout:g} s"
         except Exception as exc:
             self._on_error("otlp", exc)
             return False
-        if result.name != "SUCCESS":
-            self._on_error("otlp", RuntimeError(f"OTLP export to {self._endpoint} failed"))
-            return False
-        return True
+        if problem is not None:
+            self._on_error("otlp", OTLPExportError(
+                f"OTLP export to {_shown_endpoint(self._endpoint)}: {problem}"))
+        return arrived
+
+    async def _post(self, client: httpx.AsyncClient, body: bytes) -> tuple[bool, str | None]:
+        async with client.stream("POST", self._endpoint, content=body,
+                                 headers={"Content-Type": PROTOBUF}) as response:
+            answer = b""
+            async for chunk in response.aiter_bytes():
+                answer += chunk
+                if len(answer) > MAX_RESPONSE_BYTES:
+                    return False, (f"the collector's answer is larger than "
+                                   f"{MAX_RESPONSE_BYTES} bytes")
+            return response_problem(response.status_code,
+                                    response.headers.get("content-type", ""), answer)

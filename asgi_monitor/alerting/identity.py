@@ -12,6 +12,7 @@ import socket
 import sys
 
 from ..config import ServiceSettings
+from ..config.declare import label_text
 
 __all__ = ["Identity", "process_name"]
 
@@ -49,7 +50,10 @@ class Identity:
     def name_after(self, app: object) -> None:
         """Use ``app.title`` as the service name, unless one is configured or already used."""
         title = getattr(app, "title", None)
-        if self._labels is None and not self._title and isinstance(title, str):
+        # A title is the app's, not a setting: one that would break a label or a mail Subject
+        # (a newline, 10 KB of text) is passed over for the process name instead of refused.
+        if self._labels is None and not self._title and isinstance(title, str) \
+                and label_text.accepts(title.strip()):
             self._title = title.strip()
 
     def labels(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,10 +26,12 @@ from ..secret import Secret
 
 __all__ = [
     "Check", "Env", "Section", "Setting", "any_callable", "boolean", "buckets", "declared",
-    "email_list", "http_url", "identifier", "label_pairs", "label_set", "method_list",
+    "email_list", "http_url", "identifier", "label_pairs", "label_set", "label_text",
+    "method_list",
     "method_names",
     "milliseconds", "minutes", "networks", "non_negative", "number", "path_list", "path_prefix",
-    "pattern", "percent", "port", "positive_seconds", "rate", "secret_text", "setting", "text",
+    "pattern", "percent", "port", "positive_seconds", "rate", "seconds_at_least", "secret_text",
+    "setting", "text",
     "text_list", "token", "whole", "whole_at_least",
 ]
 
@@ -134,7 +137,14 @@ def whole_at_least(low: int) -> Check:
     return Check(f"a whole number >= {low}", lambda v: _is_whole(v) and v >= low)
 
 
-_NAMESPACE_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+def seconds_at_least(low: float) -> Check:
+    return Check(f"a number of seconds >= {low:g}", lambda v: _is_number(v) and v >= low)
+
+
+# Whole values are checked with fullmatch: "$" also matches before a trailing newline, so
+# re.match("^name$", "name\n") would let "env\n" through.
+_NAMESPACE_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_METHOD_RE = re.compile(r"[A-Z]+")
 
 
 def _valid_network(value: str) -> bool:
@@ -145,9 +155,28 @@ def _valid_network(value: str) -> bool:
     return True
 
 
+_HOST_RE = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]+")
+
+
 def _http_url(value: object) -> bool:
+    """An absolute http(s) URL that parses whole: the scheme in any case (RFC 3986 section 3.1
+    says it is case-insensitive), a host, a port in 1..65535 if given, and no white space or
+    control character anywhere (``http://a b`` is two words, not a host)."""
     raw = value.get_secret_value() if isinstance(value, Secret) else value
-    return isinstance(raw, str) and raw.startswith(("http://", "https://"))
+    if not isinstance(raw, str) or any(c.isspace() or ord(c) < 32 or ord(c) == 127
+                                       for c in raw):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port = parts.port  # a ValueError when out of range or not a number
+    except ValueError:  # also an unclosed "[" of an IPv6 address
+        return False
+    if parts.scheme.lower() not in ("http", "https") or port == 0:
+        return False
+    host = parts.hostname or ""
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        return _valid_network(host) and "/" not in host
+    return bool(_HOST_RE.fullmatch(host))
 
 
 def _buckets(value: object) -> bool:
@@ -168,8 +197,9 @@ path_list = Check("paths starting with '/' (comma-separated in the environment)"
                   lambda v: isinstance(v, tuple)
                   and all(isinstance(p, str) and p.startswith("/") for p in v))
 identifier = Check("letters, digits and '_' not starting with a digit (or empty)",
-                   lambda v: isinstance(v, str) and (not v or bool(_NAMESPACE_RE.match(v))))
-http_url = Check("an http:// or https:// URL", lambda v: v is None or v == "" or _http_url(v))
+                   lambda v: isinstance(v, str) and (not v or bool(_NAMESPACE_RE.fullmatch(v))))
+http_url = Check("an http:// or https:// URL with a host (and a port from 1 to 65535 if given)",
+                 lambda v: v is None or v == "" or _http_url(v))
 token = Check("a token without spaces", lambda v: v is None or not any(
     c.isspace() for c in (v.get_secret_value() if isinstance(v, Secret) else str(v))))
 email_list = Check("comma-separated e-mail addresses", lambda v: isinstance(v, tuple) and all(
@@ -180,7 +210,7 @@ buckets = Check("a non-empty, strictly increasing sequence of numbers", _buckets
 any_callable = Check("a callable", lambda v: v is None or callable(v))
 method_names = Check(
     "HTTP methods such as OPTIONS,HEAD (comma-separated in the environment)",
-    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and m.isalpha() and m.isupper()
+    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and _METHOD_RE.fullmatch(m)
                                            for m in v))
 
 
@@ -197,8 +227,25 @@ def _valid_pattern(value: object) -> bool:
 pattern = Check("a regular expression (Python's re syntax) or empty", _valid_pattern)
 
 
+# A label value goes into every series, alert and e-mail Subject that carries it: a long one
+# multiplies the scrape's size, a newline breaks a mail header.
+MAX_LABEL_VALUE_CHARS = 256
+
+
+def _plain_text(value: object) -> bool:
+    """A str of at most MAX_LABEL_VALUE_CHARS characters with no control character (C0, DEL
+    or C1: a newline or an escape sequence in a label would forge log lines or mail headers)."""
+    return (isinstance(value, str) and len(value) <= MAX_LABEL_VALUE_CHARS
+            and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value))
+
+
+label_text = Check(f"at most {MAX_LABEL_VALUE_CHARS} characters without control characters "
+                   "(no newline, tab or escape)", _plain_text)
+
+
 def label_set(reserved: tuple[str, ...]) -> Check:
-    """Distinct Prometheus label names, none of ``reserved`` nor ``__``-prefixed, with values."""
+    """Distinct Prometheus label names, none of ``reserved`` nor ``__``-prefixed, with values
+    that are :data:`label_text`."""
 
     def accepts(value: object) -> bool:
         if not isinstance(value, tuple) or not all(
@@ -207,13 +254,14 @@ def label_set(reserved: tuple[str, ...]) -> Check:
             return False
         names = [name for name, _ in value]
         return (len(set(names)) == len(names)
-                and all(_NAMESPACE_RE.match(n) and not n.startswith("__") and n not in reserved
+                and all(_NAMESPACE_RE.fullmatch(n) and not n.startswith("__") and n not in reserved
                         for n in names)
-                and all(label_value for _, label_value in value))
+                and all(label_value and _plain_text(label_value) for _, label_value in value))
 
     shown = ", ".join(reserved)
     return Check(f"distinct name=value pairs, each name letters, digits and '_' (not {shown} "
-                 f"nor starting with '__') and each value non-empty", accepts)
+                 f"nor starting with '__') and each value non-empty, at most "
+                 f"{MAX_LABEL_VALUE_CHARS} characters and without control characters", accepts)
 
 
 def one_of(*choices: str) -> Check:
@@ -222,6 +270,13 @@ def one_of(*choices: str) -> Check:
 
 non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the environment)",
                         lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p for p in v))
+
+
+def _shown(value: object, limit: int = 100) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 10 KB value must not become a 10 KB
+    error message."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
 
 
 # -- the declaration ----------------------------------------------------------------------------
@@ -319,7 +374,7 @@ class Section:
         names = cls.env_names(field_name)
         where = f"{' / '.join(names)} ({cls.qualified(field_name)})" if names \
             else cls.qualified(field_name)
-        shown = "<secret>" if isinstance(value, Secret) else repr(value)
+        shown = "<secret>" if isinstance(value, Secret) else _shown(value)
         raise ConfigError(f"{where} must be {accepted}, got {shown}{note}")
 
     @classmethod
@@ -355,7 +410,7 @@ class Section:
                 try:
                     value = parse(raw)
                 except ValueError as exc:
-                    shown = "<secret>" if meta.is_secret else repr(raw)
+                    shown = "<secret>" if meta.is_secret else _shown(raw)
                     note = (cls._off_phrase(f.name) if f.name != cls.switch
                             and cls._env_switch_off(environ) else "")
                     raise ConfigError(f"{var.name} ({cls.qualified(f.name)}) must be {exc}, "

@@ -11,6 +11,7 @@ from .declare import (
     Check,
     Section,
     any_callable,
+    http_url,
     networks,
     number,
     positive_seconds,
@@ -29,6 +30,16 @@ __all__ = ["Authorize", "GateSettings"]
 Authorize = Callable[[MutableMapping[str, Any]], "bool | Awaitable[bool]"]
 
 _user_name = Check("a user name without ':'", lambda v: isinstance(v, str) and ":" not in v)
+
+
+def _host(entry: object) -> bool:
+    # A Host header value: a name or an address, with a port or not, nothing else.
+    return (isinstance(entry, str) and "@" not in entry and "/" not in entry
+            and "?" not in entry and "#" not in entry and http_url.accepts(f"http://{entry}"))
+
+
+_hosts = Check("host names such as monitor.example.com or localhost:8000 (comma-separated in "
+               "the environment)", lambda v: isinstance(v, tuple) and all(_host(h) for h in v))
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,15 @@ class GateSettings(Section):
     login_lockout_seconds: float = setting(
         300.0, env="MONITORING_LOGIN_LOCKOUT_SECONDS", parse=number, check=positive_seconds,
         help="failure window and lock-out duration")
+    allowed_hosts: tuple[str, ...] = setting(
+        (), env="MONITORING_ALLOWED_HOSTS", parse=text_list, check=_hosts,
+        help="`Host` header values a state-changing admin request (a silence, a check run) may "
+             "carry, e.g. `monitor.example.com,localhost:8000` (an entry without a port allows "
+             "any port); refused with 403 otherwise. Stops DNS rebinding: a page whose name "
+             "re-resolves to this server sends its own name as `Host` (default: any host)")
+    body_timeout_seconds: float = setting(
+        10.0, env="MONITORING_ADMIN_BODY_TIMEOUT", parse=number, check=positive_seconds,
+        help="seconds an admin request's body may take to arrive; a slower one gets 408")
     authorize: Authorize | None = setting(
         None, check=any_callable,
         help="`authorize(scope) -> bool | Awaitable[bool]`, e.g. a session lookup; code only")

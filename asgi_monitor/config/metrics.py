@@ -48,6 +48,8 @@ METRIC_NAMES = ("classic", "otel", "both")
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
 # exemplar(scope) -> the exemplar's labels (e.g. {"trace_id": ...}), or None for no exemplar.
 ExemplarHook = Callable[[Mapping[str, Any]], "dict[str, str] | None"]
+# Labels Prometheus adds to every scraped series from the target itself.
+SCRAPE_TARGET_LABELS = ("job", "instance")
 # The labels the request series carry themselves under any naming (and the histograms' bucket
 # label; the files of several workers also hold the scheme).
 REQUEST_LABELS = ("method", "route", "status", "scheme", "le", "http_request_method",
@@ -117,6 +119,17 @@ class MetricsSettings(Section):
         if isinstance(self.constant_labels, Mapping):
             object.__setattr__(self, "constant_labels", tuple(self.constant_labels.items()))
         super().__post_init__()
+
+    def _check_together(self) -> None:
+        # Prometheus attaches job and instance from the scrape target itself and, without
+        # honor_labels, renames scraped ones to exported_job / exported_instance: the label
+        # would never be where a query looks for it.
+        taken = [n for n, _ in self.constant_labels if n in SCRAPE_TARGET_LABELS]
+        if taken:
+            self._fail("constant_labels", f"free of {' and '.join(map(repr, taken))}: "
+                       "Prometheus sets job and instance from the scrape target and renames "
+                       "a scraped one to exported_job / exported_instance; use another name "
+                       "such as service or host", self.constant_labels)
 
     @property
     def prefix(self) -> str:

@@ -13,7 +13,6 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
@@ -26,8 +25,9 @@ WINDOWS: tuple[tuple[str, int], ...] = (
     ("5m", 300), ("30m", 1800), ("1h", 3600), ("2h", 7200), ("6h", 21600), ("1d", 86400),
     ("3d", 259200),
 )
-_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
-_METHOD_RE = re.compile(r"^[A-Z]+$")
+# Used with fullmatch: "$" would also accept a trailing newline.
+_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
+_METHOD_RE = re.compile(r"[A-Z]+")
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,47 @@ BURN_ALERTS: tuple[BurnAlert, ...] = (
 MIN_PERIOD_DAYS = min(alert.min_period_seconds for alert in BURN_ALERTS) / 86400
 
 
-def _fail(where: str, accepted: str, value: object) -> ConfigError:
-    return ConfigError(f"{where} must be {accepted}, got {value!r}")
+# Bounds on what a file may declare: each SLO adds recording rules, alert rules, dashboard
+# panels and in-process points, and a name is a label value in all of them. The schema itself
+# nests four levels ({"slos": [{"selector": {"routes": [...]}}]}).
+MAX_NAME_CHARS = 64
+MAX_SLOS = 100
+MAX_DEPTH = 8
+MAX_FILE_BYTES = 1024 * 1024
+
+
+class FieldError(ConfigError):
+    """A field's value refused: which ``field`` and the ``problem``; ``owner`` (an SLO's name,
+    when known) leads the message. A file's loader puts the file and entry in front instead,
+    so no message says where it is twice."""
+
+    def __init__(self, field: str, problem: str, owner: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{owner}: {field} {problem}" if owner else f"{field} {problem}")
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` (exact: 0.5000000001 is not "0.5"), cut to ``limit`` characters."""
+    try:
+        shown = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "an integer too long to show"
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
+def _fail(field: str, accepted: str, value: object, owner: str = "") -> FieldError:
+    return FieldError(field, f"must be {accepted}, got {_shown(value)}", owner)
+
+
+def _finite(value: object) -> bool:
+    """A real number (not a bool) that is finite; an int too large for a float is not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -99,7 +138,7 @@ class Selector:
         if not all(isinstance(r, str) and r.startswith("/") for r in self.routes):
             raise _fail("selector.routes", "route templates starting with '/' (e.g. "
                         "'/items/{item_id}')", self.routes)
-        if not all(isinstance(m, str) and _METHOD_RE.match(m) for m in self.methods):
+        if not all(isinstance(m, str) and _METHOD_RE.fullmatch(m) for m in self.methods):
             raise _fail("selector.methods", "HTTP methods such as GET", self.methods)
 
     def matches(self, method: str, route: str) -> bool:
@@ -131,8 +170,7 @@ class SLI:
                         self.bad_status) from None
         if self.kind == "latency":
             t = self.threshold_seconds
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
-                    or t <= 0:
+            if t is None or not _finite(t) or t <= 0:
                 raise _fail("sli.threshold_seconds", "a number of seconds > 0 for a latency SLI",
                             t)
             object.__setattr__(self, "threshold_seconds", float(t))
@@ -160,30 +198,38 @@ class SLO:
     objective_percent: float = 99.9
     period_days: float = 30.0
     selector: Selector = field(default_factory=Selector)
+    # Where it was declared ("slos.json: slos[2]") when read from a file, for later errors.
+    origin: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise _fail("slo.name", "letters, digits, '_' and '-' not starting with a digit",
-                        self.name)
-        where = f"SLO {self.name!r}: "
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name) \
+                or len(self.name) > MAX_NAME_CHARS:
+            raise _fail("name", f"letters, digits, '_' and '-' not starting with a digit, at "
+                        f"most {MAX_NAME_CHARS} characters", self.name, owner="SLO")
+        owner = f"SLO {self.name!r}"
         o = self.objective_percent
-        if isinstance(o, bool) or not isinstance(o, (int, float)) or not 0 < o < 100:
-            raise _fail(where + "objective_percent", "a percentage above 0 and below 100 "
-                        "(e.g. 99.9)", o)
+        if not _finite(o) or not 0 < o < 100:
+            raise _fail("objective_percent", "a percentage above 0 and below 100 (e.g. 99.9)",
+                        o, owner)
         p = self.period_days
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 365:
-            raise _fail(where + "period_days", "a number of days > 0 and <= 365 (e.g. 30)", p)
+        if not _finite(p) or not 0 < p <= 365:
+            raise _fail("period_days", "a number of days > 0 and <= 365 (e.g. 30)", p, owner)
         if not self.burn_alerts:
             shortest = math.ceil(MIN_PERIOD_DAYS * 100) / 100
-            raise ConfigError(
-                f"{where}period_days must be at least {shortest:g} "
+            raise FieldError(
+                "period_days", f"must be at least {shortest:g} "
                 f"{'day' if shortest == 1 else 'days'}, got {p!r}: a shorter period leaves no "
                 f"burn-rate alert (a ticket's long window must fit in the period, and a page "
-                f"must not fire on a burn rate under 1)")
+                f"must not fire on a burn rate under 1)", owner)
         if not isinstance(self.sli, SLI):
-            raise _fail(where + "sli", "an SLI", self.sli)
+            raise _fail("sli", "an SLI", self.sli, owner)
         if not isinstance(self.selector, Selector):
-            raise _fail(where + "selector", "a Selector", self.selector)
+            raise _fail("selector", "a Selector", self.selector, owner)
+
+    def where(self, field_name: str) -> str:
+        """How an error names one of its fields: with the file and entry it came from."""
+        return (f"{self.origin}.{field_name}" if self.origin
+                else f"SLO {self.name!r}: {field_name}")
 
     @property
     def period_seconds(self) -> float:
@@ -207,11 +253,12 @@ class SLO:
         """Refuse a latency threshold that is not one of the duration histogram's bounds."""
         t = self.sli.threshold_seconds
         if self.sli.kind == "latency" and t not in duration_buckets:
-            shown = ", ".join(f"{b:g}" for b in duration_buckets)
+            shown = ", ".join(repr(b) for b in duration_buckets)
+            # repr, not :g: "got 0.5" for 0.5000000001 would name a bound that is there.
             raise ConfigError(
-                f"SLO {self.name!r}: sli.threshold_seconds must be one of the duration "
-                f"histogram's bucket bounds (metrics.duration_buckets: {shown}), got {t:g}; "
-                f"pick one of them or add {t:g} to metrics.duration_buckets")
+                f"{self.where('sli.threshold_seconds')} must be one of the duration "
+                f"histogram's bucket bounds (metrics.duration_buckets: {shown}), got {t!r}; "
+                f"pick one of them or add {t!r} to metrics.duration_buckets")
 
 
 _SLO_KEYS = {"name", "sli", "objective_percent", "period_days", "selector"}
@@ -219,39 +266,69 @@ _SLI_KEYS = {"kind", "bad_status", "threshold_seconds"}
 _SELECTOR_KEYS = {"routes", "methods"}
 
 
-def _mapping(where: str, value: object, keys: set[str]) -> Mapping[str, Any]:
+def _mapping(field_name: str, value: object, keys: set[str]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise _fail(where, "an object", value)
-    unknown = sorted(set(value) - keys)
+        raise _fail(field_name, "an object", value)
+    unknown = sorted(str(k) for k in set(value) - keys)
     if unknown:
-        raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(keys))}")
+        # Escaped (a key may hold a newline) and cut (or a 100 KB key is a 100 KB message).
+        listed = ", ".join(unknown).encode("unicode_escape").decode("ascii")
+        listed = listed if len(listed) <= 80 else f"{listed[:80]}..."
+        raise FieldError(field_name, f"has unknown field(s) {listed}; "
+                         f"known: {', '.join(sorted(keys))}")
     return value
 
 
+def _depth(data: object) -> int:
+    """How deeply ``data`` nests lists and objects, counted without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict)
+                                                  else value))
+    return deepest
+
+
+def _entry(i: int, item: object, source: str) -> SLO:
+    raw = _mapping("", item, _SLO_KEYS)
+    sli = SLI(**_mapping("sli", raw.get("sli", {}), _SLI_KEYS))
+    sel = _mapping("selector", raw.get("selector", {}), _SELECTOR_KEYS)
+    for key in ("routes", "methods"):
+        if key in sel and not isinstance(sel[key], list):
+            raise _fail(f"selector.{key}", "a list", sel[key])
+    selector = Selector(**{k: tuple(v) for k, v in sel.items()})
+    kwargs = {k: raw[k] for k in ("objective_percent", "period_days") if k in raw}
+    if "name" not in raw:
+        raise FieldError("name", "is missing")
+    return SLO(raw["name"], sli, selector=selector, origin=f"{source}: slos[{i}]", **kwargs)
+
+
 def slos_from_data(data: object, source: str = "SLO file") -> tuple[SLO, ...]:
-    """SLOs from plain data: ``{"slos": [{"name": ..., "sli": {...}, ...}, ...]}``."""
-    top = _mapping(source, data, {"slos"})
+    """SLOs from plain data: ``{"slos": [{"name": ..., "sli": {...}, ...}, ...]}``.
+
+    Every error is a ConfigError naming ``source``, the entry (``slos[i]``) and the field.
+    """
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"{source}: nests lists and objects deeper than {MAX_DEPTH} levels; "
+                          "the SLO schema needs four")
+    try:
+        top = _mapping("", data, {"slos"})
+    except FieldError as exc:
+        raise ConfigError(f"{source} {exc.problem}") from None
     items = top.get("slos", [])
     if not isinstance(items, list):
         raise _fail(f"{source}: slos", "a list", items)
+    if len(items) > MAX_SLOS:
+        raise ConfigError(f"{source}: slos must hold at most {MAX_SLOS} SLOs, got {len(items)}")
     out: list[SLO] = []
     for i, item in enumerate(items):
-        where = f"{source}: slos[{i}]"
-        raw = _mapping(where, item, _SLO_KEYS)
         try:
-            sli = SLI(**_mapping(f"{where}.sli", raw.get("sli", {}), _SLI_KEYS))
-            sel = _mapping(f"{where}.selector", raw.get("selector", {}), _SELECTOR_KEYS)
-            for key in ("routes", "methods"):
-                if key in sel and not isinstance(sel[key], list):
-                    raise _fail(f"selector.{key}", "a list", sel[key])
-            selector = Selector(**{k: tuple(v) for k, v in sel.items()})
-            kwargs = {k: raw[k] for k in ("objective_percent", "period_days") if k in raw}
-            if "name" not in raw:
-                raise ConfigError("name is missing")
-            out.append(SLO(raw["name"], sli, selector=selector, **kwargs))
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            out.append(_entry(i, item, source))
+        except FieldError as exc:
+            field_name = f".{exc.field}" if exc.field else ""
+            raise ConfigError(f"{source}: slos[{i}]{field_name} {exc.problem}") from None
     names = [s.name for s in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -262,14 +339,26 @@ def slos_from_data(data: object, source: str = "SLO file") -> tuple[SLO, ...]:
 
 def load_slo_file(path: str) -> tuple[SLO, ...]:
     """The SLOs of a JSON file (MONITORING_SLO_FILE)."""
+    where = f"MONITORING_SLO_FILE (slo.file) {path!r}"
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
         raise ConfigError(f"MONITORING_SLO_FILE (slo.file) must be a readable UTF-8 JSON file, "
                           f"got {path!r} ({exc})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where} is larger than {MAX_FILE_BYTES} bytes: not an SLO file")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"MONITORING_SLO_FILE (slo.file) {path!r} is not valid JSON: "
-                          f"{exc}") from None
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"MONITORING_SLO_FILE (slo.file) must be a readable UTF-8 JSON file, "
+                          f"got {path!r} (not UTF-8)") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nests lists and objects deeper than {MAX_DEPTH} levels; "
+                          "the SLO schema needs four") from None
+    except ValueError as exc:
+        # JSONDecodeError with its position, or an integer past Python's digit limit.
+        reason = str(exc)
+        reason = reason if len(reason) <= 120 else reason[:120] + "..."
+        raise ConfigError(f"{where} is not valid JSON: {reason}") from None
     return slos_from_data(data, source=path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .declare import Section, http_url, number, positive_seconds, setting
+from .declare import Section, http_url, number, seconds_at_least, setting
 
 __all__ = ["OTLPSettings"]
 
@@ -20,5 +20,8 @@ class OTLPSettings(Section):
         help="OTLP/HTTP metrics URL, e.g. `http://collector:4318/v1/metrics`; empty: no export "
              "(needs `pip install 'asgi-monitoring[otlp]'`)")
     interval_seconds: float = setting(
-        60.0, env="MONITORING_OTLP_INTERVAL", parse=number, check=positive_seconds,
-        help="seconds between OTLP exports")
+        60.0, env="MONITORING_OTLP_INTERVAL", parse=number,
+        # Each export is a network round trip and, when the collector is down, a logged error:
+        # a sub-second interval floods both for no reading the sampler has not already given.
+        check=seconds_at_least(1),
+        help="seconds between OTLP exports (at least 1)")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .declare import Section, setting
+from .declare import Section, label_text, setting
 
 __all__ = ["ServiceSettings"]
 
@@ -22,12 +22,12 @@ class ServiceSettings(Section):
     name = "service"
 
     service_name: str = setting(
-        "", env=("MONITORING_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+        "", env=("MONITORING_SERVICE_NAME", "OTEL_SERVICE_NAME"), check=label_text,
         help="the `service` label of every alert (`OTEL_SERVICE_NAME` is read too; "
              "`MONITORING_SERVICE_NAME` wins); default: the `title` of the app the middleware "
              "wraps, else the process name")
     instance: str = setting(
-        "", env="MONITORING_INSTANCE",
+        "", env="MONITORING_INSTANCE", check=label_text,
         help="the `instance` label of every alert; default: the host name (set it, e.g. to "
              "`host:port`, when several replicas of one service share a host)")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from .declare import Check, Section, boolean, number, positive_seconds, setting
-from .objectives import SLO, load_slo_file
+from .objectives import MAX_SLOS, SLO, load_slo_file
 
 __all__ = ["SLOSettings"]
 
@@ -68,12 +68,16 @@ class SLOSettings(Section):
         for slo in slos:
             if slo.sli.kind == "availability" and slo.sli.bad_status != "5..":
                 raise ConfigError(
-                    f"SLO {slo.name!r}: sli.bad_status {slo.sli.bad_status!r} cannot be "
+                    f"{slo.where('sli.bad_status')} {slo.sli.bad_status!r} cannot be "
                     f"evaluated in process (its samples count 5xx only): use '5..' {off}")
 
     def all(self) -> tuple[SLO, ...]:
-        """The SLOs given in code, then those of the file (read again on each call)."""
+        """The SLOs given in code, then those of the file (read again on each call: the
+        monitor reads it once, when it is built, and keeps what it read)."""
         found = self.objectives + (load_slo_file(self.file) if self.file else ())
+        if len(found) > MAX_SLOS:
+            raise ConfigError(f"slo.objectives and MONITORING_SLO_FILE (slo.file) must hold at "
+                              f"most {MAX_SLOS} SLOs together, got {len(found)}")
         names = [s.name for s in found]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

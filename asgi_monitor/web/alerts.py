@@ -31,6 +31,7 @@ class AlertEndpoints:
 
     def __init__(self, monitor: Monitor) -> None:
         self.alerts = monitor.alerts
+        self._body_timeout = monitor.config.gate.body_timeout_seconds
 
     async def active(self, request: Request) -> Response:
         return json_response({"alerts": [alert.to_dict() for alert in self.alerts.active()]})
@@ -59,7 +60,7 @@ class AlertEndpoints:
 
     async def _create_silence(self, request: Request) -> Response:
         try:
-            body = await read_json(request)
+            body = await read_json(request, timeout=self._body_timeout)
         except BodyError as exc:
             return error_response(f"{exc}; the body must be a JSON object such as {{\"rule\": "
                                   "\"high_error_rate\", \"duration_minutes\": 60, "

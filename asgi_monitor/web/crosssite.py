@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-__all__ = ["cross_site_refusal"]
+__all__ = ["cross_site_refusal", "host_refusal"]
 
 # Safe methods change nothing here, and a foreign page cannot read their answers (no CORS
 # header is ever sent); every other method changes state, so every other method is checked.
@@ -59,3 +59,37 @@ def cross_site_refusal(request: Request) -> str | None:
                     "behind a proxy, let the server set the scheme and host: uvicorn "
                     "--proxy-headers)")
     return None
+
+
+def _host_and_port(value: str) -> tuple[str, str]:
+    """``("name", "port")`` of a Host value, lower-cased, without a fully qualified name's
+    final dot; ``[v6]`` addresses keep their brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value.partition("]")
+        return name + "]", rest[1:] if rest.startswith(":") else ""
+    name, _, port = value.partition(":")
+    return name.rstrip("."), port
+
+
+def host_refusal(request: Request, allowed: tuple[str, ...]) -> str | None:
+    """Why a state-changing request is refused for its ``Host`` header, or ``None``.
+
+    DNS rebinding: a page on ``evil.example`` re-resolves its own name to this server's address
+    and sends requests the browser takes as same-origin, so ``Origin`` and ``Host`` agree
+    (both ``evil.example``) and the cross-site check passes. No credential of the admin's goes
+    with them, but an ``authorize`` hook that trusts the client address (a request from the
+    office network is an admin) would let them in. The ``Host`` is the one thing such a page
+    cannot make ours: with ``MONITORING_ALLOWED_HOSTS`` set, a state-changing request must name
+    one of them. An entry without a port allows any port.
+    """
+    if not allowed or request.method in _SAFE_METHODS:
+        return None
+    header = request.headers.get("host", "")
+    name, port = _host_and_port(header)
+    for entry in allowed:
+        allowed_name, allowed_port = _host_and_port(entry)
+        if name == allowed_name and (not allowed_port or port == allowed_port):
+            return None
+    return (f"the Host header {header[:100]!r} is not one of MONITORING_ALLOWED_HOSTS; a "
+            "request that changes state must name this server as configured")

@@ -106,9 +106,13 @@ class DashboardEndpoints:
 
     async def grafana(self, request: Request) -> Response:
         metrics = self.monitor.config.metrics
+        # The SLOs this process loaded at start and evaluates, not MONITORING_SLO_FILE read
+        # again: edited since, it would show SLOs nothing evaluates; removed, a 500.
+        tracker = self.monitor.slos
+        slos = tuple(tracker.slos.values()) if tracker is not None else ()
         return LenientJSONResponse(grafana_dashboard(metrics.namespace,
                                                      metric_names=metrics.metric_names,
-                                                     slos=self.monitor.config.slo.all()))
+                                                     slos=slos))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -11,7 +11,9 @@ through :meth:`Gate.protect` according to its access level, so a new endpoint on
    could have been tricked into sending from another site: a body that is not
    ``Content-Type: application/json``, or a ``Sec-Fetch-Site`` / ``Origin`` header that is not
    same-origin (the ``Origin`` is compared with the request's own scheme and ``Host``). Clients
-   sending neither header (curl, scripts) pass. Checked before any credential, so such a
+   sending neither header (curl, scripts) pass. With ``MONITORING_ALLOWED_HOSTS`` set, such a
+   request must also carry one of those hosts as ``Host`` (DNS rebinding, see
+   :func:`~asgi_monitor.web.crosssite.host_refusal`). Checked before any credential, so such a
    request neither runs the hook nor counts as a failed login;
 3. ``"public"``: always served, never locked out. If the request carries an ``Authorization``
    header, or a ``Cookie`` while the ``authorize`` hook is configured, the gate also evaluates
@@ -73,7 +75,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import GateSettings
-from .crosssite import cross_site_refusal
+from .crosssite import cross_site_refusal, host_refusal
 from .ratelimit import Clock, LoginGuard, LoginLocked, RateLimiter
 from .responses import NO_STORE, error_response
 
@@ -151,7 +153,8 @@ class Gate:
                     _audit(request, client, None, "rate_limited")
                 return error_response("too many requests to the monitoring endpoints; retry "
                                       "later", 429, {"Retry-After": str(wait)})
-            cross_site = cross_site_refusal(request)
+            cross_site = (host_refusal(request, self.settings.allowed_hosts)
+                          or cross_site_refusal(request))
             if cross_site is not None:
                 if access == "admin":
                     _audit(request, client, None, "denied")

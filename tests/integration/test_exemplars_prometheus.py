@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 from support import running_prometheus, serve, starlette_app, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
@@ -44,3 +49,52 @@ def test_query_exemplars_returns_the_trace_id_sent(tmp_path: Path) -> None:
             wait_until(stored, timeout=30, what="an exemplar in Prometheus")
             assert found == [{"trace_id": TRACE, "span_id": SPAN}]
 
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_an_invalid_hook_answer_never_takes_the_target_down(tmp_path: Path) -> None:
+    """A label name OpenMetrics refuses made Prometheus drop the whole scrape, and a bytes value
+    made every OpenMetrics scrape raise: both are checked before they are kept."""
+    def hook(scope: Any) -> dict[str, Any] | None:
+        if scope["path"] == "/bad":
+            return {"request-id": "r-1"}  # an invalid label name
+        if scope["path"] == "/quoted":
+            return {"note": 'say "hi"\\\n'}  # any UTF-8 text is a valid value, escaped
+        return {"request_id": dict(scope["headers"])[b"x-request-id"]}  # bytes
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    config = MonitoringConfig(metrics=MetricsSettings(exemplars=True, exemplar=hook),
+                              health=HealthSettings(default_checks=False),
+                              system=SystemSettings(metrics=False))
+    app = MonitoringMiddleware(
+        Starlette(routes=[Route("/", ok), Route("/bad", ok), Route("/quoted", ok)]),
+        monitor=build_monitor(config, CollectorRegistry()))
+    with serve(app) as base:
+        target = base.removeprefix("http://")
+        with running_prometheus(tmp_path, target,
+                                flags=("--enable-feature=exemplar-storage",)) as (api, client):
+            httpx.get(f"{base}/bad")
+            httpx.get(f"{base}/quoted")
+            httpx.get(f"{base}/", headers={"x-request-id": "req-7"})
+            start = time.time() - 60
+            found: list[dict[str, str]] = []
+
+            def stored() -> bool:
+                body = client.get(f"{api}/api/v1/query_exemplars", params={
+                    "query": "http_request_duration_seconds_bucket",
+                    "start": start, "end": time.time() + 60}).json()
+                assert body["status"] == "success", body
+                found[:] = [e["labels"] for series in body["data"]
+                            for e in series["exemplars"]]
+                return len(found) >= 2
+
+            wait_until(stored, timeout=30, what="two exemplars in Prometheus")
+            [scraped] = client.get(f"{api}/api/v1/targets").json()["data"]["activeTargets"]
+    # The invalid one is not there; the bytes one is, decoded. The quoted one is kept too:
+    # this Prometheus stores exemplar values as escaped in the exposition (its parser does not
+    # unescape them), so that one is compared escaped.
+    assert sorted(found, key=str) == [{"note": 'say \\"hi\\"\\\\\\n'}, {"request_id": "req-7"}]
+    assert scraped["health"] == "up" and scraped["lastError"] == ""

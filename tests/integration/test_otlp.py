@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -126,7 +128,7 @@ async def test_export_equals_the_scrape(receiver: Receiver, tmp_path: Any) -> No
 
     config = MonitoringConfig(
         metrics=MetricsSettings(metric_names="otel"),
-        otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=0.1),
+        otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=1),
         system=SystemSettings(disk_paths=(str(tmp_path),)),
         service=ServiceSettings(service_name="shop", instance="shop-1:8000"))
     monitor = build_monitor(config, CollectorRegistry())
@@ -151,7 +153,7 @@ async def test_export_equals_the_scrape(receiver: Receiver, tmp_path: Any) -> No
         await monitor.health.run_all()
         scrape = (await client.get("/api/metrics")).text
         first = len(receiver.requests)
-        for _ in range(100):  # an export that started after the traffic
+        for _ in range(300):  # an export that started after the traffic
             if len(receiver.requests) > first:
                 break
             await asyncio.sleep(0.05)
@@ -239,18 +241,177 @@ async def test_only_the_alert_lock_holder_exports(receiver: Receiver, tmp_path: 
 
     def worker(instance: str) -> Any:
         return build_monitor(MonitoringConfig(
-            otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=0.05),
+            otlp=OTLPSettings(endpoint=receiver.url, interval_seconds=1),
             alerts=AlertSettings(lock_path=lock),
             service=ServiceSettings(service_name="shop", instance=instance)), CollectorRegistry())
 
     holder, other = worker("worker-1"), worker("worker-2")
     assert holder.alert_lock.acquire()
     async with holder.running(), other.running():
-        for _ in range(100):
-            if len(receiver.requests) >= 5:
+        # Exports at least a second apart (the shortest interval): three show the holder keeps
+        # exporting while the other never starts.
+        for _ in range(300):
+            if len(receiver.requests) >= 3:
                 break
             await asyncio.sleep(0.05)
     instances = {_exported(message)[0]["service.instance.id"] for _, message in receiver.requests}
-    assert len(receiver.requests) >= 5
+    assert len(receiver.requests) >= 3
     assert instances == {"worker-1"}
     assert not other.alert_lock.held
+
+
+# -- what counts as an export that arrived -----------------------------------------------------
+
+
+class RawCollector:
+    """A socket server answering each export with ``reply(connection)``: a real collector's
+    misbehaviours, byte by byte."""
+
+    def __init__(self, reply: Callable[[socket.socket], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/metrics"
+        self.stop = threading.Event()
+        self.requests = 0
+        self._reply = reply
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        # A closed listener does not wake a blocked accept(): poll, so close() is prompt.
+        self.listener.settimeout(0.05)
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connection.settimeout(None)
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), b"0"))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.requests += 1
+                try:
+                    self._reply(connection)
+                except OSError:
+                    pass  # the exporter gave up and closed: what a deadline does
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+def _answer(status: str, content_type: str, body: bytes) -> Callable[[socket.socket], None]:
+    def reply(connection: socket.socket) -> None:
+        connection.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                           f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                           .encode() + body)
+    return reply
+
+
+def _export(url: str, *, timeout: float = 10.0) -> tuple[Any, Any]:
+    """An export to ``url`` over a fresh monitor's readings, and that monitor."""
+    from asgi_monitor.otlp import OTLPExport
+
+    monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint=url)), CollectorRegistry())
+    export = OTLPExport(endpoint=url, read=monitor.sampler.read, identity=monitor.identity.labels,
+                        interval=1.0, on_error=monitor.collector.internal_error, timeout=timeout)
+    return export, monitor
+
+
+@pytest.mark.integration
+# Without the deadline the trickle would hold the export for its 1,000 s: fail well before.
+@pytest.mark.timeout(60)
+async def test_a_collector_trickling_its_headers_cannot_hold_an_export() -> None:
+    """One header line every 0.1 s, forever: each read returns in time, so only a deadline over
+    the whole export ends it. It ends, counted and logged, and the next export is tried."""
+    def trickle(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(10_000):
+            if server.stop.is_set():
+                return
+            connection.sendall(f"X-Slow-{i}: 1\r\n".encode())
+            time.sleep(0.1)
+
+    server = RawCollector(trickle)
+    try:
+        export, monitor = _export(server.url, timeout=1.0)
+        async with export.client() as client:
+            assert await export.export_once(client) is False
+            assert await export.export_once(client) is False
+    finally:
+        server.close()
+    assert server.requests == 2
+    assert monitor.collector.internal_errors == {"otlp": 2}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("status", "content_type", "body", "why"), [
+    ("200 OK", "text/plain", b"garbage", "Content-Type 'text/plain'"),
+    ("200 OK", "application/x-protobuf", b"\xff\xff\xff\xff", "not an ExportMetricsService"),
+    ("500 Internal Server Error", "application/x-protobuf", b"", "HTTP 500"),
+    ("400 Bad Request", "text/plain", b"no", "HTTP 400"),
+    # An answer is a count and a message: 64 KiB is not one, and is not read further.
+    ("200 OK", "application/x-protobuf", b"\x00" * (64 * 1024 + 1), "larger than 65536 bytes"),
+])
+async def test_an_answer_that_is_no_success_is_an_error(
+        status: str, content_type: str, body: bytes, why: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = RawCollector(_answer(status, content_type, body))
+    try:
+        export, monitor = _export(server.url)
+        async with export.client() as client:
+            for _ in range(3):
+                assert await export.export_once(client) is False
+    finally:
+        server.close()
+    # Every failure counted, one logged: a collector failing every second floods nothing.
+    assert monitor.collector.internal_errors == {"otlp": 3}
+    logged = [r for r in caplog.records if r.name.startswith("asgi_monitor")]
+    assert len(logged) == 1 and why in logged[0].getMessage()
+    assert "/v1/metrics" not in logged[0].getMessage()  # no path (nor its query) in the log
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("body", [
+    b"",  # the empty ExportMetricsServiceResponse
+    metrics_service.ExportMetricsServiceResponse().SerializeToString(),
+])
+async def test_an_empty_or_valid_answer_is_success(body: bytes) -> None:
+    server = RawCollector(_answer("200 OK", "application/x-protobuf", body))
+    try:
+        export, monitor = _export(server.url)
+        async with export.client() as client:
+            assert await export.export_once(client) is True
+    finally:
+        server.close()
+    assert monitor.collector.internal_errors == {}
+
+
+@pytest.mark.integration
+async def test_a_partial_success_is_taken_and_reported(caplog: pytest.LogCaptureFixture) -> None:
+    answer = metrics_service.ExportMetricsServiceResponse()
+    answer.partial_success.rejected_data_points = 3
+    answer.partial_success.error_message = "unit mismatch"
+    server = RawCollector(_answer("200 OK", "application/x-protobuf; charset=binary",
+                                  answer.SerializeToString()))
+    try:
+        export, monitor = _export(server.url)
+        async with export.client() as client:
+            # Sent (the spec says not to retry), but the rejected points are counted and said.
+            assert await export.export_once(client) is True
+    finally:
+        server.close()
+    assert monitor.collector.internal_errors == {"otlp": 1}
+    [logged] = [r for r in caplog.records if r.name.startswith("asgi_monitor")]
+    assert "rejected 3 data point(s): 'unit mismatch'" in logged.getMessage()

@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import client, sample, scraped_app
 
 from asgi_monitor.config import MetricsSettings
-from asgi_monitor.exemplars import from_traceparent
+from asgi_monitor.exemplars import exemplar_problem, from_traceparent
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -149,3 +149,50 @@ def test_the_setting_from_the_environment() -> None:
 
     assert MonitoringConfig.from_env({"MONITORING_EXEMPLARS": "true"}).metrics.exemplars
     assert not MonitoringConfig().metrics.exemplars
+
+
+@pytest.mark.parametrize(("answer", "expected", "why"), [
+    ({"trace_id": b"abc"}, {"trace_id": "abc"}, None),  # bytes from scope["headers"]: decoded
+    ({"trace_id": "é" * 120}, {"trace_id": "é" * 120}, None),  # 8 + 120: 128 characters
+    ({}, None, None),  # no labels: no exemplar, nothing wrong
+    ({"request-id": "1"}, None, "label name 'request-id'"),
+    ({"1st": "1"}, None, "label name '1st'"),
+    ({"trace_id\n": "1"}, None, "label name"),
+    ({b"trace_id": "1"}, None, "label name"),
+    ({"trace_id": b"\xff\xfe"}, None, "bytes that are not UTF-8"),
+    ({"trace_id": "\ud800"}, None, "not valid UTF-8"),
+    ({"trace_id": 42}, None, "int, not str"),
+    ({"trace_id": "é" * 121}, None, "129 characters"),
+    ([("trace_id", "1")], None, "not a dict"),
+])
+def test_the_hook_answer_is_checked_against_openmetrics(
+        answer: object, expected: dict[str, str] | None, why: str | None) -> None:
+    labels, problem = exemplar_problem(answer)
+    assert labels == expected
+    if why is None:
+        assert problem is None
+    else:
+        assert problem is not None and why in problem
+
+
+@pytest.mark.parametrize("answer", [
+    {"request-id": "abc"}, {"trace_id": b"\xff"}, {"trace_id": 7}, {"t": "x" * 200}])
+async def test_an_invalid_hook_answer_is_dropped_with_one_log_line(
+        registry: CollectorRegistry, answer: dict[str, Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    mw = scraped_app(registry, metrics=MetricsSettings(exemplars=True,
+                                                       exemplar=lambda scope: answer))
+    # The OpenMetrics scrape still works (a bytes value used to raise in it on every scrape).
+    assert exemplars(await scrape(mw, times=5)) == {}
+    assert sample(registry, "http_requests_total", method="GET", route="/", status="200") == 5
+    dropped = [r for r in caplog.records if "exemplar dropped" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelname == "WARNING"
+
+
+async def test_a_bytes_value_is_kept_decoded(registry: CollectorRegistry) -> None:
+    def hook(scope: Any) -> dict[str, Any]:
+        return {"request_id": dict(scope["headers"])[b"x-request-id"]}
+
+    mw = scraped_app(registry, metrics=MetricsSettings(exemplars=True, exemplar=hook))
+    found = exemplars(await scrape(mw, {"x-request-id": "req-42"}))
+    assert list(found.values()) == [{"request_id": "req-42"}]

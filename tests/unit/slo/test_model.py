@@ -41,7 +41,13 @@ def test_selector_by_routes_and_methods() -> None:
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda: SLO("9lives"), "slo.name"),
+    (lambda: SLO("9lives"), "SLO: name must be letters"),
+    (lambda: SLO("api\n"), "SLO: name must be letters"),
+    (lambda: SLO("a" * 65), "at most 64 characters, got 'aaaa"),
+    (lambda: SLO("a", objective_percent=10**400), "got 10000.*401 characters"),
+    (lambda: SLO("a", period_days=float("nan")), "period_days must be"),
+    (lambda: SLI("latency", threshold_seconds=10**400), "sli.threshold_seconds must be"),
+    (lambda: Selector(methods=("GET\n",)), "selector.methods"),
     (lambda: SLO("a", objective_percent=100), "SLO 'a': objective_percent"),
     (lambda: SLO("a", objective_percent="99.9"), "objective_percent"),
     (lambda: SLO("a", period_days=0), "SLO 'a': period_days"),
@@ -88,12 +94,12 @@ def test_a_json_file_from_the_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "message"), [
     ([], "must be an object"),
     ({"slo": []}, "unknown field.*slo; known: slos"),
-    ({"slos": [{"objective_percent": 99}]}, r"slos\[0\]: name is missing"),
+    ({"slos": [{"objective_percent": 99}]}, r"^slos.json: slos\[0\]\.name is missing$"),
     ({"slos": [{"name": "a", "objective": 99}]}, r"slos\[0\] has unknown field\(s\) objective"),
     ({"slos": [{"name": "a", "sli": {"kind": "latency", "threshold": 1}}]},
      r"slos\[0\]\.sli has unknown field\(s\) threshold"),
     ({"slos": [{"name": "a", "objective_percent": 101}]},
-     r"slos\[0\]: SLO 'a': objective_percent must be a percentage"),
+     r"^slos.json: slos\[0\]\.objective_percent must be a percentage.*got 101$"),
     ({"slos": [{"name": "a", "selector": {"routes": "/x"}}]}, r"selector.routes must be a list"),
     ({"slos": [{"name": "a"}, {"name": "a"}]}, "names must be distinct, a repeated"),
 ])
@@ -157,6 +163,6 @@ def test_a_period_too_short_for_any_burn_alert_is_refused() -> None:
                                           r"got 0\.99: a shorter period leaves no burn-rate "
                                           r"alert \(a ticket's long window"):
         SLO("api", period_days=0.99)
-    with pytest.raises(ConfigError, match=r"slos\[0\]: SLO 'hourly': period_days must be at "
-                                          r"least 1 day, got 0\.04"):
+    with pytest.raises(ConfigError, match=r"^SLO file: slos\[0\]\.period_days must be at "
+                                          r"least 1 day, got 0\.041666666666666664: "):
         slos_from_data({"slos": [{"name": "hourly", "period_days": 1 / 24}]})

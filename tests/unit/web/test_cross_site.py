@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support import concrete_path, hello
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor import ConfigError, MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import GateSettings
 from asgi_monitor.web.app import endpoints
 from asgi_monitor.web.gate import CONTENT_SECURITY_POLICY
@@ -108,23 +108,38 @@ async def test_state_changing_requests_header_matrix(
 ) -> None:
     headers, allowed = case
     app = wrap()
-    url = concrete_path(path, app.monitor)
+    url = concrete_path(path, app.monitor)  # a DELETE's silence exists before the request
+    before = [s.id for s in app.monitor.alerts.silences.list()]
     has_json_type = "json" in headers.get("Content-Type", "").lower()
     body = SILENCE if "silences" in path and method == "POST" else ""
-    if body and "Content-Type" not in headers:
-        return  # a body always comes with a type from a browser; covered by the form cases
+    # A script sending no body: the gate lets it through, and the silence handler, given no
+    # JSON, refuses it itself (400, not the gate's 403).
+    empty_silence = bool(body) and "Content-Type" not in headers
+    if empty_silence:
+        body = ""
     async with client_for(app) as client:
         response = await client.request(method, url, content=body or None,
                                         headers={**credentials, **headers})
-    if allowed:
+    after = [s.id for s in app.monitor.alerts.silences.list()]
+    if allowed and empty_silence:
+        assert response.status_code == 400, response.text
+        assert "JSON" in response.json()["error"]
+        assert after == before == []
+    elif allowed:
         assert response.status_code in (200, 201), response.text
+        if method == "DELETE":
+            assert before and after == []  # the silence was expired
+        elif "silences" in path:
+            assert before == [] and len(after) == 1  # the silence was created
     else:
         assert response.status_code == 403, (has_json_type, response.text)
         assert response.json()["error"]
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-store"
-        assert app.monitor.alerts.silences.list() == [] or method == "DELETE"
+        # Nothing changed: no silence created, and a DELETE's silence still in place.
+        assert after == before
+        assert len(before) == (1 if method == "DELETE" else 0)
 
 
 @pytest.mark.anyio
@@ -180,3 +195,105 @@ async def test_safe_methods_are_not_checked() -> None:
             **BASIC, "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site",
             "Content-Type": "text/plain"})
     assert response.status_code == 200
+
+
+# -- the Host header: DNS rebinding -------------------------------------------------------------
+
+
+def office_hook(scope: MutableMapping[str, Any]) -> bool:
+    """An authorize hook that trusts the office network: what DNS rebinding abuses."""
+    return bool(scope["client"]) and scope["client"][0].startswith("10.")
+
+
+def office(allowed_hosts: tuple[str, ...] = ()) -> MonitoringMiddleware:
+    config = MonitoringConfig(gate=GateSettings(authorize=office_hook,
+                                                allowed_hosts=allowed_hosts))
+    return MonitoringMiddleware(hello, monitor=build_monitor(config, CollectorRegistry()))
+
+
+def office_client(app: MonitoringMiddleware, host: str) -> httpx.AsyncClient:
+    # The admin's browser, on the office network, on a page whose name now points here.
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.7", 1)),
+                             base_url=f"http://{host}")
+
+
+REBOUND = {**JSON, "Origin": "http://evil.example:8000", "Sec-Fetch-Site": "same-origin"}
+
+
+@pytest.mark.anyio
+async def test_without_allowed_hosts_a_rebound_page_passes_a_hook_that_trusts_addresses(
+) -> None:
+    """Why the setting exists: Origin and Host agree (both the attacker's name), so the
+    cross-site check passes, and the hook sees an office address."""
+    app = office()
+    async with office_client(app, "evil.example:8000") as client:
+        response = await client.post("/api/alerts/silences", content=SILENCE, headers=REBOUND)
+    assert response.status_code == 201
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("method", "path"), STATE_CHANGING)
+async def test_allowed_hosts_refuse_a_rebound_page(method: str, path: str) -> None:
+    app = office(("monitor.internal",))
+    url = concrete_path(path, app.monitor)
+    before = [s.id for s in app.monitor.alerts.silences.list()]
+    body = SILENCE if method == "POST" and "silences" in path else None
+    async with office_client(app, "evil.example:8000") as client:
+        response = await client.request(method, url, content=body, headers=REBOUND)
+    assert response.status_code == 403
+    assert "MONITORING_ALLOWED_HOSTS" in response.json()["error"]
+    assert [s.id for s in app.monitor.alerts.silences.list()] == before
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("allowed", "host", "taken"), [
+    (("monitor.internal",), "monitor.internal", True),
+    (("monitor.internal",), "monitor.internal:8000", True),  # no port in the entry: any port
+    (("monitor.internal",), "MONITOR.Internal.", True),  # case and a final dot do not matter
+    (("localhost:8000",), "localhost:8000", True),
+    (("localhost:8000",), "localhost:9000", False),
+    (("[::1]:8000",), "[::1]:8000", True),
+    (("[::1]",), "[::2]:8000", False),
+    (("monitor.internal",), "monitor.internal.evil.example", False),
+    (("monitor.internal",), "evil.example", False),
+])
+async def test_allowed_hosts_match(allowed: tuple[str, ...], host: str, taken: bool) -> None:
+    app = office(allowed)
+    async with office_client(app, "placeholder") as client:
+        response = await client.post("/api/alerts/silences", content=SILENCE,
+                                     headers={**JSON, "Host": host})
+    assert response.status_code == (201 if taken else 403), response.text
+    assert len(app.monitor.alerts.silences.list()) == (1 if taken else 0)
+
+
+@pytest.mark.anyio
+async def test_allowed_hosts_leave_reads_alone() -> None:
+    app = office(("monitor.internal",))
+    async with office_client(app, "evil.example") as client:
+        assert (await client.get("/api/alerts")).status_code == 200
+
+
+@pytest.mark.parametrize("entry", ["http://monitor", "a b", "monitor:99999", "monitor/x",
+                                   "user@monitor", "[::1", ""])
+def test_a_bad_allowed_host_names_the_variable(entry: str) -> None:
+    with pytest.raises(ConfigError, match="MONITORING_ALLOWED_HOSTS"):
+        GateSettings(allowed_hosts=(entry,))
+
+
+def test_an_authorize_hook_without_allowed_hosts_warns_at_start(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def warned(**gate: Any) -> bool:
+        caplog.clear()
+        build_monitor(MonitoringConfig(gate=GateSettings(**gate)), CollectorRegistry())
+        return any("MONITORING_ALLOWED_HOSTS" in r.getMessage() and r.levelname == "WARNING"
+                   for r in caplog.records)
+
+    assert warned(authorize=office_hook)
+    assert not warned(authorize=office_hook, allowed_hosts=("monitor.internal",))
+    assert not warned(admin_token=TOKEN)
+
+
+def test_allowed_hosts_from_the_environment() -> None:
+    config = MonitoringConfig.from_env({"MONITORING_ALLOWED_HOSTS": "monitor.internal, "
+                                                                    "localhost:8000"})
+    assert config.gate.allowed_hosts == ("monitor.internal", "localhost:8000")

@@ -4,6 +4,7 @@ and the export; and that everything rendered from data is escaped."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from asgi_monitor.config import (
     GateSettings,
     HealthSettings,
     MetricsSettings,
+    SLOSettings,
     SystemSettings,
 )
 from asgi_monitor.health import HealthCheck, HealthStatus
@@ -154,6 +156,34 @@ async def test_grafana_endpoint_honours_the_namespace() -> None:
     assert body["uid"] == "asgi-monitor-shop"
     exprs = [t["expr"] for p in body["panels"] for t in p.get("targets", [])]
     assert exprs and all("shop_" in e for e in exprs)
+
+
+def _slo_file(path: Path, name: str) -> str:
+    path.write_text(json.dumps({"slos": [{"name": name, "objective_percent": 99.5}]}))
+    return str(path)
+
+
+def _grafana_slos(body: dict[str, Any]) -> set[str]:
+    exprs = [t["expr"] for p in body["panels"] for t in p.get("targets", [])]
+    return {name for name in ("checkout", "search") if any(f'slo="{name}"' in e for e in exprs)}
+
+
+@pytest.mark.parametrize("change", ["edited", "removed", "broken"])
+async def test_grafana_shows_the_slos_loaded_at_start(tmp_path: Path, change: str) -> None:
+    """The file is read once, when the monitor is built: changed since, the export still shows
+    what the process evaluates, and a missing or broken file is no 500."""
+    path = tmp_path / "slos.json"
+    app = middleware(slo=SLOSettings(file=_slo_file(path, "checkout")))
+    if change == "edited":
+        _slo_file(path, "search")
+    elif change == "removed":
+        path.unlink()
+    else:
+        path.write_text("{not json")
+    async with client(app) as c:
+        response = await c.get("/admin/monitoring/grafana")
+    assert response.status_code == 200
+    assert _grafana_slos(response.json()) == {"checkout"}
 
 
 async def test_dashboard_first_paint_has_tiles_alerts_resources_and_routes() -> None:

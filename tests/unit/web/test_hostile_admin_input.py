@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck as HypothesisHealthCheck
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from support.hostile import CONFIGS, TOKEN, call, monitored
 
-from asgi_monitor.web.alerts import MAX_SILENCE_SECONDS
 from asgi_monitor.web.bodies import MAX_BODY_BYTES
 from asgi_monitor.web.gate import CONTENT_SECURITY_POLICY
 
@@ -29,6 +29,9 @@ SECURITY = {b"content-security-policy": CONTENT_SECURITY_POLICY.encode(),
             b"x-frame-options": b"DENY", b"x-content-type-options": b"nosniff",
             b"referrer-policy": b"no-referrer"}
 MW = monitored(CONFIGS["token"])
+# The silence limit, written here rather than imported: a test that imported it would follow
+# the limit wherever it moved.
+YEAR_SECONDS = 365 * 24 * 3600
 
 # Every number a client can write that is no sane value, as text (query) and as JSON.
 HOSTILE_NUMBERS = ["1e308", "-1e308", "1e309", "inf", "-inf", "Infinity", "-Infinity", "nan",
@@ -121,22 +124,43 @@ async def post_silence(raw: bytes | list[bytes], headers: list[tuple[bytes, byte
 async def test_silence_durations_out_of_range(field: str, value: str) -> None:
     raw = f'{{"rule": "high_error_rate", "{field}": {value}}}'.encode()
     status, headers, body = await post_silence(raw)
-    if status == 201:  # a sane value after all: within (0, 365 days]
+    if status == 201:  # a sane value after all: within (0, 365 days], and stored as sent
         document = json.loads(body)
         assert document["matchers"] == {"alertname": "high_error_rate"}
         assert_headers(headers)
+        assert_stored_duration(body, field, json.loads(value))
         return
     message = assert_error(status, headers, body)["error"]
     assert field in message or "JSON" in message
 
 
-@pytest.mark.parametrize(("field", "value"), [("duration_seconds", MAX_SILENCE_SECONDS),
-                                              ("duration_minutes", MAX_SILENCE_SECONDS // 60),
+def assert_stored_duration(body: bytes, field: str, value: Any) -> None:
+    """The created silence lasts what ``field`` asked, which is within (0, 365 days]."""
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), value
+    seconds = float(value) * (60 if field == "duration_minutes" else 1)
+    assert 0 < seconds <= YEAR_SECONDS, (field, value)
+    document = json.loads(body)
+    stored = (datetime.fromisoformat(document["ends_at"])
+              - datetime.fromisoformat(document["starts_at"]))
+    assert stored == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("field", "value"), [("duration_seconds", YEAR_SECONDS + 1),
+                                              ("duration_minutes", YEAR_SECONDS // 60 + 1),
+                                              ("duration_seconds", YEAR_SECONDS + 1e-6)])
+async def test_silence_durations_just_past_a_year_are_refused(field: str, value: float) -> None:
+    status, headers, body = await post_silence(json.dumps({"rule": "r", field: value}).encode())
+    assert field in assert_error(status, headers, body)["error"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("duration_seconds", YEAR_SECONDS),
+                                              ("duration_minutes", YEAR_SECONDS // 60),
                                               ("duration_seconds", 0.5)])
 async def test_silence_durations_at_the_bounds_are_accepted(field: str, value: float) -> None:
     status, headers, body = await post_silence(json.dumps({"rule": "r", field: value}).encode())
     assert status == 201, body
     assert_headers(headers)
+    assert_stored_duration(body, field, value)
     expired = await call(MW, f"/api/alerts/silences/{json.loads(body)['id']}", method="DELETE",
                          headers=ADMIN)
     assert expired[0] == 200
@@ -159,7 +183,11 @@ async def test_deeply_nested_json(depth: int, shape: str, where: str) -> None:
         assert status == 400
 
 
+# Around the limit too, in both units: a limit moved must show up here.
 numbers = st.one_of(st.integers(), st.integers(min_value=10**300, max_value=10**1000),
+                    st.integers(min_value=YEAR_SECONDS - 2, max_value=YEAR_SECONDS + 2),
+                    st.integers(min_value=YEAR_SECONDS // 60 - 2, max_value=YEAR_SECONDS // 60 + 2),
+                    st.floats(min_value=YEAR_SECONDS - 1, max_value=YEAR_SECONDS * 100),
                     st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none())
 json_values = st.recursive(
     numbers | st.text(max_size=20),
@@ -176,12 +204,17 @@ silence_bodies = st.fixed_dictionaries({}, optional={
           suppress_health_check=[HypothesisHealthCheck.too_slow,
                                  HypothesisHealthCheck.function_scoped_fixture])
 @given(body=silence_bodies | json_values)
+@example(body={"rule": "r", "duration_seconds": YEAR_SECONDS + 1})
+@example(body={"rule": "r", "duration_minutes": YEAR_SECONDS // 60 + 1})
 def test_any_json_silence_is_created_or_refused_with_a_message(body: Any) -> None:
     # allow_nan: Python's json writes NaN/Infinity, and reads them back, as clients may send.
     raw = json.dumps(body, allow_nan=True).encode()
     status, headers, response = asyncio.run(post_silence(raw))
     if status == 201:
         assert_headers(headers)
+        assert isinstance(body, dict)
+        [field] = [f for f in ("duration_seconds", "duration_minutes") if f in body]
+        assert_stored_duration(response, field, body[field])
         silence_id = json.loads(response)["id"]
         asyncio.run(call(MW, f"/api/alerts/silences/{silence_id}", method="DELETE",
                          headers=ADMIN))
