@@ -165,7 +165,8 @@ class Monitor:
     def _keep(self, sample: Sample, history: bool) -> None:
         self.samples.add(sample)
         if self.slos is not None:
-            self.slos.observe(sample)
+            # The alert loop's samples (history=False) stand in until the sampler's next one.
+            self.slos.observe(sample, provisional=not history)
         if history:
             self.history.record_sample(sample)
 

@@ -288,7 +288,7 @@ async def test_5xx_card_reads_the_window_of_the_error_rate_alert() -> None:
     assert window == {"seconds": 300, "requests": 200, "error_ratio": pytest.approx(0.25)}
     card = html.split('id="error-window"', 1)[1].split("</span>", 1)[0]
     assert card.endswith(">25.00 %")
-    assert "5xx ratio (last 5 min)" in html
+    assert "5xx ratio (last 5 min, as the high_error_rate alert reads it)" in html
 
 
 async def test_5xx_card_before_two_samples_says_nothing() -> None:
