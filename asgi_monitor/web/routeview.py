@@ -73,8 +73,6 @@ def route_document(monitor: Monitor, route: str, seconds: float,
         name: [] for name in ("time", "requests", "errors", "request_rate", "error_rate",
                               "p50_ms", "p95_ms", "p99_ms")}
     statuses: dict[int, float] = {}
-    counts: dict[float, float] = {}
-    requests = errors = 0.0
     known = 0
     for point, part in pairs:
         columns["time"].append(point.time)
@@ -83,8 +81,6 @@ def route_document(monitor: Monitor, route: str, seconds: float,
                 columns[name].append(None)
             continue
         known += 1
-        requests += part.requests
-        errors += part.errors
         columns["requests"].append(part.requests)
         columns["errors"].append(part.errors)
         columns["request_rate"].append(round(part.requests / point.seconds, 6))
@@ -94,8 +90,8 @@ def route_document(monitor: Monitor, route: str, seconds: float,
         columns["p99_ms"].append(_ms(part.p99))
         for code, count in part.statuses.items():
             statuses[code] = statuses.get(code, 0.0) + count
-        for bound, count in zip(part.bounds, part.counts, strict=True):
-            counts[bound] = counts.get(bound, 0.0) + count
+    totals = pairs_totals(pairs)
+    requests, errors, counts = totals["requests"], totals["errors"], totals["counts"]
     cumulative, running = [], 0.0
     for bound in sorted(counts):
         running += counts[bound]
@@ -123,7 +119,7 @@ def route_document(monitor: Monitor, route: str, seconds: float,
             "distribution": [{"le": _le(bound), "requests": counts[bound]}
                              for bound in sorted(counts)],
         },
-        "slos": slo_shares(monitor, route, seconds, pairs_totals(pairs)),
+        "slos": slo_shares(monitor, route, seconds, totals),
         "since_start": (exported_route(registry, route, monitor) if registry is not None
                         else None),
     }
@@ -146,7 +142,8 @@ def pairs_totals(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
 def _good(slo: SLO, totals: dict[str, Any]) -> float:
     if slo.sli.kind == "latency":
         threshold = slo.sli.threshold_seconds or 0.0
-        return sum(count for bound, count in totals["counts"].items() if bound <= threshold)
+        return float(sum(count for bound, count in totals["counts"].items()
+                         if bound <= threshold))
     return float(totals["requests"] - totals["errors"])
 
 
@@ -224,8 +221,9 @@ def exported_route(registry: CollectorRegistry, route: str,
                     if key == "duration" and sample.exemplar is not None:
                         trace = sample.exemplar.labels.get("trace_id")
                         if trace:
-                            exemplars.append((sample.exemplar.timestamp or 0.0, trace,
-                                              sample.exemplar.value))
+                            stamp = sample.exemplar.timestamp
+                            exemplars.append((float(stamp) if stamp is not None else 0.0,
+                                              trace, sample.exemplar.value))
                 elif suffix == "_sum":
                     sums[key] += sample.value
                 elif suffix == "_count" and otel and key == "duration":
@@ -242,7 +240,7 @@ def exported_route(registry: CollectorRegistry, route: str,
         out[key] = {
             "count": count,
             "unit": "ms" if seconds else "bytes",
-            "mean": round(sums[key] / count * scale, 6) if count else None,
+            "mean": sums[key] / count * scale if count else None,
             "p50": _scaled(quantile(0.5, cumulative), scale),
             "p95": _scaled(quantile(0.95, cumulative), scale),
             "p99": _scaled(quantile(0.99, cumulative), scale),
@@ -270,7 +268,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _scaled(value: float | None, scale: float) -> float | None:
-    return None if value is None else round(value * scale, 6)
+    return None if value is None else value * scale
 
 
 def _le(bound: float) -> float | str:

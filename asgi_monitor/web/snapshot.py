@@ -18,8 +18,8 @@ from ..sampling.samples import Sample
 from ..timeseries import COLUMNS
 from ..units import ms
 
-__all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view", "history_document",
-           "overall_status", "summary"]
+__all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view",
+           "history_document", "overall_status", "summary"]
 
 # The dashboard's route table covers this much history: one interval is too noisy at 5 s.
 ROUTES_WINDOW_SECONDS = 300.0
