@@ -127,7 +127,7 @@
       row.appendChild(td);
       cell(row, String(r.requests), "col-requests");
       cell(row, r.rate === null ? "–" : r.rate.toFixed(2));
-      cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(1) + " %");
+      cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(2) + " %");
       cell(row, r.p95_ms === null ? "–" : latencyMs(r.p95_ms));
       body.appendChild(row);
     });

@@ -83,12 +83,17 @@
                  legend: { live: true } }, data);
     });
     var el = document.getElementById("route-chart-distribution");
+    // From the first bucket that counted requests to the last: the empty tails say nothing.
     var buckets = doc.range.distribution;
+    var first = 0, last = buckets.length - 1;
+    while (first <= last && !buckets[first].requests) { first += 1; }
+    while (last >= first && !buckets[last].requests) { last -= 1; }
+    buckets = buckets.slice(first, last + 1);
     if (!buckets.length) {
       collecting(el, "No requests of this route in the last " + doc.range_label + ".");
     } else {
       var labels = buckets.map(function (b) {
-        return b.le === "+Inf" ? "> last" : "≤ " + latencyMs(b.le * 1000);
+        return b.le === "+Inf" ? "more" : "≤ " + latencyMs(b.le * 1000);
       });
       var xs = buckets.map(function (_, i) { return i; });
       draw(el, {
@@ -96,7 +101,7 @@
                  { label: "requests", stroke: "#2563eb", fill: "rgba(37,99,235,.35)",
                    width: 1, paths: uPlot.paths.bars({ size: [0.8, 60] }), points: { show: false } }],
         scales: { x: { time: false, range: [-0.5, Math.max(0.5, xs.length - 0.5)] } },
-        axes: [{ splits: function () { return xs; },
+        axes: [{ splits: function () { return xs; }, rotate: -45, size: 56,
                  values: function (u, splits) { return splits.map(function (i) { return labels[i]; }); } },
                {}],
         legend: { live: true }
