@@ -80,7 +80,7 @@ class Monitor:
         self.alert_lock = alert_lock
         self.insights = insights
         self.identity = identity
-        # The SLOs' points (None without SLOs): fed by every sample, read by /api/slos.
+        # The SLOs' points (None without SLOs): one per sampler sample, read by /api/slos.
         self.slos = slos
         self.scrape_registry = scrape_registry
         self._web_app_factory = web_app

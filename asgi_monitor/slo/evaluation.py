@@ -1,8 +1,9 @@
 """The burn-rate alerts evaluated in process, for teams without Prometheus.
 
-The same logic as the exported rules (:mod:`.promql`), over the monitor's own samples: each new
-sample (:mod:`asgi_monitor.sampling`) adds one point per SLO, the cumulative good and total
-requests its selector and SLI count. A point is three numbers, so keeping days of them costs
+The same logic as the exported rules (:mod:`.promql`), over the monitor's own samples: each of
+the sampler's samples (:mod:`asgi_monitor.sampling`) adds one point per SLO, the cumulative good
+and total requests its selector and SLI count (see :meth:`SLOTracker.observe` for the alert
+loop's samples in between). A point is three numbers, so keeping days of them costs
 little; but they live in memory, so a restart starts the windows again (Prometheus keeps them).
 A window longer than what is kept cannot be evaluated, and its alert is not registered.
 """
