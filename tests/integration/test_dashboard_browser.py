@@ -380,6 +380,34 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
     assert dialogs == []
 
 
+def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
+    """The first interval of a new app: no chart with one point on a made-up time axis."""
+    starlette = Starlette(routes=[Route("/items/{id}", item)])
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        history=HistorySettings(sample_interval_seconds=3600, dashboard_refresh_seconds=1),
+        health=HealthSettings(default_checks=False))
+    app = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
+    with serve(app) as base, chromium() as browser:
+        traffic(base)
+        context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{base}/admin/monitoring", wait_until="load")
+        poll(page, "document.getElementById('chart-status').textContent.includes('updated')")
+        assert page.locator("[data-chart] canvas").count() == 0
+        notes = page.locator("[data-chart] .chart-fallback").all_inner_texts()
+        assert len(notes) == 4 and all(n.startswith("Collecting") for n in notes), notes
+        page.goto(f"{base}/admin/monitoring/route?name=GET%20/items/%7Bid%7D", wait_until="load")
+        poll(page, "document.getElementById('route-status').textContent.includes('updated')")
+        assert page.locator("[data-route-chart] canvas").count() == 0
+        notes = page.locator("[data-route-chart] .chart-fallback").all_inner_texts()
+        assert all(n.startswith(("Collecting", "No requests")) for n in notes), notes
+        page.screenshot(path=str(ARTIFACTS / "dashboard-collecting.png"), full_page=True)
+        context.close()
+
+
 def requests_of(exposition: str, route: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
