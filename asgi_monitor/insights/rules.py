@@ -222,8 +222,8 @@ def error_rate_baseline(recent: Sequence[Point], baseline: Sequence[Point],
     severity: Severity = "critical" if ratio >= r.error_ratio_critical else "warning"
     return verdict(rule, evidence, fired, Finding(
         severity,
-        f"5xx ratio is {ratio:.2%} over the last {r.recent_seconds / 60:g} min of history, "
-        f"against {base:.2%} before",
+        f"5xx ratio is {ratio * 100:.2f} % over the last {r.recent_seconds / 60:g} min of "
+        f"history, against {base * 100:.2f} % before",
         "Check error_routes and the application logs for the new failures; roll back a "
         "recent deploy if they started with it.", evidence))
 

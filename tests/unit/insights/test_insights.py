@@ -297,7 +297,7 @@ def test_score_deducts_health_alerts_findings_and_errors() -> None:
         "alert high_error_rate is firing (critical)": 20,
         "alert slow is pending (warning)": 5,
         "rule latency_trend fired (warning)": 10,
-        "5xx ratio 2.00% over the last 5 min of history": 6.0,
+        "5xx ratio 2.00 % over the last 5 min of history": 6.0,
     }
     assert result["health_score"] == 100 - 81
     by_rule = {(a["rule"], a["severity"]) for a in result["alerts"]}
