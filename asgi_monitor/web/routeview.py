@@ -126,7 +126,8 @@ def route_document(monitor: Monitor, route: str, seconds: float,
 
 
 def pairs_totals(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
-    """Requests, 5xx and the summed cumulative duration histogram of the known parts."""
+    """Requests, 5xx and the duration histogram's per-bucket counts (by bound), summed over
+    the parts that are known."""
     requests = errors = 0.0
     counts: dict[float, float] = {}
     for _, part in pairs:

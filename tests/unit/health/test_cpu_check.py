@@ -4,14 +4,18 @@ Docker HEALTHCHECK, ``/api/health/cpu`` just after a deploy)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from support import client
 
+from asgi_monitor.config import SystemSettings
 from asgi_monitor.health import HealthStatus, cpu_check
+from asgi_monitor.monitor import Monitor
 
 BURN = "while True: pass"
 
@@ -45,3 +49,19 @@ async def test_a_later_run_measures_since_the_previous_one() -> None:
     for result in (first, second):
         assert result.observed_value is not None and 0 <= result.observed_value <= 100
         assert result.details["cores"] == os.cpu_count()
+
+
+async def test_api_health_cpu_at_start_sees_a_saturated_cpu(
+    saturated: None, make_monitor: Callable[..., Monitor],
+) -> None:
+    monitor = make_monitor(system=SystemSettings(metrics=False, cpu_warning_percent=40,
+                                                 cpu_critical_percent=60))
+    async with monitor.running():
+        for _ in range(200):  # the health loop's first run, just after start
+            if monitor.health.result("cpu").observed_value is not None:
+                break
+            await asyncio.sleep(0.05)
+        async with client(monitor.asgi_app()) as c:
+            body = (await c.get("/api/health/cpu")).json()
+    assert monitor.health.result("cpu").observed_value > 60  # type: ignore[operator]
+    assert body["status"] == "critical", body
