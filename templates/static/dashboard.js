@@ -16,7 +16,7 @@
   var refreshMs = Math.max(1, parseFloat(root.getAttribute("data-refresh")) || 5) * 1000;
   // The time range shown (the retention unless the page was opened with ?range=).
   var retention = parseFloat(root.getAttribute("data-retention")) || 3600;
-  var interval = parseFloat(root.getAttribute("data-interval")) || 30;
+  var interval = root.getAttribute("data-interval") || "interval";  // "30 s", "1 h"
   var routeUrl = root.getAttribute("data-route-url");
   var statusEl = document.getElementById("chart-status");
   var columns = null;
@@ -183,7 +183,7 @@
       // One point draws a lone dot on a made-up time axis: say what is happening instead.
       if (columns.time.length < 2) {
         collecting(el, "Collecting: a chart needs two points; " + columns.time.length +
-                   " so far, one every " + interval + " s.");
+                   " so far, one every " + interval + ".");
         return;
       }
       if (!charts[name]) { charts[name] = makeChart(name, el); }
@@ -262,7 +262,7 @@
     }
     var el = figure.querySelector("[data-slo-chart]");
     var status = figure.querySelector("[data-slo-status]");
-    var stamp = history.time.length + " points, one every " + interval + " s, updated " +
+    var stamp = history.time.length + " points, one every " + interval + ", updated " +
       new Date().toLocaleTimeString();
     if (history.time.length < 2) {
       if (sloCharts[slo.name]) { sloCharts[slo.name].destroy(); delete sloCharts[slo.name]; }

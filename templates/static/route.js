@@ -75,7 +75,7 @@
       var el = document.getElementById("route-chart-" + chart.id);
       if (columns.time.length < 2) {
         collecting(el, "Collecting: a chart needs two intervals; " + columns.time.length +
-                   " so far, one every " + doc.interval_seconds + " s.");
+                   " so far, one every " + doc.interval_label + ".");
         return;
       }
       var data = [columns.time].concat(chart.specs.map(function (s) { return columns[s.key]; }));

@@ -399,6 +399,7 @@ def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
         assert page.locator("[data-chart] canvas").count() == 0
         notes = page.locator("[data-chart] .chart-fallback").all_inner_texts()
         assert len(notes) == 4 and all(n.startswith("Collecting") for n in notes), notes
+        assert all(n.endswith("one every 1 h.") for n in notes), notes  # not "3600 s"
         page.goto(f"{base}/admin/monitoring/route?name=GET%20/items/%7Bid%7D", wait_until="load")
         poll(page, "document.getElementById('route-status').textContent.includes('updated')")
         assert page.locator("[data-route-chart] canvas").count() == 0
