@@ -80,7 +80,7 @@ class Monitor:
         self.alert_lock = alert_lock
         self.insights = insights
         self.identity = identity
-        # The SLOs' points (None without SLOs): fed by every sample, read by /api/slos.
+        # The SLOs' points (None without SLOs): one per sampler sample, read by /api/slos.
         self.slos = slos
         self.scrape_registry = scrape_registry
         self._web_app_factory = web_app
@@ -168,7 +168,8 @@ class Monitor:
     def _keep(self, sample: Sample, history: bool) -> None:
         self.samples.add(sample)
         if self.slos is not None:
-            self.slos.observe(sample)
+            # The alert loop's samples (history=False) stand in until the sampler's next one.
+            self.slos.observe(sample, provisional=not history)
         if history:
             self.history.record_sample(sample)
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import sys
+from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .sampling.samples import Sample, Window
+from .sampling.inputs import Buckets
+from .sampling.samples import Sample, Window, quantile
 from .units import ms
 
 __all__ = ["History", "Point", "RoutePoint"]
@@ -37,12 +39,41 @@ COLUMNS = ("time", "seconds", "requests", "errors", "request_rate", "error_rate"
 
 @dataclass(frozen=True, slots=True)
 class RoutePoint:
-    """One route over one interval (``route`` is "METHOD /template")."""
+    """One route over one interval (``route`` is "METHOD /template"): what its own charts
+    draw on the route view."""
 
     route: str
     requests: float
     errors: float  # 5xx
     p95: float | None  # seconds
+    # Requests by status code, flat: code, count, code, count... (compact: one per point).
+    status_counts: Sequence[int] = ()
+    # The interval's duration histogram: per-bucket counts (not cumulative, +Inf last) over
+    # ``bounds``, a tuple shared by every point. p50 and p99 are derived from them.
+    bounds: tuple[float, ...] = ()
+    counts: Sequence[int] = ()
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        pairs = self.status_counts
+        return {pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)}
+
+    @property
+    def buckets(self) -> Buckets:
+        """The histogram as cumulative (bound, count) pairs, as Prometheus has it."""
+        out, running = [], 0.0
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return tuple(out)
+
+    @property
+    def p50(self) -> float | None:
+        return quantile(0.5, self.buckets)
+
+    @property
+    def p99(self) -> float | None:
+        return quantile(0.99, self.buckets)
 
     def to_dict(self, seconds: float) -> dict[str, Any]:
         return {"route": self.route, "requests": self.requests,
@@ -122,6 +153,7 @@ class History:
         self._points: deque[Point] = deque(maxlen=self.max_points)
         self._previous: Sample | None = None
         self._added = 0
+        self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
 
     def record_sample(self, sample: Sample) -> Point | None:
         """Add the point from the previously recorded sample to this one (None for the first).
@@ -168,9 +200,33 @@ class History:
         points = []
         for count, key in busy[:self.top_routes]:
             # Every point names its routes: one shared string per route, not one per point.
+            increase = window.route_buckets(key)
+            bounds = tuple(bound for bound, _ in increase)
+            # One bounds tuple for all points (every route has the configured buckets).
+            bounds = self._bounds.setdefault(bounds, bounds)
+            counts, below = array("I"), 0.0
+            for _, cumulative in increase:
+                counts.append(_count(cumulative - below))
+                below = max(below, cumulative)
+            statuses = array("I")
+            for code, requests in window.route_statuses(key):
+                statuses.extend((code, _count(requests)))
             points.append(RoutePoint(sys.intern(key), count, window.route_increase(key, "errors"),
-                                     window.latency_quantile(0.95, route=key)))
+                                     quantile(0.95, increase), statuses, bounds, counts))
         return tuple(points)
+
+    def route_points(self, route: str,
+                     seconds: float | None = None) -> list[tuple[Point, RoutePoint | None]]:
+        """Each point of the last ``seconds`` with ``route``'s part of it: a zero-request
+        entry where the point kept every route that had requests, None where it kept its
+        ``top_routes`` busiest and ``route`` was not among them (not known, not zero)."""
+        out: list[tuple[Point, RoutePoint | None]] = []
+        for point in self.points(seconds=seconds):
+            found = next((r for r in point.routes if r.route == route), None)
+            if found is None and len(point.routes) < self.top_routes:
+                found = RoutePoint(route, 0.0, 0.0, None)
+            out.append((point, found))
+        return out
 
     def __iter__(self) -> Iterator[Point]:
         return iter(list(self._points))
@@ -196,12 +252,17 @@ class History:
             points = [p for p in points if p.time > since]
         return points
 
-    def columns(self, since: float | None = None,
-                after: int | None = None) -> dict[str, list[float | None]]:
+    def columns(self, since: float | None = None, after: int | None = None,
+                seconds: float | None = None) -> dict[str, list[float | None]]:
         """Column-wise points (the shape chart libraries take), latencies in milliseconds."""
-        points = self.points(since, after=after)
+        points = self.points(since, seconds=seconds, after=after)
         return {name: [_round(name, p.column(name)) for p in points] for name in COLUMNS}
 
+
+
+def _count(value: float) -> int:
+    # Request counts of one interval: whole numbers, stored in 32 bits.
+    return max(0, min(0xFFFFFFFF, round(value)))
 
 
 def _round(name: str, value: float | None) -> float | None:

@@ -11,16 +11,20 @@ an admin login generated for this run and printed once.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..config import MonitoringConfig
 from ..config.objectives import SLI, SLO
+from ..errors import MonitoringError
 
-__all__ = ["DEMO_SLOS", "demo_config", "demo_environment", "run_demo"]
+__all__ = ["DEMO_SLOS", "demo_config", "demo_environment", "listen", "mail_summary", "run_demo"]
 
 SMTP_SINK_PORT = 8025
 # Objectives for the demo's deliberately broken traffic (about 14 % of its requests fail, 3 %
@@ -70,6 +74,29 @@ def demo_config(env: dict[str, str]) -> MonitoringConfig:
     return MonitoringConfig.from_env(env, slo={"objectives": DEMO_SLOS})
 
 
+def mail_summary(content: bytes, recipients: list[str]) -> str:
+    """"to <recipients>: Subject: <subject>", the subject whole: a long one is folded over
+    several lines (RFC 5322 section 2.2.3) and may be encoded (RFC 2047); the e-mail parser
+    undoes both."""
+    message = email.message_from_bytes(content, policy=email.policy.default)
+    subject = " ".join(str(message.get("subject", "")).split())
+    return f"to {', '.join(recipients)}: Subject: {subject}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The demo's listening socket, bound before anything is printed: a port in use is one
+    line (exit status 2), not a banner followed by uvicorn's traceback."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        # SO_REUSEADDR (set by create_server on POSIX, as uvicorn does): a port left in
+        # TIME_WAIT by the previous run is free; one another process listens on is not.
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise MonitoringError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                              "is another server using it? Pick another with --port") from None
+
+
 @contextmanager
 def _smtp_sink() -> Iterator[bool]:
     """A local SMTP server that prints each message it receives (if aiosmtpd is installed)."""
@@ -81,9 +108,8 @@ def _smtp_sink() -> Iterator[bool]:
 
     class Printer:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            subject = next((line for line in envelope.content.decode(errors="replace")
-                            .splitlines() if line.lower().startswith("subject:")), "")
-            print(f"[e-mail sink] to {', '.join(envelope.rcpt_tos)}: {subject}", flush=True)
+            print(f"[e-mail sink] {mail_summary(envelope.content, envelope.rcpt_tos)}",
+                  flush=True)
             return "250 OK"
 
     controller = Controller(Printer(), hostname="127.0.0.1", port=SMTP_SINK_PORT)
@@ -105,8 +131,9 @@ def run_demo(host: str, port: int, traffic: bool) -> None:
     from .app import create_app
     from .traffic import generate_traffic
 
-    with _smtp_sink() as email:
-        env = demo_environment(port, email=email)
+    sock = listen(host, port)
+    with sock, _smtp_sink() as mail:
+        env = demo_environment(port, email=mail)
         config = demo_config(env)
         app = create_app(config)
         base = f"http://{host}:{port}"
@@ -120,11 +147,11 @@ def run_demo(host: str, port: int, traffic: bool) -> None:
               f"  dashboard: {base}{config.paths.dashboard}  (user: {user}, password: {password})\n"
               f"  metrics:   {base}{config.paths.metrics}    health: {base}{config.paths.health}\n"
               f"  synthetic traffic: {'on' if traffic else 'off (--no-traffic)'}; alerts go to the "
-              f"console, the webhook sink{' and the e-mail sink' if email else ''}\n", flush=True)
+              f"console, the webhook sink{' and the e-mail sink' if mail else ''}\n", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 
         async def main() -> None:
-            serving = asyncio.ensure_future(server.serve())
+            serving = asyncio.ensure_future(server.serve(sockets=[sock]))
             while not server.started and not serving.done():
                 await asyncio.sleep(0.05)
             generator = asyncio.ensure_future(generate_traffic(base)) if traffic else None

@@ -81,14 +81,27 @@ def disk_check(
     return check
 
 
-def cpu_check(warning_percent: float = 90.0, critical_percent: float = 98.0) -> CheckFunction:
-    # cpu_percent(None) reports usage since the previous call; prime it so the first run is real.
-    import psutil
-    psutil.cpu_percent(interval=None)
+def cpu_check(warning_percent: float = 90.0, critical_percent: float = 98.0, *,
+              min_interval_seconds: float = 0.25) -> CheckFunction:
+    """CPU busy % since the previous run of this check; over ``min_interval_seconds`` (waited
+    for, without blocking the loop) when there is no earlier reading or it is younger than that.
 
-    def check() -> HealthCheck:
+    It keeps its own reading of ``psutil.cpu_times()`` rather than calling
+    ``psutil.cpu_percent(None)``, whose first call answers 0.0 and whose baseline is shared
+    with every other caller on the thread (the sampler's system metrics): a first run, as in
+    ``asgi-monitor check`` or ``/api/health/cpu`` just after start, sees a saturated CPU.
+    """
+    last: list[tuple[float, Any]] = []  # (monotonic, cpu_times): the previous reading
+
+    async def check() -> HealthCheck:
         import psutil
-        percent = psutil.cpu_percent(interval=None)
+        now = time.monotonic()
+        if not last or now - last[0][0] < min_interval_seconds:
+            last[:] = [(now, psutil.cpu_times())]
+            await asyncio.sleep(min_interval_seconds)
+        (_, before), after = last[0], psutil.cpu_times()
+        last[:] = [(time.monotonic(), after)]
+        percent = _busy_percent(before, after)
         status = _grade(percent, warning_percent, critical_percent)
         return HealthCheck("cpu", status, f"CPU {percent:.1f}% busy since the last check",
                            details={"percent": percent, "cores": psutil.cpu_count(),
@@ -97,6 +110,23 @@ def cpu_check(warning_percent: float = 90.0, critical_percent: float = 98.0) -> 
                                     "critical_percent": critical_percent},
                            observed_value=percent, observed_unit="percent")
     return check
+
+
+def _busy_percent(before: Any, after: Any) -> float:
+    """psutil's own formula (``cpu_percent``): busy = total - idle - iowait, where the total
+    leaves out guest time (already counted in user and nice on Linux)."""
+    def split(times: Any) -> tuple[float, float]:
+        fields = times._asdict()
+        total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+        idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+        return total, total - idle
+
+    total_before, busy_before = split(before)
+    total_after, busy_after = split(after)
+    elapsed = total_after - total_before
+    if elapsed <= 0:
+        return 0.0
+    return round(max(0.0, min(100.0, (busy_after - busy_before) / elapsed * 100)), 1)
 
 
 def responsiveness_check(
@@ -236,7 +266,10 @@ def install_default_checks(checker: HealthChecker, health: HealthSettings,
         interval, groups=("system",))
     checker.register_check(
         "cpu", "System CPU usage",
-        cpu_check(system.cpu_warning_percent, system.cpu_critical_percent),
+        # A first run waits a moment to measure: well inside the run's timeout (at most the
+        # interval).
+        cpu_check(system.cpu_warning_percent, system.cpu_critical_percent,
+                  min_interval_seconds=min(0.25, interval / 4)),
         interval, groups=("system",))
     # Responsiveness is the one process-level check: it is what liveness probes should watch.
     checker.register_check(

@@ -255,7 +255,9 @@ class Insights:
             points = min(30.0, 300.0 * ratio)
             if points > 0:
                 deductions.append({"source": "errors", "points": rounded(points, 2),
-                                   "reason": f"recent 5xx ratio {ratio:.2%}"})
+                                   "reason": f"5xx ratio {ratio * 100:.2f} % over the last "
+                                             f"{self.rules.recent_seconds / 60:g} min of "
+                                             "history"})
         total = sum(d["points"] for d in deductions)
         return max(0, min(100, round(100 - total))), deductions
 

@@ -13,7 +13,8 @@ from ..timeseries import Point
 
 __all__ = ["CacheStats", "Finding", "Fit", "InsightRules", "RouteStats", "RuleOutcome",
            "dominant_route", "error_rate_baseline", "in_progress_saturation", "latency_trend",
-           "insufficient", "linear_fit", "low_cache_hit_rate", "memory_growth", "rounded",
+           "insufficient", "linear_fit", "low_cache_hit_rate", "memory_growth", "ms_text",
+           "rounded",
            "route_stats", "span", "verdict"]
 
 Status = Literal["fired", "quiet", "insufficient_data"]
@@ -120,6 +121,13 @@ def verdict(rule: str, evidence: dict[str, Any], fired: bool,
     return RuleOutcome(rule, "fired", evidence, findings=[finding])
 
 
+def ms_text(value: float) -> str:
+    """Milliseconds as the dashboard shows them (two decimals under 1 ms, one under 10): a
+    0.493 ms p95 reads "0.49 ms", never "0 ms"."""
+    digits = 2 if abs(value) < 1 else 1 if abs(value) < 10 else 0
+    return f"{value:.{digits}f} ms"
+
+
 def insufficient(rule: str, reason: str, **evidence: Any) -> RuleOutcome:
     return RuleOutcome(rule, "insufficient_data", evidence, reason)
 
@@ -184,8 +192,8 @@ def latency_trend(window: Sequence[Point], r: InsightRules) -> RuleOutcome:
              and fit.r2 >= r.latency_trend_min_r2)
     return verdict(rule, evidence, fired, Finding(
         "warning",
-        f"p95 latency is climbing by {fit.slope:.1f} ms/min (+{fit.rise:.0f} ms over "
-        f"{fit.span_minutes:.0f} min, mean {mean:.0f} ms)",
+        f"p95 latency is climbing by {fit.slope:.1f} ms/min (+{ms_text(fit.rise)} over "
+        f"the last {fit.span_minutes:.0f} min, mean {ms_text(mean)})",
         "Look at slowest_routes and at what changed (deploys, data growth, a slow "
         "dependency); profile the top route before latency reaches users' patience.",
         evidence))
@@ -214,8 +222,8 @@ def error_rate_baseline(recent: Sequence[Point], baseline: Sequence[Point],
     severity: Severity = "critical" if ratio >= r.error_ratio_critical else "warning"
     return verdict(rule, evidence, fired, Finding(
         severity,
-        f"5xx ratio is {ratio:.1%} over the last {r.recent_seconds / 60:g} min, against "
-        f"{base:.1%} before",
+        f"5xx ratio is {ratio * 100:.2f} % over the last {r.recent_seconds / 60:g} min of "
+        f"history, against {base * 100:.2f} % before",
         "Check error_routes and the application logs for the new failures; roll back a "
         "recent deploy if they started with it.", evidence))
 
@@ -268,8 +276,9 @@ def dominant_route(recent: Sequence[Point], r: InsightRules) -> RuleOutcome:
                 "total_requests": round(total_requests)}
     return verdict(rule, evidence, share >= r.dominant_route_share, Finding(
         "info",
-        f"{route} accounts for {share:.0%} of the time spent serving requests "
-        f"(p95 {evidence['p95_ms']:.0f} ms x {top.requests:.0f} requests)",
+        f"{route} accounts for {share:.0%} of the time spent serving requests over the last "
+        f"{r.recent_seconds / 60:g} min (p95 {ms_text(top.weighted_p95 / top.p95_requests * 1000)}"
+        f" x {top.requests:.0f} requests)",
         f"Optimise or cache {route} first: it is where most serving time goes.",
         evidence))
 

@@ -37,6 +37,7 @@ class RouteTotals:
     duration_sum: float = 0.0
     duration_count: float = 0.0
     buckets: Buckets = ()
+    statuses: dict[int, float] = field(default_factory=dict)  # requests by status code
 
 
 @dataclass
@@ -165,6 +166,8 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
             totals = routes[name] = RouteTotals()
         sample.requests += count
         totals.requests += count
+        statuses = totals.statuses
+        statuses[status] = statuses.get(status, 0.0) + count
         if status >= 500:
             sample.errors += count
             totals.errors += count
@@ -262,6 +265,25 @@ class Window:
             old_route = self.start.routes.get(route)
             new, old = new_route.buckets, old_route.buckets if old_route else ()
         return quantile(q, _bucket_increase(new, old))
+
+    def route_statuses(self, route: str) -> tuple[tuple[int, float], ...]:
+        """``route``'s requests by status code over the window (codes with requests only)."""
+        new = self.end.routes.get(route)
+        if new is None:
+            return ()
+        old = self.start.routes.get(route)
+        before = old.statuses if old else {}
+        grown = ((code, _increase(count, before.get(code, 0.0)))
+                 for code, count in sorted(new.statuses.items()))
+        return tuple((code, count) for code, count in grown if count > 0)
+
+    def route_buckets(self, route: str) -> Buckets:
+        """``route``'s duration histogram over the window (cumulative, +Inf last)."""
+        new = self.end.routes.get(route)
+        if new is None:
+            return ()
+        old = self.start.routes.get(route)
+        return _bucket_increase(new.buckets, old.buckets if old else ())
 
     def route_increase(self, route: str, attribute: str) -> float:
         new = self.end.routes.get(route)

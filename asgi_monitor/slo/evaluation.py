@@ -1,8 +1,9 @@
 """The burn-rate alerts evaluated in process, for teams without Prometheus.
 
-The same logic as the exported rules (:mod:`.promql`), over the monitor's own samples: each new
-sample (:mod:`asgi_monitor.sampling`) adds one point per SLO, the cumulative good and total
-requests its selector and SLI count. A point is three numbers, so keeping days of them costs
+The same logic as the exported rules (:mod:`.promql`), over the monitor's own samples: each of
+the sampler's samples (:mod:`asgi_monitor.sampling`) adds one point per SLO, the cumulative good
+and total requests its selector and SLI count (see :meth:`SLOTracker.observe` for the alert
+loop's samples in between). A point is three numbers, so keeping days of them costs
 little; but they live in memory, so a restart starts the windows again (Prometheus keeps them).
 A window longer than what is kept cannot be evaluated, and its alert is not registered.
 """
@@ -79,15 +80,26 @@ class SLOTracker:
         self.retention_seconds = retention_seconds
         self._points: dict[str, deque[_Point]] = {name: deque() for name in self.slos}
         self._last_instant: float | None = None
+        # Whether the newest point is provisional (an in-between sample's).
+        self._provisional = False
 
-    def observe(self, sample: Sample | None) -> None:
-        """Add ``sample``'s point (once: a sample already seen is ignored)."""
+    def observe(self, sample: Sample | None, *, provisional: bool = False) -> None:
+        """Add ``sample``'s point (once: a sample already seen is ignored).
+
+        One point per sampling interval: the sampler's samples are kept; one taken in between
+        (the alert loop's, ``provisional``) only stands in as the newest point until the next
+        sample replaces it, so the rules evaluate fresh counts while the history keeps the
+        sampler's spacing (not pairs of points milliseconds apart).
+        """
         if sample is None or sample.instant == self._last_instant:
             return
         self._last_instant = sample.instant
+        replace, self._provisional = self._provisional, provisional
         for name, slo in self.slos.items():
             points = self._points[name]
             good, total = _counts(slo, sample)
+            if replace and points:
+                points.pop()
             points.append(_Point(sample.instant, good, total, sample.time))
             horizon = sample.instant - self.retention_seconds
             while len(points) > 2 and points[1].instant <= horizon:
@@ -107,6 +119,22 @@ class SLOTracker:
                 break
             start = point
         return _ratio(start, end)
+
+    def counts(self, name: str, seconds: float) -> tuple[float, float] | None:
+        """(good, total) requests ``name`` counted over the last ``seconds`` (from the oldest
+        point kept inside it, as :meth:`error_ratio`); None before two points."""
+        points = self._points[name]
+        if len(points) < 2:
+            return None
+        end = points[-1]
+        start = end
+        for point in reversed(points):
+            if end.instant - point.instant > seconds:
+                break
+            start = point
+        total = end.total - start.total if end.total >= start.total else end.total
+        good = end.good - start.good if end.good >= start.good else end.good
+        return good, total
 
     def burn_rate(self, name: str, seconds: float) -> float | None:
         ratio = self.error_ratio(name, seconds)

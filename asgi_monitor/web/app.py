@@ -66,6 +66,8 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(config.paths.slos, slos_endpoint(monitor), access="admin"),
         Endpoint(dp, dashboard.page, access="admin"),
         Endpoint(f"{dp}/history.json", dashboard.history, access="admin"),
+        Endpoint(f"{dp}/route", dashboard.route_page, access="admin"),
+        Endpoint(f"{dp}/route.json", dashboard.route_json, access="admin"),
         # Our own CSS/JS and the vendored uPlot: identical in every install, so public.
         Endpoint(f"{dp}/static/{{file}}", dashboard.static, access="public"),
         Endpoint(f"{dp}/grafana", dashboard.grafana, access="admin"),

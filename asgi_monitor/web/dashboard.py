@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -23,9 +24,11 @@ from .._version import __version__
 from ..grafana import grafana_dashboard
 from ..monitor import Monitor
 from .responses import LenientJSONResponse, error_response
+from .routeview import duration_label, known_routes, range_choices, route_document
 from .slos import slos_view
 from .snapshot import (
     ROUTES_WINDOW_SECONDS,
+    alert_value,
     busiest_routes,
     current_sample,
     error_window,
@@ -82,7 +85,21 @@ class DashboardEndpoints:
     async def performance(self, request: Request) -> Response:
         return LenientJSONResponse(self.monitor.collector.get_performance_insights())
 
+    def _range(self, request: Request) -> float | Response:
+        """The ``range`` query parameter: whole seconds, at most the retention (its default)."""
+        retention = self.monitor.history.retention_seconds
+        raw = request.query_params.get("range")
+        if not raw:
+            return retention
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and 0 < int(raw)):
+            return error_response(f"range must be a whole number of seconds between 1 and "
+                                  f"the retention ({retention:g}), e.g. 900", 400)
+        return min(float(raw), retention)
+
     async def history(self, request: Request) -> Response:
+        seconds = self._range(request)
+        if isinstance(seconds, Response):
+            return seconds
         raw = request.query_params.get("since")
         since: float | None = None
         if raw:
@@ -102,7 +119,56 @@ class DashboardEndpoints:
                 return error_response("after must be the cursor of a previous answer, a "
                                       "whole number >= 0", 400)
             after = int(raw)
-        return LenientJSONResponse(history_document(self.monitor, since, after))
+        return LenientJSONResponse(history_document(self.monitor, since, after, seconds))
+
+    def _route(self, request: Request) -> str | None | Response:
+        """The ``name`` query parameter; None without one (then the routes are listed)."""
+        name = request.query_params.get("name")
+        if name is None:
+            return None
+        method, _, template = name.partition(" ")
+        if not method or not template or len(name) > 1000:
+            return error_response('name must be a route as the dashboard lists it, "METHOD '
+                                  '/template", e.g. "GET /items/{id}"', 400)
+        return name
+
+    async def route_json(self, request: Request) -> Response:
+        """One route over ``range`` seconds, and since start as ``/api/metrics`` exports it."""
+        route, seconds = self._route(request), self._range(request)
+        if isinstance(route, Response):
+            return route
+        if isinstance(seconds, Response):
+            return seconds
+        if route is None:
+            return LenientJSONResponse({"routes": known_routes(self.monitor, seconds)})
+        # Reading the registry merges the workers' files under several: off the loop.
+        registry = self.monitor.scrape_registry()
+        doc = await run_in_threadpool(route_document, self.monitor, route, seconds, registry)
+        return LenientJSONResponse(doc)
+
+    async def route_page(self, request: Request) -> Response:
+        route, seconds = self._route(request), self._range(request)
+        if isinstance(route, Response):
+            return route
+        if isinstance(seconds, Response):
+            return seconds
+        root_path = request.scope.get("root_path", "")
+        base = root_path + self.monitor.config.paths.dashboard
+        if route is None:
+            return HTMLResponse(environment().get_template("routes.html").render(
+                base=base, version=__version__, range_seconds=seconds,
+                range_label=duration_label(seconds),
+                ranges=range_choices(self.monitor.history.retention_seconds),
+                routes=known_routes(self.monitor, seconds)))
+        registry = self.monitor.scrape_registry()
+        doc = await run_in_threadpool(route_document, self.monitor, route, seconds, registry)
+        html = environment().get_template("route.html").render(
+            base=base, version=__version__, doc=doc, route=route,
+            refresh=self.monitor.config.history.dashboard_refresh_seconds,
+            ranges=range_choices(self.monitor.history.retention_seconds),
+            metrics_path=root_path + self.monitor.config.paths.metrics,
+            trace_url=bool(self.monitor.config.history.trace_url), duration_label=duration_label)
+        return HTMLResponse(html)
 
     async def grafana(self, request: Request) -> Response:
         metrics = self.monitor.config.metrics
@@ -120,11 +186,14 @@ class DashboardEndpoints:
             "Content-Disposition": f'attachment; filename="asgi-monitor-export-{stamp}.json"'})
 
     async def page(self, request: Request) -> Response:
+        seconds = self._range(request)
+        if isinstance(seconds, Response):
+            return seconds
         html = environment().get_template("dashboard.html").render(
-            **self.context(request.scope.get("root_path", "")))
+            **self.context(request.scope.get("root_path", ""), seconds))
         return HTMLResponse(html)
 
-    def context(self, root_path: str = "") -> dict[str, Any]:
+    def context(self, root_path: str = "", seconds: float | None = None) -> dict[str, Any]:
         """The page's values; its links start with ``root_path``, where the server is mounted
         (``uvicorn --root-path``, a proxy's prefix), since the browser asks from outside it."""
         monitor = self.monitor
@@ -132,6 +201,8 @@ class DashboardEndpoints:
         base = root_path + config.paths.dashboard
         sample = current_sample(monitor)
         point = monitor.history.latest()
+        retention = monitor.history.retention_seconds
+        seconds = retention if seconds is None else seconds
         return {
             "base": base,
             "version": __version__,
@@ -144,11 +215,16 @@ class DashboardEndpoints:
             "sample": sample,
             "point": point,
             "routes": busiest_routes(monitor),
-            "routes_minutes": round(ROUTES_WINDOW_SECONDS / 60),
+            "routes_seconds": ROUTES_WINDOW_SECONDS,
+            "alert_value": alert_value,
             "insights": monitor.collector.get_performance_insights(),
-            "history_points": len(monitor.history),
+            "history_points": len(monitor.history.points(seconds=seconds)),
             "interval": monitor.history.interval,
-            "retention": monitor.history.retention_seconds,
+            "retention": retention,
+            "range_seconds": seconds,
+            "range_label": duration_label(seconds),
+            "ranges": range_choices(retention),
+            "duration_label": duration_label,
             "metrics_path": root_path + config.paths.metrics,
             "slos": slos_view(monitor),
             "slos_url": root_path + config.paths.slos,

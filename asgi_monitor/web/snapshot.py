@@ -18,8 +18,8 @@ from ..sampling.samples import Sample
 from ..timeseries import COLUMNS
 from ..units import ms
 
-__all__ = ["busiest_routes", "error_window", "export_document", "health_view", "history_document",
-           "overall_status", "summary"]
+__all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view",
+           "history_document", "overall_status", "summary"]
 
 # The dashboard's route table covers this much history: one interval is too noisy at 5 s.
 ROUTES_WINDOW_SECONDS = 300.0
@@ -137,7 +137,7 @@ def busiest_routes(monitor: Monitor) -> list[dict[str, Any]]:
 
 
 def history_document(monitor: Monitor, since: float | None = None,
-                     after: int | None = None) -> dict[str, Any]:
+                     after: int | None = None, seconds: float | None = None) -> dict[str, Any]:
     """``history.json``: the points as columns (what the charts draw) and the busiest routes
     (:func:`busiest_routes`). ``cursor`` is what a poller passes back as ``after``."""
     history = monitor.history
@@ -146,7 +146,8 @@ def history_document(monitor: Monitor, since: float | None = None,
         "interval_seconds": history.interval,
         "retention_seconds": history.retention_seconds,
         "columns": list(COLUMNS),
-        "points": history.columns(since, after),
+        "points": history.columns(since, after, seconds),
+        "range_seconds": history.retention_seconds if seconds is None else seconds,
         "routes": busiest_routes(monitor),
         "routes_window_seconds": ROUTES_WINDOW_SECONDS,
         "health": monitor.health.overall().value,
@@ -171,6 +172,30 @@ def export_document(monitor: Monitor) -> dict[str, Any]:
         "insights": monitor.collector.get_performance_insights(),
         "configuration": monitor.config.public_dict(),
     }
+
+
+# The unit of each default rule's value (see alerting/rules.py): the value alone, "12.47",
+# says nothing. A rule of the app's own can name its unit in the "unit" annotation.
+_RULE_UNITS = {"high_error_rate": "% 5xx", "slow_responses": "s mean",
+               "high_memory_usage": "% used", "database_issues": "% failed queries",
+               "login_failure_spike": "failed logins", "low_disk_space": "% free"}
+
+
+def alert_value(alert: dict[str, Any]) -> str:
+    """An alert's value (as :meth:`Alert.to_dict` gives it) with its rule's unit."""
+    value = alert.get("value")
+    if value is None:
+        return "–"
+    rule = str(alert.get("rule", ""))
+    unit = (alert.get("annotations") or {}).get("unit") or _RULE_UNITS.get(rule, "")
+    if rule.startswith("slo_") and not unit:
+        unit = "× burn rate (long window)"
+    if unit.startswith("%"):
+        return f"{value:.2f} {unit}"
+    if unit.startswith("×"):
+        return f"{value:.2f}{unit}"
+    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return f"{text} {unit}".strip()
 
 
 def status_class(status: str) -> str:

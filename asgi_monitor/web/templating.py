@@ -9,6 +9,7 @@ repository's own ``templates/`` next to it is used.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -29,5 +30,25 @@ def template_dir() -> Path:
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     # autoescape=True for every template, not only *.html: nothing we render is trusted.
-    return Environment(loader=FileSystemLoader(template_dir()), autoescape=True,
-                       undefined=StrictUndefined)
+    env = Environment(loader=FileSystemLoader(template_dir()), autoescape=True,
+                      undefined=StrictUndefined)
+    env.filters["isotime"] = isotime
+    env.filters["clocktime"] = clocktime
+    return env
+
+
+def _moment(value: float | str) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).astimezone(timezone.utc)
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def isotime(value: float | str) -> str:
+    """A unix time or an ISO string as ISO 8601 in UTC, whole seconds (``<time datetime>``)."""
+    return _moment(value).replace(microsecond=0).isoformat()
+
+
+def clocktime(value: float | str) -> str:
+    """The same moment as HH:MM:SS in UTC: what the page shows until the script makes it
+    local."""
+    return _moment(value).strftime("%H:%M:%S")

@@ -3,13 +3,21 @@
    with textContent, never as HTML. */
 (function () {
   "use strict";
+  // Server-rendered moments are UTC; the reader's local time is what every other time shows.
+  document.querySelectorAll("time[data-local]").forEach(function (el) {
+    var moment = new Date(el.getAttribute("datetime"));
+    if (!isNaN(moment.getTime())) { el.textContent = moment.toLocaleTimeString(); }
+  });
   var root = document.getElementById("dashboard");
   if (!root || typeof uPlot === "undefined") { return; }
   // From the origin, never relative to the page: a page opened as http://user:pass@host/...
   // resolves relative URLs to ones with credentials, which fetch() refuses to request.
   var historyUrl = window.location.origin + root.getAttribute("data-history-url");
   var refreshMs = Math.max(1, parseFloat(root.getAttribute("data-refresh")) || 5) * 1000;
+  // The time range shown (the retention unless the page was opened with ?range=).
   var retention = parseFloat(root.getAttribute("data-retention")) || 3600;
+  var interval = root.getAttribute("data-interval") || "interval";  // "30 s", "1 h"
+  var routeUrl = root.getAttribute("data-route-url");
   var statusEl = document.getElementById("chart-status");
   var columns = null;
   var charts = {};
@@ -109,10 +117,17 @@
     body.replaceChildren();
     routes.forEach(function (r) {
       var row = document.createElement("tr");
-      cell(row, r.route, "route");
+      var td = document.createElement("td");
+      td.className = "route";
+      var link = document.createElement("a");
+      link.className = "route";
+      link.href = routeUrl + "?name=" + encodeURIComponent(r.route) + "&range=" + retention;
+      link.textContent = r.route;
+      td.appendChild(link);
+      row.appendChild(td);
       cell(row, String(r.requests), "col-requests");
       cell(row, r.rate === null ? "–" : r.rate.toFixed(2));
-      cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(1) + " %");
+      cell(row, r.error_ratio === null ? "–" : (r.error_ratio * 100).toFixed(2) + " %");
       cell(row, r.p95_ms === null ? "–" : latencyMs(r.p95_ms));
       body.appendChild(row);
     });
@@ -151,10 +166,26 @@
     }
   }
 
+  function collecting(el, text) {
+    var note = el.querySelector(".chart-fallback");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "chart-fallback";
+      el.appendChild(note);
+    }
+    note.textContent = text;
+  }
+
   function draw() {
     document.querySelectorAll("[data-chart]").forEach(function (el) {
       var name = el.getAttribute("data-chart");
       if (!SPECS[name]) { return; }
+      // One point draws a lone dot on a made-up time axis: say what is happening instead.
+      if (columns.time.length < 2) {
+        collecting(el, "Collecting: a chart needs two points; " + columns.time.length +
+                   " so far, one every " + interval + ".");
+        return;
+      }
       if (!charts[name]) { charts[name] = makeChart(name, el); }
       else { charts[name].setData(dataFor(SPECS[name])); }
     });
@@ -165,9 +196,9 @@
   var cursor = null;
 
   function poll() {
-    var url = historyUrl;
+    var url = historyUrl + "?range=" + encodeURIComponent(retention);
     if (cursor !== null) {
-      url += "?after=" + encodeURIComponent(cursor);
+      url += "&after=" + encodeURIComponent(cursor);
     }
     fetch(url, { credentials: "same-origin", cache: "no-store",
                  headers: { "Accept": "application/json" } })
@@ -230,14 +261,29 @@
       data.push(history.time.map(function () { return threshold; }));
     }
     var el = figure.querySelector("[data-slo-chart]");
+    var status = figure.querySelector("[data-slo-status]");
+    var stamp = history.time.length + " points, one every " + interval + ", updated " +
+      new Date().toLocaleTimeString();
+    if (history.time.length < 2) {
+      if (sloCharts[slo.name]) { sloCharts[slo.name].destroy(); delete sloCharts[slo.name]; }
+      var note = el.querySelector(".chart-fallback");
+      if (!note) { note = document.createElement("p"); note.className = "chart-fallback"; el.appendChild(note); }
+      note.textContent = "Collecting: the burn rate needs two points.";
+      if (status) { status.textContent = stamp; }
+      return;
+    }
+    // Windows longer than the data kept so far give the same values: their lines lie on top
+    // of each other, so the legend and the caption say so (and wider lines below show).
+    var same = coinciding(windows, history.burn_rates);
     var chart = sloCharts[slo.name];
     if (chart && chart.series.length !== data.length) { chart.destroy(); chart = null; }
     if (!chart) {
       var fallback = el.querySelector(".chart-fallback");
       if (fallback) { fallback.remove(); }
       var series = [{}].concat(windows.map(function (w, i) {
+        // Drawn in order, the first widest: a later line on top of it leaves it visible.
         return { label: "burn rate " + w, stroke: WINDOW_STROKES[i % WINDOW_STROKES.length],
-                 width: 2, spanGaps: false };
+                 width: Math.max(1.5, 2 * (windows.length - i)), spanGaps: false };
       }));
       if (threshold !== null) {
         series.push({ label: "pages above", stroke: "#b42318", width: 1, dash: [6, 4],
@@ -251,11 +297,28 @@
     } else {
       chart.setData(data);
     }
-    var status = figure.querySelector("[data-slo-status]");
     if (status) {
-      status.textContent = history.time.length + " points, updated " +
-        new Date().toLocaleTimeString();
+      status.textContent = stamp + (same.length ? "; lines coincide: " + same.join(", ") : "");
     }
+  }
+
+  // Groups of windows whose burn rates are equal at every instant, as "5m = 30m = 1h".
+  function coinciding(windows, rates) {
+    var groups = [];
+    var used = {};
+    windows.forEach(function (w, i) {
+      if (used[w]) { return; }
+      var group = [w];
+      windows.slice(i + 1).forEach(function (other) {
+        var a = rates[w], b = rates[other];
+        var equal = a.length === b.length && a.every(function (v, k) {
+          return v === b[k] || (v !== null && b[k] !== null && Math.abs(v - b[k]) < 1e-9);
+        });
+        if (equal) { group.push(other); used[other] = true; }
+      });
+      if (group.length > 1) { groups.push(group.join(" = ")); }
+    });
+    return groups;
   }
 
   function pollSlos() {

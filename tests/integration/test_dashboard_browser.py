@@ -32,6 +32,7 @@ USER, PASSWORD = "ops", "browser-test-password"
 XSS_CHECK = "<script>alert('check')</script>"
 XSS_ALERT = '<img src=x onerror="alert(1)">'
 XSS_ROUTE_TEMPLATE = "/x/<b onmouseover=alert(3)>{id}"
+XSS_ROUTE = f"GET {XSS_ROUTE_TEMPLATE}"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -144,7 +145,7 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
     assert dialogs == []  # nothing from the data ran
     assert urls and all(urlsplit(url).hostname == "127.0.0.1" for url in urls), urls
     assert any(url.endswith("/static/uPlot.iife.min.js?v=" + _version()) for url in urls)
-    assert any("/admin/monitoring/history.json?after=" in url for url in urls)
+    assert any("/admin/monitoring/history.json?range=3600&after=" in url for url in urls)
 
 
 def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> None:
@@ -307,6 +308,113 @@ def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard-slo.png"), full_page=True)
             context.close()
     assert problems == []
+
+
+def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
+    """Each route name on the dashboard opens its view: charts drawn, numbers equal to
+    /api/metrics, a hostile route name shown as text and never run."""
+    from playwright.sync_api import ConsoleMessage, Dialog
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(app) as base:
+        traffic(base, rounds=3)
+        wait_until(lambda: len(app.monitor.history) >= 3, timeout=20, what="history points")
+        traffic(base, rounds=2)
+        wait_until(lambda: len(app.monitor.history) >= 5, timeout=20, what="history points")
+        problems: list[str] = []
+        dialogs: list[str] = []
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "warning"):
+                problems.append(f"console {message.type}: {message.text}")
+
+        def on_dialog(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        with chromium() as browser:
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 900},
+                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+            page = context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("dialog", on_dialog)
+            page.set_default_timeout(20_000)
+            page.goto(f"{base}/admin/monitoring?range=900", wait_until="load")
+            poll(page, "document.querySelectorAll('#routes-body a.route').length >= 3")
+            # Whatever the poll redrew, each name links to its own view at the page's range.
+            hrefs = page.eval_on_selector_all("#routes-body a.route", "els => els.map(e => e.href)")
+            assert all("/admin/monitoring/route?name=" in h and "range=900" in h for h in hrefs)
+            page.locator("#routes-body a.route", has_text="GET /x/<b onmouseover=alert(3)>{id}"
+                         ).click()
+            page.wait_for_load_state("load")
+            assert page.locator("#route-name").inner_text() == XSS_ROUTE
+            assert page.locator("#route-name b").count() == 0
+            page.goto(f"{base}/admin/monitoring?range=900", wait_until="load")
+            page.locator("#routes-body a.route", has_text="GET /items/{id}").first.click()
+            page.wait_for_load_state("load")
+            assert page.locator("#route-name").inner_text() == "GET /items/{id}"
+            poll(page, "document.querySelectorAll('[data-route-chart] canvas').length === 3")
+            poll(page, "document.getElementById('route-status').textContent.includes('updated')")
+            sizes = page.eval_on_selector_all(
+                "[data-route-chart] canvas", "els => els.map(e => [e.clientWidth, e.clientHeight])")
+            assert all(w > 100 and h > 100 for w, h in sizes), sizes
+            # The distribution has a bar per bucket that counted requests.
+            assert "requests" in page.locator("#route-chart-distribution .u-legend").inner_text()
+            exposition = httpx.get(f"{base}/api/metrics",
+                                   headers={"Authorization": f"Bearer {TOKEN}"}).text
+            exported = requests_of(exposition, "/items/{id}")
+            shown = float(page.locator("#since-requests").inner_text())
+            # The page was rendered before this scrape; no traffic since: the same count.
+            assert shown == exported == 40, (shown, exported)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-route.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(600)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, f"{overflow}px of horizontal scrolling at 390 px"
+            page.screenshot(path=str(ARTIFACTS / "dashboard-route-phone.png"), full_page=True)
+            context.close()
+    assert problems == []
+    assert dialogs == []
+
+
+def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
+    """The first interval of a new app: no chart with one point on a made-up time axis."""
+    starlette = Starlette(routes=[Route("/items/{id}", item)])
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        history=HistorySettings(sample_interval_seconds=3600, dashboard_refresh_seconds=1),
+        health=HealthSettings(default_checks=False))
+    app = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
+    with serve(app) as base, chromium() as browser:
+        traffic(base)
+        context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{base}/admin/monitoring", wait_until="load")
+        poll(page, "document.getElementById('chart-status').textContent.includes('updated')")
+        assert page.locator("[data-chart] canvas").count() == 0
+        notes = page.locator("[data-chart] .chart-fallback").all_inner_texts()
+        assert len(notes) == 4 and all(n.startswith("Collecting") for n in notes), notes
+        assert all(n.endswith("one every 1 h.") for n in notes), notes  # not "3600 s"
+        page.goto(f"{base}/admin/monitoring/route?name=GET%20/items/%7Bid%7D", wait_until="load")
+        poll(page, "document.getElementById('route-status').textContent.includes('updated')")
+        assert page.locator("[data-route-chart] canvas").count() == 0
+        notes = page.locator("[data-route-chart] .chart-fallback").all_inner_texts()
+        assert all(n.startswith(("Collecting", "No requests")) for n in notes), notes
+        page.screenshot(path=str(ARTIFACTS / "dashboard-collecting.png"), full_page=True)
+        context.close()
+
+
+def requests_of(exposition: str, route: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(exposition)
+               for sample in family.samples
+               if sample.name == "http_requests_total" and sample.labels.get("route") == route)
 
 
 def _slo_points(page: Any, panel: str) -> int:

@@ -191,3 +191,44 @@ def test_every_command_help_is_written_by_the_parser() -> None:
     # The examples live beside the commands: a command added without them fails here.
     subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(subparsers.choices) == set(COMMANDS)
+
+
+def test_demo_on_a_busy_port_is_one_line_before_the_banner() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run("demo", "--port", str(port), "--no-traffic")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""  # no banner, no password printed for a demo that never ran
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+CPU_APP = '''
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware
+from asgi_monitor.config import SystemSettings
+
+async def app(scope, receive, send):
+    pass
+
+config = MonitoringConfig(system=SystemSettings(cpu_warning_percent=40, cpu_critical_percent=60))
+monitored = MonitoringMiddleware(app, config)
+'''
+
+
+def test_check_sees_a_saturated_cpu_on_its_first_reading(tmp_path: Path) -> None:
+    (tmp_path / "cpuapp.py").write_text(CPU_APP)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(os.cpu_count() or 1)]
+    try:
+        result = run("check", "cpuapp:monitored", "--json", cwd=tmp_path)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    cpu = json.loads(result.stdout)["cpu"]
+    assert cpu["observed_value"] > 60, cpu
+    assert cpu["status"] == "critical"

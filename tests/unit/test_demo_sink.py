@@ -176,3 +176,21 @@ async def test_the_login_still_works(app: Any) -> None:
         good = await c.post("/login", json={"password": "demo"})
         bad = await c.post("/login", json={"password": "nope"})
     assert (good.status_code, bad.status_code) == (200, 401)
+
+
+def test_the_email_sink_prints_a_folded_subject_whole() -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    from asgi_monitor.demo.run import mail_summary
+
+    subject = ("[CRITICAL] high_error_rate: HTTP 5xx error rate above 5% over 0.5 min on "
+               "asgi-monitor-demo (value 12.47 %) — résumé")
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["To"] = "oncall@localhost"
+    message.set_content("body")
+    raw = message.as_bytes(policy=SMTP)
+    assert b"\r\n " in raw.split(b"\r\n\r\n")[0]  # folded (and encoded) as sent over SMTP
+    assert mail_summary(raw, ["oncall@localhost"]) == (
+        f"to oncall@localhost: Subject: {subject}")

@@ -180,6 +180,15 @@ def test_dominant_route_fires_when_one_route_takes_most_time() -> None:
     assert result["slowest_routes"][0]["p95_ms"] == pytest.approx(2000)
 
 
+def test_a_sub_millisecond_p95_keeps_its_digits() -> None:
+    # 0.493 ms used to read "p95 0 ms x 900 requests".
+    fast = [RoutePoint("GET /ping", 900, 0, 0.000493), RoutePoint("GET /other", 10, 0, 0.0001)]
+    [item] = recommendations(report([point(i, routes=fast) for i in range(10)]),
+                             "dominant_route")
+    assert "(p95 0.49 ms x 9000 requests)" in item["message"]
+    assert "over the last 5 min" in item["message"]
+
+
 def test_dominant_route_quiet_when_time_is_spread_and_insufficient_with_one_route() -> None:
     three = [RoutePoint("GET /a", 50, 0, 0.01), RoutePoint("GET /b", 10, 0, 0.04),
              RoutePoint("GET /c", 20, 0, 0.02)]  # 0.5 s, 0.4 s, 0.4 s: the top one has 38 %
@@ -288,7 +297,7 @@ def test_score_deducts_health_alerts_findings_and_errors() -> None:
         "alert high_error_rate is firing (critical)": 20,
         "alert slow is pending (warning)": 5,
         "rule latency_trend fired (warning)": 10,
-        "recent 5xx ratio 2.00%": 6.0,
+        "5xx ratio 2.00 % over the last 5 min of history": 6.0,
     }
     assert result["health_score"] == 100 - 81
     by_rule = {(a["rule"], a["severity"]) for a in result["alerts"]}

@@ -163,8 +163,9 @@ class SyntheticSampler:
             count = float(n * (1 + i % 3))
             buckets = tuple((bound, count * min(1.0, (j + 1) / 8))
                             for j, bound in enumerate(self.BOUNDS))
-            sample.routes[key] = RouteTotals(count, float(n * (i % 2)), count * 0.01, count,
-                                             buckets)
+            errors = float(n * (i % 2))
+            sample.routes[key] = RouteTotals(count, errors, count * 0.01, count, buckets,
+                                             {200: count - errors, 500: errors})
         sample.buckets = tuple((bound, 400.0 * n * min(1.0, (j + 1) / 8))
                                for j, bound in enumerate(self.BOUNDS))
         return sample

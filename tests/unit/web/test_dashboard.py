@@ -318,7 +318,7 @@ async def test_5xx_card_reads_the_window_of_the_error_rate_alert() -> None:
     assert window == {"seconds": 300, "requests": 200, "error_ratio": pytest.approx(0.25)}
     card = html.split('id="error-window"', 1)[1].split("</span>", 1)[0]
     assert card.endswith(">25.00 %")
-    assert "5xx ratio (last 5 min)" in html
+    assert "5xx ratio (last 5 min, as the high_error_rate alert reads it)" in html
 
 
 async def test_5xx_card_before_two_samples_says_nothing() -> None:
@@ -328,3 +328,25 @@ async def test_5xx_card_before_two_samples_says_nothing() -> None:
         window = (await c.get("/admin/monitoring/history.json")).json()["error_window"]
     assert window["error_ratio"] is None
     assert html.split('id="error-window"', 1)[1].split("</span>", 1)[0].endswith(">–")
+
+
+async def test_alert_values_carry_the_rules_unit_and_times_one_format() -> None:
+    from datetime import datetime, timezone
+
+    app = middleware()
+    since = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    alerts = [Alert("high_error_rate", AlertSeverity.CRITICAL, AlertState.FIRING, "5xx",
+                    value=12.4712, active_since=since),
+              Alert("slow_responses", AlertSeverity.WARNING, AlertState.FIRING, "slow",
+                    value=0.731, active_since=since),
+              Alert("slo_api_burn_1h_5m", AlertSeverity.PAGE, AlertState.FIRING, "burn",
+                    value=14.4)]
+    app.monitor.alerts.active = lambda: alerts  # type: ignore[method-assign]
+    async with client(app) as c:
+        page = (await c.get("/admin/monitoring")).text
+    assert "value 12.47 % 5xx at its last evaluation" in page
+    assert "value 0.731 s mean at its last evaluation" in page
+    assert "value 14.40× burn rate (long window)" in page
+    # UTC on the server, made local by the script; never raw ISO with microseconds.
+    assert '<time datetime="2026-03-01T12:30:05+00:00" data-local>12:30:05 UTC</time>' in page
+    assert "123456" not in page

@@ -44,13 +44,18 @@ SETTINGS = settings(max_examples=300, deadline=None,
 
 
 MIDDLEWARES = {name: monitored(config) for name, config in CONFIGS.items()}
+# The HTML pages: the dashboard and its route view (its escaping of hostile route names is
+# tested in test_route_view); every other endpoint answers JSON or text.
+HTML_PAGES = {"/admin/monitoring", "/admin/monitoring/route"}
+
+
 def assert_handled(path: str, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
     documented_503 = status == 503 and path.startswith("/api/health")
     assert status < 500 or documented_503, (status, body[:300])
     assert b"Traceback" not in body
     if b"text/html" in headers.get(b"content-type", b""):
-        # The dashboard page is the one HTML endpoint; its escaping is tested in test_dashboard.
-        assert path.split("?")[0] == "/admin/monitoring", path
+        # Its escaping is tested in test_dashboard and test_route_view.
+        assert path.split("?")[0] in HTML_PAGES, path
 
 
 # Big values are drawn as placeholders and expanded just before the request, so hypothesis does
@@ -260,8 +265,9 @@ async def test_xss_in_a_route_name_is_escaped_in_the_exposition() -> None:
 
 
 async def test_only_the_dashboard_page_serves_html() -> None:
-    # Every other endpoint answers JSON or text, so the dashboard (whose autoescaping
-    # test_dashboard checks with XSS payloads) is the only page a payload could be rendered in.
+    # Every other endpoint answers JSON or text, so the dashboard and the route view (whose
+    # autoescaping test_dashboard and test_route_view check with XSS payloads) are the only
+    # pages a payload could be rendered in.
     admin = [(b"authorization", b"Bearer " + TOKEN.encode())]
     html = set()
     for template, method in ALL_ENDPOINTS:
@@ -269,4 +275,4 @@ async def test_only_the_dashboard_page_serves_html() -> None:
                                    headers=admin)
         if b"html" in headers[b"content-type"]:
             html.add(template)
-    assert html == {"/admin/monitoring"}
+    assert html == HTML_PAGES
