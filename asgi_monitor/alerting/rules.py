@@ -15,6 +15,7 @@ from ..config import AlertSettings, SystemSettings
 from ..health.checker import HealthChecker
 from ..health.models import HealthStatus
 from ..sampling.samples import SampleBuffer
+from ..units import duration_label
 from .manager import AlertManager
 from .models import AlertSeverity
 
@@ -29,7 +30,7 @@ def install_default_rules(manager: AlertManager, alerts: AlertSettings, system: 
                           samples: SampleBuffer, health: HealthChecker) -> None:
     """Register the six default rules (the table in docs/alerting.md)."""
     window = alerts.window_seconds
-    minutes = f"{window / 60:g} min"
+    minutes = duration_label(window)
 
     async def error_rate() -> Result:
         w = samples.window(window)

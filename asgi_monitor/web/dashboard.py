@@ -23,8 +23,9 @@ from starlette.responses import HTMLResponse, Response
 from .._version import __version__
 from ..grafana import grafana_dashboard
 from ..monitor import Monitor
+from ..units import duration_label
 from .responses import LenientJSONResponse, error_response
-from .routeview import duration_label, known_routes, range_choices, route_document
+from .routeview import known_routes, range_choices, route_document
 from .slos import slos_view
 from .snapshot import (
     ROUTES_WINDOW_SECONDS,

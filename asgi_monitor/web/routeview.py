@@ -24,9 +24,9 @@ from ..config.objectives import SLO
 from ..metric_names import OTEL_NAMES, metric_name
 from ..monitor import Monitor
 from ..sampling.samples import quantile
-from ..units import ms
+from ..units import duration_label, ms
 
-__all__ = ["RANGES", "duration_label", "exported_route", "known_routes", "range_choices",
+__all__ = ["RANGES", "exported_route", "known_routes", "range_choices",
            "route_document", "slo_shares"]
 
 # The time ranges offered (seconds); the retention is always offered too.
@@ -39,18 +39,6 @@ def range_choices(retention: float) -> list[dict[str, Any]]:
     """The ranges the overview and the route view offer: 15 min, 1 h and the retention."""
     seconds = sorted({r for r in RANGES if r < retention} | {retention})
     return [{"seconds": s, "label": duration_label(s)} for s in seconds]
-
-
-def duration_label(seconds: float) -> str:
-    """A duration in the unit people say: "0.5 s", "30 s", "90 s", "15 min", "1 h 30 min"
-    (never "0.5 min")."""
-    if seconds < 120 or round(seconds) % 60:
-        return f"{seconds:.3g} s" if seconds < 120 else f"{round(seconds)} s"
-    minutes = round(seconds) // 60
-    if minutes < 60 or minutes % 60 and minutes < 120:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h" if not rest else f"{hours} h {rest} min"
 
 
 def known_routes(monitor: Monitor, seconds: float) -> list[dict[str, Any]]:

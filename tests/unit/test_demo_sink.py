@@ -184,7 +184,7 @@ def test_the_email_sink_prints_a_folded_subject_whole() -> None:
 
     from asgi_monitor.demo.run import mail_summary
 
-    subject = ("[CRITICAL] high_error_rate: HTTP 5xx error rate above 5% over 0.5 min on "
+    subject = ("[CRITICAL] high_error_rate: HTTP 5xx error rate above 5% over 30 s on "
                "asgi-monitor-demo (value 12.47 %) — résumé")
     message = EmailMessage()
     message["Subject"] = subject

@@ -163,3 +163,13 @@ async def test_error_rate_from_real_requests_through_the_sampler() -> None:
     [alert] = monitor.alerts.active()
     assert alert.rule == "high_error_rate"
     assert alert.value == pytest.approx(100 * 31 / 32)
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(30, "over 30 s"), (300, "over 5 min"),
+                                               (5400, "over 90 min"), (9000, "over 2 h 30 min")])
+def test_rule_descriptions_name_their_window_in_the_unit_people_say(seconds: int,
+                                                                      said: str) -> None:
+    manager, _, _ = setup(alerts=AlertSettings(window_seconds=seconds))
+    description = manager.rules["high_error_rate"].description
+    assert description.endswith(said), description
+    assert "0.5 min" not in description

@@ -284,7 +284,8 @@ async def test_an_empty_history_says_collecting() -> None:
 
 
 def test_durations_are_said_in_the_unit_people_use() -> None:
-    from asgi_monitor.web.routeview import duration_label, range_choices
+    from asgi_monitor.units import duration_label
+    from asgi_monitor.web.routeview import range_choices
 
     assert [duration_label(s) for s in (0.5, 30, 90, 300, 900, 3600, 5400, 7200)] == [
         "0.5 s", "30 s", "90 s", "5 min", "15 min", "1 h", "90 min", "2 h"]
