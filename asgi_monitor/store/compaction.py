@@ -402,11 +402,15 @@ class Compactor:
 
     def _compact(self, lock: int, hook: Hook | None) -> int:
         now = time.time()
-        for name in os.listdir(self.directory):
-            if name.startswith(TEMP_PREFIX):  # a compaction killed before its rename
-                _remove(os.path.join(self.directory, name))
         old = read_retired(self.retired_path)
         holds: dict[str, float] = dict(old.header["holds"]) if old is not None else {}
+        names = os.listdir(self.directory)
+        for name in names:
+            if name.startswith(TEMP_PREFIX):  # a compaction killed before its rename
+                _remove(os.path.join(self.directory, name))
+            elif (name.endswith(".index") and name[:-len(".index")] + ".values" in holds
+                  and name[:-len(".index")] + ".values" not in names):
+                _remove(os.path.join(self.directory, name))  # killed between the two unlinks
         generation = int(old.header["generation"]) if old is not None else 0
         fold = _Fold(self._layout)
         if old is not None:

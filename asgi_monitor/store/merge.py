@@ -114,8 +114,12 @@ class MergedFiles:
         max_series: int,
         constant_labels: Sequence[tuple[str, str]] = (),
         naming: str = "classic",
+        compact: bool = True,
     ) -> None:
         self.directory = directory
+        # Whether a read that finds many dead workers' files asks for a compaction (a reader
+        # that must not write the directory, or a test's, turns it off).
+        self._compact = compact
         self._prefix = metric_prefix(namespace)
         self._duration = [float(b) for b in duration_buckets]
         self._size = [float(b) for b in size_buckets]
@@ -314,7 +318,8 @@ class MergedFiles:
                     unrecorded += sum(raw[sink:sink + unrecorded_slots])
                 else:
                     bad += 1
-        if sum(1 for w in workers if not w.live and not w.retired) > COMPACT_AFTER:
+        if self._compact and sum(1 for w in workers
+                                 if not w.live and not w.retired) > COMPACT_AFTER:
             self.compactor.request()  # in a thread of its own; this read goes on meanwhile
         admitted = self._admitted(compatible)
         block, ws_block, cap = self._block, self._ws_block, self._max_series
