@@ -322,3 +322,24 @@ def test_worker_files_are_private_to_the_user(directory: Path) -> None:
     file = here.collector.requests.file  # type: ignore[attr-defined]
     for path in (file.values_path, file.index_path):
         assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_the_apps_own_prometheus_client_files_are_read_with_the_same_distrust(
+        directory: Path, tmp_path: Path) -> None:
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from asgi_monitor.store.app_files import CheckedMultiProcessCollector
+
+    good = MmapedDict(str(directory / "counter_1.db"))
+    good.write_value(mmap_key("app_jobs", "app_jobs_total", [], [], "Jobs."), 3.0, 0.0)
+    good.close()
+    os.mkfifo(directory / "counter_2.db")  # a plain open() of it would block for good
+    (directory / "counter_3.db").write_bytes(struct.pack("<i", 1 << 30) + b"\x00" * 60)
+    secret = tmp_path / "token.db"
+    secret.write_bytes(SECRET)
+    (directory / "counter_4.db").symlink_to(secret)
+    collector = CheckedMultiProcessCollector(str(directory))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        families = pool.submit(lambda: list(collector.collect())).result(timeout=60)
+    samples = {sample.name: sample.value for family in families for sample in family.samples}
+    assert samples == {"app_jobs_total": 3.0}
