@@ -333,6 +333,7 @@ class Compactor:
             directory, f"{RETIRED_PREFIX}{layout_name(layout)}{RETIRED_SUFFIX}")
         self._running = threading.Lock()
         self._lock_fd = -1
+        self._refused = False
         if hasattr(os, "register_at_fork"):
             # A child must not keep the parent's lock (flock belongs to the open file, which a
             # fork shares): it would hold it as long as it lives.
@@ -402,7 +403,16 @@ class Compactor:
 
     def _compact(self, lock: int, hook: Hook | None) -> int:
         now = time.time()
-        old = read_retired(self.retired_path)
+        try:
+            old = read_retired(self.retired_path)
+        except Untrusted as exc:
+            # Never folded into nor replaced: the merge skips and counts it; its counts are
+            # lost only if someone removes it.
+            if not self._refused:
+                self._refused = True
+                logger.error("%s cannot be read (%s): dead workers' files are not folded "
+                             "until it is removed", self.retired_path, exc.reason)
+            return 0
         holds: dict[str, float] = dict(old.header["holds"]) if old is not None else {}
         names = os.listdir(self.directory)
         for name in names:

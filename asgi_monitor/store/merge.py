@@ -75,6 +75,7 @@ _Key = tuple[str, str, int, str]  # a request series: method, route, status, sch
 # original place, so folding dead workers never moves a series between labels and <overflow>).
 _Order = tuple[float, str, int]
 _Entry = tuple[_Key, tuple[str, str, int], int, _Order]
+_Socket = tuple[str, int, _Order]  # a WebSocket route's block: route, first slot, order
 
 
 @dataclass
@@ -133,8 +134,9 @@ class MergedFiles:
         # The sampler, the alert loop and a scrape may read at once, each in its own thread.
         self._indexes = IndexCache()
         self._retired = RetiredCache()
-        # values file -> (its records list, their request entries); see _entries.
-        self._parsed: dict[str, tuple[list[list[Any]], list[_Entry]]] = {}
+        # values file -> (its records list, their request entries, their WebSocket entries);
+        # see _entries.
+        self._parsed: dict[str, tuple[list[list[Any]], list[_Entry], list[_Socket]]] = {}
         self._latency: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
         self._lock = threading.Lock()
         self.compactor = Compactor(directory, {
@@ -241,30 +243,47 @@ class MergedFiles:
     def _entries(self, worker: WorkerRecords) -> list[_Entry]:
         """The worker's request records as (key, label set, first slot, order), each made once
         per file (the index only grows): a read then allocates no key per series."""
+        return self._parse(worker)[1]
+
+    def _sockets(self, worker: WorkerRecords) -> list[_Socket]:
+        """The worker's WebSocket records as (route, first slot, order)."""
+        return self._parse(worker)[2]
+
+    def _parse(self, worker: WorkerRecords,
+               ) -> tuple[list[list[Any]], list[_Entry], list[_Socket]]:
         known = self._parsed.get(worker.path)
         records = worker.records
         if known is not None and known[0] is records:
-            return known[1]
-        seen, entries = (0, []) if known is None else (len(known[0]), known[1])
+            return known
+        seen, entries, sockets = (0, [], []) if known is None else (len(known[0]), known[1],
+                                                                    known[2])
         if known is not None and len(records) < seen:
-            seen, entries = 0, []  # another file under this name (a retired file rewritten)
+            seen, entries, sockets = 0, [], []  # another file under this name (rewritten)
         name = os.path.basename(worker.path)
         sources = worker.header.get("order")
-        entries = list(entries)  # never extended in place: another read may hold it
+        entries = list(entries)  # never extended in place: another read may hold them
+        sockets = list(sockets)
         for position in range(seen, len(records)):
             record = records[position]
-            if record[0] != "r":
+            kind = record[0]
+            if kind == "r":
+                _, method, route, status, scheme, slot, *origin = record
+            elif kind == "w":
+                _, route, slot, *origin = record
+            else:
                 continue
-            _, method, route, status, scheme, slot, *origin = record
             if origin and sources is not None:  # a retired file: the series' first place
                 started, source = sources[origin[0]]
                 order = (started, source, origin[1])
             else:
                 order = (worker.started, name, position)
-            entries.append(((method, route, status, scheme), (method, route, status), slot,
-                            order))
-        self._parsed[worker.path] = (records, entries)
-        return entries
+            if kind == "r":
+                entries.append(((method, route, status, scheme), (method, route, status), slot,
+                                order))
+            else:
+                sockets.append((route, slot, order))
+        found = self._parsed[worker.path] = (records, entries, sockets)
+        return found
 
     def _admitted(self, workers: list[WorkerRecords]) -> dict[tuple[str, str, int], bool] | None:
         """Which label sets keep their labels: None when they all do (no more than the cap).
@@ -288,6 +307,25 @@ class MergedFiles:
                 admitted.setdefault((label_set[0], OVERFLOW, label_set[2]), True)
             else:
                 admitted[label_set] = True
+        return admitted
+
+    def _routes_admitted(self, workers: list[WorkerRecords]) -> dict[str, bool] | None:
+        """The cap's rule for WebSocket routes, as :meth:`_admitted` for request label sets."""
+        cap = self._max_series
+        every = {entry[0] for worker in workers for entry in self._sockets(worker)}
+        if len(every) <= cap:
+            return None
+        ordered = sorted((entry[2], entry[0]) for worker in workers
+                         for entry in self._sockets(worker))
+        admitted: dict[str, bool] = {}
+        for _, route in ordered:
+            if route in admitted:
+                continue
+            if len(admitted) >= cap and route != OVERFLOW:
+                admitted[route] = False
+                admitted.setdefault(OVERFLOW, True)
+            else:
+                admitted[route] = True
         return admitted
 
     def read(self) -> Merged:
@@ -322,7 +360,8 @@ class MergedFiles:
                                  if not w.live and not w.retired) > COMPACT_AFTER:
             self.compactor.request()  # in a thread of its own; this read goes on meanwhile
         admitted = self._admitted(compatible)
-        block, ws_block, cap = self._block, self._ws_block, self._max_series
+        routes_admitted = self._routes_admitted(compatible)
+        block, ws_block = self._block, self._ws_block
         # Per series, where its block starts in ``blocks``: every series' block summed over the
         # workers, end to end. A worker's blocks are first copied into an array aligned with it
         # (slice to slice, no Python object per value), then added in one C loop.
@@ -371,19 +410,15 @@ class MergedFiles:
                 j = min(i + _PIECE, base)
                 blocks[i:j] = array("d", map(add, blocks[i:j], added[i:j]))
             blocks[base:] = added[base:]
-            for record in worker.records:
-                if record[0] != "w":
-                    continue
-                route, slot = record[1], record[2]
+            for route, slot, _ in self._sockets(worker):
                 if slot + ws_block > size:
                     continue
                 if not checked and not _sane(values, slot, ws_block):
                     bad += 1
                     continue
-                found = sockets.get(route)
-                if found is None and len(sockets) >= cap:
+                if routes_admitted is not None and not routes_admitted[route]:
                     route = OVERFLOW
-                    found = sockets.get(route)
+                found = sockets.get(route)
                 if found is None:
                     sockets[route] = values[slot:slot + ws_block].tolist()
                 else:

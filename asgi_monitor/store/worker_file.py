@@ -387,22 +387,23 @@ class IndexCache:
     it already knows). A file replaced under the same name (another inode) is read again."""
 
     def __init__(self) -> None:
-        # path -> (inode, bytes parsed, records so far, records skipped, stopped)
-        self._known: dict[str, tuple[tuple[int, int], int, list[Any], int, bool]] = {}
+        # path -> (inode, bytes parsed, records so far, records skipped, stopped, slots named)
+        self._known: dict[str, tuple[tuple[int, int], int, list[Any], int, bool, int]] = {}
 
-    def records(self, index_path: str) -> tuple[list[Any], int]:
-        """The valid records so far and how many were skipped; raises :class:`Untrusted` for a
-        file the reader refuses, OSError when it cannot be read."""
+    def records(self, index_path: str) -> tuple[list[Any], int, int]:
+        """The valid records so far, how many were skipped and how many values slots they name
+        (:func:`slots_named`); raises :class:`Untrusted` for a file the reader refuses, OSError
+        when it cannot be read."""
         fd, size = open_untrusted(index_path, MAX_INDEX)
         try:
             info = os.fstat(fd)
             inode = (info.st_dev, info.st_ino)
             known = self._known.get(index_path)
             if known is None or known[0] != inode:
-                known = (inode, 0, [], 0, False)
-            _, parsed, records, bad, stopped = known
+                known = (inode, 0, [], 0, False, 0)
+            _, parsed, records, bad, stopped, end = known
             if stopped:
-                return records, bad
+                return records, bad, end
             data = read_fd(fd, size, offset=parsed)
         finally:
             os.close(fd)
@@ -413,9 +414,11 @@ class IndexCache:
         if more or used or stop:
             # A new list, never appended to in place: another thread may be reading the old one.
             records = [*records, *more] if more else records
-            self._known[index_path] = (inode, parsed + used, records, bad + skipped, stop)
+            if records:
+                end = max(end, slots_named(records[0], more[1:] if parsed == 0 else more))
+            self._known[index_path] = (inode, parsed + used, records, bad + skipped, stop, end)
             bad += skipped
-        return records, bad
+        return records, bad, end
 
     def keep(self, values_paths: list[str]) -> None:
         """Forget the files no longer in the directory."""
@@ -444,9 +447,9 @@ def read_worker(values_path: str, indexes: IndexCache | None = None) -> WorkerRe
     index_path = values_path[:-len(".values")] + ".index"
     try:
         if indexes is not None:
-            records, bad = indexes.records(index_path)
+            records, bad, end = indexes.records(index_path)
         else:
-            records, bad = IndexCache().records(index_path)
+            records, bad, end = IndexCache().records(index_path)
         if not records:
             return None  # the header is being written
         header = records[0]
@@ -454,7 +457,7 @@ def read_worker(values_path: str, indexes: IndexCache | None = None) -> WorkerRe
         fd, size = open_untrusted(values_path, MAX_VALUES)
         try:
             live = not _lock(fd, exclusive=False)
-            data = read_fd(fd, size, limit=_DOUBLE * slots_named(header, records[1:]))
+            data = read_fd(fd, size, limit=_DOUBLE * end)
         finally:
             os.close(fd)
     except Untrusted:
