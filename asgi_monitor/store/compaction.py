@@ -54,6 +54,7 @@ from .worker_file import (
     SLOT_FILE_ERRORS,
     VERSION,
     WorkerRecords,
+    counts_sane,
     read_worker,
     request_block_slots,
     valid_header,
@@ -315,8 +316,8 @@ class _Fold:
         return data + bytes(-len(data) % 8) + slots.tobytes()
 
 
-def _sane(piece: Sequence[float]) -> bool:
-    return not piece or (min(piece) >= 0.0 and math.isfinite(sum(piece)))
+def _sane(piece: memoryview[float]) -> bool:
+    return counts_sane(piece)
 
 
 def _add(into: array[float], piece: Sequence[float]) -> None:

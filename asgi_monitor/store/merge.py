@@ -56,6 +56,7 @@ from .worker_file import (
     IndexCache,
     Untrusted,
     WorkerRecords,
+    counts_sane,
     read_worker,
     request_block_slots,
     websocket_block_slots,
@@ -291,6 +292,8 @@ class MergedFiles:
         ``<overflow>`` label set always does (and counts towards the cap), as in the
         single-process store."""
         cap = self._max_series
+        if sum(len(self._entries(worker)) for worker in workers) <= cap:
+            return None  # no more records than the cap, so no more label sets
         every: set[tuple[str, str, int]] = set()
         for worker in workers:
             every.update(entry[1] for entry in self._entries(worker))
@@ -312,6 +315,8 @@ class MergedFiles:
     def _routes_admitted(self, workers: list[WorkerRecords]) -> dict[str, bool] | None:
         """The cap's rule for WebSocket routes, as :meth:`_admitted` for request label sets."""
         cap = self._max_series
+        if sum(len(self._sockets(worker)) for worker in workers) <= cap:
+            return None
         every = {entry[0] for worker in workers for entry in self._sockets(worker)}
         if len(every) <= cap:
             return None
@@ -578,9 +583,8 @@ class MergedFiles:
 
 
 def _sane(values: array[float] | memoryview[float], first: int, count: int) -> bool:
-    """Whether ``count`` counts from ``first`` are all finite and >= 0 (a C pass each)."""
-    piece = values[first:first + count]
-    return not piece or (min(piece) >= 0.0 and math.isfinite(sum(piece)))
+    """Whether ``count`` counts from ``first`` are all finite and >= 0."""
+    return counts_sane(values[first:first + count])
 
 
 def _merge_gauge(mode: str, found: list[float] | None, value: float,

@@ -40,6 +40,7 @@ import struct
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,8 @@ from .safe_open import Untrusted, open_untrusted, read_fd
 __all__ = [
     "CHUNK", "FIXED_SLOTS", "MAX_INDEX", "MAX_RECORD", "MAX_VALUES", "PREFIX", "SLOT_FILE_ERRORS",
     "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE", "VERSION", "IndexCache", "Untrusted", "WorkerFile",
-    "WorkerRecords", "parse_records", "read_worker", "request_block_slots", "valid_header",
-    "valid_record", "websocket_block_slots", "worker_files",
+    "WorkerRecords", "counts_sane", "parse_records", "read_worker", "request_block_slots",
+    "valid_header", "valid_record", "websocket_block_slots", "worker_files",
 ]
 
 VERSION = 1
@@ -299,6 +300,18 @@ def _bounds(value: Any) -> bool:
     return (type(value) is list and all(type(b) in (int, float) and math.isfinite(b)
                                         for b in value)
             and all(a < b for a, b in zip(value, value[1:], strict=False)))
+
+
+# Every byte below 0x7f: the high byte of a float64 that is >= 0 and finite (the sign bit and the
+# exponent's top bits are there), bar the huge ones no count reaches.
+_LOW_HIGH_BYTES = bytes(range(0x7F))
+
+
+def counts_sane(values: memoryview[float] | array[float]) -> bool:
+    """Whether every value is a count: finite and >= 0. C-speed: the float64s' high bytes are
+    sliced out and any at 0x7f or above (negative, NaN, infinite, or past 2**1023) fails."""
+    data = values.tobytes()
+    return not data[7::8].translate(None, _LOW_HIGH_BYTES)
 
 
 def valid_header(header: Any) -> bool:
