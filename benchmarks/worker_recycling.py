@@ -28,9 +28,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from which_build import measured_build
 
 from asgi_monitor.config import MetricsSettings
-from asgi_monitor.store.compaction import COMPACT_AFTER, retired_files
+from asgi_monitor.store.compaction import COMPACT_AFTER
 from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.retired_file import retired_files
 from asgi_monitor.store.worker_file import worker_files
 
 SETTINGS = MetricsSettings()

@@ -44,9 +44,10 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
-from .compaction import COMPACT_AFTER, Compactor, RetiredCache, retired_files
+from .compaction import COMPACT_AFTER, Compactor
 from .families import StoredSeries, request_families
 from .multiprocess import websocket_bounds
+from .retired_file import RetiredCache, retired_files
 from .single import OVERFLOW, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,

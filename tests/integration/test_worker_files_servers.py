@@ -15,7 +15,8 @@ import httpx
 import pytest
 from support import SUPPORT, free_port, requests_total, require_module, running_process
 
-from asgi_monitor.store.compaction import COMPACT_AFTER, retired_files
+from asgi_monitor.store.compaction import COMPACT_AFTER
+from asgi_monitor.store.retired_file import retired_files
 from asgi_monitor.store.worker_file import PREFIX, worker_files
 
 pytestmark = pytest.mark.integration

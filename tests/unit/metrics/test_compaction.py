@@ -23,9 +23,10 @@ from prometheus_client import CollectorRegistry
 from support import PACKAGE_ROOT, SUPPORT, wait_until
 
 from asgi_monitor.config import MetricsSettings
-from asgi_monitor.store.compaction import LOCK_NAME, TEMP_PREFIX, retired_files
+from asgi_monitor.store.compaction import LOCK_NAME, TEMP_PREFIX
 from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.retired_file import retired_files
 from asgi_monitor.store.worker_file import worker_files
 
 STEPS = ("written", "renamed", "removing", "removed")

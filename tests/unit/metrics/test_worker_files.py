@@ -20,8 +20,8 @@ from support import PACKAGE_ROOT, SUPPORT
 from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
-from asgi_monitor.store.compaction import retired_files
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics, request_block_slots
+from asgi_monitor.store.retired_file import retired_files
 from asgi_monitor.store.single import STANDARD_METHODS
 from asgi_monitor.store.worker_file import (
     FIXED_SLOTS,
