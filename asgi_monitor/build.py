@@ -11,7 +11,6 @@ import logging
 import os
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp
 
 from .alerting.channels import build_channels
@@ -30,6 +29,7 @@ from .logs import configure_package_logging
 from .monitor import Monitor
 from .sampling.samples import SampleBuffer
 from .slo.evaluation import SLOTracker, install_slo_rules
+from .store.app_files import CheckedMultiProcessCollector
 from .store.merge import MergedFilesCollector
 from .store.multiprocess import multiprocess_dir
 from .timeseries import History
@@ -72,7 +72,7 @@ def build_monitor(
             return registry
         merged = CollectorRegistry()
         merged.register(MergedFilesCollector(merged_files, custom=True))
-        merged.register(MultiProcessCollector(None, path=merged_files.directory))  # type: ignore[no-untyped-call]
+        merged.register(CheckedMultiProcessCollector(merged_files.directory))
         for scrape_collector in collector.scrape_collectors:
             merged.register(scrape_collector)
         return merged

@@ -167,6 +167,8 @@ class MetricsCollector:
                     "%s=%r holds the files of %d worker(s) of an earlier run; their counts are "
                     "part of the merged totals. Empty the directory before each server start.",
                     ENV_VAR, store.file.directory, len(leftovers))
+            # Dead workers' files folded into one (before serving: nothing waits for it).
+            merged.compact()
 
             # On this registry too (every worker's requests; the custom metrics registered
             # here are this process' own), so the families are declared and read the same.

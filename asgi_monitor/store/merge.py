@@ -29,6 +29,8 @@ parsed once and then only its new tail.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 from array import array
 from collections.abc import Iterator, Sequence
@@ -37,13 +39,15 @@ from itertools import accumulate
 from operator import add
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .compaction import COMPACT_AFTER, Compactor
 from .families import StoredSeries, request_families
-from .multiprocess import request_block_slots, websocket_block_slots, websocket_bounds
+from .multiprocess import websocket_bounds
+from .retired_file import RetiredCache, retired_files
 from .single import OVERFLOW, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,
@@ -51,8 +55,12 @@ from .worker_file import (
     SLOT_IN_PROGRESS,
     SLOT_WS_ACTIVE,
     IndexCache,
+    Untrusted,
     WorkerRecords,
+    counts_sane,
     read_worker,
+    request_block_slots,
+    websocket_block_slots,
     worker_files,
 )
 
@@ -62,7 +70,14 @@ logger = logging.getLogger("asgi_monitor")
 
 _METHODS = (*STANDARD_METHODS, "OTHER")
 _PIECE = 4096  # values added per C call in the merge
+_REASONS = ("not_regular", "not_owner", "too_large", "bad_header", "buckets")
 _Key = tuple[str, str, int, str]  # a request series: method, route, status, scheme
+# Where a series first appeared, which decides who keeps its labels under the cap: the worker's
+# start time, its file's name, the record's position there (a retired file keeps each series'
+# original place, so folding dead workers never moves a series between labels and <overflow>).
+_Order = tuple[float, str, int]
+_Entry = tuple[_Key, tuple[str, str, int], int, _Order]
+_Socket = tuple[str, int, _Order]  # a WebSocket route's block: route, first slot, order
 
 
 @dataclass
@@ -82,6 +97,10 @@ class Merged:
     file_errors: float
     unrecorded: float
     workers: list[WorkerRecords]
+    # Files left out of this read, by reason (not_regular, not_owner, too_large, bad_header,
+    # buckets), and records skipped inside the files read (malformed, or values out of range).
+    skipped: dict[str, int]
+    bad_records: int
 
 
 class MergedFiles:
@@ -98,8 +117,12 @@ class MergedFiles:
         max_series: int,
         constant_labels: Sequence[tuple[str, str]] = (),
         naming: str = "classic",
+        compact: bool = True,
     ) -> None:
         self.directory = directory
+        # Whether a read that finds many dead workers' files asks for a compaction (a reader
+        # that must not write the directory, or a test's, turns it off).
+        self._compact = compact
         self._prefix = metric_prefix(namespace)
         self._duration = [float(b) for b in duration_buckets]
         self._size = [float(b) for b in size_buckets]
@@ -112,29 +135,80 @@ class MergedFiles:
         self._warned: set[str] = set()
         # The sampler, the alert loop and a scrape may read at once, each in its own thread.
         self._indexes = IndexCache()
-        # values file -> (index records seen, their request entries); see _entries.
-        self._parsed: dict[str, tuple[int, list[tuple[_Key, tuple[str, str, int], int]]]] = {}
+        self._retired = RetiredCache()
+        # values file -> (its records list, their request entries, their WebSocket entries);
+        # see _entries.
+        self._parsed: dict[str, tuple[list[list[Any]], list[_Entry], list[_Socket]]] = {}
         self._latency: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
         self._lock = threading.Lock()
+        self.compactor = Compactor(directory, {
+            "duration_buckets": self._duration, "size_buckets": self._size,
+            "websocket_buckets": self._ws})
+
+    def compact(self) -> int:
+        """Fold dead workers' files now if no other process is (at start, before serving);
+        the number folded. A failure is logged and leaves the files as they were."""
+        try:
+            return self.compactor.compact()
+        except Exception:
+            logger.exception("compacting %s failed; dead workers' files stay", self.directory)
+            return 0
 
     def _compatible(self, worker: WorkerRecords) -> bool:
         header = worker.header
         if (header.get("duration_buckets") == self._duration
                 and header.get("size_buckets") == self._size):
             return True
-        with self._lock:
-            if worker.path in self._warned:
-                return False
-            self._warned.add(worker.path)
-        logger.warning("%s was written with other histogram buckets than this worker's; its "
-                       "request series are left out of the merge (a file from an earlier "
-                       "run? empty the directory before each start)", worker.path)
+        if self._once(worker.path, "buckets"):
+            logger.warning("%s was written with other histogram buckets than this worker's; "
+                           "its request series are left out of the merge (a file from an "
+                           "earlier run? empty the directory before each start)", worker.path)
         return False
 
-    def _workers(self) -> list[WorkerRecords]:
+    def _once(self, path: str, reason: str) -> bool:
+        """True the first time this process meets ``path`` skipped for ``reason``."""
+        with self._lock:
+            if f"{reason}:{path}" in self._warned:
+                return False
+            self._warned.add(f"{reason}:{path}")
+            return True
+
+    def _skip(self, skipped: dict[str, int], exc: Untrusted) -> None:
+        skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+        if self._once(exc.path, exc.reason):
+            logger.warning("%s is left out of the merged metrics (%s): the multiprocess "
+                           "directory should hold only this user's worker files; see "
+                           "docs/multiprocess.md", exc.path, exc.reason.replace("_", " "))
+
+    def _workers(self, skipped: dict[str, int] | None = None) -> list[WorkerRecords]:
+        """Every readable worker file and retired file, oldest first; a worker file a retired
+        file already holds is left out (a compaction stopped between its two steps)."""
+        skipped = {} if skipped is None else skipped
         paths = worker_files(self.directory)
-        found = [w for w in (read_worker(path, self._indexes) for path in paths) if w is not None]
+        found = []
+        for path in paths:
+            try:
+                worker = read_worker(path, self._indexes)
+            except Untrusted as exc:
+                self._skip(skipped, exc)
+                continue
+            if worker is not None:
+                found.append(worker)
         self._indexes.keep(paths)
+        # Read after the worker files: a compaction renames its retired file before it removes
+        # the files it folded, so a worker file missing here is in the retired file read next.
+        held: set[str] = set()
+        for path in retired_files(self.directory):
+            try:
+                retired = self._retired.read(path)
+            except Untrusted as exc:
+                self._skip(skipped, exc)
+                continue
+            if retired is not None:
+                found.append(retired)
+                held |= retired.holds
+        if held:
+            found = [w for w in found if os.path.basename(w.path) not in held]
         found.sort(key=lambda w: (w.started, w.path))
         return found
 
@@ -150,7 +224,7 @@ class MergedFiles:
         """The names :meth:`families` gives (custom metrics aside), without reading any file:
         known at start-up, where a merge would hold the event loop."""
         empty = Merged({}, array("d"), [(method, 0.0) for method in _METHODS], [], 0.0, [],
-                       0.0, 0.0, [])
+                       0.0, 0.0, [], {}, 0)
         return {family.name for family in (*self.request_families(empty, naming=naming),
                                            *self._self_families(empty))}
 
@@ -165,77 +239,172 @@ class MergedFiles:
         left from an earlier run of the server (a restarted worker of this run has the same
         parent, the server's supervisor)."""
         return [worker.path for worker in self._workers()
-                if not worker.live and worker.header.get("ppid") != ppid]
+                if not worker.live and not worker.retired and worker.header.get("ppid") != ppid]
 
     # -- request and WebSocket series ------------------------------------------------------------
-    def _entries(self, worker: WorkerRecords) -> list[tuple[_Key, tuple[str, str, int], int]]:
-        """The worker's request records as (key, label set, first slot), each made once per file
-        (the index only grows): a read then allocates no key per series."""
+    def _entries(self, worker: WorkerRecords) -> list[_Entry]:
+        """The worker's request records as (key, label set, first slot, order), each made once
+        per file (the index only grows): a read then allocates no key per series."""
+        return self._parse(worker)[1]
+
+    def _sockets(self, worker: WorkerRecords) -> list[_Socket]:
+        """The worker's WebSocket records as (route, first slot, order)."""
+        return self._parse(worker)[2]
+
+    def _parse(self, worker: WorkerRecords,
+               ) -> tuple[list[list[Any]], list[_Entry], list[_Socket]]:
         known = self._parsed.get(worker.path)
-        seen, entries = known if known is not None else (0, [])
         records = worker.records
-        if len(records) > seen:
-            entries = list(entries)  # never extended in place: another read may hold it
-            for record in records[seen:]:
-                if record[0] == "r" and len(record) == 6:
-                    _, method, route, status, scheme, slot = record
-                    entries.append(((method, route, status, scheme), (method, route, status),
-                                    slot))
-            self._parsed[worker.path] = (len(records), entries)
-        return entries
+        if known is not None and known[0] is records:
+            return known
+        seen, entries, sockets = (0, [], []) if known is None else (len(known[0]), known[1],
+                                                                    known[2])
+        if known is not None and len(records) < seen:
+            seen, entries, sockets = 0, [], []  # another file under this name (rewritten)
+        name = os.path.basename(worker.path)
+        sources = worker.header.get("order")
+        entries = list(entries)  # never extended in place: another read may hold them
+        sockets = list(sockets)
+        for position in range(seen, len(records)):
+            record = records[position]
+            kind = record[0]
+            if kind == "r":
+                _, method, route, status, scheme, slot, *origin = record
+            elif kind == "w":
+                _, route, slot, *origin = record
+            else:
+                continue
+            if origin and sources is not None:  # a retired file: the series' first place
+                started, source = sources[origin[0]]
+                order = (started, source, origin[1])
+            else:
+                order = (worker.started, name, position)
+            if kind == "r":
+                entries.append(((method, route, status, scheme), (method, route, status), slot,
+                                order))
+            else:
+                sockets.append((route, slot, order))
+        found = self._parsed[worker.path] = (records, entries, sockets)
+        return found
+
+    def _admitted(self, workers: list[WorkerRecords]) -> dict[tuple[str, str, int], bool] | None:
+        """Which label sets keep their labels: None when they all do (no more than the cap).
+        Otherwise the first ``max_series`` label sets by first appearance keep them; an
+        ``<overflow>`` label set always does (and counts towards the cap), as in the
+        single-process store."""
+        cap = self._max_series
+        if sum(len(self._entries(worker)) for worker in workers) <= cap:
+            return None  # no more records than the cap, so no more label sets
+        every: set[tuple[str, str, int]] = set()
+        for worker in workers:
+            every.update(entry[1] for entry in self._entries(worker))
+        if len(every) <= cap:
+            return None
+        ordered = sorted((entry[3], entry[1]) for worker in workers
+                         for entry in self._entries(worker))
+        admitted: dict[tuple[str, str, int], bool] = {}
+        for _, label_set in ordered:
+            if label_set in admitted:
+                continue
+            if len(admitted) >= cap and label_set[1] != OVERFLOW:
+                admitted[label_set] = False
+                admitted.setdefault((label_set[0], OVERFLOW, label_set[2]), True)
+            else:
+                admitted[label_set] = True
+        return admitted
+
+    def _routes_admitted(self, workers: list[WorkerRecords]) -> dict[str, bool] | None:
+        """The cap's rule for WebSocket routes, as :meth:`_admitted` for request label sets."""
+        cap = self._max_series
+        if sum(len(self._sockets(worker)) for worker in workers) <= cap:
+            return None
+        every = {entry[0] for worker in workers for entry in self._sockets(worker)}
+        if len(every) <= cap:
+            return None
+        ordered = sorted((entry[2], entry[0]) for worker in workers
+                         for entry in self._sockets(worker))
+        admitted: dict[str, bool] = {}
+        for _, route in ordered:
+            if route in admitted:
+                continue
+            if len(admitted) >= cap and route != OVERFLOW:
+                admitted[route] = False
+                admitted.setdefault(OVERFLOW, True)
+            else:
+                admitted[route] = True
+        return admitted
 
     def read(self) -> Merged:
         """Every worker's file, merged."""
-        workers = self._workers()
+        skipped: dict[str, int] = {}
+        workers = self._workers(skipped)
         present = {worker.path for worker in workers}
         for path in [path for path in self._parsed if path not in present]:
             self._parsed.pop(path, None)
-        block, ws_block, cap = self._block, self._ws_block, self._max_series
+        compatible = []
+        errors = unrecorded = 0.0
+        bad = 0
+        unrecorded_slots = len(self._duration) + 1
+        for worker in workers:
+            bad += worker.bad
+            raw = worker.values
+            if len(raw) < FIXED_SLOTS:
+                continue
+            if _sane(raw, SLOT_FILE_ERRORS, 1):
+                errors += raw[SLOT_FILE_ERRORS]
+            if not self._compatible(worker):
+                skipped["buckets"] = skipped.get("buckets", 0) + 1
+                continue
+            compatible.append(worker)
+            sink = worker.header["reserved"].get("r")
+            if sink is not None and sink + unrecorded_slots <= len(raw):
+                if _sane(raw, sink, unrecorded_slots):
+                    unrecorded += sum(raw[sink:sink + unrecorded_slots])
+                else:
+                    bad += 1
+        if self._compact and sum(1 for w in workers
+                                 if not w.live and not w.retired) > COMPACT_AFTER:
+            self.compactor.request()  # in a thread of its own; this read goes on meanwhile
+        admitted = self._admitted(compatible)
+        routes_admitted = self._routes_admitted(compatible)
+        block, ws_block = self._block, self._ws_block
         # Per series, where its block starts in ``blocks``: every series' block summed over the
         # workers, end to end. A worker's blocks are first copied into an array aligned with it
         # (slice to slice, no Python object per value), then added in one C loop.
         offsets: dict[_Key, int] = {}
         blocks = array("d")
-        # The cap counts (method, route, status) label sets, as the single-process store does.
-        label_sets: set[tuple[str, str, int]] = set()
         sockets: dict[str, list[float]] = {}
         in_progress = [0.0] * len(_METHODS)
-        ws_active = errors = unrecorded = 0.0
-        unrecorded_slots = len(self._duration) + 1
+        ws_active = 0.0
         empty = array("d", bytes(8 * block))
-        for worker in workers:
-            if len(worker.values) < FIXED_SLOTS:
-                continue
+        for worker in compatible:
             values = array("d")
             values.frombytes(worker.values.cast("B"))
-            errors += values[SLOT_FILE_ERRORS]
-            if not self._compatible(worker):
-                continue
-            sink = worker.header.get("reserved", {}).get("r")
-            if isinstance(sink, int) and sink + unrecorded_slots <= len(values):
-                unrecorded += sum(values[sink:sink + unrecorded_slots])
+            # Every count must be finite and >= 0; checked per block only when the file as a
+            # whole fails (one C pass over the file otherwise).
+            checked = _sane(values, 0, len(values))
             if worker.live:
-                for i in range(len(_METHODS)):
-                    in_progress[i] += values[SLOT_IN_PROGRESS + i]
-                ws_active += values[SLOT_WS_ACTIVE]
+                if checked or _sane(values, SLOT_IN_PROGRESS, SLOT_WS_ACTIVE + 1):
+                    for i in range(len(_METHODS)):
+                        in_progress[i] += values[SLOT_IN_PROGRESS + i]
+                    ws_active += values[SLOT_WS_ACTIVE]
             size = len(values)
             base = len(blocks)  # the series merged so far; this worker's new ones go after
             added = array("d", bytes(8 * base))
             filled: set[int] = set()
-            for key, label_set, slot in self._entries(worker):
+            for key, label_set, slot, _ in self._entries(worker):
                 if slot + block > size:
                     continue  # a file cut short (copied, or its disk failed): not ours
+                if not checked and not _sane(values, slot, block):
+                    bad += 1
+                    continue
+                if admitted is not None and not admitted[label_set]:
+                    key = (key[0], OVERFLOW, key[2], key[3])
                 at = offsets.get(key)
                 if at is None:
-                    if label_set not in label_sets and len(label_sets) >= cap:
-                        key = (key[0], OVERFLOW, key[2], key[3])
-                        label_set = (key[0], OVERFLOW, key[2])
-                        at = offsets.get(key)
-                    if at is None:
-                        label_sets.add(label_set)
-                        at = offsets[key] = len(blocks)
-                        blocks.extend(empty)
-                        added.extend(empty)
+                    at = offsets[key] = len(blocks)
+                    blocks.extend(empty)
+                    added.extend(empty)
                 if at in filled:  # several of the worker's series overflowed into one
                     added[at:at + block] = array(
                         "d", map(add, added[at:at + block], values[slot:slot + block]))
@@ -247,16 +416,15 @@ class MergedFiles:
                 j = min(i + _PIECE, base)
                 blocks[i:j] = array("d", map(add, blocks[i:j], added[i:j]))
             blocks[base:] = added[base:]
-            for record in worker.records:
-                if record[0] != "w":
-                    continue
-                _, route, slot = record
+            for route, slot, _ in self._sockets(worker):
                 if slot + ws_block > size:
                     continue
-                found = sockets.get(route)
-                if found is None and len(sockets) >= cap:
+                if not checked and not _sane(values, slot, ws_block):
+                    bad += 1
+                    continue
+                if routes_admitted is not None and not routes_admitted[route]:
                     route = OVERFLOW
-                    found = sockets.get(route)
+                found = sockets.get(route)
                 if found is None:
                     sockets[route] = values[slot:slot + ws_block].tolist()
                 else:
@@ -266,7 +434,7 @@ class MergedFiles:
             offsets, blocks, list(zip(_METHODS, in_progress, strict=True)),
             [(route, b[0]) for route, b in sockets.items()], ws_active,
             [(route, b[1:1 + w], b[1 + w]) for route, b in sockets.items()],
-            errors, unrecorded, workers)
+            errors, unrecorded, workers, skipped, bad)
 
     def request_families(self, merged: Merged, *, naming: str | None = None,
                          ) -> Iterator[Metric]:
@@ -335,6 +503,19 @@ class MergedFiles:
             f"{p}asgi_monitor_multiprocess_unrecorded",
             "Requests not recorded because their new series found no space in the worker's "
             "metric file.", value=merged.unrecorded)
+        # Gauges of what the directory holds now, the same whichever worker answers.
+        files = GaugeMetricFamily(
+            f"{p}asgi_monitor_multiprocess_skipped_files",
+            "Files in the multiprocess directory left out of the merge, by reason: not_regular "
+            "(a symlink, FIFO, device or hard link), not_owner, too_large, bad_header, buckets "
+            "(written with other histogram buckets).", labels=["reason"])
+        for reason in _REASONS:
+            files.add_metric([reason], merged.skipped.get(reason, 0))
+        yield files
+        yield GaugeMetricFamily(
+            f"{p}asgi_monitor_multiprocess_skipped_records",
+            "Records left out of the merge in the files read: malformed, or counts that are "
+            "negative or not finite.", value=merged.bad_records)
 
     # -- custom metrics --------------------------------------------------------------------------
     def _custom_families(self, workers: list[WorkerRecords]) -> Iterator[Metric]:
@@ -356,6 +537,8 @@ class MergedFiles:
                     names, labels = (*names, "pid"), (*labels, str(worker.header.get("pid")))
                 key = (metric, sample, names, labels)
                 value, stamp = values[slot], values[slot + 1]
+                if typ != "gauge" and not (value >= 0.0 and math.isfinite(value)):
+                    continue  # a count out of range: left out
                 if typ == "gauge":
                     if mode.startswith("live") and not worker.live:
                         continue
@@ -398,6 +581,11 @@ class MergedFiles:
                 family.add_sample(f"{metric}_count", base, running)
                 family.add_sample(f"{metric}_sum", base, entry["sum"])
         return iter(families.values())
+
+
+def _sane(values: array[float] | memoryview[float], first: int, count: int) -> bool:
+    """Whether ``count`` counts from ``first`` are all finite and >= 0."""
+    return counts_sane(values[first:first + count])
 
 
 def _merge_gauge(mode: str, found: list[float] | None, value: float,

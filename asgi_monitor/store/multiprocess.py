@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,7 +31,13 @@ from .single import (
     Cell,
     RequestStore,
 )
-from .worker_file import SLOT_IN_PROGRESS, SLOT_WS_ACTIVE, WorkerFile
+from .worker_file import (
+    SLOT_IN_PROGRESS,
+    SLOT_WS_ACTIVE,
+    WorkerFile,
+    request_block_slots,
+    websocket_block_slots,
+)
 
 __all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir",
            "request_block_slots", "websocket_block_slots"]
@@ -57,8 +64,23 @@ def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
     if problem is not None:
         fall_back(f"{ENV_VAR}={path!r} {problem}")
         return None
+    warn_if_shared(path)
     logger.info("%s=%r: multiprocess metrics on (pid %d)", ENV_VAR, path, os.getpid())
     return path
+
+
+def warn_if_shared(path: str) -> None:
+    """Warn when other users may write the directory: whoever can plant files there can make
+    the merge skip them (each is checked, counted and logged), delete workers' files (their
+    counts lost) or hold the locks kept there. 0700 leaves it to this user alone."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if sys.platform != "win32" and mode & 0o022:
+        logger.warning("%s=%r is writable by other users (mode %o): make it 0700 (mkdir -m 700) "
+                       "so only the server's user can put files there; see docs/security.md",
+                       ENV_VAR, path, mode & 0o777)
 
 
 def fall_back(problem: str) -> None:
@@ -80,17 +102,6 @@ def child_exit(server: Any, worker: Any) -> None:
     asgi_monitor's own files need no hook (a dead worker's lock goes with it); this removes the
     dead worker's live gauges from prometheus_client's files, for the app's own metrics."""
     mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-def request_block_slots(duration_bounds: int, size_bounds: int) -> int:
-    """Slots of one (method, route, status, scheme) block: four histograms, each its buckets (+Inf
-    last) and its sum; the request count is the duration histogram's."""
-    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
-
-
-def websocket_block_slots(bounds: int) -> int:
-    """Slots of one WebSocket route's block: the connection count, then its session histogram."""
-    return 1 + bounds + 2
 
 
 def websocket_bounds(duration_buckets: Sequence[float]) -> list[float]:

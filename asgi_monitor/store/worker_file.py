@@ -17,6 +17,12 @@ index record is the header (a JSON object: version, pid, bucket bounds, the sink
 other record gives one series' key and its first slot. A record is a 4-byte little-endian length
 and that many bytes of JSON, appended with one ``write``; a reader ignores an incomplete tail.
 
+The format has limits, which the writer keeps (past them a new series is refused as on a full
+disk) and a reader enforces: :data:`MAX_VALUES` bytes of values, :data:`MAX_INDEX` bytes of
+index, :data:`MAX_RECORD` bytes per record. A reader treats every file as untrusted
+(:mod:`asgi_monitor.store.safe_open`), validates each record's types and ranges, skips a record
+that fails (counted in ``bad``) and refuses a file whose header fails (:class:`Untrusted`).
+
 Liveness: the writer holds an exclusive ``flock`` on its values file for its whole life; a reader
 whose non-blocking shared lock succeeds knows the writer is gone (a SIGKILL releases it too).
 Windows has no ``flock``: there every file reads as live.
@@ -25,20 +31,27 @@ Windows has no ``flock``: there every file reads as live.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
+import re
 import secrets
 import struct
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .safe_open import Untrusted, open_untrusted, read_fd
+
 __all__ = [
-    "CHUNK", "FIXED_SLOTS", "PREFIX", "SLOT_FILE_ERRORS", "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE",
-    "VERSION", "IndexCache", "WorkerFile", "WorkerRecords", "read_worker", "worker_files",
+    "CHUNK", "FIXED_SLOTS", "MAX_INDEX", "MAX_RECORD", "MAX_VALUES", "PREFIX", "SLOT_FILE_ERRORS",
+    "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE", "VERSION", "IndexCache", "Untrusted", "WorkerFile",
+    "WorkerRecords", "counts_sane", "parse_records", "read_worker", "request_block_slots",
+    "valid_header", "valid_record", "websocket_block_slots", "worker_files",
 ]
 
 VERSION = 1
@@ -48,8 +61,27 @@ SLOT_IN_PROGRESS = 0  # 10 slots: the standard methods and OTHER, in STANDARD_ME
 SLOT_WS_ACTIVE = 10
 SLOT_FILE_ERRORS = 11  # times this worker failed to reserve space or append to its index
 FIXED_SLOTS = 16
+MAX_VALUES = 64 * 1024 * 1024  # bytes of one values file (a multiple of CHUNK)
+MAX_INDEX = 16 * 1024 * 1024  # bytes of one index file
+MAX_RECORD = 64 * 1024  # bytes of one index record's JSON
+MAX_SLOT = MAX_VALUES // 8
 _LENGTH = struct.Struct("<I")
 _DOUBLE = 8
+_STATUS_LIMIT = 1000
+_KINDS = ("counter", "gauge", "histogram")
+_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def request_block_slots(duration_bounds: int, size_bounds: int) -> int:
+    """Slots of one (method, route, status, scheme) block: four histograms, each its buckets (+Inf
+    last) and its sum; the request count is the duration histogram's."""
+    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
+
+
+def websocket_block_slots(bounds: int) -> int:
+    """Slots of one WebSocket route's block: the connection count, then its session histogram."""
+    return 1 + bounds + 2
 
 
 def _lock(fd: int, exclusive: bool) -> bool:
@@ -101,7 +133,8 @@ class WorkerFile:
         self._index_size = 0
         self.lock = threading.Lock()
         # Both files are created and locked before any reader can see a header naming them.
-        self._fd = os.open(self.values_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        # 0600: only this user's processes read the files (the readers refuse any other owner).
+        self._fd = os.open(self.values_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             if not _lock(self._fd, exclusive=True) and sys.platform != "win32":
                 raise OSError(f"cannot lock {self.values_path}")
@@ -115,7 +148,7 @@ class WorkerFile:
                 self.reserved[name] = (view, first)
                 slots[name] = number
             self._index = os.open(self.index_path,
-                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             self.header = {"version": VERSION, "pid": os.getpid(), "ppid": os.getppid(),
                            "started": time.time(), "reserved": slots, **header}
             self.append(self.header)
@@ -135,6 +168,8 @@ class WorkerFile:
 
     def _grow(self) -> None:
         offset = len(self.chunks) * CHUNK
+        if offset + CHUNK > MAX_VALUES:
+            raise OSError(f"{self.values_path} reached the format's {MAX_VALUES} bytes")
         _reserve(self._fd, offset, CHUNK)  # raises before anything is mapped
         mapped = mmap.mmap(self._fd, CHUNK, offset=offset)
         self._maps.append(mapped)
@@ -173,6 +208,8 @@ class WorkerFile:
         its last whole record (so later records still parse) and OSError propagates."""
         payload = json.dumps(record, separators=(",", ":")).encode()
         data = _LENGTH.pack(len(payload)) + payload
+        if len(payload) > MAX_RECORD or self._index_size + len(data) > MAX_INDEX:
+            raise OSError(f"{self.index_path}: a record past the format's limits")
         try:
             written = os.write(self._index, data)
             if written != len(data):
@@ -222,14 +259,19 @@ class WorkerFile:
 
 @dataclass
 class WorkerRecords:
-    """What a reader got from one worker's files."""
+    """What a reader got from one worker's files (or a retired file,
+    :mod:`asgi_monitor.store.compaction`)."""
 
     path: str  # the values file
     live: bool
     header: dict[str, Any]
     records: list[list[Any]]
-    values: memoryview[float]  # every slot of the values file, as float64
+    values: memoryview[float]  # the slots the records name, as float64
     started: float = field(default=0.0)
+    bad: int = 0  # records skipped as malformed
+    # A retired file: the worker files whose counts it already holds (their names).
+    holds: frozenset[str] = frozenset()
+    retired: bool = False
 
 
 def worker_files(directory: str) -> list[str]:
@@ -242,41 +284,154 @@ def worker_files(directory: str) -> list[str]:
                   if name.startswith(PREFIX) and name.endswith(".values"))
 
 
-def _records(data: bytes) -> tuple[list[Any], int]:
-    """The whole records in ``data`` and the bytes they take (an incomplete tail is left)."""
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")  # NaN, Infinity: never written by a worker
+
+
+def _slot(value: Any) -> bool:
+    return type(value) is int and 0 <= value < MAX_SLOT
+
+
+def _strings(value: Any) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def _bounds(value: Any) -> bool:
+    return (type(value) is list and all(type(b) in (int, float) and math.isfinite(b)
+                                        for b in value)
+            and all(a < b for a, b in zip(value, value[1:], strict=False)))
+
+
+# Every byte below 0x7f: the high byte of a float64 that is >= 0 and finite (the sign bit and the
+# exponent's top bits are there), bar the huge ones no count reaches.
+_LOW_HIGH_BYTES = bytes(range(0x7F))
+
+
+def counts_sane(values: memoryview[float] | array[float]) -> bool:
+    """Whether every value is a count: finite and >= 0. C-speed: the float64s' high bytes are
+    sliced out and any at 0x7f or above (negative, NaN, infinite, or past 2**1023) fails."""
+    data = values.tobytes()
+    return not data[7::8].translate(None, _LOW_HIGH_BYTES)
+
+
+def valid_header(header: Any) -> bool:
+    """A worker file's first record, as :class:`WorkerFile` writes it."""
+    if type(header) is not dict or header.get("version") != VERSION:
+        return False
+    reserved = header.get("reserved")
+    started = header.get("started")
+    return (type(header.get("pid")) is int and type(header.get("ppid")) is int
+            and isinstance(started, (int, float)) and math.isfinite(started)
+            and all(_bounds(header.get(name))
+                    for name in ("duration_buckets", "size_buckets", "websocket_buckets"))
+            and type(reserved) is dict
+            and all(type(k) is str and _slot(v) for k, v in reserved.items()))
+
+
+def valid_record(record: Any) -> bool:
+    """An index record after the header: a request block (``r``), a WebSocket route's (``w``)
+    or a custom metric's value (``v``), each ending with its first slot."""
+    if type(record) is not list or not record:
+        return False
+    kind = record[0]
+    if kind == "r":
+        return (len(record) == 6 and type(record[1]) is str and type(record[2]) is str
+                and type(record[3]) is int and 0 <= record[3] < _STATUS_LIMIT
+                and type(record[4]) is str and _slot(record[5]) and record[5] >= FIXED_SLOTS)
+    if kind == "w":
+        return (len(record) == 3 and type(record[1]) is str and _slot(record[2])
+                and record[2] >= FIXED_SLOTS)
+    if kind == "v":
+        # Names go into the exposition unescaped: they must be names.
+        return (len(record) == 9 and record[1] in _KINDS and type(record[2]) is str
+                and type(record[3]) is str and _METRIC.fullmatch(record[3]) is not None
+                and type(record[4]) is str and _METRIC.fullmatch(record[4]) is not None
+                and _strings(record[5]) and _strings(record[6])
+                and all(_LABEL.fullmatch(name) for name in record[5])
+                and len(record[5]) == len(record[6]) and type(record[7]) is str
+                and _slot(record[8]) and record[8] >= FIXED_SLOTS
+                and (record[1] != "histogram" or not record[4].endswith("_bucket")
+                     or (record[5][-1:] == ["le"] and _bound(record[6][-1]))))
+    return False
+
+
+def _bound(text: str) -> bool:
+    try:
+        return not math.isnan(float(text))
+    except ValueError:
+        return False
+
+
+def parse_records(data: bytes, *, first: bool = False) -> tuple[list[Any], int, int, bool]:
+    """The whole, valid records in ``data``: (records, bytes consumed, records skipped as
+    malformed, whether to stop reading this file). An incomplete tail is left for the next read;
+    a length past :data:`MAX_RECORD` stops the file there (its framing can no longer be trusted).
+    With ``first``, the first record must be a header (:func:`valid_header`) and the whole file
+    is refused (:class:`ValueError`) when it is not."""
     out: list[Any] = []
-    at = 0
+    at = bad = 0
     while at + 4 <= len(data):
         (size,) = _LENGTH.unpack_from(data, at)
+        if size > MAX_RECORD:
+            if first and at == 0:
+                raise ValueError("header too large")
+            return out, len(data), bad + 1, True
         if at + 4 + size > len(data):
             break  # a record being appended right now
         try:
-            out.append(json.loads(data[at + 4:at + 4 + size]))
-        except ValueError:
-            break
+            record = json.loads(data[at + 4:at + 4 + size], parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            record = None
+        if first and at == 0:
+            if not valid_header(record):
+                raise ValueError("bad header")
+            out.append(record)
+        elif valid_record(record):
+            out.append(record)
+        else:
+            bad += 1
         at += 4 + size
-    return out, at
+    return out, at, bad, False
 
 
 class IndexCache:
     """Index files already parsed, by path: an index is append-only, so a reader that read it
     before parses only what was appended since (a scrape then allocates nothing for the series
-    it already knows)."""
+    it already knows). A file replaced under the same name (another inode) is read again."""
 
     def __init__(self) -> None:
-        # path -> (bytes parsed, records so far)
-        self._known: dict[str, tuple[int, list[Any]]] = {}
+        # path -> (inode, bytes parsed, records so far, records skipped, stopped, slots named)
+        self._known: dict[str, tuple[tuple[int, int], int, list[Any], int, bool, int]] = {}
 
-    def records(self, index_path: str) -> list[Any]:
-        parsed, records = self._known.get(index_path, (0, []))
-        with open(index_path, "rb") as index:
-            index.seek(parsed)
-            more, used = _records(index.read())
-        if more:
+    def records(self, index_path: str) -> tuple[list[Any], int, int]:
+        """The valid records so far, how many were skipped and how many values slots they name
+        (:func:`slots_named`); raises :class:`Untrusted` for a file the reader refuses, OSError
+        when it cannot be read."""
+        fd, size = open_untrusted(index_path, MAX_INDEX)
+        try:
+            info = os.fstat(fd)
+            inode = (info.st_dev, info.st_ino)
+            known = self._known.get(index_path)
+            if known is None or known[0] != inode:
+                known = (inode, 0, [], 0, False, 0)
+            _, parsed, records, bad, stopped, end = known
+            if stopped:
+                return records, bad, end
+            data = read_fd(fd, size, offset=parsed)
+        finally:
+            os.close(fd)
+        try:
+            more, used, skipped, stop = parse_records(data, first=parsed == 0)
+        except ValueError:
+            raise Untrusted(index_path, "bad_header") from None
+        if more or used or stop:
             # A new list, never appended to in place: another thread may be reading the old one.
-            records = [*records, *more]
-            self._known[index_path] = (parsed + used, records)
-        return records
+            records = [*records, *more] if more else records
+            if records:
+                end = max(end, slots_named(records[0], more[1:] if parsed == 0 else more))
+            self._known[index_path] = (inode, parsed + used, records, bad + skipped, stop, end)
+            bad += skipped
+        return records, bad, end
 
     def keep(self, values_paths: list[str]) -> None:
         """Forget the files no longer in the directory."""
@@ -285,33 +440,43 @@ class IndexCache:
             self._known.pop(path, None)
 
 
+def slots_named(header: dict[str, Any], records: list[list[Any]]) -> int:
+    """How many slots of the values file ``records`` name: a reader reads no more (a sparse or
+    padded file costs it nothing)."""
+    block = request_block_slots(len(header["duration_buckets"]), len(header["size_buckets"]))
+    ws_block = websocket_block_slots(len(header["websocket_buckets"]))
+    reserved = header["reserved"]
+    end = max(FIXED_SLOTS, reserved.get("r", 0) + block, reserved.get("w", 0) + ws_block)
+    for record in records:
+        kind = record[0]
+        size = block if kind == "r" else ws_block if kind == "w" else 2
+        end = max(end, record[-1] + size)
+    return int(end)
+
+
 def read_worker(values_path: str, indexes: IndexCache | None = None) -> WorkerRecords | None:
-    """One worker's records and values, or None if its files are not (yet) readable."""
+    """One worker's records and values; None if its files are not (yet, or any more) readable.
+    Raises :class:`Untrusted` for a file a reader must refuse."""
     index_path = values_path[:-len(".values")] + ".index"
     try:
         if indexes is not None:
-            records = indexes.records(index_path)
+            records, bad, end = indexes.records(index_path)
         else:
-            with open(index_path, "rb") as index:
-                records, _ = _records(index.read())
+            records, bad, end = IndexCache().records(index_path)
+        if not records:
+            return None  # the header is being written
+        header = records[0]
         # Read after the index: every slot an index record names was reserved before it.
-        fd = os.open(values_path, os.O_RDONLY)
+        fd, size = open_untrusted(values_path, MAX_VALUES)
         try:
             live = not _lock(fd, exclusive=False)
-            size = os.fstat(fd).st_size
-            data = os.read(fd, size) if size else b""
-            while len(data) < size:
-                more = os.read(fd, size - len(data))
-                if not more:
-                    break
-                data += more
+            data = read_fd(fd, size, limit=_DOUBLE * end)
         finally:
             os.close(fd)
+    except Untrusted:
+        raise
     except OSError:
         return None
-    if not records or not isinstance(records[0], dict) or records[0].get("version") != VERSION:
-        return None
     data = data[:len(data) - len(data) % _DOUBLE]
-    header = records[0]
     return WorkerRecords(values_path, live, header, records[1:], memoryview(data).cast("d"),
-                         float(header.get("started", 0.0)))
+                         float(header["started"]), bad)

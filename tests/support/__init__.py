@@ -1,10 +1,10 @@
 """Fakes and helpers shared by the tests: ``from support import Clock, client, ...``.
 
 tests/ is on sys.path through ``pythonpath`` in pyproject.toml, so every test folder imports this
-package the same way. The two scripts beside it run as separate processes: ``alert_worker.py``
+package the same way. The scripts beside it run as separate processes: ``alert_worker.py``
 (a second alert sender), ``multiprocess_app.py`` (the app uvicorn and gunicorn serve with several
-workers, configured by ``gunicorn.conf.py``) and ``series_worker.py`` (a worker that writes
-thousands of series).
+workers, configured by ``gunicorn.conf.py``), ``series_worker.py`` (a worker that writes
+thousands of series) and ``compact_worker.py`` (a compaction killed at a given step).
 """
 
 from __future__ import annotations
