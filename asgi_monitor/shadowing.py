@@ -1,9 +1,10 @@
 """Routes of the app that the monitoring paths hide, found once and logged as a warning.
 
-The middleware answers every path under its prefixes (``/api/metrics``, ``/api/health``, ...)
-itself, so an app route there (``/api/health``, ``/api/metrics/business``) never runs. This module
-reads the app's route table, when it has one, and names each such route once per process, with
-the setting that moves the monitoring paths. It runs at startup and on the first request, never
+The middleware answers every path under its prefixes (``/api/metrics``, ``/api/health``, the
+probes ``/livez``, ``/readyz``, ``/startupz``, ...) itself, so an app route there
+(``/api/health``, ``/api/metrics/business``, its own ``/livez``) never runs. This module reads
+the app's route table, when it has one, and names each such route once per process, with the
+setting that moves the monitoring paths. It runs at startup and on the first request, never
 per request, which is why it lives outside the compiled hot path.
 
 Route tables it can read: Starlette and FastAPI (``app.routes``, ``Mount``/``Host`` recursively,
@@ -29,6 +30,8 @@ logger = logging.getLogger("asgi_monitor")
 _MAX_HOPS = 32
 _MAX_DEPTH = 16
 
+_PROBES = ("livez", "readyz", "startupz")
+
 # (app route, monitoring prefix) pairs already reported by this process.
 _reported: set[tuple[str, str]] = set()
 
@@ -46,9 +49,12 @@ class Shadowed:
         names = PathSettings.env_names(self.setting)
         where = f"{' / '.join(names)} ({PathSettings.qualified(self.setting)})" if names \
             else PathSettings.qualified(self.setting)
+        # A probe can also be switched off, leaving the app's own probe in place.
+        move = (f"Move the monitoring path with {where} (`off` switches it off)"
+                if self.setting in _PROBES else f"Move the monitoring path with {where}")
         return (f"the app's route {self.route} is shadowed by the monitoring path {self.prefix}: "
                 f"asgi_monitor answers every request under {self.prefix} (404 where it has no "
-                f"endpoint), so this route never runs. Move the monitoring path with {where}, "
+                f"endpoint), so this route never runs. {move}, "
                 f"or rename the route, or serve the monitoring endpoints on a port of their own "
                 f"(MonitoringMiddleware(app, serve_endpoints=False); see docs/deployment.md)")
 
@@ -130,8 +136,10 @@ def shadowed_routes(app: object, paths: PathSettings) -> list[Shadowed] | None:
     templates = app_routes(app)
     if templates is None:
         return None
-    prefixes = sorted(((getattr(paths, name), name) for name in ("metrics", "health", "alerts",
-                                                                   "dashboard")),
+    # Every path the sub-app answers under, the probes (/livez, ...) too; one switched off
+    # (empty) hides nothing.
+    prefixes = sorted(((getattr(paths, name), name) for name in PathSettings.FIELDS
+                       if getattr(paths, name)),
                       key=lambda item: len(item[0]), reverse=True)
     found = []
     for template in templates:

@@ -27,7 +27,8 @@ __all__ = [
     "Check", "Env", "Section", "Setting", "any_callable", "boolean", "buckets", "declared",
     "email_list", "http_url", "identifier", "label_pairs", "label_set", "method_list",
     "method_names",
-    "milliseconds", "minutes", "networks", "non_negative", "number", "path_list", "path_prefix",
+    "milliseconds", "minutes", "networks", "non_negative", "number", "optional_path_prefix",
+    "path_list", "path_or_off", "path_prefix",
     "pattern", "percent", "port", "positive_seconds", "rate", "secret_text", "setting", "text",
     "text_list", "token", "whole", "whole_at_least",
 ]
@@ -87,6 +88,12 @@ def label_pairs(raw: str) -> tuple[tuple[str, str], ...]:
             raise ValueError("name=value pairs separated by commas (service=shop,env=prod)")
         pairs.append((name.strip(), value.strip()))
     return tuple(pairs)
+
+
+def path_or_off(raw: str) -> str:
+    """A path, or ``off`` for a path not served (a blank variable means unset, as for all)."""
+    value = raw.strip()
+    return "" if value.lower() == "off" else value
 
 
 def milliseconds(raw: str) -> float:
@@ -164,6 +171,9 @@ percent = Check("a percentage from 0 to 100", lambda v: _is_number(v) and 0 <= v
 port = Check("a port number from 1 to 65535", lambda v: _is_whole(v) and 0 < v < 65536)
 path_prefix = Check("a path starting with '/' and not ending with '/'",
                     lambda v: isinstance(v, str) and v.startswith("/") and not v.endswith("/"))
+optional_path_prefix = Check(
+    "a path starting with '/' and not ending with '/', or empty (off)",
+    lambda v: v == "" or path_prefix.accepts(v))
 path_list = Check("paths starting with '/' (comma-separated in the environment)",
                   lambda v: isinstance(v, tuple)
                   and all(isinstance(p, str) and p.startswith("/") for p in v))
