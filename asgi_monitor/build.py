@@ -140,7 +140,11 @@ def build_monitor(
         export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
                             identity=identity.labels, interval=config.otlp.interval_seconds,
                             on_error=collector.internal_error, health=health_status,
-                            leader=monitor.alert_lock.acquire)
+                            leader=monitor.alert_lock.acquire,
+                            timeout=config.otlp.timeout_seconds,
+                            headers=config.otlp.header_pairs(),
+                            attributes=dict(config.otlp.resource_attributes),
+                            version=lambda: identity.version)
         monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor

@@ -283,6 +283,10 @@ class Section:
     # turned on), but the error says the feature is off, so the fix can be to unset them.
     switch: ClassVar[str] = ""
     feature: ClassVar[str] = ""
+    # True where a setting's later variables are fallbacks (OpenTelemetry's standard ones behind
+    # our own), not rivals: the first one set wins, the others are not even read, instead of
+    # the "set differently" error.
+    fallbacks: ClassVar[bool] = False
     # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -359,7 +363,7 @@ class Section:
             found: list[tuple[str, Any]] = []
             for var in meta.env:
                 raw = environ.get(var.name, "")
-                if not raw.strip():
+                if not raw.strip() or (found and cls.fallbacks):
                     continue
                 parse = var.parse or meta.parse or text
                 try:
