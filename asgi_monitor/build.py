@@ -20,6 +20,7 @@ from .alerting.leader import LeaderLock
 from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
 from .alerting.rules import install_default_rules
+from .build_info import BuildInfo
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .health.builtin import install_default_checks
@@ -90,6 +91,10 @@ def build_monitor(
     # reach any worker.
     # Alerts carry the service and instance labels; the app's title may name the service.
     identity = Identity(config.service)
+    # Which build runs where: read at scrape, in the answering process.
+    collector.add_scrape_collector(BuildInfo(
+        identity, prefix=prefix, otel=config.metrics.metric_names in ("otel", "both"),
+        attributes=dict(config.otlp.resource_attributes)))
     lock_path = config.alerts.lock_path or None
     if lock_path is None and collector.multiprocess_dir is not None:
         lock_path = os.path.join(collector.multiprocess_dir, "asgi_monitor_alerts.lock")

@@ -93,7 +93,15 @@ class HealthEndpoints:
                 entry["details"] = result.details
             checks[f"{name}:{_measurement(result)}"] = [entry]
         overall_word = "fail" if status is HealthStatus.UNKNOWN else status.ietf
-        body = {"status": overall_word, "serviceId": "asgi_monitor", "checks": checks}
+        identity = self.monitor.identity
+        body: dict[str, Any] = {"status": overall_word,
+                                "serviceId": identity.labels()["service"]}
+        # The draft's optional fields, when known: what runs, and which deploy of it.
+        if identity.version:
+            body["version"] = identity.version
+        if identity.release:
+            body["releaseId"] = identity.release
+        body["checks"] = checks
         return json_response(body, _code(status), media_type=HEALTH_JSON)
 
     async def one(self, request: Request) -> Response:
