@@ -1,7 +1,7 @@
 """Routes of the app that the monitoring paths hide, found once and logged as a warning.
 
-The middleware answers every path under its prefixes (``/api/metrics``, ``/api/health``, the
-probes ``/livez``, ``/readyz``, ``/startupz``, ...) itself, so an app route there
+The middleware answers every path under its prefixes (``/api/metrics``, ``/api/health``, ...)
+and the probe paths (``/livez``, ``/readyz``, ``/startupz``) itself, so an app route there
 (``/api/health``, ``/api/metrics/business``, its own ``/livez``) never runs. This module reads
 the app's route table, when it has one, and names each such route once per process, with the
 setting that moves the monitoring paths. It runs at startup and on the first request, never
@@ -30,8 +30,6 @@ logger = logging.getLogger("asgi_monitor")
 _MAX_HOPS = 32
 _MAX_DEPTH = 16
 
-_PROBES = ("livez", "readyz", "startupz")
-
 # (app route, monitoring prefix) pairs already reported by this process.
 _reported: set[tuple[str, str]] = set()
 
@@ -50,8 +48,9 @@ class Shadowed:
         where = f"{' / '.join(names)} ({PathSettings.qualified(self.setting)})" if names \
             else PathSettings.qualified(self.setting)
         # A probe can also be switched off, leaving the app's own probe in place.
-        move = (f"Move the monitoring path with {where} (`off` switches it off)"
-                if self.setting in _PROBES else f"Move the monitoring path with {where}")
+        move = f"Move the monitoring path with {where}"
+        if self.setting in PathSettings.PROBES:
+            move += " (`off` switches it off)"
         return (f"the app's route {self.route} is shadowed by the monitoring path {self.prefix}: "
                 f"asgi_monitor answers every request under {self.prefix} (404 where it has no "
                 f"endpoint), so this route never runs. {move}, "
@@ -136,13 +135,15 @@ def shadowed_routes(app: object, paths: PathSettings) -> list[Shadowed] | None:
     templates = app_routes(app)
     if templates is None:
         return None
-    # Every path the sub-app answers under, the probes (/livez, ...) too; one switched off
-    # (empty) hides nothing.
-    prefixes = sorted(((getattr(paths, name), name) for name in PathSettings.FIELDS
-                       if getattr(paths, name)),
+    prefixes = sorted(((getattr(paths, name), name) for name in PathSettings.PREFIXES),
                       key=lambda item: len(item[0]), reverse=True)
+    # A probe hides its own path only; one switched off (empty) hides nothing.
+    probes = {getattr(paths, name): name for name in PathSettings.PROBES if getattr(paths, name)}
     found = []
     for template in templates:
+        if template in probes:
+            found.append(Shadowed(template, template, probes[template]))
+            continue
         for prefix, name in prefixes:
             if _under(template, prefix):
                 found.append(Shadowed(template, prefix, name))

@@ -128,7 +128,8 @@ class MonitoringConfig(Section):
 
     @property
     def monitoring_paths(self) -> tuple[str, ...]:
-        return self.paths.all()
+        """The prefixes and the probe paths the middleware answers itself."""
+        return self.paths.all() + self.paths.probes()
 
 
 def _public(value: Any) -> Any:

@@ -163,10 +163,15 @@ class PathSettings(Section):
         help="startup probe: 200 once the app's startup completed and every health check ran "
              "once; `off`: not served")
 
-    # The fields that hold a path, in the order the middleware and the shadowing warning read.
-    FIELDS: ClassVar[tuple[str, ...]] = ("metrics", "health", "alerts", "dashboard", "slos",
-                                         "livez", "readyz", "startupz")
+    # The fields holding a prefix the package owns (every path under it), and those holding a
+    # probe's path (that path only).
+    PREFIXES: ClassVar[tuple[str, ...]] = ("metrics", "health", "alerts", "dashboard", "slos")
+    PROBES: ClassVar[tuple[str, ...]] = ("livez", "readyz", "startupz")
 
     def all(self) -> tuple[str, ...]:
-        """Every path the monitoring sub-app answers under (probes switched off left out)."""
-        return tuple(path for path in (getattr(self, name) for name in self.FIELDS) if path)
+        """The prefixes the monitoring sub-app answers under."""
+        return tuple(getattr(self, name) for name in self.PREFIXES)
+
+    def probes(self) -> tuple[str, ...]:
+        """The probe paths served (those switched off left out)."""
+        return tuple(path for path in (getattr(self, name) for name in self.PROBES) if path)

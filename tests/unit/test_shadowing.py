@@ -245,11 +245,12 @@ def test_an_app_probe_under_a_probe_path_is_named_with_how_to_switch_it_off(
     caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_monitor")
+    # A probe is one path, not a prefix: /readyz/db and /startup stay the app's.
     app = Starlette(routes=[Route("/livez", ok), Route("/readyz/db", ok), Route("/api/slos", ok),
-                            Route("/startup", ok)])
+                            Route("/startup", ok), Route("/readyz", ok)])
     assert shadowed_routes(app, PATHS) == [Shadowed("/livez", "/livez", "livez"),
-                                           Shadowed("/readyz/db", "/readyz", "readyz"),
-                                           Shadowed("/api/slos", "/api/slos", "slos")]
+                                           Shadowed("/api/slos", "/api/slos", "slos"),
+                                           Shadowed("/readyz", "/readyz", "readyz")]
     warn_shadowed_routes(app, PATHS)
     [livez] = [r.getMessage() for r in caplog.records if "route /livez " in r.getMessage()]
     assert "MONITORING_LIVEZ_PATH (paths.livez) (`off` switches it off)" in livez

@@ -112,8 +112,9 @@ async def test_moved_and_switched_off_probe_paths() -> None:
     async with client(mw) as c:
         assert (await c.get("/healthz")).json() == {"status": "pass"}
         assert (await c.get("/ops/ready")).json() == {"status": "pass"}
-        # The old and the switched-off paths are the app's again.
-        for path in ("/livez", "/readyz", "/startupz"):
+        # The old and the switched-off paths are the app's again, and a probe is one path,
+        # not a prefix: what lies below it is the app's too.
+        for path in ("/livez", "/readyz", "/startupz", "/healthz/db", "/ops/ready/x"):
             r = await c.get(path)
             assert (r.status_code, r.text) == (200, "app"), path
 
@@ -125,8 +126,32 @@ def test_probe_paths_from_the_environment() -> None:
     # A blank variable means unset, as for any variable: `off` switches a probe off.
     assert (config.paths.livez, config.paths.readyz, config.paths.startupz) == (
         "/k8s/live", "/readyz", "")
-    assert "/k8s/live" in config.monitoring_paths
+    assert "/k8s/live" in config.monitoring_paths and "/k8s/live" not in config.paths.all()
     assert "" not in config.monitoring_paths and "/startupz" not in config.monitoring_paths
     with pytest.raises(ConfigError, match=r"MONITORING_READYZ_PATH \(paths.readyz\) must be a "
                                           r"path starting with '/'"):
         MonitoringConfig.from_env({"MONITORING_READYZ_PATH": "readyz"})
+
+
+@pytest.mark.parametrize("in_path", [True, False], ids=["path-has-root", "path-below-root"])
+async def test_probes_answer_below_a_root_path(in_path: bool) -> None:
+    mw = monitored()
+    lead = "/shop" if in_path else ""
+    transport = httpx.ASGITransport(app=mw, root_path="/shop")
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        for path in ("/livez", "/readyz", "/startupz"):
+            r = await c.get(f"{lead}{path}")
+            assert (r.status_code, r.json()) == (200, {"status": "pass"}), path
+        assert (await c.get(f"{lead}/livezz")).text == "app"
+    await mw.monitor.stop()
+
+
+def test_the_probes_leave_the_first_dispatch_test_as_selective_as_before() -> None:
+    # The request path's first test cuts every path to the shortest prefix's length; the short
+    # probe paths are whole paths and must not shorten that cut, or most /api/... requests of
+    # the app would take the slower second test.
+    mw = monitored()
+    paths = mw.monitor.config.paths
+    assert mw._head == min(len(prefix) for prefix in paths.all())
+    assert {"/livez", "/readyz", "/startupz"} <= mw._heads
+    assert not any(head in mw._heads for head in ("/api/s", "/api/a", "/api/h", "/api/m"))
