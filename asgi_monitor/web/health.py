@@ -1,8 +1,8 @@
 """Health API: overall and per-check status, probes, and run-a-check-now (admin).
 
 The probes answer from state only (the monitor's lifecycle, the cached results): never a check
-run, the gate's rate limit or a credential, so a kubelet polling them every few seconds costs
-nothing and is never refused. Liveness reads only the ``liveness`` group, so a database outage
+run, never the gate's rate limit, and no credential asked for, so a kubelet polling them every
+few seconds costs nothing and is never refused. Liveness reads only the ``liveness`` group, so a database outage
 makes the app unready, never restarted.
 
 Every GET reads cached results (the scheduler runs the checks), so a flood of requests costs
