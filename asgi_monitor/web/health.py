@@ -2,8 +2,8 @@
 
 The probes answer from state only (the monitor's lifecycle, the cached results): never a check
 run, never the gate's rate limit, and no credential asked for, so a kubelet polling them every
-few seconds costs nothing and is never refused. Liveness reads only the ``liveness`` group, so a database outage
-makes the app unready, never restarted.
+few seconds costs nothing and is never refused. Liveness reads only the ``liveness`` group, so
+a database outage makes the app unready, never restarted.
 
 Every GET reads cached results (the scheduler runs the checks), so a flood of requests costs
 nothing but JSON encoding. Status codes: 200 for HEALTHY and WARNING, 503 for CRITICAL and for
