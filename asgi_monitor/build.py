@@ -20,6 +20,7 @@ from .alerting.leader import LeaderLock, leader_check
 from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
 from .alerting.rules import install_default_rules
+from .build_info import BuildInfo
 from .collector import MetricsCollector
 from .config import MonitoringConfig
 from .health.builtin import install_default_checks
@@ -101,6 +102,10 @@ def build_monitor(
     # reach any worker.
     # Alerts carry the service and instance labels; the app's title may name the service.
     identity = Identity(config.service)
+    # Which build runs where: read at scrape, in the answering process.
+    collector.add_scrape_collector(BuildInfo(
+        identity, prefix=prefix, otel=config.metrics.metric_names in ("otel", "both"),
+        attributes=dict(config.otlp.resource_attributes)))
     lock_path = config.alerts.lock_path or None
     if lock_path is None and collector.multiprocess_dir is not None:
         lock_path = os.path.join(collector.multiprocess_dir, "asgi_monitor_alerts.lock")
@@ -159,7 +164,11 @@ def build_monitor(
         export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
                             identity=identity.labels, interval=config.otlp.interval_seconds,
                             on_error=collector.internal_error, health=health_status,
-                            leader=monitor.alert_lock.acquire)
+                            leader=monitor.alert_lock.acquire,
+                            timeout=config.otlp.timeout_seconds,
+                            headers=config.otlp.header_pairs(),
+                            attributes=dict(config.otlp.resource_attributes),
+                            version=lambda: identity.version)
         monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor

@@ -12,7 +12,8 @@
 The uid is stable (derived from the namespace only), so re-importing updates the same dashboard.
 One Prometheus usually scrapes several services and replicas: the ``job`` and ``instance``
 variables (``label_values(...)`` of the request counter, several or all selectable) filter every
-query, so the panels show the chosen targets, not a sum over everything scraped.
+query, so the panels show the chosen targets, not a sum over everything scraped. The "Deploys"
+annotation marks each new version or release of ``build_info`` on every panel.
 Every query honours the metric-name namespace;
 ``tests/integration/test_grafana_prometheus.py`` evaluates each one against a real Prometheus
 scraping a test app.
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .build_info import build_info_name
 from .config import metric_prefix
 from .config.objectives import SLO, WINDOWS
 from .metric_names import RequestNames, request_names
 from .slo.promql import error_ratio, record_name
 
-__all__ = ["grafana_dashboard", "queries"]
+__all__ = ["DEPLOY_LOOKBACK", "deploy_query", "grafana_dashboard", "queries"]
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Every series is filtered by the target variables ("All" is the regex .*).
@@ -240,7 +242,7 @@ def grafana_dashboard(namespace: str = "", *, title: str | None = None,
         "schemaVersion": 39,
         "version": 1,
         "links": [],
-        "annotations": {"list": []},
+        "annotations": {"list": [_deploys(prefix)]},
         "templating": {"list": [{
             "name": "datasource",
             "label": "Data source",
@@ -258,6 +260,39 @@ def grafana_dashboard(namespace: str = "", *, title: str | None = None,
                              "instance)"),
         ]},
         "panels": panels,
+    }
+
+
+# How far back a build must be absent to count as new: longer than a scrape interval and a
+# rolling update's gap, short enough that the mark stays a thin band on an hour's graph.
+DEPLOY_LOOKBACK = "2m"
+
+
+def deploy_query(prefix: str, matchers: str = TARGET) -> str:
+    """Each (job, service, version, release) of ``build_info`` that was absent ``DEPLOY_LOOKBACK``
+    ago: a new version or release coming up. Not ``changes()``: the gauge is 1 for ever, and a
+    new build is a new series (its labels change), which ``changes()`` of any one series never
+    sees."""
+    by = "job, service, version, release"
+    series = f"{build_info_name(prefix)}{{{matchers}}}"
+    return (f"count by ({by}) ({series}) unless "
+            f"count by ({by}) ({series} offset {DEPLOY_LOOKBACK})")
+
+
+def _deploys(prefix: str) -> dict[str, Any]:
+    """The annotation marking each deploy (a version or release appearing) on every panel."""
+    return {
+        "name": "Deploys",
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": "#8AB8FF",
+        "expr": deploy_query(prefix),
+        "step": "30s",
+        "titleFormat": "Deploy: {{service}} {{version}}",
+        "textFormat": "release {{release}} on {{job}}",
+        "tagKeys": "service,version,release",
+        "useValueForTime": False,
     }
 
 
@@ -283,6 +318,9 @@ def _target_variable(name: str, label: str, query: str) -> dict[str, Any]:
 
 
 def queries(dashboard: dict[str, Any]) -> list[str]:
-    """Every PromQL expression in ``dashboard`` (for tests and for checking by hand)."""
+    """Every PromQL expression in ``dashboard``, its annotations' too (for tests and for
+    checking by hand)."""
     return [target["expr"] for panel in dashboard["panels"]
-            for target in panel.get("targets", [])]
+            for target in panel.get("targets", [])] + [
+        annotation["expr"] for annotation in dashboard["annotations"]["list"]
+        if "expr" in annotation]

@@ -87,12 +87,17 @@ class MonitoringMiddleware:
         config = monitor.config
         self._enabled = config.enabled
         self._own_prefixes = config.paths.all()
+        # The probes (/livez, ...) are whole paths, not prefixes: short as they are, cut to a
+        # common length they would make the first test below pass for most /api/... paths.
+        self._own_exact = frozenset(config.paths.probes())
         # A first, cheap test for "maybe ours": the prefixes cut to the shortest one's length. A
-        # path that starts with a prefix starts with its cut, so a miss here is a sure miss.
+        # path that starts with a prefix starts with its cut, so a miss here is a sure miss. A
+        # probe path shorter than the cut is there whole: only that very path slices to it.
         # Compiled, a slice and a set lookup cost ~300 instructions where str.startswith(tuple),
         # a generic method call there, cost ~800 (callgrind, benchmarks/README.md).
         self._head = min(len(prefix) for prefix in self._own_prefixes)
-        self._heads = frozenset(prefix[:self._head] for prefix in self._own_prefixes)
+        self._heads = frozenset(prefix[:self._head]
+                                for prefix in self._own_prefixes + tuple(self._own_exact))
         # serve_endpoints=False: the monitoring sub-app is served elsewhere (monitor.asgi_app()
         # on an internal port), so its paths are the app's like any other; no head ever matches,
         # which costs the request path nothing.
@@ -237,7 +242,8 @@ class MonitoringMiddleware:
         if not self._heads or not isinstance(root_path, str) or not root_path:
             return
         self._heads = self._heads | frozenset(
-            (root_path + prefix)[:self._head] for prefix in self._own_prefixes)
+            (root_path + prefix)[:self._head]
+            for prefix in self._own_prefixes + tuple(self._own_exact))
 
     def _check_routes(self) -> None:
         # Once at startup and again on the first request (routes added in between count): warn
@@ -268,6 +274,8 @@ class MonitoringMiddleware:
 
     def _is_own_path(self, scope: dict[str, Any], path: str) -> bool:
         path = _below_root(scope, path)
+        if path in self._own_exact:
+            return True
         for prefix in self._own_prefixes:
             if path == prefix or path.startswith(prefix + "/"):
                 return True

@@ -14,7 +14,8 @@ success whatever the body. Under several workers only the alert-lock holder expo
 Temporality is cumulative, as the snapshot is (totals since the store was made): a collector
 converting to Prometheus gets the values ``/api/metrics`` shows. ``service.name`` and
 ``service.instance.id`` are the resource attributes, the same service and instance the alerts
-carry.
+carry, with ``service.version`` when one is known and the attributes of
+``OTEL_RESOURCE_ATTRIBUTES``.
 """
 
 from __future__ import annotations
@@ -214,7 +215,10 @@ class OTLPExport:
                  on_error: Callable[[str, BaseException], None],
                  health: Callable[[], Mapping[str, str]] = dict,
                  leader: Callable[[], bool] = lambda: True,
-                 timeout: float = 10.0, clock: Callable[[], int] = time.time_ns) -> None:
+                 timeout: float = 10.0, clock: Callable[[], int] = time.time_ns,
+                 headers: Mapping[str, str] | None = None,
+                 attributes: Mapping[str, str] | None = None,
+                 version: Callable[[], str] = str) -> None:
         self._endpoint = endpoint
         self._read = read
         self._identity = identity
@@ -224,6 +228,10 @@ class OTLPExport:
         self._on_error = on_error
         self._timeout = timeout
         self._clock = clock
+        self._headers = dict(headers or {})
+        # OTEL_RESOURCE_ATTRIBUTES; the service's own attributes are set over them.
+        self._attributes = dict(attributes or {})
+        self._version = version
         # Cumulative points start when counting started: the store is made with the monitor.
         self._start_ns = clock()
 
@@ -234,8 +242,12 @@ class OTLPExport:
 
     def data(self) -> MetricsData:
         labels = self._identity()
-        return metrics_data(self._read(), resource={"service.name": labels["service"],
-                                                    "service.instance.id": labels["instance"]},
+        resource = {**self._attributes, "service.name": labels["service"],
+                    "service.instance.id": labels["instance"]}
+        version = self._version()
+        if version:
+            resource["service.version"] = version
+        return metrics_data(self._read(), resource=resource,
                             start_ns=self._start_ns, now_ns=self._clock(),
                             health=self._health())
 
@@ -267,7 +279,7 @@ class OTLPExport:
 
     async def _post(self, client: httpx.AsyncClient, body: bytes) -> tuple[bool, str | None]:
         async with client.stream("POST", self._endpoint, content=body,
-                                 headers={"Content-Type": PROTOBUF}) as response:
+                                 headers={**self._headers, "Content-Type": PROTOBUF}) as response:
             answer = b""
             async for chunk in response.aiter_bytes():
                 answer += chunk

@@ -1,9 +1,10 @@
 """Routes of the app that the monitoring paths hide, found once and logged as a warning.
 
 The middleware answers every path under its prefixes (``/api/metrics``, ``/api/health``, ...)
-itself, so an app route there (``/api/health``, ``/api/metrics/business``) never runs. This module
-reads the app's route table, when it has one, and names each such route once per process, with
-the setting that moves the monitoring paths. It runs at startup and on the first request, never
+and the probe paths (``/livez``, ``/readyz``, ``/startupz``) itself, so an app route there
+(``/api/health``, ``/api/metrics/business``, its own ``/livez``) never runs. This module reads
+the app's route table, when it has one, and names each such route once per process, with the
+setting that moves the monitoring paths. It runs at startup and on the first request, never
 per request, which is why it lives outside the compiled hot path.
 
 Route tables it can read: Starlette and FastAPI (``app.routes``, ``Mount``/``Host`` recursively,
@@ -46,9 +47,13 @@ class Shadowed:
         names = PathSettings.env_names(self.setting)
         where = f"{' / '.join(names)} ({PathSettings.qualified(self.setting)})" if names \
             else PathSettings.qualified(self.setting)
+        # A probe can also be switched off, leaving the app's own probe in place.
+        move = f"Move the monitoring path with {where}"
+        if self.setting in PathSettings.PROBES:
+            move += " (`off` switches it off)"
         return (f"the app's route {self.route} is shadowed by the monitoring path {self.prefix}: "
                 f"asgi_monitor answers every request under {self.prefix} (404 where it has no "
-                f"endpoint), so this route never runs. Move the monitoring path with {where}, "
+                f"endpoint), so this route never runs. {move}, "
                 f"or rename the route, or serve the monitoring endpoints on a port of their own "
                 f"(MonitoringMiddleware(app, serve_endpoints=False); see docs/deployment.md)")
 
@@ -130,11 +135,15 @@ def shadowed_routes(app: object, paths: PathSettings) -> list[Shadowed] | None:
     templates = app_routes(app)
     if templates is None:
         return None
-    prefixes = sorted(((getattr(paths, name), name) for name in ("metrics", "health", "alerts",
-                                                                   "dashboard")),
+    prefixes = sorted(((getattr(paths, name), name) for name in PathSettings.PREFIXES),
                       key=lambda item: len(item[0]), reverse=True)
+    # A probe hides its own path only; one switched off (empty) hides nothing.
+    probes = {getattr(paths, name): name for name in PathSettings.PROBES if getattr(paths, name)}
     found = []
     for template in templates:
+        if template in probes:
+            found.append(Shadowed(template, template, probes[template]))
+            continue
         for prefix, name in prefixes:
             if _under(template, prefix):
                 found.append(Shadowed(template, prefix, name))

@@ -46,15 +46,27 @@ class Identity:
         self._instance = settings.instance
         self._title = ""
         self._labels: dict[str, str] | None = None
+        self._version = settings.version
+        self._app_version = ""
+        self.release = settings.release
 
     def name_after(self, app: object) -> None:
-        """Use ``app.title`` as the service name, unless one is configured or already used."""
+        """Use ``app.title`` as the service name, unless one is configured or already used,
+        and ``app.version`` (FastAPI's) as the version unless one is configured."""
         title = getattr(app, "title", None)
         # A title is the app's, not a setting: one that would break a label or a mail Subject
         # (a newline, 10 KB of text) is passed over for the process name instead of refused.
         if self._labels is None and not self._title and isinstance(title, str) \
                 and label_text.accepts(title.strip()):
             self._title = title.strip()
+        version = getattr(app, "version", None)
+        if not self._app_version and isinstance(version, str):
+            self._app_version = version.strip()
+
+    @property
+    def version(self) -> str:
+        """The configured version, else the app's own, else empty."""
+        return self._version or self._app_version
 
     def labels(self) -> dict[str, str]:
         if self._labels is None:

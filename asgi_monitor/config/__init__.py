@@ -27,6 +27,7 @@ from .declare import Section, Setting, boolean, declared, setting
 from .gate import Authorize, GateSettings
 from .health import HealthSettings, SystemSettings
 from .history import HistorySettings
+from .kubernetes import KubernetesSettings
 from .metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_SIZE_BUCKETS,
@@ -43,8 +44,8 @@ from .slo import SLOSettings
 __all__ = [
     "DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "AlertSettings", "Authorize",
     "EmailSettings", "ExemplarHook", "GateSettings", "HealthSettings", "HistorySettings",
-    "MetricsSettings", "MonitoringConfig", "OTLPSettings", "PathSettings", "RouteResolver",
-    "SLOSettings", "ServiceSettings", "SystemSettings", "WebhookSettings",
+    "KubernetesSettings", "MetricsSettings", "MonitoringConfig", "OTLPSettings", "PathSettings",
+    "RouteResolver", "SLOSettings", "ServiceSettings", "SystemSettings", "WebhookSettings",
     "metric_prefix", "reference", "variables",
 ]
 
@@ -80,6 +81,7 @@ class MonitoringConfig(Section):
     service: ServiceSettings = field(default_factory=ServiceSettings)
     otlp: OTLPSettings = field(default_factory=OTLPSettings)
     slo: SLOSettings = field(default_factory=SLOSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def _check_together(self) -> None:
         for f, section_type in _sections():
@@ -126,7 +128,8 @@ class MonitoringConfig(Section):
 
     @property
     def monitoring_paths(self) -> tuple[str, ...]:
-        return self.paths.all()
+        """The prefixes and the probe paths the middleware answers itself."""
+        return self.paths.all() + self.paths.probes()
 
 
 def _public(value: Any) -> Any:
@@ -198,6 +201,8 @@ def _shown_default(default: Any) -> str:
         return "(none)"
     if isinstance(default, bool):
         return f"`{str(default).lower()}`"
+    if isinstance(default, tuple) and all(isinstance(d, tuple) for d in default):
+        return f"`{','.join(f'{name}={value}' for name, value in default)}`"  # label pairs
     if isinstance(default, tuple):
         return f"`{','.join(_number(d) for d in default)}`"
     if isinstance(default, float):

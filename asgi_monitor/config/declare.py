@@ -29,9 +29,9 @@ __all__ = [
     "email_list", "http_url", "identifier", "label_pairs", "label_set", "label_text",
     "method_list",
     "method_names",
-    "milliseconds", "minutes", "networks", "non_negative", "number", "path_list", "path_prefix",
-    "pattern", "percent", "port", "positive_seconds", "rate", "seconds_at_least", "secret_text",
-    "setting", "text",
+    "milliseconds", "minutes", "networks", "non_negative", "number", "optional_path_prefix",
+    "path_list", "path_or_off", "path_prefix", "pattern", "percent", "port", "positive_seconds",
+    "rate", "seconds_at_least", "secret_text", "setting", "text",
     "text_list", "token", "whole", "whole_at_least",
 ]
 
@@ -90,6 +90,12 @@ def label_pairs(raw: str) -> tuple[tuple[str, str], ...]:
             raise ValueError("name=value pairs separated by commas (service=shop,env=prod)")
         pairs.append((name.strip(), value.strip()))
     return tuple(pairs)
+
+
+def path_or_off(raw: str) -> str:
+    """A path, or ``off`` for a path not served (a blank variable means unset, as for all)."""
+    value = raw.strip()
+    return "" if value.lower() == "off" else value
 
 
 def milliseconds(raw: str) -> float:
@@ -193,6 +199,9 @@ percent = Check("a percentage from 0 to 100", lambda v: _is_number(v) and 0 <= v
 port = Check("a port number from 1 to 65535", lambda v: _is_whole(v) and 0 < v < 65536)
 path_prefix = Check("a path starting with '/' and not ending with '/'",
                     lambda v: isinstance(v, str) and v.startswith("/") and not v.endswith("/"))
+optional_path_prefix = Check(
+    "a path starting with '/' and not ending with '/', or empty (off)",
+    lambda v: v == "" or path_prefix.accepts(v))
 path_list = Check("paths starting with '/' (comma-separated in the environment)",
                   lambda v: isinstance(v, tuple)
                   and all(isinstance(p, str) and p.startswith("/") for p in v))
@@ -328,6 +337,10 @@ class Section:
     # turned on), but the error says the feature is off, so the fix can be to unset them.
     switch: ClassVar[str] = ""
     feature: ClassVar[str] = ""
+    # True where a setting's later variables are fallbacks (OpenTelemetry's standard ones behind
+    # our own), not rivals: the first one set wins, the others are not even read, instead of
+    # the "set differently" error.
+    fallbacks: ClassVar[bool] = False
     # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -404,7 +417,7 @@ class Section:
             found: list[tuple[str, Any]] = []
             for var in meta.env:
                 raw = environ.get(var.name, "")
-                if not raw.strip():
+                if not raw.strip() or (found and cls.fallbacks):
                     continue
                 parse = var.parse or meta.parse or text
                 try:

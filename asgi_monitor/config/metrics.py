@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .declare import (
     Section,
@@ -17,7 +17,9 @@ from .declare import (
     method_list,
     method_names,
     one_of,
+    optional_path_prefix,
     path_list,
+    path_or_off,
     path_prefix,
     pattern,
     setting,
@@ -162,5 +164,32 @@ class PathSettings(Section):
         help="serve the metrics path on the app's port; `false` when `asgi-monitor "
              "serve-metrics` serves them on a port of their own (the path then answers 404)")
 
+    # The Kubernetes names (kube-apiserver's own since 1.16), beside the health API's probes so
+    # a manifest written for any Kubernetes component works unchanged. Empty (`off` in the
+    # environment, where blank means unset) switches one off.
+    livez: str = setting(
+        "/livez", env="MONITORING_LIVEZ_PATH", parse=path_or_off,
+        check=optional_path_prefix,
+        help="liveness probe (as `GET <health>/live`); `off` (empty in code): not served")
+    readyz: str = setting(
+        "/readyz", env="MONITORING_READYZ_PATH", parse=path_or_off,
+        check=optional_path_prefix,
+        help="readiness probe (as `GET <health>/ready`); `off`: not served")
+    startupz: str = setting(
+        "/startupz", env="MONITORING_STARTUPZ_PATH", parse=path_or_off,
+        check=optional_path_prefix,
+        help="startup probe: 200 once the app's startup completed and every health check ran "
+             "once; `off`: not served")
+
+    # The fields holding a prefix the package owns (every path under it), and those holding a
+    # probe's path (that path only).
+    PREFIXES: ClassVar[tuple[str, ...]] = ("metrics", "health", "alerts", "dashboard", "slos")
+    PROBES: ClassVar[tuple[str, ...]] = ("livez", "readyz", "startupz")
+
     def all(self) -> tuple[str, ...]:
-        return (self.metrics, self.health, self.alerts, self.dashboard, self.slos)
+        """The prefixes the monitoring sub-app answers under."""
+        return tuple(getattr(self, name) for name in self.PREFIXES)
+
+    def probes(self) -> tuple[str, ...]:
+        """The probe paths served (those switched off left out)."""
+        return tuple(path for path in (getattr(self, name) for name in self.PROBES) if path)

@@ -57,6 +57,11 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
         Endpoint(f"{hp}/live", health.live, access="public", limited=False),
         Endpoint(f"{hp}/ready", health.ready, access="public", limited=False),
         Endpoint(f"{hp}/{{name}}", health.one, access="public"),
+        # The Kubernetes names, beside the health API's (those switched off left out).
+        *(Endpoint(path, handler, access="public", limited=False)
+          for path, handler in ((config.paths.livez, health.live),
+                                (config.paths.readyz, health.ready),
+                                (config.paths.startupz, health.startup)) if path),
         Endpoint(f"{hp}/{{name}}/run", health.run, methods=("POST",), access="admin"),
         Endpoint(ap, alerts.active),
         Endpoint(f"{ap}/history", alerts.history),

@@ -1,5 +1,10 @@
 """Health API: overall and per-check status, probes, and run-a-check-now (admin).
 
+The probes answer from state only (the monitor's lifecycle, the cached results): never a check
+run, never the gate's rate limit, and no credential asked for, so a kubelet polling them every
+few seconds costs nothing and is never refused. Liveness reads only the ``liveness`` group, so
+a database outage makes the app unready, never restarted.
+
 Every GET reads cached results (the scheduler runs the checks), so a flood of requests costs
 nothing but JSON encoding. Status codes: 200 for HEALTHY and WARNING, 503 for CRITICAL and for
 UNKNOWN (nothing known yet, or every result stale): a load balancer should not trust an app
@@ -39,6 +44,9 @@ class HealthEndpoints:
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.checker = monitor.health
+        # Set once and kept: a startup probe only matters until it first succeeds (the kubelet
+        # stops probing then), and a restart makes a new process.
+        self._started = False
 
     async def overall(self, request: Request) -> Response:
         group = request.query_params.get("group") or None
@@ -85,7 +93,15 @@ class HealthEndpoints:
                 entry["details"] = result.details
             checks[f"{name}:{_measurement(result)}"] = [entry]
         overall_word = "fail" if status is HealthStatus.UNKNOWN else status.ietf
-        body = {"status": overall_word, "serviceId": "asgi_monitor", "checks": checks}
+        identity = self.monitor.identity
+        body: dict[str, Any] = {"status": overall_word,
+                                "serviceId": identity.labels()["service"]}
+        # The draft's optional fields, when known: what runs, and which deploy of it.
+        if identity.version:
+            body["version"] = identity.version
+        if identity.release:
+            body["releaseId"] = identity.release
+        body["checks"] = checks
         return json_response(body, _code(status), media_type=HEALTH_JSON)
 
     async def one(self, request: Request) -> Response:
@@ -106,6 +122,21 @@ class HealthEndpoints:
     async def live(self, request: Request) -> Response:
         live = self.checker.is_live()
         return json_response({"status": "pass" if live else "fail"}, 200 if live else 503)
+
+    async def startup(self, request: Request) -> Response:
+        # Read from state, never by running a check: the app's startup completed (the monitor
+        # turned ready) and the scheduler has a result for every check, whatever it says.
+        if not self._started:
+            pending = sorted(name for name, check in self.checker.checks.items()
+                             if check.last is None)
+            if not self.monitor.ready:
+                return json_response({"status": "fail", "reason": self.monitor.not_ready_reason},
+                                     503)
+            if pending:
+                return json_response({"status": "fail", "reason": "first health checks running",
+                                      "pending": pending}, 503)
+            self._started = True
+        return json_response({"status": "pass"})
 
     async def ready(self, request: Request) -> Response:
         if not self.monitor.ready:

@@ -48,7 +48,9 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Any] = []
-        received = self.requests
+        # The HTTP headers of each request, in the same order.
+        self.headers: list[dict[str, str]] = []
+        received, headers = self.requests, self.headers
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
@@ -56,6 +58,7 @@ class Receiver:
                 assert self.headers["Content-Type"] == "application/x-protobuf"
                 message = metrics_service.ExportMetricsServiceRequest()
                 message.ParseFromString(body)
+                headers.append({k.lower(): v for k, v in self.headers.items()})
                 received.append((self.path, message))
                 reply = metrics_service.ExportMetricsServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -415,3 +418,33 @@ async def test_a_partial_success_is_taken_and_reported(caplog: pytest.LogCapture
     assert monitor.collector.internal_errors == {"otlp": 1}
     [logged] = [r for r in caplog.records if r.name.startswith("asgi_monitor")]
     assert "rejected 3 data point(s): 'unit mismatch'" in logged.getMessage()
+
+
+@pytest.mark.integration
+async def test_opentelemetry_variables_configure_the_export(receiver: Receiver) -> None:
+    # What a platform injects for every service: a base endpoint, headers, the resource.
+    base = receiver.url.removesuffix("/v1/metrics")
+    config = MonitoringConfig.from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": base,
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr%20t,x-tenant=shop",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "5000",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.version=1.4.2",
+        "OTEL_SERVICE_NAME": "shop", "MONITORING_INSTANCE": "shop-0",
+        "HEALTH_DEFAULT_CHECKS": "false", "MONITORING_SYSTEM_METRICS": "false"})
+    assert (config.otlp.interval_seconds, config.otlp.timeout_seconds) == (1.0, 5.0)
+    monitor = build_monitor(config, CollectorRegistry())
+    async with monitor.running():
+        for _ in range(200):  # the first export is sent as the export starts
+            if receiver.requests:
+                break
+            await asyncio.sleep(0.05)
+    assert receiver.requests, "no OTLP export arrived"
+    path, message = receiver.requests[0]
+    assert path == "/v1/metrics"
+    assert receiver.headers[0]["x-api-key"] == "s3cr t"
+    assert receiver.headers[0]["x-tenant"] == "shop"
+    resource, _ = _exported(message)
+    assert resource["service.name"] == "shop" and resource["service.instance.id"] == "shop-0"
+    assert resource["service.version"] == "1.4.2"
+    assert resource["deployment.environment"] == "prod"

@@ -239,3 +239,21 @@ def test_one_warning_per_route_naming_route_prefix_and_setting(
     assert "monitoring path /api/health" in health
     assert "MONITORING_HEALTH_PATH (paths.health)" in health
     assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_an_app_probe_under_a_probe_path_is_named_with_how_to_switch_it_off(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asgi_monitor")
+    # A probe is one path, not a prefix: /readyz/db and /startup stay the app's.
+    app = Starlette(routes=[Route("/livez", ok), Route("/readyz/db", ok), Route("/api/slos", ok),
+                            Route("/startup", ok), Route("/readyz", ok)])
+    assert shadowed_routes(app, PATHS) == [Shadowed("/livez", "/livez", "livez"),
+                                           Shadowed("/api/slos", "/api/slos", "slos"),
+                                           Shadowed("/readyz", "/readyz", "readyz")]
+    warn_shadowed_routes(app, PATHS)
+    [livez] = [r.getMessage() for r in caplog.records if "route /livez " in r.getMessage()]
+    assert "MONITORING_LIVEZ_PATH (paths.livez) (`off` switches it off)" in livez
+    # Switched off, the app's own probe is served and nothing is said about it.
+    assert shadowed_routes(app, PathSettings(livez="", readyz="")) == [
+        Shadowed("/api/slos", "/api/slos", "slos")]

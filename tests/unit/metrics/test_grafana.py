@@ -58,7 +58,7 @@ def test_queries_cover_the_exported_metrics_and_honour_the_namespace() -> None:
     for expr in queries(named):
         names = [word for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
                  if word.endswith(("_total", "_bucket", "_percent", "_bytes", "_progress",
-                                   "_status")) and not word.startswith("__")]
+                                   "_status", "_info")) and not word.startswith("__")]
         assert names and all(n.startswith(f"{NAMESPACE}_") for n in names), expr
 
 

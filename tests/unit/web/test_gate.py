@@ -319,7 +319,7 @@ async def test_requests_without_credentials_are_not_failed_logins() -> None:
                                  headers=bearer(TOKEN))).status_code == 200
 
 
-PROBES = ("/api/health/live", "/api/health/ready", "/api/health")
+PROBES = ("/api/health/live", "/api/health/ready", "/api/health", "/livez", "/readyz", "/startupz")
 
 
 @pytest.mark.anyio

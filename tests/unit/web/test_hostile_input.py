@@ -33,7 +33,7 @@ from support.hostile import (
 )
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
-from asgi_monitor.config import MetricsSettings
+from asgi_monitor.config import MetricsSettings, PathSettings
 from asgi_monitor.store.single import STANDARD_METHODS
 from asgi_monitor.web.app import endpoints
 
@@ -50,7 +50,9 @@ HTML_PAGES = {"/admin/monitoring", "/admin/monitoring/route"}
 
 
 def assert_handled(path: str, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
-    documented_503 = status == 503 and path.startswith("/api/health")
+    # The health API and the probes say 503 when the app is not healthy or not ready.
+    documented_503 = status == 503 and (path.startswith("/api/health")
+                                        or path.split("?")[0] in PathSettings().probes())
     assert status < 500 or documented_503, (status, body[:300])
     assert b"Traceback" not in body
     if b"text/html" in headers.get(b"content-type", b""):
