@@ -22,7 +22,10 @@ from prometheus_client.registry import Collector
 
 from .config import MetricsSettings, SystemSettings
 from .errors import MetricError, MonitoringError
-from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
+from .instrumentation.cache import CacheMetrics
+from .instrumentation.database import DatabaseMetrics
+from .instrumentation.system import SystemMetrics
+from .instrumentation.users import UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
 from .metric_names import metric_name

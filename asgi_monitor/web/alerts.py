@@ -11,8 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..monitor import Monitor
 from .bodies import BodyError, read_json
+from .parts import MonitorParts
 from .responses import error_response, json_response, shown
 
 __all__ = ["MAX_HISTORY_LIMIT", "MAX_SILENCE_SECONDS", "AlertEndpoints"]
@@ -28,7 +28,7 @@ _SILENCE_FIELDS = {"rule", "matchers", "duration_minutes", "duration_seconds", "
 class AlertEndpoints:
     """The handlers, bound to one monitor."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorParts) -> None:
         self.alerts = monitor.alerts
 
     async def active(self, request: Request) -> Response:

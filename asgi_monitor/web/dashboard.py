@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 
 from .._version import __version__
 from ..grafana import grafana_dashboard
-from ..monitor import Monitor
+from .parts import MonitorParts
 from .responses import LenientJSONResponse, error_response
 from .slos import slos_view
 from .snapshot import (
@@ -72,7 +72,7 @@ class StaticFiles:
 class DashboardEndpoints:
     """The handlers, bound to one monitor."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorParts) -> None:
         self.monitor = monitor
         self.static = StaticFiles(template_dir() / "static")
 
