@@ -8,6 +8,10 @@ is printed from it, so the three cannot drift.
 Checks are a handful of reusable :class:`Check` values (``positive_seconds``, ``percent``,
 ``port``, ...) rather than code per field; a section adds a ``_check_together`` method only for
 rules that relate two fields (a warning threshold below its critical one).
+
+A section is a frozen dataclass, made one when it is first used (created, or its fields read)
+rather than when its module is imported: the dataclass machinery compiles several methods per
+class, which was most of what ``import asgi_monitor`` cost (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import dataclasses
 import ipaddress
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..errors import ConfigError
 from ..secret import Secret
@@ -102,8 +107,8 @@ def minutes(raw: str) -> float:
 Parser = Callable[[str], Any]
 
 
-@dataclass(frozen=True)
-class Env:
+# NamedTuples, not dataclasses: one is made per field on import, and the class costs a fraction.
+class Env(NamedTuple):
     """An environment variable that sets a field, with its own parser when its unit differs."""
 
     name: str
@@ -113,8 +118,7 @@ class Env:
 # -- checks: what a valid value is, and how to say so ------------------------------------------
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """A reusable validator: ``accepts(value)`` and the phrase an error message uses."""
 
     accepted: str
@@ -134,7 +138,9 @@ def whole_at_least(low: int) -> Check:
     return Check(f"a whole number >= {low}", lambda v: _is_whole(v) and v >= low)
 
 
-_NAMESPACE_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+def _is_identifier(value: str) -> bool:
+    """Letters, digits and '_', not starting with a digit (ASCII: as Prometheus names)."""
+    return value.isascii() and value.isidentifier()
 
 
 def _valid_network(value: str) -> bool:
@@ -168,7 +174,7 @@ path_list = Check("paths starting with '/' (comma-separated in the environment)"
                   lambda v: isinstance(v, tuple)
                   and all(isinstance(p, str) and p.startswith("/") for p in v))
 identifier = Check("letters, digits and '_' not starting with a digit (or empty)",
-                   lambda v: isinstance(v, str) and (not v or bool(_NAMESPACE_RE.match(v))))
+                   lambda v: isinstance(v, str) and (not v or _is_identifier(v)))
 http_url = Check("an http:// or https:// URL", lambda v: v is None or v == "" or _http_url(v))
 token = Check("a token without spaces", lambda v: v is None or not any(
     c.isspace() for c in (v.get_secret_value() if isinstance(v, Secret) else str(v))))
@@ -207,7 +213,7 @@ def label_set(reserved: tuple[str, ...]) -> Check:
             return False
         names = [name for name, _ in value]
         return (len(set(names)) == len(names)
-                and all(_NAMESPACE_RE.match(n) and not n.startswith("__") and n not in reserved
+                and all(_is_identifier(n) and not n.startswith("__") and n not in reserved
                         for n in names)
                 and all(label_value for _, label_value in value))
 
@@ -227,8 +233,7 @@ non_empty_paths = Check("a tuple of non-empty paths (comma-separated in the envi
 # -- the declaration ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """What :func:`setting` records in a field's metadata."""
 
     help: str
@@ -260,11 +265,48 @@ def declared(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Setting]]
             yield f, meta
 
 
-class Section:
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: object) -> Callable[[type], type]:
+        return lambda cls: cls  # a marker for type checkers only
+
+_making = threading.Lock()
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+class _Declared(type):
+    """The metaclass of :class:`Section`: a section becomes a frozen dataclass when it is first
+    created or its fields are first read (``dataclasses.fields``, ``is_dataclass``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "__dataclass_fields__" not in cls.__dict__:
+            _make_dataclass(cls)
+        return super().__call__(*args, **kwargs)
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would accept any class attribute
+
+        def __getattr__(cls, name: str) -> Any:
+            # Only reached when the class has no such attribute: before it is made a dataclass.
+            if name == "__dataclass_fields__" and cls is not Section:
+                _make_dataclass(cls)
+                return cls.__dict__[name]
+            raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+def _make_dataclass(cls: type) -> None:
+    with _making:
+        if "__dataclass_fields__" not in cls.__dict__:
+            dataclasses.dataclass(frozen=True)(cls)
+
+
+class Section(metaclass=_Declared):
     """Base of every frozen settings section: validates the declared fields once, on creation.
 
-    Subclasses are frozen dataclasses whose fields come from :func:`setting`; ``name`` is the
-    section's attribute on :class:`~asgi_monitor.config.MonitoringConfig` ("" for the root).
+    Subclasses declare their fields with :func:`setting` (nested sections with
+    ``field(default_factory=...)``) and need no decorator: each is made a frozen dataclass on
+    first use. ``name`` is the section's attribute on :class:`~asgi_monitor.config.
+    MonitoringConfig` ("" for the root).
     """
 
     name: ClassVar[str] = ""

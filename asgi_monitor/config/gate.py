@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..secret import Secret
@@ -31,7 +30,6 @@ Authorize = Callable[[MutableMapping[str, Any]], "bool | Awaitable[bool]"]
 _user_name = Check("a user name without ':'", lambda v: isinstance(v, str) and ":" not in v)
 
 
-@dataclass(frozen=True)
 class GateSettings(Section):
     """Who may reach what. Admin endpoints are denied until one way in is configured: a bearer
     token, HTTP Basic credentials, or the code-only ``authorize`` hook."""

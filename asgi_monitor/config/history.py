@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .declare import Section, number, positive_seconds, setting, whole, whole_at_least
 
 __all__ = ["HistorySettings"]
 
 
-@dataclass(frozen=True)
 class HistorySettings(Section):
     """How often the metrics are sampled, how long the points are kept, how often charts poll."""
 

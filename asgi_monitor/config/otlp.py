@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .declare import Section, http_url, number, positive_seconds, setting
 
 __all__ = ["OTLPSettings"]
 
 
-@dataclass(frozen=True)
 class OTLPSettings(Section):
     """Where and how often the sampled metrics are pushed as OTLP; off without an endpoint."""
 

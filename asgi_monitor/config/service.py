@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .declare import Section, setting
@@ -11,7 +10,6 @@ from .declare import Section, setting
 __all__ = ["ServiceSettings"]
 
 
-@dataclass(frozen=True)
 class ServiceSettings(Section):
     """Who sends the alerts: the `service` and `instance` labels every alert carries.
 

@@ -4,9 +4,11 @@ path imports only what a request needs, and ``import asgi_monitor`` loads no opt
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +186,43 @@ def test_each_weight_loads_when_its_feature_starts() -> None:
     loaded = result.stdout.strip()
     assert "asgi_monitor.monitor" in loaded and "psutil" in loaded, loaded
     assert "httpx" not in loaded and "jinja2" not in loaded, loaded
+
+
+
+DECLARATIONS = """
+import json, re, sys
+{imports}
+from asgi_monitor.config.declare import Section
+config = [m for name, m in list(sys.modules.items()) if name.startswith("asgi_monitor.config")]
+sections = {{c for m in config for c in vars(m).values()
+            if isinstance(c, type) and issubclass(c, Section) and c is not Section}}
+print(json.dumps({{
+    "sections": len(sections),
+    "made": sorted(c.__name__ for c in sections if "__dataclass_fields__" in vars(c)),
+    "patterns": sorted(m.__name__ + "." + k for m in config for k, v in vars(m).items()
+                       if isinstance(v, re.Pattern)),
+    "slo_model": "asgi_monitor.config.objectives" in sys.modules,
+}}))
+"""
+
+
+def _declarations(imports: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-c", DECLARATIONS.format(imports=imports)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def test_importing_the_package_makes_no_dataclass_and_compiles_no_pattern() -> None:
+    # The sections' dataclass methods are generated on first use, regular expressions are
+    # compiled when a value is checked, and the SLO model loads when there are SLOs: the
+    # declarations were most of what `import asgi_monitor` cost (benchmarks/README.md).
+    found = _declarations("import asgi_monitor")
+    assert found["sections"] >= 13, found
+    assert (found["made"], found["patterns"], found["slo_model"]) == ([], [], False), found
+
+
+def test_the_first_configuration_makes_every_section() -> None:
+    # The probe above can see them: building the default configuration makes all of them.
+    found = _declarations("import asgi_monitor\nasgi_monitor.MonitoringConfig()")
+    assert len(found["made"]) == found["sections"] >= 13, found
