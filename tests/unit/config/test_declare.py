@@ -76,3 +76,17 @@ def test_the_base_itself_is_no_dataclass() -> None:
     assert not dataclasses.is_dataclass(Section)
     with pytest.raises(AttributeError):
         Section.no_such_attribute  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_equality_hashing_and_repr_follow_the_fields_flags() -> None:
+    # Section writes these once for every section; they honour compare= as a generated one would.
+    class Hooked(Section):
+        name = "hooked"
+
+        limit: int = setting(1, help="a compared value")
+        hook: object = setting(None, compare=False, help="a callable, not compared")
+
+    one, other = Hooked(limit=2, hook=print), Hooked(limit=2, hook=len)
+    assert one == other and hash(one) == hash(other)
+    assert one != Hooked(limit=3) and one != (2,)
+    assert repr(one).endswith("Hooked(limit=2, hook=<built-in function print>)")
