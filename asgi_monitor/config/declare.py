@@ -271,7 +271,7 @@ else:
     def dataclass_transform(**_: object) -> Callable[[type], type]:
         return lambda cls: cls  # a marker for type checkers only
 
-_making = threading.Lock()
+_making = threading.RLock()  # re-entered when a section derives from another
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))

@@ -90,3 +90,15 @@ def test_equality_hashing_and_repr_follow_the_fields_flags() -> None:
     assert one == other and hash(one) == hash(other)
     assert one != Hooked(limit=3) and one != (2,)
     assert repr(one).endswith("Hooked(limit=2, hook=<built-in function print>)")
+
+
+def test_a_section_derived_from_another_is_made_with_its_base() -> None:
+    base = _fresh()
+
+    class Wider(base):  # type: ignore[misc, valid-type]
+        backlog: int = setting(128, help="pending connections")
+
+    assert "__dataclass_fields__" not in vars(base)
+    wider = Wider(backlog=5)  # makes the base on the way (the lock is re-entered)
+    assert (wider.port, wider.backlog) == (8080, 5)
+    assert "__dataclass_fields__" in vars(base)
