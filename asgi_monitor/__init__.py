@@ -24,6 +24,7 @@ from .config import (
     SystemSettings,
     WebhookSettings,
 )
+from .default import build_default_with as _build_default_with
 from .default import (
     get_alert_manager,
     get_health_checker,
@@ -34,6 +35,17 @@ from .default import (
 from .errors import ConfigError, LifecycleError, MetricError, MonitoringError
 from .middleware import MonitoringMiddleware, add_monitoring_middleware
 from .secret import Secret
+
+
+def _build_default(config: MonitoringConfig | None) -> Monitor:
+    # The composition root loads when the process-wide monitor is first needed, not on import;
+    # the package names it here because default.py, below it, must not import it.
+    from .build import build_monitor
+
+    return build_monitor(config)
+
+
+_build_default_with(_build_default)
 
 # The components (collector, health, alerting, history) load when a monitor is first built, and
 # these names when first used, so importing the package or the middleware costs little.

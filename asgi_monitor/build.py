@@ -59,7 +59,9 @@ def build_monitor(
             "host names this server answers to")
     prefix = config.metrics.prefix
 
-    # Several workers or one: decided once, here (PROMETHEUS_MULTIPROC_DIR, checked and logged).
+    # Several workers or one: multiprocess_dir() reads PROMETHEUS_MULTIPROC_DIR (checked and
+    # logged); the collector makes this worker's store there, or falls back to one process when
+    # it cannot create the worker's file.
     collector = MetricsCollector(config.metrics, registry, system=config.system,
                                  multiprocess_dir=multiprocess_dir())
 

@@ -22,7 +22,10 @@ from prometheus_client.registry import Collector
 
 from .config import MetricsSettings, SystemSettings
 from .errors import MetricError, MonitoringError
-from .instrumentation import CacheMetrics, DatabaseMetrics, SystemMetrics, UserMetrics
+from .instrumentation.cache import CacheMetrics
+from .instrumentation.database import DatabaseMetrics
+from .instrumentation.system import SystemMetrics
+from .instrumentation.users import UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
 from .metric_names import metric_name
@@ -131,8 +134,8 @@ class MetricsCollector:
         self._lock = threading.Lock()
         # Read at scrape time by the process that answers it (see Monitor.scrape_registry).
         self.scrape_collectors: list[Collector] = []
-        # Set by the Monitor, which owns the history the insights read (see get_performance_
-        # insights); the collector never imports the monitor.
+        # Set by build_monitor once the insights exist (they read the history and the health
+        # checker, made after the collector); the collector never imports them.
         self.insights: InsightsReport | None = None
         prefix = settings.prefix
         self.requests: RequestStore
@@ -226,8 +229,8 @@ class MetricsCollector:
                 monotonic: Callable[[], float] = time.monotonic) -> Sampler:
         """A sampler over this collector's components: the alert rules' and history's input.
 
-        In a single process each component's ``snapshot()`` is read directly (not the
-        exposition: walking thousands of samples cost ~70 ms on the event loop for 400 series).
+        In a single process each component's ``snapshot()`` is read directly, not the
+        exposition, whose thousands of samples would be walked on the event loop.
         Under several workers the request, database, cache and login totals are every worker's,
         merged from the files; system resources are this process' either way, as a scrape
         reports them.

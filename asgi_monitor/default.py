@@ -9,11 +9,16 @@ It is set in one of two visible ways, and nowhere else:
   the default (and returns the previous one, so tests can put it back).
 
 ``MonitoringMiddleware(app, monitor=m)`` uses ``m`` and never changes the default.
+
+This module sits below the composition root and never imports it: the middleware and the
+decorators reach the default through here, and :mod:`asgi_monitor` (the package, imported before
+any of its modules) names the builder with :func:`build_default_with`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import MonitoringConfig
@@ -30,6 +35,13 @@ __all__ = ["get_alert_manager", "get_health_checker", "get_metrics_collector", "
 
 _default: Monitor | None = None
 _lock = threading.Lock()
+_build: Callable[[MonitoringConfig | None], Monitor] | None = None
+
+
+def build_default_with(build: Callable[[MonitoringConfig | None], Monitor]) -> None:
+    """How the default is built on first use (the package passes ``build_monitor`` here)."""
+    global _build
+    _build = build
 
 
 def get_monitor(config: MonitoringConfig | None = None) -> Monitor:
@@ -49,9 +61,9 @@ def get_monitor(config: MonitoringConfig | None = None) -> Monitor:
 def _get_or_build(config: MonitoringConfig | None) -> Monitor:
     global _default
     if _default is None:
-        from .build import build_monitor
-
-        _default = build_monitor(config)
+        if _build is None:
+            raise LifecycleError("asgi_monitor.default is used before asgi_monitor was imported")
+        _default = _build(config)
     elif config is not None and config != _default.config:
         raise LifecycleError(
             "the process-wide monitor already exists with another configuration (something "

@@ -91,10 +91,11 @@ class MonitoringMiddleware:
         # common length they would make the first test below pass for most /api/... paths.
         self._own_exact = frozenset(config.paths.probes())
         # A first, cheap test for "maybe ours": the prefixes cut to the shortest one's length. A
-        # path that starts with a prefix starts with its cut, so a miss here is a sure miss. A
-        # probe path shorter than the cut is there whole: only that very path slices to it.
-        # Compiled, a slice and a set lookup cost ~300 instructions where str.startswith(tuple),
-        # a generic method call there, cost ~800 (callgrind, benchmarks/README.md).
+        # path that starts with a prefix starts with its cut, so a miss here is a sure miss.
+        # A probe path shorter than the cut is there whole: only that very path slices to it.
+        # Compiled, a slice and a set lookup cost fewer instructions than str.startswith(tuple),
+        # a generic method call there (benchmarks/README.md, "Where the server-side cost comes
+        # from", has the callgrind figures).
         self._head = min(len(prefix) for prefix in self._own_prefixes)
         self._heads = frozenset(prefix[:self._head]
                                 for prefix in self._own_prefixes + tuple(self._own_exact))
@@ -398,10 +399,11 @@ def add_monitoring_middleware(
 ) -> Any:
     """``app.add_middleware(MonitoringMiddleware, ...)`` and return ``app`` (Starlette, FastAPI).
 
-    The call the monitoring guide shows (``app = add_monitoring_middleware(app)``). The app keeps
-    its type, routes and state; its middleware stack, built on the first request, then has the
-    monitoring middleware outside the app's own. An app without ``add_middleware`` (Litestar, a
-    raw ASGI callable) is wrapped instead: ``app = MonitoringMiddleware(app, config)``.
+    One line for apps that have ``add_middleware``: ``app = add_monitoring_middleware(app)``.
+    The app keeps its type, routes and state; its middleware stack, built on the first request,
+    then has the monitoring middleware outside the app's own. An app without ``add_middleware``
+    (Litestar, a raw ASGI callable) is wrapped instead: ``app = MonitoringMiddleware(app,
+    config)``.
     """
     add_middleware = getattr(app, "add_middleware", None)
     if not callable(add_middleware):

@@ -119,7 +119,7 @@ class AlertManager:
         annotations: Mapping[str, str] | None = None,
     ) -> AlertRule:
         """Register a rule. The repeat interval while it fires is ``cooldown_seconds`` when
-        given, else ``cooldown_minutes`` (the monitoring guide's spelling)."""
+        given, else ``cooldown_minutes`` (kept for callers that count in minutes)."""
         cooldown = cooldown_minutes * 60.0 if cooldown_seconds is None else cooldown_seconds
         if not name or not isinstance(name, str):
             raise MonitoringError(f"invalid alert rule name {name!r}")

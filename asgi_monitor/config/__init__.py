@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ..errors import ConfigError
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
 class MonitoringConfig(Section):
     """The root: a few process-wide switches, and one section per component.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from ..secret import Secret
 from .declare import (
@@ -28,7 +27,6 @@ from .declare import (
 __all__ = ["AlertSettings", "EmailSettings", "WebhookSettings"]
 
 
-@dataclass(frozen=True)
 class AlertSettings(Section):
     """Evaluation, the default rules' thresholds, the alert log and delivery."""
 
@@ -96,7 +94,6 @@ class AlertSettings(Section):
              "and counted")
 
 
-@dataclass(frozen=True)
 class EmailSettings(Section):
     """The e-mail channel (aiosmtplib)."""
 
@@ -137,7 +134,6 @@ class EmailSettings(Section):
                        note=self._off_note("ca_file"))
 
 
-@dataclass(frozen=True)
 class WebhookSettings(Section):
     """The HTTP channels (httpx). Every URL is a secret: a Slack or webhook URL is a credential."""
 

@@ -8,6 +8,10 @@ is printed from it, so the three cannot drift.
 Checks are a handful of reusable :class:`Check` values (``positive_seconds``, ``percent``,
 ``port``, ...) rather than code per field; a section adds a ``_check_together`` method only for
 rules that relate two fields (a warning threshold below its critical one).
+
+A section is a frozen dataclass, made one when it is first used (created, or its fields read)
+rather than when its module is imported: the dataclass machinery compiles several methods per
+class, which was most of what ``import asgi_monitor`` cost (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import dataclasses
 import ipaddress
 import math
 import re
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..errors import ConfigError
 from ..secret import Secret
@@ -111,8 +116,8 @@ def minutes(raw: str) -> float:
 Parser = Callable[[str], Any]
 
 
-@dataclass(frozen=True)
-class Env:
+# NamedTuples, not dataclasses: one is made per field on import, and the class costs a fraction.
+class Env(NamedTuple):
     """An environment variable that sets a field, with its own parser when its unit differs."""
 
     name: str
@@ -122,8 +127,7 @@ class Env:
 # -- checks: what a valid value is, and how to say so ------------------------------------------
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """A reusable validator: ``accepts(value)`` and the phrase an error message uses."""
 
     accepted: str
@@ -147,10 +151,9 @@ def seconds_at_least(low: float) -> Check:
     return Check(f"a number of seconds >= {low:g}", lambda v: _is_number(v) and v >= low)
 
 
-# Whole values are checked with fullmatch: "$" also matches before a trailing newline, so
-# re.match("^name$", "name\n") would let "env\n" through.
-_NAMESPACE_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_METHOD_RE = re.compile(r"[A-Z]+")
+def _is_identifier(value: str) -> bool:
+    """Letters, digits and '_', not starting with a digit (ASCII: as Prometheus names)."""
+    return value.isascii() and value.isidentifier()
 
 
 def _valid_network(value: str) -> bool:
@@ -161,7 +164,10 @@ def _valid_network(value: str) -> bool:
     return True
 
 
-_HOST_RE = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]+")
+# The characters RFC 3986 allows in a registered name (reg-name): unreserved, pct-encoded and
+# sub-delims. A set, not a compiled pattern: config modules compile no regex at import.
+_HOST_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                        "._~%!$&'()*+,;=-")
 
 
 def _http_url(value: object) -> bool:
@@ -182,7 +188,7 @@ def _http_url(value: object) -> bool:
     host = parts.hostname or ""
     if parts.netloc.rpartition("@")[2].startswith("["):
         return _valid_network(host) and "/" not in host
-    return bool(_HOST_RE.fullmatch(host))
+    return bool(host) and all(c in _HOST_CHARS for c in host)
 
 
 def _buckets(value: object) -> bool:
@@ -206,7 +212,7 @@ path_list = Check("paths starting with '/' (comma-separated in the environment)"
                   lambda v: isinstance(v, tuple)
                   and all(isinstance(p, str) and p.startswith("/") for p in v))
 identifier = Check("letters, digits and '_' not starting with a digit (or empty)",
-                   lambda v: isinstance(v, str) and (not v or bool(_NAMESPACE_RE.fullmatch(v))))
+                   lambda v: isinstance(v, str) and (not v or _is_identifier(v)))
 http_url = Check("an http:// or https:// URL with a host (and a port from 1 to 65535 if given)",
                  lambda v: v is None or v == "" or _http_url(v))
 token = Check("a token without spaces", lambda v: v is None or not any(
@@ -219,8 +225,8 @@ buckets = Check("a non-empty, strictly increasing sequence of numbers", _buckets
 any_callable = Check("a callable", lambda v: v is None or callable(v))
 method_names = Check(
     "HTTP methods such as OPTIONS,HEAD (comma-separated in the environment)",
-    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and _METHOD_RE.fullmatch(m)
-                                           for m in v))
+    lambda v: isinstance(v, tuple) and all(isinstance(m, str) and m.isascii() and m.isalpha()
+                                           and m.isupper() for m in v))
 
 
 def _valid_pattern(value: object) -> bool:
@@ -263,7 +269,7 @@ def label_set(reserved: tuple[str, ...]) -> Check:
             return False
         names = [name for name, _ in value]
         return (len(set(names)) == len(names)
-                and all(_NAMESPACE_RE.fullmatch(n) and not n.startswith("__") and n not in reserved
+                and all(_is_identifier(n) and not n.startswith("__") and n not in reserved
                         for n in names)
                 and all(label_value and _plain_text(label_value) for _, label_value in value))
 
@@ -291,8 +297,7 @@ def _shown(value: object, limit: int = 100) -> str:
 # -- the declaration ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """What :func:`setting` records in a field's metadata."""
 
     help: str
@@ -324,11 +329,50 @@ def declared(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Setting]]
             yield f, meta
 
 
-class Section:
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: object) -> Callable[[type], type]:
+        return lambda cls: cls  # a marker for type checkers only
+
+_making = threading.RLock()  # re-entered when a section derives from another
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+class _Declared(type):
+    """The metaclass of :class:`Section`: a section becomes a frozen dataclass when it is first
+    created or its fields are first read (``dataclasses.fields``, ``is_dataclass``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "__dataclass_fields__" not in cls.__dict__:
+            _make_dataclass(cls)
+        return super().__call__(*args, **kwargs)
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would accept any class attribute
+
+        def __getattr__(cls, name: str) -> Any:
+            # Only reached when the class has no such attribute: before it is made a dataclass.
+            if name == "__dataclass_fields__" and cls is not Section:
+                _make_dataclass(cls)
+                return cls.__dict__[name]
+            raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+def _make_dataclass(cls: type) -> None:
+    with _making:
+        if "__dataclass_fields__" not in cls.__dict__:
+            # Equality, hashing and repr are Section's own, written once over the fields rather
+            # than generated (compiled) per class: half of what making a dataclass costs.
+            dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+
+
+class Section(metaclass=_Declared):
     """Base of every frozen settings section: validates the declared fields once, on creation.
 
-    Subclasses are frozen dataclasses whose fields come from :func:`setting`; ``name`` is the
-    section's attribute on :class:`~asgi_monitor.config.MonitoringConfig` ("" for the root).
+    Subclasses declare their fields with :func:`setting` (nested sections with
+    ``field(default_factory=...)``) and need no decorator: each is made a frozen dataclass on
+    first use. ``name`` is the section's attribute on :class:`~asgi_monitor.config.
+    MonitoringConfig` ("" for the root).
     """
 
     name: ClassVar[str] = ""
@@ -343,6 +387,22 @@ class Section:
     fallbacks: ClassVar[bool] = False
     # Every section is a dataclass; said here so type checkers accept dataclasses.fields(section).
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}"
+                          for f in dataclasses.fields(self) if f.repr)
+        return f"{type(self).__qualname__}({shown})"
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
 
     def __post_init__(self) -> None:
         for f, meta in declared(type(self)):

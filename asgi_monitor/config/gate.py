@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..secret import Secret
@@ -42,7 +41,6 @@ _hosts = Check("host names such as monitor.example.com or localhost:8000 (comma-
                "the environment)", lambda v: isinstance(v, tuple) and all(_host(h) for h in v))
 
 
-@dataclass(frozen=True)
 class GateSettings(Section):
     """Who may reach what. Admin endpoints are denied until one way in is configured: a bearer
     token, HTTP Basic credentials, or the code-only ``authorize`` hook."""

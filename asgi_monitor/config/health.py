@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .declare import (
     Env,
     Section,
@@ -20,7 +18,6 @@ from .declare import (
 __all__ = ["HealthSettings", "SystemSettings"]
 
 
-@dataclass(frozen=True)
 class HealthSettings(Section):
     """The health checker's schedule and the built-in checks it registers."""
 
@@ -50,7 +47,6 @@ class HealthSettings(Section):
                        self.loop_lag_warning_seconds)
 
 
-@dataclass(frozen=True)
 class SystemSettings(Section):
     """System resources: whether they are exported, and the thresholds that make them a problem.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .declare import (
@@ -40,7 +39,6 @@ trace_url_template = Check(
     "https://tempo.example/trace/{trace_id}", _trace_url)
 
 
-@dataclass(frozen=True)
 class HistorySettings(Section):
     """How often the metrics are sampled, how long the points are kept, how often charts poll."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .declare import (
     Check,
@@ -20,12 +19,18 @@ from .declare import (
 __all__ = ["KubernetesSettings", "as_object_name"]
 
 # https://kubernetes.io/docs/concepts/overview/working-with-objects/names/
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
-                         r"[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+# Pattern texts, compiled (and cached by `re`) on first use: config modules compile nothing at
+# import. Matched whole with fullmatch, so a trailing newline is no match.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL_NAME = r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 # IANA service names, what a container port's name must be: at most 15, at least one letter.
-_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PORT_NAME = r"(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SECRET_KEY = r"[-._a-zA-Z0-9]+"
+
+
+def _whole(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
 
 
 def as_object_name(text: str) -> str:
@@ -37,20 +42,19 @@ def as_object_name(text: str) -> str:
 def _labels(value: object) -> bool:
     return isinstance(value, tuple) and all(
         isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str)
-        and len(p[0].rpartition("/")[2]) <= 63 and bool(_LABEL_NAME.match(p[0]))
-        and len(p[1]) <= 63 and bool(_LABEL_VALUE.match(p[1])) for p in value)
+        and len(p[0].rpartition("/")[2]) <= 63 and _whole(_LABEL_NAME, p[0])
+        and len(p[1]) <= 63 and _whole(_LABEL_VALUE, p[1]) for p in value)
 
 
 labels = Check("name=value pairs that are Kubernetes labels (`app.kubernetes.io/name=shop`)",
                _labels)
 object_name_check = Check(
     "a Kubernetes name: lower-case letters, digits and '-', at most 63 (or empty)",
-    lambda v: isinstance(v, str) and (v == "" or (len(v) <= 63 and bool(_DNS_LABEL.match(v)))))
+    lambda v: isinstance(v, str) and (v == "" or (len(v) <= 63 and _whole(_DNS_LABEL, v))))
 port_name = Check("a port name: lower-case letters, digits and '-', at most 15, one letter",
-                  lambda v: isinstance(v, str) and len(v) <= 15 and bool(_PORT_NAME.match(v)))
+                  lambda v: isinstance(v, str) and len(v) <= 15 and _whole(_PORT_NAME, v))
 
 
-@dataclass(frozen=True)
 class KubernetesSettings(Section):
     """What the printed ServiceMonitor, PodMonitor, PrometheusRule, ConfigMap and probes say
     about the Deployment they go with; the metrics path, token and probe paths come from their
@@ -96,5 +100,5 @@ class KubernetesSettings(Section):
     token_secret_key: str = setting(
         "token", env="MONITORING_K8S_TOKEN_SECRET_KEY",
         check=Check("a Secret key (letters, digits, '-', '_', '.')",
-                    lambda v: isinstance(v, str) and bool(re.match(r"^[-._a-zA-Z0-9]+$", v))),
+                    lambda v: isinstance(v, str) and _whole(_SECRET_KEY, v)),
         help="the key of the token in that Secret")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .declare import (
@@ -63,7 +62,6 @@ def metric_prefix(namespace: str) -> str:
     return f"{namespace}_" if namespace else ""
 
 
-@dataclass(frozen=True)
 class MetricsSettings(Section):
     """The request series: names, what is recorded, and their bounds."""
 
@@ -138,7 +136,6 @@ class MetricsSettings(Section):
         return metric_prefix(self.namespace)
 
 
-@dataclass(frozen=True)
 class PathSettings(Section):
     """Where the monitoring sub-app answers: each is a path prefix the package owns."""
 

@@ -10,7 +10,6 @@ one, then the general one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -85,7 +84,6 @@ pairs_check = Check("(key, value) pairs with non-empty keys", lambda v: isinstan
                             and all(isinstance(x, str) for x in p) and p[0] for p in v))
 
 
-@dataclass(frozen=True)
 class OTLPSettings(Section):
     """Where and how often the sampled metrics are pushed as OTLP; off without an endpoint."""
 

@@ -4,7 +4,6 @@ the ``build_info`` series, the health+json answer and the OTLP resource."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .declare import Section, label_text, setting
@@ -13,7 +12,6 @@ from .otlp import key_value_pairs
 __all__ = ["ServiceSettings"]
 
 
-@dataclass(frozen=True)
 class ServiceSettings(Section):
     """Who sends the alerts: the `service` and `instance` labels every alert carries, and the
     version and release the `build_info` series and health+json answers name.

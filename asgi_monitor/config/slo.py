@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .declare import Check, Section, boolean, number, positive_seconds, setting
-from .objectives import MAX_SLOS, SLO, load_slo_file
+
+if TYPE_CHECKING:
+    from .objectives import SLO
 
 __all__ = ["SLOSettings"]
 
-slo_list = Check("a tuple of SLO objects (asgi_monitor.slo.SLO)",
-                 lambda v: isinstance(v, tuple) and all(isinstance(s, SLO) for s in v))
+
+def _slos(value: object) -> bool:
+    if not isinstance(value, tuple):
+        return False
+    if not value:
+        return True
+    # The SLO model (its classes, its tables) loads only when there are SLOs to check.
+    from .objectives import SLO
+
+    return all(isinstance(s, SLO) for s in value)
 
 
-@dataclass(frozen=True)
+slo_list = Check("a tuple of SLO objects (asgi_monitor.slo.SLO)", _slos)
+
+
 class SLOSettings(Section):
     """Service level objectives: the SLIs, objectives and periods the burn-rate alerts watch.
 
@@ -74,7 +86,14 @@ class SLOSettings(Section):
     def all(self) -> tuple[SLO, ...]:
         """The SLOs given in code, then those of the file (read again on each call: the
         monitor reads it once, when it is built, and keeps what it read)."""
-        found = self.objectives + (load_slo_file(self.file) if self.file else ())
+        if not self.file:
+            found = self.objectives
+        else:
+            from .objectives import load_slo_file
+
+            found = self.objectives + load_slo_file(self.file)
+        from .objectives import MAX_SLOS
+
         if len(found) > MAX_SLOS:
             raise ConfigError(f"slo.objectives and MONITORING_SLO_FILE (slo.file) must hold at "
                               f"most {MAX_SLOS} SLOs together, got {len(found)}")

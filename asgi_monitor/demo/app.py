@@ -222,7 +222,7 @@ def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
     shop.state.orders = app.state.orders = Orders(Path(tempfile.gettempdir()) /
                                                   "asgi_monitor_demo.sqlite3")
 
-    # The checks the monitoring guide's `curl /api/health/database` and `/api/health/cache` ask for.
+    # The checks `curl /api/health/database` and `/api/health/cache` ask for (README.md).
     orders_db = app.state.orders.path
     monitor.health.register_check(
         "database", "The orders table (SQLite)",

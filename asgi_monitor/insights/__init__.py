@@ -1,58 +1,9 @@
 """Performance insights: a health score, findings and trends computed from the history.
 
 ``get_metrics_collector().get_performance_insights()`` returns :meth:`Insights.report`. Every
-number in it is measured: each finding names its ``rule`` and the ``evidence`` it was computed
-from, and a rule without enough data reports ``"insufficient_data"`` instead of guessing. All
-thresholds are fields of :class:`InsightRules` (defaults below).
-
-Windows: *recent* is the last ``recent_seconds`` (300) of history; *baseline* is every older
-point; *trend* is the last ``trend_seconds`` (900). A least-squares line is fitted over
-(minutes, value) pairs; ``r2`` says how well it fits (1 = a straight line).
-
-Rules (each appears under ``report["rules"]`` with status ``fired``, ``quiet`` or
-``insufficient_data``; fired ones become ``recommendations``, each with an ``action``):
-
-``latency_trend`` (warning)
-    Fit p95 latency (ms) over the trend window (>= ``min_points`` intervals with requests).
-    Fires when the fitted rise over the window is >= ``latency_trend_min_rise_ms`` (50 ms) and
-    >= ``latency_trend_min_rise_fraction`` (25 %) of the window's mean p95, with
-    ``r2 >= latency_trend_min_r2`` (0.5): a steady climb, not one spike.
-``error_rate_baseline`` (warning; critical at >= 5 %)
-    5xx ratio of the recent window against the baseline window (each needs
-    >= ``min_requests`` requests). Fires when recent >= ``error_ratio_floor`` (1 %) and
-    recent >= ``error_ratio_factor`` (2) x baseline.
-``memory_growth`` (warning)
-    Fit process RSS (MB) over the whole history (>= ``min_points`` points spanning
-    >= ``memory_min_seconds``, 10 min). Fires when the fitted growth is
-    >= ``memory_min_growth_fraction`` (10 %) of the fitted start, ``r2 >= memory_min_r2`` (0.8)
-    and >= ``memory_min_rising_share`` (80 %) of the steps did not go down: monotonic growth
-    that suggests a leak rather than a cache warming up and levelling off.
-``dominant_route`` (info)
-    Over the recent window, each route's share of the serving time, estimated as
-    sum(requests x p95) per route over the total of all routes (>= 2 routes,
-    >= ``min_requests`` requests). Fires when one route's share is >= ``dominant_route_share``
-    (60 %): optimising it pays most.
-``low_cache_hit_rate`` (warning)
-    ``collector.cache.hit_rate(name)`` for each cache with >= ``cache_min_lookups`` (100)
-    lookups. Fires when below ``cache_min_hit_rate`` (50 %).
-``in_progress_saturation`` (warning)
-    Requests in progress at the end of each recent interval (>= ``min_points``). Fires when
-    >= ``saturation_share`` (80 %) of them are >= ``saturation_in_progress`` (100): requests
-    queue instead of being served.
-
-``alerts`` are what monitoring says now: every active alert of the alert manager
-(``rule: "alert_manager"``) and every health check that is not healthy (``rule: "health_check"``).
-
-Score: ``health_score = clamp(100 - health - alerts - findings - errors, 0, 100)``, rounded, where
-
-- health = sum over checks: 30 for CRITICAL on a critical check, 10 for CRITICAL on a non-critical
-  check or WARNING; at most 60;
-- alerts = sum over active alerts: critical 20, warning 10, info 2 (half while pending); at most 40;
-- findings = sum over fired rules: critical 15, warning 10, info 0; at most 30;
-- errors = min(30, 300 x recent 5xx ratio) when the recent window has >= ``min_requests``
-  requests (10 % errors cost 30 points).
-
-``score.deductions`` lists every term with its reason, so the score can always be recomputed.
+finding names its ``rule`` and the ``evidence`` it was computed from, and a rule without enough
+data reports ``"insufficient_data"`` instead of guessing. The rules, their thresholds (fields of
+:class:`InsightRules`) and the score's formula: docs/dashboard.md, "Performance insights".
 """
 
 from __future__ import annotations
@@ -88,7 +39,7 @@ __all__ = ["InsightRules", "Insights"]
 
 
 class Insights:
-    """Reads the history (and health, alerts, cache) and reports; see the module docstring."""
+    """Reads the history (and health, alerts, cache) and reports; docs/dashboard.md says how."""
 
     def __init__(
         self,

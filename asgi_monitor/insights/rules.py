@@ -1,6 +1,7 @@
 """The rules behind :mod:`asgi_monitor.insights`: thresholds, the least-squares fit, and one
 function per rule over history points. Each returns a :class:`RuleOutcome` whose ``evidence``
-holds the measured values it decided on (the rules are documented in ``insights``)."""
+holds the measured values it decided on (docs/dashboard.md, "Performance insights", documents
+the rules)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class CacheStats(Protocol):
 
 @dataclass(frozen=True)
 class InsightRules:
-    """Thresholds of the rules (see the module docstring)."""
+    """Thresholds of the rules (docs/dashboard.md, "Performance insights")."""
 
     recent_seconds: float = 300.0
     trend_seconds: float = 900.0

@@ -3,7 +3,8 @@
 They record into the process-wide collector (``get_metrics_collector()``), looked up at each call
 so that a monitor made after the decorated function was defined is the one recorded into, or
 into the ``collector`` given to :func:`instrument_sqlalchemy`. What they need of it is
-:class:`Instrumented`, so this module never imports the collector.
+:class:`Instrumented`; :mod:`asgi_monitor.default` holds the process-wide monitor without
+importing the composition root, so reaching it from here closes no circle.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Literal, Protocol, TypeVar
 
+from ..default import get_metrics_collector
 from ._timing import safely, timed
 from .cache import CacheMetrics, CacheOperation
 from .database import DatabaseMetrics, statement_kind
@@ -33,19 +35,9 @@ class Instrumented(Protocol):
     def internal_error(self, where: str, exc: BaseException) -> None: ...
 
 
-_get_default: Callable[[], Instrumented] | None = None
-
-
 def current_collector() -> Instrumented:
     """The collector ``get_metrics_collector()`` returns now."""
-    global _get_default
-    if _get_default is None:
-        # Imported late (the default monitor builds the collector, which imports this package)
-        # and kept: an import statement on every call would cost microseconds.
-        from ..default import get_metrics_collector
-
-        _get_default = get_metrics_collector
-    return _get_default()
+    return get_metrics_collector()
 
 
 def monitor_database_operation(operation: str) -> Callable[[F], F]:

@@ -85,7 +85,7 @@ class RequestStore:
 
     A base class rather than a Protocol on purpose: when the hot path is compiled (mypyc), calls
     on a compiled class are direct C calls, calls through a Protocol are Python calls (part of
-    the 7,800 instructions per request the change to this design saved, measured with callgrind:
+    what the change to this design saved per request, measured with callgrind:
     benchmarks/README.md, "Where the server-side cost comes from").
     """
 
@@ -191,8 +191,8 @@ class Series:
     def observe(
         self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
     ) -> None:
-        # BucketCounts.observe inlined four times: in the pure-Python build the four method calls
-        # cost ~0.15 us of a ~3 us request (benchmarks/hotpath.py: 3.15 against 3.00 us added).
+        # BucketCounts.observe inlined four times: in the pure-Python build four method calls
+        # are a measurable share of what a request costs (benchmarks/hotpath.py).
         self.count += 1
         h = self.duration
         scan = h._scan

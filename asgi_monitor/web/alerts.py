@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..alerting.silences import SilencesBusy
-from ..monitor import Monitor
 from .bodies import BodyError, read_json
+from .parts import MonitorParts
 from .responses import error_response, json_response, shown
 
 __all__ = ["MAX_HISTORY_LIMIT", "MAX_SILENCE_SECONDS", "AlertEndpoints"]
@@ -29,7 +29,7 @@ _SILENCE_FIELDS = {"rule", "matchers", "duration_minutes", "duration_seconds", "
 class AlertEndpoints:
     """The handlers, bound to one monitor."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorParts) -> None:
         self.alerts = monitor.alerts
         self._body_timeout = monitor.config.gate.body_timeout_seconds
 

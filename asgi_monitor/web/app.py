@@ -14,12 +14,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from ..monitor import Monitor
 from .alerts import AlertEndpoints
 from .dashboard import DashboardEndpoints
 from .gate import Access, Gate, Handler, RejectBadQuery, SecurityHeaders
 from .health import HealthEndpoints
 from .metrics import metrics_endpoint
+from .parts import MonitorParts
 from .ratelimit import Clock
 from .settings import config_endpoint
 from .slos import slos_endpoint
@@ -37,7 +37,7 @@ class Endpoint:
     limited: bool = True
 
 
-def endpoints(monitor: Monitor) -> list[Endpoint]:
+def endpoints(monitor: MonitorParts) -> list[Endpoint]:
     """Every endpoint of the sub-app, with its access level."""
     config = monitor.config
     health = HealthEndpoints(monitor)
@@ -81,7 +81,7 @@ def endpoints(monitor: Monitor) -> list[Endpoint]:
     ]
 
 
-def build_app(monitor: Monitor, *, clock: Clock = time.monotonic) -> Starlette:
+def build_app(monitor: MonitorParts, *, clock: Clock = time.monotonic) -> Starlette:
     """The sub-app: every endpoint behind the gate, every response with the security headers.
 
     ``clock`` drives the rate limits (tests pass a fake one).

@@ -22,8 +22,8 @@ from starlette.responses import HTMLResponse, Response
 
 from .._version import __version__
 from ..grafana import grafana_dashboard
-from ..monitor import Monitor
 from ..units import duration_label
+from .parts import MonitorParts
 from .responses import LenientJSONResponse, error_response
 from .routeview import known_routes, range_choices, route_document
 from .slos import slos_view
@@ -76,7 +76,7 @@ class StaticFiles:
 class DashboardEndpoints:
     """The handlers, bound to one monitor."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorParts) -> None:
         self.monitor = monitor
         self.static = StaticFiles(template_dir() / "static")
 

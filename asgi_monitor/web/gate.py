@@ -1,60 +1,11 @@
 """The gate: the one place that decides who may use each monitoring endpoint.
 
-:func:`~asgi_monitor.web.app.build_app` passes every :class:`~asgi_monitor.web.app.Endpoint`
-through :meth:`Gate.protect` according to its access level, so a new endpoint only declares
-``access="admin"`` (or ``"public"``) and is covered. For every request the gate, in order:
-
-1. takes a token from the client address' bucket (every endpoint but the probes, declared with
-   ``limited=False``: a kubelet polling liveness must never get a 429); when empty: 429 with
-   ``Retry-After``;
-2. refuses (403) a state-changing method (anything but GET, HEAD, OPTIONS) that a browser
-   could have been tricked into sending from another site: a body that is not
-   ``Content-Type: application/json``, or a ``Sec-Fetch-Site`` / ``Origin`` header that is not
-   same-origin (the ``Origin`` is compared with the request's own scheme and ``Host``). Clients
-   sending neither header (curl, scripts) pass. With ``MONITORING_ALLOWED_HOSTS`` set, such a
-   request must also carry one of those hosts as ``Host`` (DNS rebinding, see
-   :func:`~asgi_monitor.web.crosssite.host_refusal`). Checked before any credential, so such a
-   request neither runs the hook nor counts as a failed login;
-3. ``"public"``: always served, never locked out. If the request carries an ``Authorization``
-   header, or a ``Cookie`` while the ``authorize`` hook is configured, the gate also evaluates
-   the credentials, so the endpoint can read ``request.state.is_admin`` (e.g. health endpoints
-   show exception details only to admins); otherwise ``is_admin`` is ``False`` without any
-   work, so a probe never waits for a slow hook. ``request.state.admin_user`` holds who (see
-   below) or ``None``.
-4. ``"metrics"``: public unless ``MONITORING_METRICS_ALLOWED_NETWORKS`` (403 outside them) and/or
-   ``MONITORING_METRICS_TOKEN`` (401 ``Bearer`` challenge without it; admin credentials pass too)
-   is set. Both apply when both are set.
-5. ``"admin"``: 403 while no way in is configured (deny by default, the message names the
-   settings); 429 while the address is locked out; 401 with a ``WWW-Authenticate`` challenge
-   (``Basic`` when a user name and password are configured, else ``Bearer``) for missing or wrong
-   credentials, or 403 if only the ``authorize`` hook is configured and it said no. Allowed
-   responses get ``Cache-Control: no-store``.
-
-Who is let in: ``"token"`` (the admin bearer token), the configured user name (HTTP Basic),
-``"hook"`` (``authorize(scope)`` returned ``True``) or ``"metrics_token"``. Secrets are compared
-in constant time (:meth:`Secret.matches`). A wrong token or password for a configured scheme
-is a failed login, counted per client address *and* presented identity (the Basic user name,
-or a fingerprint of the token: a truncated SHA-256, never the token), so one admin's typo does
-not lock out the others behind the same proxy. On the endpoints that need credentials (admin,
-and metrics with its token) ``MONITORING_LOGIN_MAX_FAILURES`` of them get that address and
-identity a 429 for ``MONITORING_LOGIN_LOCKOUT_SECONDS``, its credentials not even checked.
-Public endpoints keep their own count: a stale password on a health probe or a scrape never
-locks anyone out of the dashboard, and once over the limit there the credentials are simply no
-longer evaluated (never admin, still served), so public endpoints are no guessing oracle.
-
-The client address is ``scope["client"][0]``; ``X-Forwarded-For`` is never trusted here. Behind a
-reverse proxy let the server rewrite the client (uvicorn ``--proxy-headers
---forwarded-allow-ips=<proxy>``, hypercorn's ``ProxyFixMiddleware``), or every client shares the
-proxy's bucket.
-
-Every admin request, and every refused metrics request, is one line on the
-``asgi_monitor.audit`` logger (who, address, method, path, outcome: allowed / denied / locked /
-rate_limited), with the same values as ``extra=`` fields for structured handlers. A credential
-never appears in it: a failed Basic login is logged as ``anonymous``, not with the name tried.
-
-:class:`SecurityHeaders` wraps the whole sub-app, so every response (404s too) carries a
-Content-Security-Policy allowing no third-party origin nor inline script or style, and forbids
-framing, sniffing and referrers.
+:func:`~asgi_monitor.web.app.build_app` passes every endpoint through :meth:`Gate.protect` by its
+access level (``"public"``, ``"metrics"`` or ``"admin"``), so a new endpoint only declares its
+level and is covered. Each request meets, in order, the rate limit, the cross-site check (with
+``MONITORING_ALLOWED_HOSTS``, the Host of state-changing requests, against DNS rebinding), then its
+level's credentials and lock-out; :class:`SecurityHeaders` wraps every response. What each step
+answers, who is let in, the lock-out and the audit log: docs/security.md.
 """
 
 from __future__ import annotations
@@ -191,16 +142,9 @@ class Gate:
                                   "(MONITORING_METRICS_ALLOWED_NETWORKS)", 403)
         if not self.settings.metrics_token:
             return await self._public(request, client)
-        key = _login_key(request, client)
-        wait = self.logins.locked(key)
-        if wait:
-            _audit(request, client, None, "locked")
-            return _locked(wait)
-        try:
-            who = await self._identify(request, key, self.logins)
-        except LoginLocked as locked:
-            _audit(request, client, None, "locked")
-            return _locked(locked.wait)
+        who, refused = await self._identify_unless_locked(request, client)
+        if refused is not None:
+            return refused
         if who is None:
             _audit(request, client, None, "denied")
             return error_response("a valid bearer token is required (MONITORING_METRICS_TOKEN)",
@@ -211,16 +155,9 @@ class Gate:
         if not self.settings.admin_configured:
             _audit(request, client, None, "denied")
             return error_response(_DISABLED, 403)
-        key = _login_key(request, client)
-        wait = self.logins.locked(key)
-        if wait:
-            _audit(request, client, None, "locked")
-            return _locked(wait)
-        try:
-            who = await self._identify(request, key, self.logins)
-        except LoginLocked as locked:
-            _audit(request, client, None, "locked")
-            return _locked(locked.wait)
+        who, refused = await self._identify_unless_locked(request, client)
+        if refused is not None:
+            return refused
         if request.state.is_admin:
             _audit(request, client, who, "allowed")
             return None
@@ -234,8 +171,24 @@ class Gate:
                               {"WWW-Authenticate": self._challenge})
 
     # -- credentials ----------------------------------------------------------------------------
+    async def _identify_unless_locked(
+        self, request: Request, client: str
+    ) -> tuple[str | None, Response | None]:
+        """``(who, None)`` as :meth:`_identify` finds it, or ``(None, 429)`` while this address
+        and identity are locked out (checked before the credentials, and again after waiting)."""
+        key = _login_key(request, client)
+        wait = self.logins.locked(key)
+        if not wait:
+            try:
+                return await self._identify(request, key, self.logins), None
+            except LoginLocked as locked:
+                wait = locked.wait
+        _audit(request, client, None, "locked")
+        return None, _locked(wait)
+
     async def _identify(self, request: Request, key: str, logins: LoginGuard) -> str | None:
-        """Who the credentials prove (see the module docstring), recorded on ``request.state``.
+        """Who the credentials prove (``"token"``, the Basic user name, ``"hook"`` or
+        ``"metrics_token"``), recorded on ``request.state``.
 
         A wrong token or password for a configured scheme counts as a failed login of ``key``
         (:func:`_login_key`) in ``logins``; a right one clears its count. Raises

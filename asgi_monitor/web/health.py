@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..health.models import HealthCheck, HealthStatus
-from ..monitor import Monitor
+from .parts import MonitorParts
 from .responses import error_response, json_response, shown
 
 __all__ = ["HealthEndpoints"]
@@ -41,7 +41,7 @@ def _code(status: HealthStatus) -> int:
 class HealthEndpoints:
     """The handlers, bound to one monitor."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MonitorParts) -> None:
         self.monitor = monitor
         self.checker = monitor.health
         # Set once and kept: a startup probe only matters until it first succeeds (the kubelet

@@ -14,13 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..monitor import Monitor
+from .parts import MonitorParts
 from .responses import NO_STORE
 
 __all__ = ["accepts_gzip", "metrics_endpoint"]
 
 
-def metrics_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
+def metrics_endpoint(monitor: MonitorParts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             encoder, content_type = choose_encoder(request.headers.get("accept", ""))

@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from ..config.objectives import SLO
 from ..metric_names import OTEL_NAMES, metric_name
-from ..monitor import Monitor
 from ..sampling.samples import quantile
 from ..units import duration_label, ms
+from .parts import MonitorParts
 
 __all__ = ["RANGES", "exported_route", "known_routes", "range_choices",
            "route_document", "slo_shares"]
@@ -41,7 +41,7 @@ def range_choices(retention: float) -> list[dict[str, Any]]:
     return [{"seconds": s, "label": duration_label(s)} for s in seconds]
 
 
-def known_routes(monitor: Monitor, seconds: float) -> list[dict[str, Any]]:
+def known_routes(monitor: MonitorParts, seconds: float) -> list[dict[str, Any]]:
     """The routes the history holds over the last ``seconds``, busiest first."""
     totals: dict[str, float] = {}
     for point in monitor.history.points(seconds=seconds):
@@ -51,7 +51,7 @@ def known_routes(monitor: Monitor, seconds: float) -> list[dict[str, Any]]:
             for route, count in sorted(totals.items(), key=lambda item: (-item[1], item[0]))]
 
 
-def route_document(monitor: Monitor, route: str, seconds: float,
+def route_document(monitor: MonitorParts, route: str, seconds: float,
                    registry: CollectorRegistry | None = None) -> dict[str, Any]:
     """Everything the route view shows for ``route`` ("METHOD /template") over the last
     ``seconds`` of history, and since start from ``registry`` (the scrape registry)."""
@@ -137,7 +137,7 @@ def _good(slo: SLO, totals: dict[str, Any]) -> float:
     return float(totals["requests"] - totals["errors"])
 
 
-def slo_shares(monitor: Monitor, route: str, seconds: float,
+def slo_shares(monitor: MonitorParts, route: str, seconds: float,
                totals: dict[str, Any]) -> list[dict[str, Any]]:
     """For each SLO whose selector takes ``route``: the route's part of the SLO's requests and
     of its bad ones over the range, and the SLI on the route alone (the SLO's own counting)."""
@@ -168,7 +168,7 @@ def slo_shares(monitor: Monitor, route: str, seconds: float,
 
 
 def exported_route(registry: CollectorRegistry, route: str,
-                   monitor: Monitor) -> dict[str, Any]:
+                   monitor: MonitorParts) -> dict[str, Any]:
     """``route``'s series as ``/api/metrics`` exports them (totals since start)."""
     metrics = monitor.config.metrics
     naming, prefix = metrics.metric_names, metrics.prefix

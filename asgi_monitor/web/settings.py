@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..monitor import Monitor
+from .parts import MonitorParts
 from .responses import json_response
 
 __all__ = ["config_endpoint"]
 
 
-def config_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
+def config_endpoint(monitor: MonitorParts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         return json_response(monitor.config.public_dict())
 

@@ -10,13 +10,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..monitor import Monitor
+from .parts import MonitorParts
 from .responses import json_response
 
 __all__ = ["slos_endpoint", "slos_view"]
 
 
-def slos_view(monitor: Monitor) -> list[dict[str, Any]]:
+def slos_view(monitor: MonitorParts) -> list[dict[str, Any]]:
     """Each SLO's summary, with ``history``: its alerts' windows' burn rates over the span the
     dashboard's other charts show."""
     tracker = monitor.slos
@@ -28,7 +28,7 @@ def slos_view(monitor: Monitor) -> list[dict[str, Any]]:
     return out
 
 
-def slos_endpoint(monitor: Monitor) -> Callable[[Request], Awaitable[Response]]:
+def slos_endpoint(monitor: MonitorParts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         tracker = monitor.slos
         if tracker is None:

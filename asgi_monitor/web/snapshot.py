@@ -1,7 +1,7 @@
 """The data behind the dashboard endpoints: the metrics summary and the export document.
 
-Plain functions of a :class:`~asgi_monitor.monitor.Monitor` returning JSON-able dicts; the
-endpoints in :mod:`asgi_monitor.web.dashboard` only encode them.
+Plain functions of a monitor (:class:`~asgi_monitor.web.parts.MonitorParts`) returning
+JSON-able dicts; the endpoints in :mod:`asgi_monitor.web.dashboard` only encode them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from .._version import __version__
 from ..alerting.models import AlertState
 from ..health.models import HealthStatus
 from ..insights.rules import route_stats, span
-from ..monitor import Monitor
 from ..sampling.samples import Sample
 from ..timeseries import COLUMNS
 from ..units import ms
+from .parts import MonitorParts
 
 __all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view",
            "history_document", "overall_status", "summary"]
@@ -33,13 +33,13 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).isoformat()
 
 
-def current_sample(monitor: Monitor) -> Sample:
+def current_sample(monitor: MonitorParts) -> Sample:
     """The newest sample; one read now if the sampler has not run yet (no lifespan, tests)."""
     latest = monitor.samples.latest()
     return latest if latest is not None else monitor.sampler.take()
 
 
-def health_view(monitor: Monitor) -> dict[str, Any]:
+def health_view(monitor: MonitorParts) -> dict[str, Any]:
     checks = monitor.health.checks
     results = monitor.health.results()
     return {
@@ -54,7 +54,7 @@ def health_view(monitor: Monitor) -> dict[str, Any]:
 _RANK = ("unknown", "healthy", "warning", "critical")
 
 
-def overall_status(monitor: Monitor) -> dict[str, Any]:
+def overall_status(monitor: MonitorParts) -> dict[str, Any]:
     """The header badge: the worst of the health status and the severities of the firing
     alerts (``info`` and pending alerts leave it as it is), with the reason in words."""
     health = monitor.health.overall().value
@@ -74,7 +74,7 @@ def overall_status(monitor: Monitor) -> dict[str, Any]:
             "reason": ", ".join(reasons)}
 
 
-def error_window(monitor: Monitor) -> dict[str, Any]:
+def error_window(monitor: MonitorParts) -> dict[str, Any]:
     """The 5xx ratio the ``high_error_rate`` rule reads: over the alerts section's
     ``window_seconds`` of the sample buffer, not the last history interval (a few seconds, so
     the card would read 0 % beside a firing alert)."""
@@ -85,7 +85,7 @@ def error_window(monitor: Monitor) -> dict[str, Any]:
             "error_ratio": window.ratio("errors", "requests") if window is not None else None}
 
 
-def summary(monitor: Monitor) -> dict[str, Any]:
+def summary(monitor: MonitorParts) -> dict[str, Any]:
     """``GET /api/metrics/summary``: totals since start, the last interval's rates, gauges."""
     sample = current_sample(monitor)
     point = monitor.history.latest()
@@ -127,7 +127,7 @@ def summary(monitor: Monitor) -> dict[str, Any]:
     }
 
 
-def busiest_routes(monitor: Monitor) -> list[dict[str, Any]]:
+def busiest_routes(monitor: MonitorParts) -> list[dict[str, Any]]:
     """Routes by requests over the last :data:`ROUTES_WINDOW_SECONDS` of history (each point
     keeps its interval's busiest ``history_top_routes``)."""
     points = monitor.history.points(seconds=ROUTES_WINDOW_SECONDS)
@@ -136,7 +136,7 @@ def busiest_routes(monitor: Monitor) -> list[dict[str, Any]]:
     return [s.to_dict(covered) for s in stats[:monitor.history.top_routes]]
 
 
-def history_document(monitor: Monitor, since: float | None = None,
+def history_document(monitor: MonitorParts, since: float | None = None,
                      after: int | None = None, seconds: float | None = None) -> dict[str, Any]:
     """``history.json``: the points as columns (what the charts draw) and the busiest routes
     (:func:`busiest_routes`). ``cursor`` is what a poller passes back as ``after``."""
@@ -156,7 +156,7 @@ def history_document(monitor: Monitor, since: float | None = None,
     }
 
 
-def export_document(monitor: Monitor) -> dict[str, Any]:
+def export_document(monitor: MonitorParts) -> dict[str, Any]:
     """Everything monitoring knows, as one document (secrets masked by ``public_dict``)."""
     alerts = monitor.alerts
     return {

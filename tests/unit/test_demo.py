@@ -1,4 +1,4 @@
-"""The demo: the monitoring guide's health examples answer, and its environment defaults."""
+"""The demo: the README's health examples answer, and its environment defaults."""
 
 from __future__ import annotations
 

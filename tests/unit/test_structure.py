@@ -4,9 +4,11 @@ path imports only what a request needs, and ``import asgi_monitor`` loads no opt
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,10 +23,11 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def _imports(name: str) -> set[str]:
-    """The package modules ``name`` imports at module level, ``if TYPE_CHECKING:`` included
-    (a type-only circle is still a circle a reader has to untangle); imports inside functions
-    are deliberate late imports and left out."""
+def _imports(name: str, *, module_level: bool = False, typing: bool = True) -> set[str]:
+    """The package modules ``name`` imports: everywhere (inside functions too, as the code runs
+    them), or with ``module_level`` only those its own import runs; ``if TYPE_CHECKING:``
+    blocks count unless ``typing`` is false (a type-only circle is still a circle a reader has
+    to untangle, but such an import never runs)."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -32,55 +35,96 @@ def _imports(name: str) -> set[str]:
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
             if isinstance(node, ast.If):
-                visit(node.body)
+                if typing or not ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                    visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):
                 visit(node.body)
                 for handler in node.handlers:
                     visit(handler.body)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
-                    base = ".".join(anchor + ([base] if base else []))
-                for alias in node.names:
-                    for candidate in (f"{base}.{alias.name}", base):
-                        if candidate in MODULES:
-                            found.add(candidate)
-                            break
-            elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name in MODULES)
+            elif isinstance(node, (ast.ImportFrom, ast.Import)):
+                found.update(_targets(node, package))
+            elif not module_level:
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.ImportFrom, ast.Import)):
+                        found.update(_targets(inner, package))
 
     visit(ast.parse(path.read_text(encoding="utf-8")).body)
     found.discard(name)
     return found
 
 
+def _targets(node: ast.Import | ast.ImportFrom, package: str) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name in MODULES}
+    found: set[str] = set()
+    base = node.module or ""
+    if node.level:
+        anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(anchor + ([base] if base else []))
+    for alias in node.names:
+        for candidate in (f"{base}.{alias.name}", base):
+            if candidate in MODULES:
+                found.add(candidate)
+                break
+    return found
+
+
 GRAPH = {name: _imports(name) for name in MODULES}
+# What importing a module runs: the hot path's budget is about this one.
+MODULE_GRAPH = {name: _imports(name, module_level=True) for name in MODULES}
 
 
-def _reachable(start: str) -> set[str]:
+def _reachable(start: str, graph: dict[str, set[str]] = GRAPH) -> set[str]:
     seen: set[str] = set()
     todo = [start]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(GRAPH[name])
+            todo.extend(graph[name])
     return seen
 
 
+def _floors(graph: dict[str, set[str]]) -> dict[str, int]:
+    """A module's floor: one above the highest floor among the modules it imports (the graph
+    has no circle, which the tests below hold)."""
+    floors: dict[str, int] = {}
+
+    def floor(name: str) -> int:
+        if name not in floors:
+            floors[name] = 1 + max((floor(other) for other in graph[name]), default=0)
+        return floors[name]
+
+    for name in graph:
+        floor(name)
+    return floors
+
+
 def test_the_graph_is_read() -> None:
-    # So the tests below cannot pass on an empty graph: known arrows are found.
+    # So the tests below cannot pass on an empty graph: known arrows are found, those inside
+    # functions too (the composition root loads the web layer on first use).
     assert "asgi_monitor.store.single" in GRAPH["asgi_monitor.middleware"]
     assert "asgi_monitor.monitor" in GRAPH["asgi_monitor.build"]
     assert "asgi_monitor.config.declare" in GRAPH["asgi_monitor.config.gate"]
+    assert "asgi_monitor.web.app" in GRAPH["asgi_monitor.build"]
+    assert "asgi_monitor.web.app" not in MODULE_GRAPH["asgi_monitor.build"]
 
 
 def test_no_import_circles() -> None:
     circles = sorted({tuple(sorted({name, other})) for name in GRAPH for other in GRAPH[name]
                       if name in _reachable(other)})
     assert not circles, f"modules that import each other, directly or not: {circles}"
+
+
+def test_the_floors_stay_few() -> None:
+    # Imports inside functions count (they run on first use), type-only ones do not (they never
+    # run). A new floor is a layer a reader has to learn: raise this bound only for a reason.
+    floors = _floors({name: _imports(name, typing=False) for name in MODULES})
+    assert max(floors.values()) <= 14, sorted(floors.items(), key=lambda item: -item[1])[:8]
+    # The process default sits below the composition root, the hot path below the components.
+    assert floors["asgi_monitor.default"] < floors["asgi_monitor.build"]
+    assert floors["asgi_monitor.middleware"] < floors["asgi_monitor.monitor"]
 
 
 def test_a_circle_is_found_when_there_is_one() -> None:
@@ -102,12 +146,14 @@ def test_the_core_never_imports_the_web_layer(core: str) -> None:
 
 
 def test_the_hot_path_imports_only_what_a_request_needs() -> None:
-    # request_families: the store's exposition (prometheus_client's family classes only), as
-    # request_metrics itself has always imported them.
+    # store.families: the store's exposition (prometheus_client's family classes only), as the
+    # single-process store has always imported them. Imports inside functions are left out here:
+    # the middleware loads the process default and the optional parts when it is built, not per
+    # request.
     allowed = {"asgi_monitor.middleware", "asgi_monitor.store.single", "asgi_monitor.routes",
                "asgi_monitor.errors", "asgi_monitor.secret", "asgi_monitor.sampling.inputs",
                "asgi_monitor.store.families"}
-    reached = {m for m in _reachable("asgi_monitor.middleware")
+    reached = {m for m in _reachable("asgi_monitor.middleware", MODULE_GRAPH)
                if not m.startswith("asgi_monitor.config")}
     assert reached <= allowed, sorted(reached - allowed)
 
@@ -140,3 +186,43 @@ def test_each_weight_loads_when_its_feature_starts() -> None:
     loaded = result.stdout.strip()
     assert "asgi_monitor.monitor" in loaded and "psutil" in loaded, loaded
     assert "httpx" not in loaded and "jinja2" not in loaded, loaded
+
+
+
+DECLARATIONS = """
+import json, re, sys
+{imports}
+from asgi_monitor.config.declare import Section
+config = [m for name, m in list(sys.modules.items()) if name.startswith("asgi_monitor.config")]
+sections = {{c for m in config for c in vars(m).values()
+            if isinstance(c, type) and issubclass(c, Section) and c is not Section}}
+print(json.dumps({{
+    "sections": len(sections),
+    "made": sorted(c.__name__ for c in sections if "__dataclass_fields__" in vars(c)),
+    "patterns": sorted(m.__name__ + "." + k for m in config for k, v in vars(m).items()
+                       if isinstance(v, re.Pattern)),
+    "slo_model": "asgi_monitor.config.objectives" in sys.modules,
+}}))
+"""
+
+
+def _declarations(imports: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-c", DECLARATIONS.format(imports=imports)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def test_importing_the_package_makes_no_dataclass_and_compiles_no_pattern() -> None:
+    # The sections' dataclass methods are generated on first use, regular expressions are
+    # compiled when a value is checked, and the SLO model loads when there are SLOs: the
+    # declarations were most of what `import asgi_monitor` cost (benchmarks/README.md).
+    found = _declarations("import asgi_monitor")
+    assert found["sections"] >= 13, found
+    assert (found["made"], found["patterns"], found["slo_model"]) == ([], [], False), found
+
+
+def test_the_first_configuration_makes_every_section() -> None:
+    # The probe above can see them: building the default configuration makes all of them.
+    found = _declarations("import asgi_monitor\nasgi_monitor.MonitoringConfig()")
+    assert len(found["made"]) == found["sections"] >= 13, found

@@ -30,7 +30,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert config.paths.metrics == "/api/metrics"
 
 
-def test_reads_every_variable_of_the_monitoring_guide() -> None:
+def test_reads_every_documented_variable() -> None:
     env = {
         "ENABLE_MONITORING": "false",
         "HEALTH_CHECK_INTERVAL": "15",

@@ -105,8 +105,8 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 # What a worker reads in its own memory only (so not in the files): its health checks, its alert
-# engine and its resources.
-PER_PROCESS = ("shop_health_", "shop_asgi_monitor_alert", "shop_app_process_")
+# engine, its resources and its build identity.
+PER_PROCESS = ("shop_health_", "shop_asgi_monitor_alert", "shop_app_process_", "shop_build_info")
 
 
 async def test_the_metrics_port_serves_what_the_apps_endpoint_serves_from_the_files(
