@@ -55,7 +55,8 @@ def build_monitor(
         # Under several workers, a fresh registry per scrape: every worker's file merged, the
         # app's own prometheus_client metrics merged from prometheus_client's files (if it
         # keeps any there), plus the collectors read in the answering process (system
-        # resources, sampled gauges).
+        # resources, sampled gauges). Registering reads no file (the merged collector describes
+        # itself from its names): the files are read once, when the registry is collected.
         merged_files = collector.merged
         if merged_files is None:
             return registry
@@ -140,7 +141,7 @@ def build_monitor(
         export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
                             identity=identity.labels, interval=config.otlp.interval_seconds,
                             on_error=collector.internal_error, health=health_status,
-                            leader=monitor.alert_lock.acquire)
+                            leader=monitor.alert_lock.acquire, off_loop=sampler.off_loop)
         monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor

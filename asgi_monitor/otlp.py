@@ -155,7 +155,8 @@ class OTLPExport:
                  on_error: Callable[[str, BaseException], None],
                  health: Callable[[], Mapping[str, str]] = dict,
                  leader: Callable[[], bool] = lambda: True,
-                 timeout: float = 10.0, clock: Callable[[], int] = time.time_ns) -> None:
+                 timeout: float = 10.0, clock: Callable[[], int] = time.time_ns,
+                 off_loop: bool = False) -> None:
         self._endpoint = endpoint
         self._read = read
         self._identity = identity
@@ -165,6 +166,8 @@ class OTLPExport:
         self._on_error = on_error
         self._timeout = timeout
         self._clock = clock
+        # ``read`` merges the workers' files (Sampler.off_loop): a thread's work, not the loop's.
+        self._off_loop = off_loop
         # Cumulative points start when counting started: the store is made with the monitor.
         self._start_ns = clock()
 
@@ -198,8 +201,9 @@ class OTLPExport:
         try:
             if not self._leader():
                 return False
-            # Read on the loop (a snapshot is a few list copies), send from a thread.
-            data = self.data()
+            # In one process a read is a few list copies, done on the loop; a read of the
+            # workers' files is done in a thread. Sent from a thread either way.
+            data = await asyncio.to_thread(self.data) if self._off_loop else self.data()
             result = await asyncio.to_thread(exporter.export, data,
                                              timeout_millis=self._timeout * 1000)
         except Exception as exc:

@@ -4,7 +4,8 @@ Why not prometheus_client's Counter/Histogram on the hot path: each ``observe`` 
 ``.labels()`` lookup formats label values; four histograms and a counter per request would cost
 several microseconds. Here a request costs one dict lookup for its series, four short bucket
 scans and a few integer additions on plain lists. The work of turning that into Prometheus families
-happens on scrape, in :meth:`RequestMetrics.collect`, and exposition stays prometheus_client's.
+happens on scrape, in :meth:`RequestMetrics.collect` (families) or
+:meth:`RequestMetrics.exposition` (the text itself, :mod:`asgi_monitor.store.exposition`).
 
 All writes happen on the event loop thread (ASGI middleware code never runs concurrently with
 itself between awaits), so plain ints need no lock. A scrape from another thread copies each list
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .exposition import Rendered, direct_format, plain_names, request_text, websocket_text
 from .families import (
     HISTOGRAMS,
     IN_PROGRESS_HELP,
@@ -266,6 +268,7 @@ class RequestMetrics(RequestStore):
         self._prefix = metric_prefix(namespace)
         # Added to every family on scrape, never stored per series: the hot path never sees them.
         self._constant_labels = tuple(constant_labels)
+        self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = naming
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
@@ -343,6 +346,28 @@ class RequestMetrics(RequestStore):
         # the event loop thread adds series.
         return self._families([s.stored(key) for key, s in list(self._series.items())],
                               list(self._ws_total.items()), list(self._ws_duration.items()))
+
+    def exposition(self, openmetrics: bool) -> str | None:
+        """:meth:`collect`'s families as exposition text (OpenMetrics or the text format), or
+        None where only prometheus_client can write them (names outside the plain set)."""
+        if not self._plain:
+            return None
+        series = [s.stored(key) for key, s in list(self._series.items())]
+        ws_duration = list(self._ws_duration.items())
+        out: list[str] = []
+        request_text(
+            out, series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
+            naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels,
+            openmetrics=openmetrics)
+        websocket_text(
+            out, [(route, float(count)) for route, count in list(self._ws_total.items())],
+            float(self.ws_active.value),
+            [(route, list(h.counts), h.total) for route, h in ws_duration],
+            prefix=self._prefix,
+            bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}), docs=HELP,
+            constant_labels=self._constant_labels, openmetrics=openmetrics)
+        return "".join(out)
 
     def _families(
         self,
@@ -427,4 +452,9 @@ class RequestMetricsCollector(Collector):
         return self._store.describe()
 
     def collect(self) -> Iterator[Metric]:
+        openmetrics = direct_format()
+        if openmetrics is not None:
+            text = self._store.exposition(openmetrics)
+            if text is not None:
+                return iter([Rendered(text)])
         return self._store.collect()
