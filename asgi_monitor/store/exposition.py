@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from itertools import accumulate
+from operator import add
+from typing import NamedTuple
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -37,14 +40,13 @@ from .families import (
     OTEL_HISTOGRAMS,
     REQUESTS_HELP,
     Kept,
-    StoredSeries,
     latest_exemplars,
     le_label,
     otel_method,
 )
 
-__all__ = ["Rendered", "counter_text", "direct_format", "encode", "escape", "histogram_text",
-           "plain_names", "request_text", "websocket_text"]
+__all__ = ["Rendered", "SeriesBlocks", "counter_text", "direct_format", "encode", "escape",
+           "histogram_text", "plain_names", "request_text", "websocket_text"]
 
 # The format (True: OpenMetrics) :func:`encode` is writing in this context, None outside it.
 _DIRECT: ContextVar[bool | None] = ContextVar("asgi_monitor_direct_exposition", default=None)
@@ -233,52 +235,81 @@ def _with_exemplars(text: str, kept: Sequence[Kept | None]) -> str:
     return "\n".join(lines)
 
 
+class SeriesBlocks(NamedTuple):
+    """Every request series of one read of a store, in one array: no object per series, which
+    the garbage collector would walk (holding the GIL, so the event loop too) while the text is
+    written.
+
+    ``keys[i]`` (method, route, status, scheme) has its block at ``starts[i]`` in ``values``: its
+    four histograms in :data:`~asgi_monitor.store.families.HISTOGRAMS`' order, each its
+    per-bucket counts (+Inf last) then its sum; its request count is the duration histogram's.
+    ``exemplars``: by series index, the duration buckets' last exemplars, for series that have
+    any."""
+
+    keys: Sequence[tuple[str, str, int, str]]
+    starts: Sequence[int]
+    values: array[float]
+    exemplars: Mapping[int, Sequence[Kept | None]]
+
+
 def request_text(
-    out: list[str], series: Sequence[StoredSeries], in_progress: Sequence[tuple[str, float]], *,
+    out: list[str], blocks: SeriesBlocks, in_progress: Sequence[tuple[str, float]], *,
     naming: str, prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
     constant_labels: Constants, openmetrics: bool,
 ) -> None:
-    """What :func:`~asgi_monitor.store.families.request_families` gives for the same
-    arguments, as exposition text (appended to ``out``)."""
+    """What :func:`~asgi_monitor.store.families.request_families` gives for the same series,
+    as exposition text (appended to ``out``)."""
     constants = tuple(constant_labels)
+    keys, starts, values, exemplars = blocks
+    t = len(duration_bounds) + 1
+    z = len(size_bounds) + 1
+    # Per histogram: where it starts in a block, and its buckets (its sum follows them).
+    parts = ((0, t), (t + 1, t), (2 * t + 2, z), (2 * t + z + 3, z))
     duration_les = [le_label(b) for b in duration_bounds]
     size_les = [le_label(b) for b in size_bounds]
     les = (duration_les, duration_les, size_les, size_les)
     classic = naming != "otel"
     if classic:
         counts: dict[tuple[str, str, str], float] = {}
-        for row in series:
-            key = (row.method, row.route, str(row.status))
-            counts[key] = counts.get(key, 0.0) + row.requests
+        for (method, route, status, _), at in zip(keys, starts, strict=True):
+            key = (method, route, str(status))
+            counts[key] = counts.get(key, 0.0) + sum(values[at:at + t])
         counter_text(out, f"{prefix}http_requests", REQUESTS_HELP, ("method", "route", "status"),
                      constants, (((escape(method), escape(route), status), count)
                                  for (method, route, status), count in counts.items()),
                      openmetrics)
-    by_route: dict[tuple[str, str], list[StoredSeries]] = {}
-    for row in series:
-        by_route.setdefault((row.method, row.route), []).append(row)
-    # Escaped once, for every histogram family.
-    routes = [((escape(method), escape(route)), group)
-              for (method, route), group in by_route.items()]
-    rows = [((escape(otel_method(row.method)), escape(row.route), str(row.status),
-              escape(row.scheme),
-              str(row.status) if row.status >= 500 else ""), row) for row in series]
+    # The classic histograms are summed over status and scheme: per (method, route), its first
+    # series, and the others where there are others (ints, which the collector does not walk).
+    first: dict[tuple[str, str], int] = {}
+    more: dict[tuple[str, str], list[int]] = {}
+    for i, (method, route, _, _) in enumerate(keys):
+        found = first.setdefault((method, route), i)
+        if found != i:
+            more.setdefault((method, route), [found]).append(i)
+    routes = [((escape(method), escape(route)), i, more.get((method, route)))
+              for (method, route), i in first.items()]
+    del first
+    rows = [(escape(otel_method(method)), escape(route), str(status), escape(scheme),
+             str(status) if status >= 500 else "") for method, route, status, scheme in keys]
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
-        exemplars = openmetrics and index == 0
+        offset, n = parts[index]
+        kept = exemplars if openmetrics and index == 0 else {}
         if classic or index not in OTEL_HISTOGRAMS:
             histogram_text(out, f"{prefix}{name}", doc, ("method", "route"), constants,
                            les[index], (
-                (labels, *_summed(group, index),
-                 latest_exemplars(group) if exemplars else None)
-                for labels, group in routes), openmetrics)
+                (labels, *_summed(values, starts, members or (i,), offset, n),
+                 latest_exemplars(kept.get(j) for j in members or (i,)) if kept else None)
+                for labels, i, members in routes), openmetrics)
         if naming != "classic" and index in OTEL_HISTOGRAMS:
             otel_name, otel_doc = OTEL_HISTOGRAMS[index]
             histogram_text(
                 out, f"{prefix}{otel_name}", otel_doc,
                 ("http_request_method", "http_route", "http_response_status_code", "url_scheme",
                  "error_type"), constants, les[index], (
-                    (labels, *row.histograms[index], row.exemplars if exemplars else None)
-                    for labels, row in rows), openmetrics, omit_empty=4)
+                    (labels, values[at + offset:at + offset + n], values[at + offset + n],
+                     kept.get(i))
+                    for i, (labels, at) in enumerate(zip(rows, starts, strict=True))),
+                openmetrics, omit_empty=4)
     if classic:
         counter_text(out, f"{prefix}http_requests_in_progress", IN_PROGRESS_HELP, ("method",),
                      constants, (((method,), value) for method, value in in_progress),
@@ -312,14 +343,12 @@ def websocket_text(
                     for route, per_bucket, total in sessions), openmetrics)
 
 
-def _summed(group: list[StoredSeries], index: int) -> tuple[Sequence[float], float]:
-    first, total = group[0].histograms[index]
-    if len(group) == 1:
-        return first, total
-    summed = list(first)
-    for row in group[1:]:
-        per_bucket, row_sum = row.histograms[index]
-        summed = [a + b for a, b in zip(summed, per_bucket, strict=True)]
-        total += row_sum
+def _summed(values: array[float], starts: Sequence[int], members: Sequence[int], offset: int,
+            n: int) -> tuple[Sequence[float], float]:
+    at = starts[members[0]] + offset
+    summed, total = values[at:at + n], values[at + n]
+    for i in members[1:]:
+        at = starts[i] + offset
+        summed = array("d", map(add, summed, values[at:at + n]))
+        total += values[at + n]
     return summed, total
-

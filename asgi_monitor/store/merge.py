@@ -44,6 +44,7 @@ from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .exposition import (
     Rendered,
+    SeriesBlocks,
     counter_text,
     direct_format,
     plain_names,
@@ -174,7 +175,9 @@ class MergedFiles:
             return None
         p = self._prefix
         out: list[str] = []
-        request_text(out, self.stored_series(merged), merged.in_progress, naming=self._naming,
+        blocks = SeriesBlocks(list(merged.offsets), list(merged.offsets.values()), merged.blocks,
+                              {})
+        request_text(out, blocks, merged.in_progress, naming=self._naming,
                      prefix=p, duration_bounds=self._duration, size_bounds=self._size,
                      constant_labels=self._constant_labels, openmetrics=openmetrics)
         websocket_text(out, merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p,

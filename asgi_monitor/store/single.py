@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import (
@@ -28,7 +29,14 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
-from .exposition import Rendered, direct_format, plain_names, request_text, websocket_text
+from .exposition import (
+    Rendered,
+    SeriesBlocks,
+    direct_format,
+    plain_names,
+    request_text,
+    websocket_text,
+)
 from .families import (
     HISTOGRAMS,
     IN_PROGRESS_HELP,
@@ -352,11 +360,11 @@ class RequestMetrics(RequestStore):
         None where only prometheus_client can write them (names outside the plain set)."""
         if not self._plain:
             return None
-        series = [s.stored(key) for key, s in list(self._series.items())]
         ws_duration = list(self._ws_duration.items())
         out: list[str] = []
+        in_progress = [(method, float(cell.value)) for method, cell in self.in_progress.items()]
         request_text(
-            out, series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
+            out, self.blocks(), in_progress,
             naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
             openmetrics=openmetrics)
@@ -386,6 +394,22 @@ class RequestMetrics(RequestStore):
             [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
             prefix=p, bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
             constant_labels=self._constant_labels)
+
+    def blocks(self) -> SeriesBlocks:
+        """Every series copied into one array for the exposition (no object per series)."""
+        items = list(self._series.items())
+        values = array("d")
+        starts = []
+        exemplars = {}
+        for i, (_, series) in enumerate(items):
+            starts.append(len(values))
+            for histogram in (series.duration, series.ttfb, series.request_size,
+                              series.response_size):
+                values.extend(histogram.counts)
+                values.append(histogram.total)
+            if series.exemplars is not None:
+                exemplars[i] = tuple(series.exemplars)
+        return SeriesBlocks([key for key, _ in items], starts, values, exemplars)
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
