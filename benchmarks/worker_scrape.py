@@ -121,13 +121,18 @@ def scrape_time(single: Monitor, merged: Monitor, scrapes: int, reference: int) 
         assert body == client(monitor), f"{name}: the direct text differs from the encoder's"
         sizes[name] = (len(body), body.count(b"\n"))
     times: dict[tuple[str, str], list[float]] = {}
+    collections = {name: Collections() for name in ("single", "merged")}
     for round_ in range(scrapes):
         for how, write in (("direct", direct), ("generate_latest", client)):
             if how == "generate_latest" and round_ >= reference:
                 continue  # the reference is slow: a few rounds are enough
             for name, monitor in (("single", single), ("merged", merged)):
                 start = time.perf_counter()
-                write(monitor)
+                if how == "direct":
+                    with collections[name]:
+                        write(monitor)
+                else:
+                    write(monitor)
                 times.setdefault((how, name), []).append(time.perf_counter() - start)
     print(f"(a) scrape time, text format, median over interleaved rounds (min in brackets); "
           f"{sizes['single'][1]} lines, {sizes['single'][0] / 1e6:.1f} MB")
@@ -138,6 +143,8 @@ def scrape_time(single: Monitor, merged: Monitor, scrapes: int, reference: int) 
               f"   merged files {several:8.1f} ms [{min(times[(how, 'merged')]) * 1e3:.1f}]"
               f"   ratio {several / one:.2f}x"
               + (f" (budget <= {BUDGET_RATIO:g}x)" if how == "direct" else ""))
+    print(f"    during the direct scrapes: one process {collections['single']}; "
+          f"merged files {collections['merged']}")
 
 
 async def ping_app(monitor: Monitor) -> Any:
@@ -193,6 +200,7 @@ class Collections:
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
+        self.full = 0
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -200,6 +208,7 @@ class Collections:
             self._started = time.perf_counter()
         else:
             self.pauses.append(time.perf_counter() - self._started)
+            self.full += info["generation"] == 2
 
     def __enter__(self) -> Collections:
         gc.callbacks.append(self)
@@ -209,7 +218,7 @@ class Collections:
         gc.callbacks.remove(self)
 
     def __str__(self) -> str:
-        return (f"{len(self.pauses)} collections, longest "
+        return (f"{len(self.pauses)} collections, {self.full} full, longest "
                 f"{max(self.pauses, default=0.0) * 1e3:.1f} ms")
 
 

@@ -148,11 +148,13 @@ class MergedFiles:
         found.sort(key=lambda w: (w.started, w.path))
         return found
 
-    def families(self, *, custom: bool = True, naming: str | None = None) -> list[Metric]:
-        """The merged families: request and WebSocket (under ``naming``, by default this
-        process'), asgi_monitor's file self-metrics and, with ``custom``, the metrics
-        :mod:`asgi_monitor.store.metric_kinds` keeps in the files."""
-        merged = self.read()
+    def families(self, *, custom: bool = True, naming: str | None = None,
+                 merged: Merged | None = None) -> list[Metric]:
+        """The merged families (of ``merged``, else of a read now): request and WebSocket
+        (under ``naming``, by default this process'), asgi_monitor's file self-metrics and, with
+        ``custom``, the metrics :mod:`asgi_monitor.store.metric_kinds` keeps in the files."""
+        if merged is None:
+            merged = self.read()
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]
 
@@ -476,6 +478,6 @@ class MergedFilesCollector(Collector):
         merged = self._files.read()
         text = self._files.exposition(merged, openmetrics)
         if text is None:
-            return iter(self._files.families(custom=self._custom))
+            return iter(self._files.families(custom=self._custom, merged=merged))
         custom = self._files.custom_families(merged) if self._custom else []
         return iter([Rendered(text), *custom])

@@ -18,6 +18,7 @@ from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, 
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.store.exposition import Rendered, direct_format, encode
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.single import RequestMetrics, RequestMetricsCollector
 
 ACCEPTS = (
     "",
@@ -194,3 +195,15 @@ def test_the_request_families_are_not_built_for_a_scrape(
         text = encode(registry, encoder, content_type).decode()
         assert 'http_requests_total{method="GET",route="/a",status="200"} 1.0\n' in text
         assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+
+
+def test_names_outside_the_plain_set_go_through_prometheus_client() -> None:
+    # A namespace with a colon (legal in Prometheus, renamed by some escapings): not written
+    # directly, so every Accept header still gets exactly what prometheus_client writes.
+    store = RequestMetrics(namespace="shop:v2", duration_buckets=(0.1, 1.0),
+                           size_buckets=(100.0,), max_series=10)
+    registry = CollectorRegistry()
+    registry.register(RequestMetricsCollector(store))
+    store.record("GET", "/a", 200, "http", 0.2, 0.1, 0, 10)
+    assert store.exposition(False) is None
+    assert_same(registry)
