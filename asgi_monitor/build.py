@@ -69,7 +69,8 @@ def build_monitor(
         # Under several workers, a fresh registry per scrape: every worker's file merged, the
         # app's own prometheus_client metrics merged from prometheus_client's files (if it
         # keeps any there), plus the collectors read in the answering process (system
-        # resources, sampled gauges).
+        # resources, sampled gauges). Registering reads no file (the merged collector describes
+        # itself from its names): the files are read once, when the registry is collected.
         merged_files = collector.merged
         if merged_files is None:
             return registry
@@ -170,7 +171,7 @@ def build_monitor(
                             timeout=config.otlp.timeout_seconds,
                             headers=config.otlp.header_pairs(),
                             attributes=dict(config.otlp.resource_attributes),
-                            version=lambda: identity.version)
+                            version=lambda: identity.version, off_loop=sampler.off_loop)
         monitor.add_service("otlp", export.run_forever)
     built.append(monitor)
     return monitor

@@ -218,7 +218,7 @@ class OTLPExport:
                  timeout: float = 10.0, clock: Callable[[], int] = time.time_ns,
                  headers: Mapping[str, str] | None = None,
                  attributes: Mapping[str, str] | None = None,
-                 version: Callable[[], str] = str) -> None:
+                 version: Callable[[], str] = str, off_loop: bool = False) -> None:
         self._endpoint = endpoint
         self._read = read
         self._identity = identity
@@ -232,6 +232,8 @@ class OTLPExport:
         # OTEL_RESOURCE_ATTRIBUTES; the service's own attributes are set over them.
         self._attributes = dict(attributes or {})
         self._version = version
+        # ``read`` merges the workers' files (Sampler.off_loop): a thread's work, not the loop's.
+        self._off_loop = off_loop
         # Cumulative points start when counting started: the store is made with the monitor.
         self._start_ns = clock()
 
@@ -263,8 +265,9 @@ class OTLPExport:
         try:
             if not self._leader():
                 return False
-            # Read on the loop (a snapshot is a few list copies), encode in a thread.
-            data = self.data()
+            # In one process a read is a few list copies, done on the loop; a read of the
+            # workers' files is done in a thread. Encoded in a thread either way.
+            data = await asyncio.to_thread(self.data) if self._off_loop else self.data()
             body = await asyncio.to_thread(_encode, data)
             arrived, problem = await asyncio.wait_for(self._post(client, body), self._timeout)
         except asyncio.TimeoutError:

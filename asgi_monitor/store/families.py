@@ -33,7 +33,8 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "REQUESTS_HELP", "Kept",
-           "StoredSeries", "le_label", "otel_method", "request_families"]
+           "StoredSeries", "latest_exemplars", "le_label", "otel_method",
+           "request_families"]
 
 # A kept exemplar: (labels such as trace_id, observed value, unix time).
 Kept = tuple[dict[str, str], float, float]
@@ -106,7 +107,8 @@ def request_families(
                                            labels=("method", "route", *names))
             for (method, route), group in by_route.items():
                 summed, total_sum = _summed(group, index)
-                kept = _latest(group) if index == 0 else None
+                kept = (latest_exemplars(row.exemplars for row in group) if index == 0
+                        else None)
                 family.add_metric((method, route, *values),
                                   _buckets(les[index], summed, kept), total_sum)
             yield family
@@ -161,19 +163,20 @@ def _summed(group: list[StoredSeries], index: int) -> tuple[list[float], float]:
     return summed, total
 
 
-def _latest(group: list[StoredSeries]) -> list[Kept | None] | None:
-    # Per bucket, the newest exemplar among the route's series.
+def latest_exemplars(kept: Iterable[Sequence[Kept | None] | None]) -> list[Kept | None] | None:
+    """Per duration bucket, the newest exemplar among a route's series' (``kept``: each one's
+    per bucket, or None)."""
     merged: list[Kept | None] | None = None
-    for row in group:
-        if row.exemplars is None:
+    for row in kept:
+        if row is None:
             continue
         if merged is None:
-            merged = list(row.exemplars)
+            merged = list(row)
             continue
-        for i, kept in enumerate(row.exemplars):
+        for i, found in enumerate(row):
             old = merged[i]
-            if kept is not None and (old is None or kept[2] >= old[2]):
-                merged[i] = kept
+            if found is not None and (old is None or found[2] >= old[2]):
+                merged[i] = found
     return merged
 
 

@@ -45,10 +45,19 @@ from prometheus_client.registry import Collector
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .compaction import COMPACT_AFTER, Compactor
+from .exposition import (
+    Rendered,
+    SeriesBlocks,
+    counter_text,
+    direct_format,
+    plain_names,
+    request_text,
+    websocket_text,
+)
 from .families import StoredSeries, request_families
 from .multiprocess import websocket_bounds
 from .retired_file import RetiredCache, retired_files
-from .single import OVERFLOW, STANDARD_METHODS, websocket_families
+from .single import HELP, OVERFLOW, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,
     SLOT_FILE_ERRORS,
@@ -129,6 +138,7 @@ class MergedFiles:
         self._ws = websocket_bounds(duration_buckets)
         self._max_series = max_series
         self._constant_labels = tuple(constant_labels)
+        self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = naming
         self._block = request_block_slots(len(self._duration), len(self._size))
         self._ws_block = websocket_block_slots(len(self._ws))
@@ -212,21 +222,53 @@ class MergedFiles:
         found.sort(key=lambda w: (w.started, w.path))
         return found
 
-    def families(self, *, custom: bool = True, naming: str | None = None) -> list[Metric]:
-        """The merged families: request and WebSocket (under ``naming``, by default this
-        process'), asgi_monitor's file self-metrics and, with ``custom``, the metrics
-        :mod:`asgi_monitor.store.metric_kinds` keeps in the files."""
-        merged = self.read()
+    def families(self, *, custom: bool = True, naming: str | None = None,
+                 merged: Merged | None = None) -> list[Metric]:
+        """The merged families (of ``merged``, else of a read now): request and WebSocket
+        (under ``naming``, by default this process'), asgi_monitor's file self-metrics and, with
+        ``custom``, the metrics :mod:`asgi_monitor.store.metric_kinds` keeps in the files."""
+        if merged is None:
+            merged = self.read()
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]
 
-    def family_names(self, *, naming: str | None = None) -> set[str]:
-        """The names :meth:`families` gives (custom metrics aside), without reading any file:
-        known at start-up, where a merge would hold the event loop."""
+    def described(self, *, naming: str | None = None) -> list[Metric]:
+        """The families :meth:`families` gives (custom metrics aside), with no samples and
+        without reading any file: what a registry needs to know of them, known at start-up,
+        where a merge would hold the event loop."""
         empty = Merged({}, array("d"), [(method, 0.0) for method in _METHODS], [], 0.0, [],
                        0.0, 0.0, [], {}, 0)
-        return {family.name for family in (*self.request_families(empty, naming=naming),
-                                           *self._self_families(empty))}
+        return [*self.request_families(empty, naming=naming), *self._self_families(empty)]
+
+    def family_names(self, *, naming: str | None = None) -> set[str]:
+        """The names of :meth:`described`."""
+        return {family.name for family in self.described(naming=naming)}
+
+    def exposition(self, merged: Merged, openmetrics: bool) -> str | None:
+        """The request, WebSocket and file families of ``merged`` as exposition text
+        (OpenMetrics or the text format), as :meth:`families` gives them (custom metrics aside);
+        None where only prometheus_client can write them (names outside the plain set)."""
+        if not self._plain:
+            return None
+        p = self._prefix
+        out: list[str] = []
+        blocks = SeriesBlocks(list(merged.offsets), list(merged.offsets.values()), merged.blocks,
+                              {})
+        request_text(out, blocks, merged.in_progress, naming=self._naming,
+                     prefix=p, duration_bounds=self._duration, size_bounds=self._size,
+                     constant_labels=self._constant_labels, openmetrics=openmetrics)
+        websocket_text(out, merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p,
+                       bounds=self._ws, docs=HELP, constant_labels=self._constant_labels,
+                       openmetrics=openmetrics)
+        for name, doc, value in self._self_counters(merged):
+            counter_text(out, name, doc, (), (), (((), value),), openmetrics)
+        (files_name, files_doc), (records_name, records_doc) = self._skip_gauges()
+        counter_text(out, files_name, files_doc, ("reason",), (),
+                     (((reason,), float(merged.skipped.get(reason, 0))) for reason in _REASONS),
+                     openmetrics, typ="gauge")
+        counter_text(out, records_name, records_doc, (), (), (((), float(merged.bad_records)),),
+                     openmetrics, typ="gauge")
+        return "".join(out)
 
     def sample(self) -> tuple[RequestSnapshot, list[Metric]]:
         """What the sampler reads, from one read of the files: the request totals as typed
@@ -493,31 +535,42 @@ class MergedFiles:
         return RequestSnapshot(tuple(totals), tuple(latency),
                                sum(value for _, value in merged.in_progress))
 
-    def _self_families(self, merged: Merged) -> Iterator[Metric]:
+    def _self_counters(self, merged: Merged) -> list[tuple[str, str, float]]:
         p = self._prefix
-        yield CounterMetricFamily(
-            f"{p}asgi_monitor_multiprocess_file_errors",
-            "Times a worker could not reserve space in its metric file (disk full, file size "
-            "limit) for a new series.", value=merged.file_errors)
-        yield CounterMetricFamily(
-            f"{p}asgi_monitor_multiprocess_unrecorded",
-            "Requests not recorded because their new series found no space in the worker's "
-            "metric file.", value=merged.unrecorded)
+        return [
+            (f"{p}asgi_monitor_multiprocess_file_errors",
+             "Times a worker could not reserve space in its metric file (disk full, file size "
+             "limit) for a new series.", merged.file_errors),
+            (f"{p}asgi_monitor_multiprocess_unrecorded",
+             "Requests not recorded because their new series found no space in the worker's "
+             "metric file.", merged.unrecorded)]
+
+    def _self_families(self, merged: Merged) -> Iterator[Metric]:
+        for name, doc, value in self._self_counters(merged):
+            yield CounterMetricFamily(name, doc, value=value)
+        (files_name, files_doc), (records_name, records_doc) = self._skip_gauges()
         # Gauges of what the directory holds now, the same whichever worker answers.
-        files = GaugeMetricFamily(
-            f"{p}asgi_monitor_multiprocess_skipped_files",
-            "Files in the multiprocess directory left out of the merge, by reason: not_regular "
-            "(a symlink, FIFO, device or hard link), not_owner, too_large, bad_header, buckets "
-            "(written with other histogram buckets).", labels=["reason"])
+        files = GaugeMetricFamily(files_name, files_doc, labels=["reason"])
         for reason in _REASONS:
             files.add_metric([reason], merged.skipped.get(reason, 0))
         yield files
-        yield GaugeMetricFamily(
-            f"{p}asgi_monitor_multiprocess_skipped_records",
-            "Records left out of the merge in the files read: malformed, or counts that are "
-            "negative or not finite.", value=merged.bad_records)
+        yield GaugeMetricFamily(records_name, records_doc, value=merged.bad_records)
+
+    def _skip_gauges(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        p = self._prefix
+        return ((f"{p}asgi_monitor_multiprocess_skipped_files",
+                 "Files in the multiprocess directory left out of the merge, by reason: "
+                 "not_regular (a symlink, FIFO, device or hard link), not_owner, too_large, "
+                 "bad_header, buckets (written with other histogram buckets)."),
+                (f"{p}asgi_monitor_multiprocess_skipped_records",
+                 "Records left out of the merge in the files read: malformed, or counts that are "
+                 "negative or not finite."))
 
     # -- custom metrics --------------------------------------------------------------------------
+    def custom_families(self, merged: Merged) -> list[Metric]:
+        """The metrics :mod:`asgi_monitor.store.metric_kinds` keeps in the files, merged."""
+        return list(self._custom_families(merged.workers))
+
     def _custom_families(self, workers: list[WorkerRecords]) -> Iterator[Metric]:
         # (metric, sample, label names, label values) -> merged value; per metric: type, help.
         merged: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[float]] = {}
@@ -613,7 +666,17 @@ class MergedFilesCollector(Collector):
         self._custom = custom
 
     def describe(self) -> Iterator[Metric]:
-        return self.collect()
+        # From the names alone: a registry describes a collector when it is registered, on
+        # the event loop, where a merge would stall every request of the worker.
+        return iter(self._files.described())
 
     def collect(self) -> Iterator[Metric]:
-        return iter(self._files.families(custom=self._custom))
+        openmetrics = direct_format()
+        if openmetrics is None:
+            return iter(self._files.families(custom=self._custom))
+        merged = self._files.read()
+        text = self._files.exposition(merged, openmetrics)
+        if text is None:
+            return iter(self._files.families(custom=self._custom, merged=merged))
+        custom = self._files.custom_families(merged) if self._custom else []
+        return iter([Rendered(text), *custom])

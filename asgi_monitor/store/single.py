@@ -4,7 +4,8 @@ Why not prometheus_client's Counter/Histogram on the hot path: each ``observe`` 
 ``.labels()`` lookup formats label values; four histograms and a counter per request would cost
 several microseconds. Here a request costs one dict lookup for its series, four short bucket
 scans and a few integer additions on plain lists. The work of turning that into Prometheus families
-happens on scrape, in :meth:`RequestMetrics.collect`, and exposition stays prometheus_client's.
+happens on scrape, in :meth:`RequestMetrics.collect` (families) or
+:meth:`RequestMetrics.exposition` (the text itself, :mod:`asgi_monitor.store.exposition`).
 
 All writes happen on the event loop thread (ASGI middleware code never runs concurrently with
 itself between awaits), so plain ints need no lock. A scrape from another thread copies each list
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import (
@@ -27,6 +29,14 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .exposition import (
+    Rendered,
+    SeriesBlocks,
+    direct_format,
+    plain_names,
+    request_text,
+    websocket_text,
+)
 from .families import (
     HISTOGRAMS,
     IN_PROGRESS_HELP,
@@ -266,6 +276,7 @@ class RequestMetrics(RequestStore):
         self._prefix = metric_prefix(namespace)
         # Added to every family on scrape, never stored per series: the hot path never sees them.
         self._constant_labels = tuple(constant_labels)
+        self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = naming
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
@@ -344,6 +355,28 @@ class RequestMetrics(RequestStore):
         return self._families([s.stored(key) for key, s in list(self._series.items())],
                               list(self._ws_total.items()), list(self._ws_duration.items()))
 
+    def exposition(self, openmetrics: bool) -> str | None:
+        """:meth:`collect`'s families as exposition text (OpenMetrics or the text format), or
+        None where only prometheus_client can write them (names outside the plain set)."""
+        if not self._plain:
+            return None
+        ws_duration = list(self._ws_duration.items())
+        out: list[str] = []
+        in_progress = [(method, float(cell.value)) for method, cell in self.in_progress.items()]
+        request_text(
+            out, self.blocks(), in_progress,
+            naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels,
+            openmetrics=openmetrics)
+        websocket_text(
+            out, [(route, float(count)) for route, count in list(self._ws_total.items())],
+            float(self.ws_active.value),
+            [(route, list(h.counts), h.total) for route, h in ws_duration],
+            prefix=self._prefix,
+            bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}), docs=HELP,
+            constant_labels=self._constant_labels, openmetrics=openmetrics)
+        return "".join(out)
+
     def _families(
         self,
         series: list[StoredSeries],
@@ -361,6 +394,22 @@ class RequestMetrics(RequestStore):
             [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
             prefix=p, bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
             constant_labels=self._constant_labels)
+
+    def blocks(self) -> SeriesBlocks:
+        """Every series copied into one array for the exposition (no object per series)."""
+        items = list(self._series.items())
+        values = array("d")
+        starts = []
+        exemplars = {}
+        for i, (_, series) in enumerate(items):
+            starts.append(len(values))
+            for histogram in (series.duration, series.ttfb, series.request_size,
+                              series.response_size):
+                values.extend(histogram.counts)
+                values.append(histogram.total)
+            if series.exemplars is not None:
+                exemplars[i] = tuple(series.exemplars)
+        return SeriesBlocks([key for key, _ in items], starts, values, exemplars)
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
@@ -427,4 +476,9 @@ class RequestMetricsCollector(Collector):
         return self._store.describe()
 
     def collect(self) -> Iterator[Metric]:
+        openmetrics = direct_format()
+        if openmetrics is not None:
+            text = self._store.exposition(openmetrics)
+            if text is not None:
+                return iter([Rendered(text)])
         return self._store.collect()

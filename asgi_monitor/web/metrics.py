@@ -1,7 +1,9 @@
-"""``GET /api/metrics``: Prometheus exposition, by prometheus_client's own encoders.
+"""``GET /api/metrics``: Prometheus exposition.
 
 The text format by default, OpenMetrics when the Accept header asks for it
-(``prometheus_client.exposition.choose_encoder``), gzip when the client accepts it.
+(``prometheus_client.exposition.choose_encoder``), gzip when the client accepts it. The request
+families are written directly from the stores (:mod:`asgi_monitor.store.exposition`), the rest by
+prometheus_client's encoder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..store.exposition import encode
 from .parts import MonitorParts
 from .responses import NO_STORE
 
@@ -28,13 +31,20 @@ def metrics_endpoint(monitor: MonitorParts) -> Callable[[Request], Awaitable[Res
             # prometheus_client compares the version parameter's parts with ints: "version=abc"
             # raises TypeError. A junk Accept header gets the default format, not a 500.
             encoder, content_type = choose_encoder("")
-        registry = monitor.scrape_registry()
-        # Encoding a large registry takes milliseconds; off the event loop it does not stall
-        # the app's other requests.
-        body = await run_in_threadpool(encoder, registry)
+        gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+
+        def render() -> tuple[bytes, bool]:
+            # All of it in a thread: building the scrape registry, merging the workers' files,
+            # writing and compressing megabytes of text. On the event loop any of these would
+            # hold every other request of this worker.
+            body = encode(monitor.scrape_registry(), encoder, content_type)
+            if gzipped and len(body) > 512:
+                return gzip.compress(body, compresslevel=6), True
+            return body, False
+
+        body, compressed = await run_in_threadpool(render)
         headers = {**NO_STORE, "Vary": "Accept, Accept-Encoding"}
-        if accepts_gzip(request.headers.get("accept-encoding", "")) and len(body) > 512:
-            body = gzip.compress(body, compresslevel=6)
+        if compressed:
             headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=content_type, headers=headers)
 

@@ -1,5 +1,10 @@
-"""Several workers' metric files, thousands of series each: the sampler and the alert loop read
-them without stalling the event loop of the process that serves requests."""
+"""Several workers' metric files, thousands of series each: the sampler, the alert loop and the
+scrapes read them without stalling the event loop of the process that serves requests.
+
+What happened is checked (no merge of the files ran on the event loop's thread); the time only
+against a bound of seconds, which a merge on the loop would pass on this shape but a loop stuck
+for good would not. How long the loop waits is a benchmark figure: benchmarks/worker_scrape.py.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ from support import PACKAGE_ROOT, SUPPORT
 pytestmark = pytest.mark.integration
 
 WORKERS, SERIES = 4, 2000
-# The budget: no event-loop stall over this while the merged files are read.
-MAX_LAG_SECONDS = 0.050
+# A bound for a stall, not a budget (the budget is benchmarks/worker_scrape.py's): loose enough
+# for a busy machine.
+MAX_LAG_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -56,12 +62,20 @@ def test_reading_four_workers_files_never_stalls_the_event_loop(worker_files: Pa
     assert probe.returncode == 0, probe.stderr
     seen = json.loads(probe.stdout.splitlines()[-1])
     assert seen["multiprocess_dir"] == str(worker_files)
-    assert seen["off_loop"]  # the merged reads go to a worker thread
-    # Both loops read the files (history points from the sampler, samples from the alert loop).
-    assert seen["history"] >= 2 and seen["samples"] - seen["history"] >= 2, seen
     worst = max(seen["lags"])
     print(f"\nevent-loop lag over {len(seen['lags'])} probes: max {worst * 1000:.1f} ms")
-    assert worst < MAX_LAG_SECONDS
+    assert worst < MAX_LAG_SECONDS, (
+        f"the event loop stalled {worst * 1000:.0f} ms (bound {MAX_LAG_SECONDS * 1000:.0f} ms) "
+        f"while the worker files were read and scraped")
+    assert seen["off_loop"]  # the merged reads go to a worker thread
+    # Every merge of the files (sampler, alert loop, scrapes) ran in a worker thread.
+    assert seen["merges"]["on_loop"] == 0, seen["merges"]
+    # Both loops read the files (history points from the sampler, samples from the alert loop),
+    # and the scrapes did: one merge each.
+    assert seen["history"] >= 2 and seen["samples"] - seen["history"] >= 2, seen
+    assert seen["scrapes"] >= 2, seen
+    assert seen["merges"]["off_loop"] >= seen["samples"] + seen["scrapes"], seen
     # The reads were real: every worker's series, merged.
     assert seen["requests"] == WORKERS * SERIES
     assert seen["routes"] == SERIES
+    assert seen["scraped_requests"] == WORKERS * SERIES

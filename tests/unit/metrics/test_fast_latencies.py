@@ -1,18 +1,21 @@
-"""Latencies the default duration buckets resolve: the dashboard's p50/p95 stay near what the
-server measured, from a fraction of a millisecond to a second."""
+"""Latencies the default duration buckets resolve: the dashboard's p50/p95/p99 stay near the
+durations recorded, from a fraction of a millisecond to a second.
+
+The durations are given to the store, so the test knows them exactly; how close the middleware's
+own measurement of a handler's time comes is a timing, judged in benchmarks/latency_quantiles.py.
+"""
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from support import Clock
 
-from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.config import (
     DEFAULT_DURATION_BUCKETS,
     AlertSettings,
@@ -40,14 +43,19 @@ def monitor(**metrics: Any) -> tuple[Monitor, Clock]:
     return built, clock
 
 
-def measured(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def latencies(median: float, count: int, seed: int) -> list[float]:
     rng = random.Random(seed)
     return [median * math.exp(rng.gauss(0.0, SPREAD)) for _ in range(count)]
+
+
+def bucket_of(value: float, bounds: tuple[float, ...]) -> tuple[float, float]:
+    """The (lower, upper] bounds of the bucket ``value`` is counted in."""
+    lower = 0.0
+    for upper in bounds:
+        if value <= upper:
+            return lower, upper
+        lower = upper
+    raise AssertionError(f"{value} is over the last bound")
 
 
 def test_the_defaults_start_at_a_quarter_millisecond() -> None:
@@ -57,19 +65,29 @@ def test_the_defaults_start_at_a_quarter_millisecond() -> None:
 
 
 @pytest.mark.parametrize("median", LATENCIES)
-def test_dashboard_quantiles_are_within_a_quarter_of_the_measured_ones(median: float) -> None:
+def test_dashboard_quantiles_fall_in_the_bucket_of_the_recorded_ones(median: float) -> None:
+    """The durations are the test's own, recorded as the middleware records them: each quantile
+    the dashboard shows is the recorded one up to where in its bucket it lies, the error of
+    interpolating inside a bucket (histogram_quantile's), and nothing more."""
     built, clock = monitor()
     built.take_sample()
-    values = latencies(median, 500, seed=int(median * 1e6))
-    series = built.collector.requests.series("GET", "/endpoint", 200, "http")
+    values = latencies(median, 1000, seed=int(median * 1e6))
+    store = built.collector.requests
     for value in values:
-        series.observe(value, value, 0, 100)
+        store.record("GET", "/endpoint", 200, "http", value, value, 0, 100)
     clock.advance(10)
     built.take_sample()
     point = built.history.latest()
-    assert point is not None and point.p50 is not None and point.p95 is not None
-    assert point.p50 == pytest.approx(measured(values, 0.5), rel=0.25)
-    assert point.p95 == pytest.approx(measured(values, 0.95), rel=0.25)
+    assert point is not None
+    ordered = sorted(values)
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        shown = getattr(point, name)
+        # The value of rank q * N, the one histogram_quantile's interpolation stands for.
+        recorded = ordered[math.ceil(q * len(ordered)) - 1]
+        lower, upper = bucket_of(recorded, DEFAULT_DURATION_BUCKETS)
+        assert shown is not None and lower <= shown <= upper, (name, recorded, shown)
+    # And for these spreads (fixed seeds), the median within a quarter of the recorded one.
+    assert point.p50 == pytest.approx(ordered[len(ordered) // 2 - 1], rel=0.25)
     assert point.routes[0].p95 == point.p95
 
 
@@ -78,57 +96,3 @@ def test_custom_buckets_are_kept() -> None:
     built.collector.requests.series("GET", "/endpoint", 200, "http").observe(0.0003, 0.0003, 0, 1)
     bounds = [le for le, _ in built.collector.requests.snapshot().latency[0].buckets]
     assert bounds == [0.1, 1.0, math.inf]
-
-
-def busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-async def test_end_to_end_through_the_middleware() -> None:
-    """Handlers that busy-wait a known, spread duration; the server's own measurement is the
-    time around each call of the monitored app."""
-    rng = random.Random(7)
-    waits = {f"/{median}": median for median in (0.0003, 0.003)}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        busy(waits[scope["path"]] * math.exp(rng.gauss(0.0, SPREAD)))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Any) -> None:
-        return None
-
-    for path, median in waits.items():
-        # The latencies are only known while the process has a core to itself: a run whose
-        # measured p95 is far above the one the handler waits for was preempted, so it is
-        # measured again (a fresh monitor each time) rather than judged on another
-        # distribution.
-        intended_p95 = median * math.exp(1.645 * SPREAD)
-        for _ in range(5):
-            built, clock = monitor(route_resolver=lambda scope: scope["path"])
-            mw = MonitoringMiddleware(app, monitor=built)
-            built.take_sample()
-            values = []
-            for _ in range(300):
-                scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                         "method": "GET", "scheme": "http", "path": path,
-                         "raw_path": path.encode(), "root_path": "", "query_string": b"",
-                         "headers": [], "client": ("127.0.0.1", 1), "server": ("t", 80)}
-                start = time.perf_counter()
-                await mw(scope, receive, send)
-                values.append(time.perf_counter() - start)
-            if measured(values, 0.95) < 1.5 * intended_p95:
-                break
-        else:
-            pytest.fail(f"{path}: every run was preempted (the machine is too busy to time)")
-        clock.advance(10)
-        built.take_sample()
-        point = built.history.latest()
-        assert point is not None and point.p50 is not None and point.p95 is not None
-        assert point.p50 == pytest.approx(measured(values, 0.5), rel=0.25), path
-        assert point.p95 == pytest.approx(measured(values, 0.95), rel=0.25), path
