@@ -134,7 +134,7 @@ examples:
   asgi-monitor demo                          the example app on http://127.0.0.1:8000
   asgi-monitor check myproject.main:app      the app's health checks, once
   asgi-monitor rules > asgi_monitor.rules.yml
-  asgi-monitor serve-metrics --port 9464      the workers' metrics on their own port
+  asgi-monitor serve-metrics --port 9464     the workers' metrics on their own port
   asgi-monitor COMMAND --help                a command's options and examples"""
 
 # Each command: its one-line help (in the command list), a description and examples for its own

@@ -175,6 +175,24 @@ def test_help_is_plain_text_with_every_command() -> None:
     assert "examples:\n  asgi-monitor " in text
 
 
+def test_help_examples_explained_in_one_column() -> None:
+    # An example with its explanation on the same line: every explanation starts in one column.
+    examples = _help().split("\nexamples:\n", 1)[1]
+    columns = {match.start(2) for line in examples.splitlines()
+               if (match := re.match(r"  (asgi-monitor .*?\S) {2,}(\S)", line))}
+    assert len(columns) == 1, f"explanations start at columns {sorted(columns)}:\n{examples}"
+
+
+def test_documented_config_error_is_the_real_one() -> None:
+    # docs/command-line.md shows this exact exchange: the line must be what a user sees.
+    doc = (Path(__file__).parents[2] / "docs" / "command-line.md").read_text()
+    shown = re.search(r"^\$ HEALTH_CHECK_INTERVAL=abc asgi-monitor config\n(.*)$", doc, re.M)
+    assert shown is not None
+    result = run("config", env={"HEALTH_CHECK_INTERVAL": "abc"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == shown.group(1)
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_help_with_examples(name: str) -> None:
     text = _help(name)
