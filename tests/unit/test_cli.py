@@ -225,6 +225,30 @@ def test_demo_on_a_busy_port_is_one_line_before_the_banner() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["demo", "serve-metrics"])
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(command: str, port: str) -> None:
+    extra = ["--no-traffic"] if command == "demo" else ["--dir", "/no/such/directory"]
+    result = run(command, "--port", port, *extra)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"asgi-monitor {command}: error: argument --port: "
+        f"must be a port number from 0 to 65535, got {port!r}")
+
+
+def test_serve_metrics_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run("serve-metrics", "--port", str(port), "--dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+
+
 CPU_APP = '''
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware
 from asgi_monitor.config import SystemSettings
