@@ -462,6 +462,88 @@ def test_route_view_figures_are_never_broken_across_lines() -> None:
         context.close()
 
 
+# Records each label a canvas draws (text, where, how wide), from its last clearing on.
+RECORD_CANVAS_TEXT = """
+(() => {
+  const drawn = new Map();
+  window.__labels = drawn;
+  const proto = CanvasRenderingContext2D.prototype;
+  const clear = proto.clearRect, fill = proto.fillText;
+  proto.clearRect = function (...args) {
+    drawn.set(this.canvas, []);
+    return clear.apply(this, args);
+  };
+  proto.fillText = function (text, x, y, ...rest) {
+    const list = drawn.get(this.canvas) || [];
+    list.push({ text: String(text), x, y, width: this.measureText(String(text)).width,
+                align: this.textAlign, transformed: this.getTransform().b !== 0 });
+    drawn.set(this.canvas, list);
+    return fill.call(this, text, x, y, ...rest);
+  };
+})();
+"""
+
+OVERLAPPING_LABELS = """() => {
+  const out = [];
+  for (const [canvas, labels] of window.__labels) {
+    if (!canvas.isConnected) continue;
+    const rows = new Map();
+    for (const l of labels) {
+      if (l.transformed || l.align !== "center") continue;  // the x axis: centred, not rotated
+      const key = Math.round(l.y);
+      rows.set(key, (rows.get(key) || []).concat([l]));
+    }
+    for (const row of rows.values()) {
+      row.sort((a, b) => a.x - b.x);
+      for (let i = 1; i < row.length; i++) {
+        const gap = (row[i].x - row[i].width / 2) - (row[i - 1].x + row[i - 1].width / 2);
+        if (gap < 0) out.push(`${row[i - 1].text} | ${row[i].text} (${gap.toFixed(1)}px)`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def test_time_axis_labels_never_overlap_across_a_minute_boundary(app: MonitoringMiddleware) -> None:
+    """A new app's first minutes: ticks every few seconds cross a minute boundary, where
+    uPlot's default two-row labels put the first tick's date over the next minute's time."""
+    import json
+
+    from playwright.sync_api import Route as Intercepted
+
+    start = (int(time.time()) // 60) * 60 - 20  # :40, so the axis crosses two minute boundaries
+    sent = []
+
+    def history(route: Intercepted) -> None:
+        doc = route.fetch().json()
+        times = [float(start + 5 * i) for i in range(24)] if not sent else []
+        doc["points"] = {key: times if key == "time" else [1.0] * len(times)
+                         for key in doc["columns"]}
+        sent.append(len(times))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(doc))
+
+    with serve(app) as base, chromium() as browser:
+        traffic(base)
+        context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        context.add_init_script(RECORD_CANVAS_TEXT)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.route("**/history.json*", history)
+        page.goto(f"{base}/admin/monitoring", wait_until="load")
+        poll(page, "document.getElementById('chart-status').textContent.startsWith('24 points')")
+        poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
+        # The axes were drawn: each chart has its time labels (centred, below the plot).
+        counts = page.evaluate("""() => [...document.querySelectorAll('[data-chart] canvas')]
+          .map(c => (window.__labels.get(c) || []).filter(l => l.align === "center").length)""")
+        assert len(counts) == 4 and all(n >= 3 for n in counts), counts
+        assert page.evaluate(OVERLAPPING_LABELS) == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-first-minutes.png"), full_page=True)
+        context.close()
+
+
 def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
     """The first interval of a new app: no chart with one point on a made-up time axis."""
     starlette = Starlette(routes=[Route("/items/{id}", item)])
