@@ -42,12 +42,30 @@ def _serve_metrics(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError:
         raise CommandError("serve-metrics needs uvicorn: pip install uvicorn") from None
+    from .demo.run import listen
     from .web.sidecar import metrics_app, metrics_directory
 
     directory = metrics_directory(args.dir)
     app = metrics_app(MonitoringConfig.from_env(), directory)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    # Bound here, as the demo binds its port: a port in use is one line and exit status 2,
+    # not uvicorn's log line and its own exit status.
+    sock = listen(args.host, args.port)
+    with sock:
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                               log_level="warning", lifespan="off"))
+        server.run(sockets=[sock])
     return 0
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: a usage error naming the option, not a traceback from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return port
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -169,7 +187,7 @@ examples:
   asgi-monitor check myproject.main:app      the app's health checks, once
   asgi-monitor rules > asgi_monitor.rules.yml
   asgi-monitor kubernetes > monitoring.yaml  ServiceMonitor, rules, dashboard (Kubernetes)
-  asgi-monitor serve-metrics --port 9464      the workers' metrics on their own port
+  asgi-monitor serve-metrics --port 9464     the workers' metrics on their own port
   asgi-monitor COMMAND --help                a command's options and examples"""
 
 # Each command: its one-line help (in the command list), a description and examples for its own
@@ -283,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = _command(commands, "demo")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    demo.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
+    demo.add_argument("--port", type=_port, default=8000, help="port to listen on (%(default)s)")
     demo.add_argument("--no-traffic", action="store_true",
                       help="do not generate synthetic traffic")
     demo.set_defaults(handler=_demo)
@@ -309,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     _command(commands, "grafana").set_defaults(handler=_grafana)
 
     serve = _command(commands, "serve-metrics")
-    serve.add_argument("--port", type=int, default=9464, help="port to listen on (%(default)s)")
+    serve.add_argument("--port", type=_port, default=9464, help="port to listen on (%(default)s)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--dir", default=None,
                        help="the workers' metrics directory (default: PROMETHEUS_MULTIPROC_DIR)")

@@ -18,6 +18,7 @@ from typing import Any
 
 # psutil is imported by the checks that read it, so `import asgi_monitor` does not load it.
 from ..config import HealthSettings, SystemSettings
+from ..units import duration_label
 from .checker import CheckFunction, CheckResult, HealthChecker
 from .models import HealthCheck, HealthStatus
 
@@ -99,11 +100,13 @@ def cpu_check(warning_percent: float = 90.0, critical_percent: float = 98.0, *,
         if not last or now - last[0][0] < min_interval_seconds:
             last[:] = [(now, psutil.cpu_times())]
             await asyncio.sleep(min_interval_seconds)
-        (_, before), after = last[0], psutil.cpu_times()
+        (since, before), after = last[0], psutil.cpu_times()
         last[:] = [(time.monotonic(), after)]
         percent = _busy_percent(before, after)
         status = _grade(percent, warning_percent, critical_percent)
-        return HealthCheck("cpu", status, f"CPU {percent:.1f}% busy since the last check",
+        # The window measured, said as such: a first run has no "last check" to be since.
+        window = duration_label(float(f"{last[0][0] - since:.2g}"))
+        return HealthCheck("cpu", status, f"CPU {percent:.1f}% busy over the last {window}",
                            details={"percent": percent, "cores": psutil.cpu_count(),
                                     "load_average": list(psutil.getloadavg()),
                                     "warning_percent": warning_percent,

@@ -72,7 +72,7 @@
       var key = s.scale || "y";
       scales[key] = spec.range ? { range: spec.range } : { auto: true };
     });
-    var axes = [{}].concat((spec.axes || [{ scale: "y" }]).map(function (a) {
+    var axes = [window.asgiMonitorTimeAxis()].concat((spec.axes || [{ scale: "y" }]).map(function (a) {
       return { scale: a.scale, side: a.side === 1 ? 1 : 3, grid: { show: a.side !== 1 } };
     }));
     var opts = { width: chartWidth(el), height: 190, scales: scales, series: series, axes: axes,
@@ -291,7 +291,8 @@
       }
       chart = new uPlot({ width: chartWidth(el), height: 170, series: series,
                           scales: { x: { time: true }, y: { auto: true } },
-                          axes: [{}, { scale: "y" }], legend: { live: true },
+                          axes: [window.asgiMonitorTimeAxis(), { scale: "y" }],
+                          legend: { live: true },
                           cursor: { drag: { x: false, y: false } } }, data, el);
       sloCharts[slo.name] = chart;
     } else {

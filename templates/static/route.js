@@ -80,7 +80,7 @@
       }
       var data = [columns.time].concat(chart.specs.map(function (s) { return columns[s.key]; }));
       draw(el, { series: series(chart.specs), scales: { x: { time: true } },
-                 legend: { live: true } }, data);
+                 axes: [window.asgiMonitorTimeAxis(), {}], legend: { live: true } }, data);
     });
     var el = document.getElementById("route-chart-distribution");
     // From the first bucket that counted requests to the last: the empty tails say nothing.

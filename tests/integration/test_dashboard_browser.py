@@ -24,7 +24,7 @@ from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
 from asgi_monitor.config import GateSettings, HealthSettings, HistorySettings, SLOSettings
 from asgi_monitor.health import HealthCheck, HealthStatus
-from asgi_monitor.slo import SLO, Selector
+from asgi_monitor.slo import SLI, SLO, Selector
 
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token-0123456789"
@@ -378,6 +378,170 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
             context.close()
     assert problems == []
     assert dialogs == []
+
+
+def test_resource_bars_stay_inside_their_card(app: MonitoringMiddleware) -> None:
+    """At widths where System resources is a narrow column beside the alerts, each bar and
+    its figure stay inside the card, on one line."""
+    with serve(app) as base, chromium() as browser:
+        traffic(base)
+        wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a history point")
+        context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{base}/admin/monitoring", wait_until="load")
+        assert page.locator("#system-resources meter").count() >= 2
+        for width in (390, 600, 700, 800, 1000, 1366):
+            page.set_viewport_size({"width": width, "height": 900})
+            # Each bar or figure past the card's inner right edge, and each row of two lines.
+            bad = page.evaluate("""() => {
+              const dl = document.getElementById("system-resources");
+              const style = getComputedStyle(dl);
+              const right = dl.getBoundingClientRect().right - parseFloat(style.paddingRight);
+              const out = [];
+              dl.querySelectorAll("dd").forEach((dd, i) => {
+                const range = document.createRange();
+                range.selectNodeContents(dd);
+                const rects = [...dd.querySelectorAll("meter")].map(m => m.getBoundingClientRect())
+                  .concat([...range.getClientRects()]);
+                const over = Math.max(...rects.map(r => r.right)) - right;
+                if (over > 1) out.push(`row ${i}: ${over}px past the card`);
+                const lines = new Set(rects.filter(r => r.height > 0)
+                                           .map(r => Math.round(r.top + r.height / 2)));
+                if ([...lines].some(a => [...lines].some(b => Math.abs(a - b) > 8))) {
+                  out.push(`row ${i}: on two lines`);
+                }
+              });
+              return out;
+            }""")
+            assert bad == [], f"at {width} px: {bad}"
+        context.close()
+
+
+def test_route_view_figures_are_never_broken_across_lines() -> None:
+    """"100.00 %" and "95 %" stay whole in the route view's tables, however narrow."""
+    starlette = Starlette(routes=[Route("/checkout/{id}", checkout)])
+    objectives = (
+        SLO("checkout_availability_objective_with_a_long_name", objective_percent=99.5,
+            selector=Selector(routes=("/checkout/{id}",))),
+        SLO("checkout_latency_objective_with_a_long_name", objective_percent=99.5,
+            sli=SLI(kind="latency", threshold_seconds=0.5),
+            selector=Selector(routes=("/checkout/{id}",))))
+    config = MonitoringConfig(
+        gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
+        history=HistorySettings(sample_interval_seconds=0.5, dashboard_refresh_seconds=1),
+        health=HealthSettings(default_checks=False), slo=SLOSettings(objectives=objectives))
+    app = MonitoringMiddleware(starlette, monitor=build_monitor(config, CollectorRegistry()))
+    with serve(app) as base, chromium() as browser:
+        with httpx.Client(base_url=base, timeout=5) as client:
+            for i in range(1, 11):
+                client.get(f"/checkout/{i}")
+        wait_until(lambda: len(app.monitor.history) >= 2, timeout=20, what="history points")
+        context = browser.new_context(viewport={"width": 1366, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{base}/admin/monitoring/route?name=GET%20/checkout/%7Bid%7D", wait_until="load")
+        assert "100.00 %" in page.locator("#route-slos").inner_text()
+        for width in (1366, 1000, 700, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            # Each figure (a cell after the first, the objective beside a name) on one line.
+            broken = page.evaluate("""() => {
+              const figures = [...document.querySelectorAll(
+                "#route-slos td:not(:first-child), #route-slos td small")];
+              return figures.filter(el => {
+                const range = document.createRange();
+                range.selectNodeContents(el);
+                const tops = new Set([...range.getClientRects()].filter(r => r.width > 0)
+                                     .map(r => Math.round(r.top)));
+                return tops.size > 1;
+              }).map(el => el.textContent);
+            }""")
+            assert broken == [], f"at {width} px, broken across lines: {broken}"
+        context.close()
+
+
+# Records each label a canvas draws (text, where, how wide), from its last clearing on.
+RECORD_CANVAS_TEXT = """
+(() => {
+  const drawn = new Map();
+  window.__labels = drawn;
+  const proto = CanvasRenderingContext2D.prototype;
+  const clear = proto.clearRect, fill = proto.fillText;
+  proto.clearRect = function (...args) {
+    drawn.set(this.canvas, []);
+    return clear.apply(this, args);
+  };
+  proto.fillText = function (text, x, y, ...rest) {
+    const list = drawn.get(this.canvas) || [];
+    list.push({ text: String(text), x, y, width: this.measureText(String(text)).width,
+                align: this.textAlign, transformed: this.getTransform().b !== 0 });
+    drawn.set(this.canvas, list);
+    return fill.call(this, text, x, y, ...rest);
+  };
+})();
+"""
+
+OVERLAPPING_LABELS = """() => {
+  const out = [];
+  for (const [canvas, labels] of window.__labels) {
+    if (!canvas.isConnected) continue;
+    const rows = new Map();
+    for (const l of labels) {
+      if (l.transformed || l.align !== "center") continue;  // the x axis: centred, not rotated
+      const key = Math.round(l.y);
+      rows.set(key, (rows.get(key) || []).concat([l]));
+    }
+    for (const row of rows.values()) {
+      row.sort((a, b) => a.x - b.x);
+      for (let i = 1; i < row.length; i++) {
+        const gap = (row[i].x - row[i].width / 2) - (row[i - 1].x + row[i - 1].width / 2);
+        if (gap < 0) out.push(`${row[i - 1].text} | ${row[i].text} (${gap.toFixed(1)}px)`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def test_time_axis_labels_never_overlap_across_a_minute_boundary(app: MonitoringMiddleware) -> None:
+    """A new app's first minutes: ticks every few seconds cross a minute boundary, where
+    uPlot's default two-row labels put the first tick's date over the next minute's time."""
+    import json
+
+    from playwright.sync_api import Route as Intercepted
+
+    start = (int(time.time()) // 60) * 60 - 20  # :40, so the axis crosses two minute boundaries
+    sent = []
+
+    def history(route: Intercepted) -> None:
+        doc = route.fetch().json()
+        times = [float(start + 5 * i) for i in range(24)] if not sent else []
+        doc["points"] = {key: times if key == "time" else [1.0] * len(times)
+                         for key in doc["columns"]}
+        sent.append(len(times))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(doc))
+
+    with serve(app) as base, chromium() as browser:
+        traffic(base)
+        context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+        context.add_init_script(RECORD_CANVAS_TEXT)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.route("**/history.json*", history)
+        page.goto(f"{base}/admin/monitoring", wait_until="load")
+        poll(page, "document.getElementById('chart-status').textContent.startsWith('24 points')")
+        poll(page, "document.querySelectorAll('[data-chart] canvas').length === 4")
+        # The axes were drawn: each chart has its time labels (centred, below the plot).
+        counts = page.evaluate("""() => [...document.querySelectorAll('[data-chart] canvas')]
+          .map(c => (window.__labels.get(c) || []).filter(l => l.align === "center").length)""")
+        assert len(counts) == 4 and all(n >= 3 for n in counts), counts
+        assert page.evaluate(OVERLAPPING_LABELS) == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-first-minutes.png"), full_page=True)
+        context.close()
 
 
 def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:

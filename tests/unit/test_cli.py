@@ -175,6 +175,24 @@ def test_help_is_plain_text_with_every_command() -> None:
     assert "examples:\n  asgi-monitor " in text
 
 
+def test_help_examples_explained_in_one_column() -> None:
+    # An example with its explanation on the same line: every explanation starts in one column.
+    examples = _help().split("\nexamples:\n", 1)[1]
+    columns = {match.start(2) for line in examples.splitlines()
+               if (match := re.match(r"  (asgi-monitor .*?\S) {2,}(\S)", line))}
+    assert len(columns) == 1, f"explanations start at columns {sorted(columns)}:\n{examples}"
+
+
+def test_documented_config_error_is_the_real_one() -> None:
+    # docs/command-line.md shows this exact exchange: the line must be what a user sees.
+    doc = (Path(__file__).parents[2] / "docs" / "command-line.md").read_text()
+    shown = re.search(r"^\$ HEALTH_CHECK_INTERVAL=abc asgi-monitor config\n(.*)$", doc, re.M)
+    assert shown is not None
+    result = run("config", env={"HEALTH_CHECK_INTERVAL": "abc"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == shown.group(1)
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_help_with_examples(name: str) -> None:
     text = _help(name)
@@ -205,6 +223,30 @@ def test_demo_on_a_busy_port_is_one_line_before_the_banner() -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "serve-metrics"])
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(command: str, port: str) -> None:
+    extra = ["--no-traffic"] if command == "demo" else ["--dir", "/no/such/directory"]
+    result = run(command, "--port", port, *extra)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"asgi-monitor {command}: error: argument --port: "
+        f"must be a port number from 0 to 65535, got {port!r}")
+
+
+def test_serve_metrics_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run("serve-metrics", "--port", str(port), "--dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
 
 
 CPU_APP = '''

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,6 +50,17 @@ async def test_a_later_run_measures_since_the_previous_one() -> None:
     for result in (first, second):
         assert result.observed_value is not None and 0 <= result.observed_value <= 100
         assert result.details["cores"] == os.cpu_count()
+
+
+async def test_the_message_names_the_window_measured() -> None:
+    check = cpu_check()  # the default first reading waits 0.25 s
+    first = await check()
+    assert re.fullmatch(r"CPU \d+\.\d% busy over the last 0\.25 s", first.message), first
+    await asyncio.sleep(0.5)
+    later = await check()  # since the first run's reading: at least the 0.5 s slept
+    window = re.fullmatch(r"CPU \d+\.\d% busy over the last (\d+(?:\.\d+)?) s", later.message)
+    assert window is not None, later
+    assert float(window.group(1)) >= 0.5
 
 
 async def test_api_health_cpu_at_start_sees_a_saturated_cpu(
