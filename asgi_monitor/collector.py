@@ -249,16 +249,21 @@ class MetricsCollector:
 
         merged = self.merged
         assert merged is not None
-        # The request families under their classic names (the reader's), whatever the
-        # exposition's naming; the others as this process declares them.
-        declared = {family.name for family in self.registry.collect()}
-        declared.update(merged.family_names(naming="classic"))
-        reader = MergedReader(prefix=self.settings.prefix, declared=declared)
+        registry, prefix = self.registry, self.settings.prefix
+        readers: list[MergedReader] = []
 
         def read_merged() -> SampleInputs:
+            if not readers:
+                # The families this process declares, learnt on the first read, where the read
+                # runs (a thread): collecting this registry merges every worker's files too.
+                # The request families under their classic names (the reader's), whatever the
+                # exposition's naming.
+                declared = {family.name for family in registry.collect()}
+                declared.update(merged.family_names(naming="classic"))
+                readers.append(MergedReader(prefix=prefix, declared=declared))
             # One read of the files: the request totals as typed values, the rest as families.
             requests, families = merged.sample()
-            return reader.read(families, requests)
+            return readers[0].read(families, requests)
 
         # The merge reads every worker's files: off the event loop, with this process' system
         # resources added on it.

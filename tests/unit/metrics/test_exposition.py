@@ -17,6 +17,7 @@ from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.store.exposition import Rendered, direct_format, encode
+from asgi_monitor.store.merge import MergedFiles
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
 from asgi_monitor.store.single import RequestMetrics, RequestMetricsCollector
 
@@ -144,6 +145,27 @@ def test_registering_the_merged_collector_reads_no_file(
     encoder, content_type = choose_encoder("")
     encode(registry, encoder, content_type)
     assert reads == [1]  # the scrape itself: one merge, not one per describe and collect
+
+
+def test_building_a_monitor_reads_no_file(multiproc_env: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    # build_monitor runs where the app starts, often on the event loop: the sampler learns the
+    # families this process declares on its first read, which runs in a thread.
+    multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    reads: list[int] = []
+    original = MergedFiles.read
+
+    def counted(self: MergedFiles) -> Any:
+        reads.append(1)
+        return original(self)
+
+    multiproc_env.setattr(MergedFiles, "read", counted)
+    built = monitor()
+    assert reads == []
+    built.collector.requests.record("GET", "/a", 200, "http", 0.1, 0.1, 0, 0)
+    inputs = built.sampler.read()
+    assert reads  # the first sample merged the files
+    assert sum(count for *_, count in inputs.requests.series) == 1
 
 
 def test_other_readers_of_the_registry_get_families() -> None:
