@@ -32,7 +32,7 @@ from .metric_names import metric_name
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
-from .store.merge import MergedFiles, MergedFilesCollector
+from .store.merge import MergedFiles, MergedFilesCollector, names_only
 from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
 from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
 from .store.single import RequestMetrics, RequestMetricsCollector, RequestStore
@@ -249,21 +249,19 @@ class MetricsCollector:
 
         merged = self.merged
         assert merged is not None
-        registry, prefix = self.registry, self.settings.prefix
-        readers: list[MergedReader] = []
+        # The request families under their classic names (the reader's), whatever the
+        # exposition's naming; the others as this process declares them, collected with the
+        # merged collectors giving names only: a merge here would read every worker's files
+        # where the app starts, often on the event loop.
+        with names_only():
+            declared = {family.name for family in self.registry.collect()}
+        declared.update(merged.family_names(naming="classic"))
+        reader = MergedReader(prefix=self.settings.prefix, declared=declared)
 
         def read_merged() -> SampleInputs:
-            if not readers:
-                # The families this process declares, learnt on the first read, where the read
-                # runs (a thread): collecting this registry merges every worker's files too.
-                # The request families under their classic names (the reader's), whatever the
-                # exposition's naming.
-                declared = {family.name for family in registry.collect()}
-                declared.update(merged.family_names(naming="classic"))
-                readers.append(MergedReader(prefix=prefix, declared=declared))
             # One read of the files: the request totals as typed values, the rest as families.
             requests, families = merged.sample()
-            return readers[0].read(families, requests)
+            return reader.read(families, requests)
 
         # The merge reads every worker's files: off the event loop, with this process' system
         # resources added on it.

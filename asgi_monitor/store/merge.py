@@ -34,6 +34,8 @@ import os
 import threading
 from array import array
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import accumulate
 from operator import add
@@ -73,7 +75,7 @@ from .worker_file import (
     worker_files,
 )
 
-__all__ = ["Merged", "MergedFiles", "MergedFilesCollector"]
+__all__ = ["Merged", "MergedFiles", "MergedFilesCollector", "names_only"]
 
 logger = logging.getLogger("asgi_monitor")
 
@@ -656,6 +658,20 @@ def _merge_gauge(mode: str, found: list[float] | None, value: float,
     return found
 
 
+_NAMES_ONLY: ContextVar[bool] = ContextVar("asgi_monitor_names_only", default=False)
+
+
+@contextmanager
+def names_only() -> Iterator[None]:
+    """While in this block, collecting a registry gets the merged collectors' families as
+    :meth:`MergedFilesCollector.describe` gives them (names, no samples), without a merge."""
+    token = _NAMES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _NAMES_ONLY.reset(token)
+
+
 class MergedFilesCollector(Collector):
     """Every worker's families for a registry: with ``custom``, the metrics kept in the files
     too (a scrape's registry); without, the request families only (a worker's own registry,
@@ -671,6 +687,8 @@ class MergedFilesCollector(Collector):
         return iter(self._files.described())
 
     def collect(self) -> Iterator[Metric]:
+        if _NAMES_ONLY.get():
+            return self.describe()
         openmetrics = direct_format()
         if openmetrics is None:
             return iter(self._files.families(custom=self._custom))
