@@ -52,10 +52,17 @@ def known_routes(monitor: MonitorParts, seconds: float) -> list[dict[str, Any]]:
 
 
 def route_document(monitor: MonitorParts, route: str, seconds: float,
-                   registry: CollectorRegistry | None = None) -> dict[str, Any]:
+                   registry: CollectorRegistry | None = None) -> dict[str, Any] | None:
     """Everything the route view shows for ``route`` ("METHOD /template") over the last
-    ``seconds`` of history, and since start from ``registry`` (the scrape registry)."""
+    ``seconds`` of history, and since start from ``registry`` (the scrape registry).
+
+    None when neither knows the route (a typo, an old bookmark): a page of zeros would say it
+    was idle. A route the history kept at any time of its retention, or that the registry
+    counted since start, is known, even with no request in the range."""
     history = monitor.history
+    since = exported_route(registry, route, monitor) if registry is not None else None
+    if not ((since is not None and _counted(since)) or _in_history(monitor, route)):
+        return None
     pairs = history.route_points(route, seconds)
     columns: dict[str, list[float | None]] = {
         name: [] for name in ("time", "requests", "errors", "request_rate", "error_rate",
@@ -109,9 +116,17 @@ def route_document(monitor: MonitorParts, route: str, seconds: float,
                              for bound in sorted(counts)],
         },
         "slos": slo_shares(monitor, route, seconds, totals),
-        "since_start": (exported_route(registry, route, monitor) if registry is not None
-                        else None),
+        "since_start": since,
     }
+
+
+def _counted(since: dict[str, Any]) -> bool:
+    return bool(since["requests"] or since["duration"]["count"])
+
+
+def _in_history(monitor: MonitorParts, route: str) -> bool:
+    return any(part.route == route for point in monitor.history.points()
+               for part in point.routes)
 
 
 def pairs_totals(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:

@@ -277,6 +277,7 @@ async def test_a_routes_share_of_the_slos_that_select_it() -> None:
 async def test_an_empty_history_says_collecting() -> None:
     app = middleware()
     async with client(app) as c:
+        await c.get("/items/1")  # known since start, no point yet
         page = (await c.get(url("GET /items/{id}", page="route"))).text
         dashboard = (await c.get("/admin/monitoring")).text
     assert "Collecting: a chart needs two intervals" in page
@@ -293,3 +294,51 @@ def test_durations_are_said_in_the_unit_people_use() -> None:
     assert [c["label"] for c in range_choices(21600)] == ["15 min", "1 h", "6 h"]
     assert [c["label"] for c in range_choices(600)] == ["10 min"]
     assert not math.isnan(range_choices(600)[0]["seconds"])
+
+
+async def test_a_route_nobody_requested_is_404_with_a_message() -> None:
+    app = middleware()
+    async with client(app) as c:
+        await started(c)
+        await traffic(c)
+        app.monitor.take_sample()
+        data = await c.get(url("GET /nope"))
+        page = await c.get(url("GET /nope", 900, page="route"))
+        hostile = await c.get(url("GET /nope/<b onmouseover=alert(3)>", page="route"))
+    assert data.status_code == 404
+    assert "GET /nope" in data.json()["error"]
+    assert "not known" in data.json()["error"]
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "not known in the history or the registry" in page.text
+    assert 'href="/admin/monitoring/route?range=900"' in page.text
+    assert "Requests (since start)" not in page.text  # no page of zeros
+    assert "<b onmouseover" not in hostile.text and hostile.status_code == 404
+
+
+async def test_a_route_known_only_since_start_is_shown() -> None:
+    # Requests before the first sample: the registry counts them, the history has no point yet.
+    app = middleware()
+    async with client(app) as c:
+        await c.get("/fail")
+        doc = await c.get(url("GET /fail"))
+        page = await c.get(url("GET /fail", page="route"))
+    assert doc.status_code == 200 and page.status_code == 200
+    assert doc.json()["points"] == 0
+    assert doc.json()["since_start"]["requests"] == 1
+    assert 'id="since-requests">1<' in page.text
+
+
+async def test_a_route_known_only_from_the_history_is_shown() -> None:
+    # A fresh scrape registry (as under several workers, after a restart of one) may not hold
+    # the route the history saw: the history alone makes it known.
+    app = middleware()
+    async with client(app) as c:
+        await started(c)
+        await c.get("/fail")
+        app.monitor.take_sample()
+        app.monitor.scrape_registry = CollectorRegistry  # type: ignore[method-assign,assignment]
+        doc = await c.get(url("GET /fail"))
+    assert doc.status_code == 200
+    assert doc.json()["range"]["requests"] == 1
+    assert doc.json()["since_start"]["requests"] == 0
