@@ -29,7 +29,7 @@ from asgi_monitor.config import (
     SystemSettings,
 )
 from asgi_monitor.errors import ConfigError
-from asgi_monitor.sampling.samples import quantile
+from asgi_monitor.sampling.samples import quantile_shown
 from asgi_monitor.slo import SLO, Selector
 
 TOKEN = "route-view-test-token-123"
@@ -47,6 +47,10 @@ async def fail(request: Request) -> PlainTextResponse:
     return PlainTextResponse("no", status_code=500)
 
 
+async def tiny(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("four")
+
+
 async def upload(request: Request) -> PlainTextResponse:
     body = await request.body()
     return PlainTextResponse(str(len(body)), status_code=201)
@@ -60,7 +64,7 @@ def middleware(**sections: Any) -> MonitoringMiddleware:
     sections.setdefault("history", HistorySettings(sample_interval_seconds=3600,
                                                    retention_seconds=7200))
     app = Starlette(routes=[Route("/items/{id}", item), Route("/fail", fail),
-                            Route("/upload", upload, methods=["POST"]),
+                            Route("/upload", upload, methods=["POST"]), Route("/tiny", tiny),
                             Route(XSS_TEMPLATE, item)])
     config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
                               **sections)
@@ -141,7 +145,9 @@ async def test_since_start_equals_what_api_metrics_exports() -> None:
         assert since[key]["count"] == buckets[-1][1] == 12
         assert since[key]["mean"] == pytest.approx(total / 12 * scale)
         for q, field in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-            assert since[key][field] == pytest.approx(quantile(q, buckets) * scale)  # type: ignore[operator]
+            value, bound = quantile_shown(q, buckets, total)  # type: ignore[misc]
+            assert since[key][field] == pytest.approx(value * scale)
+            assert since[key]["bounds"][field] == bound
     assert since["response_size"]["mean"] == len("item " * 40)
     buckets, total = histogram(samples, "http_request_size_bytes", "POST", "/upload")
     assert post["since_start"]["request_size"]["mean"] == total / 3 == 3000
@@ -342,3 +348,27 @@ async def test_a_route_known_only_from_the_history_is_shown() -> None:
     assert doc.status_code == 200
     assert doc.json()["range"]["requests"] == 1
     assert doc.json()["since_start"]["requests"] == 0
+
+
+async def test_body_sizes_are_never_shown_above_what_the_buckets_prove() -> None:
+    # Duration buckets every test request falls in the first of.
+    app = middleware(metrics=MetricsSettings(duration_buckets=(10.0, 20.0)))
+    async with client(app) as c:
+        await started(c)
+        for _ in range(20):
+            await c.get("/tiny")  # no request body, a 4-byte response
+        app.monitor.take_sample()
+        doc = (await c.get(url("GET /tiny"))).json()
+        page = (await c.get(url("GET /tiny", page="route"))).text
+    since = doc["since_start"]
+    # A sum of 0 proves every body was empty; 4-byte bodies only that p95 <= the first bound.
+    assert (since["request_size"]["p95"], since["request_size"]["bounds"]["p95"]) == (0, None)
+    assert (since["response_size"]["p95"], since["response_size"]["bounds"]["p95"]) == (100, "le")
+    assert since["response_size"]["mean"] == 4
+    assert 'id="since-request-size">0 B / 0 B<' in page
+    assert 'id="since-response-size">4 B / ≤ 100 B<' in page
+    # The range's latencies: in the first duration bucket, at most its bound, never interpolated.
+    assert doc["range"]["latency_ms"] == {"p50": 10000, "p95": 10000, "p99": 10000}
+    assert doc["range"]["latency_bounds"] == {"p50": "le", "p95": "le", "p99": "le"}
+    assert 'data-range="p95">≤ 10000<' in page
+    assert 'id="since-latency">≤ 10000 / ≤ 10000<' in page
