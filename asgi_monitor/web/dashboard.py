@@ -37,6 +37,7 @@ from .snapshot import (
     health_view,
     history_document,
     overall_status,
+    states_figure,
     status_class,
     summary,
 )
@@ -242,4 +243,5 @@ class DashboardEndpoints:
             "slos": slos_view(monitor),
             "slos_url": root_path + config.paths.slos,
             "status_class": status_class,
+            "states_figure": states_figure,
         }
