@@ -4,7 +4,8 @@ Routes: a home page, items, a mounted ``/shop`` sub-app, a slow and a failing en
 that records successes and failures, a cached lookup and a SQLite-backed order list. A fake
 "payments" dependency flaps (down for 20 s of every 60 s) so a health check degrades and a custom
 alert rule fires and resolves; ``/demo/webhook`` is a local sink that prints what the webhook
-alert channel sends (signed deliveries only). Run it with ``make demo``
+alert channel sends (signed deliveries only), served beside the middleware, not through it, so
+the demo's figures are the shop's. Run it with ``make demo``
 (``python -m asgi_monitor demo``).
 """
 
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from ..alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from ..alerting.models import AlertSeverity
@@ -33,8 +35,8 @@ from ..instrumentation import monitor_cache_operation, monitor_database_operatio
 from ..middleware import MonitoringMiddleware
 from ..web.bodies import BodyError, parse_json, read_body
 
-__all__ = ["CACHE_MAX_ENTRIES", "CACHE_MAX_KEY_LENGTH", "FLAP_PERIOD_SECONDS", "create_app",
-           "payments_up"]
+__all__ = ["CACHE_MAX_ENTRIES", "CACHE_MAX_KEY_LENGTH", "FLAP_PERIOD_SECONDS", "SINK_PATH",
+           "DemoApp", "create_app", "payments_up"]
 
 FLAP_PERIOD_SECONDS = 60.0
 FLAP_DOWN_SECONDS = 20.0
@@ -46,6 +48,8 @@ CACHE_MAX_KEY_LENGTH = 64
 # A signed delivery older (or newer) than this is refused: a captured one cannot be replayed.
 WEBHOOK_MAX_AGE_SECONDS = 300
 WEBHOOK_MAX_BYTES = 256 * 1024
+# Where the webhook channel of `asgi-monitor demo` delivers (demo/run.py).
+SINK_PATH = "/demo/webhook"
 
 
 def payments_up(now: float | None = None) -> bool:
@@ -204,7 +208,27 @@ def _payload_problem(payload: object) -> str | None:
     return None
 
 
-def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
+class DemoApp:
+    """The monitored shop, with the webhook sink beside it rather than inside it: the sink
+    serves the demo, not its users, so its deliveries count in no figure of the shop (busiest
+    routes, rates, SLOs). Everything but ``POST /demo/webhook`` (lifespan included) goes to
+    the monitored shop; ``monitor`` is the shop's."""
+
+    def __init__(self, monitored: MonitoringMiddleware, sink: Starlette) -> None:
+        self.monitored = monitored
+        self.monitor = monitored.monitor
+        self.sink = sink
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Under a root path (uvicorn --root-path), the scope's path starts with it.
+        if scope["type"] == "http" and scope["path"].removeprefix(
+                scope.get("root_path", "")) == SINK_PATH:
+            await self.sink(scope, receive, send)
+        else:
+            await self.monitored(scope, receive, send)
+
+
+def create_app(config: MonitoringConfig | None = None) -> DemoApp:
     shop = Starlette(routes=[Route("/orders/{order_id:int}", order)])
     app = Starlette(routes=[
         Route("/", home),
@@ -213,12 +237,13 @@ def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
         Route("/error", error),
         Route("/login", login, methods=["POST"]),
         Route("/cache/{key}", cached),
-        Route("/demo/webhook", webhook_sink, methods=["POST"]),
         Mount("/shop", shop),
     ])
     monitor = get_monitor(config)
     monitored = MonitoringMiddleware(app, monitor=monitor)
     app.state.monitor = monitor
+    sink = Starlette(routes=[Route(SINK_PATH, webhook_sink, methods=["POST"])])
+    sink.state.monitor = monitor
     shop.state.orders = app.state.orders = Orders(Path(tempfile.gettempdir()) /
                                                   "asgi_monitor_demo.sqlite3")
 
@@ -245,4 +270,4 @@ def create_app(config: MonitoringConfig | None = None) -> MonitoringMiddleware:
         AlertSeverity.WARNING, cooldown_minutes=5, for_seconds=5,
         annotations={"summary": "Payments are failing",
                      "runbook_url": "https://example.org/runbooks/payments"})
-    return monitored
+    return DemoApp(monitored, sink)

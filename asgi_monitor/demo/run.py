@@ -38,6 +38,8 @@ DEMO_SLOS = (
 
 
 def demo_environment(port: int, *, email: bool) -> dict[str, str]:
+    from .app import SINK_PATH  # the app (Starlette) loads when the demo runs, not on import
+
     defaults = {
         "METRICS_COLLECTION_INTERVAL": "5",
         "HEALTH_CHECK_INTERVAL": "10",
@@ -45,7 +47,7 @@ def demo_environment(port: int, *, email: bool) -> dict[str, str]:
         "ALERT_WINDOW_SECONDS": "30",
         "ALERT_MIN_REQUESTS": "10",
         "ALERT_COOLDOWN_MINUTES": "2",
-        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/demo/webhook",
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}{SINK_PATH}",
         # The sink takes only requests signed with it: served on 0.0.0.0 (deploy/Dockerfile),
         # anyone could otherwise post alert lines into the console.
         "ALERT_WEBHOOK_SECRET": secrets.token_urlsafe(32),

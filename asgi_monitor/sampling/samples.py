@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from .inputs import Buckets, RequestSnapshot, SampleInputs, SystemSnapshot
 
-__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile"]
+__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile",
+           "quantile_shown"]
 
 
 @dataclass
@@ -227,6 +228,42 @@ def quantile(q: float, buckets: Buckets) -> float | None:
                 (rank - previous_count) / (count - previous_count))
         previous_bound, previous_count = bound, count
     return previous_bound
+
+
+def quantile_shown(q: float, buckets: Buckets,
+                   total: float | None = None) -> tuple[float, str | None] | None:
+    """The ``q`` quantile as a page may state it: ``(value, None)`` for an estimate (or an
+    exact 0), ``(bound, "le")`` for "at most", ``(bound, "gt")`` for "above"; None if empty.
+
+    :func:`quantile` interpolates linearly inside the bucket the rank falls in, which the
+    buckets cannot back up everywhere: in the first bucket it spreads the requests evenly from
+    0 (a 4-byte body read "p95 95 B" from a 0-100 B bucket), and past the last finite bound it
+    names that bound. So: a rank in the first bucket is "at most its bound" (exactly 0 when
+    ``total``, the histogram's sum, is 0: every value was 0); a rank in the +Inf bucket is
+    "above the highest bound"; an interpolation the sum rules out (even with every other value
+    at its bucket's lower bound, the values from the rank up would add to more than ``total``)
+    is "at most the bucket's bound"."""
+    value = quantile(q, buckets)
+    if value is None:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below, floor_sum = 0.0, 0.0, 0.0
+    found: tuple[float, float, float, float] | None = None
+    for bound, count in buckets:
+        if found is None and count >= rank:
+            found = (lower, bound, below, count)
+        floor_sum += (count - below) * lower  # every value at its bucket's lower bound
+        lower, below = bound, count
+    if found is None:  # unreachable: the last bucket holds every value
+        return (value, None)
+    lower, upper, below, count = found
+    if math.isinf(upper):
+        return (lower, "gt")
+    if lower <= 0:
+        return (0.0, None) if total is not None and total <= 0 else (upper, "le")
+    if total is not None and floor_sum + (count - rank) * (value - lower) > total * (1 + 1e-9):
+        return (upper, "le")
+    return (value, None)
 
 
 @dataclass(frozen=True)

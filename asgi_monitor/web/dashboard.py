@@ -24,7 +24,7 @@ from .._version import __version__
 from ..grafana import grafana_dashboard
 from ..units import duration_label
 from .parts import MonitorParts
-from .responses import LenientJSONResponse, error_response
+from .responses import LenientJSONResponse, error_response, shown
 from .routeview import known_routes, range_choices, route_document
 from .slos import slos_view
 from .snapshot import (
@@ -37,6 +37,7 @@ from .snapshot import (
     health_view,
     history_document,
     overall_status,
+    states_figure,
     status_class,
     summary,
 )
@@ -71,6 +72,12 @@ class StaticFiles:
         # URLs carry ?v=<version>, so a new release is fetched anew.
         return Response(found.body, media_type=found.media_type,
                         headers={"Cache-Control": "public, max-age=86400"})
+
+
+def _unknown(route: str) -> str:
+    return (f"route {shown(route, 200)} is not known in the history or the registry: no request "
+            "matched it since start; the route list (route.json without name) names the known "
+            'ones, as "METHOD /template"')
 
 
 class DashboardEndpoints:
@@ -145,6 +152,8 @@ class DashboardEndpoints:
         # Reading the registry merges the workers' files under several: off the loop.
         registry = self.monitor.scrape_registry()
         doc = await run_in_threadpool(route_document, self.monitor, route, seconds, registry)
+        if doc is None:
+            return error_response(_unknown(route), 404)
         return LenientJSONResponse(doc)
 
     async def route_page(self, request: Request) -> Response:
@@ -163,6 +172,10 @@ class DashboardEndpoints:
                 routes=known_routes(self.monitor, seconds)))
         registry = self.monitor.scrape_registry()
         doc = await run_in_threadpool(route_document, self.monitor, route, seconds, registry)
+        if doc is None:
+            return HTMLResponse(environment().get_template("route_unknown.html").render(
+                base=base, version=__version__, route=route, range_seconds=seconds,
+                message=_unknown(route)), status_code=404)
         html = environment().get_template("route.html").render(
             base=base, version=__version__, doc=doc, route=route,
             refresh=self.monitor.config.history.dashboard_refresh_seconds,
@@ -230,4 +243,5 @@ class DashboardEndpoints:
             "slos": slos_view(monitor),
             "slos_url": root_path + config.paths.slos,
             "status_class": status_class,
+            "states_figure": states_figure,
         }

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from ..config.objectives import SLO
 from ..metric_names import OTEL_NAMES, metric_name
-from ..sampling.samples import quantile
+from ..sampling.samples import quantile_shown
 from ..units import duration_label, ms
 from .parts import MonitorParts
 
@@ -52,10 +52,17 @@ def known_routes(monitor: MonitorParts, seconds: float) -> list[dict[str, Any]]:
 
 
 def route_document(monitor: MonitorParts, route: str, seconds: float,
-                   registry: CollectorRegistry | None = None) -> dict[str, Any]:
+                   registry: CollectorRegistry | None = None) -> dict[str, Any] | None:
     """Everything the route view shows for ``route`` ("METHOD /template") over the last
-    ``seconds`` of history, and since start from ``registry`` (the scrape registry)."""
+    ``seconds`` of history, and since start from ``registry`` (the scrape registry).
+
+    None when neither knows the route (a typo, an old bookmark): a page of zeros would say it
+    was idle. A route the history kept at any time of its retention, or that the registry
+    counted since start, is known, even with no request in the range."""
     history = monitor.history
+    since = exported_route(registry, route, monitor) if registry is not None else None
+    if not ((since is not None and _counted(since)) or _in_history(monitor, route)):
+        return None
     pairs = history.route_points(route, seconds)
     columns: dict[str, list[float | None]] = {
         name: [] for name in ("time", "requests", "errors", "request_rate", "error_rate",
@@ -101,17 +108,25 @@ def route_document(monitor: MonitorParts, route: str, seconds: float,
             "requests": requests, "errors": errors,
             "request_rate": round(requests / covered, 6) if covered > 0 else None,
             "error_ratio": errors / requests if requests else None,
-            "latency_ms": {name: _ms(quantile(q, buckets))
-                           for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+            # The history keeps no duration sum per route: only the buckets bound these.
+            **_quantiles(buckets, None, 1000.0, "latency_ms", "latency_bounds"),
             "statuses": [{"status": code, "requests": count}
                          for code, count in sorted(statuses.items())],
             "distribution": [{"le": _le(bound), "requests": counts[bound]}
                              for bound in sorted(counts)],
         },
         "slos": slo_shares(monitor, route, seconds, totals),
-        "since_start": (exported_route(registry, route, monitor) if registry is not None
-                        else None),
+        "since_start": since,
     }
+
+
+def _counted(since: dict[str, Any]) -> bool:
+    return bool(since["requests"] or since["duration"]["count"])
+
+
+def _in_history(monitor: MonitorParts, route: str) -> bool:
+    return any(part.route == route for point in monitor.history.points()
+               for part in point.routes)
 
 
 def pairs_totals(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
@@ -227,13 +242,13 @@ def exported_route(registry: CollectorRegistry, route: str,
         count = cumulative[-1][1] if cumulative else 0.0
         seconds = key in ("duration", "ttfb")
         scale = 1000.0 if seconds else 1.0
+        shown = _quantiles(cumulative, sums[key], scale, "values", "bounds")
         out[key] = {
             "count": count,
             "unit": "ms" if seconds else "bytes",
             "mean": sums[key] / count * scale if count else None,
-            "p50": _scaled(quantile(0.5, cumulative), scale),
-            "p95": _scaled(quantile(0.95, cumulative), scale),
-            "p99": _scaled(quantile(0.99, cumulative), scale),
+            **shown["values"],
+            "bounds": shown["bounds"],
         }
     trace_url = monitor.config.history.trace_url
     seen: set[str] = set()
@@ -252,13 +267,23 @@ def exported_route(registry: CollectorRegistry, route: str,
     return out
 
 
+def _quantiles(buckets: tuple[tuple[float, float], ...], total: float | None, scale: float,
+               values: str, bounds: str) -> dict[str, dict[str, Any]]:
+    """p50/p95/p99 as the page states them (:func:`quantile_shown`): ``values`` maps each to
+    its figure (times ``scale``), ``bounds`` to None (an estimate), "le" (at most) or "gt"
+    (above)."""
+    out: dict[str, dict[str, Any]] = {values: {}, bounds: {}}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        found = quantile_shown(q, buckets, total)
+        value, bound = (None, None) if found is None else found
+        out[values][name] = None if value is None else round(value * scale, 6)
+        out[bounds][name] = bound
+    return out
+
+
 def _ms(seconds: float | None) -> float | None:
     value = ms(seconds)
     return None if value is None else round(value, 6)
-
-
-def _scaled(value: float | None, scale: float) -> float | None:
-    return None if value is None else value * scale
 
 
 def _le(bound: float) -> float | str:

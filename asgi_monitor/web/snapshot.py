@@ -6,6 +6,7 @@ JSON-able dicts; the endpoints in :mod:`asgi_monitor.web.dashboard` only encode 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..units import ms
 from .parts import MonitorParts
 
 __all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view",
-           "history_document", "overall_status", "summary"]
+           "history_document", "overall_status", "states_figure", "summary"]
 
 # The dashboard's route table covers this much history: one interval is too noisy at 5 s.
 ROUTES_WINDOW_SECONDS = 300.0
@@ -48,6 +49,22 @@ def health_view(monitor: MonitorParts) -> dict[str, Any]:
                           "critical": checks[name].critical if name in checks else True}
                    for name, result in results.items()},
     }
+
+
+_NUMBER = re.compile(r"\d+(?:\.(\d+))?")
+
+
+def states_figure(message: str, value: object) -> bool:
+    """Whether ``message`` already states ``value``: a number in it equals the value rounded
+    to that number's decimals ("memory 7.0% used" states 7.03). A health tile then shows the
+    figure once, in the check's words, instead of again as "7.0 percent"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    for found in _NUMBER.finditer(message):
+        decimals = len(found.group(1) or "")
+        if round(float(value), decimals) == float(found.group(0)):
+            return True
+    return False
 
 
 # Worst last: the badge shows the highest-ranked of the health status and the firing alerts.

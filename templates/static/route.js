@@ -23,6 +23,7 @@
     return value === null || value === undefined ? "–"
       : value.toFixed(value < 1 ? 2 : value < 10 ? 1 : 0);
   }
+  function bounded(bound) { return bound === "le" ? "≤ " : bound === "gt" ? "> " : ""; }
   function percent(value) {
     return value === null || value === undefined ? "–" : (value * 100).toFixed(2) + " %";
   }
@@ -109,8 +110,10 @@
     }
     var r = doc.range;
     var values = { requests: fixed(r.requests, 0), request_rate: fixed(r.request_rate, 2),
-                   error_ratio: percent(r.error_ratio), p50: latencyMs(r.latency_ms.p50),
-                   p95: latencyMs(r.latency_ms.p95), p99: latencyMs(r.latency_ms.p99) };
+                   error_ratio: percent(r.error_ratio) };
+    ["p50", "p95", "p99"].forEach(function (q) {
+      values[q] = bounded(r.latency_bounds[q]) + latencyMs(r.latency_ms[q]);
+    });
     document.querySelectorAll("[data-range]").forEach(function (node) {
       var key = node.getAttribute("data-range");
       if (key in values) { node.textContent = values[key]; }

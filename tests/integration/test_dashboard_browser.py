@@ -324,7 +324,12 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
         problems: list[str] = []
         dialogs: list[str] = []
 
+        missing = f"{base}/admin/monitoring/route?name=GET%20/nope&range=900"
+
         def on_console(message: ConsoleMessage) -> None:
+            # Chromium logs the 404 of the missing route's page itself: that one is expected.
+            if message.location.get("url") == missing and "404" in message.text:
+                return
             if message.type in ("error", "warning"):
                 problems.append(f"console {message.type}: {message.text}")
 
@@ -375,6 +380,20 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 1, f"{overflow}px of horizontal scrolling at 390 px"
             page.screenshot(path=str(ARTIFACTS / "dashboard-route-phone.png"), full_page=True)
+            # The range's quantiles as route.js redraws them: a figure, "≤"/">" before it at
+            # most, never the script's "undefined".
+            latency = page.locator("[data-range=p95]").inner_text()
+            assert "undefined" not in latency and any(c.isdigit() for c in latency), latency
+            # A route nobody requested: 404, said in words, with the way back to the list.
+            page.set_viewport_size({"width": 1366, "height": 900})
+            answer = page.goto(missing, wait_until="load")
+            assert answer is not None and answer.status == 404
+            assert "not known in the history or the registry" in page.locator(
+                "#route-unknown").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-route-missing.png"), full_page=True)
+            page.get_by_text("See the routes with requests").click()
+            page.wait_for_load_state("load")
+            assert page.locator("#routes-index a.route", has_text="GET /items/{id}").count() == 1
             context.close()
     assert problems == []
     assert dialogs == []

@@ -194,3 +194,20 @@ def test_the_email_sink_prints_a_folded_subject_whole() -> None:
     assert b"\r\n " in raw.split(b"\r\n\r\n")[0]  # folded (and encoded) as sent over SMTP
     assert mail_summary(raw, ["oncall@localhost"]) == (
         f"to oncall@localhost: Subject: {subject}")
+
+
+async def test_the_sink_is_not_the_shops_traffic(app: Any) -> None:
+    # The sink serves the demo, not its users: its deliveries (and refusals) count nowhere, so
+    # the dashboard's busiest routes, rates and SLOs are the shop's alone.
+    content = json.dumps(ALERT).encode()
+    async with client(app) as c:
+        assert (await c.post("/demo/webhook", content=content,
+                             headers=signed(content))).status_code == 200
+        assert (await c.post("/demo/webhook", content=b"{}", headers={})).status_code == 401
+        assert (await c.get("/items/1")).status_code == 200
+        metrics = (await c.get("/api/metrics")).text
+    assert 'route="/items/{item_id}"' in metrics
+    assert "/demo/webhook" not in metrics
+    routes = set(app.monitor.sampler.take().routes)
+    assert "GET /items/{item_id}" in routes
+    assert not any("/demo/webhook" in route for route in routes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from asgi_monitor.instrumentation import database
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling.inputs import SampleInputs, SystemSnapshot
 from asgi_monitor.sampling.merged import READ_FAMILIES, MergedReader
-from asgi_monitor.sampling.samples import Sample, SampleBuffer, Sampler, quantile
+from asgi_monitor.sampling.samples import Sample, SampleBuffer, Sampler, quantile, quantile_shown
 
 
 def record(monitor: Monitor, route: str, status: int, seconds: float, times: int) -> None:
@@ -294,3 +295,41 @@ def test_the_reader_names_every_family_it_misses() -> None:
     with pytest.raises(MetricError, match=r"\['http_requests', 'user_logins'\]"):
         MergedReader(prefix="", declared=declared)
     MergedReader(prefix="app_", declared={f"app_{name}" for name in READ_FAMILIES})
+
+
+SIZES = ((100.0, 0.0), (1000.0, 0.0), (math.inf, 0.0))
+
+
+def sizes(*counts: float) -> tuple[tuple[float, float], ...]:
+    """Cumulative (bound, count) pairs of the 100 / 1000 / +Inf buckets from per-bucket counts."""
+    out, running = [], 0.0
+    for (bound, _), count in zip(SIZES, counts, strict=True):
+        running += count
+        out.append((bound, running))
+    return tuple(out)
+
+
+@pytest.mark.parametrize(("counts", "total", "q", "expected"), [
+    # 20 bodies of 4 bytes: interpolation says 95 B; the first bucket proves only <= 100 B.
+    ((20, 0, 0), 80.0, 0.95, (100.0, "le")),
+    ((20, 0, 0), None, 0.5, (100.0, "le")),
+    # 20 GETs without a body: a sum of 0 proves every value was 0.
+    ((20, 0, 0), 0.0, 0.95, (0.0, None)),
+    # 100 bodies of 101 B: interpolating p95 to 955 B needs a sum of at least 14,275 B.
+    ((0, 100, 0), 10100.0, 0.95, (1000.0, "le")),
+    # Spread over the bucket (sum allows it): the interpolation stands.
+    ((0, 100, 0), 55000.0, 0.5, (550.0, None)),
+    # Past the last finite bound: above it, not equal to it.
+    ((0, 1, 99), 10**7, 0.95, (1000.0, "gt")),
+])
+def test_a_quantile_is_never_shown_above_what_the_buckets_and_sum_prove(
+        counts: tuple[float, ...], total: float | None, q: float,
+        expected: tuple[float, str | None]) -> None:
+    shown = quantile_shown(q, sizes(*counts), total)
+    assert shown is not None
+    assert shown[0] == pytest.approx(expected[0]) and shown[1] == expected[1]
+
+
+def test_an_empty_histogram_has_no_quantile_to_show() -> None:
+    assert quantile_shown(0.95, ()) is None
+    assert quantile_shown(0.95, sizes(0, 0, 0), 0.0) is None

@@ -350,3 +350,31 @@ async def test_alert_values_carry_the_rules_unit_and_times_one_format() -> None:
     # UTC on the server, made local by the script; never raw ISO with microseconds.
     assert '<time datetime="2026-03-01T12:30:05+00:00" data-local>12:30:05 UTC</time>' in page
     assert "123456" not in page
+
+
+async def test_a_health_tile_states_its_figure_once() -> None:
+    # The built-in checks write their figure into the message ("memory 7.0% used"); the tile
+    # then leaves out the observed value, which would say it again ("7.0 percent").
+    app = middleware(health=HealthSettings(default_checks=False))
+    checks = {
+        "memory": HealthCheck("memory", HealthStatus.HEALTHY, "memory 7.0% used",
+                              observed_value=7.0, observed_unit="percent"),
+        "disk": HealthCheck("disk", HealthStatus.HEALTHY, "75.5% free on /",
+                            observed_value=75.50000000000001, observed_unit="percent free"),
+        "lag": HealthCheck("lag", HealthStatus.HEALTHY, "event loop lag 0.3 ms",
+                           observed_value=0.312, observed_unit="ms"),
+        "queue": HealthCheck("queue", HealthStatus.WARNING, "queue is backing up",
+                             observed_value=1200, observed_unit="jobs"),
+    }
+    for name, result in checks.items():
+        app.monitor.health.register_check(name, "", lambda result=result: result)
+    await app.monitor.health.run_all()
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+    tiles = {name: html[html.index(f'data-check="{name}"'):].split("</li>", 1)[0]
+             for name in checks}
+    for name in ("memory", "disk", "lag"):
+        assert "tile-value" not in tiles[name], tiles[name]
+        assert checks[name].message in tiles[name]
+    assert '<span class="tile-value">1200 jobs</span>' in tiles["queue"]
+    assert "queue is backing up" in tiles["queue"]

@@ -29,7 +29,7 @@ from asgi_monitor.config import (
     SystemSettings,
 )
 from asgi_monitor.errors import ConfigError
-from asgi_monitor.sampling.samples import quantile
+from asgi_monitor.sampling.samples import quantile_shown
 from asgi_monitor.slo import SLO, Selector
 
 TOKEN = "route-view-test-token-123"
@@ -47,6 +47,10 @@ async def fail(request: Request) -> PlainTextResponse:
     return PlainTextResponse("no", status_code=500)
 
 
+async def tiny(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("four")
+
+
 async def upload(request: Request) -> PlainTextResponse:
     body = await request.body()
     return PlainTextResponse(str(len(body)), status_code=201)
@@ -60,7 +64,7 @@ def middleware(**sections: Any) -> MonitoringMiddleware:
     sections.setdefault("history", HistorySettings(sample_interval_seconds=3600,
                                                    retention_seconds=7200))
     app = Starlette(routes=[Route("/items/{id}", item), Route("/fail", fail),
-                            Route("/upload", upload, methods=["POST"]),
+                            Route("/upload", upload, methods=["POST"]), Route("/tiny", tiny),
                             Route(XSS_TEMPLATE, item)])
     config = MonitoringConfig(gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
                               **sections)
@@ -141,7 +145,9 @@ async def test_since_start_equals_what_api_metrics_exports() -> None:
         assert since[key]["count"] == buckets[-1][1] == 12
         assert since[key]["mean"] == pytest.approx(total / 12 * scale)
         for q, field in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-            assert since[key][field] == pytest.approx(quantile(q, buckets) * scale)  # type: ignore[operator]
+            value, bound = quantile_shown(q, buckets, total)  # type: ignore[misc]
+            assert since[key][field] == pytest.approx(value * scale)
+            assert since[key]["bounds"][field] == bound
     assert since["response_size"]["mean"] == len("item " * 40)
     buckets, total = histogram(samples, "http_request_size_bytes", "POST", "/upload")
     assert post["since_start"]["request_size"]["mean"] == total / 3 == 3000
@@ -277,6 +283,7 @@ async def test_a_routes_share_of_the_slos_that_select_it() -> None:
 async def test_an_empty_history_says_collecting() -> None:
     app = middleware()
     async with client(app) as c:
+        await c.get("/items/1")  # known since start, no point yet
         page = (await c.get(url("GET /items/{id}", page="route"))).text
         dashboard = (await c.get("/admin/monitoring")).text
     assert "Collecting: a chart needs two intervals" in page
@@ -293,3 +300,75 @@ def test_durations_are_said_in_the_unit_people_use() -> None:
     assert [c["label"] for c in range_choices(21600)] == ["15 min", "1 h", "6 h"]
     assert [c["label"] for c in range_choices(600)] == ["10 min"]
     assert not math.isnan(range_choices(600)[0]["seconds"])
+
+
+async def test_a_route_nobody_requested_is_404_with_a_message() -> None:
+    app = middleware()
+    async with client(app) as c:
+        await started(c)
+        await traffic(c)
+        app.monitor.take_sample()
+        data = await c.get(url("GET /nope"))
+        page = await c.get(url("GET /nope", 900, page="route"))
+        hostile = await c.get(url("GET /nope/<b onmouseover=alert(3)>", page="route"))
+    assert data.status_code == 404
+    assert "GET /nope" in data.json()["error"]
+    assert "not known" in data.json()["error"]
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "not known in the history or the registry" in page.text
+    assert 'href="/admin/monitoring/route?range=900"' in page.text
+    assert "Requests (since start)" not in page.text  # no page of zeros
+    assert "<b onmouseover" not in hostile.text and hostile.status_code == 404
+
+
+async def test_a_route_known_only_since_start_is_shown() -> None:
+    # Requests before the first sample: the registry counts them, the history has no point yet.
+    app = middleware()
+    async with client(app) as c:
+        await c.get("/fail")
+        doc = await c.get(url("GET /fail"))
+        page = await c.get(url("GET /fail", page="route"))
+    assert doc.status_code == 200 and page.status_code == 200
+    assert doc.json()["points"] == 0
+    assert doc.json()["since_start"]["requests"] == 1
+    assert 'id="since-requests">1<' in page.text
+
+
+async def test_a_route_known_only_from_the_history_is_shown() -> None:
+    # A fresh scrape registry (as under several workers, after a restart of one) may not hold
+    # the route the history saw: the history alone makes it known.
+    app = middleware()
+    async with client(app) as c:
+        await started(c)
+        await c.get("/fail")
+        app.monitor.take_sample()
+        app.monitor.scrape_registry = CollectorRegistry  # type: ignore[method-assign,assignment]
+        doc = await c.get(url("GET /fail"))
+    assert doc.status_code == 200
+    assert doc.json()["range"]["requests"] == 1
+    assert doc.json()["since_start"]["requests"] == 0
+
+
+async def test_body_sizes_are_never_shown_above_what_the_buckets_prove() -> None:
+    # Duration buckets every test request falls in the first of.
+    app = middleware(metrics=MetricsSettings(duration_buckets=(10.0, 20.0)))
+    async with client(app) as c:
+        await started(c)
+        for _ in range(20):
+            await c.get("/tiny")  # no request body, a 4-byte response
+        app.monitor.take_sample()
+        doc = (await c.get(url("GET /tiny"))).json()
+        page = (await c.get(url("GET /tiny", page="route"))).text
+    since = doc["since_start"]
+    # A sum of 0 proves every body was empty; 4-byte bodies only that p95 <= the first bound.
+    assert (since["request_size"]["p95"], since["request_size"]["bounds"]["p95"]) == (0, None)
+    assert (since["response_size"]["p95"], since["response_size"]["bounds"]["p95"]) == (100, "le")
+    assert since["response_size"]["mean"] == 4
+    assert 'id="since-request-size">0 B / 0 B<' in page
+    assert 'id="since-response-size">4 B / ≤ 100 B<' in page
+    # The range's latencies: in the first duration bucket, at most its bound, never interpolated.
+    assert doc["range"]["latency_ms"] == {"p50": 10000, "p95": 10000, "p99": 10000}
+    assert doc["range"]["latency_bounds"] == {"p50": "le", "p95": "le", "p99": "le"}
+    assert 'data-range="p95">≤ 10000<' in page
+    assert 'id="since-latency">≤ 10000 / ≤ 10000<' in page
