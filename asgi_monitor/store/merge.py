@@ -46,6 +46,7 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .cap import OVERFLOW, SeriesCap
 from .compaction import COMPACT_AFTER, Compactor
 from .exposition import (
     Rendered,
@@ -59,7 +60,7 @@ from .exposition import (
 from .families import StoredSeries, request_families
 from .multiprocess import websocket_bounds
 from .retired_file import RetiredCache, retired_files
-from .single import HELP, OVERFLOW, STANDARD_METHODS, websocket_families
+from .single import HELP, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,
     SLOT_FILE_ERRORS,
@@ -346,16 +347,10 @@ class MergedFiles:
             return None
         ordered = sorted((entry[3], entry[1]) for worker in workers
                          for entry in self._entries(worker))
-        admitted: dict[tuple[str, str, int], bool] = {}
+        admitted: SeriesCap[tuple[str, str, int]] = SeriesCap(cap)
         for _, label_set in ordered:
-            if label_set in admitted:
-                continue
-            if len(admitted) >= cap and label_set[1] != OVERFLOW:
-                admitted[label_set] = False
-                admitted.setdefault((label_set[0], OVERFLOW, label_set[2]), True)
-            else:
-                admitted[label_set] = True
-        return admitted
+            admitted.keeps(label_set, (label_set[0], OVERFLOW, label_set[2]))
+        return admitted.kept
 
     def _routes_admitted(self, workers: list[WorkerRecords]) -> dict[str, bool] | None:
         """The cap's rule for WebSocket routes, as :meth:`_admitted` for request label sets."""
@@ -367,16 +362,10 @@ class MergedFiles:
             return None
         ordered = sorted((entry[2], entry[0]) for worker in workers
                          for entry in self._sockets(worker))
-        admitted: dict[str, bool] = {}
+        admitted: SeriesCap[str] = SeriesCap(cap)
         for _, route in ordered:
-            if route in admitted:
-                continue
-            if len(admitted) >= cap and route != OVERFLOW:
-                admitted[route] = False
-                admitted.setdefault(OVERFLOW, True)
-            else:
-                admitted[route] = True
-        return admitted
+            admitted.keeps(route, OVERFLOW)
+        return admitted.kept
 
     def read(self) -> Merged:
         """Every worker's file, merged."""

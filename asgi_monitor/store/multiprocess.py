@@ -24,8 +24,8 @@ from typing import Any, Literal
 from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
 
+from .cap import OVERFLOW, SeriesCap
 from .single import (
-    OVERFLOW,
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
     Cell,
@@ -248,7 +248,8 @@ class MultiprocessRequestMetrics(RequestStore):
         # Per (method, route, status, scheme), as the single-process store keeps them; the cap
         # counts (method, route, status) label sets, as there.
         self._series: dict[tuple[str, str, int, str], FileSeries] = {}
-        self._label_sets: set[tuple[str, str, int]] = set()
+        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(max_series)
+        self._ws_cap: SeriesCap[str] = SeriesCap(max_series)
         self._ws: dict[str, WebSocketSeries] = {}
         self.in_progress = {}
         self.ws_active = Cell()
@@ -281,7 +282,8 @@ class MultiprocessRequestMetrics(RequestStore):
         # a multiprocessing pool's, leaves no file behind); until then it writes to memory.
         self.file.abandon()
         self._series = {}
-        self._label_sets = set()
+        self._cap = SeriesCap(self._max_series)
+        self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
         self._dropped = {}
         self._pending = True
@@ -312,7 +314,8 @@ class MultiprocessRequestMetrics(RequestStore):
     def close(self) -> None:
         """Release the file (tests; a worker's files otherwise live as long as it does)."""
         self._series = {}
-        self._label_sets = set()
+        self._cap = SeriesCap(self._max_series)
+        self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
         self.file.close()
 
@@ -333,14 +336,12 @@ class MultiprocessRequestMetrics(RequestStore):
         return self._new_series(key)
 
     def _new_series(self, key: tuple[str, str, int, str]) -> FileSeries:
-        label_set = (key[0], key[1], key[2])
-        if label_set not in self._label_sets and len(self._label_sets) >= self._max_series:
+        if not self._cap.keeps((key[0], key[1], key[2]), (key[0], OVERFLOW, key[2])):
             self._dropped["http_requests_total"] = self._dropped.get("http_requests_total", 0) + 1
             key = (key[0], OVERFLOW, key[2], key[3])
             found = self._series.get(key)
             if found is not None:
                 return found
-            label_set = (key[0], OVERFLOW, key[2])
         try:
             view, first = self.worker_file().new_block(self._block, ["r", *key])
         except OSError as exc:
@@ -348,7 +349,6 @@ class MultiprocessRequestMetrics(RequestStore):
             # Not remembered: the next request of this series tries again, so freed space is
             # used; until then its requests count as unrecorded.
             return self._sink
-        self._label_sets.add(label_set)
         found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan)
         return found
 
@@ -373,7 +373,7 @@ class MultiprocessRequestMetrics(RequestStore):
         found = self._ws.get(route)
         if found is not None:
             return found
-        if len(self._ws) >= self._max_series:
+        if not self._ws_cap.keeps(route, OVERFLOW):
             name = "websocket_connections_total"
             self._dropped[name] = self._dropped.get(name, 0) + 1
             route = OVERFLOW

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
+from .cap import OVERFLOW, SeriesCap
 from .exposition import (
     Rendered,
     SeriesBlocks,
@@ -52,7 +53,6 @@ __all__ = [
     "RequestMetricsCollector", "RequestStore", "Series", "websocket_families",
 ]
 
-OVERFLOW = "<overflow>"
 # WebSocket sessions last much longer than requests: the request buckets plus minutes and an hour.
 WEBSOCKET_EXTRA_BUCKETS = (30.0, 60.0, 300.0, 900.0, 3600.0)
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -280,11 +280,11 @@ class RequestMetrics(RequestStore):
         self._naming = naming
         self._duration_buckets = tuple(duration_buckets)
         self._size_buckets = tuple(size_buckets)
-        self._max_series = max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
         # The (method, route, status) label sets the cap counts: a scheme is no new label set
         # under classic names, and one process rarely sees more than one.
-        self._label_sets: set[tuple[str, str, int]] = set()
+        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(max_series)
+        self._ws_cap: SeriesCap[str] = SeriesCap(max_series)
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
         self.ws_active = Cell()
@@ -316,20 +316,17 @@ class RequestMetrics(RequestStore):
         found = self._series.get(key)
         if found is not None:
             return found
-        label_set = (method, route, status)
-        if label_set not in self._label_sets and len(self._label_sets) >= self._max_series:
+        if not self._cap.keeps((method, route, status), (method, OVERFLOW, status)):
             self.dropped += 1
             key = (method, OVERFLOW, status, scheme)
             found = self._series.get(key)
             if found is not None:
                 return found
-            label_set = (method, OVERFLOW, status)
-        self._label_sets.add(label_set)
         found = self._series[key] = Series(self._duration_buckets, self._size_buckets)
         return found
 
     def websocket_accepted(self, route: str) -> str:
-        if route not in self._ws_total and len(self._ws_total) >= self._max_series:
+        if not self._ws_cap.keeps(route, OVERFLOW):
             self._ws_dropped += 1
             route = OVERFLOW
         self._ws_total[route] = self._ws_total.get(route, 0) + 1
