@@ -21,7 +21,7 @@ A slot (little-endian)::
     value  f64   the observed duration
     time   f64   unix time
     text   512 bytes: per label, name length (u8), value length (u16), name, value (UTF-8)
-    crc    u32   crc32 of series .. text
+    crc    u32   crc32 of series .. the text's ``length`` bytes
     start  u32   the same sequence as done, set first
 
 A seqlock in two counters: a reader copies the slot front to back (``read`` does), so it reads
@@ -54,8 +54,9 @@ __all__ = ["MAX_EXEMPLARS", "SLOT", "TEXT", "ExemplarFile", "decode_labels", "en
 
 TEXT = 512
 _HEAD = struct.Struct("<IqIIdd")
+_FIELDS = struct.Struct("<qIIdd")  # the head after its sequence number
 _TAIL = struct.Struct("<II")
-_BODY = slice(4, _HEAD.size + TEXT)  # what the crc covers
+_U32 = struct.Struct("<I")
 SLOT = _HEAD.size + TEXT + _TAIL.size
 _PER_CHUNK = CHUNK // SLOT  # a slot never straddles two chunks
 MAX_EXEMPLARS = 8 * 1024 * 1024  # bytes of one exemplars file (a multiple of CHUNK)
@@ -69,15 +70,16 @@ def exemplars_path(values_path: str) -> str:
 
 def encode_labels(labels: Mapping[str, str]) -> bytes | None:
     """The label text of a slot; None when it does not fit (never, for valid labels)."""
-    parts = []
+    text = bytearray()
     for name, value in labels.items():
         raw_name = name.encode("utf-8")
         raw_value = value.encode("utf-8")
         if len(raw_name) > 255 or len(raw_value) > TEXT:
             return None
-        parts.append(_LENGTHS.pack(len(raw_name), len(raw_value)) + raw_name + raw_value)
-    text = b"".join(parts)
-    return text if len(text) <= TEXT else None
+        text += _LENGTHS.pack(len(raw_name), len(raw_value))
+        text += raw_name
+        text += raw_value
+    return bytes(text) if len(text) <= TEXT else None
 
 
 def decode_labels(text: bytes) -> dict[str, str] | None:
@@ -131,12 +133,11 @@ class ExemplarFile:
         sequence = self._sequence[slot] = (self._sequence[slot] + 1) & 0xFFFFFFFF or 1
         # start (at the slot's end) first, done (at its front) last: a reader copying the slot
         # meanwhile sees them differ.
-        struct.pack_into("<I", mapped, at + SLOT - 4, sequence)
-        body = (_HEAD.pack(0, series, bucket, len(text), value, stamp)[4:]
-                + text + bytes(TEXT - len(text)))
-        mapped[at + 4:at + _HEAD.size + TEXT] = body
-        struct.pack_into("<I", mapped, at + _HEAD.size + TEXT, zlib.crc32(body))
-        struct.pack_into("<I", mapped, at, sequence)
+        _U32.pack_into(mapped, at + SLOT - 4, sequence)
+        body = _FIELDS.pack(series, bucket, len(text), value, stamp) + text
+        mapped[at + 4:at + 4 + len(body)] = body  # the text past ``length`` is never read
+        _U32.pack_into(mapped, at + _HEAD.size + TEXT, zlib.crc32(body))
+        _U32.pack_into(mapped, at, sequence)
 
     def _new_slot(self) -> int:
         slot = len(self._sequence)
@@ -196,8 +197,8 @@ def read_exemplars(path: str, bounds: Sequence[float]) -> tuple[list[tuple[int, 
                 if data[at:at + SLOT].strip(b"\0"):
                     bad += 1  # no write began before our copy, yet the slot is not empty
                 continue
-            if (zlib.crc32(data[at + _BODY.start:at + _BODY.stop]) != crc
-                    or not bucket < len(edges) - 1 or length > TEXT or not math.isfinite(value)
+            if (length > TEXT or zlib.crc32(data[at + 4:at + _HEAD.size + length]) != crc
+                    or not bucket < len(edges) - 1 or not math.isfinite(value)
                     or not edges[bucket] <= value <= edges[bucket + 1]
                     or (bucket > 0 and value == edges[bucket])
                     or not (math.isfinite(stamp) and stamp > 0)):

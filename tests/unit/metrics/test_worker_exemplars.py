@@ -146,9 +146,9 @@ def test_the_merged_view_shows_them_as_one_process_does(
 
 def slot(series: int, bucket: int, value: float, stamp: float, text: bytes, *,
          crc: int | None = None, length: int | None = None, sequence: int = 7) -> bytes:
-    body = (struct.pack("<qIIdd", series, bucket, len(text) if length is None else length,
-                        value, stamp) + text + bytes(TEXT - len(text)))
-    data = (struct.pack("<I", sequence) + body
+    body = struct.pack("<qIIdd", series, bucket, len(text) if length is None else length,
+                       value, stamp) + text
+    data = (struct.pack("<I", sequence) + body + bytes(TEXT - len(text))
             + struct.pack("<II", zlib.crc32(body) if crc is None else crc, sequence))
     assert len(data) == SLOT
     return data
