@@ -45,8 +45,10 @@ async def one_connection_per_worker(url: str) -> dict[str, httpx.AsyncClient]:
     deadline = time.monotonic() + 60
     while len(clients) < 2:
         assert time.monotonic() < deadline, f"only workers {list(clients)} answered"
-        batch = [httpx.AsyncClient(base_url=url, timeout=10,
-                                   limits=httpx.Limits(max_connections=1)) for _ in range(4)]
+        # Kept open (httpx drops an idle connection after 5 s by default, and a new one may
+        # reach the other worker), as the server is told to (--timeout-keep-alive).
+        limits = httpx.Limits(max_connections=1, keepalive_expiry=600)
+        batch = [httpx.AsyncClient(base_url=url, timeout=10, limits=limits) for _ in range(4)]
         answers = await asyncio.gather(*(client.get("/warmup") for client in batch))
         for client, answer in zip(batch, answers, strict=True):
             if answer.text not in clients:
