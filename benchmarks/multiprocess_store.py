@@ -1,11 +1,13 @@
 """The store for several workers against the single-process one, in one run, interleaved.
 
-    .venv/bin/python benchmarks/multiprocess_store.py [--batches 30] [--series 1000]
+    .venv/bin/python benchmarks/multiprocess_store.py [--batches 30] [--series 1000] [--exemplars]
 
 (a) Hot path: the added cost per request of the middleware over a raw ASGI app and over a
     2-route Starlette app (as benchmarks/hotpath.py), once on the single-process store and once on
     the per-worker file store (``PROMETHEUS_MULTIPROC_DIR`` set), batches of both interleaved,
-    the minimum of each kept. Budget: multiprocess added <= 1.3x single-process added.
+    the minimum of each kept. Budget: multiprocess added <= 1.3x single-process added. With
+    ``--exemplars``: exemplars on and every request with a ``traceparent`` (each one keeps an
+    exemplar: in memory in one process, in the worker's ``.exemplars`` slots under several).
 (b) Scrape: ``/api/metrics``' work (the scrape registry rendered with ``generate_latest``) with
     one process' series, against a merge of 4 worker files holding the same series each (so the
     merged scrape has as many). Two sizes: 19 request series (about 1,000 sample lines, the
@@ -43,7 +45,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hotpath import ok, per_request_us, raw
+import hotpath
+from hotpath import TRACEPARENT, ok, per_request_us, raw
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -62,8 +65,12 @@ def build_name() -> str:
             f"{os.path.dirname(asgi_monitor.__file__)}")
 
 
+# --exemplars: exemplars on, every request with a trace context.
+EXEMPLARS = False
+
+
 def config(max_series: int = 2000) -> MonitoringConfig:
-    return MonitoringConfig(metrics=MetricsSettings(max_series=max_series),
+    return MonitoringConfig(metrics=MetricsSettings(max_series=max_series, exemplars=EXEMPLARS),
                             health=HealthSettings(default_checks=False),
                             alerts=AlertSettings(default_rules=False),
                             system=SystemSettings(metrics=False))
@@ -128,7 +135,8 @@ async def callgrind_child(variant: str, requests: int) -> None:
 def _callgrind(variant: str, requests: int, out: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         __file__, "--callgrind-child", variant, "--requests", str(requests)],
+         __file__, "--callgrind-child", variant, "--requests", str(requests),
+         *(["--exemplars"] if EXEMPLARS else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONHASHSEED": "0"})
 
@@ -251,8 +259,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--read", type=int, metavar="N",
                         help="(c) only: the sampler's merged read of 4 x N series")
+    parser.add_argument("--exemplars", action="store_true",
+                        help="(a) with exemplars on, each request with a traceparent header")
     parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.exemplars:
+        global EXEMPLARS
+        EXEMPLARS = True
+        hotpath.HEADERS.append(TRACEPARENT)
     if args.callgrind_child:
         asyncio.run(callgrind_child(args.callgrind_child, args.requests))
         return

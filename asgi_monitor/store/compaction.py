@@ -11,7 +11,9 @@ lock (a non-blocking ``flock``: nobody ever waits for it) folds the files of dea
   are dropped, as the merge drops them; other custom gauges keep their merge rule (``mostrecent``:
   the value set last, with its time);
 - every series keeps the place where it first appeared (its worker's start time and file name,
-  its position there), so the merge's cap gives the same series their labels as before.
+  its position there), so the merge's cap gives the same series their labels as before;
+- exemplars are dropped: a dead worker's ``.exemplars`` file goes with its other files
+  (:mod:`asgi_monitor.store.exemplar_file`), and the live workers' newer ones replace them soon.
 
 Crash safety, with a SIGKILL possible at any step: the new retired file is written aside
 (``mkstemp`` in the directory), fsynced, then renamed over the old one; only then are the folded
@@ -156,9 +158,10 @@ class Compactor:
         for name in names:
             if name.startswith(TEMP_PREFIX):  # a compaction killed before its rename
                 _remove(os.path.join(self.directory, name))
-            elif (name.endswith(".index") and name[:-len(".index")] + ".values" in holds
-                  and name[:-len(".index")] + ".values" not in names):
-                _remove(os.path.join(self.directory, name))  # killed between the two unlinks
+            elif name.endswith((".index", ".exemplars")):
+                values = name[:name.rindex(".")] + ".values"
+                if values in holds and values not in names:
+                    _remove(os.path.join(self.directory, name))  # killed between the unlinks
         generation = int(old.header["generation"]) if old is not None else 0
         fold = Fold(self._layout)
         if old is not None:
@@ -227,6 +230,8 @@ class Compactor:
             if hook is not None:
                 hook("removing")
             _remove(path[:-len(".values")] + ".index")
+            # A retired file keeps no exemplars: a dead worker's go with its files.
+            _remove(path[:-len(".values")] + ".exemplars")
         if hook is not None:
             hook("removed")
 

@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import add
 from typing import Any
@@ -48,6 +48,7 @@ from ..config import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .cap import OVERFLOW, SeriesCap
 from .compaction import COMPACT_AFTER, Compactor
+from .exemplar_file import exemplars_path, read_exemplars
 from .exposition import (
     Rendered,
     SeriesBlocks,
@@ -57,7 +58,7 @@ from .exposition import (
     request_text,
     websocket_text,
 )
-from .families import StoredSeries, request_families
+from .families import Kept, StoredSeries, request_families
 from .multiprocess import websocket_bounds
 from .retired_file import RetiredCache, retired_files
 from .single import HELP, STANDARD_METHODS, websocket_families
@@ -113,6 +114,8 @@ class Merged:
     # buckets), and records skipped inside the files read (malformed, or values out of range).
     skipped: dict[str, int]
     bad_records: int
+    # Per request series with any, the duration buckets' newest exemplars among the workers'.
+    exemplars: dict[_Key, list[Kept | None]] = field(default_factory=dict)
 
 
 class MergedFiles:
@@ -255,8 +258,11 @@ class MergedFiles:
             return None
         p = self._prefix
         out: list[str] = []
-        blocks = SeriesBlocks(list(merged.offsets), list(merged.offsets.values()), merged.blocks,
-                              {})
+        keys = list(merged.offsets)
+        kept = merged.exemplars
+        blocks = SeriesBlocks(keys, list(merged.offsets.values()), merged.blocks,
+                              {i: kept[key] for i, key in enumerate(keys) if key in kept}
+                              if kept else {})
         request_text(out, blocks, merged.in_progress, naming=self._naming,
                      prefix=p, duration_bounds=self._duration, size_bounds=self._size,
                      constant_labels=self._constant_labels, openmetrics=openmetrics)
@@ -462,12 +468,53 @@ class MergedFiles:
                     sockets[route] = values[slot:slot + ws_block].tolist()
                 else:
                     found[:] = map(add, found, values[slot:slot + ws_block])
+        exemplars, wrong = self._exemplars(compatible, admitted, skipped)
         w = len(self._ws) + 1
         return Merged(
             offsets, blocks, list(zip(_METHODS, in_progress, strict=True)),
             [(route, b[0]) for route, b in sockets.items()], ws_active,
             [(route, b[1:1 + w], b[1 + w]) for route, b in sockets.items()],
-            errors, unrecorded, workers, skipped, bad)
+            errors, unrecorded, workers, skipped, bad + wrong, exemplars)
+
+    def _exemplars(self, workers: list[WorkerRecords],
+                   admitted: dict[tuple[str, str, int], bool] | None, skipped: dict[str, int],
+                   ) -> tuple[dict[_Key, list[Kept | None]], int]:
+        """Per series and duration bucket, the newest exemplar among the workers' exemplars
+        files (:mod:`asgi_monitor.store.exemplar_file`), and how many slots were bad. Read after
+        the indexes (in :meth:`_workers`): a slot is written after its series' index record, so
+        every good slot's series is known. A retired file keeps no exemplars: compaction drops
+        dead workers' ones with their files."""
+        newest: dict[_Key, list[Kept | None]] = {}
+        bad = 0
+        buckets = len(self._duration) + 1
+        for worker in workers:
+            if worker.retired:
+                continue
+            try:
+                found, wrong = read_exemplars(exemplars_path(worker.path), self._duration)
+            except Untrusted as exc:
+                self._skip(skipped, exc)
+                continue
+            except OSError:
+                continue  # removed by a compaction meanwhile, or unreadable: none this time
+            bad += wrong
+            if not found:
+                continue
+            series = {slot: key for key, _, slot, _ in self._entries(worker)}
+            for slot, bucket, kept in found:
+                key = series.get(slot)
+                if key is None:
+                    bad += 1
+                    continue
+                if admitted is not None and not admitted[key[:3]]:
+                    key = (key[0], OVERFLOW, key[2], key[3])
+                row = newest.get(key)
+                if row is None:
+                    row = newest[key] = [None] * buckets
+                old = row[bucket]
+                if old is None or kept[2] > old[2]:
+                    row[bucket] = kept
+        return newest, bad
 
     def request_families(self, merged: Merged, *, naming: str | None = None,
                          ) -> Iterator[Metric]:
@@ -494,7 +541,8 @@ class MergedFiles:
             rows.append(StoredSeries(
                 method, route, status, scheme, sum(b[:t]),
                 ((b[:t], b[t]), (b[ttfb:ttfb + t], b[ttfb + t]),
-                 (b[req:req + z], b[req + z]), (b[resp:resp + z], b[resp + z]))))
+                 (b[req:req + z], b[req + z]), (b[resp:resp + z], b[resp + z])),
+                merged.exemplars.get((method, route, status, scheme))))
         return rows
 
     def request_snapshot(self, merged: Merged) -> RequestSnapshot:

@@ -63,7 +63,7 @@ class FileValue:
         self._file = file
         self._value = 0.0
         try:
-            self._view, self._at = file.new_block(2, self._record)
+            self._view, self._at, _ = file.new_block(2, self._record)
         except OSError:
             # No space for the series: it keeps working in memory only (counted in the file's
             # error slot by new_block).

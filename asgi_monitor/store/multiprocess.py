@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
 
 from .cap import OVERFLOW, SeriesCap
+from .exemplar_file import ExemplarFile
 from .single import (
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
@@ -131,11 +133,14 @@ class FileSeries:
     the mapping. Compiled, a list item is a C array access while every memoryview access is a
     generic call, so a store instead of a read-modify-write halves the mapped accesses."""
 
-    __slots__ = ("view", "cells", "_time_scan", "_size_scan")
+    __slots__ = ("view", "cells", "number", "_time_scan", "_size_scan")
 
     def __init__(self, view: memoryview[float], first: int, time_scan: list[float],
-                 size_scan: list[float]) -> None:
+                 size_scan: list[float], number: int = -1) -> None:
         self.cells = [0.0] * (2 * len(time_scan) + 2 * len(size_scan) + 4)
+        # The block's first slot in the file, which names the series in the exemplars file;
+        # -1 for a sink, which keeps none.
+        self.number = number
         # A view of the block alone: its indexes are small ints, which Python keeps cached,
         # where slot numbers in the file would be a new int object per store.
         self.view = view[first:first + len(self.cells)]
@@ -221,8 +226,9 @@ class MultiprocessRequestMetrics(RequestStore):
     """The :class:`~asgi_monitor.store.single.RequestMetrics` interface on this worker's file.
 
     Same series cap per worker as the single-process store (the merge caps again across
-    workers). Exemplars are not kept: :meth:`record_exemplar` just records. Raises OSError when
-    the file cannot be created (the caller falls back to single-process metrics).
+    workers). Exemplars, when the middleware passes any, go to a side file made on the first
+    (:mod:`asgi_monitor.store.exemplar_file`). Raises OSError when the file cannot be created
+    (the caller falls back to single-process metrics).
     """
 
     def __init__(
@@ -254,6 +260,10 @@ class MultiprocessRequestMetrics(RequestStore):
         self.in_progress = {}
         self.ws_active = Cell()
         self._pending = False
+        # Made by the first exemplar: a worker that records none has no exemplars file.
+        self._exemplars: ExemplarFile | None = None
+        self._exemplars_failed = False
+        self._exemplars_logged = False
         self.file = self._open()
         if hasattr(os, "register_at_fork"):
             # gunicorn --preload builds the monitor before forking: each child needs a file of
@@ -281,6 +291,11 @@ class MultiprocessRequestMetrics(RequestStore):
         # The child opens a file of its own when it first records (a child that never does,
         # a multiprocessing pool's, leaves no file behind); until then it writes to memory.
         self.file.abandon()
+        if self._exemplars is not None:
+            self._exemplars.abandon()
+            self._exemplars = None
+        self._exemplars_failed = False
+        self._exemplars_logged = False
         self._series = {}
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
@@ -317,6 +332,9 @@ class MultiprocessRequestMetrics(RequestStore):
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
+        if self._exemplars is not None:
+            self._exemplars.close()
+            self._exemplars = None
         self.file.close()
 
     # -- hot path (begin and end are RequestStore's) ---------------------------------------------
@@ -326,6 +344,39 @@ class MultiprocessRequestMetrics(RequestStore):
     ) -> None:
         self.series(method, route, status, scheme).observe(duration, ttfb, request_bytes,
                                                            response_bytes)
+
+    def record_exemplar(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self.series(method, route, status, scheme)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        if exemplar is not None and series.number >= 0:
+            # The series' own block: an overflowed request's exemplar goes where it counted.
+            self._keep_exemplar(series, duration, exemplar)
+
+    def _keep_exemplar(self, series: FileSeries, duration: float,
+                       labels: dict[str, str]) -> None:
+        scan = self._time_scan
+        i = 0
+        while duration > scan[i]:
+            i += 1
+        kept = self._exemplars
+        try:
+            if kept is None:
+                if self._exemplars_failed:
+                    return
+                self._exemplars_failed = True  # until the file is made
+                kept = self._exemplars = ExemplarFile(self.worker_file().values_path)
+                self._exemplars_failed = False
+            kept.keep(series.number, i, duration, time.time(), labels)
+        except OSError as exc:
+            # Exemplars are a convenience: without space, or without a file, this worker
+            # keeps the ones it has and its counts go on. Said once per worker.
+            if not self._exemplars_logged:
+                self._exemplars_logged = True
+                logger.error("%s: cannot keep this worker's exemplars in %s (%r); its counts "
+                             "are unaffected", ENV_VAR, self._directory, exc)
 
     def series(self, method: str, route: str, status: int, scheme: str) -> FileSeries:
         """The block for a label set, created on first use; over the cap, the overflow one."""
@@ -343,13 +394,14 @@ class MultiprocessRequestMetrics(RequestStore):
             if found is not None:
                 return found
         try:
-            view, first = self.worker_file().new_block(self._block, ["r", *key])
+            view, first, number = self.worker_file().new_block(self._block, ["r", *key])
         except OSError as exc:
             self._no_space(exc)
             # Not remembered: the next request of this series tries again, so freed space is
             # used; until then its requests count as unrecorded.
             return self._sink
-        found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan)
+        found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan,
+                                               number)
         return found
 
     def _no_space(self, exc: OSError) -> None:
@@ -381,7 +433,7 @@ class MultiprocessRequestMetrics(RequestStore):
             if found is not None:
                 return found
         try:
-            view, first = self.worker_file().new_block(self._ws_block, ["w", route])
+            view, first, _ = self.worker_file().new_block(self._ws_block, ["w", route])
         except OSError as exc:
             self._no_space(exc)
             return self._ws_sink

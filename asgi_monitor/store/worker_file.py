@@ -51,6 +51,7 @@ __all__ = [
     "CHUNK", "FIXED_SLOTS", "MAX_INDEX", "MAX_RECORD", "MAX_VALUES", "PREFIX", "SLOT_FILE_ERRORS",
     "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE", "VERSION", "IndexCache", "Untrusted", "WorkerFile",
     "WorkerRecords", "counts_sane", "parse_records", "read_worker", "request_block_slots",
+    "reserve_space",
     "valid_header", "valid_record", "websocket_block_slots", "worker_files",
 ]
 
@@ -99,7 +100,7 @@ def _lock(fd: int, exclusive: bool) -> bool:
     return True
 
 
-def _reserve(fd: int, offset: int, length: int) -> None:
+def reserve_space(fd: int, offset: int, length: int) -> None:
     """Allocate the file's blocks for [offset, offset + length), or raise OSError."""
     if hasattr(os, "posix_fallocate"):
         os.posix_fallocate(fd, offset, length)
@@ -170,7 +171,7 @@ class WorkerFile:
         offset = len(self.chunks) * CHUNK
         if offset + CHUNK > MAX_VALUES:
             raise OSError(f"{self.values_path} reached the format's {MAX_VALUES} bytes")
-        _reserve(self._fd, offset, CHUNK)  # raises before anything is mapped
+        reserve_space(self._fd, offset, CHUNK)  # raises before anything is mapped
         mapped = mmap.mmap(self._fd, CHUNK, offset=offset)
         self._maps.append(mapped)
         self.chunks.append(memoryview(mapped).cast("d"))
@@ -190,10 +191,11 @@ class WorkerFile:
         self._used += slots
         return view, first, (len(self.chunks) - 1) * self._chunk_slots + first
 
-    def new_block(self, slots: int, record: list[Any]) -> tuple[memoryview[float], int]:
+    def new_block(self, slots: int, record: list[Any]) -> tuple[memoryview[float], int, int]:
         """Reserve ``slots`` slots and index them under ``record`` (the slot number is appended
-        to it), under the lock: custom metrics may be created from other threads. Raises OSError
-        when no space can be had; the error is counted in the file's fixed slot."""
+        to it), under the lock: custom metrics may be created from other threads. Returns what
+        :meth:`allocate` does. Raises OSError when no space can be had; the error is counted in
+        the file's fixed slot."""
         with self.lock:
             try:
                 view, first, number = self.allocate(slots)
@@ -201,7 +203,7 @@ class WorkerFile:
             except OSError:
                 self.count_error()
                 raise
-            return view, first
+            return view, first, number
 
     def append(self, record: Sequence[Any] | dict[str, Any]) -> None:
         """Append one index record with a single write; on failure the index is cut back to

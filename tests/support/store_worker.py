@@ -3,7 +3,8 @@
 with ``"hold": true``, waits for a line on stdin first, so the test sees it live).
 
 ``{"requests": [["GET", "/a", 200, n], ...], "open": k, "gauge": v, "counter": c,
-"fsize": bytes, "routes": n}``: ``open`` leaves k requests in progress, ``fsize`` sets
+"fsize": bytes, "routes": n, "exemplar": [seconds, trace_id]}``: ``exemplar`` records one more
+GET /a with that exemplar, ``open`` leaves k requests in progress, ``fsize`` sets
 RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
 records one request on each of n new routes after the limit.
 """
@@ -30,6 +31,10 @@ def main() -> None:
     for method, route, status, count in plan.get("requests", ()):
         for _ in range(count):
             requests.record(method, route, status, "http", 0.01, 0.005, 0, 10)
+    if "exemplar" in plan:
+        seconds, trace_id = plan["exemplar"]
+        requests.record_exemplar("GET", "/a", 200, "http", seconds, seconds, 0, 10,
+                                 {"trace_id": trace_id})
     for _ in range(plan.get("open", 0)):
         requests.begin("GET")
     if "gauge" in plan:

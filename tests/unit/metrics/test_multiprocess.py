@@ -205,9 +205,9 @@ def test_both_backends_add_the_constant_labels_to_every_request_series(
         assert ("env", "prod") in labels and ("service", "shop") in labels
 
 
-def test_multiprocess_records_without_exemplars(multiproc_env: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
-    # prometheus_client's multiprocess files hold no exemplars: the request counts, the trace not.
+def test_multiprocess_keeps_exemplars(multiproc_env: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    # Kept in the worker's exemplars file beside its metric file (exemplar_file.py).
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monitor = build_monitor(
         MonitoringConfig(metrics=MetricsSettings(exemplars=True),
@@ -218,4 +218,6 @@ def test_multiprocess_records_without_exemplars(multiproc_env: pytest.MonkeyPatc
     registry = monitor.scrape_registry()
     assert registry.get_sample_value("http_requests_total",
                                      {"method": "GET", "route": "/a", "status": "200"}) == 1
-    assert all(s.exemplar is None for family in registry.collect() for s in family.samples)
+    kept = [(s.labels["le"], s.exemplar.labels) for family in registry.collect()
+            for s in family.samples if s.exemplar is not None]
+    assert kept == [("0.01", {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})]
