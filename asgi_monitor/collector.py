@@ -35,6 +35,7 @@ from .sampling.samples import Sampler
 from .store.merge import MergedFiles, MergedFilesCollector, names_only
 from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
 from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
+from .store.settings import StoreSettings
 from .store.single import RequestMetrics, RequestMetricsCollector, RequestStore
 
 
@@ -144,25 +145,14 @@ class MetricsCollector:
         kinds = PROMETHEUS_KINDS
         store = self._worker_store(settings)
         if store is None:
-            requests = RequestMetrics(
-                namespace=settings.namespace,
-                duration_buckets=settings.duration_buckets,
-                size_buckets=settings.size_buckets,
-                max_series=settings.max_series,
-                constant_labels=settings.constant_labels,
-                naming=settings.metric_names,
-            )
+            requests = RequestMetrics(StoreSettings.of(settings))
             registry.register(RequestMetricsCollector(requests))
             self.requests = requests
         else:
             self.requests = store
             # asgi_monitor's own metrics keep their values in the worker's file too.
             kinds = file_kinds(store)
-            merged = self.merged = MergedFiles(
-                store.file.directory, namespace=settings.namespace,
-                duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
-                max_series=settings.max_series, constant_labels=settings.constant_labels,
-                naming=settings.metric_names)
+            merged = self.merged = MergedFiles(store.file.directory, StoreSettings.of(settings))
 
             leftovers = merged.earlier_run(os.getppid())
             if leftovers:
@@ -194,9 +184,7 @@ class MetricsCollector:
         if directory is None:
             return None
         try:
-            return MultiprocessRequestMetrics(
-                directory=directory, duration_buckets=settings.duration_buckets,
-                size_buckets=settings.size_buckets, max_series=settings.max_series)
+            return MultiprocessRequestMetrics(directory, StoreSettings.of(settings))
         except OSError as exc:
             fall_back(f"{ENV_VAR}={directory!r}: cannot create this worker's metric file "
                       f"({exc})")

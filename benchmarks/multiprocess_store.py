@@ -57,6 +57,7 @@ from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, 
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.store import single as request_metrics_module
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.settings import StoreSettings
 
 
 def build_name() -> str:
@@ -180,9 +181,9 @@ def scrape(batches: int, directory: str, series: int, workers: int) -> None:
     stores = [scraper.collector.requests]
     for _ in range(workers - 1):
         # The other workers' files, written the way a worker writes them.
-        stores.append(MultiprocessRequestMetrics(
-            directory=directory, duration_buckets=scraper.config.metrics.duration_buckets,
-            size_buckets=scraper.config.metrics.size_buckets, max_series=series))
+        stores.append(MultiprocessRequestMetrics(directory, StoreSettings(
+            duration_buckets=scraper.config.metrics.duration_buckets,
+            size_buckets=scraper.config.metrics.size_buckets, max_series=series)))
     for store in stores:
         fill(store.record, series)
     single_ms: list[float] = []
@@ -207,9 +208,9 @@ def merged_read(reads: int, directory: str, series: int, workers: int) -> None:
     reader = monitor_on(directory, max_series=2 * series)
     stores = [reader.collector.requests]
     for _ in range(workers - 1):
-        stores.append(MultiprocessRequestMetrics(
-            directory=directory, duration_buckets=reader.config.metrics.duration_buckets,
-            size_buckets=reader.config.metrics.size_buckets, max_series=2 * series))
+        stores.append(MultiprocessRequestMetrics(directory, StoreSettings(
+            duration_buckets=reader.config.metrics.duration_buckets,
+            size_buckets=reader.config.metrics.size_buckets, max_series=2 * series)))
     for store in stores:
         fill(store.record, series)
     merged = reader.collector.merged

@@ -32,16 +32,16 @@ from asgi_monitor.store.compaction import COMPACT_AFTER
 from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
 from asgi_monitor.store.retired_file import retired_files
+from asgi_monitor.store.settings import StoreSettings
 from asgi_monitor.store.worker_file import worker_files
 
 SETTINGS = MetricsSettings()
 
 
 def worker(directory: str, series: int) -> MultiprocessRequestMetrics:
-    store = MultiprocessRequestMetrics(directory=directory,
-                                       duration_buckets=SETTINGS.duration_buckets,
-                                       size_buckets=SETTINGS.size_buckets,
-                                       max_series=SETTINGS.max_series)
+    store = MultiprocessRequestMetrics(directory, StoreSettings(
+        duration_buckets=SETTINGS.duration_buckets, size_buckets=SETTINGS.size_buckets,
+        max_series=SETTINGS.max_series))
     for i in range(series):
         store.record("GET", f"/route/{i}", 200, "http", 0.01 * (i % 7), 0.001, 0, 100)
     return store
@@ -73,9 +73,9 @@ def stop(pid: int) -> None:
 
 
 def merged(directory: str) -> MergedFiles:
-    return MergedFiles(directory, duration_buckets=SETTINGS.duration_buckets,
-                       size_buckets=SETTINGS.size_buckets, max_series=SETTINGS.max_series,
-                       compact=False)
+    return MergedFiles(directory, StoreSettings(
+        duration_buckets=SETTINGS.duration_buckets, size_buckets=SETTINGS.size_buckets,
+        max_series=SETTINGS.max_series), compact=False)
 
 
 def registry(directory: str) -> CollectorRegistry:

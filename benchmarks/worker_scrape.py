@@ -52,6 +52,7 @@ from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import AlertSettings, HistorySettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.settings import StoreSettings
 
 try:
     from asgi_monitor.store.exposition import encode
@@ -88,9 +89,9 @@ def fill(record: Callable[..., None], first: int, count: int) -> None:
 def writer(directory: str, first: int, count: int, total: int) -> None:
     """Another worker: its series in its file, then alive (holding its file) until stdin closes."""
     settings = MetricsSettings()
-    store = MultiprocessRequestMetrics(
-        directory=directory, duration_buckets=settings.duration_buckets,
-        size_buckets=settings.size_buckets, max_series=total)
+    store = MultiprocessRequestMetrics(directory, StoreSettings(
+        duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+        max_series=total))
     fill(store.record, first, count)
     print("ready", flush=True)
     sys.stdin.read()

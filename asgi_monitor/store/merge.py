@@ -33,7 +33,7 @@ import math
 import os
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -61,6 +61,7 @@ from .exposition import (
 from .families import Kept, StoredSeries, request_families
 from .multiprocess import websocket_bounds
 from .retired_file import RetiredCache, retired_files
+from .settings import StoreSettings
 from .single import HELP, STANDARD_METHODS, websocket_families
 from .worker_file import (
     FIXED_SLOTS,
@@ -125,27 +126,22 @@ class MergedFiles:
     def __init__(
         self,
         directory: str,
+        settings: StoreSettings,
         *,
-        namespace: str = "",
-        duration_buckets: Sequence[float],
-        size_buckets: Sequence[float],
-        max_series: int,
-        constant_labels: Sequence[tuple[str, str]] = (),
-        naming: str = "classic",
         compact: bool = True,
     ) -> None:
         self.directory = directory
         # Whether a read that finds many dead workers' files asks for a compaction (a reader
         # that must not write the directory, or a test's, turns it off).
         self._compact = compact
-        self._prefix = metric_prefix(namespace)
-        self._duration = [float(b) for b in duration_buckets]
-        self._size = [float(b) for b in size_buckets]
-        self._ws = websocket_bounds(duration_buckets)
-        self._max_series = max_series
-        self._constant_labels = tuple(constant_labels)
+        self._prefix = metric_prefix(settings.namespace)
+        self._duration = [float(b) for b in settings.duration_buckets]
+        self._size = [float(b) for b in settings.size_buckets]
+        self._ws = websocket_bounds(settings.duration_buckets)
+        self._max_series = settings.max_series
+        self._constant_labels = tuple(settings.constant_labels)
         self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
-        self._naming = naming
+        self._naming = settings.naming
         self._block = request_block_slots(len(self._duration), len(self._size))
         self._ws_block = websocket_block_slots(len(self._ws))
         self._warned: set[str] = set()

@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .cap import OVERFLOW, SeriesCap
 from .exemplar_file import ExemplarFile
+from .settings import StoreSettings
 from .single import (
     STANDARD_METHODS,
     WEBSOCKET_EXTRA_BUCKETS,
@@ -231,16 +232,10 @@ class MultiprocessRequestMetrics(RequestStore):
     (the caller falls back to single-process metrics).
     """
 
-    def __init__(
-        self,
-        *,
-        directory: str,
-        duration_buckets: Sequence[float],
-        size_buckets: Sequence[float],
-        max_series: int,
-    ) -> None:
+    def __init__(self, directory: str, settings: StoreSettings) -> None:
+        duration_buckets, size_buckets = settings.duration_buckets, settings.size_buckets
         self._directory = directory
-        self._max_series = max_series
+        self._max_series = settings.max_series
         self._duration_bounds = [float(b) for b in duration_buckets]
         self._size_bounds = [float(b) for b in size_buckets]
         self._ws_bounds = websocket_bounds(duration_buckets)
@@ -254,8 +249,8 @@ class MultiprocessRequestMetrics(RequestStore):
         # Per (method, route, status, scheme), as the single-process store keeps them; the cap
         # counts (method, route, status) label sets, as there.
         self._series: dict[tuple[str, str, int, str], FileSeries] = {}
-        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(max_series)
-        self._ws_cap: SeriesCap[str] = SeriesCap(max_series)
+        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(settings.max_series)
+        self._ws_cap: SeriesCap[str] = SeriesCap(settings.max_series)
         self._ws: dict[str, WebSocketSeries] = {}
         self.in_progress = {}
         self.ws_active = Cell()

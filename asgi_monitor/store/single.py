@@ -46,6 +46,7 @@ from .families import (
     le_label,
     request_families,
 )
+from .settings import StoreSettings
 
 __all__ = [
     "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
@@ -263,23 +264,15 @@ class RequestMetrics(RequestStore):
     prometheus_client's ``Collector``.
     """
 
-    def __init__(
-        self,
-        *,
-        namespace: str = "",
-        duration_buckets: Sequence[float],
-        size_buckets: Sequence[float],
-        max_series: int,
-        constant_labels: Sequence[tuple[str, str]] = (),
-        naming: str = "classic",
-    ) -> None:
-        self._prefix = metric_prefix(namespace)
+    def __init__(self, settings: StoreSettings) -> None:
+        self._prefix = metric_prefix(settings.namespace)
         # Added to every family on scrape, never stored per series: the hot path never sees them.
-        self._constant_labels = tuple(constant_labels)
+        self._constant_labels = tuple(settings.constant_labels)
         self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
-        self._naming = naming
-        self._duration_buckets = tuple(duration_buckets)
-        self._size_buckets = tuple(size_buckets)
+        self._naming = settings.naming
+        self._duration_buckets = tuple(settings.duration_buckets)
+        self._size_buckets = tuple(settings.size_buckets)
+        max_series = settings.max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
         # The (method, route, status) label sets the cap counts: a scheme is no new label set
         # under classic names, and one process rarely sees more than one.

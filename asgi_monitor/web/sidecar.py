@@ -37,6 +37,7 @@ from ..config import MonitoringConfig
 from ..errors import ConfigError
 from ..store.merge import MergedFiles
 from ..store.multiprocess import ENV_VAR
+from ..store.settings import StoreSettings
 from .gate import Gate, RejectBadQuery, SecurityHeaders
 from .metrics import accepts_gzip
 from .responses import NO_STORE
@@ -79,10 +80,7 @@ def metrics_directory(directory: str | None) -> str:
 def metrics_app(config: MonitoringConfig, directory: str) -> Starlette:
     """The metrics port's app: ``/metrics`` (and the app's metrics path) behind the gate."""
     settings = config.metrics
-    merged = MergedFiles(directory, namespace=settings.namespace,
-                         duration_buckets=settings.duration_buckets,
-                         size_buckets=settings.size_buckets, max_series=settings.max_series,
-                         constant_labels=settings.constant_labels, naming=settings.metric_names)
+    merged = MergedFiles(directory, StoreSettings.of(settings))
     # A collector, not a registry: registering one would call describe(), a merge of its own.
     files = WorkerFiles(merged)
 

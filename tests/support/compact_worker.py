@@ -11,14 +11,15 @@ import sys
 
 from asgi_monitor.config import MetricsSettings
 from asgi_monitor.store.merge import MergedFiles
+from asgi_monitor.store.settings import StoreSettings
 
 
 def main() -> None:
     step = sys.argv[1] if len(sys.argv) > 1 else ""
     settings = MetricsSettings()
-    merged = MergedFiles(os.environ["PROMETHEUS_MULTIPROC_DIR"],
-                         duration_buckets=settings.duration_buckets,
-                         size_buckets=settings.size_buckets, max_series=settings.max_series)
+    merged = MergedFiles(os.environ["PROMETHEUS_MULTIPROC_DIR"], StoreSettings(
+        duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+        max_series=settings.max_series))
 
     def hook(at: str) -> None:
         if at == step:

@@ -27,6 +27,7 @@ from asgi_monitor.store.compaction import LOCK_NAME, TEMP_PREFIX
 from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
 from asgi_monitor.store.retired_file import retired_files
+from asgi_monitor.store.settings import StoreSettings
 from asgi_monitor.store.worker_file import worker_files
 
 STEPS = ("written", "renamed", "removing", "removed")
@@ -68,9 +69,9 @@ def merged_files(directory: Path, max_series: int | None = None, *,
                  compact: bool = False) -> MergedFiles:
     """A reader; its reads ask for no compaction unless ``compact`` (the test does them)."""
     settings = MetricsSettings()
-    return MergedFiles(str(directory), duration_buckets=settings.duration_buckets,
-                       size_buckets=settings.size_buckets,
-                       max_series=max_series or settings.max_series, compact=compact)
+    return MergedFiles(str(directory), StoreSettings(
+        duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+        max_series=max_series or settings.max_series), compact=compact)
 
 
 def totals(directory: Path) -> dict[str, float | None]:
@@ -168,9 +169,9 @@ def test_the_cap_labels_the_same_series_before_and_after_compaction(directory: P
     # The retired file starts as early as its oldest worker, yet /c keeps its place after /x.
     dead_workers(directory, [{"requests": [["GET", "/a", 200, 1]]}])
     settings = MetricsSettings()
-    store = MultiprocessRequestMetrics(directory=str(directory),
-                                       duration_buckets=settings.duration_buckets,
-                                       size_buckets=settings.size_buckets, max_series=100)
+    store = MultiprocessRequestMetrics(str(directory), StoreSettings(
+        duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+        max_series=100))
     try:
         store.record("GET", "/x", 200, "http", 0.01, 0.005, 0, 10)
         time.sleep(0.01)

@@ -19,6 +19,7 @@ from asgi_monitor.monitor import Monitor
 from asgi_monitor.store.exposition import Rendered, direct_format, encode
 from asgi_monitor.store.merge import MergedFiles
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.settings import StoreSettings
 from asgi_monitor.store.single import RequestMetrics, RequestMetricsCollector
 
 ACCEPTS = (
@@ -106,9 +107,9 @@ def test_merged_worker_files_write_what_prometheus_client_writes(
     multiproc_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     built = monitor(metric_names=naming, constant_labels={"env": "prod"}, max_series=5)
     settings = built.config.metrics
-    other = MultiprocessRequestMetrics(
-        directory=str(tmp_path), duration_buckets=settings.duration_buckets,
-        size_buckets=settings.size_buckets, max_series=5)
+    other = MultiprocessRequestMetrics(str(tmp_path), StoreSettings(
+        duration_buckets=settings.duration_buckets, size_buckets=settings.size_buckets,
+        max_series=5))
     fill(built.collector.requests.record)
     fill(other.record, offset=1)
     built.collector.increment_counter("signups_total", labels={"plan": "pro"})
@@ -222,8 +223,8 @@ def test_the_request_families_are_not_built_for_a_scrape(
 def test_names_outside_the_plain_set_go_through_prometheus_client() -> None:
     # A namespace with a colon (legal in Prometheus, renamed by some escapings): not written
     # directly, so every Accept header still gets exactly what prometheus_client writes.
-    store = RequestMetrics(namespace="shop:v2", duration_buckets=(0.1, 1.0),
-                           size_buckets=(100.0,), max_series=10)
+    store = RequestMetrics(StoreSettings(
+        namespace="shop:v2", duration_buckets=(0.1, 1.0), size_buckets=(100.0,), max_series=10))
     registry = CollectorRegistry()
     registry.register(RequestMetricsCollector(store))
     store.record("GET", "/a", 200, "http", 0.2, 0.1, 0, 10)

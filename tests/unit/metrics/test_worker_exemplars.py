@@ -28,6 +28,7 @@ from asgi_monitor.store.exemplar_file import SLOT, TEXT, encode_labels, exemplar
 from asgi_monitor.store.exposition import encode
 from asgi_monitor.store.merge import MergedFiles
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics
+from asgi_monitor.store.settings import StoreSettings
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 BUCKETS = (0.1, 0.5, 1.0)
@@ -49,8 +50,8 @@ def workers(tmp_path: Path) -> Iterator[Callable[[], MultiprocessRequestMetrics]
     made: list[MultiprocessRequestMetrics] = []
 
     def worker() -> MultiprocessRequestMetrics:
-        store = MultiprocessRequestMetrics(directory=str(tmp_path), duration_buckets=BUCKETS,
-                                           size_buckets=SIZES, max_series=100)
+        store = MultiprocessRequestMetrics(str(tmp_path), StoreSettings(
+            duration_buckets=BUCKETS, size_buckets=SIZES, max_series=100))
         made.append(store)
         return store
 
@@ -60,8 +61,8 @@ def workers(tmp_path: Path) -> Iterator[Callable[[], MultiprocessRequestMetrics]
 
 
 def merged_view(tmp_path: Path) -> MergedFiles:
-    return MergedFiles(str(tmp_path), duration_buckets=BUCKETS, size_buckets=SIZES,
-                       max_series=100, compact=False)
+    return MergedFiles(str(tmp_path), StoreSettings(
+        duration_buckets=BUCKETS, size_buckets=SIZES, max_series=100), compact=False)
 
 
 def exemplars(text: str, route: str = "/a") -> dict[str, tuple[dict[str, str], float]]:
@@ -233,12 +234,12 @@ def test_compaction_drops_a_dead_workers_exemplars_and_keeps_its_counts(
     assert done.returncode == 0, done.stderr
     [path] = [name for name in os.listdir(tmp_path) if name.endswith(".exemplars")]
     buckets, sizes = MetricsSettings().duration_buckets, MetricsSettings().size_buckets
-    live = MultiprocessRequestMetrics(directory=str(tmp_path), duration_buckets=buckets,
-                                      size_buckets=sizes, max_series=100)
+    live = MultiprocessRequestMetrics(str(tmp_path), StoreSettings(
+        duration_buckets=buckets, size_buckets=sizes, max_series=100))
     try:
         keep(live, 7.0, trace(2))
-        files = MergedFiles(str(tmp_path), duration_buckets=buckets, size_buckets=sizes,
-                            max_series=100, compact=False)
+        files = MergedFiles(str(tmp_path), StoreSettings(
+            duration_buckets=buckets, size_buckets=sizes, max_series=100), compact=False)
         text = files.exposition(files.read(), openmetrics=True)
         assert text is not None
         assert exemplars(text + "# EOF\n") == {"0.005": (trace(1), 0.004),
@@ -264,13 +265,13 @@ def test_no_exemplars_file_when_no_request_brings_one(
 
 def test_an_exemplar_of_an_overflowed_series_goes_where_it_counted(
         tmp_path: Path, clock: Clock) -> None:
-    store = MultiprocessRequestMetrics(directory=str(tmp_path), duration_buckets=BUCKETS,
-                                       size_buckets=SIZES, max_series=1)
+    store = MultiprocessRequestMetrics(str(tmp_path), StoreSettings(
+        duration_buckets=BUCKETS, size_buckets=SIZES, max_series=1))
     try:
         keep(store, 0.05, trace(1))
         keep(store, 0.05, trace(2), route="/b")  # over the cap
-        files = MergedFiles(str(tmp_path), duration_buckets=BUCKETS, size_buckets=SIZES,
-                            max_series=1, compact=False)
+        files = MergedFiles(str(tmp_path), StoreSettings(
+            duration_buckets=BUCKETS, size_buckets=SIZES, max_series=1), compact=False)
         text = files.exposition(files.read(), openmetrics=True)
         assert text is not None
         assert exemplars(text + "# EOF\n") == {"0.1": (trace(1), 0.05)}

@@ -22,6 +22,7 @@ from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.store.multiprocess import MultiprocessRequestMetrics, request_block_slots
 from asgi_monitor.store.retired_file import retired_files
+from asgi_monitor.store.settings import StoreSettings
 from asgi_monitor.store.single import STANDARD_METHODS
 from asgi_monitor.store.worker_file import (
     FIXED_SLOTS,
@@ -78,8 +79,8 @@ def live_worker(directory: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_the_file_format_round_trips_and_a_torn_record_is_ignored(directory: Path) -> None:
-    store = MultiprocessRequestMetrics(directory=str(directory), duration_buckets=(0.1, 1.0),
-                                       size_buckets=(100.0,), max_series=10)
+    store = MultiprocessRequestMetrics(str(directory), StoreSettings(
+        duration_buckets=(0.1, 1.0), size_buckets=(100.0,), max_series=10))
     store.record("GET", "/a", 200, "http", 0.05, 0.01, 0, 500)
     store.begin("POST")
     [path] = worker_files(str(directory))

@@ -1,0 +1,36 @@
+"""What every store is built with: one object, handed to the single-process store, the worker
+file store and the merge alike, so the three agree on buckets, cap and names by construction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import MetricsSettings
+
+__all__ = ["StoreSettings"]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The request series' bucket bounds, the series cap and the exposition's names.
+
+    ``MetricsCollector`` makes one from the ``metrics`` configuration section; tests and
+    benchmarks make their own.
+    """
+
+    duration_buckets: Sequence[float]
+    size_buckets: Sequence[float]
+    max_series: int
+    namespace: str = ""
+    constant_labels: Sequence[tuple[str, str]] = ()
+    naming: str = "classic"
+
+    @classmethod
+    def of(cls, metrics: MetricsSettings) -> StoreSettings:
+        """The settings the ``metrics`` configuration section gives the stores."""
+        return cls(duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
+                   max_series=metrics.max_series, namespace=metrics.namespace,
+                   constant_labels=metrics.constant_labels, naming=metrics.metric_names)
