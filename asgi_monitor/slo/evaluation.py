@@ -109,20 +109,22 @@ class SLOTracker:
         """Bad / total requests over the last ``seconds`` (from the oldest point kept inside
         it, like PromQL's ``rate()`` on a series younger than its window); None without
         traffic or before two points."""
-        points = self._points[name]
-        if len(points) < 2:
-            return None
-        end = points[-1]
-        start = end
-        for point in reversed(points):
-            if end.instant - point.instant > seconds:
-                break
-            start = point
-        return _ratio(start, end)
+        span = self._span(name, seconds)
+        return None if span is None else _ratio(*span)
 
     def counts(self, name: str, seconds: float) -> tuple[float, float] | None:
         """(good, total) requests ``name`` counted over the last ``seconds`` (from the oldest
         point kept inside it, as :meth:`error_ratio`); None before two points."""
+        span = self._span(name, seconds)
+        if span is None:
+            return None
+        start, end = span
+        total = end.total - start.total if end.total >= start.total else end.total
+        good = end.good - start.good if end.good >= start.good else end.good
+        return good, total
+
+    def _span(self, name: str, seconds: float) -> tuple[_Point, _Point] | None:
+        """The oldest point kept inside the last ``seconds`` and the newest; None before two."""
         points = self._points[name]
         if len(points) < 2:
             return None
@@ -132,9 +134,7 @@ class SLOTracker:
             if end.instant - point.instant > seconds:
                 break
             start = point
-        total = end.total - start.total if end.total >= start.total else end.total
-        good = end.good - start.good if end.good >= start.good else end.good
-        return good, total
+        return start, end
 
     def burn_rate(self, name: str, seconds: float) -> float | None:
         ratio = self.error_ratio(name, seconds)
