@@ -58,9 +58,11 @@ def test_instruction_count_covers_the_measured_requests_only() -> None:
     """The callgrind measure runs real uvicorn servers and counts only the measured window.
 
     Asserted: every request answered 200 (checked inside count_instructions), counts are
-    positive, our middleware executes more instructions than the bare app, the idle rate was
-    measured, and doubling the requests roughly doubles the count (so warm-up, start-up and the
-    idle window are outside it).
+    positive, the idle rate was measured, and doubling the requests roughly doubles the count (so
+    warm-up, start-up and the idle window are outside it). Whether ours costs more than bare is
+    not asserted here: a server's count carries its idle rate's error (timers and collections
+    falling in or out of the window), several thousand instructions a request on a busy host,
+    the size of the middleware's whole cost. The in-process count below answers that exactly.
     """
     require_binary("valgrind")
     spec = importlib.util.spec_from_file_location("asgi_monitor_bench_instructions",
@@ -75,12 +77,31 @@ def test_instruction_count_covers_the_measured_requests_only() -> None:
     ours_twice = module.count_instructions("asgi_monitor", requests=120, warmup=20,
                                            idle_seconds=3)
 
-    assert bare.instructions > 0 and ours.per_request > bare.per_request
+    assert bare.instructions > 0 and ours.instructions > 0
     # The idle part was counted (an idle uvicorn still ticks) and taken off a real window.
     assert ours.idle_per_second > 0 and ours.window_seconds > 0
     assert 1.6 < ours_twice.instructions / ours.instructions < 2.4
     table = module.instructions_table([bare, ours])
     assert "| bare |" in table and "| asgi_monitor |" in table
+
+
+def test_in_process_count_sees_the_middleware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path's in-process callgrind count (no server, no timers, a fixed hash seed) is
+    repeatable, so the middleware's added instructions show whole: a raw app wrapped costs more
+    per request than the raw app, by more than a bucket scan's worth."""
+    require_binary("valgrind")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling modules
+    spec = importlib.util.spec_from_file_location("asgi_monitor_bench_store",
+                                                  BENCHMARKS / "multiprocess_store.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    counts = module.count_hot_path(100, variants=("raw", "raw+single"))
+
+    assert counts["raw"] > 0
+    assert counts["raw+single"] - counts["raw"] > 1_000 * 100
 
 
 @pytest.mark.parametrize("variant", ["floor_passthrough", "floor_wrapping"])
