@@ -39,8 +39,12 @@ from asgi_monitor.config import (
 
 TOKEN = "faults-alerting-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# The app's answers while alerting misbehaves; a blocked event loop shows as the hang itself.
-FAST = 0.5
+# A channel's timeout where a test waits for one: long enough that a healthy local sink never
+# reaches it on a busy host, short of the faults' own hangs (3 s, 10 s).
+CHANNEL_TIMEOUT = 1.5
+# The app's answers while alerting misbehaves: a call blocking the event loop would hold every
+# request for a whole channel timeout at least (or the fault's hang itself).
+FAST = CHANNEL_TIMEOUT
 
 
 def monitored(registry: CollectorRegistry, *, backoff: float = 0.05,
@@ -228,7 +232,7 @@ async def test_smtp_down_or_slow_leaves_the_webhook_and_the_app_alone(
                                from_address='monitor@example.com',
                                starttls=False),
                      webhooks=WebhookSettings(url=sink.url),
-                     alerts={'channel_timeout_seconds': 0.3, 'channel_retries': 1})
+                     alerts={'channel_timeout_seconds': CHANNEL_TIMEOUT, 'channel_retries': 1})
             mw.monitor.alerts.register_rule("r", "d", lambda: True)
             served = await serve_until(
                 mw, lambda: ("email", False) in mw.monitor.alerts.notification_counts
@@ -238,8 +242,8 @@ async def test_smtp_down_or_slow_leaves_the_webhook_and_the_app_alone(
     assert sent["webhook"]["ok"] is True and len(sink.requests) == 1
     assert sent["email"]["ok"] is False and sent["email"]["attempts"] == 2
     if mode == "slow":
-        assert sent["email"]["error"] == "timed out after 0.3s"
-        # The webhook went out at once, not after the e-mail's attempts (>= 0.65 s) ran out.
+        assert sent["email"]["error"] == f"timed out after {CHANNEL_TIMEOUT}s"
+        # The webhook went out at once, not after the e-mail's two timed-out attempts.
         assert sent["webhook"]["at"] < sent["email"]["at"]
     assert_isolated(registry, served, caplog, failed="email", sent="webhook", attempts=2)
 
@@ -259,7 +263,7 @@ async def broken_webhook(mode: str) -> Any:
     ("mode", "error"),
     [
         ("500", "ChannelError: HTTP 500"),
-        ("timeout", "timed out after 0.3s"),
+        ("timeout", f"timed out after {CHANNEL_TIMEOUT}s"),
         ("refused", "ConnectError"),
     ],
 )
@@ -272,7 +276,7 @@ async def test_a_failing_webhook_is_retried_recorded_and_isolated(
                  registry,
                  backoff=0.2,
                  webhooks=WebhookSettings(url=url, slack_url=slack.url),
-                 alerts={'channel_timeout_seconds': 0.3, 'channel_retries': 2})
+                 alerts={'channel_timeout_seconds': CHANNEL_TIMEOUT, 'channel_retries': 2})
         mw.monitor.alerts.register_rule("r", "d", lambda: True)
         served = await serve_until(
             mw, lambda: ("webhook", False) in mw.monitor.alerts.notification_counts
