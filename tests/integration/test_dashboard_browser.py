@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from asgi_monitor.slo import SLI, SLO, Selector
 
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token-0123456789"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 USER, PASSWORD = "ops", "browser-test-password"
 XSS_CHECK = "<script>alert('check')</script>"
 XSS_ALERT = '<img src=x onerror="alert(1)">'
@@ -75,8 +77,6 @@ def traffic(base: str, rounds: int = 1) -> None:
 
 
 def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
-    from playwright.sync_api import ConsoleMessage, Dialog
-
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(app) as base:
         traffic(base, rounds=3)
@@ -84,28 +84,10 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
         wait_until(lambda: app.monitor.health.result("evil").status is HealthStatus.WARNING,
                    timeout=20, what="the health checks to run")
         urls: list[str] = []
-        problems: list[str] = []
-        dialogs: list[str] = []
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type in ("error", "warning"):
-                problems.append(f"console {message.type}: {message.text}")
-
-        def on_dialog(dialog: Dialog) -> None:
-            dialogs.append(dialog.message)
-            dialog.dismiss()
-
         with chromium() as browser:
-            context = browser.new_context(
-                viewport={"width": 1366, "height": 900},
-                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-            page = context.new_page()
+            page, seen = watched_page(browser, extra_http_headers=BEARER)
             page.on("request", lambda request: urls.append(request.url))
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on("dialog", on_dialog)
-            page.set_default_timeout(20_000)
+            page.on("requestfailed", lambda r: seen.problems.append(f"failed: {r.url}"))
 
             response = page.goto(f"{base}/admin/monitoring", wait_until="load")
             assert response is not None and response.status == 200
@@ -139,24 +121,23 @@ def test_dashboard_in_headless_chromium(app: MonitoringMiddleware) -> None:
                                                "els => els.map(e => e.clientWidth)")
             assert all(0 < w <= 390 for w in widths), widths
             page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-            context.close()
+            page.context.close()
 
-    assert problems == []
-    assert dialogs == []  # nothing from the data ran
+    assert seen.problems == []
+    assert seen.dialogs == []  # nothing from the data ran
     assert urls and all(urlsplit(url).hostname == "127.0.0.1" for url in urls), urls
     assert any(url.endswith("/static/uPlot.iife.min.js?v=" + _version()) for url in urls)
     assert any("/admin/monitoring/history.json?range=3600&after=" in url for url in urls)
 
 
 def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> None:
-    
     with serve(app) as base:
         traffic(base)
         wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a history point")
         with chromium() as browser:
             context = browser.new_context(
                 java_script_enabled=False, viewport={"width": 1366, "height": 900},
-                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                extra_http_headers=BEARER)
             page = context.new_page()
             page.goto(f"{base}/admin/monitoring", wait_until="load", timeout=20_000)
             assert page.locator("#health-tiles .tile").count() >= 2
@@ -171,7 +152,7 @@ def test_dashboard_first_paint_without_javascript(app: MonitoringMiddleware) -> 
 WAYS_IN: dict[str, tuple[dict[str, Any], str]] = {
     "url credentials": ({}, f"{USER}:{PASSWORD}@"),
     "login prompt": ({"http_credentials": {"username": USER, "password": PASSWORD}}, ""),
-    "bearer header": ({"extra_http_headers": {"Authorization": f"Bearer {TOKEN}"}}, ""),
+    "bearer header": ({"extra_http_headers": BEARER}, ""),
 }
 
 
@@ -179,31 +160,21 @@ WAYS_IN: dict[str, tuple[dict[str, Any], str]] = {
 def test_dashboard_updates_whichever_way_it_was_opened(
     app: MonitoringMiddleware, way: tuple[dict[str, Any], str]
 ) -> None:
-    from playwright.sync_api import ConsoleMessage, Response
+    from playwright.sync_api import Response
 
     context_options, userinfo = way
     with serve(app) as base:
         traffic(base, rounds=3)
         wait_until(lambda: len(app.monitor.history) >= 3, timeout=20, what="history points")
-        problems: list[str] = []
         feeds: list[int] = []
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type in ("error", "warning"):
-                problems.append(f"console {message.type}: {message.text}")
 
         def on_response(response: Response) -> None:
             if "/history.json" in response.url:
                 feeds.append(response.status)
 
         with chromium() as browser:
-            context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                          **context_options)
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page, seen = watched_page(browser, **context_options)
             page.on("response", on_response)
-            page.set_default_timeout(20_000)
             url = base.replace("http://", f"http://{userinfo}") + "/admin/monitoring"
             response = page.goto(url, wait_until="load")
             assert response is not None and response.status == 200
@@ -217,9 +188,9 @@ def test_dashboard_updates_whichever_way_it_was_opened(
             # The card reads the alert's window, which holds the /fail 500s.
             card = page.locator("#error-window").inner_text()
             assert card.endswith(" %") and float(card.split()[0]) > 0, card
-            context.close()
+            page.context.close()
 
-    assert problems == []
+    assert seen.problems == [] and seen.dialogs == []
     assert len(feeds) >= 2 and set(feeds) == {200}, feeds
 
 
@@ -228,8 +199,6 @@ async def checkout(request: Request) -> PlainTextResponse:
 
 
 def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
-    from playwright.sync_api import ConsoleMessage
-
     starlette = Starlette(routes=[Route("/checkout/{id}", checkout), Route("/items/{id}", item)])
     config = MonitoringConfig(
         gate=GateSettings(admin_token=TOKEN, rate_limit_per_second=0),
@@ -256,20 +225,8 @@ def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
         wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a first sample")
         checkouts(base, good=18, bad=2)  # 10 % bad: half the budget spent
         wait_until(lambda: left() == pytest.approx(50), timeout=20, what="the SLO's points")
-        problems: list[str] = []
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type in ("error", "warning"):
-                problems.append(f"console {message.type}: {message.text}")
-
         with chromium() as browser:
-            context = browser.new_context(
-                viewport={"width": 1366, "height": 900},
-                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.set_default_timeout(20_000)
+            page, seen = watched_page(browser, extra_http_headers=BEARER)
             page.goto(f"{base}/admin/monitoring", wait_until="load")
             panel = '[data-slo="checkout"]'
             poll(page, f"document.querySelectorAll('{panel} canvas').length === 1")
@@ -306,14 +263,13 @@ def test_slo_panel_budget_bar_and_burn_rate_chart() -> None:
                        f".textContent) > {first}")
             # The newest 5m burn rate is drawn from what the server now says.
             page.screenshot(path=str(ARTIFACTS / "dashboard-slo.png"), full_page=True)
-            context.close()
-    assert problems == []
+            page.context.close()
+    assert seen.problems == [] and seen.dialogs == []
 
 
 def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
     """Each route name on the dashboard opens its view: charts drawn, numbers equal to
     /api/metrics, a hostile route name shown as text and never run."""
-    from playwright.sync_api import ConsoleMessage, Dialog
 
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(app) as base:
@@ -321,31 +277,11 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
         wait_until(lambda: len(app.monitor.history) >= 3, timeout=20, what="history points")
         traffic(base, rounds=2)
         wait_until(lambda: len(app.monitor.history) >= 5, timeout=20, what="history points")
-        problems: list[str] = []
-        dialogs: list[str] = []
-
         missing = f"{base}/admin/monitoring/route?name=GET%20/nope&range=900"
-
-        def on_console(message: ConsoleMessage) -> None:
-            # Chromium logs the 404 of the missing route's page itself: that one is expected.
-            if message.location.get("url") == missing and "404" in message.text:
-                return
-            if message.type in ("error", "warning"):
-                problems.append(f"console {message.type}: {message.text}")
-
-        def on_dialog(dialog: Dialog) -> None:
-            dialogs.append(dialog.message)
-            dialog.dismiss()
-
         with chromium() as browser:
-            context = browser.new_context(
-                viewport={"width": 1366, "height": 900},
-                extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("dialog", on_dialog)
-            page.set_default_timeout(20_000)
+            # Chromium logs the 404 of the missing route's page itself: that one is expected.
+            page, seen = watched_page(browser, expected_404=missing,
+                                      extra_http_headers=BEARER)
             page.goto(f"{base}/admin/monitoring?range=900", wait_until="load")
             poll(page, "document.querySelectorAll('#routes-body a.route').length >= 3")
             # Whatever the poll redrew, each name links to its own view at the page's range.
@@ -368,7 +304,7 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
             # The distribution has a bar per bucket that counted requests.
             assert "requests" in page.locator("#route-chart-distribution .u-legend").inner_text()
             exposition = httpx.get(f"{base}/api/metrics",
-                                   headers={"Authorization": f"Bearer {TOKEN}"}).text
+                                   headers=BEARER).text
             exported = requests_of(exposition, "/items/{id}")
             shown = float(page.locator("#since-requests").inner_text())
             # The page was rendered before this scrape; no traffic since: the same count.
@@ -394,9 +330,9 @@ def test_route_view_from_the_dashboard_link(app: MonitoringMiddleware) -> None:
             page.get_by_text("See the routes with requests").click()
             page.wait_for_load_state("load")
             assert page.locator("#routes-index a.route", has_text="GET /items/{id}").count() == 1
-            context.close()
-    assert problems == []
-    assert dialogs == []
+            page.context.close()
+    assert seen.problems == []
+    assert seen.dialogs == []
 
 
 def test_resource_bars_stay_inside_their_card(app: MonitoringMiddleware) -> None:
@@ -406,7 +342,7 @@ def test_resource_bars_stay_inside_their_card(app: MonitoringMiddleware) -> None
         traffic(base)
         wait_until(lambda: len(app.monitor.history) >= 1, timeout=20, what="a history point")
         context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                                      extra_http_headers=BEARER)
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.goto(f"{base}/admin/monitoring", wait_until="load")
@@ -458,7 +394,7 @@ def test_route_view_figures_are_never_broken_across_lines() -> None:
                 client.get(f"/checkout/{i}")
         wait_until(lambda: len(app.monitor.history) >= 2, timeout=20, what="history points")
         context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                                      extra_http_headers=BEARER)
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.goto(f"{base}/admin/monitoring/route?name=GET%20/checkout/%7Bid%7D", wait_until="load")
@@ -545,7 +481,7 @@ def test_time_axis_labels_never_overlap_across_a_minute_boundary(app: Monitoring
     with serve(app) as base, chromium() as browser:
         traffic(base)
         context = browser.new_context(viewport={"width": 1400, "height": 900},
-                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                                      extra_http_headers=BEARER)
         context.add_init_script(RECORD_CANVAS_TEXT)
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -574,7 +510,7 @@ def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
     with serve(app) as base, chromium() as browser:
         traffic(base)
         context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                      extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+                                      extra_http_headers=BEARER)
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.goto(f"{base}/admin/monitoring", wait_until="load")
@@ -590,6 +526,44 @@ def test_a_new_app_says_collecting_instead_of_drawing_a_lone_dot() -> None:
         assert all(n.startswith(("Collecting", "No requests")) for n in notes), notes
         page.screenshot(path=str(ARTIFACTS / "dashboard-collecting.png"), full_page=True)
         context.close()
+
+
+@dataclass
+class Seen:
+    """What a page reported that no dashboard should: console errors and warnings, uncaught
+    page errors, and dialogs (which only data run as code would open)."""
+
+    problems: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
+def watched_page(browser: Any, *, expected_404: str | None = None,
+                 **context_options: Any) -> tuple[Any, Seen]:
+    """A laptop-sized page in a new context, with what it reports kept in a :class:`Seen`
+    (dialogs dismissed). ``expected_404``: a page whose own 404 in the console is expected."""
+    from playwright.sync_api import ConsoleMessage, Dialog
+
+    seen = Seen()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if (expected_404 is not None and message.location.get("url") == expected_404
+                and "404" in message.text):
+            return
+        if message.type in ("error", "warning"):
+            seen.problems.append(f"console {message.type}: {message.text}")
+
+    def on_dialog(dialog: Dialog) -> None:
+        seen.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    context = browser.new_context(**{"viewport": {"width": 1366, "height": 900},
+                                     **context_options})
+    page = context.new_page()
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: seen.problems.append(f"page error: {error}"))
+    page.on("dialog", on_dialog)
+    page.set_default_timeout(20_000)
+    return page, seen
 
 
 def requests_of(exposition: str, route: str) -> float:

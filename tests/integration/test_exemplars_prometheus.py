@@ -34,19 +34,7 @@ def test_query_exemplars_returns_the_trace_id_sent(tmp_path: Path) -> None:
         with running_prometheus(tmp_path, target,
                                 flags=("--enable-feature=exemplar-storage",)) as (api, client):
             httpx.get(f"{base}/", headers={"traceparent": f"00-{TRACE}-{SPAN}-01"})
-            start = time.time() - 60
-            found: list[dict[str, str]] = []
-
-            def stored() -> bool:
-                body = client.get(f"{api}/api/v1/query_exemplars", params={
-                    "query": "http_request_duration_seconds_bucket",
-                    "start": start, "end": time.time() + 60}).json()
-                assert body["status"] == "success", body
-                found[:] = [e["labels"] for series in body["data"]
-                            for e in series["exemplars"]]
-                return bool(found)
-
-            wait_until(stored, timeout=30, what="an exemplar in Prometheus")
+            found = exemplars_stored(client, api, at_least=1)
             assert found == [{"trace_id": TRACE, "span_id": SPAN}]
 
 
@@ -79,22 +67,28 @@ def test_an_invalid_hook_answer_never_takes_the_target_down(tmp_path: Path) -> N
             httpx.get(f"{base}/bad")
             httpx.get(f"{base}/quoted")
             httpx.get(f"{base}/", headers={"x-request-id": "req-7"})
-            start = time.time() - 60
-            found: list[dict[str, str]] = []
-
-            def stored() -> bool:
-                body = client.get(f"{api}/api/v1/query_exemplars", params={
-                    "query": "http_request_duration_seconds_bucket",
-                    "start": start, "end": time.time() + 60}).json()
-                assert body["status"] == "success", body
-                found[:] = [e["labels"] for series in body["data"]
-                            for e in series["exemplars"]]
-                return len(found) >= 2
-
-            wait_until(stored, timeout=30, what="two exemplars in Prometheus")
+            found = exemplars_stored(client, api, at_least=2)
             [scraped] = client.get(f"{api}/api/v1/targets").json()["data"]["activeTargets"]
     # The invalid one is not there; the bytes one is, decoded. The quoted one is kept too:
     # this Prometheus stores exemplar values as escaped in the exposition (its parser does not
     # unescape them), so that one is compared escaped.
     assert sorted(found, key=str) == [{"note": 'say \\"hi\\"\\\\\\n'}, {"request_id": "req-7"}]
     assert scraped["health"] == "up" and scraped["lastError"] == ""
+
+
+def exemplars_stored(client: httpx.Client, api: str, at_least: int) -> list[dict[str, str]]:
+    """The labels of the exemplars Prometheus holds on the request duration buckets, once there
+    are ``at_least`` of them (the last minute and the next; fails after 30 s)."""
+    start = time.time() - 60
+    found: list[dict[str, str]] = []
+
+    def stored() -> bool:
+        body = client.get(f"{api}/api/v1/query_exemplars", params={
+            "query": "http_request_duration_seconds_bucket",
+            "start": start, "end": time.time() + 60}).json()
+        assert body["status"] == "success", body
+        found[:] = [e["labels"] for series in body["data"] for e in series["exemplars"]]
+        return len(found) >= at_least
+
+    wait_until(stored, timeout=30, what=f"{at_least} exemplar(s) in Prometheus")
+    return found
