@@ -20,9 +20,9 @@ from .alerting.leader import LeaderLock, leader_check
 from .alerting.manager import AlertManager
 from .alerting.metrics import AlertMetrics
 from .alerting.rules import install_default_rules
-from .build_info import BuildInfo
 from .collector import MetricsCollector
 from .config import MonitoringConfig
+from .exports.build_info import BuildInfo
 from .health.builtin import install_default_checks
 from .health.checker import HealthChecker, HealthMetrics
 from .insights import Insights
@@ -158,7 +158,7 @@ def build_monitor(
                       scrape_registry=scrape_registry, web_app=_web_app, slos=tracker)
     if config.otlp.endpoint:
         # The optional extra loads here, when the export starts, not on import.
-        from .otlp import OTLPExport
+        from .exports.otlp import OTLPExport
 
         def health_status() -> dict[str, str]:
             return {name: health.result(name).status.value for name in health.checks}

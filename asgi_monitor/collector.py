@@ -22,13 +22,13 @@ from prometheus_client.registry import Collector
 
 from .config import MetricsSettings, SystemSettings
 from .errors import MetricError, MonitoringError
+from .exports.metric_names import metric_name
 from .instrumentation.cache import CacheMetrics
 from .instrumentation.database import DatabaseMetrics
 from .instrumentation.system import SystemMetrics
 from .instrumentation.users import UserMetrics
 from .labels import BoundedChildren, SeriesCap
 from .logs import RateLimitedLog
-from .metric_names import metric_name
 from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler

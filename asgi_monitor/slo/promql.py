@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 
 from ..config import MonitoringConfig, metric_prefix
 from ..config.objectives import SLO, WINDOWS
-from ..metric_names import RequestNames, request_names
+from ..exports.metric_names import RequestNames, request_names
 
 __all__ = ["error_ratio", "record_name", "slo_rule_groups"]
 

@@ -11,7 +11,7 @@ from prometheus_client.core import Metric
 from asgi_monitor import MonitoringConfig
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import ConfigError, MetricsSettings
-from asgi_monitor.metric_names import OTEL_NAMES, metric_name
+from asgi_monitor.exports.metric_names import OTEL_NAMES, metric_name
 from asgi_monitor.store.families import HISTOGRAMS
 from asgi_monitor.store.single import HELP, HTTP_REQUESTS
 

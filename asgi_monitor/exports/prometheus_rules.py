@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .config import MonitoringConfig, metric_prefix
+from ..config import MonitoringConfig, metric_prefix
+from ..slo.promql import slo_rule_groups
 from .metric_names import request_names
-from .slo.promql import slo_rule_groups
 
 __all__ = ["prometheus_rules", "render_yaml", "rules_yaml", "slo_rules_yaml"]
 

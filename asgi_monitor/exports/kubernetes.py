@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .config import MonitoringConfig
-from .config.kubernetes import as_object_name
+from ..config import MonitoringConfig
+from ..config.kubernetes import as_object_name
 from .grafana import grafana_dashboard
 from .prometheus_rules import prometheus_rules, render_yaml
 
