@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import MetricsSettings, SystemSettings
+from .config.health import SystemSettings
+from .config.metrics import MetricsSettings
 from .errors import MetricError, MonitoringError
 from .exports.metric_names import metric_name
 from .instrumentation.cache import CacheMetrics
@@ -33,8 +34,8 @@ from .sampling.inputs import SampleInputs, SystemSnapshot
 from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
 from .store.merge import MergedFiles, MergedFilesCollector, names_only
-from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
-from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
+from .store.metric_kinds import GAUGE_MODE, PROMETHEUS_KINDS, file_kinds
+from .store.multiprocess import ENV_VAR, MultiprocessRequestMetrics, fall_back
 from .store.settings import StoreSettings
 from .store.single import RequestMetrics, RequestMetricsCollector, RequestStore
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import metric_prefix
+from ..config.metrics import metric_prefix
 from ..config.objectives import SLO, WINDOWS
 from ..slo.promql import error_ratio, record_name
 from .build_info import build_info_name
