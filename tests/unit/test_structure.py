@@ -123,11 +123,10 @@ def test_the_floors_stay_few() -> None:
     floors = _floors({name: _imports(name, typing=False) for name in MODULES})
     assert max(floors.values()) <= 9, sorted(floors.items(), key=lambda item: -item[1])[:8]
     # The composition root sits above what it assembles: the process default, the hot path, the
-    # monitor and the web layer; the request store below the collector that reads it.
+    # store choice, the collector, the monitor and the web layer.
     build = floors["asgi_monitor.build"]
-    for part in ("default", "middleware", "monitor", "web.app"):
+    for part in ("default", "middleware", "store.choice", "collector", "monitor", "web.app"):
         assert floors[f"asgi_monitor.{part}"] < build, part
-    assert floors["asgi_monitor.store.single"] < floors["asgi_monitor.collector"]
 
 
 def test_a_circle_is_found_when_there_is_one() -> None:
