@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp
@@ -63,6 +63,56 @@ def build_monitor(
     config = config if config is not None else MonitoringConfig.from_env()
     registry = registry if registry is not None else REGISTRY
     configure_package_logging(config.debug, config.log_file)
+    _warn_about_hosts(config)
+    prefix = config.metrics.prefix
+
+    # The request store (one process or several workers), the instrumentation, the custom
+    # metrics and asgi_monitor's own counters, which every part below reports failures to.
+    parts = metrics_parts(config.metrics, registry, config.system)
+    # Readiness is the monitor's (lifespan) state; the monitor is made last, from the parts.
+    built: list[Monitor] = []
+    health = _health(config, is_ready=lambda: bool(built) and built[0].ready)
+    # Raw samples serve the alert windows (history keeps its own derived points), so they are
+    # kept for twice the longest window, at least 10 minutes.
+    samples = SampleBuffer(retention_seconds=max(2 * config.alerts.window_seconds, 600.0))
+    history = History(retention_seconds=config.history.retention_seconds,
+                      interval=config.history.sample_interval_seconds,
+                      top_routes=config.history.top_routes)
+    # Alerts carry the service and instance labels; the app's title may name the service.
+    identity = Identity(config.service)
+    lock_path = _lock_path(config, parts.store.directory)
+    alerts = _alerts(config, lock_path, identity, parts.own, samples, health)
+    alert_lock = LeaderLock(lock_path, interval=config.alerts.check_interval_seconds)
+    if config.health.default_checks:
+        _alerting_checks(config, health, alerts, alert_lock)
+    tracker = _slos(config, alerts, samples)
+    # Read in the answering process, so they are exposed under several workers too: health,
+    # which build runs where, alerting.
+    parts.scrape.add(HealthMetrics(health, prefix))
+    parts.scrape.add(BuildInfo(
+        identity, prefix=prefix, otel=config.metrics.metric_names in ("otel", "both"),
+        attributes=dict(config.otlp.resource_attributes)))
+    parts.scrape.add(AlertMetrics(alerts, prefix, leader=alert_lock))
+    insights = Insights(
+        history, health=health.results,
+        critical_checks=lambda: {n for n, c in health.checks.items() if c.critical},
+        alerts=alerts.active, cache=parts.cache)
+    # The face get_metrics_collector() returns, over the parts above; it shows the insights.
+    collector = MetricsCollector(config.metrics, registry, parts, insights=insights)
+    # Typed snapshots of the components' numbers: alert rules and history read rates here.
+    sampler = sampler_of(collector)
+    monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
+                      sampler=sampler, samples=samples, history=history, alerts=alerts,
+                      alert_lock=alert_lock, insights=insights, identity=identity,
+                      scrape_registry=parts.scrape.registry, web_app=_web_app, slos=tracker)
+    if config.otlp.endpoint:
+        monitor.add_service("otlp", _otlp_export(config, sampler, identity, health, parts.own,
+                                                 alert_lock))
+    built.append(monitor)
+    return monitor
+
+
+def _warn_about_hosts(config: MonitoringConfig) -> None:
     if config.gate.authorize is not None and not config.gate.allowed_hosts:
         # A hook deciding on the client's address lets a DNS-rebinding page in; the Host check
         # is what stops it (web/crosssite.py host_refusal).
@@ -71,41 +121,28 @@ def build_monitor(
             "admin requests are taken whatever their Host header; if the hook trusts the client "
             "address, a DNS-rebinding page can pass it. Set MONITORING_ALLOWED_HOSTS to the "
             "host names this server answers to")
-    prefix = config.metrics.prefix
 
-    # The request store (one process or several workers), the instrumentation, the custom
-    # metrics and asgi_monitor's own counters, which every part below reports failures to.
-    parts = metrics_parts(config.metrics, registry, config.system)
 
-    # Readiness is the monitor's (lifespan) state; the monitor is made last, from the parts.
-    built: list[Monitor] = []
+def _health(config: MonitoringConfig, is_ready: Callable[[], bool]) -> HealthChecker:
     health = HealthChecker(default_interval=config.health.interval_seconds,
-                           default_timeout=config.health.timeout_seconds,
-                           is_ready=lambda: bool(built) and built[0].ready)
+                           default_timeout=config.health.timeout_seconds, is_ready=is_ready)
     if config.health.default_checks:
         install_default_checks(health, config.health, config.system)
-    # Read in the answering process, so it is exposed under several workers too.
-    parts.scrape.add(HealthMetrics(health, prefix))
+    return health
 
-    # Raw samples serve the alert windows (history keeps its own derived points), so they are
-    # kept for twice the longest window, at least 10 minutes.
-    samples = SampleBuffer(retention_seconds=max(2 * config.alerts.window_seconds, 600.0))
-    history = History(retention_seconds=config.history.retention_seconds,
-                      interval=config.history.sample_interval_seconds,
-                      top_routes=config.history.top_routes)
 
+def _lock_path(config: MonitoringConfig, worker_files: str | None) -> str | None:
     # Alerting: one process evaluates and sends (see alerting/leader.py). Silences and the
     # sender's alerts are shared through files next to the lock, since an admin's request may
     # reach any worker.
-    # Alerts carry the service and instance labels; the app's title may name the service.
-    identity = Identity(config.service)
-    # Which build runs where: read at scrape, in the answering process.
-    parts.scrape.add(BuildInfo(
-        identity, prefix=prefix, otel=config.metrics.metric_names in ("otel", "both"),
-        attributes=dict(config.otlp.resource_attributes)))
     lock_path = config.alerts.lock_path or None
-    if lock_path is None and parts.store.directory is not None:
-        lock_path = os.path.join(parts.store.directory, "asgi_monitor_alerts.lock")
+    if lock_path is None and worker_files is not None:
+        lock_path = os.path.join(worker_files, "asgi_monitor_alerts.lock")
+    return lock_path
+
+
+def _alerts(config: MonitoringConfig, lock_path: str | None, identity: Identity,
+            own: OwnMetrics, samples: SampleBuffer, health: HealthChecker) -> AlertManager:
     alerts = AlertManager(
         history_size=config.alerts.history_size,
         history_file=config.alerts.history_file or None,
@@ -115,63 +152,59 @@ def build_monitor(
                                 alerts_path=config.paths.alerts),
         evaluation_timeout=config.alerts.evaluation_timeout_seconds,
         channel_queue_size=config.alerts.channel_queue_size,
-        on_error=parts.own.internal_error, identity=identity.labels)
+        on_error=own.internal_error, identity=identity.labels)
     if config.alerts.default_rules:
         install_default_rules(alerts, config.alerts, config.system, samples, health)
+    return alerts
+
+
+def _alerting_checks(config: MonitoringConfig, health: HealthChecker, alerts: AlertManager,
+                     alert_lock: LeaderLock) -> None:
+    # Non-critical, in a group of their own: a stuck alert channel is no reason to stop
+    # sending the app traffic.
+    health.register_check("alert_channels", "Alert channels deliver",
+                          channels_check(alerts.channel_status),
+                          min(config.health.interval_seconds, 15.0), critical=False,
+                          groups=("alerting",))
+    if alert_lock.path is not None:
+        # A worker that sees no leader for two intervals says so: alerting is off.
+        health.register_check("alert_leader", "A worker evaluates the alert rules",
+                              leader_check(alert_lock),
+                              min(config.health.interval_seconds,
+                                  config.alerts.check_interval_seconds),
+                              critical=False, groups=("alerting",))
+
+
+def _slos(config: MonitoringConfig, alerts: AlertManager,
+          samples: SampleBuffer) -> SLOTracker | None:
     slos = config.slo.all()
+    if not slos:
+        return None
     # SLO points are kept apart from the samples: a few numbers each, for days.
-    tracker = SLOTracker(slos, config.slo.retention_seconds) if slos else None
-    if tracker is not None and config.slo.in_process:
+    tracker = SLOTracker(slos, config.slo.retention_seconds)
+    if config.slo.in_process:
         install_slo_rules(alerts, tracker, samples, config.alerts.cooldown_seconds)
-    alert_lock = LeaderLock(lock_path, interval=config.alerts.check_interval_seconds)
-    parts.scrape.add(AlertMetrics(alerts, prefix, leader=alert_lock))
-    if config.health.default_checks:
-        # Non-critical, in a group of its own: a stuck alert channel is no reason to stop
-        # sending the app traffic.
-        health.register_check("alert_channels", "Alert channels deliver",
-                              channels_check(alerts.channel_status),
-                              min(config.health.interval_seconds, 15.0), critical=False,
-                              groups=("alerting",))
-        if lock_path is not None:
-            # A worker that sees no leader for two intervals says so: alerting is off.
-            health.register_check("alert_leader", "A worker evaluates the alert rules",
-                                  leader_check(alert_lock),
-                                  min(config.health.interval_seconds,
-                                      config.alerts.check_interval_seconds),
-                                  critical=False, groups=("alerting",))
+    return tracker
 
-    insights = Insights(
-        history, health=health.results,
-        critical_checks=lambda: {n for n, c in health.checks.items() if c.critical},
-        alerts=alerts.active, cache=parts.cache)
-    # The face get_metrics_collector() returns, over the parts above; it shows the insights.
-    collector = MetricsCollector(config.metrics, registry, parts, insights=insights)
-    # Typed snapshots of the components' numbers: alert rules and history read rates here.
-    sampler = sampler_of(collector)
 
-    monitor = Monitor(config=config, registry=registry, collector=collector, health=health,
-                      sampler=sampler, samples=samples, history=history, alerts=alerts,
-                      alert_lock=alert_lock, insights=insights, identity=identity,
-                      scrape_registry=parts.scrape.registry, web_app=_web_app, slos=tracker)
-    if config.otlp.endpoint:
-        # The optional extra loads here, when the export starts, not on import.
-        from .exports.otlp import OTLPExport
+def _otlp_export(config: MonitoringConfig, sampler: Sampler, identity: Identity,
+                 health: HealthChecker, own: OwnMetrics,
+                 alert_lock: LeaderLock) -> Callable[[], Awaitable[None]]:
+    # The optional extra loads here, when the export starts, not on import.
+    from .exports.otlp import OTLPExport
 
-        def health_status() -> dict[str, str]:
-            return {name: health.result(name).status.value for name in health.checks}
+    def health_status() -> dict[str, str]:
+        return {name: health.result(name).status.value for name in health.checks}
 
-        # Under several workers each reads the same merged totals: the alert sender exports.
-        export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
-                            identity=identity.labels, interval=config.otlp.interval_seconds,
-                            on_error=parts.own.internal_error, health=health_status,
-                            leader=monitor.alert_lock.acquire,
-                            timeout=config.otlp.timeout_seconds,
-                            headers=config.otlp.header_pairs(),
-                            attributes=dict(config.otlp.resource_attributes),
-                            version=lambda: identity.version, off_loop=sampler.off_loop)
-        monitor.add_service("otlp", export.run_forever)
-    built.append(monitor)
-    return monitor
+    # Under several workers each reads the same merged totals: the alert sender exports.
+    export = OTLPExport(endpoint=config.otlp.endpoint, read=sampler.read,
+                        identity=identity.labels, interval=config.otlp.interval_seconds,
+                        on_error=own.internal_error, health=health_status,
+                        leader=alert_lock.acquire, timeout=config.otlp.timeout_seconds,
+                        headers=config.otlp.header_pairs(),
+                        attributes=dict(config.otlp.resource_attributes),
+                        version=lambda: identity.version, off_loop=sampler.off_loop)
+    return export.run_forever
 
 
 def _web_app(monitor: Monitor) -> ASGIApp:
