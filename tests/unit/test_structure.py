@@ -229,3 +229,10 @@ def test_the_first_configuration_makes_every_section() -> None:
     # The probe above can see them: building the default configuration makes all of them.
     found = _declarations("import asgi_monitor\nasgi_monitor.MonitoringConfig()")
     assert len(found["made"]) == found["sections"] >= 13, found
+
+
+if __name__ == "__main__":
+    # `python tests/unit/test_structure.py` prints every module's floor (docs/architecture.md).
+    for floor, name in sorted((f, n) for n, f in _floors(
+            {name: _imports(name, typing=False) for name in MODULES}).items()):
+        print(floor, name)
