@@ -21,12 +21,12 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .config import MonitoringConfig
 from .errors import LifecycleError
 
 if TYPE_CHECKING:
     from .alerting.manager import AlertManager
     from .collector import MetricsCollector
+    from .config import MonitoringConfig
     from .health.checker import HealthChecker
     from .monitor import Monitor
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ExemplarHook
 from .logs import RateLimitedLog
+
+if TYPE_CHECKING:
+    from .config.metrics import ExemplarHook
 
 __all__ = ["ExemplarSource", "exemplar_problem", "exemplar_source", "from_traceparent"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
-from .store.single import OVERFLOW
+from .store.cap import OVERFLOW
 
 __all__ = ["BoundedChildren", "SeriesCap", "overflow_all"]
 

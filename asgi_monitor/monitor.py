@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
-from .alerting.identity import Identity
-from .alerting.leader import LeaderLock
-from .alerting.manager import AlertManager
-from .collector import MetricsCollector
-from .config import MonitoringConfig
 from .errors import LifecycleError
-from .health.checker import HealthChecker
-from .sampling.samples import Sample, SampleBuffer, Sampler
-from .store.single import RequestStore
-from .timeseries import History
 
 if TYPE_CHECKING:
+    # The parts are made by the composition root (build.py); the monitor only holds them.
+    from .alerting.identity import Identity
+    from .alerting.leader import LeaderLock
+    from .alerting.manager import AlertManager
+    from .collector import MetricsCollector
+    from .config import MonitoringConfig
+    from .health.checker import HealthChecker
     from .insights import Insights
+    from .sampling.samples import Sample, SampleBuffer, Sampler
     from .slo.evaluation import SLOTracker
+    from .store.single import RequestStore
+    from .timeseries import History
 
 __all__ = ["Monitor", "State"]
 

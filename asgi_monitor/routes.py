@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.routing import Mount
 
-from .config import RouteResolver
+from .config.metrics import RouteResolver
 
 __all__ = ["UNMATCHED", "resolve_route"]
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .config import PathSettings
+from .config.metrics import PathSettings
 
 __all__ = ["Shadowed", "app_routes", "shadowed_routes", "warn_shadowed_routes"]
 

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from which_build import measured_build
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.build import sampler_of
 from asgi_monitor.config import AlertSettings, HealthSettings, MetricsSettings, SystemSettings
 
 SPREAD = 0.3
@@ -70,7 +71,7 @@ async def run(path: str, median: float, requests: int, rng: random.Random) -> No
                          alerts=AlertSettings(default_rules=False),
                          system=SystemSettings(metrics=False)), CollectorRegistry())
     clock = Clock()
-    monitor.sampler = monitor.collector.sampler(clock=clock, monotonic=clock)
+    monitor.sampler = sampler_of(monitor.collector, clock=clock, monotonic=clock)
     middleware = MonitoringMiddleware(app, monitor=monitor)
     monitor.take_sample()
     values = []

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 # httpx and aiosmtplib are imported by the channels that send with them, when they first send:
 # most apps enable neither, and `import asgi_monitor` stays light.
-from ..config import AlertSettings, EmailSettings, WebhookSettings
+from ..config.alerts import AlertSettings, EmailSettings, WebhookSettings
 from ..secret import MASK, Secret
 from .models import Alert, AlertSeverity
 from .payloads import (

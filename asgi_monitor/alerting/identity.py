@@ -11,8 +11,8 @@ import os
 import socket
 import sys
 
-from ..config import ServiceSettings
 from ..config.declare import label_text
+from ..config.service import ServiceSettings
 
 __all__ = ["Identity", "process_name"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ..config import AlertSettings, SystemSettings
+from ..config.alerts import AlertSettings
+from ..config.health import SystemSettings
 from ..health.checker import HealthChecker
 from ..health.models import HealthStatus
 from ..sampling.samples import SampleBuffer

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 # psutil is imported by the checks that read it, so `import asgi_monitor` does not load it.
-from ..config import HealthSettings, SystemSettings
+from ..config.health import HealthSettings, SystemSettings
 from ..units import duration_label
 from .checker import CheckFunction, CheckResult, HealthChecker
 from .models import HealthCheck, HealthStatus

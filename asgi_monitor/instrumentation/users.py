@@ -31,8 +31,7 @@ from prometheus_client.registry import Collector
 from ..errors import MetricError
 from ..labels import BoundedChildren, SeriesCap
 from ..sampling.inputs import UserSnapshot
-from ..store.metric_kinds import PROMETHEUS_KINDS, MetricKinds
-from ..store.multiprocess import GAUGE_MODE
+from ..store.metric_kinds import GAUGE_MODE, PROMETHEUS_KINDS, MetricKinds
 from .system import ScrapeReader
 
 __all__ = ["LOGIN_FAILURE_REASONS", "USER_LOGINS", "UserMetrics"]

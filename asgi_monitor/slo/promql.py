@@ -9,13 +9,16 @@ default rules, so each target's budget burns on its own numbers.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.utils import floatToGoString
 
-from ..config import MonitoringConfig, metric_prefix
+from ..config.metrics import metric_prefix
 from ..config.objectives import SLO, WINDOWS
-from ..metric_names import RequestNames, request_names
+from ..exports.metric_names import RequestNames, request_names
+
+if TYPE_CHECKING:
+    from ..config import MonitoringConfig
 
 __all__ = ["error_ratio", "record_name", "slo_rule_groups"]
 

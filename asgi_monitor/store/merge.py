@@ -44,7 +44,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..config import metric_prefix
+from ..config.metrics import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .cap import OVERFLOW, SeriesCap
 from .compaction import COMPACT_AFTER, Compactor

@@ -18,14 +18,18 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.utils import floatToGoString
 
 from .worker_file import WorkerFile
 
-__all__ = ["PROMETHEUS_KINDS", "FileValue", "MetricKinds", "file_kinds"]
+__all__ = ["GAUGE_MODE", "PROMETHEUS_KINDS", "FileValue", "MetricKinds", "file_kinds"]
+
+# How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
+# by any worker.
+GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
@@ -42,16 +42,12 @@ from .worker_file import (
     websocket_block_slots,
 )
 
-__all__ = ["GAUGE_MODE", "MultiprocessRequestMetrics", "child_exit", "multiprocess_dir",
-           "request_block_slots", "websocket_block_slots"]
+__all__ = ["MultiprocessRequestMetrics", "child_exit", "multiprocess_dir", "request_block_slots",
+           "websocket_block_slots"]
 
 logger = logging.getLogger("asgi_monitor")
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
-# How gauges the app sets (set_gauge, active sessions) merge across workers: the value set last,
-# by any worker.
-GAUGE_MODE: Literal["mostrecent"] = "mostrecent"
-
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
     """The usable multiprocess directory, or None for single-process metrics."""

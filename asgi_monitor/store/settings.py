@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import MetricsSettings
+    from ..config.metrics import MetricsSettings
 
 __all__ = ["StoreSettings"]
 

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..config import metric_prefix
+from ..config.metrics import metric_prefix
 from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .cap import OVERFLOW, SeriesCap
 from .exposition import (

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .._version import __version__
-from ..grafana import grafana_dashboard
+from ..exports.grafana import grafana_dashboard
 from ..units import duration_label
 from .parts import MonitorParts
 from .responses import LenientJSONResponse, error_response, shown

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import GateSettings
+from ..config.gate import GateSettings
 from .crosssite import cross_site_refusal, host_refusal
 from .ratelimit import Clock, LoginGuard, LoginLocked, RateLimiter
 from .responses import NO_STORE, error_response

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from prometheus_client import CollectorRegistry
 
 from ..config.objectives import SLO
-from ..metric_names import OTEL_NAMES, metric_name
+from ..exports.metric_names import OTEL_NAMES, metric_name
 from ..sampling.samples import quantile_shown
 from ..units import duration_label, ms
 from .parts import MonitorParts

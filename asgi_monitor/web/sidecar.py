@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
@@ -33,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..config import MonitoringConfig
 from ..errors import ConfigError
 from ..store.merge import MergedFiles
 from ..store.multiprocess import ENV_VAR
@@ -41,6 +41,9 @@ from ..store.settings import StoreSettings
 from .gate import Gate, RejectBadQuery, SecurityHeaders
 from .metrics import accepts_gzip
 from .responses import NO_STORE
+
+if TYPE_CHECKING:
+    from ..config import MonitoringConfig
 
 __all__ = ["DEFAULT_PORT", "metrics_app", "metrics_directory"]
 

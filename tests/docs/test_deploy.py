@@ -15,8 +15,8 @@ from support import ROOT, require_binary
 
 from asgi_monitor import MonitoringConfig
 from asgi_monitor.config import AlertSettings, MetricsSettings
-from asgi_monitor.grafana import grafana_dashboard
-from asgi_monitor.prometheus_rules import rules_yaml
+from asgi_monitor.exports.grafana import grafana_dashboard
+from asgi_monitor.exports.prometheus_rules import rules_yaml
 
 DEPLOY = ROOT / "deploy"
 

@@ -12,7 +12,7 @@ from support import ROOT, require_binary
 
 from asgi_monitor import MonitoringConfig
 from asgi_monitor.config import MetricsSettings, SLOSettings
-from asgi_monitor.prometheus_rules import rules_yaml, slo_rules_yaml
+from asgi_monitor.exports.prometheus_rules import rules_yaml, slo_rules_yaml
 from asgi_monitor.slo import SLI, SLO, Selector
 
 DEPLOY = ROOT / "deploy"

@@ -25,8 +25,8 @@ from asgi_monitor import (
     set_default_monitor,
 )
 from asgi_monitor.config import HealthSettings, MetricsSettings
-from asgi_monitor.grafana import grafana_dashboard, queries
-from asgi_monitor.metric_names import request_names
+from asgi_monitor.exports.grafana import grafana_dashboard, queries
+from asgi_monitor.exports.metric_names import request_names
 
 NAMESPACE = "shop"
 

@@ -324,7 +324,7 @@ def _answer(status: str, content_type: str, body: bytes) -> Callable[[socket.soc
 
 def _export(url: str, *, timeout: float = 10.0) -> tuple[Any, Any]:
     """An export to ``url`` over a fresh monitor's readings, and that monitor."""
-    from asgi_monitor.otlp import OTLPExport
+    from asgi_monitor.exports.otlp import OTLPExport
 
     monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint=url)), CollectorRegistry())
     export = OTLPExport(endpoint=url, read=monitor.sampler.read, identity=monitor.identity.labels,

@@ -17,8 +17,8 @@ from support import running_prometheus, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import MetricsSettings, SLOSettings, SystemSettings
-from asgi_monitor.grafana import grafana_dashboard
-from asgi_monitor.prometheus_rules import slo_rules_yaml
+from asgi_monitor.exports.grafana import grafana_dashboard
+from asgi_monitor.exports.prometheus_rules import slo_rules_yaml
 from asgi_monitor.slo import SLI, SLO, Selector
 
 SLOS = (SLO("availability"),

@@ -23,6 +23,7 @@ from asgi_monitor.alerting import AlertManager, AlertState
 from asgi_monitor.alerting.channels import Channel
 from asgi_monitor.alerting.models import Alert
 from asgi_monitor.alerting.payloads import status
+from asgi_monitor.build import sampler_of
 from asgi_monitor.sampling.samples import Sample, SampleBuffer
 
 TOKEN = "t" * 40
@@ -56,7 +57,7 @@ async def test_the_history_poll_keeps_returning_points_when_the_wall_clock_steps
     monitor = build_monitor(MonitoringConfig(
         gate=GateSettings(admin_token=TOKEN), health=HealthSettings(default_checks=False),
         system=SystemSettings(metrics=False)), CollectorRegistry())
-    monitor.sampler = monitor.collector.sampler(clock=wall, monotonic=mono)
+    monitor.sampler = sampler_of(monitor.collector, clock=wall, monotonic=mono)
     app = MonitoringMiddleware(hello, monitor=monitor)
     transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1))
     url = "/admin/monitoring/history.json"

@@ -23,8 +23,8 @@ from asgi_monitor.config import GateSettings, KubernetesSettings, PathSettings, 
 from asgi_monitor.config.metrics import MetricsSettings
 from asgi_monitor.config.slo import SLOSettings
 from asgi_monitor.errors import ConfigError
-from asgi_monitor.grafana import deploy_query, grafana_dashboard
-from asgi_monitor.kubernetes import (
+from asgi_monitor.exports.grafana import deploy_query, grafana_dashboard
+from asgi_monitor.exports.kubernetes import (
     configmap_dashboard,
     manifests,
     monitor,
@@ -32,7 +32,7 @@ from asgi_monitor.kubernetes import (
     prometheus_rule,
     render,
 )
-from asgi_monitor.prometheus_rules import prometheus_rules
+from asgi_monitor.exports.prometheus_rules import prometheus_rules
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 TARGET = 'job="shop",instance="web-1:8000"'

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from asgi_monitor import ConfigError, MonitoringConfig
+from asgi_monitor import ConfigError, MetricError, MonitoringConfig
 from asgi_monitor.alerting.identity import Identity
-from asgi_monitor.collector import MetricError, MetricsCollector
+from asgi_monitor.build import metrics_parts
+from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import MetricsSettings, OTLPSettings, ServiceSettings
 
 # The limit on label text, written here rather than imported, so that moving it fails a test.
@@ -36,7 +37,8 @@ def test_a_trailing_newline_or_a_foreign_letter_is_refused(variable: str, value:
 
 
 def test_custom_metric_and_label_names_are_checked_whole() -> None:
-    metrics = MetricsCollector(MetricsSettings(), CollectorRegistry())
+    settings, registry = MetricsSettings(), CollectorRegistry()
+    metrics = MetricsCollector(settings, registry, metrics_parts(settings, registry))
     with pytest.raises(MetricError):
         metrics.increment_counter("signups_total\n")
     with pytest.raises(MetricError):

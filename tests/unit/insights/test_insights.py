@@ -13,6 +13,7 @@ from support import Clock
 
 from asgi_monitor import MonitoringConfig, MonitoringError, get_metrics_collector
 from asgi_monitor.alerting import Alert, AlertSeverity, AlertState
+from asgi_monitor.build import metrics_parts
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.health import HealthCheck, HealthStatus
 from asgi_monitor.insights import Insights
@@ -343,6 +344,7 @@ def test_get_performance_insights_reads_the_monitors_history(monitor: Monitor) -
 
 
 def test_a_bare_collector_says_it_has_no_history() -> None:
-    collector = MetricsCollector(MonitoringConfig().metrics, CollectorRegistry())
+    settings, registry = MonitoringConfig().metrics, CollectorRegistry()
+    collector = MetricsCollector(settings, registry, metrics_parts(settings, registry))
     with pytest.raises(MonitoringError, match="no history"):
         collector.get_performance_insights()

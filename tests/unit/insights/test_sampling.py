@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, values
 from support import Clock
 
 from asgi_monitor import MetricError, MonitoringConfig, build_monitor
+from asgi_monitor.build import sampler_of
 from asgi_monitor.config import (
     AlertSettings,
     HealthSettings,
@@ -39,7 +40,7 @@ def make() -> tuple[Monitor, Sampler, Clock]:
             health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False)),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    return monitor, monitor.collector.sampler(clock=clock, monotonic=clock), clock
+    return monitor, sampler_of(monitor.collector, clock=clock, monotonic=clock), clock
 
 
 def test_window_rates_ratios_and_quantiles() -> None:
@@ -160,7 +161,7 @@ def test_component_snapshots_equal_the_merged_reader_over_the_same_families() ->
     clock = Clock(1_000_000.0)
     activity(monitor)
     monitor.collector.requests.in_progress["GET"].add(3)
-    direct = monitor.collector.sampler(clock=clock, monotonic=clock).take()
+    direct = sampler_of(monitor.collector, clock=clock, monotonic=clock).take()
     reader = MergedReader(prefix="",
                           declared={f.name for f in monitor.registry.collect()})
     merged = Sampler(lambda: reader.read(monitor.registry.collect()), clock=clock,
@@ -234,7 +235,7 @@ def test_system_snapshot_reaches_the_sample() -> None:
         MonitoringConfig(
             health=HealthSettings(default_checks=False), system=SystemSettings(disk_paths=("/",))),
         CollectorRegistry())
-    sample = monitor.collector.sampler().take()
+    sample = sampler_of(monitor.collector).take()
     assert sample.memory_percent is not None and 0 < sample.memory_percent <= 100
     assert set(sample.disk_percent) == {"/"}
     assert sample.process_rss_bytes is not None and sample.process_rss_bytes > 0

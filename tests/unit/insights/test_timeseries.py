@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from support import Clock
 
 from asgi_monitor import ConfigError, MonitoringConfig, build_monitor
+from asgi_monitor.build import sampler_of
 from asgi_monitor.config import HealthSettings, HistorySettings, SystemSettings
 from asgi_monitor.monitor import Monitor
 from asgi_monitor.sampling.samples import RouteTotals, Sample
@@ -25,7 +26,7 @@ def make(**config: object) -> tuple[Monitor, Clock]:
             **config),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    monitor.sampler = monitor.collector.sampler(clock=clock, monotonic=clock)
+    monitor.sampler = sampler_of(monitor.collector, clock=clock, monotonic=clock)
     return monitor, clock
 
 

@@ -4,12 +4,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from asgi_monitor import MetricError, MonitoringConfig
+from asgi_monitor.build import metrics_parts
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import MetricsSettings
 
 
 def make(registry: CollectorRegistry, **config: object) -> MetricsCollector:
-    return MetricsCollector(MonitoringConfig(**config).metrics, registry)  # type: ignore[arg-type]
+    settings = MonitoringConfig(**config).metrics  # type: ignore[arg-type]
+    return MetricsCollector(settings, registry, metrics_parts(settings, registry))
 
 
 def test_custom_metrics_created_on_first_use(registry: CollectorRegistry) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from support import Clock
 
 from asgi_monitor import MonitoringConfig, build_monitor
+from asgi_monitor.build import sampler_of
 from asgi_monitor.config import (
     DEFAULT_DURATION_BUCKETS,
     AlertSettings,
@@ -39,7 +40,7 @@ def monitor(**metrics: Any) -> tuple[Monitor, Clock]:
                          system=SystemSettings(metrics=False)),
         CollectorRegistry())
     clock = Clock(1_000_000.0)
-    built.sampler = built.collector.sampler(clock=clock, monotonic=clock)
+    built.sampler = sampler_of(built.collector, clock=clock, monotonic=clock)
     return built, clock
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from asgi_monitor.grafana import grafana_dashboard, queries
+from asgi_monitor.exports.grafana import grafana_dashboard, queries
 
 NAMESPACE = "shop"
 

@@ -9,17 +9,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import Metric
 
 from asgi_monitor import MonitoringConfig
+from asgi_monitor.build import metrics_parts
 from asgi_monitor.collector import MetricsCollector
 from asgi_monitor.config import ConfigError, MetricsSettings
-from asgi_monitor.metric_names import OTEL_NAMES, metric_name
+from asgi_monitor.exports.metric_names import OTEL_NAMES, metric_name
 from asgi_monitor.store.families import HISTOGRAMS
 from asgi_monitor.store.single import HELP, HTTP_REQUESTS
 
 
 def recorded(naming: str, **settings: object) -> CollectorRegistry:
     registry = CollectorRegistry()
-    metrics = MetricsCollector(MetricsSettings(metric_names=naming, **settings),  # type: ignore[arg-type]
-                               registry)
+    chosen = MetricsSettings(metric_names=naming, **settings)  # type: ignore[arg-type]
+    metrics = MetricsCollector(chosen, registry, metrics_parts(chosen, registry))
     store = metrics.requests
     store.record("GET", "/items/{id}", 200, "http", 0.02, 0.01, 0, 120)
     store.record("GET", "/items/{id}", 503, "http", 0.3, 0.2, 0, 40)
@@ -145,7 +146,7 @@ def test_classic_exposition_is_prometheus_clients_for_the_same_traffic() -> None
     # they are added in, so per-status sums add up to the per-route sum exactly.
     settings = MetricsSettings()
     ours = CollectorRegistry()
-    store = MetricsCollector(settings, ours).requests
+    store = metrics_parts(settings, ours).store.requests
     reference = CollectorRegistry()
     total = Counter("http_requests", HELP[HTTP_REQUESTS], ("method", "route", "status"),
                     registry=reference)

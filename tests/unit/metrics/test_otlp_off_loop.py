@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from asgi_monitor import MonitoringConfig, build_monitor
 from asgi_monitor.config import SystemSettings
-from asgi_monitor.otlp import OTLPExport
+from asgi_monitor.exports.otlp import OTLPExport
 from asgi_monitor.sampling.inputs import SampleInputs
 
 

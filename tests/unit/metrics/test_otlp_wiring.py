@@ -22,7 +22,7 @@ def test_an_endpoint_must_be_a_url() -> None:
 
 def test_metrics_data_from_a_snapshot() -> None:
     pytest.importorskip("opentelemetry.sdk.metrics.export")
-    from asgi_monitor.otlp import metrics_data
+    from asgi_monitor.exports.otlp import metrics_data
 
     monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint="http://c:4318/v1/metrics")),
                             CollectorRegistry())

@@ -14,11 +14,14 @@ healthy ones, and two services' alerts would be one).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import MonitoringConfig, metric_prefix
+from ..config.metrics import metric_prefix
+from ..slo.promql import slo_rule_groups
 from .metric_names import request_names
-from .slo.promql import slo_rule_groups
+
+if TYPE_CHECKING:
+    from ..config import MonitoringConfig
 
 __all__ = ["prometheus_rules", "render_yaml", "rules_yaml", "slo_rules_yaml"]
 

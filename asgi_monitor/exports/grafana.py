@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.metrics import metric_prefix
+from ..config.objectives import SLO, WINDOWS
+from ..slo.promql import error_ratio, record_name
 from .build_info import build_info_name
-from .config import metric_prefix
-from .config.objectives import SLO, WINDOWS
 from .metric_names import RequestNames, request_names
-from .slo.promql import error_ratio, record_name
 
 __all__ = ["DEPLOY_LOOKBACK", "deploy_query", "grafana_dashboard", "queries"]
 

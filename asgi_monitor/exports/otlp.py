@@ -26,8 +26,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .health.models import HealthStatus
-from .sampling.inputs import RequestSnapshot, SampleInputs
+from ..health.models import HealthStatus
+from ..sampling.inputs import RequestSnapshot, SampleInputs
 
 if TYPE_CHECKING:
     import httpx

@@ -22,7 +22,7 @@ from typing import Protocol
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["BuildIdentity", "BuildInfo", "build_info_name"]
 

@@ -18,12 +18,14 @@ the Operator's CRD schemas and Kubernetes' own OpenAPI definitions, and run the 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import MonitoringConfig
-from .config.kubernetes import as_object_name
+from ..config.kubernetes import as_object_name
 from .grafana import grafana_dashboard
 from .prometheus_rules import prometheus_rules, render_yaml
+
+if TYPE_CHECKING:
+    from ..config import MonitoringConfig
 
 __all__ = ["DASHBOARD_LABEL", "configmap_dashboard", "manifests", "monitor", "object_name",
            "probes", "prometheus_rule", "render"]
