@@ -36,7 +36,12 @@ from .store.merge import MergedFiles, MergedFilesCollector, names_only
 from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
 from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
 from .store.settings import StoreSettings
-from .store.single import RequestMetrics, RequestMetricsCollector, RequestStore
+from .store.single import (
+    NativeRequestMetrics,
+    RequestMetrics,
+    RequestMetricsCollector,
+    RequestStore,
+)
 
 
 class InsightsReport(Protocol):
@@ -145,7 +150,9 @@ class MetricsCollector:
         kinds = PROMETHEUS_KINDS
         store = self._worker_store(settings)
         if store is None:
-            requests = RequestMetrics(StoreSettings.of(settings))
+            # The native store only when asked: with them off the hot path is unchanged.
+            requests = (NativeRequestMetrics if settings.native_histograms else RequestMetrics)(
+                StoreSettings.of(settings))
             registry.register(RequestMetricsCollector(requests))
             self.requests = requests
         else:

@@ -46,12 +46,14 @@ from .families import (
     le_label,
     request_families,
 )
+from .native import NativeBuckets
 from .settings import StoreSettings
 
 __all__ = [
     "HELP", "HTTP_REQUESTS", "HTTP_REQUESTS_IN_PROGRESS", "HTTP_REQUEST_DURATION", "OVERFLOW",
     "ROUTE_HISTOGRAMS", "STANDARD_METHODS", "BucketCounts", "Cell", "RequestMetrics",
-    "RequestMetricsCollector", "RequestStore", "Series", "websocket_families",
+    "NativeRequestMetrics", "RequestMetricsCollector", "RequestStore", "Series",
+    "websocket_families",
 ]
 
 # WebSocket sessions last much longer than requests: the request buckets plus minutes and an hour.
@@ -187,7 +189,8 @@ class Series:
     """What one request updates: the count and the four histograms of its (method, route,
     status, scheme), and the duration buckets' last exemplars."""
 
-    __slots__ = ("count", "duration", "ttfb", "request_size", "response_size", "exemplars")
+    __slots__ = ("count", "duration", "ttfb", "request_size", "response_size", "exemplars",
+                 "native_duration", "native_ttfb")
 
     def __init__(self, duration_bounds: Sequence[float], size_bounds: Sequence[float]) -> None:
         self.count = 0
@@ -198,6 +201,9 @@ class Series:
         # Per duration bucket (+Inf last): (labels, value, unix time) of the last request with
         # an exemplar, or None. Created by the first exemplar: without them it costs nothing.
         self.exemplars: list[tuple[dict[str, str], float, float] | None] | None = None
+        # The native histograms of the duration and TTFB, set by NativeRequestMetrics only.
+        self.native_duration: NativeBuckets | None = None
+        self.native_ttfb: NativeBuckets | None = None
 
     def observe(
         self, duration: float, ttfb: float, request_bytes: int, response_bytes: int
@@ -234,6 +240,15 @@ class Series:
         h.counts[i] += 1
         h.total += response_bytes
 
+    def observe_native(self, duration: float, ttfb: float) -> None:
+        """The native buckets' half of a request (NativeRequestMetrics sets them)."""
+        found = self.native_duration
+        if found is not None:
+            found.observe(duration)
+        found = self.native_ttfb
+        if found is not None:
+            found.observe(ttfb)
+
     def keep_exemplar(self, duration: float, labels: dict[str, str]) -> None:
         scan = self.duration._scan
         i = 0
@@ -253,7 +268,9 @@ class Series:
              (list(self.ttfb.counts), self.ttfb.total),
              (list(self.request_size.counts), self.request_size.total),
              (list(self.response_size.counts), self.response_size.total)),
-            list(kept) if kept is not None else None)
+            list(kept) if kept is not None else None,
+            None if self.native_duration is None or self.native_ttfb is None else
+            (self.native_duration.snapshot(), self.native_ttfb.snapshot()))
 
 
 class RequestMetrics(RequestStore):
@@ -272,6 +289,7 @@ class RequestMetrics(RequestStore):
         self._naming = settings.naming
         self._duration_buckets = tuple(settings.duration_buckets)
         self._size_buckets = tuple(settings.size_buckets)
+        self._native_limit = settings.native_max_buckets
         max_series = settings.max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
         # The (method, route, status) label sets the cap counts: a scheme is no new label set
@@ -315,8 +333,11 @@ class RequestMetrics(RequestStore):
             found = self._series.get(key)
             if found is not None:
                 return found
-        found = self._series[key] = Series(self._duration_buckets, self._size_buckets)
+        found = self._series[key] = self._new_series()
         return found
+
+    def _new_series(self) -> Series:
+        return Series(self._duration_buckets, self._size_buckets)
 
     def websocket_accepted(self, route: str) -> str:
         if not self._ws_cap.keeps(route, OVERFLOW):
@@ -377,7 +398,8 @@ class RequestMetrics(RequestStore):
         yield from request_families(
             series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
             naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
-            size_bounds=self._size_buckets, constant_labels=self._constant_labels)
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels,
+            native_limit=self._native_limit)
 
         yield from websocket_families(
             [(route, float(count)) for route, count in ws_total], float(self.ws_active.value),
@@ -421,6 +443,42 @@ class RequestMetrics(RequestStore):
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,
                 "websocket_connections_total": self._ws_dropped}
+
+
+class NativeRequestMetrics(RequestMetrics):
+    """:class:`RequestMetrics` that also keeps native histograms of the duration and TTFB
+    (``metrics.native_histograms``). A class of its own so that with them off the hot path is
+    the very same code, not one more test per request."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        super().__init__(settings)
+        self._native = (settings.native_schema, settings.native_zero_threshold,
+                        settings.native_max_buckets)
+
+    def record(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        series = self.series(method, route, status, scheme)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        series.observe_native(duration, ttfb)
+
+    def record_exemplar(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self.series(method, route, status, scheme)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        series.observe_native(duration, ttfb)
+        if exemplar is not None:
+            series.keep_exemplar(duration, exemplar)
+
+    def _new_series(self) -> Series:
+        series = Series(self._duration_buckets, self._size_buckets)
+        schema, threshold, limit = self._native
+        series.native_duration = NativeBuckets(schema, threshold, limit)
+        series.native_ttfb = NativeBuckets(schema, threshold, limit)
+        return series
 
 
 def websocket_families(

@@ -1,0 +1,89 @@
+"""A real Prometheus with native histograms on scrapes the protobuf format and reads the request
+duration as a native histogram: its count, sum and quantiles agree with the known latencies of a
+test endpoint, within the schema's error (schema 3: a bucket spans a factor of 2**(1/8))."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from support import running_prometheus, serve, wait_until
+
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
+
+# How far a schema-3 quantile may sit from the true value: one bucket's width.
+FACTOR = 2 ** (1 / 8)
+# Seconds the endpoint sleeps, and how many requests sleep each.
+PLAN = ((0.02, 30), (0.1, 30), (0.3, 10))
+SERIES = '{route="/sleep"}'
+
+
+async def sleep(request: Request) -> PlainTextResponse:
+    await asyncio.sleep(float(request.query_params["s"]))
+    return PlainTextResponse("ok")
+
+
+def sent(base: str) -> tuple[list[float], list[float]]:
+    """Every planned request, sent one at a time: the sleeps, and each one's round trip seen by
+    the client (no shorter than the duration the server measured)."""
+    sleeps: list[float] = []
+    trips: list[float] = []
+    with httpx.Client() as client:
+        for seconds, times in PLAN:
+            for _ in range(times):
+                started = time.perf_counter()
+                assert client.get(f"{base}/sleep", params={"s": seconds}).status_code == 200
+                trips.append(time.perf_counter() - started)
+                sleeps.append(seconds)
+    return sorted(sleeps), sorted(trips)
+
+
+def check_against_prometheus(api: str, client: httpx.Client, sleeps: list[float],
+                             trips: list[float]) -> None:
+    def query(expr: str) -> float | None:
+        body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
+        assert body["status"] == "success", body
+        result = body["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    count = len(sleeps)
+    wait_until(lambda: query(f"histogram_count(http_request_duration_seconds{SERIES})") == count,
+               timeout=30, what=f"a native histogram of {count} requests in Prometheus")
+    total = query(f"histogram_sum(http_request_duration_seconds{SERIES})")
+    assert total is not None and sum(sleeps) <= total <= sum(trips)
+    for q in (0.25, 0.5, 0.9, 0.99):
+        # The k-th fastest request took at least the k-th shortest sleep and at most the k-th
+        # shortest round trip; the quantile lies in the bucket of the k-th request.
+        k = math.ceil(q * count)
+        found = query(f"histogram_quantile({q}, http_request_duration_seconds{SERIES})")
+        assert found is not None
+        assert sleeps[k - 1] / FACTOR <= found <= trips[k - 1] * FACTOR, (q, found)
+    # The time to first byte is native too.
+    assert query(f"histogram_count(http_time_to_first_byte_seconds{SERIES})") == count
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_prometheus_reads_native_histograms_of_one_process(tmp_path: Path) -> None:
+    config = MonitoringConfig(metrics=MetricsSettings(native_histograms=True),
+                              health=HealthSettings(default_checks=False),
+                              system=SystemSettings(metrics=False))
+    app = MonitoringMiddleware(Starlette(routes=[Route("/sleep", sleep)]),
+                               monitor=build_monitor(config, CollectorRegistry()))
+    with serve(app) as base:
+        with running_prometheus(tmp_path, base.removeprefix("http://"),
+                                flags=("--enable-feature=native-histograms",)) as (api, client):
+            sleeps, trips = sent(base)
+            check_against_prometheus(api, client, sleeps, trips)
+            [target] = client.get(f"{api}/api/v1/targets").json()["data"]["activeTargets"]
+            assert target["health"] == "up" and target["lastError"] == ""

@@ -1,0 +1,226 @@
+"""Native histograms: the bucket indexes, the schema reduction, the merge, and the protobuf
+exposition that carries them (decoded with the ``protobuf`` package, independently of ours)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter as Tally
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client.parser import text_string_to_metric_families
+from support import client, starlette_app
+from support.metrics_proto import TYPES, decode, native_buckets
+
+from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
+from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
+from asgi_monitor.errors import ConfigError
+from asgi_monitor.store.native import (
+    NativeBuckets,
+    NativeSnapshot,
+    bucket_index,
+    merge_native,
+    upper_bound,
+)
+from asgi_monitor.store.protobuf import CONTENT_TYPE, accepts_protobuf, encode_protobuf
+from asgi_monitor.store.settings import StoreSettings
+from asgi_monitor.store.single import (
+    NativeRequestMetrics,
+    RequestMetrics,
+    RequestMetricsCollector,
+)
+
+PROMETHEUS_ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                     "encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
+VALUES = [0.0003, 0.0011, 0.004, 0.004, 0.02, 0.125, 0.5, 1.0, 2.0, 7.3, 42.0]
+
+
+@pytest.mark.parametrize("schema", [-4, -1, 0, 1, 3, 8])
+def test_a_value_falls_in_the_bucket_whose_bounds_hold_it(schema: int) -> None:
+    for value in [*VALUES, 1e-6, 3.3e-5, 0.999, 1.001, 123.456, 1e4]:
+        index = bucket_index(value, schema)
+        assert upper_bound(index - 1, schema) < value <= upper_bound(index, schema)
+    # A power of two is the upper bound of its own bucket.
+    assert bucket_index(1.0, schema) == 0
+    assert bucket_index(0.5, 3) == -8 and bucket_index(2.0, 3) == 8
+
+
+def test_observe_counts_each_value_where_bucket_index_puts_it() -> None:
+    buckets = NativeBuckets(3, 0.0001, 160)
+    for value in [*VALUES, 0.00005, 0.0, math.nan]:
+        buckets.observe(value)
+    assert buckets.zero_count == 3  # below the threshold, zero and NaN
+    assert buckets.counts == dict(Tally(bucket_index(v, 3) for v in VALUES))
+
+
+def test_over_the_bucket_limit_the_schema_is_reduced_until_it_fits() -> None:
+    buckets = NativeBuckets(3, 2.0 ** -128, 4)
+    for value in VALUES:
+        buckets.observe(value)
+    assert len(buckets.counts) <= 4 and buckets.schema < 3
+    # Each value is where it belongs at the reduced schema, nothing lost.
+    assert buckets.counts == dict(Tally(bucket_index(v, buckets.schema) for v in VALUES))
+    # One more value keeps counting at the reduced schema.
+    schema = buckets.schema
+    buckets.observe(0.0003)
+    assert buckets.schema == schema
+    assert sum(buckets.counts.values()) == len(VALUES) + 1
+
+
+def test_a_merge_sums_at_the_lowest_schema() -> None:
+    fine = NativeBuckets(3, 2.0 ** -128, 160)
+    coarse = NativeBuckets(1, 2.0 ** -128, 160)
+    for value in VALUES[:5]:
+        fine.observe(value)
+    for value in VALUES[5:]:
+        coarse.observe(value)
+    coarse.observe(0.0)
+    merged = merge_native([fine.snapshot(), None, coarse.snapshot()], 160)
+    assert merged == NativeSnapshot(1, 2.0 ** -128, 1,
+                                    dict(Tally(bucket_index(v, 1) for v in VALUES)))
+    # Over the limit, reduced further.
+    small = merge_native([fine.snapshot(), coarse.snapshot()], 3)
+    assert small is not None and len(small.counts) <= 3 and small.schema < 1
+    assert sum(small.counts.values()) == len(VALUES)
+
+
+def test_the_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="native_histogram_schema"):
+        MetricsSettings(native_histogram_schema=9)
+    with pytest.raises(ConfigError, match="native_histogram_max_buckets"):
+        MetricsSettings(native_histogram_max_buckets=0)
+    with pytest.raises(ConfigError, match="native_histogram_zero_threshold"):
+        MetricsSettings(native_histogram_zero_threshold=-1.0)
+
+
+def _store(native: bool) -> tuple[RequestMetrics, CollectorRegistry]:
+    settings = StoreSettings(duration_buckets=(0.01, 0.1, 1.0), size_buckets=(100.0,),
+                             max_series=100, native_histograms=native)
+    store = (NativeRequestMetrics if native else RequestMetrics)(settings)
+    registry = CollectorRegistry()
+    registry.register(RequestMetricsCollector(store))
+    return store, registry
+
+
+def test_the_protobuf_histogram_carries_classic_and_native_buckets() -> None:
+    store, registry = _store(native=True)
+    for i, value in enumerate(VALUES):
+        # Two statuses of one route: the classic families sum them, the native ones too.
+        store.record("GET", "/a", 200 if i % 2 else 500, "http", value, value / 2, 10, 20)
+    families = {f.name: f for f in decode(encode_protobuf(registry))}
+    duration = families["http_request_duration_seconds"]
+    assert TYPES[duration.type] == "HISTOGRAM"
+    [metric] = duration.metric
+    assert {(p.name, p.value) for p in metric.label} == {("method", "GET"), ("route", "/a")}
+    h = metric.histogram
+    assert h.sample_count == len(VALUES) and h.sample_sum == pytest.approx(sum(VALUES))
+    assert [(b.upper_bound, b.cumulative_count) for b in h.bucket] == [
+        (0.01, 4), (0.1, 5), (1.0, 8)]
+    assert h.schema == 3 and h.zero_threshold == 2.0 ** -128 and h.zero_count == 0
+    assert native_buckets(h) == dict(Tally(bucket_index(v, 3) for v in VALUES))
+    ttfb = families["http_time_to_first_byte_seconds"].metric[0].histogram
+    assert native_buckets(ttfb) == dict(Tally(bucket_index(v / 2, 3) for v in VALUES))
+    # The body sizes stay classic.
+    size = families["http_request_size_bytes"].metric[0].histogram
+    assert not size.positive_span and size.zero_threshold == 0
+
+
+def test_off_the_store_and_the_protobuf_are_classic() -> None:
+    store, registry = _store(native=False)
+    store.record("GET", "/a", 200, "http", 0.02, 0.01, 10, 20)
+    assert type(store) is RequestMetrics
+    h = {f.name: f for f in decode(encode_protobuf(registry))}[
+        "http_request_duration_seconds"].metric[0].histogram
+    assert h.sample_count == 1 and not h.positive_span and h.zero_threshold == 0
+
+
+def _text_samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if not s.name.endswith("_created")}
+
+
+def _proto_samples(body: bytes) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    # The protobuf families written back as the text format's samples.
+    out = set()
+    for family in decode(body):
+        for metric in family.metric:
+            labels = tuple(sorted((p.name, p.value) for p in metric.label))
+            kind = TYPES[family.type]
+            if kind in ("COUNTER", "GAUGE", "UNTYPED"):
+                value = getattr(metric, kind.lower()).value
+                out.add((family.name, labels, value))
+            elif kind == "HISTOGRAM":
+                h = metric.histogram
+                for b in h.bucket:
+                    le = tuple(sorted((*labels, ("le", _go(b.upper_bound)))))
+                    out.add((f"{family.name}_bucket", le, float(b.cumulative_count)))
+                out.add((f"{family.name}_bucket", tuple(sorted((*labels, ("le", "+Inf")))),
+                         float(h.sample_count)))
+                out.add((f"{family.name}_count", labels, float(h.sample_count)))
+                out.add((f"{family.name}_sum", labels, h.sample_sum))
+            elif kind == "SUMMARY":
+                s = metric.summary
+                out.add((f"{family.name}_count", labels, float(s.sample_count)))
+                out.add((f"{family.name}_sum", labels, s.sample_sum))
+    return out
+
+
+def _go(bound: float) -> str:
+    from prometheus_client.utils import floatToGoString
+
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("naming", ["classic", "otel", "both"])
+async def test_the_protobuf_scrape_carries_every_sample_of_the_text_scrape(naming: str) -> None:
+    registry = CollectorRegistry()
+    config = MonitoringConfig(
+        metrics=MetricsSettings(native_histograms=True, metric_names=naming),
+        health=HealthSettings(default_checks=False), system=SystemSettings(metrics=False))
+    app = MonitoringMiddleware(starlette_app(),
+                               monitor=build_monitor(config, registry))
+    # The app's own metrics of every kind the registry may hold.
+    Counter("shop_orders", "Orders.", ["kind"], registry=registry).labels("a").inc(3)
+    Gauge("shop_queue", "Queue.", registry=registry).set(7)
+    Histogram("shop_wait_seconds", "Wait.", registry=registry).observe(0.2)
+    Summary("shop_rows", "Rows.", registry=registry).observe(12)
+    Info("shop_build", "Build.", registry=registry).info({"version": "1.2"})
+    async with client(app) as http:
+        for _ in range(3):
+            assert (await http.get("/")).status_code == 200
+        await http.get("/missing")
+        text = await http.get("/api/metrics")
+        proto = await http.get("/api/metrics", headers={"accept": PROMETHEUS_ACCEPT})
+    assert proto.headers["content-type"] == CONTENT_TYPE
+    assert text.headers["content-type"].startswith("text/plain")
+    expected = _text_samples(text.text)
+    # The text scrape counted itself; the protobuf one came after it.
+    got = {s for s in _proto_samples(proto.content) if "/api/metrics" not in str(s)}
+    expected = {s for s in expected if "/api/metrics" not in str(s)}
+    assert expected <= got, sorted(expected - got)[:5]
+    natives = [m.histogram for f in decode(proto.content)
+               if f.name in ("http_request_duration_seconds",
+                             "http_server_request_duration_seconds") for m in f.metric]
+    assert natives and all(h.schema == 3 and native_buckets(h) for h in natives)
+
+
+@pytest.mark.parametrize(("accept", "protobuf"), [
+    (PROMETHEUS_ACCEPT, True),
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+     "encoding=delimited", True),
+    ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", False),
+    ("", False),
+    ("*/*", False),
+    # Not the delimited MetricFamily stream, or not preferred, or refused.
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+     False),
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+     "encoding=delimited;q=0.2,application/openmetrics-text;version=1.0.0;q=0.9", False),
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+     "encoding=delimited;q=0", False),
+    ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+     "encoding=delimited;q=junk", False),
+])
+def test_protobuf_is_chosen_only_when_preferred(accept: str, protobuf: bool) -> None:
+    assert accepts_protobuf(accept) is protobuf
