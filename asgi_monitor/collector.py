@@ -34,7 +34,13 @@ from .sampling.merged import MergedReader
 from .sampling.samples import Sampler
 from .store.merge import MergedFiles, MergedFilesCollector, names_only
 from .store.metric_kinds import PROMETHEUS_KINDS, file_kinds
-from .store.multiprocess import ENV_VAR, GAUGE_MODE, MultiprocessRequestMetrics, fall_back
+from .store.multiprocess import (
+    ENV_VAR,
+    GAUGE_MODE,
+    MultiprocessRequestMetrics,
+    NativeMultiprocessRequestMetrics,
+    fall_back,
+)
 from .store.settings import StoreSettings
 from .store.single import (
     NativeRequestMetrics,
@@ -191,7 +197,9 @@ class MetricsCollector:
         if directory is None:
             return None
         try:
-            return MultiprocessRequestMetrics(directory, StoreSettings.of(settings))
+            store = (NativeMultiprocessRequestMetrics if settings.native_histograms
+                     else MultiprocessRequestMetrics)
+            return store(directory, StoreSettings.of(settings))
         except OSError as exc:
             fall_back(f"{ENV_VAR}={directory!r}: cannot create this worker's metric file "
                       f"({exc})")

@@ -111,7 +111,7 @@ def merge_native(parts: Iterable[NativeSnapshot | None], limit: int) -> NativeSn
     found = [part for part in parts if part is not None]
     if not found:
         return None
-    if len(found) == 1:
+    if len(found) == 1 and len(found[0].counts) <= limit:
         return found[0]
     schema = min(part.schema for part in found)
     threshold = max(part.zero_threshold for part in found)

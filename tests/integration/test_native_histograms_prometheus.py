@@ -1,11 +1,14 @@
 """A real Prometheus with native histograms on scrapes the protobuf format and reads the request
 duration as a native histogram: its count, sum and quantiles agree with the known latencies of a
-test endpoint, within the schema's error (schema 3: a bucket spans a factor of 2**(1/8))."""
+test endpoint, within the schema's error (schema 3: a bucket spans a factor of 2**(1/8)), in one
+process and under ``uvicorn --workers 2`` (the workers' files merged)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from support import running_prometheus, serve, wait_until
+from support import SUPPORT, free_port, running_process, running_prometheus, serve, wait_until
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
@@ -33,19 +36,23 @@ async def sleep(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def sent(base: str) -> tuple[list[float], list[float]]:
-    """Every planned request, sent one at a time: the sleeps, and each one's round trip seen by
-    the client (no shorter than the duration the server measured)."""
+def sent(base: str) -> tuple[list[float], list[float], set[str]]:
+    """Every planned request, sent one at a time, each on a new connection (so several workers
+    share them): the sleeps, each one's round trip seen by the client (no shorter than the
+    duration the server measured), and the bodies (a worker's pid, or "ok")."""
     sleeps: list[float] = []
     trips: list[float] = []
-    with httpx.Client() as client:
+    bodies: set[str] = set()
+    with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for seconds, times in PLAN:
             for _ in range(times):
                 started = time.perf_counter()
-                assert client.get(f"{base}/sleep", params={"s": seconds}).status_code == 200
+                answer = client.get(f"{base}/sleep", params={"s": seconds})
                 trips.append(time.perf_counter() - started)
+                assert answer.status_code == 200
+                bodies.add(answer.text)
                 sleeps.append(seconds)
-    return sorted(sleeps), sorted(trips)
+    return sorted(sleeps), sorted(trips), bodies
 
 
 def check_against_prometheus(api: str, client: httpx.Client, sleeps: list[float],
@@ -83,7 +90,27 @@ def test_prometheus_reads_native_histograms_of_one_process(tmp_path: Path) -> No
     with serve(app) as base:
         with running_prometheus(tmp_path, base.removeprefix("http://"),
                                 flags=("--enable-feature=native-histograms",)) as (api, client):
-            sleeps, trips = sent(base)
+            sleeps, trips, _ = sent(base)
             check_against_prometheus(api, client, sleeps, trips)
             [target] = client.get(f"{api}/api/v1/targets").json()["data"]["activeTargets"]
             assert target["health"] == "up" and target["lastError"] == ""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_prometheus_reads_native_histograms_of_two_workers(tmp_path: Path) -> None:
+    directory = tmp_path / "multiproc"
+    directory.mkdir(mode=0o700)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    command = [sys.executable, "-m", "uvicorn", "native_app:app", "--app-dir", str(SUPPORT),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+               "--log-level", "warning"]
+    with running_process(command, f"{url}/warmup", env=env, timeout=60), \
+            running_prometheus(tmp_path, f"127.0.0.1:{port}",
+                               flags=("--enable-feature=native-histograms",)) as (api, client):
+        sleeps, trips, pids = sent(url)
+        # Both workers served some: the native buckets of two files were merged.
+        assert len(pids) == 2, pids
+        check_against_prometheus(api, client, sleeps, trips)

@@ -3,18 +3,26 @@ exposition that carries them (decoded with the ``protobuf`` package, independent
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter as Tally
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.parser import text_string_to_metric_families
-from support import client, starlette_app
+from support import PACKAGE_ROOT, SUPPORT, client, starlette_app
 from support.metrics_proto import TYPES, decode, native_buckets
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.errors import ConfigError
+from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
+from asgi_monitor.store.multiprocess import NativeMultiprocessRequestMetrics
 from asgi_monitor.store.native import (
     NativeBuckets,
     NativeSnapshot,
@@ -29,6 +37,7 @@ from asgi_monitor.store.single import (
     RequestMetrics,
     RequestMetricsCollector,
 )
+from asgi_monitor.store.worker_file import native_layout
 
 PROMETHEUS_ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
                      "encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
@@ -224,3 +233,80 @@ async def test_the_protobuf_scrape_carries_every_sample_of_the_text_scrape(namin
 ])
 def test_protobuf_is_chosen_only_when_preferred(accept: str, protobuf: bool) -> None:
     assert accepts_protobuf(accept) is protobuf
+
+
+def _worker_settings() -> StoreSettings:
+    defaults = MetricsSettings()
+    return StoreSettings(duration_buckets=defaults.duration_buckets,
+                         size_buckets=defaults.size_buckets, max_series=100,
+                         native_histograms=True)
+
+
+def _merged_natives(files: MergedFiles) -> dict[str, Any]:
+    registry = CollectorRegistry()
+    registry.register(MergedFilesCollector(files))
+    families = {f.name: f for f in decode(encode_protobuf(registry))}
+    return {name: families[name].metric[0].histogram
+            for name in ("http_request_duration_seconds", "http_time_to_first_byte_seconds")}
+
+
+def test_worker_files_keep_a_fixed_range_merged_and_compacted(tmp_path: Path) -> None:
+    # 50 microseconds and 300 seconds are outside the file's range (100 us to 100 s): they
+    # count in its first and last bucket.
+    ones, twos = VALUES[:6] + [0.00005], VALUES[6:] + [300.0]
+    # A real worker process, gone (its file is folded by a compaction), and a live one here.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": PACKAGE_ROOT}
+    done = subprocess.run(
+        [sys.executable, str(SUPPORT / "store_worker.py"),
+         json.dumps({"native": True, "durations": ones})],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    live = NativeMultiprocessRequestMetrics(str(tmp_path), _worker_settings())
+    try:
+        for value in twos:
+            live.record("GET", "/a", 404, "http", value, value, 1, 1)
+        schema, low, width, _ = native_layout(3, 2.0 ** -128)
+        assert schema == 3 and upper_bound(low - 1, 3) < 1e-4 <= upper_bound(low, 3)
+
+        def expected(value: float) -> int:
+            return min(max(bucket_index(value, 3), low), low + width - 1)
+
+        want = dict(Tally(expected(v) for v in ones + twos))
+        files = MergedFiles(str(tmp_path), _worker_settings(), compact=False)
+        for folded in (False, True):
+            natives = _merged_natives(files)
+            for histogram in natives.values():
+                assert histogram.schema == 3 and histogram.sample_count == len(ones + twos)
+                assert native_buckets(histogram) == want
+            if not folded:
+                assert files.compact() == 1
+    finally:
+        live.close()
+
+
+def test_worker_buckets_over_the_limit_are_merged_to_a_lower_schema(tmp_path: Path) -> None:
+    settings = StoreSettings(duration_buckets=(0.1,), size_buckets=(100.0,), max_series=100,
+                             native_histograms=True, native_max_buckets=3)
+    store = NativeMultiprocessRequestMetrics(str(tmp_path), settings)
+    try:
+        for value in VALUES:
+            store.record("GET", "/a", 200, "http", value, value, 1, 1)
+        files = MergedFiles(str(tmp_path), settings, compact=False)
+        histogram = _merged_natives(files)["http_request_duration_seconds"]
+        counts = native_buckets(histogram)
+        assert len(counts) <= 3 and histogram.schema < 3
+        assert counts == dict(Tally(bucket_index(v, histogram.schema) for v in VALUES))
+    finally:
+        store.close()
+
+
+def test_a_reader_without_native_histograms_leaves_native_files_out(tmp_path: Path) -> None:
+    store = NativeMultiprocessRequestMetrics(str(tmp_path), _worker_settings())
+    try:
+        store.record("GET", "/a", 200, "http", 0.02, 0.01, 1, 1)
+        plain = StoreSettings(duration_buckets=(0.01, 0.1, 1.0), size_buckets=(100.0,),
+                              max_series=100)
+        merged = MergedFiles(str(tmp_path), plain, compact=False).read()
+        assert merged.skipped == {"buckets": 1} and not merged.offsets
+    finally:
+        store.close()
