@@ -25,7 +25,7 @@ import math
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from itertools import accumulate
 from operator import add
 from typing import NamedTuple
@@ -45,11 +45,14 @@ from .families import (
     otel_method,
 )
 
-__all__ = ["Rendered", "SeriesBlocks", "counter_text", "direct_format", "encode", "escape",
+__all__ = ["Rendered", "RenderedBytes", "SeriesBlocks", "direct_protobuf", "end_protobuf_context",
+           "protobuf_context", "counter_text", "direct_format", "encode", "escape",
            "histogram_text", "plain_names", "request_text", "websocket_text"]
 
 # The format (True: OpenMetrics) :func:`encode` is writing in this context, None outside it.
 _DIRECT: ContextVar[bool | None] = ContextVar("asgi_monitor_direct_exposition", default=None)
+# True while asgi_monitor.store.protobuf.encode_protobuf walks a registry.
+_PROTOBUF: ContextVar[bool] = ContextVar("asgi_monitor_protobuf_exposition", default=False)
 # Names every escaping scheme leaves as they are: a collector writes its text only with these.
 _PLAIN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Escapings whose output for plain names is the default one's.
@@ -67,6 +70,30 @@ class Rendered(Metric):
     def __init__(self, text: str) -> None:
         super().__init__("asgi_monitor_rendered", "", "unknown")
         self.text = text
+
+
+class RenderedBytes(Metric):
+    """Families already written as delimited protobuf messages (:func:`direct_protobuf`)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__("asgi_monitor_rendered", "", "unknown")
+        self.data = data
+
+
+def direct_protobuf() -> bool:
+    """Whether the registry is being written in the protobuf format, where a request collector
+    may yield one :class:`RenderedBytes` for its request families."""
+    return _PROTOBUF.get()
+
+
+def protobuf_context() -> Token[bool]:
+    """Marks the protobuf exposition's collection (reset with ``_PROTOBUF.reset``, through
+    :func:`end_protobuf_context`)."""
+    return _PROTOBUF.set(True)
+
+
+def end_protobuf_context(token: Token[bool]) -> None:
+    _PROTOBUF.reset(token)
 
 
 def direct_format() -> bool | None:

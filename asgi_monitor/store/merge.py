@@ -51,9 +51,11 @@ from .compaction import COMPACT_AFTER, Compactor
 from .exemplar_file import exemplars_path, read_exemplars
 from .exposition import (
     Rendered,
+    RenderedBytes,
     SeriesBlocks,
     counter_text,
     direct_format,
+    direct_protobuf,
     plain_names,
     request_text,
     websocket_text,
@@ -240,6 +242,22 @@ class MergedFiles:
             merged = self.read()
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]
+
+    def protobuf(self, *, custom: bool = True) -> list[Metric]:
+        """:meth:`families` with the request families written as protobuf messages (one
+        :class:`RenderedBytes`)."""
+        from .protobuf import request_protobuf
+
+        merged = self.read()
+        data = request_protobuf(
+            self.stored_series(merged), merged.in_progress, naming=self._naming,
+            prefix=self._prefix, duration_bounds=self._duration, size_bounds=self._size,
+            constant_labels=self._constant_labels, native_limit=self._native_limit)
+        return [RenderedBytes(data), *websocket_families(
+            merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=self._prefix,
+            bounds=self._ws, constant_labels=self._constant_labels),
+            *self._self_families(merged),
+            *(self._custom_families(merged.workers) if custom else ())]
 
     def described(self, *, naming: str | None = None) -> list[Metric]:
         """The families :meth:`families` gives (custom metrics aside), with no samples and
@@ -746,6 +764,8 @@ class MergedFilesCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if _NAMES_ONLY.get():
             return self.describe()
+        if direct_protobuf():
+            return iter(self._files.protobuf(custom=self._custom))
         openmetrics = direct_format()
         if openmetrics is None:
             return iter(self._files.families(custom=self._custom))

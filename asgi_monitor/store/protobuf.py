@@ -29,10 +29,22 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample, Timestamp
 
-from .families import NativeHistogramFamily, native_key
-from .native import NativeSnapshot
+from .exposition import RenderedBytes, end_protobuf_context, protobuf_context
+from .families import (
+    HISTOGRAMS,
+    IN_PROGRESS_HELP,
+    OTEL_HISTOGRAMS,
+    REQUESTS_HELP,
+    NativeHistogramFamily,
+    StoredSeries,
+    latest_exemplars,
+    native_key,
+    otel_method,
+)
+from .native import NativeSnapshot, merge_native
 
-__all__ = ["CONTENT_TYPE", "accepts_protobuf", "encode_protobuf", "native_histogram"]
+__all__ = ["CONTENT_TYPE", "accepts_protobuf", "encode_protobuf", "native_histogram",
+           "request_protobuf"]
 
 CONTENT_TYPE = ("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
                 "encoding=delimited")
@@ -346,9 +358,170 @@ def _write(out: bytearray, family: Metric) -> None:
 
 
 def encode_protobuf(registry: Collector) -> bytes:
-    """Every family of ``registry`` as delimited ``MetricFamily`` messages."""
+    """Every family of ``registry`` as delimited ``MetricFamily`` messages; the request
+    collectors write theirs directly (:func:`request_protobuf`), in registry order."""
     out = bytearray()
-    for family in registry.collect():
-        if family.samples:
-            _write(out, family)
+    token = protobuf_context()
+    try:
+        for family in registry.collect():
+            if isinstance(family, RenderedBytes):
+                out += family.data
+            elif family.samples:
+                _write(out, family)
+    finally:
+        end_protobuf_context(token)
     return bytes(out)
+
+
+# -- the request families, written straight from the stored series --------------------------------
+# What request_families gives, as the messages _write would make of it, without its Sample
+# objects: per bucket a few byte concatenations on parts made once per family.
+_VARINTS: list[bytes] = []
+for _n in range(1 << 14):
+    _buffer = bytearray()
+    _varint(_buffer, _n)
+    _VARINTS.append(bytes(_buffer))
+del _n, _buffer
+
+
+def _v(value: int) -> bytes:
+    if value < 16384:
+        return _VARINTS[value]
+    out = bytearray()
+    _varint(out, value)
+    return bytes(out)
+
+
+def _pairs(labels: Iterable[tuple[str, str]]) -> bytes:
+    out = bytearray()
+    for name, value in sorted(labels):
+        if value == "" and name == "error_type":
+            continue  # absent rather than empty, as the families have it
+        pair = bytearray()
+        _string(pair, 1, name)
+        _string(pair, 2, value)
+        _bytes(out, 1, pair)
+    return bytes(out)
+
+
+def _family_bytes(name: str, doc: str, typ: int, metrics: list[bytes]) -> bytes:
+    head = bytearray()
+    _string(head, 1, name)
+    _string(head, 2, doc)
+    if typ:
+        _uint(head, 3, typ)
+    body = b"".join([bytes(head), *(b"\x22" + _v(len(m)) + m for m in metrics)])
+    return _v(len(body)) + body
+
+
+def _histogram_bytes(labels: bytes, bounds: Sequence[bytes], per_bucket: Sequence[float],
+                     total: float, native: NativeSnapshot | None,
+                     kept: Sequence[tuple[dict[str, str], float, float] | None] | None) -> bytes:
+    parts = [b"\x08" + _v(_count(sum(per_bucket))), b"\x11" + _double(total)]
+    running = 0
+    last = len(bounds)
+    for i, count in enumerate(per_bucket):
+        if i == last:
+            break  # the +Inf bucket: the count is it
+        running += int(count)
+        bucket = b"\x08" + _v(running) + bounds[i]
+        if kept is not None and kept[i] is not None:
+            found = kept[i]
+            assert found is not None
+            bucket += b"\x1a" + _message(_exemplar(Exemplar(found[0], found[1], found[2])))
+        parts.append(b"\x1a" + _v(len(bucket)) + bucket)
+    if native is not None:
+        tail = bytearray()
+        native_histogram(tail, native)
+        parts.append(bytes(tail))
+    histogram = b"".join(parts)
+    return labels + b"\x3a" + _v(len(histogram)) + histogram
+
+
+def _message(body: bytes | bytearray) -> bytes:
+    return _v(len(body)) + bytes(body)
+
+
+def _value_metric(labels: bytes, field: int, value: float) -> bytes:
+    return labels + bytes(((field << 3) | 2, 9, 9)) + _double(value)
+
+
+def request_protobuf(
+    series: Sequence[StoredSeries], in_progress: Sequence[tuple[str, float]], *, naming: str,
+    prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
+    constant_labels: Sequence[tuple[str, str]] = (), native_limit: int = 160,
+) -> bytes:
+    """What :func:`~asgi_monitor.store.families.request_families` gives for ``series``, as
+    delimited protobuf messages (what :func:`encode_protobuf` writes of those families)."""
+    constants = tuple(constant_labels)
+    out: list[bytes] = []
+    time_bounds = [b"\x11" + _double(float(b)) for b in duration_bounds]
+    byte_bounds = [b"\x11" + _double(float(b)) for b in size_bounds]
+    bounds = (time_bounds, time_bounds, byte_bounds, byte_bounds)
+    classic = naming != "otel"
+    if classic:
+        counts: dict[tuple[str, str, str], float] = {}
+        for row in series:
+            key = (row.method, row.route, str(row.status))
+            counts[key] = counts.get(key, 0.0) + row.requests
+        out.append(_family_bytes(f"{prefix}http_requests_total", REQUESTS_HELP, _COUNTER, [
+            _value_metric(_pairs((("method", m), ("route", r), ("status", s), *constants)), 3,
+                          count) for (m, r, s), count in counts.items()]))
+    by_route: dict[tuple[str, str], list[StoredSeries]] = {}
+    for row in series:
+        by_route.setdefault((row.method, row.route), []).append(row)
+    route_labels = {pair: _pairs((("method", pair[0]), ("route", pair[1]), *constants))
+                    for pair in by_route}
+    otel_labels: list[bytes] = []
+    if naming != "classic":
+        for row in series:
+            status = str(row.status)
+            otel_labels.append(_pairs((
+                ("http_request_method", otel_method(row.method)), ("http_route", row.route),
+                ("http_response_status_code", status), ("url_scheme", row.scheme),
+                ("error_type", status if row.status >= 500 else ""), *constants)))
+    for index, (name, doc, _) in enumerate(HISTOGRAMS):
+        if classic or index not in OTEL_HISTOGRAMS:
+            metrics = []
+            for pair, group in by_route.items():
+                per_bucket, total = _summed_rows(group, index)
+                native = (merge_native((row.native[index] if row.native else None
+                                        for row in group), native_limit) if index < 2 else None)
+                kept = (latest_exemplars(row.exemplars for row in group) if index == 0
+                        else None)
+                metrics.append(_histogram_bytes(route_labels[pair], bounds[index], per_bucket,
+                                                total, native, kept))
+            out.append(_family_bytes(f"{prefix}{name}", doc, _HISTOGRAM, metrics))
+        if naming != "classic" and index in OTEL_HISTOGRAMS:
+            otel_name, otel_doc = OTEL_HISTOGRAMS[index]
+            metrics = []
+            for row, labels in zip(series, otel_labels, strict=True):
+                per_bucket, total = row.histograms[index]
+                native = row.native[index] if row.native is not None and index < 2 else None
+                metrics.append(_histogram_bytes(labels, bounds[index], per_bucket, total,
+                                                native, row.exemplars if index == 0 else None))
+            out.append(_family_bytes(f"{prefix}{otel_name}", otel_doc, _HISTOGRAM, metrics))
+    if classic:
+        out.append(_family_bytes(f"{prefix}http_requests_in_progress", IN_PROGRESS_HELP, _GAUGE, [
+            _value_metric(_pairs((("method", method), *constants)), 2, value)
+            for method, value in in_progress]))
+    if naming != "classic":
+        out.append(_family_bytes(
+            f"{prefix}http_server_active_requests", "Number of active HTTP server requests.",
+            _GAUGE, [_value_metric(_pairs((("http_request_method", otel_method(method)),
+                                           *constants)), 2, value)
+                     for method, value in in_progress]))
+    return b"".join(out)
+
+
+def _summed_rows(group: list[StoredSeries], index: int) -> tuple[Sequence[float], float]:
+    first, total = group[0].histograms[index]
+    if len(group) == 1:
+        return first, total
+    summed = list(first)
+    for row in group[1:]:
+        per_bucket, row_sum = row.histograms[index]
+        for i, count in enumerate(per_bucket):
+            summed[i] += count
+        total += row_sum
+    return summed, total

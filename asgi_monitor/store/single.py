@@ -32,8 +32,10 @@ from ..sampling.inputs import RequestSnapshot, RouteLatency
 from .cap import OVERFLOW, SeriesCap
 from .exposition import (
     Rendered,
+    RenderedBytes,
     SeriesBlocks,
     direct_format,
+    direct_protobuf,
     plain_names,
     request_text,
     websocket_text,
@@ -388,6 +390,27 @@ class RequestMetrics(RequestStore):
             constant_labels=self._constant_labels, openmetrics=openmetrics)
         return "".join(out)
 
+    def protobuf(self) -> list[Metric]:
+        """The request families as protobuf messages (one :class:`RenderedBytes`), then the
+        WebSocket families."""
+        # Imported on the first protobuf scrape: the hot path's modules never need it.
+        from .protobuf import request_protobuf
+
+        series = [s.stored(key) for key, s in list(self._series.items())]
+        data = request_protobuf(
+            series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
+            naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels,
+            native_limit=self._native_limit)
+        ws_duration = list(self._ws_duration.items())
+        return [RenderedBytes(data), *websocket_families(
+            [(route, float(count)) for route, count in list(self._ws_total.items())],
+            float(self.ws_active.value),
+            [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
+            prefix=self._prefix,
+            bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
+            constant_labels=self._constant_labels)]
+
     def _families(
         self,
         series: list[StoredSeries],
@@ -524,6 +547,8 @@ class RequestMetricsCollector(Collector):
         return self._store.describe()
 
     def collect(self) -> Iterator[Metric]:
+        if direct_protobuf():
+            return iter(self._store.protobuf())
         openmetrics = direct_format()
         if openmetrics is not None:
             text = self._store.exposition(openmetrics)

@@ -21,6 +21,7 @@ from support.metrics_proto import TYPES, decode, native_buckets
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 from asgi_monitor.errors import ConfigError
+from asgi_monitor.store.exposition import RenderedBytes
 from asgi_monitor.store.merge import MergedFiles, MergedFilesCollector
 from asgi_monitor.store.multiprocess import NativeMultiprocessRequestMetrics
 from asgi_monitor.store.native import (
@@ -30,7 +31,12 @@ from asgi_monitor.store.native import (
     merge_native,
     upper_bound,
 )
-from asgi_monitor.store.protobuf import CONTENT_TYPE, accepts_protobuf, encode_protobuf
+from asgi_monitor.store.protobuf import (
+    CONTENT_TYPE,
+    _write,
+    accepts_protobuf,
+    encode_protobuf,
+)
 from asgi_monitor.store.settings import StoreSettings
 from asgi_monitor.store.single import (
     NativeRequestMetrics,
@@ -38,6 +44,15 @@ from asgi_monitor.store.single import (
     RequestMetricsCollector,
 )
 from asgi_monitor.store.worker_file import native_layout
+
+
+class _Families:
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> Any:
+        return iter(self._families)
+
 
 PROMETHEUS_ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
                      "encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
@@ -310,3 +325,27 @@ def test_a_reader_without_native_histograms_leaves_native_files_out(tmp_path: Pa
         assert merged.skipped == {"buckets": 1} and not merged.offsets
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("naming", ["classic", "otel", "both"])
+@pytest.mark.parametrize("native", [False, True])
+def test_the_direct_writer_writes_what_the_families_give(naming: str, native: bool) -> None:
+    """The request families written straight from the store are the messages the generic
+    encoder makes of request_families' families (exemplars and constant labels included)."""
+    settings = StoreSettings(duration_buckets=(0.01, 0.1, 1.0), size_buckets=(100.0,),
+                             max_series=100, naming=naming, native_histograms=native,
+                             constant_labels=(("service", "shop"),))
+    store = (NativeRequestMetrics if native else RequestMetrics)(settings)
+    for i, value in enumerate(VALUES):
+        store.record_exemplar("GET", f"/r/{i % 3}", (200, 503)[i % 2], "https", value,
+                              value / 3, 10 * i, 2000 * i,
+                              {"trace_id": f"{i:032x}"} if i % 4 == 0 else None)
+    store.begin("POST")
+    [rendered, *websockets] = store.protobuf()
+    assert isinstance(rendered, RenderedBytes)
+    generic = bytearray()
+    for family in store.collect():
+        if family.samples:
+            _write(generic, family)
+    direct = rendered.data + encode_protobuf(_Families(websockets))
+    assert decode(direct) == decode(bytes(generic))
