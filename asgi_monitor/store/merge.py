@@ -592,6 +592,8 @@ class MergedFiles:
         garbage the collector walks."""
         bounds = (*self._duration, float("inf"))
         t = len(bounds)
+        # Where the native tail starts in a block (its duration part first).
+        tail = 2 * t + 2 * (len(self._size) + 1) + 4
         blocks = merged.blocks
         known = self._latency
         kept: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
@@ -603,8 +605,14 @@ class MergedFiles:
             if found is None or found[0] != raw:
                 method, route, status, scheme = key
                 buckets = tuple(zip(bounds, accumulate(blocks[at:at + t]), strict=True))
+                native = None
+                if self._native:
+                    found_native = self._natives(blocks[at + tail:at + self._block])[0]
+                    native = (found_native.schema, found_native.zero_threshold,
+                              found_native.zero_count, tuple(sorted(found_native.counts.items())))
                 found = (raw, (method, route, status, buckets[-1][1]),
-                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme))
+                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme,
+                                      native))
             kept[key] = found
             totals.append(found[1])
             latency.append(found[2])

@@ -98,6 +98,12 @@ class NativeBuckets:
             self.schema -= 1
         self._factor = 2.0 ** self.schema
 
+    def read(self) -> tuple[int, float, int, tuple[tuple[int, int], ...]]:
+        """The sampler's view (:data:`asgi_monitor.sampling.inputs.NativeBuckets`)."""
+        found = self.snapshot()
+        return found.schema, found.zero_threshold, found.zero_count, tuple(
+            sorted(found.counts.items()))
+
     def snapshot(self) -> NativeSnapshot:
         # dict() of a dict is one C call: consistent while the event loop thread adds to it.
         return NativeSnapshot(self.schema, self.zero_threshold, self.zero_count,

@@ -459,7 +459,10 @@ class RequestMetrics(RequestStore):
             for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
                 running += count
                 buckets.append((bound, float(running)))
-            latency.append(RouteLatency(method, route, tuple(buckets), total, status, scheme))
+            native = stored.native_duration
+            latency.append(RouteLatency(
+                method, route, tuple(buckets), total, status, scheme,
+                None if native is None else native.read()))
         return RequestSnapshot(series, tuple(latency),
                                float(sum(cell.value for cell in self.in_progress.values())))
 

@@ -293,6 +293,12 @@ def test_worker_files_keep_a_fixed_range_merged_and_compacted(tmp_path: Path) ->
             for histogram in natives.values():
                 assert histogram.schema == 3 and histogram.sample_count == len(ones + twos)
                 assert native_buckets(histogram) == want
+            # The sampler's view (the dashboard, OTLP) has them too.
+            seen: Tally[int] = Tally()
+            for latency in files.request_snapshot(files.read()).latency:  # 200 and 404
+                assert latency.native is not None and latency.native[0] == 3
+                seen.update(dict(latency.native[3]))
+            assert dict(seen) == want
             if not folded:
                 assert files.compact() == 1
     finally:
@@ -349,3 +355,32 @@ def test_the_direct_writer_writes_what_the_families_give(naming: str, native: bo
             _write(generic, family)
     direct = rendered.data + encode_protobuf(_Families(websockets))
     assert decode(direct) == decode(bytes(generic))
+
+
+def test_otlp_exports_an_exponential_histogram_of_the_same_buckets() -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from asgi_monitor.otlp import _encode, metrics_data
+
+    config = MonitoringConfig(metrics=MetricsSettings(native_histograms=True),
+                              health=HealthSettings(default_checks=False),
+                              system=SystemSettings(metrics=False))
+    monitor = build_monitor(config, CollectorRegistry())
+    for value in VALUES:
+        monitor.requests.record("GET", "/a", 200, "http", value, value, 0, 10)
+    monitor.requests.record("GET", "/a", 200, "http", 0.0, 0.0, 0, 10)  # the zero bucket
+    data = metrics_data(monitor.sampler.read(), resource={"service.name": "shop"},
+                        start_ns=1, now_ns=2)
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(_encode(data))
+    [metric] = [m for m in request.resource_metrics[0].scope_metrics[0].metrics
+                if m.name == "http.server.request.duration"]
+    [point] = metric.exponential_histogram.data_points
+    assert point.scale == 3 and point.count == len(VALUES) + 1 and point.zero_count == 1
+    assert point.sum == pytest.approx(sum(VALUES))
+    # OTLP's bucket offset + i is Prometheus' index offset + i + 1.
+    exported = {point.positive.offset + i + 1: count
+                for i, count in enumerate(point.positive.bucket_counts) if count}
+    assert exported == dict(Tally(bucket_index(v, 3) for v in VALUES))
