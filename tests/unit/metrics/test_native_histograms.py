@@ -384,3 +384,25 @@ def test_otlp_exports_an_exponential_histogram_of_the_same_buckets() -> None:
     exported = {point.positive.offset + i + 1: count
                 for i, count in enumerate(point.positive.bucket_counts) if count}
     assert exported == dict(Tally(bucket_index(v, 3) for v in VALUES))
+
+
+@pytest.mark.parametrize("route", [None, "GET /a"])
+def test_the_dashboard_quantiles_come_from_the_native_buckets(route: str | None) -> None:
+    from asgi_monitor.sampling.samples import Window
+
+    config = MonitoringConfig(metrics=MetricsSettings(native_histograms=True),
+                              health=HealthSettings(default_checks=False),
+                              system=SystemSettings(metrics=False))
+    monitor = build_monitor(config, CollectorRegistry())
+    monitor.requests.record("GET", "/a", 200, "http", 9.0, 0.1, 0, 10)  # before the window
+    start = monitor.sampler.take()
+    # 0.3 s sits between the classic bounds 0.25 and 0.5: they would read p50 as ~0.375.
+    latencies = [0.3] * 60 + [0.03] * 30 + [2.2] * 10
+    for i, value in enumerate(latencies):
+        monitor.requests.record("GET", "/a", (200, 500)[i % 2], "http", value, value, 0, 10)
+    window = Window(start, monitor.sampler.take())
+    ordered = sorted(latencies)
+    for q in (0.5, 0.95, 0.99, 0.2):
+        true = ordered[math.ceil(q * len(ordered)) - 1]
+        found = window.latency_quantile(q, route)
+        assert found is not None and true / 2 ** (1 / 8) <= found <= true * 2 ** (1 / 8), (q, found)
