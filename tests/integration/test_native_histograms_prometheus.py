@@ -23,6 +23,7 @@ from support import SUPPORT, free_port, running_process, running_prometheus, ser
 
 from asgi_monitor import MonitoringConfig, MonitoringMiddleware, build_monitor
 from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
+from asgi_monitor.grafana import grafana_dashboard, queries
 
 # How far a schema-3 quantile may sit from the true value: one bucket's width.
 FACTOR = 2 ** (1 / 8)
@@ -94,6 +95,19 @@ def test_prometheus_reads_native_histograms_of_one_process(tmp_path: Path) -> No
             check_against_prometheus(api, client, sleeps, trips)
             [target] = client.get(f"{api}/api/v1/targets").json()["data"]["activeTargets"]
             assert target["health"] == "up" and target["lastError"] == ""
+            # The Grafana dashboard's latency panels read the native histogram (this
+            # Prometheus keeps no _bucket series of it).
+            panels = [e.replace("$__rate_interval", "1m").replace("$job", "asgi")
+                      .replace("$instance", target["labels"]["instance"])
+                      for e in queries(grafana_dashboard(""))
+                      if "histogram_quantile" in e and "http_request_duration" in e]
+            assert len(panels) == 4
+            for expr in panels:
+                body = client.get(f"{api}/api/v1/query", params={"query": expr}).json()
+                assert body["status"] == "success" and body["data"]["result"], (expr, body)
+                assert client.get(f"{api}/api/v1/query", params={
+                    "query": "count(http_request_duration_seconds_bucket)"}).json()[
+                    "data"]["result"] == []
 
 
 @pytest.mark.integration
