@@ -213,26 +213,35 @@ class NativeFileBuckets:
     fixed range of bucket indexes (:func:`~asgi_monitor.store.worker_file.native_layout`);
     values outside the range count in its first or last bucket."""
 
-    __slots__ = ("view", "_factor", "_low", "_last", "_threshold")
+    __slots__ = ("view", "cells", "_factor", "_low", "_last", "_threshold")
 
     def __init__(self, view: memoryview[float], layout: list[Any]) -> None:
         self.view = view
+        # A mirror of the view, as FileSeries keeps one: a list read and a store into the
+        # mapping instead of a read-modify-write of it.
+        self.cells = [0.0] * len(view)
         self._factor = 2.0 ** int(layout[0])
         self._low = int(layout[1])
         self._last = int(layout[2]) - 1
         self._threshold = float(layout[3])
 
     def observe(self, duration: float, ttfb: float) -> None:
-        view = self.view
+        cells = self.cells
         last = self._last
         i = 0  # the zero bucket; NaN and infinity too (no clock measures those)
         if self._threshold < duration < _INF:
-            i = 1 + min(max(math.ceil(math.log2(duration) * self._factor) - self._low, 0), last)
-        view[i] += 1.0
+            i = math.ceil(math.log2(duration) * self._factor) - self._low
+            i = 1 if i < 0 else last + 1 if i > last else i + 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        self.view[i] = x
         i = last + 2
         if self._threshold < ttfb < _INF:
-            i += 1 + min(max(math.ceil(math.log2(ttfb) * self._factor) - self._low, 0), last)
-        view[i] += 1.0
+            at = math.ceil(math.log2(ttfb) * self._factor) - self._low
+            i += 1 if at < 0 else last + 1 if at > last else at + 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        self.view[i] = x
 
 
 class WebSocketSeries:

@@ -67,7 +67,7 @@ class NativeBuckets:
     """The sparse buckets of one histogram, written by the hot path when native histograms are
     on (one ``math`` call and a dict update per value)."""
 
-    __slots__ = ("schema", "zero_threshold", "zero_count", "counts", "limit", "_factor")
+    __slots__ = ("schema", "zero_threshold", "zero_count", "counts", "limit", "factor")
 
     def __init__(self, schema: int, zero_threshold: float, limit: int) -> None:
         self.schema = schema
@@ -75,28 +75,29 @@ class NativeBuckets:
         self.zero_count = 0
         self.counts: dict[int, int] = {}
         self.limit = limit
-        self._factor = 2.0 ** schema
+        self.factor = 2.0 ** schema  # 2**schema, what log2 of a value is scaled by
 
     def observe(self, value: float) -> None:
         if self.zero_threshold < value < _INF:
             # bucket_index() inlined: one call less per value.
-            index = math.ceil(math.log2(value) * self._factor)
+            index = math.ceil(math.log2(value) * self.factor)
             counts = self.counts
             counts[index] = counts.get(index, 0) + 1
             if len(counts) > self.limit:
-                self._reduce()
+                self.reduce()
         else:
             # At or below the threshold, and NaN (which compares false), as client_golang does
             # for values it cannot place. Infinity is no latency a clock can measure.
             self.zero_count += 1
 
-    def _reduce(self) -> None:
+    def reduce(self) -> None:
+        """Over the bucket limit: a lower schema, until the buckets fit."""
         # Halve the resolution until the buckets fit (the lowest schema always fits a web
         # latency range: at -4 a bucket spans a factor of 65536).
         while len(self.counts) > self.limit and self.schema > MIN_SCHEMA:
             self.counts = reduce_counts(self.counts, 1)
             self.schema -= 1
-        self._factor = 2.0 ** self.schema
+        self.factor = 2.0 ** self.schema
 
     def read(self) -> tuple[int, float, int, tuple[tuple[int, int], ...]]:
         """The sampler's view (:data:`asgi_monitor.sampling.inputs.NativeBuckets`)."""

@@ -58,6 +58,7 @@ __all__ = [
     "websocket_families",
 ]
 
+_INF = math.inf
 # WebSocket sessions last much longer than requests: the request buckets plus minutes and an hour.
 WEBSOCKET_EXTRA_BUCKETS = (30.0, 60.0, 300.0, 900.0, 3600.0)
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -487,7 +488,28 @@ class NativeRequestMetrics(RequestMetrics):
     ) -> None:
         series = self.series(method, route, status, scheme)
         series.observe(duration, ttfb, request_bytes, response_bytes)
-        series.observe_native(duration, ttfb)
+        # Series.observe_native and NativeBuckets.observe inlined: three calls less per
+        # request, a measurable share of what native histograms add (benchmarks/README.md).
+        native = series.native_duration
+        if native is not None:
+            if native.zero_threshold < duration < _INF:
+                index = math.ceil(math.log2(duration) * native.factor)
+                counts = native.counts
+                counts[index] = counts.get(index, 0) + 1
+                if len(counts) > native.limit:
+                    native.reduce()
+            else:
+                native.zero_count += 1
+        native = series.native_ttfb
+        if native is not None:
+            if native.zero_threshold < ttfb < _INF:
+                index = math.ceil(math.log2(ttfb) * native.factor)
+                counts = native.counts
+                counts[index] = counts.get(index, 0) + 1
+                if len(counts) > native.limit:
+                    native.reduce()
+            else:
+                native.zero_count += 1
 
     def record_exemplar(
         self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
