@@ -110,7 +110,9 @@ def _bytes(out: bytearray, field: int, payload: bytes | bytearray) -> None:
 
 
 def _string(out: bytearray, field: int, value: str) -> None:
-    _bytes(out, field, value.encode())
+    # A lone surrogate (a route template is the app's text) would fail to encode and take the
+    # whole scrape down; replaced, it is one odd character in one label.
+    _bytes(out, field, value.encode("utf-8", "replace"))
 
 
 def _fixed(out: bytearray, field: int, value: float) -> None:

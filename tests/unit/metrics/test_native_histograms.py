@@ -406,3 +406,11 @@ def test_the_dashboard_quantiles_come_from_the_native_buckets(route: str | None)
         true = ordered[math.ceil(q * len(ordered)) - 1]
         found = window.latency_quantile(q, route)
         assert found is not None and true / 2 ** (1 / 8) <= found <= true * 2 ** (1 / 8), (q, found)
+
+
+def test_a_label_that_is_no_utf8_does_not_take_the_scrape_down() -> None:
+    store, registry = _store(native=True)
+    store.record("GET", "/caf\udce9", 200, "http", 0.02, 0.01, 10, 20)
+    families = {f.name: f for f in decode(encode_protobuf(registry))}
+    [metric] = families["http_request_duration_seconds"].metric
+    assert ("route", "/caf?") in {(p.name, p.value) for p in metric.label}
