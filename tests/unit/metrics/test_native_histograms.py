@@ -414,3 +414,27 @@ def test_a_label_that_is_no_utf8_does_not_take_the_scrape_down() -> None:
     families = {f.name: f for f in decode(encode_protobuf(registry))}
     [metric] = families["http_request_duration_seconds"].metric
     assert ("route", "/caf?") in {(p.name, p.value) for p in metric.label}
+
+
+async def test_the_metrics_port_serves_the_workers_native_histograms(tmp_path: Path) -> None:
+    import httpx
+
+    from asgi_monitor.web.sidecar import metrics_app
+
+    store = NativeMultiprocessRequestMetrics(str(tmp_path), _worker_settings())
+    try:
+        for value in VALUES:
+            store.record("GET", "/a", 200, "http", value, value, 1, 1)
+        config = MonitoringConfig(metrics=MetricsSettings(native_histograms=True))
+        transport = httpx.ASGITransport(app=metrics_app(config, str(tmp_path)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            proto = await http.get("/metrics", headers={"accept": PROMETHEUS_ACCEPT})
+            text = await http.get("/metrics")
+    finally:
+        store.close()
+    assert proto.headers["content-type"] == CONTENT_TYPE
+    assert text.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in decode(proto.content)}
+    histogram = families["http_request_duration_seconds"].metric[0].histogram
+    assert histogram.schema == 3 and histogram.sample_count == len(VALUES)
+    assert native_buckets(histogram) == dict(Tally(bucket_index(v, 3) for v in VALUES))
