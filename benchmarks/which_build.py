@@ -27,7 +27,8 @@ __all__ = ["HOT_PATH", "Build", "measured_build"]
 # What the wheel's mypyc hook compiles (pyproject.toml, [tool.hatch.build.targets.wheel.hooks.mypyc]
 # include; tests/docs/test_wheels_config.py holds the two lists equal).
 HOT_PATH = ("asgi_monitor.middleware", "asgi_monitor.store.single", "asgi_monitor.routes",
-            "asgi_monitor.store.cap", "asgi_monitor.store.multiprocess")
+            "asgi_monitor.store.cap", "asgi_monitor.store.native",
+            "asgi_monitor.store.multiprocess")
 
 
 @dataclass(frozen=True)

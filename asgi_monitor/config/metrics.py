@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .declare import (
+    Check,
     Section,
     any_callable,
     boolean,
@@ -15,6 +16,7 @@ from .declare import (
     label_set,
     method_list,
     method_names,
+    number,
     one_of,
     optional_path_prefix,
     path_list,
@@ -42,6 +44,14 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
     100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0,
 )
+
+# Native histograms: the schemas Prometheus accepts, and what a zero threshold may be (a latency
+# or a size is never negative; at most one second keeps the zero bucket a zero bucket).
+NATIVE_SCHEMA = Check("a whole number from -4 to 8",
+                      lambda v: isinstance(v, int) and not isinstance(v, bool) and -4 <= v <= 8)
+NATIVE_ZERO_THRESHOLD = Check(
+    "a number from 0 to 1", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    and 0 <= v <= 1)
 
 # classic: our own names; otel: OpenTelemetry's HTTP semantic conventions; both: during a migration.
 METRIC_NAMES = ("classic", "otel", "both")
@@ -113,6 +123,26 @@ class MetricsSettings(Section):
         None, check=any_callable,
         help="`exemplar(scope) -> dict | None`: exemplar labels when neither OpenTelemetry nor "
              "`traceparent` gives a trace id (with `metrics.exemplars` on); code only")
+
+    native_histograms: bool = setting(
+        False, env="MONITORING_NATIVE_HISTOGRAMS", parse=boolean,
+        help="keep Prometheus native histograms (sparse exponential buckets) of the request "
+             "duration and time to first byte beside the classic buckets, exposed to scrapes "
+             "that ask for the protobuf format (Prometheus with "
+             "`--enable-feature=native-histograms`) and to OTLP")
+    native_histogram_schema: int = setting(
+        3, env="MONITORING_NATIVE_HISTOGRAM_SCHEMA", parse=whole, check=NATIVE_SCHEMA,
+        help="resolution of the native histograms: each power of two split into 2^schema "
+             "buckets (3: bounds ~9 % apart, quantiles within ~4 %)")
+    native_histogram_zero_threshold: float = setting(
+        2.0 ** -128, env="MONITORING_NATIVE_HISTOGRAM_ZERO_THRESHOLD", parse=number,
+        check=NATIVE_ZERO_THRESHOLD,
+        help="values at or below it (seconds) count in the native histograms' zero bucket")
+    native_histogram_max_buckets: int = setting(
+        160, env="MONITORING_NATIVE_HISTOGRAM_MAX_BUCKETS", parse=whole,
+        check=whole_at_least(1),
+        help="buckets per native histogram series; past it the schema is reduced (half the "
+             "resolution) until it fits")
 
     def __post_init__(self) -> None:
         # A mapping is the natural way to write labels in code; the frozen field keeps pairs.

@@ -84,8 +84,16 @@ def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]
     hits = m("cache_operations_total", 'operation="hit"')
     lookups = m("cache_operations_total", 'operation=~"hit|miss"')
 
+    native = m(names.duration)
+
     def quantile(q: str, by: str = "le") -> str:
-        return f"histogram_quantile({q}, sum by ({by}) (rate({duration}[{rate}])))"
+        # The native histogram first (MONITORING_NATIVE_HISTOGRAMS, scraped by a Prometheus
+        # with native histograms on, which then keeps no _bucket series), else the classic
+        # buckets: either way the same labels come out, so one query serves both.
+        grouped = ", ".join(label for label in by.split(", ") if label != "le")
+        native_sum = f"sum by ({grouped})" if grouped else "sum"
+        return (f"histogram_quantile({q}, {native_sum} (rate({native}[{rate}]))) or "
+                f"histogram_quantile({q}, sum by ({by}) (rate({duration}[{rate}])))")
 
     return [
         ("HTTP", [
@@ -97,7 +105,9 @@ def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]
                 description="Server errors over all requests; 0 when there were none."),
             _panel("Latency quantiles", "s", [
                 (quantile("0.5"), "p50"), (quantile("0.95"), "p95"), (quantile("0.99"), "p99")],
-                description=f"histogram_quantile over {names.duration}.", exemplars=True),
+                description=f"histogram_quantile over {names.duration}: its native histogram "
+                            "where Prometheus stores one, else its classic buckets.",
+                exemplars=True),
             _panel("p95 latency by route", "s", [
                 (quantile("0.95", f"le, {route}"), f"{{{{{route}}}}}")], exemplars=True),
             _panel("Requests in progress", "short", [

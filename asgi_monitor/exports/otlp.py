@@ -59,6 +59,9 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
     """
     from opentelemetry.sdk.metrics.export import (
         AggregationTemporality,
+        Buckets,
+        ExponentialHistogram,
+        ExponentialHistogramDataPoint,
         Gauge,
         Histogram,
         HistogramDataPoint,
@@ -86,6 +89,7 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
 
     requests: RequestSnapshot = inputs.requests
     durations = []
+    exponential = []
     for latency in requests.latency:
         bounds = [bound for bound, _ in latency.buckets[:-1]]
         counts, previous = [], 0.0
@@ -97,6 +101,22 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
             "http.response.status_code": latency.status, "url.scheme": latency.scheme}
         if latency.status >= 500:
             attributes["error.type"] = str(latency.status)
+        if latency.native is not None:
+            # Native histograms on: OTLP's exponential histogram, the same buckets. Its scale is
+            # Prometheus' schema, and its bucket ``offset + i`` holds (base**(offset+i),
+            # base**(offset+i+1)], one below Prometheus' index for the same bucket.
+            schema, _, zero_count, native = latency.native
+            first = native[0][0] if native else 1
+            counts = [0] * (native[-1][0] - first + 1 if native else 0)
+            for index, count in native:
+                counts[index - first] = count
+            exponential.append(ExponentialHistogramDataPoint(
+                attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+                count=int(latency.count), sum=latency.total, scale=schema,
+                zero_count=zero_count, positive=Buckets(first - 1, counts),
+                negative=Buckets(0, []), flags=0,
+                min=None, max=None))  # type: ignore[arg-type]
+            continue
         durations.append(HistogramDataPoint(
             attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
             count=int(latency.count), sum=latency.total, bucket_counts=counts,
@@ -106,7 +126,9 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
     database, cache, users = inputs.database, inputs.cache, inputs.users
     metrics = [
         # Its count is the request count, by status: the conventions define no request counter.
+        # One kind of point per metric: with native histograms on, every series has them.
         Metric("http.server.request.duration", "Duration of HTTP server requests.", "s",
+               ExponentialHistogram(exponential, cumulative) if exponential else
                Histogram(durations, cumulative)),
         Metric("http.server.active_requests", "Number of active HTTP server requests.",
                "{request}", Sum([point(int(requests.in_progress))], cumulative,

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Buckets", "CacheSnapshot", "DatabaseSnapshot", "RequestSnapshot", "RouteLatency",
+__all__ = ["Buckets", "CacheSnapshot", "DatabaseSnapshot", "NativeBuckets", "RequestSnapshot",
+           "RouteLatency",
            "SampleInputs", "SystemSnapshot", "UserSnapshot"]
 
 Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +Inf last
+# A native histogram: (schema, zero threshold, zero count, ((bucket index, count), ...) sorted by
+# index, counts not cumulative); bucket i holds (2**((i-1)/2**schema), 2**(i/2**schema)].
+NativeBuckets = tuple[int, float, int, tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,8 @@ class RouteLatency:
     total: float  # the sum of the durations, seconds
     status: int = 0  # 0: not kept apart (all statuses)
     scheme: str = "http"
+    # The same durations' native histogram, when native histograms are on.
+    native: NativeBuckets | None = None
 
     @property
     def count(self) -> float:

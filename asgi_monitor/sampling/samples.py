@@ -23,10 +23,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .inputs import Buckets, RequestSnapshot, SampleInputs, SystemSnapshot
+from .inputs import Buckets, NativeBuckets, RequestSnapshot, SampleInputs, SystemSnapshot
 
-__all__ = ["RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window", "quantile",
-           "quantile_shown"]
+__all__ = ["NativeTotals", "RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window",
+           "quantile", "quantile_shown"]
+
+# Native histograms summed (with them on): (schema, count by bucket index, zero count). Bucket i
+# holds (2**((i-1)/2**schema), 2**(i/2**schema)].
+NativeTotals = tuple[int, dict[int, float], float]
 
 
 @dataclass
@@ -39,6 +43,7 @@ class RouteTotals:
     duration_count: float = 0.0
     buckets: Buckets = ()
     statuses: dict[int, float] = field(default_factory=dict)  # requests by status code
+    native: NativeTotals | None = None  # the same durations' native buckets, when on
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Sample:
     disk_percent: dict[str, float] = field(default_factory=dict)  # used %, by path
     process_rss_bytes: float | None = None
     routes: dict[str, RouteTotals] = field(default_factory=dict)  # "GET /items/{id}"
+    native: NativeTotals | None = None  # every route's native buckets, when on
     # Seconds on a monotonic clock: what intervals and windows are measured with, so a wall
     # clock stepped back or forward stretches no rate. None in a hand-made sample (then `time`).
     monotonic: float | None = None
@@ -190,6 +196,9 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
         totals.duration_count += count
         for bound, cumulative in latency.buckets:
             buckets[bound] = buckets.get(bound, 0.0) + cumulative
+        if latency.native is not None:
+            sample.native = _add_native(sample.native, latency.native)
+            totals.native = _add_native(totals.native, latency.native)
         found = route_buckets.get(name)
         if found is None:
             route_buckets[name] = latency.buckets
@@ -202,6 +211,53 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
         routes[name].buckets = (summed if isinstance(summed, tuple)
                                 else tuple(sorted(summed.items())))
     sample.buckets = tuple(sorted(buckets.items()))
+
+
+def _add_native(found: NativeTotals | None, native: NativeBuckets) -> NativeTotals:
+    """``found`` plus ``native``, at the lower of their schemas (two neighbouring buckets of a
+    schema are one of the schema below)."""
+    schema, _, zero, pairs = native
+    if found is None:
+        return schema, {index: float(count) for index, count in pairs}, float(zero)
+    have, counts, have_zero = found
+    if schema < have:
+        coarser: dict[int, float] = {}
+        for index, count in counts.items():
+            key = -((-index) >> (have - schema))
+            coarser[key] = coarser.get(key, 0.0) + count
+        counts, have = coarser, schema
+    by = schema - have
+    for index, count in pairs:
+        key = -((-index) >> by) if by else index
+        counts[key] = counts.get(key, 0.0) + count
+    return have, counts, have_zero + zero
+
+
+def _native_buckets(new: NativeTotals, old: NativeTotals | None) -> Buckets | None:
+    """The native buckets' increase from ``old`` to ``new`` as cumulative (bound, count) pairs,
+    each bucket's lower bound and upper bound, so :func:`quantile` interpolates inside the
+    bucket as Prometheus' ``histogram_quantile`` does over native histograms. None when the
+    schema changed in between (a series went over its bucket limit): the classic buckets
+    answer then."""
+    schema, counts, zero = new
+    if old is not None:
+        if old[0] != schema:
+            return None
+        before = old[1]
+        zero = _increase(zero, old[2])
+        counts = {index: _increase(count, before.get(index, 0.0))
+                  for index, count in counts.items()}
+    width = 2.0 ** -schema
+    running = zero
+    out = [(0.0, zero)]  # the zero bucket: values at 0
+    for index in sorted(counts):
+        count = counts[index]
+        if count <= 0:
+            continue
+        out.append((2.0 ** ((index - 1) * width), running))
+        running += count
+        out.append((2.0 ** (index * width), running))
+    return tuple(out)
 
 
 def _increase(new: float, old: float) -> float:
@@ -295,12 +351,20 @@ class Window:
     def latency_quantile(self, q: float, route: str | None = None) -> float | None:
         if route is None:
             new, old = self.end.buckets, self.start.buckets
+            new_native, old_native = self.end.native, self.start.native
         else:
             new_route = self.end.routes.get(route)
             if new_route is None:
                 return None
             old_route = self.start.routes.get(route)
             new, old = new_route.buckets, old_route.buckets if old_route else ()
+            new_native, old_native = new_route.native, old_route.native if old_route else None
+        if new_native is not None:
+            # Native histograms on: their buckets, a few percent wide, rather than the classic
+            # ones, which may be a factor of two or more apart.
+            native = _native_buckets(new_native, old_native)
+            if native is not None:
+                return quantile(q, native)
         return quantile(q, _bucket_increase(new, old))
 
     def route_statuses(self, route: str) -> tuple[tuple[int, float], ...]:

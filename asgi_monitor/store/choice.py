@@ -13,9 +13,20 @@ from prometheus_client import CollectorRegistry
 from ..config.metrics import MetricsSettings
 from .merge import MergedFiles, MergedFilesCollector
 from .metric_kinds import PROMETHEUS_KINDS, MetricKinds, file_kinds
-from .multiprocess import ENV_VAR, MultiprocessRequestMetrics, fall_back, multiprocess_dir
+from .multiprocess import (
+    ENV_VAR,
+    MultiprocessRequestMetrics,
+    NativeMultiprocessRequestMetrics,
+    fall_back,
+    multiprocess_dir,
+)
 from .settings import StoreSettings
-from .single import RequestMetrics, RequestMetricsCollector, RequestStore
+from .single import (
+    NativeRequestMetrics,
+    RequestMetrics,
+    RequestMetricsCollector,
+    RequestStore,
+)
 
 __all__ = ["ChosenStore", "choose_store"]
 
@@ -42,7 +53,9 @@ def choose_store(settings: MetricsSettings, registry: CollectorRegistry,
     directory = multiprocess_dir(environ)
     worker = _worker_store(directory, store_settings) if directory is not None else None
     if worker is None:
-        requests = RequestMetrics(store_settings)
+        # The native store only when asked: with them off the hot path is unchanged.
+        requests = (NativeRequestMetrics if store_settings.native_histograms
+                    else RequestMetrics)(store_settings)
         registry.register(RequestMetricsCollector(requests))
         return ChosenStore(requests)
     merged = MergedFiles(worker.file.directory, store_settings)
@@ -61,8 +74,10 @@ def choose_store(settings: MetricsSettings, registry: CollectorRegistry,
 
 
 def _worker_store(directory: str, settings: StoreSettings) -> MultiprocessRequestMetrics | None:
+    store = (NativeMultiprocessRequestMetrics if settings.native_histograms
+             else MultiprocessRequestMetrics)
     try:
-        return MultiprocessRequestMetrics(directory, settings)
+        return store(directory, settings)
     except OSError as exc:
         fall_back(f"{ENV_VAR}={directory!r}: cannot create this worker's metric file ({exc})")
         return None

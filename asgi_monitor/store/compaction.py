@@ -181,7 +181,8 @@ class Compactor:
                 continue  # the merge skips and counts it; it is not ours to remove
             if worker is None or worker.live or worker.retired:
                 continue
-            if not all(worker.header[k] == self._layout[k] for k in self._layout):
+            if not all(worker.header.get(k) == self._layout.get(k)
+                       for k in (*self._layout, "native")):
                 continue  # another layout: the merge leaves it out and warns
             dead.append(worker)
             fold.add(worker)

@@ -20,7 +20,7 @@ shows of them depends on ``MONITORING_METRIC_NAMES``:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from prometheus_client.core import (
@@ -32,9 +32,11 @@ from prometheus_client.core import (
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
+from .native import NativeSnapshot, merge_native
+
 __all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "REQUESTS_HELP", "Kept",
-           "StoredSeries", "latest_exemplars", "le_label", "otel_method",
-           "request_families"]
+           "NativeHistogramFamily", "StoredSeries", "latest_exemplars", "le_label", "native_key",
+           "otel_method", "request_families"]
 
 # A kept exemplar: (labels such as trace_id, observed value, unix time).
 Kept = tuple[dict[str, str], float, float]
@@ -60,6 +62,23 @@ REQUESTS_HELP = "Total HTTP requests by method, route template and status."
 IN_PROGRESS_HELP = "HTTP requests being served now."
 
 
+def native_key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """How a :class:`NativeHistogramFamily` finds a series' native buckets: its labels, sorted
+    (``le`` and empty ones left out: an empty label is no label to Prometheus, and the OTel
+    families drop an empty ``error_type``)."""
+    return tuple(sorted((name, value) for name, value in labels.items()
+                        if name != "le" and value != ""))
+
+
+class NativeHistogramFamily(HistogramMetricFamily):
+    """A histogram family whose series also have native buckets, by :func:`native_key`. Only
+    the protobuf exposition reads them; every other reader sees a classic histogram."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        super().__init__(name, documentation, labels=labels)
+        self.native: dict[tuple[tuple[str, str], ...], NativeSnapshot] = {}
+
+
 class StoredSeries(NamedTuple):
     """One stored series as a store reads it on scrape."""
 
@@ -72,15 +91,19 @@ class StoredSeries(NamedTuple):
     histograms: tuple[tuple[Sequence[float], float], ...]
     # The duration buckets' last exemplars (+Inf last), or None.
     exemplars: Sequence[Kept | None] | None = None
+    # The native histograms of the duration and TTFB, when native histograms are on.
+    native: tuple[NativeSnapshot, NativeSnapshot] | None = None
 
 
 def request_families(
     series: Iterable[StoredSeries], in_progress: Iterable[tuple[str, float]], *, naming: str,
     prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
-    constant_labels: Sequence[tuple[str, str]] = (),
+    constant_labels: Sequence[tuple[str, str]] = (), native_limit: int = 160,
 ) -> Iterator[Metric]:
     """The request families of ``series`` (and the in-progress gauge, by method) as ``naming``
-    (classic, otel or both) names them; ``constant_labels`` are added to every sample."""
+    (classic, otel or both) names them; ``constant_labels`` are added to every sample. Series
+    with native buckets make the duration and TTFB families :class:`NativeHistogramFamily`
+    (summed native buckets over ``native_limit`` are reduced to a lower schema)."""
     rows = list(series)
     names = tuple(name for name, _ in constant_labels)
     values = tuple(value for _, value in constant_labels)
@@ -101,23 +124,34 @@ def request_families(
     by_route: dict[tuple[str, str], list[StoredSeries]] = {}
     for row in rows:
         by_route.setdefault((row.method, row.route), []).append(row)
+    has_native = any(row.native is not None for row in rows)
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
+        native = has_native and index < 2
         if classic or index not in OTEL_HISTOGRAMS:
-            family = HistogramMetricFamily(f"{prefix}{name}", doc,
-                                           labels=("method", "route", *names))
+            labels = ("method", "route", *names)
+            family = (NativeHistogramFamily(f"{prefix}{name}", doc, labels) if native else
+                      HistogramMetricFamily(f"{prefix}{name}", doc, labels=labels))
             for (method, route), group in by_route.items():
                 summed, total_sum = _summed(group, index)
                 kept = (latest_exemplars(row.exemplars for row in group) if index == 0
                         else None)
                 family.add_metric((method, route, *values),
                                   _buckets(les[index], summed, kept), total_sum)
+                if isinstance(family, NativeHistogramFamily):
+                    merged = merge_native((row.native[index] if row.native else None
+                                           for row in group), native_limit)
+                    if merged is not None:
+                        family.native[native_key(dict(zip(labels, (method, route, *values),
+                                                          strict=True)))] = merged
             yield family
         if naming != "classic" and index in OTEL_HISTOGRAMS:
             otel_name, otel_doc = OTEL_HISTOGRAMS[index]
-            family = HistogramMetricFamily(
-                f"{prefix}{otel_name}", otel_doc,
-                labels=("http_request_method", "http_route", "http_response_status_code",
-                        "url_scheme", "error_type", *names))
+            otel_labels = ("http_request_method", "http_route", "http_response_status_code",
+                           "url_scheme", "error_type", *names)
+            family = (NativeHistogramFamily(f"{prefix}{otel_name}", otel_doc, otel_labels)
+                      if native else
+                      HistogramMetricFamily(f"{prefix}{otel_name}", otel_doc,
+                                            labels=otel_labels))
             for row in rows:
                 per_bucket, total_sum = row.histograms[index]
                 status = str(row.status)
@@ -126,6 +160,11 @@ def request_families(
                      status if row.status >= 500 else "", *values),
                     _buckets(les[index], per_bucket, row.exemplars if index == 0 else None),
                     total_sum)
+                if isinstance(family, NativeHistogramFamily) and row.native is not None:
+                    family.native[native_key(dict(zip(otel_labels, (
+                        otel_method(row.method), row.route, status, row.scheme,
+                        status if row.status >= 500 else "", *values), strict=True)))] = (
+                        row.native[index])
             for sample in family.samples:
                 # Absent rather than empty, as the conventions have it (and ~15 bytes a line).
                 if not sample.labels["error_type"]:

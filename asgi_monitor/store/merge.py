@@ -33,7 +33,7 @@ import math
 import os
 import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -60,6 +60,8 @@ from .exposition import (
 )
 from .families import Kept, StoredSeries, request_families
 from .multiprocess import websocket_bounds
+from .native import NativeSnapshot, merge_native
+from .protobuf_scrape import RenderedBytes, direct_protobuf
 from .retired_file import RetiredCache, retired_files
 from .settings import StoreSettings
 from .single import HELP, STANDARD_METHODS, websocket_families
@@ -72,6 +74,7 @@ from .worker_file import (
     Untrusted,
     WorkerRecords,
     counts_sane,
+    native_layout,
     read_worker,
     request_block_slots,
     websocket_block_slots,
@@ -142,7 +145,11 @@ class MergedFiles:
         self._constant_labels = tuple(settings.constant_labels)
         self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = settings.naming
-        self._block = request_block_slots(len(self._duration), len(self._size))
+        # The native histograms' layout the files must have (None: off, and files without).
+        self._native = (native_layout(settings.native_schema, settings.native_zero_threshold)
+                        if settings.native_histograms else None)
+        self._native_limit = settings.native_max_buckets
+        self._block = request_block_slots(len(self._duration), len(self._size), self._native)
         self._ws_block = websocket_block_slots(len(self._ws))
         self._warned: set[str] = set()
         # The sampler, the alert loop and a scrape may read at once, each in its own thread.
@@ -155,7 +162,7 @@ class MergedFiles:
         self._lock = threading.Lock()
         self.compactor = Compactor(directory, {
             "duration_buckets": self._duration, "size_buckets": self._size,
-            "websocket_buckets": self._ws})
+            "websocket_buckets": self._ws, **({"native": self._native} if self._native else {})})
 
     def compact(self) -> int:
         """Fold dead workers' files now if no other process is (at start, before serving);
@@ -169,7 +176,8 @@ class MergedFiles:
     def _compatible(self, worker: WorkerRecords) -> bool:
         header = worker.header
         if (header.get("duration_buckets") == self._duration
-                and header.get("size_buckets") == self._size):
+                and header.get("size_buckets") == self._size
+                and header.get("native") == self._native):
             return True
         if self._once(worker.path, "buckets"):
             logger.warning("%s was written with other histogram buckets than this worker's; "
@@ -233,6 +241,22 @@ class MergedFiles:
             merged = self.read()
         return [*self.request_families(merged, naming=naming), *self._self_families(merged),
                 *(self._custom_families(merged.workers) if custom else ())]
+
+    def protobuf(self, *, custom: bool = True) -> list[Metric]:
+        """:meth:`families` with the request families written as protobuf messages (one
+        :class:`RenderedBytes`)."""
+        from .protobuf import request_protobuf
+
+        merged = self.read()
+        data = request_protobuf(
+            self.stored_series(merged), merged.in_progress, naming=self._naming,
+            prefix=self._prefix, duration_bounds=self._duration, size_bounds=self._size,
+            constant_labels=self._constant_labels, native_limit=self._native_limit)
+        return [RenderedBytes(data), *websocket_families(
+            merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=self._prefix,
+            bounds=self._ws, constant_labels=self._constant_labels),
+            *self._self_families(merged),
+            *(self._custom_families(merged.workers) if custom else ())]
 
     def described(self, *, naming: str | None = None) -> list[Metric]:
         """The families :meth:`families` gives (custom metrics aside), with no samples and
@@ -520,7 +544,7 @@ class MergedFiles:
         yield from request_families(
             self.stored_series(merged), merged.in_progress, naming=naming or self._naming, prefix=p,
             duration_bounds=self._duration, size_bounds=self._size,
-            constant_labels=self._constant_labels)
+            constant_labels=self._constant_labels, native_limit=self._native_limit)
         yield from websocket_families(
             merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p, bounds=self._ws,
             constant_labels=self._constant_labels)
@@ -530,6 +554,7 @@ class MergedFiles:
         t = len(self._duration) + 1  # buckets with +Inf
         z = len(self._size) + 1
         ttfb, req, resp = t + 1, 2 * t + 2, 2 * t + z + 3
+        classic = resp + z + 1
         blocks = merged.blocks
         rows = []
         for (method, route, status, scheme), at in merged.offsets.items():
@@ -538,8 +563,24 @@ class MergedFiles:
                 method, route, status, scheme, sum(b[:t]),
                 ((b[:t], b[t]), (b[ttfb:ttfb + t], b[ttfb + t]),
                  (b[req:req + z], b[req + z]), (b[resp:resp + z], b[resp + z])),
-                merged.exemplars.get((method, route, status, scheme))))
+                merged.exemplars.get((method, route, status, scheme)),
+                self._natives(b[classic:]) if self._native else None))
         return rows
+
+    def _natives(self, tail: Sequence[float]) -> tuple[NativeSnapshot, NativeSnapshot]:
+        """A block's native tail (summed over the workers) as the duration's and TTFB's native
+        histograms, reduced to the bucket limit."""
+        assert self._native is not None
+        schema, low, width, threshold = self._native
+        out = []
+        for start in (0, 1 + width):
+            counts = {low + i: int(c) for i, c in enumerate(tail[start + 1:start + 1 + width])
+                      if c}
+            found = merge_native([NativeSnapshot(schema, threshold, int(tail[start]), counts)],
+                                 self._native_limit)
+            assert found is not None
+            out.append(found)
+        return out[0], out[1]
 
     def request_snapshot(self, merged: Merged) -> RequestSnapshot:
         """The sampler's request values, as :meth:`RequestMetrics.snapshot` gives a single
@@ -550,6 +591,8 @@ class MergedFiles:
         garbage the collector walks."""
         bounds = (*self._duration, float("inf"))
         t = len(bounds)
+        # Where the native tail starts in a block (its duration part first).
+        tail = 2 * t + 2 * (len(self._size) + 1) + 4
         blocks = merged.blocks
         known = self._latency
         kept: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
@@ -561,8 +604,14 @@ class MergedFiles:
             if found is None or found[0] != raw:
                 method, route, status, scheme = key
                 buckets = tuple(zip(bounds, accumulate(blocks[at:at + t]), strict=True))
+                native = None
+                if self._native:
+                    found_native = self._natives(blocks[at + tail:at + self._block])[0]
+                    native = (found_native.schema, found_native.zero_threshold,
+                              found_native.zero_count, tuple(sorted(found_native.counts.items())))
                 found = (raw, (method, route, status, buckets[-1][1]),
-                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme))
+                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme,
+                                      native))
             kept[key] = found
             totals.append(found[1])
             latency.append(found[2])
@@ -722,6 +771,8 @@ class MergedFilesCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if _NAMES_ONLY.get():
             return self.describe()
+        if direct_protobuf():
+            return iter(self._files.protobuf(custom=self._custom))
         openmetrics = direct_format()
         if openmetrics is None:
             return iter(self._files.families(custom=self._custom))

@@ -16,6 +16,7 @@ never the process. See docs/multiprocess.md.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -38,15 +39,19 @@ from .worker_file import (
     SLOT_IN_PROGRESS,
     SLOT_WS_ACTIVE,
     WorkerFile,
+    native_layout,
+    native_slots,
     request_block_slots,
     websocket_block_slots,
 )
 
-__all__ = ["MultiprocessRequestMetrics", "child_exit", "multiprocess_dir", "request_block_slots",
-           "websocket_block_slots"]
+__all__ = ["MultiprocessRequestMetrics", "NativeFileBuckets",
+           "NativeMultiprocessRequestMetrics", "child_exit", "multiprocess_dir",
+           "request_block_slots", "websocket_block_slots"]
 
 logger = logging.getLogger("asgi_monitor")
 
+_INF = math.inf
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 def multiprocess_dir(environ: dict[str, str] | None = None) -> str | None:
@@ -130,11 +135,13 @@ class FileSeries:
     the mapping. Compiled, a list item is a C array access while every memoryview access is a
     generic call, so a store instead of a read-modify-write halves the mapped accesses."""
 
-    __slots__ = ("view", "cells", "number", "_time_scan", "_size_scan")
+    __slots__ = ("view", "cells", "number", "native", "_time_scan", "_size_scan")
 
     def __init__(self, view: memoryview[float], first: int, time_scan: list[float],
                  size_scan: list[float], number: int = -1) -> None:
         self.cells = [0.0] * (2 * len(time_scan) + 2 * len(size_scan) + 4)
+        # The block's native tail, set by NativeMultiprocessRequestMetrics only.
+        self.native: NativeFileBuckets | None = None
         # The block's first slot in the file, which names the series in the exemplars file;
         # -1 for a sink, which keeps none.
         self.number = number
@@ -197,6 +204,42 @@ class FileSeries:
         view[at + n] = x
 
 
+class NativeFileBuckets:
+    """The native tail of a request block: for the duration then the TTFB, a zero count and a
+    fixed range of bucket indexes (:func:`~asgi_monitor.store.worker_file.native_layout`);
+    values outside the range count in its first or last bucket."""
+
+    __slots__ = ("view", "cells", "_factor", "_low", "_last", "_threshold")
+
+    def __init__(self, view: memoryview[float], layout: list[Any]) -> None:
+        self.view = view
+        # A mirror of the view, as FileSeries keeps one: a list read and a store into the
+        # mapping instead of a read-modify-write of it.
+        self.cells = [0.0] * len(view)
+        self._factor = 2.0 ** int(layout[0])
+        self._low = int(layout[1])
+        self._last = int(layout[2]) - 1
+        self._threshold = float(layout[3])
+
+    def observe(self, duration: float, ttfb: float) -> None:
+        cells = self.cells
+        last = self._last
+        i = 0  # the zero bucket; NaN and infinity too (no clock measures those)
+        if self._threshold < duration < _INF:
+            i = math.ceil(math.log2(duration) * self._factor) - self._low
+            i = 1 if i < 0 else last + 1 if i > last else i + 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        self.view[i] = x
+        i = last + 2
+        if self._threshold < ttfb < _INF:
+            at = math.ceil(math.log2(ttfb) * self._factor) - self._low
+            i += 1 if at < 0 else last + 1 if at > last else at + 1
+        x = cells[i] + 1.0
+        cells[i] = x
+        self.view[i] = x
+
+
 class WebSocketSeries:
     """One WebSocket route's block: accepted connections and session lengths."""
 
@@ -239,7 +282,12 @@ class MultiprocessRequestMetrics(RequestStore):
         self._time_scan = [*self._duration_bounds, float("inf")]
         self._size_scan = [*self._size_bounds, float("inf")]
         self._ws_scan = [*self._ws_bounds, float("inf")]
-        self._block = request_block_slots(len(self._duration_bounds), len(self._size_bounds))
+        # The native histograms' layout in the file, None when they are off.
+        self._native_layout = (native_layout(settings.native_schema,
+                                             settings.native_zero_threshold)
+                               if settings.native_histograms else None)
+        self._block = request_block_slots(len(self._duration_bounds), len(self._size_bounds),
+                                          self._native_layout)
         self._ws_block = websocket_block_slots(len(self._ws_bounds))
         self._dropped: dict[str, int] = {}
         # Per (method, route, status, scheme), as the single-process store keeps them; the cap
@@ -265,7 +313,8 @@ class MultiprocessRequestMetrics(RequestStore):
         file = WorkerFile(
             self._directory,
             {"duration_buckets": self._duration_bounds, "size_buckets": self._size_bounds,
-             "websocket_buckets": self._ws_bounds},
+             "websocket_buckets": self._ws_bounds,
+             **({"native": self._native_layout} if self._native_layout else {})},
             reserve={"r": self._block, "w": self._ws_block})
         view, first = file.reserved["r"]
         self._sink = FileSeries(view, first, self._time_scan, self._size_scan)
@@ -393,6 +442,11 @@ class MultiprocessRequestMetrics(RequestStore):
             return self._sink
         found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan,
                                                number)
+        layout = self._native_layout
+        if layout is not None:
+            classic = len(found.cells)
+            found.native = NativeFileBuckets(
+                view[first + classic:first + classic + native_slots(layout)], layout)
         return found
 
     def _no_space(self, exc: OSError) -> None:
@@ -434,3 +488,30 @@ class MultiprocessRequestMetrics(RequestStore):
     def dropped_counts(self) -> dict[str, int]:
         return dict(self._dropped)
 
+
+class NativeMultiprocessRequestMetrics(MultiprocessRequestMetrics):
+    """:class:`MultiprocessRequestMetrics` that also counts native histograms in each request
+    block's tail (``metrics.native_histograms``); a class of its own, as in one process, so
+    that with them off the hot path is the same code."""
+
+    def record(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int,
+    ) -> None:
+        series = self.series(method, route, status, scheme)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        native = series.native
+        if native is not None:  # None for the sink (no space for the series)
+            native.observe(duration, ttfb)
+
+    def record_exemplar(
+        self, method: str, route: str, status: int, scheme: str, duration: float, ttfb: float,
+        request_bytes: int, response_bytes: int, exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self.series(method, route, status, scheme)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        native = series.native
+        if native is not None:
+            native.observe(duration, ttfb)
+        if exemplar is not None and series.number >= 0:
+            self._keep_exemplar(series, duration, exemplar)

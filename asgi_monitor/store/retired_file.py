@@ -59,8 +59,10 @@ def retired_files(directory: str) -> list[str]:
 
 def layout_name(header: dict[str, Any]) -> str:
     """A short name for a bucket layout: files of one layout fold into one retired file."""
-    key = json.dumps([header["duration_buckets"], header["size_buckets"],
-                      header["websocket_buckets"]])
+    layout = [header["duration_buckets"], header["size_buckets"], header["websocket_buckets"]]
+    if header.get("native"):
+        layout.append(header["native"])  # only then: the names of other layouts stay as they were
+    key = json.dumps(layout)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -167,7 +169,7 @@ class Fold:
     def __init__(self, header: dict[str, Any]) -> None:
         self.header = header
         self.block = request_block_slots(len(header["duration_buckets"]),
-                                         len(header["size_buckets"]))
+                                         len(header["size_buckets"]), header.get("native"))
         self.ws_block = websocket_block_slots(len(header["websocket_buckets"]))
         self.started = math.inf
         self.order: dict[tuple[float, str], int] = {}
@@ -274,6 +276,7 @@ class Fold:
             "duration_buckets": self.header["duration_buckets"],
             "size_buckets": self.header["size_buckets"],
             "websocket_buckets": self.header["websocket_buckets"],
+            **({"native": self.header["native"]} if self.header.get("native") else {}),
             "reserved": {"r": sink}, "generation": generation, "holds": holds,
             "order": [[started, name] for (started, name) in order]}
         head = json.dumps(header, separators=(",", ":")).encode()

@@ -27,10 +27,19 @@ class StoreSettings:
     namespace: str = ""
     constant_labels: Sequence[tuple[str, str]] = ()
     naming: str = "classic"
+    # Native histograms of the duration and TTFB (asgi_monitor.store.native); off by default.
+    native_histograms: bool = False
+    native_schema: int = 3
+    native_zero_threshold: float = 2.0 ** -128
+    native_max_buckets: int = 160
 
     @classmethod
     def of(cls, metrics: MetricsSettings) -> StoreSettings:
         """The settings the ``metrics`` configuration section gives the stores."""
         return cls(duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
                    max_series=metrics.max_series, namespace=metrics.namespace,
-                   constant_labels=metrics.constant_labels, naming=metrics.metric_names)
+                   constant_labels=metrics.constant_labels, naming=metrics.metric_names,
+                   native_histograms=metrics.native_histograms,
+                   native_schema=metrics.native_histogram_schema,
+                   native_zero_threshold=metrics.native_histogram_zero_threshold,
+                   native_max_buckets=metrics.native_histogram_max_buckets)

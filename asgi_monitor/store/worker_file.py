@@ -50,8 +50,8 @@ from .safe_open import Untrusted, open_untrusted, read_fd
 __all__ = [
     "CHUNK", "FIXED_SLOTS", "MAX_INDEX", "MAX_RECORD", "MAX_VALUES", "PREFIX", "SLOT_FILE_ERRORS",
     "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE", "VERSION", "IndexCache", "Untrusted", "WorkerFile",
-    "WorkerRecords", "counts_sane", "parse_records", "read_worker", "request_block_slots",
-    "reserve_space",
+    "WorkerRecords", "counts_sane", "native_layout", "native_slots", "parse_records",
+    "read_worker", "request_block_slots", "reserve_space",
     "valid_header", "valid_record", "websocket_block_slots", "worker_files",
 ]
 
@@ -74,10 +74,35 @@ _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-def request_block_slots(duration_bounds: int, size_bounds: int) -> int:
+# Native histograms in a worker file: a fixed range of bucket indexes per series, the buckets
+# from NATIVE_LOW to NATIVE_HIGH seconds (values outside count in the first or last one), at most
+# schema NATIVE_FILE_SCHEMA (a finer schema would need thousands of slots per series).
+NATIVE_LOW = 1e-4
+NATIVE_HIGH = 100.0
+NATIVE_FILE_SCHEMA = 4
+_NATIVE_WIDTH_LIMIT = 4096
+
+
+def native_layout(schema: int, zero_threshold: float) -> list[Any]:
+    """The header's ``native`` entry: [schema, first bucket index, buckets, zero threshold]."""
+    schema = min(schema, NATIVE_FILE_SCHEMA)
+    factor = 2.0 ** schema
+    low = math.ceil(math.log2(NATIVE_LOW) * factor)
+    high = math.ceil(math.log2(NATIVE_HIGH) * factor)
+    return [schema, low, high - low + 1, float(zero_threshold)]
+
+
+def native_slots(layout: Any) -> int:
+    """Slots of a request block's native tail: for the duration then the TTFB, a zero count and
+    the layout's buckets (none without native histograms)."""
+    return 2 * (1 + int(layout[2])) if layout else 0
+
+
+def request_block_slots(duration_bounds: int, size_bounds: int, native: Any = None) -> int:
     """Slots of one (method, route, status, scheme) block: four histograms, each its buckets (+Inf
-    last) and its sum; the request count is the duration histogram's."""
-    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
+    last) and its sum; the request count is the duration histogram's; then, with native
+    histograms (``native``: the header's layout), their tail (:func:`native_slots`)."""
+    return 2 * (duration_bounds + 2) + 2 * (size_bounds + 2) + native_slots(native)
 
 
 def websocket_block_slots(bounds: int) -> int:
@@ -316,9 +341,19 @@ def counts_sane(values: memoryview[float] | array[float]) -> bool:
     return not data[7::8].translate(None, _LOW_HIGH_BYTES)
 
 
+def _native(value: Any) -> bool:
+    return value is None or (
+        type(value) is list and len(value) == 4 and type(value[0]) is int
+        and -4 <= value[0] <= 8 and type(value[1]) is int and abs(value[1]) < 1 << 20
+        and type(value[2]) is int and 1 <= value[2] <= _NATIVE_WIDTH_LIMIT
+        and type(value[3]) in (int, float) and math.isfinite(value[3]) and value[3] >= 0)
+
+
 def valid_header(header: Any) -> bool:
     """A worker file's first record, as :class:`WorkerFile` writes it."""
     if type(header) is not dict or header.get("version") != VERSION:
+        return False
+    if not _native(header.get("native")):
         return False
     reserved = header.get("reserved")
     started = header.get("started")
@@ -445,7 +480,8 @@ class IndexCache:
 def slots_named(header: dict[str, Any], records: list[list[Any]]) -> int:
     """How many slots of the values file ``records`` name: a reader reads no more (a sparse or
     padded file costs it nothing)."""
-    block = request_block_slots(len(header["duration_buckets"]), len(header["size_buckets"]))
+    block = request_block_slots(len(header["duration_buckets"]), len(header["size_buckets"]),
+                                header.get("native"))
     ws_block = websocket_block_slots(len(header["websocket_buckets"]))
     reserved = header["reserved"]
     end = max(FIXED_SLOTS, reserved.get("r", 0) + block, reserved.get("w", 0) + ws_block)

@@ -1,7 +1,9 @@
 """``GET /api/metrics``: Prometheus exposition.
 
 The text format by default, OpenMetrics when the Accept header asks for it
-(``prometheus_client.exposition.choose_encoder``), gzip when the client accepts it. The request
+(``prometheus_client.exposition.choose_encoder``), the protobuf format when it prefers that (a
+Prometheus with native histograms on: :mod:`asgi_monitor.store.protobuf`), gzip when the client
+accepts it. The request
 families are written directly from the stores (:mod:`asgi_monitor.store.exposition`), the rest by
 prometheus_client's encoder.
 """
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..store.exposition import encode
+from ..store.protobuf import CONTENT_TYPE, accepts_protobuf, encode_protobuf
 from .parts import MonitorParts
 from .responses import NO_STORE
 
@@ -25,19 +28,25 @@ __all__ = ["accepts_gzip", "metrics_endpoint"]
 
 def metrics_endpoint(monitor: MonitorParts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        protobuf = accepts_protobuf(accept)
         try:
-            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            encoder, content_type = choose_encoder(accept)
         except Exception:
             # prometheus_client compares the version parameter's parts with ints: "version=abc"
             # raises TypeError. A junk Accept header gets the default format, not a 500.
             encoder, content_type = choose_encoder("")
+        if protobuf:
+            content_type = CONTENT_TYPE
         gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
 
         def render() -> tuple[bytes, bool]:
             # All of it in a thread: building the scrape registry, merging the workers' files,
             # writing and compressing megabytes of text. On the event loop any of these would
             # hold every other request of this worker.
-            body = encode(monitor.scrape_registry(), encoder, content_type)
+            registry = monitor.scrape_registry()
+            body = (encode_protobuf(registry) if protobuf else
+                    encode(registry, encoder, content_type))
             if gzipped and len(body) > 512:
                 return gzip.compress(body, compresslevel=6), True
             return body, False

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from ..errors import ConfigError
 from ..store.merge import MergedFiles
 from ..store.multiprocess import ENV_VAR
+from ..store.protobuf import CONTENT_TYPE, accepts_protobuf, encode_protobuf
 from ..store.settings import StoreSettings
 from .gate import Gate, RejectBadQuery, SecurityHeaders
 from .metrics import accepts_gzip
@@ -88,10 +89,13 @@ def metrics_app(config: MonitoringConfig, directory: str) -> Starlette:
     files = WorkerFiles(merged)
 
     async def scrape(request: Request) -> Response:
+        accept = request.headers.get("accept", "")
         try:
-            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            encoder, content_type = choose_encoder(accept)
         except Exception:  # a junk Accept header gets the default format, not a 500
             encoder, content_type = choose_encoder("")
+        if accepts_protobuf(accept):  # Prometheus with native histograms on
+            encoder, content_type = encode_protobuf, CONTENT_TYPE
         # The merge and the encoding in a thread: the loop keeps answering other scrapes.
         body = await run_in_threadpool(encoder, files)
         headers = {**NO_STORE, "Vary": "Accept, Accept-Encoding"}

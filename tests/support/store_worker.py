@@ -6,7 +6,8 @@ with ``"hold": true``, waits for a line on stdin first, so the test sees it live
 "fsize": bytes, "routes": n, "exemplar": [seconds, trace_id]}``: ``exemplar`` records one more
 GET /a with that exemplar, ``open`` leaves k requests in progress, ``fsize`` sets
 RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
-records one request on each of n new routes after the limit.
+records one request on each of n new routes after the limit; ``"native": true`` turns native
+histograms on and ``"durations": [seconds, ...]`` records a GET /a of each (as its TTFB too).
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ import sys
 from prometheus_client import CollectorRegistry
 
 from asgi_monitor import MonitoringConfig, build_monitor
-from asgi_monitor.config import HealthSettings, SystemSettings
+from asgi_monitor.config import HealthSettings, MetricsSettings, SystemSettings
 
 
 def main() -> None:
     plan = json.loads(sys.argv[1])
     monitor = build_monitor(
         MonitoringConfig(system=SystemSettings(metrics=False),
-                         health=HealthSettings(default_checks=False)),
+                         health=HealthSettings(default_checks=False),
+                         metrics=MetricsSettings(native_histograms=plan.get("native", False))),
         CollectorRegistry())
     requests = monitor.collector.requests
+    for seconds in plan.get("durations", ()):
+        requests.record("GET", "/a", 200, "http", seconds, seconds, 0, 10)
     for method, route, status, count in plan.get("requests", ()):
         for _ in range(count):
             requests.record(method, route, status, "http", 0.01, 0.005, 0, 10)
