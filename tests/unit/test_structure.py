@@ -148,8 +148,8 @@ def test_the_core_never_imports_the_web_layer(core: str) -> None:
 def test_the_hot_path_imports_only_what_a_request_needs() -> None:
     # families, exposition and streams: the store's scrape side (prometheus_client's family
     # classes, and the text written from the store's numbers), as the single-process store has
-    # always imported them. Imports inside functions are left out here: the middleware loads the process default
-    # and the optional parts when it is built, not per request.
+    # always imported them. Imports inside functions are left out here: the middleware loads the
+    # process default and the optional parts when it is built, not per request.
     allowed = {"asgi_monitor.middleware", "asgi_monitor.store.single", "asgi_monitor.routes",
                "asgi_monitor.errors", "asgi_monitor.secret", "asgi_monitor.sampling.inputs",
                "asgi_monitor.store.families", "asgi_monitor.store.exposition",
