@@ -44,7 +44,7 @@ def _serve(tmp_path: Path, workers: int) -> tuple[list[str], dict[str, str]]:
     return command, env
 
 
-@pytest.mark.parametrize("workers", [1])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_streams_under_uvicorn(tmp_path: Path, workers: int) -> None:
     command, env = _serve(tmp_path, workers)
     base = f"http://127.0.0.1:{command[command.index('--port') + 1]}"

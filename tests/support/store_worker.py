@@ -6,7 +6,9 @@ with ``"hold": true``, waits for a line on stdin first, so the test sees it live
 "fsize": bytes, "routes": n, "exemplar": [seconds, trace_id]}``: ``exemplar`` records one more
 GET /a with that exemplar, ``open`` leaves k requests in progress, ``fsize`` sets
 RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
-records one request on each of n new routes after the limit.
+records one request on each of n new routes after the limit; ``streams``
+(``[["GET", "/s", lifetime, n], ...]``) records n streams of that lifetime, ``open_streams``
+leaves k streams open.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def main() -> None:
                                  {"trace_id": trace_id})
     for _ in range(plan.get("open", 0)):
         requests.begin("GET")
+    for method, route, lifetime, count in plan.get("streams", ()):
+        for _ in range(count):
+            requests.record_stream(method, route, lifetime)
+    requests.streams_open.add(plan.get("open_streams", 0))
     if "gauge" in plan:
         monitor.collector.set_gauge("queue_depth", plan["gauge"])
     if "counter" in plan:
