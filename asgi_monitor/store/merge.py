@@ -628,8 +628,14 @@ class MergedFiles:
             totals.append(found[1])
             latency.append(found[2])
         self._latency = kept  # replaced whole: a concurrent read keeps the one it took
+        long_bounds = (*self._ws, float("inf"))
+        streams = tuple(
+            RouteLatency(method, route, tuple(zip(long_bounds, accumulate(counts), strict=True)),
+                         total)
+            for method, route, counts, total in merged.streams)
         return RequestSnapshot(tuple(totals), tuple(latency),
-                               sum(value for _, value in merged.in_progress))
+                               sum(value for _, value in merged.in_progress), streams,
+                               merged.streams_open)
 
     def _self_counters(self, merged: Merged) -> list[tuple[str, str, float]]:
         p = self._prefix

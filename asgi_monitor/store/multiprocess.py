@@ -451,7 +451,7 @@ class MultiprocessRequestMetrics(RequestStore):
 
     def _new_stream(self, key: tuple[str, str]) -> StreamSeries:
         if not self._stream_cap.keeps(key, (key[0], OVERFLOW)):
-            name = "http_stream_duration_seconds"
+            name = "http_stream_duration_seconds_count"
             self._dropped[name] = self._dropped.get(name, 0) + 1
             key = (key[0], OVERFLOW)
             found = self._streams.get(key)

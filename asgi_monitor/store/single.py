@@ -18,6 +18,7 @@ import math
 import time
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -453,13 +454,19 @@ class RequestMetrics(RequestStore):
                 running += count
                 buckets.append((bound, float(running)))
             latency.append(RouteLatency(method, route, tuple(buckets), total, status, scheme))
+        bounds = (*self._long_bounds, math.inf)
+        streams = tuple(
+            RouteLatency(method, route, tuple(zip(bounds, accumulate(counts), strict=True)),
+                         total)
+            for method, route, counts, total in self._lifetimes())
         return RequestSnapshot(series, tuple(latency),
-                               float(sum(cell.value for cell in self.in_progress.values())))
+                               float(sum(cell.value for cell in self.in_progress.values())),
+                               streams, float(self.streams_open.value))
 
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,
                 "websocket_connections_total": self._ws_dropped,
-                "http_stream_duration_seconds": self._stream_dropped}
+                "http_stream_duration_seconds_count": self._stream_dropped}
 
 
 def websocket_families(

@@ -339,3 +339,15 @@ async def test_streams_under_otel_names(wrap: Wrap, registry: CollectorRegistry)
     assert sample(registry, "http_server_active_streams") == 0
     assert sample(registry, "http_stream_duration_seconds_count", method="GET",
                   route="<unmatched>") is None
+
+
+async def test_streams_over_the_cap_overflow_and_are_counted(wrap: Wrap,
+                                                             registry: CollectorRegistry) -> None:
+    mw = wrap(_declared_app(), metrics=MetricsSettings(
+        stream_routes=("/feed/{id}", "/llm/*"), max_series=1, metric_names="otel"))
+    for path in ("/feed/1", "/llm/chat"):
+        await mw(_scope(path), Server().receive, Server().send)
+    assert sample(registry, "http_server_stream_duration_seconds_count",
+                  http_request_method="GET", http_route="<overflow>") == 1
+    assert sample(registry, "asgi_monitor_series_dropped_total",
+                  metric="http_server_stream_duration_seconds_count") == 1

@@ -355,6 +355,14 @@ def test_streams_merge_and_only_live_workers_keep_them_open(directory: Path) -> 
         assert value("http_stream_duration_seconds_bucket", {**events, "le": "5.0"}) == 3
         # Open: the live worker's 2 and this process' 1; the dead worker's 3 are gone.
         assert value("http_streams_open") == 3
+        # What the sampler (and the OTLP export) reads: the same, typed.
+        merged = here.collector.merged
+        assert merged is not None
+        snapshot = merged.request_snapshot(merged.read())
+        assert snapshot.streams_open == 3
+        assert {(s.method, s.route): (s.count, s.total) for s in snapshot.streams} == {
+            ("GET", "/events"): (4, 18.0), ("POST", "/llm"): (4, 4.0),
+            ("GET", "<overflow>"): (1, 1.0)}
     finally:
         live.stdin.close()  # type: ignore[union-attr]
         live.wait(timeout=30)
