@@ -506,7 +506,13 @@ class _Exchange:
                 # request is a 499 whether the app streamed or answered in one piece.
                 elif not self.gone:
                     self.end = perf_counter()
-                    self.ended()
+                    # ended(), inlined: every request passes here.
+                    method = self.method
+                    if method:
+                        self.method = ""
+                        self._owner._requests.end(method)
+                    if self.stream == 1:
+                        self.ended()
             elif message_type == "http.response.start":
                 self.status = fields["status"]
                 self.first_byte = perf_counter()
