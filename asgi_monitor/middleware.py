@@ -166,7 +166,9 @@ class MonitoringMiddleware:
         entry_root_path = scope.get("root_path", "")
         exchange = _Exchange(receive, send, self, method)
         if self._declared_streams:
-            # Only then does the first chunk of several need the route (_Exchange.may_stream).
+            # Maybe a stream by its route: the first chunk of several (_Exchange.may_stream)
+            # or the record below reads the route.
+            exchange.stream = -1
             exchange.scope = scope
             exchange.root_path = entry_root_path
         start = perf_counter()
@@ -187,7 +189,7 @@ class MonitoringMiddleware:
         finally:
             try:
                 if exchange.method:
-                    exchange.ended()  # no last body chunk went out: in progress until now
+                    requests.end(method)  # no last body chunk went out: in progress until now
                 finished = exchange.end or perf_counter()
                 status = exchange.status
                 if exchange.gone and not exchange.end:
@@ -199,12 +201,8 @@ class MonitoringMiddleware:
                 label = self._label(scope, entry_root_path)
                 duration = finished - start
                 ttfb = (exchange.first_byte or finished) - start
-                if exchange.stream or (self._declared_streams and self._is_stream_route(label)):
-                    # A stream's latency is its first byte (what a client waits for before the
-                    # events flow); how long it lived goes to the stream histogram, so a feed
-                    # open for minutes does not read as a slow request.
-                    requests.record_stream(method, label, duration)
-                    duration = ttfb
+                if exchange.stream:
+                    duration = self._stream_ended(exchange.stream, method, label, duration, ttfb)
                 if self._exemplar is None:
                     requests.record(method, label, status, scheme, duration, ttfb,
                                     exchange.request_bytes, exchange.response_bytes)
@@ -244,6 +242,19 @@ class MonitoringMiddleware:
             self._labels.clear()  # mounts with path parameters, routes on the fly
         self._labels[key] = (route, label)
         return label
+
+    def _stream_ended(self, stream: int, method: str, label: str, duration: float,
+                      ttfb: float) -> float:
+        """The duration to record for a request that was or may be a stream (``stream``, as
+        :attr:`_Exchange.stream`): a stream's latency is its first byte (what a client waits
+        for before the events flow), and its lifetime goes to the stream histogram, so a feed
+        open for minutes does not read as a slow request."""
+        if stream == -1 and not self._is_stream_route(label):
+            return duration
+        if stream == 1:
+            self._requests.streams_open.add(-1)
+        self._requests.record_stream(method, label, duration)
+        return ttfb
 
     def _is_stream_route(self, label: str) -> bool:
         """Whether ``label`` is a route declared as a stream (``metrics.stream_routes``)."""
@@ -475,7 +486,8 @@ class _Exchange:
         # The response start message, kept until a body chunk says more follows: only then is
         # the response read for a stream, so a response sent in one piece never pays for it.
         self.start: dict[str, Any] | None = None
-        # 0: not a stream (as far as known); 1: a stream, counted open; 2: a stream, ended.
+        # 0: not a stream (as far as known); -1: maybe one, by a declared route; 1: a stream,
+        # counted open until the record.
         self.stream = 0
 
     async def receive(self) -> Message:
@@ -506,13 +518,11 @@ class _Exchange:
                 # request is a 499 whether the app streamed or answered in one piece.
                 elif not self.gone:
                     self.end = perf_counter()
-                    # ended(), inlined: every request passes here.
+                    # answered(), inlined: every request passes here.
                     method = self.method
                     if method:
                         self.method = ""
                         self._owner._requests.end(method)
-                    if self.stream == 1:
-                        self.ended()
             elif message_type == "http.response.start":
                 self.status = fields["status"]
                 self.first_byte = perf_counter()
@@ -532,31 +542,29 @@ class _Exchange:
             self.end = ended
             raise
 
-    def ended(self) -> None:
-        """The response is complete (its last body chunk went out) or the app call is over:
-        the request is no longer in progress, and a stream no longer open. Background tasks
-        that run after the last chunk are not in progress: the client has its answer."""
+    def answered(self) -> None:
+        """The response is complete (its last body chunk went out): the request is no longer
+        in progress. Background tasks that run after it are not: the client has its answer."""
         method = self.method
         if method:
             self.method = ""
             self._owner._requests.end(method)
-        if self.stream == 1:
-            self.stream = 2
-            self._owner._requests.streams_open.add(-1)
 
     def may_stream(self) -> None:
         """The first body chunk with more to follow: whether the response is a stream, read
         once, from its content type or its declared route (routing is over by now)."""
         start = self.start
         self.start = None
-        if start is None or self.stream:
+        if start is None or self.stream == 1:
             return
         owner = self._owner
         if is_event_stream(start.get("headers")) or (
-                owner._declared_streams
+                self.stream == -1
                 and owner._is_stream_route(owner._label(self.scope, self.root_path))):
             self.stream = 1
             owner._requests.streams_open.add(1)
+        else:
+            self.stream = 0  # its route, if any was declared, is not one either
 
     def _file_sent(self, fields: dict[str, Any], message_type: str) -> None:
         # The ASGI path send and zero-copy send extensions: the server writes the file itself,
@@ -568,7 +576,7 @@ class _Exchange:
             final = not fields.get("more_body", False)
         if final and not self.gone:
             self.end = perf_counter()
-            self.ended()
+            self.answered()
         if message_type == "http.response.pathsend":
             self.response_bytes += os.stat(fields["path"]).st_size
             return

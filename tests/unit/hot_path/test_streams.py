@@ -6,8 +6,8 @@
 - A stream's request duration is its time to first byte; its lifetime goes to
   ``http_stream_duration_seconds``; ``http_streams_open`` counts it while it is open.
 - The in-progress gauge ends at the last body chunk, not after what the app does next
-  (background tasks); it and the open-streams gauge are moved back exactly once on every path
-  (completion, exception, cancellation, disconnect, a failed send).
+  (background tasks); the open-streams gauge when the app's call ends. Both are moved back
+  exactly once on every path (completion, exception, cancellation, disconnect, a failed send).
 """
 
 from __future__ import annotations
@@ -233,9 +233,9 @@ async def test_open_while_streaming_and_closed_after(wrap: Wrap,
         await asyncio.sleep(0)
     proceed.set()
     await task
-    # Before the first chunk it is not known to be a stream; it is open until its last chunk,
-    # and from the last chunk on the request is no longer in progress.
-    assert seen == [(0, 1), (1, 1), (0, 0), (0, 0)]
+    # Before the first chunk it is not known to be a stream; it is open until the app's call
+    # ends, while the request is no longer in progress from its last chunk on.
+    assert seen == [(0, 1), (1, 1), (1, 0), (1, 0)]
     assert (_open(registry), _in_progress(registry)) == (0, 0)
 
 
