@@ -202,7 +202,7 @@ class MonitoringMiddleware:
                 duration = finished - start
                 ttfb = (exchange.first_byte or finished) - start
                 if exchange.stream:
-                    duration = self._stream_ended(exchange.stream, method, label, duration, ttfb)
+                    duration = self._stream_ended(exchange, method, label, duration, ttfb)
                 if self._exemplar is None:
                     requests.record(method, label, status, scheme, duration, ttfb,
                                     exchange.request_bytes, exchange.response_bytes)
@@ -212,6 +212,10 @@ class MonitoringMiddleware:
                         exchange.request_bytes, exchange.response_bytes,
                         self._exemplar_labels(self._exemplar, scope))
             except Exception as exc:
+                if exchange.stream == 1:
+                    # Recording failed before the stream was closed: close it all the same.
+                    exchange.stream = 2
+                    requests.streams_open.add(-1)
                 self._on_error("record", exc)
 
     def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
@@ -243,15 +247,17 @@ class MonitoringMiddleware:
         self._labels[key] = (route, label)
         return label
 
-    def _stream_ended(self, stream: int, method: str, label: str, duration: float,
+    def _stream_ended(self, exchange: _Exchange, method: str, label: str, duration: float,
                       ttfb: float) -> float:
-        """The duration to record for a request that was or may be a stream (``stream``, as
-        :attr:`_Exchange.stream`): a stream's latency is its first byte (what a client waits
-        for before the events flow), and its lifetime goes to the stream histogram, so a feed
-        open for minutes does not read as a slow request."""
+        """The duration to record for a request that was or may be a stream
+        (``exchange.stream``): a stream's latency is its first byte (what a client waits for
+        before the events flow), and its lifetime goes to the stream histogram, so a feed open
+        for minutes does not read as a slow request. An open stream is closed here."""
+        stream = exchange.stream
         if stream == -1 and not self._is_stream_route(label):
             return duration
         if stream == 1:
+            exchange.stream = 2
             self._requests.streams_open.add(-1)
         self._requests.record_stream(method, label, duration)
         return ttfb
@@ -487,7 +493,7 @@ class _Exchange:
         # the response read for a stream, so a response sent in one piece never pays for it.
         self.start: dict[str, Any] | None = None
         # 0: not a stream (as far as known); -1: maybe one, by a declared route; 1: a stream,
-        # counted open until the record.
+        # counted open until the record; 2: a stream, closed.
         self.stream = 0
 
     async def receive(self) -> Message:
@@ -555,7 +561,7 @@ class _Exchange:
         once, from its content type or its declared route (routing is over by now)."""
         start = self.start
         self.start = None
-        if start is None or self.stream == 1:
+        if start is None or self.stream > 0:
             return
         owner = self._owner
         if is_event_stream(start.get("headers")) or (
@@ -589,7 +595,6 @@ class _Exchange:
                 offset = os.lseek(fd, 0, os.SEEK_CUR)  # the spec: from the current position
             count = max(os.fstat(fd).st_size - offset, 0)
         self.response_bytes += count
-
 
 
 def is_event_stream(headers: Any) -> bool:

@@ -351,3 +351,15 @@ async def test_streams_over_the_cap_overflow_and_are_counted(wrap: Wrap,
                   http_request_method="GET", http_route="<overflow>") == 1
     assert sample(registry, "asgi_monitor_series_dropped_total",
                   metric="http_server_stream_duration_seconds_count") == 1
+
+
+async def test_a_failing_record_still_closes_the_stream(wrap: Wrap,
+                                                       registry: CollectorRegistry) -> None:
+    def resolver(scope: Any) -> str:
+        raise RuntimeError("the resolver broke")
+
+    mw = wrap(_chunked(_start(b"text/event-stream")),
+              metrics=MetricsSettings(route_resolver=resolver))
+    await mw(_scope(), Server().receive, Server().send)
+    assert (_open(registry), _in_progress(registry)) == (0, 0)
+    assert _value(registry, "asgi_monitor_internal_errors_total", where="record") == 1
