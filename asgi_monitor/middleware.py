@@ -116,6 +116,12 @@ class MonitoringMiddleware:
         self._filtering = bool(self._excluded or self._excluded_prefixes
                                or self._excluded_pattern is not None or self._skip_methods)
         self._resolver = config.metrics.route_resolver
+        # Routes declared as streams: templates, and prefixes (an entry ending with `*`). One
+        # flag keeps the undeclared request path at a single test.
+        routes = metrics.stream_routes
+        self._stream_exact = frozenset(r for r in routes if not r.endswith("*"))
+        self._stream_prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+        self._declared_streams = bool(routes)
         # None unless exemplars are on: the request path then tests this one attribute.
         self._exemplar: Callable[[dict[str, Any]], dict[str, str] | None] | None = None
         if metrics.exemplars:
@@ -158,7 +164,13 @@ class MonitoringMiddleware:
         requests = self._requests
         method = requests.begin(scope["method"])
         entry_root_path = scope.get("root_path", "")
-        exchange = _Exchange(receive, send, self._on_error)
+        exchange = _Exchange(receive, send, self, method)
+        if self._declared_streams:
+            # Maybe a stream by its route: the first chunk of several (_Exchange.may_stream)
+            # or the record below reads the route.
+            exchange.stream = -1
+            exchange.scope = scope
+            exchange.root_path = entry_root_path
         start = perf_counter()
         try:
             await self.app(scope, exchange.receive, exchange)
@@ -176,7 +188,8 @@ class MonitoringMiddleware:
             raise
         finally:
             try:
-                requests.end(method)
+                if exchange.method:
+                    requests.end(method)  # no last body chunk went out: in progress until now
                 finished = exchange.end or perf_counter()
                 status = exchange.status
                 if exchange.gone and not exchange.end:
@@ -185,17 +198,24 @@ class MonitoringMiddleware:
                     status = 500  # the app returned without a response; servers answer 500
                 # ASGI: "http" when the server leaves the scheme out.
                 scheme: str = scope.get("scheme", "http")
+                label = self._label(scope, entry_root_path)
+                duration = finished - start
+                ttfb = (exchange.first_byte or finished) - start
+                if exchange.stream:
+                    duration = self._stream_ended(exchange, method, label, duration, ttfb)
                 if self._exemplar is None:
-                    requests.record(method, self._label(scope, entry_root_path), status, scheme,
-                                    finished - start, (exchange.first_byte or finished) - start,
+                    requests.record(method, label, status, scheme, duration, ttfb,
                                     exchange.request_bytes, exchange.response_bytes)
                 else:
                     requests.record_exemplar(
-                        method, self._label(scope, entry_root_path), status, scheme,
-                        finished - start, (exchange.first_byte or finished) - start,
+                        method, label, status, scheme, duration, ttfb,
                         exchange.request_bytes, exchange.response_bytes,
                         self._exemplar_labels(self._exemplar, scope))
             except Exception as exc:
+                if exchange.stream == 1:
+                    # Recording failed before the stream was closed: close it all the same.
+                    exchange.stream = 2
+                    requests.streams_open.add(-1)
                 self._on_error("record", exc)
 
     def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
@@ -226,6 +246,30 @@ class MonitoringMiddleware:
             self._labels.clear()  # mounts with path parameters, routes on the fly
         self._labels[key] = (route, label)
         return label
+
+    def _stream_ended(self, exchange: _Exchange, method: str, label: str, duration: float,
+                      ttfb: float) -> float:
+        """The duration to record for a request that was or may be a stream
+        (``exchange.stream``): a stream's latency is its first byte (what a client waits for
+        before the events flow), and its lifetime goes to the stream histogram, so a feed open
+        for minutes does not read as a slow request. An open stream is closed here."""
+        stream = exchange.stream
+        if stream == -1 and not self._is_stream_route(label):
+            return duration
+        if stream == 1:
+            exchange.stream = 2
+            self._requests.streams_open.add(-1)
+        self._requests.record_stream(method, label, duration)
+        return ttfb
+
+    def _is_stream_route(self, label: str) -> bool:
+        """Whether ``label`` is a route declared as a stream (``metrics.stream_routes``)."""
+        if label in self._stream_exact:
+            return True
+        for prefix in self._stream_prefixes:
+            if label.startswith(prefix):
+                return True
+        return False
 
     def _start(self, scope: Scope) -> None:
         # First request: without a lifespan startup, start the background services now.
@@ -292,7 +336,7 @@ class MonitoringMiddleware:
         accepted_at = 0.0
         # A denial response (the ASGI websocket denial response extension): an HTTP answer to
         # the handshake, recorded as a GET with its status, like any refused request.
-        denial = _Exchange(receive, send, self._on_error)
+        denial = _Exchange(receive, send, self, "")
         opened_at = perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -423,14 +467,21 @@ class _Exchange:
     awaitable measured no cheaper (benchmarks/README.md, "Where the server-side cost comes from").
     """
 
-    __slots__ = ("_receive", "_send", "_on_error", "status", "first_byte", "end",
-                 "request_bytes", "response_bytes", "gone")
+    __slots__ = ("_receive", "_send", "_owner", "method", "status", "first_byte", "end",
+                 "request_bytes", "response_bytes", "gone", "start", "stream", "scope",
+                 "root_path")
 
-    def __init__(self, receive: Receive, send: Send,
-                 on_error: Callable[[str, BaseException], None]) -> None:
+    scope: dict[str, Any]  # set by the middleware only when routes are declared as streams
+    root_path: str
+
+    def __init__(self, receive: Receive, send: Send, owner: MonitoringMiddleware,
+                 method: str) -> None:
         self._receive = receive
         self._send = send
-        self._on_error = on_error
+        self._owner = owner
+        # The method label while the request counts as in progress, "" once it no longer does
+        # (or never did: a WebSocket's denial response).
+        self.method = method
         self.status = 0
         self.first_byte = 0.0
         self.end = 0.0
@@ -438,6 +489,12 @@ class _Exchange:
         self.response_bytes = 0
         # The client went away: http.disconnect received, or the server failed to send.
         self.gone = False
+        # The response start message, kept until a body chunk says more follows: only then is
+        # the response read for a stream, so a response sent in one piece never pays for it.
+        self.start: dict[str, Any] | None = None
+        # 0: not a stream (as far as known); -1: maybe one, by a declared route; 1: a stream,
+        # counted open until the record; 2: a stream, closed.
+        self.stream = 0
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -450,7 +507,7 @@ class _Exchange:
             elif message_type == "http.disconnect":
                 self.gone = True
         except Exception as exc:  # a malformed message is the server's business, not ours
-            self._on_error("receive", exc)
+            self._owner._on_error("receive", exc)
         return message
 
     async def __call__(self, message: Message) -> None:
@@ -460,18 +517,27 @@ class _Exchange:
             message_type: str = fields["type"]
             if message_type == "http.response.body":
                 self.response_bytes += len(fields.get("body", b""))
+                if fields.get("more_body", False):
+                    if self.start is not None:
+                        self.may_stream()
                 # A last chunk sent after http.disconnect reaches no one: not an end, so the
                 # request is a 499 whether the app streamed or answered in one piece.
-                if not fields.get("more_body", False) and not self.gone:
+                elif not self.gone:
                     self.end = perf_counter()
+                    # answered(), inlined: every request passes here.
+                    method = self.method
+                    if method:
+                        self.method = ""
+                        self._owner._requests.end(method)
             elif message_type == "http.response.start":
                 self.status = fields["status"]
                 self.first_byte = perf_counter()
+                self.start = fields
             elif (message_type == "http.response.pathsend"
                   or message_type == "http.response.zerocopysend"):
                 self._file_sent(fields, message_type)
         except Exception as exc:
-            self._on_error("send", exc)
+            self._owner._on_error("send", exc)
         try:
             await self._send(message)
         except OSError:
@@ -481,6 +547,30 @@ class _Exchange:
             self.gone = True
             self.end = ended
             raise
+
+    def answered(self) -> None:
+        """The response is complete (its last body chunk went out): the request is no longer
+        in progress. Background tasks that run after it are not: the client has its answer."""
+        method = self.method
+        if method:
+            self.method = ""
+            self._owner._requests.end(method)
+
+    def may_stream(self) -> None:
+        """The first body chunk with more to follow: whether the response is a stream, read
+        once, from its content type or its declared route (routing is over by now)."""
+        start = self.start
+        self.start = None
+        if start is None or self.stream > 0:
+            return
+        owner = self._owner
+        if is_event_stream(start.get("headers")) or (
+                self.stream == -1
+                and owner._is_stream_route(owner._label(self.scope, self.root_path))):
+            self.stream = 1
+            owner._requests.streams_open.add(1)
+        else:
+            self.stream = 0  # its route, if any was declared, is not one either
 
     def _file_sent(self, fields: dict[str, Any], message_type: str) -> None:
         # The ASGI path send and zero-copy send extensions: the server writes the file itself,
@@ -492,6 +582,7 @@ class _Exchange:
             final = not fields.get("more_body", False)
         if final and not self.gone:
             self.end = perf_counter()
+            self.answered()
         if message_type == "http.response.pathsend":
             self.response_bytes += os.stat(fields["path"]).st_size
             return
@@ -505,3 +596,13 @@ class _Exchange:
             count = max(os.fstat(fd).st_size - offset, 0)
         self.response_bytes += count
 
+
+def is_event_stream(headers: Any) -> bool:
+    """Whether response ``headers`` (ASGI: name and value byte strings) give the content type
+    ``text/event-stream``, parameters and case aside."""
+    if not headers:
+        return False
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False

@@ -92,6 +92,12 @@ class MetricsSettings(Section):
         "", env="MONITORING_EXCLUDED_PATTERN", check=pattern,
         help="a regular expression; paths it matches (`re.search`) are not recorded, e.g. "
              "`^/(static|media)/`")
+    stream_routes: tuple[str, ...] = setting(
+        (), env="MONITORING_STREAM_ROUTES", parse=text_list, check=path_list,
+        help="routes whose responses are streams (NDJSON, long polls), besides every "
+             "`text/event-stream` response: route templates (`/items/{id}/feed`), or a prefix "
+             "when the entry ends with `*` (`/llm/*`). A stream's request duration is its time "
+             "to first byte; its lifetime goes to the stream histogram")
     skip_methods: tuple[str, ...] = setting(
         (), env="MONITORING_SKIP_METHODS", parse=method_list, check=method_names,
         help="HTTP methods not recorded, e.g. `OPTIONS,HEAD`")

@@ -8,7 +8,8 @@ says which names and labels a query uses under each naming.
 Under OpenTelemetry names there is no request counter, as in the conventions: the request count
 is the duration histogram's ``_count``, labelled with ``http_response_status_code``.
 Families with no counterpart in the conventions (time to first byte, WebSocket) keep their
-classic names and labels in every mode.
+classic names and labels in every mode; the stream families take names shaped as the request
+families' (``http_server_stream_duration_seconds``, ``http_server_active_streams``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ OTEL_NAMES = {
     "http_request_size_bytes": "http_server_request_body_size_bytes",
     "http_response_size_bytes": "http_server_response_body_size_bytes",
     "http_requests_in_progress": "http_server_active_requests",
+    # Streams (asgi_monitor.store.families): named after the request families, the conventions
+    # having no stream metric.
+    "http_stream_duration_seconds": "http_server_stream_duration_seconds",
+    "http_streams_open": "http_server_active_streams",
 }
 # The conventions count requests with the duration histogram.
 _REQUEST_COUNT = {"http_requests": "http_server_request_duration_seconds_count",

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..health.models import HealthStatus
-from ..sampling.inputs import RequestSnapshot, SampleInputs
+from ..sampling.inputs import RequestSnapshot, RouteLatency, SampleInputs
 
 if TYPE_CHECKING:
     import httpx
@@ -87,15 +87,24 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
     def gauge(name: str, doc: str, unit: str, points: list[NumberDataPoint]) -> Metric:
         return Metric(name, doc, unit, Gauge(points))
 
-    requests: RequestSnapshot = inputs.requests
-    durations = []
-    exponential = []
-    for latency in requests.latency:
+    def histogram_point(latency: RouteLatency, attributes: dict[str, Any],
+                        ) -> HistogramDataPoint:
         bounds = [bound for bound, _ in latency.buckets[:-1]]
         counts, previous = [], 0.0
         for _, running in latency.buckets:
             counts.append(int(running - previous))
             previous = running
+        return HistogramDataPoint(
+            attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+            count=int(latency.count), sum=latency.total, bucket_counts=counts,
+            explicit_bounds=bounds,
+            # Not kept by the store; OTLP's min and max are optional.
+            min=None, max=None)  # type: ignore[arg-type]
+
+    requests: RequestSnapshot = inputs.requests
+    durations = []
+    exponential = []
+    for latency in requests.latency:
         attributes: dict[str, Any] = {
             "http.request.method": _method(latency.method), "http.route": latency.route,
             "http.response.status_code": latency.status, "url.scheme": latency.scheme}
@@ -117,12 +126,12 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
                 negative=Buckets(0, []), flags=0,
                 min=None, max=None))  # type: ignore[arg-type]
             continue
-        durations.append(HistogramDataPoint(
-            attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
-            count=int(latency.count), sum=latency.total, bucket_counts=counts,
-            explicit_bounds=bounds,
-            # Not kept by the store; OTLP's min and max are optional.
-            min=None, max=None))  # type: ignore[arg-type]
+        durations.append(histogram_point(latency, attributes))
+    # Streams' lifetimes (their requests count above by their first byte), named after the
+    # request families: the conventions have no stream metric.
+    lifetimes = [histogram_point(latency, {"http.request.method": _method(latency.method),
+                                           "http.route": latency.route})
+                 for latency in requests.streams]
     database, cache, users = inputs.database, inputs.cache, inputs.users
     metrics = [
         # Its count is the request count, by status: the conventions define no request counter.
@@ -133,6 +142,12 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
         Metric("http.server.active_requests", "Number of active HTTP server requests.",
                "{request}", Sum([point(int(requests.in_progress))], cumulative,
                                 is_monotonic=False)),
+        Metric("http.server.stream.duration",
+               "Stream lifetime: from the request start to the last body chunk, or to the "
+               "client's disconnect.", "s", Histogram(lifetimes, cumulative)),
+        Metric("http.server.active_streams", "Number of streaming responses open now.",
+               "{stream}", Sum([point(int(requests.streams_open))], cumulative,
+                               is_monotonic=False)),
         counter("asgi_monitor.db.queries", "Database operations by status.", "{query}",
                 [point(int(database.queries - database.errors), status="success"),
                  point(int(database.errors), status="error")]),

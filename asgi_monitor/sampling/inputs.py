@@ -46,11 +46,14 @@ class RouteLatency:
 @dataclass(frozen=True, slots=True)
 class RequestSnapshot:
     """Request totals: one (method, route, status, count) per series, the duration histograms
-    (one per stored series), and the requests in progress now."""
+    (one per stored series), and the requests in progress now; the streams' lifetime
+    histograms (one per method and route, status 0) and the streams open now."""
 
     series: tuple[tuple[str, str, int, float], ...] = ()
     latency: tuple[RouteLatency, ...] = ()
     in_progress: float = 0.0
+    streams: tuple[RouteLatency, ...] = ()
+    streams_open: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .inputs import Buckets, NativeBuckets, RequestSnapshot, SampleInputs, SystemSnapshot
+from .inputs import (
+    Buckets,
+    NativeBuckets,
+    RequestSnapshot,
+    RouteLatency,
+    SampleInputs,
+    SystemSnapshot,
+)
 
 __all__ = ["NativeTotals", "RouteTotals", "Sample", "SampleBuffer", "Sampler", "Window",
            "quantile", "quantile_shown"]
@@ -58,6 +65,9 @@ class Sample:
     duration_count: float = 0.0
     buckets: Buckets = ()
     in_progress: float = 0.0
+    # Streams: open now, and the lifetimes per method and route as the store keeps them.
+    streams_open: float = 0.0
+    streams: tuple[RouteLatency, ...] = ()
     db_queries: float = 0.0
     db_errors: float = 0.0
     logins: float = 0.0
@@ -165,6 +175,8 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
     # a process that serves requests): it allocates as little as it can, since every object it
     # makes is one the garbage collector may walk while holding the GIL.
     sample.in_progress = requests.in_progress
+    sample.streams_open = requests.streams_open
+    sample.streams = requests.streams
     routes = sample.routes
     for method, route, status, count in requests.series:
         name = f"{method} {route}"

@@ -39,14 +39,18 @@ from .families import (
     IN_PROGRESS_HELP,
     OTEL_HISTOGRAMS,
     REQUESTS_HELP,
+    STREAM_DURATION_HELP,
+    STREAMS_OPEN_HELP,
     Kept,
+    Lifetimes,
     latest_exemplars,
     le_label,
     otel_method,
+    stream_names,
 )
 
 __all__ = ["Rendered", "SeriesBlocks", "counter_text", "direct_format", "encode", "escape",
-           "histogram_text", "plain_names", "request_text", "websocket_text"]
+           "histogram_text", "plain_names", "request_text", "stream_text", "websocket_text"]
 
 # The format (True: OpenMetrics) :func:`encode` is writing in this context, None outside it.
 _DIRECT: ContextVar[bool | None] = ContextVar("asgi_monitor_direct_exposition", default=None)
@@ -352,3 +356,19 @@ def _summed(values: array[float], starts: Sequence[int], members: Sequence[int],
         summed = array("d", map(add, summed, values[at:at + n]))
         total += values[at + n]
     return summed, total
+
+
+def stream_text(
+    out: list[str], lifetimes: Lifetimes, open_streams: float, *, naming: str, prefix: str,
+    bounds: Sequence[float], constant_labels: Sequence[tuple[str, str]], openmetrics: bool,
+) -> None:
+    """What :func:`stream_families` gives, as exposition text (appended to ``out``)."""
+    constants = tuple(constant_labels)
+    les = [le_label(bound) for bound in bounds]
+    for histogram_name, gauge_name, labels, otel in stream_names(naming):
+        histogram_text(
+            out, f"{prefix}{histogram_name}", STREAM_DURATION_HELP, labels, constants, les,
+            (((escape(otel_method(method) if otel else method), escape(route)), per_bucket,
+              total, None) for method, route, per_bucket, total in lifetimes), openmetrics)
+        counter_text(out, f"{prefix}{gauge_name}", STREAMS_OPEN_HELP, (), constants,
+                     (((), open_streams),), openmetrics, typ="gauge")

@@ -34,9 +34,11 @@ from prometheus_client.utils import floatToGoString
 
 from .native import NativeSnapshot, merge_native
 
-__all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "REQUESTS_HELP", "Kept",
+__all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "OTEL_STREAMS_OPEN",
+           "OTEL_STREAM_DURATION", "REQUESTS_HELP", "STREAMS_OPEN", "STREAMS_OPEN_HELP",
+           "STREAM_DURATION", "STREAM_DURATION_HELP", "Kept", "Lifetimes",
            "NativeHistogramFamily", "StoredSeries", "latest_exemplars", "le_label", "native_key",
-           "otel_method", "request_families"]
+           "otel_method", "request_families", "stream_families", "stream_names"]
 
 # A kept exemplar: (labels such as trace_id, observed value, unix time).
 Kept = tuple[dict[str, str], float, float]
@@ -239,3 +241,61 @@ def le_label(bound: float) -> str:
     """A bound as an ``le`` label."""
     # The formatting prometheus_client uses for its own "le" labels, so series are identical.
     return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+# -- streams ------------------------------------------------------------------------------------
+# A response is a stream when its content type is ``text/event-stream`` or its route is declared
+# as one (``MONITORING_STREAM_ROUTES``): its request duration is then its time to first byte, and
+# its lifetime (request start to the last body chunk, or to the client's disconnect) goes to the
+# stream histogram, per method and route, with the long bounds WebSocket sessions use. Classic
+# names ``http_stream_duration_seconds`` and ``http_streams_open``; OTel names
+# ``http_server_stream_duration_seconds`` (by ``http_request_method``, ``http_route``) and
+# ``http_server_active_streams``, after ``http.server.request.duration`` and
+# ``http.server.active_requests`` (the conventions have no stream metric).
+STREAM_DURATION = "http_stream_duration_seconds"
+STREAMS_OPEN = "http_streams_open"
+OTEL_STREAM_DURATION = "http_server_stream_duration_seconds"
+OTEL_STREAMS_OPEN = "http_server_active_streams"
+STREAM_DURATION_HELP = ("Stream lifetime: from the request start to the last body chunk, or to "
+                        "the client's disconnect.")
+STREAMS_OPEN_HELP = "Streaming responses open now."
+
+# Per (method, route): the lifetimes' per-bucket counts (+Inf last) and their sum.
+Lifetimes = Sequence[tuple[str, str, Sequence[float], float]]
+
+
+def stream_names(naming: str) -> list[tuple[str, str, tuple[str, str], bool]]:
+    """(histogram, gauge, histogram label names, otel) per family set ``naming`` exposes."""
+    out = []
+    if naming != "otel":
+        out.append((STREAM_DURATION, STREAMS_OPEN, ("method", "route"), False))
+    if naming != "classic":
+        out.append((OTEL_STREAM_DURATION, OTEL_STREAMS_OPEN, ("http_request_method",
+                                                              "http_route"), True))
+    return out
+
+
+def stream_families(
+    lifetimes: Lifetimes, open_streams: float, *, naming: str, prefix: str,
+    bounds: Sequence[float], constant_labels: Sequence[tuple[str, str]] = (),
+) -> Iterator[Metric]:
+    """The stream families of ``lifetimes`` and the open-streams gauge, as ``naming`` names
+    them; ``constant_labels`` are added to every sample."""
+    names = tuple(name for name, _ in constant_labels)
+    values = tuple(value for _, value in constant_labels)
+    les = [le_label(bound) for bound in bounds]
+    for histogram_name, gauge_name, labels, otel in stream_names(naming):
+        family = HistogramMetricFamily(f"{prefix}{histogram_name}", STREAM_DURATION_HELP,
+                                       labels=(*labels, *names))
+        for method, route, per_bucket, total in lifetimes:
+            buckets = []
+            running = 0.0
+            for i, count in enumerate(per_bucket):
+                running += count
+                buckets.append((les[i] if i < len(les) else "+Inf", running))
+            family.add_metric((otel_method(method) if otel else method, route, *values),
+                              buckets, total)
+        yield family
+        gauge = GaugeMetricFamily(f"{prefix}{gauge_name}", STREAMS_OPEN_HELP, labels=names)
+        gauge.add_metric(values, open_streams)
+        yield gauge

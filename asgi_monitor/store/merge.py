@@ -4,8 +4,9 @@ the sampler.
 - Counters and histograms (requests, WebSocket connections, custom counters and histograms) are
   summed over every worker's file, live or dead: a finished request stays counted after its
   worker exits or is killed.
-- Live gauges (requests in progress, WebSockets open) are summed over live workers only (a
-  worker is live while it holds the lock on its file, :mod:`asgi_monitor.store.worker_file`).
+- Live gauges (requests in progress, WebSockets and streams open) are summed over live workers
+  only (a worker is live while it holds the lock on its file,
+  :mod:`asgi_monitor.store.worker_file`).
 - Gauges set by the app merge by their ``multiprocess_mode`` (``mostrecent``: the value set last).
 - The series cap applies across workers too: the first ``max_series`` request label sets
   (method, route, status; a scheme is no new one, as in one process) in file order (oldest
@@ -56,9 +57,10 @@ from .exposition import (
     direct_format,
     plain_names,
     request_text,
+    stream_text,
     websocket_text,
 )
-from .families import Kept, StoredSeries, request_families
+from .families import Kept, StoredSeries, request_families, stream_families
 from .multiprocess import websocket_bounds
 from .native import NativeSnapshot, merge_native
 from .protobuf_scrape import RenderedBytes, direct_protobuf
@@ -69,6 +71,7 @@ from .worker_file import (
     FIXED_SLOTS,
     SLOT_FILE_ERRORS,
     SLOT_IN_PROGRESS,
+    SLOT_STREAMS_OPEN,
     SLOT_WS_ACTIVE,
     IndexCache,
     Untrusted,
@@ -77,6 +80,7 @@ from .worker_file import (
     native_layout,
     read_worker,
     request_block_slots,
+    stream_block_slots,
     websocket_block_slots,
     worker_files,
 )
@@ -95,6 +99,7 @@ _Key = tuple[str, str, int, str]  # a request series: method, route, status, sch
 _Order = tuple[float, str, int]
 _Entry = tuple[_Key, tuple[str, str, int], int, _Order]
 _Socket = tuple[str, int, _Order]  # a WebSocket route's block: route, first slot, order
+_Stream = tuple[tuple[str, str], int, _Order]  # a stream block: (method, route), slot, order
 
 
 @dataclass
@@ -120,6 +125,9 @@ class Merged:
     bad_records: int
     # Per request series with any, the duration buckets' newest exemplars among the workers'.
     exemplars: dict[_Key, list[Kept | None]] = field(default_factory=dict)
+    # Per (method, route): the stream lifetimes' per-bucket counts (+Inf last) and their sum.
+    streams: list[tuple[str, str, list[float], float]] = field(default_factory=list)
+    streams_open: float = 0.0
 
 
 class MergedFiles:
@@ -151,13 +159,15 @@ class MergedFiles:
         self._native_limit = settings.native_max_buckets
         self._block = request_block_slots(len(self._duration), len(self._size), self._native)
         self._ws_block = websocket_block_slots(len(self._ws))
+        self._stream_block = stream_block_slots(len(self._ws))
         self._warned: set[str] = set()
         # The sampler, the alert loop and a scrape may read at once, each in its own thread.
         self._indexes = IndexCache()
         self._retired = RetiredCache()
-        # values file -> (its records list, their request entries, their WebSocket entries);
-        # see _entries.
-        self._parsed: dict[str, tuple[list[list[Any]], list[_Entry], list[_Socket]]] = {}
+        # values file -> (its records list, their request entries, their WebSocket entries,
+        # their stream entries); see _entries.
+        self._parsed: dict[str, tuple[list[list[Any]], list[_Entry], list[_Socket],
+                                      list[_Stream]]] = {}
         self._latency: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
         self._lock = threading.Lock()
         self.compactor = Compactor(directory, {
@@ -255,6 +265,9 @@ class MergedFiles:
         return [RenderedBytes(data), *websocket_families(
             merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=self._prefix,
             bounds=self._ws, constant_labels=self._constant_labels),
+            *stream_families(merged.streams, merged.streams_open, naming=self._naming,
+                             prefix=self._prefix, bounds=self._ws,
+                             constant_labels=self._constant_labels),
             *self._self_families(merged),
             *(self._custom_families(merged.workers) if custom else ())]
 
@@ -289,6 +302,9 @@ class MergedFiles:
         websocket_text(out, merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p,
                        bounds=self._ws, docs=HELP, constant_labels=self._constant_labels,
                        openmetrics=openmetrics)
+        stream_text(out, merged.streams, merged.streams_open, naming=self._naming, prefix=p,
+                    bounds=self._ws, constant_labels=self._constant_labels,
+                    openmetrics=openmetrics)
         for name, doc, value in self._self_counters(merged):
             counter_text(out, name, doc, (), (), (((), value),), openmetrics)
         (files_name, files_doc), (records_name, records_doc) = self._skip_gauges()
@@ -322,20 +338,26 @@ class MergedFiles:
         """The worker's WebSocket records as (route, first slot, order)."""
         return self._parse(worker)[2]
 
+    def _streams(self, worker: WorkerRecords) -> list[_Stream]:
+        """The worker's stream records as ((method, route), first slot, order)."""
+        return self._parse(worker)[3]
+
     def _parse(self, worker: WorkerRecords,
-               ) -> tuple[list[list[Any]], list[_Entry], list[_Socket]]:
+               ) -> tuple[list[list[Any]], list[_Entry], list[_Socket], list[_Stream]]:
         known = self._parsed.get(worker.path)
         records = worker.records
         if known is not None and known[0] is records:
             return known
-        seen, entries, sockets = (0, [], []) if known is None else (len(known[0]), known[1],
-                                                                    known[2])
+        seen, entries, sockets, streams = ((0, [], [], []) if known is None else
+                                           (len(known[0]), known[1], known[2], known[3]))
         if known is not None and len(records) < seen:
-            seen, entries, sockets = 0, [], []  # another file under this name (rewritten)
+            # another file under this name (rewritten)
+            seen, entries, sockets, streams = 0, [], [], []
         name = os.path.basename(worker.path)
         sources = worker.header.get("order")
         entries = list(entries)  # never extended in place: another read may hold them
         sockets = list(sockets)
+        streams = list(streams)
         for position in range(seen, len(records)):
             record = records[position]
             kind = record[0]
@@ -343,6 +365,8 @@ class MergedFiles:
                 _, method, route, status, scheme, slot, *origin = record
             elif kind == "w":
                 _, route, slot, *origin = record
+            elif kind == "s":
+                _, method, route, slot, *origin = record
             else:
                 continue
             if origin and sources is not None:  # a retired file: the series' first place
@@ -353,9 +377,11 @@ class MergedFiles:
             if kind == "r":
                 entries.append(((method, route, status, scheme), (method, route, status), slot,
                                 order))
+            elif kind == "s":
+                streams.append(((method, route), slot, order))
             else:
                 sockets.append((route, slot, order))
-        found = self._parsed[worker.path] = (records, entries, sockets)
+        found = self._parsed[worker.path] = (records, entries, sockets, streams)
         return found
 
     def _admitted(self, workers: list[WorkerRecords]) -> dict[tuple[str, str, int], bool] | None:
@@ -393,6 +419,22 @@ class MergedFiles:
             admitted.keeps(route, OVERFLOW)
         return admitted.kept
 
+    def _streams_admitted(self, workers: list[WorkerRecords],
+                          ) -> dict[tuple[str, str], bool] | None:
+        """The cap's rule for stream (method, route) label sets, as :meth:`_admitted`."""
+        cap = self._max_series
+        if sum(len(self._streams(worker)) for worker in workers) <= cap:
+            return None
+        every = {entry[0] for worker in workers for entry in self._streams(worker)}
+        if len(every) <= cap:
+            return None
+        ordered = sorted((entry[2], entry[0]) for worker in workers
+                         for entry in self._streams(worker))
+        admitted: SeriesCap[tuple[str, str]] = SeriesCap(cap)
+        for _, key in ordered:
+            admitted.keeps(key, (key[0], OVERFLOW))
+        return admitted.kept
+
     def read(self) -> Merged:
         """Every worker's file, merged."""
         skipped: dict[str, int] = {}
@@ -426,15 +468,17 @@ class MergedFiles:
             self.compactor.request()  # in a thread of its own; this read goes on meanwhile
         admitted = self._admitted(compatible)
         routes_admitted = self._routes_admitted(compatible)
-        block, ws_block = self._block, self._ws_block
+        streams_admitted = self._streams_admitted(compatible)
+        block, ws_block, stream_block = self._block, self._ws_block, self._stream_block
         # Per series, where its block starts in ``blocks``: every series' block summed over the
         # workers, end to end. A worker's blocks are first copied into an array aligned with it
         # (slice to slice, no Python object per value), then added in one C loop.
         offsets: dict[_Key, int] = {}
         blocks = array("d")
         sockets: dict[str, list[float]] = {}
+        streams: dict[tuple[str, str], list[float]] = {}
         in_progress = [0.0] * len(_METHODS)
-        ws_active = 0.0
+        ws_active = streams_open = 0.0
         empty = array("d", bytes(8 * block))
         for worker in compatible:
             values = array("d")
@@ -447,6 +491,8 @@ class MergedFiles:
                     for i in range(len(_METHODS)):
                         in_progress[i] += values[SLOT_IN_PROGRESS + i]
                     ws_active += values[SLOT_WS_ACTIVE]
+                if checked or _sane(values, SLOT_STREAMS_OPEN, 1):
+                    streams_open += values[SLOT_STREAMS_OPEN]
             size = len(values)
             base = len(blocks)  # the series merged so far; this worker's new ones go after
             added = array("d", bytes(8 * base))
@@ -488,13 +534,28 @@ class MergedFiles:
                     sockets[route] = values[slot:slot + ws_block].tolist()
                 else:
                     found[:] = map(add, found, values[slot:slot + ws_block])
+            for stream, slot, _ in self._streams(worker):
+                if slot + stream_block > size:
+                    continue
+                if not checked and not _sane(values, slot, stream_block):
+                    bad += 1
+                    continue
+                if streams_admitted is not None and not streams_admitted[stream]:
+                    stream = (stream[0], OVERFLOW)
+                found = streams.get(stream)
+                if found is None:
+                    streams[stream] = values[slot:slot + stream_block].tolist()
+                else:
+                    found[:] = map(add, found, values[slot:slot + stream_block])
         exemplars, wrong = self._exemplars(compatible, admitted, skipped)
         w = len(self._ws) + 1
         return Merged(
             offsets, blocks, list(zip(_METHODS, in_progress, strict=True)),
             [(route, b[0]) for route, b in sockets.items()], ws_active,
             [(route, b[1:1 + w], b[1 + w]) for route, b in sockets.items()],
-            errors, unrecorded, workers, skipped, bad + wrong, exemplars)
+            errors, unrecorded, workers, skipped, bad + wrong, exemplars,
+            [(method, route, b[:w], b[w]) for (method, route), b in streams.items()],
+            streams_open)
 
     def _exemplars(self, workers: list[WorkerRecords],
                    admitted: dict[tuple[str, str, int], bool] | None, skipped: dict[str, int],
@@ -548,6 +609,9 @@ class MergedFiles:
         yield from websocket_families(
             merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p, bounds=self._ws,
             constant_labels=self._constant_labels)
+        yield from stream_families(
+            merged.streams, merged.streams_open, naming=naming or self._naming, prefix=p,
+            bounds=self._ws, constant_labels=self._constant_labels)
 
     def stored_series(self, merged: Merged) -> list[StoredSeries]:
         """``merged``'s request series as the projection takes them."""
@@ -616,8 +680,14 @@ class MergedFiles:
             totals.append(found[1])
             latency.append(found[2])
         self._latency = kept  # replaced whole: a concurrent read keeps the one it took
+        long_bounds = (*self._ws, float("inf"))
+        streams = tuple(
+            RouteLatency(method, route, tuple(zip(long_bounds, accumulate(counts), strict=True)),
+                         total)
+            for method, route, counts, total in merged.streams)
         return RequestSnapshot(tuple(totals), tuple(latency),
-                               sum(value for _, value in merged.in_progress))
+                               sum(value for _, value in merged.in_progress), streams,
+                               merged.streams_open)
 
     def _self_counters(self, merged: Merged) -> list[tuple[str, str, float]]:
         p = self._prefix

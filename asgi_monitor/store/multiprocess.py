@@ -37,11 +37,13 @@ from .single import (
 )
 from .worker_file import (
     SLOT_IN_PROGRESS,
+    SLOT_STREAMS_OPEN,
     SLOT_WS_ACTIVE,
     WorkerFile,
     native_layout,
     native_slots,
     request_block_slots,
+    stream_block_slots,
     websocket_block_slots,
 )
 
@@ -262,6 +264,26 @@ class WebSocketSeries:
         self.view[1 + len(scan)] += duration
 
 
+class StreamSeries:
+    """One (method, route) stream block: the lifetime histogram's buckets (+Inf last), its sum."""
+
+    __slots__ = ("view", "key", "_scan")
+
+    def __init__(self, view: memoryview[float], first: int, key: tuple[str, str],
+                 scan: list[float]) -> None:
+        self.view = view[first:first + stream_block_slots(len(scan) - 1)]
+        self.key = key
+        self._scan = scan
+
+    def observe(self, lifetime: float) -> None:
+        scan = self._scan
+        i = 0
+        while lifetime > scan[i]:
+            i += 1
+        self.view[i] += 1.0
+        self.view[len(scan)] += lifetime
+
+
 class MultiprocessRequestMetrics(RequestStore):
     """The :class:`~asgi_monitor.store.single.RequestMetrics` interface on this worker's file.
 
@@ -296,8 +318,12 @@ class MultiprocessRequestMetrics(RequestStore):
         self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(settings.max_series)
         self._ws_cap: SeriesCap[str] = SeriesCap(settings.max_series)
         self._ws: dict[str, WebSocketSeries] = {}
+        self._streams: dict[tuple[str, str], StreamSeries] = {}
+        self._stream_cap: SeriesCap[tuple[str, str]] = SeriesCap(settings.max_series)
+        self._stream_block = stream_block_slots(len(self._ws_bounds))
         self.in_progress = {}
         self.ws_active = Cell()
+        self.streams_open = Cell()
         self._pending = False
         # Made by the first exemplar: a worker that records none has no exemplars file.
         self._exemplars: ExemplarFile | None = None
@@ -324,6 +350,11 @@ class MultiprocessRequestMetrics(RequestStore):
         self.in_progress = {method: FileCell(fixed, SLOT_IN_PROGRESS + i)
                             for i, method in enumerate((*STANDARD_METHODS, "OTHER"))}
         self.ws_active = FileCell(fixed, SLOT_WS_ACTIVE)
+        self.streams_open = FileCell(fixed, SLOT_STREAMS_OPEN)
+        # Streams that find no space are not counted in the file; the sink is private.
+        self._stream_sink = StreamSeries(
+            memoryview(bytearray(8 * self._stream_block)).cast("d"), 0, ("", OVERFLOW),
+            self._ws_scan)
         self._space_logged = False
         return file
 
@@ -340,6 +371,8 @@ class MultiprocessRequestMetrics(RequestStore):
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
+        self._streams = {}
+        self._stream_cap = SeriesCap(self._max_series)
         self._dropped = {}
         self._pending = True
         private = memoryview(bytearray(8 * max(self._block, self._ws_block))).cast("d")
@@ -347,6 +380,7 @@ class MultiprocessRequestMetrics(RequestStore):
         self._ws_sink = WebSocketSeries(private, 0, OVERFLOW, self._ws_scan)
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
         self.ws_active = Cell()
+        self.streams_open = Cell()
 
     def worker_file(self) -> WorkerFile:
         """This process' file: after a fork, opened on first use (a closed one if that fails,
@@ -355,6 +389,7 @@ class MultiprocessRequestMetrics(RequestStore):
             self._pending = False
             in_progress = {method: cell.value for method, cell in self.in_progress.items()}
             ws_active = self.ws_active.value
+            streams_open = self.streams_open.value
             try:
                 self.file = self._open()
             except OSError as exc:
@@ -364,6 +399,7 @@ class MultiprocessRequestMetrics(RequestStore):
             for method, value in in_progress.items():
                 self.in_progress[method].add(value)
             self.ws_active.add(ws_active)
+            self.streams_open.add(streams_open)
         return self.file
 
     def close(self) -> None:
@@ -372,6 +408,7 @@ class MultiprocessRequestMetrics(RequestStore):
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
+        self._streams = {}
         if self._exemplars is not None:
             self._exemplars.close()
             self._exemplars = None
@@ -455,6 +492,28 @@ class MultiprocessRequestMetrics(RequestStore):
             logger.error("%s: no space for new series in %s (%r); their requests are counted "
                          "in asgi_monitor_multiprocess_unrecorded_total until space is freed, "
                          "existing series keep counting", ENV_VAR, self._directory, exc)
+
+    def record_stream(self, method: str, route: str, lifetime: float) -> None:
+        found = self._streams.get((method, route))
+        if found is None:
+            found = self._new_stream((method, route))
+        found.observe(lifetime)
+
+    def _new_stream(self, key: tuple[str, str]) -> StreamSeries:
+        if not self._stream_cap.keeps(key, (key[0], OVERFLOW)):
+            name = "http_stream_duration_seconds_count"
+            self._dropped[name] = self._dropped.get(name, 0) + 1
+            key = (key[0], OVERFLOW)
+            found = self._streams.get(key)
+            if found is not None:
+                return found
+        try:
+            view, first, _ = self.worker_file().new_block(self._stream_block, ["s", *key])
+        except OSError as exc:
+            self._no_space(exc)
+            return self._stream_sink
+        found = self._streams[key] = StreamSeries(view, first, key, self._ws_scan)
+        return found
 
     def websocket_accepted(self, route: str) -> str:
         series = self._websocket(route)

@@ -4,9 +4,9 @@
 Its layout: a 4-byte little-endian length and a JSON header (a worker header plus
 ``generation``, ``holds``, the files whose counts it holds with the time each was folded, and
 ``order``, the table of the folded files' start times and names), the same for a JSON list of
-records (a worker's, plus for ``r`` and ``w`` records their first place: an index into ``order``
-and a position there), zeros up to a multiple of 8 bytes, then the float64 values. A reader
-treats it as untrusted as any worker file (:mod:`asgi_monitor.store.safe_open`).
+records (a worker's, plus for ``r``, ``w`` and ``s`` records their first place: an index into
+``order`` and a position there), zeros up to a multiple of 8 bytes, then the float64 values. A
+reader treats it as untrusted as any worker file (:mod:`asgi_monitor.store.safe_open`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .worker_file import (
     WorkerRecords,
     counts_sane,
     request_block_slots,
+    stream_block_slots,
     valid_header,
     valid_record,
     websocket_block_slots,
@@ -46,6 +47,8 @@ RETIRED_PREFIX = f"{PREFIX}retired_"
 RETIRED_SUFFIX = ".data"
 MAX_RETIRED = MAX_INDEX + MAX_VALUES
 _LENGTH = struct.Struct("<I")
+# Kinds of record that carry their first place, and their length without it.
+_PLACED = {"r": 6, "w": 3, "s": 4}
 
 
 def retired_files(directory: str) -> list[str]:
@@ -107,9 +110,9 @@ def _parse(data: bytes, path: str) -> tuple[dict[str, Any], list[list[Any]], int
     bad = 0
     sources = len(header["order"])
     for record in records:
-        # r and w records carry their first place (order index, position) after the slot.
-        if type(record) is list and record and record[0] in ("r", "w"):
-            cut = 6 if record[0] == "r" else 3
+        # r, w and s records carry their first place (order index, position) after the slot.
+        if type(record) is list and record and record[0] in _PLACED:
+            cut = _PLACED[record[0]]
             if (len(record) == cut + 2 and valid_record(record[:cut])
                     and _place(record[cut - 1:], sources)):
                 kept.append(record)
@@ -171,11 +174,13 @@ class Fold:
         self.block = request_block_slots(len(header["duration_buckets"]),
                                          len(header["size_buckets"]), header.get("native"))
         self.ws_block = websocket_block_slots(len(header["websocket_buckets"]))
+        self.stream_block = stream_block_slots(len(header["websocket_buckets"]))
         self.started = math.inf
         self.order: dict[tuple[float, str], int] = {}
         # key -> [values, place]
         self.requests: dict[tuple[Any, ...], tuple[array[float], tuple[float, str, int]]] = {}
         self.sockets: dict[str, tuple[array[float], tuple[float, str, int]]] = {}
+        self.streams: dict[tuple[Any, ...], tuple[array[float], tuple[float, str, int]]] = {}
         self.values: dict[tuple[Any, ...], list[float]] = {}  # custom: value, stamp
         self.errors = 0.0
         self.unrecorded = array("d", bytes(8 * self.block))
@@ -197,22 +202,24 @@ class Fold:
             if kind == "v":
                 self._custom(worker, record)
                 continue
-            if kind not in ("r", "w"):
+            if kind not in _PLACED:
                 continue
             if order is not None:
-                cut = 6 if kind == "r" else 3
+                cut = _PLACED[kind]
                 started, source = order[record[cut]]
                 place = (float(started), source, record[cut + 1])
                 record = record[:cut]
             else:
                 place = (worker.started, name, position)
-            size = self.block if kind == "r" else self.ws_block
+            size = (self.block if kind == "r" else self.ws_block if kind == "w"
+                    else self.stream_block)
             slot = record[-1]
             piece = values[slot:slot + size]
             if len(piece) < size or not _sane(piece):
                 continue  # the merge leaves it out too
-            table = self.requests if kind == "r" else self.sockets
-            key: Any = tuple(record[1:-1]) if kind == "r" else record[1]
+            table: dict[Any, tuple[array[float], tuple[float, str, int]]] = (
+                self.requests if kind == "r" else self.sockets if kind == "w" else self.streams)
+            key: Any = record[1] if kind == "w" else tuple(record[1:-1])
             found = table.get(key)
             if found is None:
                 table[key] = (array("d", piece), place)
@@ -265,6 +272,9 @@ class Fold:
             slots.extend(block)
         for route, (block, where) in sorted(self.sockets.items(), key=lambda item: item[1][1]):
             records.append(["w", route, len(slots), *place(where)])
+            slots.extend(block)
+        for stream, (block, where) in sorted(self.streams.items(), key=lambda item: item[1][1]):
+            records.append(["s", *stream, len(slots), *place(where)])
             slots.extend(block)
         for (typ, mode, metric, sample, names, labels, doc), pair in self.values.items():
             records.append(["v", typ, mode, metric, sample, list(names), list(labels), doc,

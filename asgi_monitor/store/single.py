@@ -18,6 +18,7 @@ import math
 import time
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -36,6 +37,7 @@ from .exposition import (
     direct_format,
     plain_names,
     request_text,
+    stream_text,
     websocket_text,
 )
 from .families import (
@@ -45,6 +47,7 @@ from .families import (
     StoredSeries,
     le_label,
     request_families,
+    stream_families,
 )
 from .native import NativeBuckets
 from .protobuf_scrape import RenderedBytes, direct_protobuf
@@ -106,6 +109,8 @@ class RequestStore:
 
     # Set by each store: one cell per standard method, plus "OTHER" for the rest.
     in_progress: dict[str, Cell]
+    # Streams open now (asgi_monitor.store.families, the stream families); the middleware moves it.
+    streams_open: Cell
 
     def begin(self, method: str) -> str:
         """Count a request in progress; returns its method label (``OTHER`` if not standard)."""
@@ -137,6 +142,11 @@ class RequestStore:
         exemplars are on; a store that cannot keep them (multiprocess) just records."""
         self.record(method, route, status, scheme, duration, ttfb, request_bytes,
                     response_bytes)
+
+    def record_stream(self, method: str, route: str, lifetime: float) -> None:
+        """Observe a finished stream's lifetime (its request is recorded too, by its first
+        byte)."""
+        raise NotImplementedError
 
     def websocket_accepted(self, route: str) -> str:
         """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
@@ -304,6 +314,11 @@ class RequestMetrics(RequestStore):
         self._ws_total: dict[str, int] = {}
         self._ws_duration: dict[str, BucketCounts] = {}
         self._ws_dropped = 0
+        self.streams_open = Cell()
+        self._long_bounds = sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS})
+        self._streams: dict[tuple[str, str], BucketCounts] = {}
+        self._stream_cap: SeriesCap[tuple[str, str]] = SeriesCap(max_series)
+        self._stream_dropped = 0
 
     # -- hot path (begin and end are RequestStore's) ---------------------------------------------
     def record(
@@ -341,6 +356,19 @@ class RequestMetrics(RequestStore):
     def _new_series(self) -> Series:
         return Series(self._duration_buckets, self._size_buckets)
 
+    def record_stream(self, method: str, route: str, lifetime: float) -> None:
+        key = (method, route)
+        histogram = self._streams.get(key)
+        if histogram is None:
+            if not self._stream_cap.keeps(key, (method, OVERFLOW)):
+                self._stream_dropped += 1
+                key = (method, OVERFLOW)
+            histogram = self._streams.get(key)
+            if histogram is None:
+                # Streams last like WebSocket sessions: the same long bounds.
+                histogram = self._streams[key] = BucketCounts(self._long_bounds)
+        histogram.observe(lifetime)
+
     def websocket_accepted(self, route: str) -> str:
         if not self._ws_cap.keeps(route, OVERFLOW):
             self._ws_dropped += 1
@@ -360,13 +388,14 @@ class RequestMetrics(RequestStore):
     # -- scrape ---------------------------------------------------------------------------------
     def describe(self) -> Iterator[Metric]:
         # Declaring our names lets the registry reject a custom metric that would clash.
-        return self._families([], [], [])
+        return self._families([], [], [], [])
 
     def collect(self) -> Iterator[Metric]:
         # list() of a dict's items is one C call under the GIL: a consistent snapshot even while
         # the event loop thread adds series.
         return self._families([s.stored(key) for key, s in list(self._series.items())],
-                              list(self._ws_total.items()), list(self._ws_duration.items()))
+                              list(self._ws_total.items()), list(self._ws_duration.items()),
+                              self._lifetimes())
 
     def exposition(self, openmetrics: bool) -> str | None:
         """:meth:`collect`'s families as exposition text (OpenMetrics or the text format), or
@@ -388,11 +417,14 @@ class RequestMetrics(RequestStore):
             prefix=self._prefix,
             bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}), docs=HELP,
             constant_labels=self._constant_labels, openmetrics=openmetrics)
+        stream_text(out, self._lifetimes(), float(self.streams_open.value), naming=self._naming,
+                    prefix=self._prefix, bounds=self._long_bounds,
+                    constant_labels=self._constant_labels, openmetrics=openmetrics)
         return "".join(out)
 
     def protobuf(self) -> list[Metric]:
         """The request families as protobuf messages (one :class:`RenderedBytes`), then the
-        WebSocket families."""
+        WebSocket and stream families."""
         # Imported on the first protobuf scrape: the hot path's modules never need it.
         from .protobuf import request_protobuf
 
@@ -409,13 +441,21 @@ class RequestMetrics(RequestStore):
             [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
             prefix=self._prefix,
             bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
+            constant_labels=self._constant_labels), *stream_families(
+            self._lifetimes(), float(self.streams_open.value), naming=self._naming,
+            prefix=self._prefix, bounds=self._long_bounds,
             constant_labels=self._constant_labels)]
+
+    def _lifetimes(self) -> list[tuple[str, str, list[float], float]]:
+        return [(method, route, [float(c) for c in h.counts], h.total)
+                for (method, route), h in list(self._streams.items())]
 
     def _families(
         self,
         series: list[StoredSeries],
         ws_total: list[tuple[str, int]],
         ws_duration: list[tuple[str, BucketCounts]],
+        lifetimes: list[tuple[str, str, list[float], float]],
     ) -> Iterator[Metric]:
         p = self._prefix
         yield from request_families(
@@ -429,6 +469,9 @@ class RequestMetrics(RequestStore):
             [(route, [float(c) for c in h.counts], h.total) for route, h in ws_duration],
             prefix=p, bounds=sorted({*self._duration_buckets, *WEBSOCKET_EXTRA_BUCKETS}),
             constant_labels=self._constant_labels)
+        yield from stream_families(
+            lifetimes, float(self.streams_open.value), naming=self._naming, prefix=p,
+            bounds=self._long_bounds, constant_labels=self._constant_labels)
 
     def blocks(self) -> SeriesBlocks:
         """Every series copied into one array for the exposition (no object per series)."""
@@ -463,12 +506,19 @@ class RequestMetrics(RequestStore):
             latency.append(RouteLatency(
                 method, route, tuple(buckets), total, status, scheme,
                 None if native is None else native.read()))
+        bounds = (*self._long_bounds, math.inf)
+        streams = tuple(
+            RouteLatency(method, route, tuple(zip(bounds, accumulate(counts), strict=True)),
+                         total)
+            for method, route, counts, total in self._lifetimes())
         return RequestSnapshot(series, tuple(latency),
-                               float(sum(cell.value for cell in self.in_progress.values())))
+                               float(sum(cell.value for cell in self.in_progress.values())),
+                               streams, float(self.streams_open.value))
 
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,
-                "websocket_connections_total": self._ws_dropped}
+                "websocket_connections_total": self._ws_dropped,
+                "http_stream_duration_seconds_count": self._stream_dropped}
 
 
 class NativeRequestMetrics(RequestMetrics):

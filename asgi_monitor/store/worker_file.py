@@ -49,9 +49,9 @@ from .safe_open import Untrusted, open_untrusted, read_fd
 
 __all__ = [
     "CHUNK", "FIXED_SLOTS", "MAX_INDEX", "MAX_RECORD", "MAX_VALUES", "PREFIX", "SLOT_FILE_ERRORS",
-    "SLOT_IN_PROGRESS", "SLOT_WS_ACTIVE", "VERSION", "IndexCache", "Untrusted", "WorkerFile",
-    "WorkerRecords", "counts_sane", "native_layout", "native_slots", "parse_records",
-    "read_worker", "request_block_slots", "reserve_space",
+    "SLOT_IN_PROGRESS", "SLOT_STREAMS_OPEN", "SLOT_WS_ACTIVE", "VERSION", "IndexCache",
+    "Untrusted", "WorkerFile", "WorkerRecords", "counts_sane", "native_layout", "native_slots",
+    "parse_records", "read_worker", "request_block_slots", "reserve_space", "stream_block_slots",
     "valid_header", "valid_record", "websocket_block_slots", "worker_files",
 ]
 
@@ -61,6 +61,7 @@ CHUNK = 64 * 1024  # a multiple of every platform's mmap granularity (64 KiB on 
 SLOT_IN_PROGRESS = 0  # 10 slots: the standard methods and OTHER, in STANDARD_METHODS order
 SLOT_WS_ACTIVE = 10
 SLOT_FILE_ERRORS = 11  # times this worker failed to reserve space or append to its index
+SLOT_STREAMS_OPEN = 12  # streaming responses open now (a slot earlier versions left zero)
 FIXED_SLOTS = 16
 MAX_VALUES = 64 * 1024 * 1024  # bytes of one values file (a multiple of CHUNK)
 MAX_INDEX = 16 * 1024 * 1024  # bytes of one index file
@@ -108,6 +109,12 @@ def request_block_slots(duration_bounds: int, size_bounds: int, native: Any = No
 def websocket_block_slots(bounds: int) -> int:
     """Slots of one WebSocket route's block: the connection count, then its session histogram."""
     return 1 + bounds + 2
+
+
+def stream_block_slots(bounds: int) -> int:
+    """Slots of one (method, route) stream block: its lifetime histogram (buckets, +Inf last,
+    and the sum) on the WebSocket bounds; the stream count is the histogram's."""
+    return bounds + 2
 
 
 def _lock(fd: int, exclusive: bool) -> bool:
@@ -366,8 +373,9 @@ def valid_header(header: Any) -> bool:
 
 
 def valid_record(record: Any) -> bool:
-    """An index record after the header: a request block (``r``), a WebSocket route's (``w``)
-    or a custom metric's value (``v``), each ending with its first slot."""
+    """An index record after the header: a request block (``r``), a WebSocket route's (``w``),
+    a stream route's (``s``: method, route) or a custom metric's value (``v``), each ending
+    with its first slot."""
     if type(record) is not list or not record:
         return False
     kind = record[0]
@@ -378,6 +386,9 @@ def valid_record(record: Any) -> bool:
     if kind == "w":
         return (len(record) == 3 and type(record[1]) is str and _slot(record[2])
                 and record[2] >= FIXED_SLOTS)
+    if kind == "s":
+        return (len(record) == 4 and type(record[1]) is str and type(record[2]) is str
+                and _slot(record[3]) and record[3] >= FIXED_SLOTS)
     if kind == "v":
         # Names go into the exposition unescaped: they must be names.
         return (len(record) == 9 and record[1] in _KINDS and type(record[2]) is str
@@ -483,11 +494,13 @@ def slots_named(header: dict[str, Any], records: list[list[Any]]) -> int:
     block = request_block_slots(len(header["duration_buckets"]), len(header["size_buckets"]),
                                 header.get("native"))
     ws_block = websocket_block_slots(len(header["websocket_buckets"]))
+    stream_block = stream_block_slots(len(header["websocket_buckets"]))
     reserved = header["reserved"]
     end = max(FIXED_SLOTS, reserved.get("r", 0) + block, reserved.get("w", 0) + ws_block)
     for record in records:
         kind = record[0]
-        size = block if kind == "r" else ws_block if kind == "w" else 2
+        size = (block if kind == "r" else ws_block if kind == "w"
+                else stream_block if kind == "s" else 2)
         end = max(end, record[-1] + size)
     return int(end)
 

@@ -39,6 +39,7 @@ from .snapshot import (
     overall_status,
     states_figure,
     status_class,
+    streams_view,
     summary,
 )
 from .templating import environment, template_dir
@@ -230,6 +231,7 @@ class DashboardEndpoints:
             "point": point,
             "routes": busiest_routes(monitor),
             "routes_seconds": ROUTES_WINDOW_SECONDS,
+            "streams": streams_view(sample, monitor.history.top_routes),
             "alert_value": alert_value,
             "insights": monitor.collector.get_performance_insights(),
             "history_points": len(monitor.history.points(seconds=seconds)),

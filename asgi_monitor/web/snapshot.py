@@ -14,13 +14,13 @@ from .._version import __version__
 from ..alerting.models import AlertState
 from ..health.models import HealthStatus
 from ..insights.rules import route_stats, span
-from ..sampling.samples import Sample
+from ..sampling.samples import Sample, quantile_shown
 from ..timeseries import COLUMNS
 from ..units import ms
 from .parts import MonitorParts
 
 __all__ = ["alert_value", "busiest_routes", "error_window", "export_document", "health_view",
-           "history_document", "overall_status", "states_figure", "summary"]
+           "history_document", "overall_status", "states_figure", "streams_view", "summary"]
 
 # The dashboard's route table covers this much history: one interval is too noisy at 5 s.
 ROUTES_WINDOW_SECONDS = 300.0
@@ -151,6 +151,17 @@ def busiest_routes(monitor: MonitorParts) -> list[dict[str, Any]]:
     stats = sorted(route_stats(points).values(), key=lambda s: (-s.requests, s.route))
     covered = span(points)
     return [s.to_dict(covered) for s in stats[:monitor.history.top_routes]]
+
+
+def streams_view(sample: Sample, limit: int) -> dict[str, Any]:
+    """Streams since start (docs/metrics.md, "Streams"): how many are open now and, for the
+    ``limit`` routes with the most, their count and their lifetime's p50 and p95 as a page
+    states them (:func:`~asgi_monitor.sampling.samples.quantile_shown`)."""
+    ranked = sorted(sample.streams, key=lambda s: (-s.count, s.method, s.route))[:limit]
+    return {"open": sample.streams_open, "routes": [
+        {"route": f"{latency.method} {latency.route}", "count": latency.count,
+         "p50": quantile_shown(0.5, latency.buckets, latency.total),
+         "p95": quantile_shown(0.95, latency.buckets, latency.total)} for latency in ranked]}
 
 
 def history_document(monitor: MonitorParts, since: float | None = None,

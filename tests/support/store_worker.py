@@ -7,7 +7,9 @@ with ``"hold": true``, waits for a line on stdin first, so the test sees it live
 GET /a with that exemplar, ``open`` leaves k requests in progress, ``fsize`` sets
 RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
 records one request on each of n new routes after the limit; ``"native": true`` turns native
-histograms on and ``"durations": [seconds, ...]`` records a GET /a of each (as its TTFB too).
+histograms on and ``"durations": [seconds, ...]`` records a GET /a of each (as its TTFB too);
+``streams`` (``[["GET", "/s", lifetime, n], ...]``) records n streams of that lifetime,
+``open_streams`` leaves k streams open.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def main() -> None:
                                  {"trace_id": trace_id})
     for _ in range(plan.get("open", 0)):
         requests.begin("GET")
+    for method, route, lifetime, count in plan.get("streams", ()):
+        for _ in range(count):
+            requests.record_stream(method, route, lifetime)
+    requests.streams_open.add(plan.get("open_streams", 0))
     if "gauge" in plan:
         monitor.collector.set_gauge("queue_depth", plan["gauge"])
     if "counter" in plan:

@@ -148,18 +148,17 @@ def test_the_core_never_imports_the_web_layer(core: str) -> None:
 
 
 def test_the_hot_path_imports_only_what_a_request_needs() -> None:
-    # families, exposition and protobuf_scrape: the store's scrape side (prometheus_client's
-    # family classes, the text written from the store's numbers, whether protobuf is asked for),
-    # as the single-process store has always imported them. Imports inside functions are left
-    # out here: the middleware loads the process default and the optional parts when it is
-    # built, not per request.
+    # families, exposition and protobuf_scrape: the store's scrape side
+    # (prometheus_client's family classes, the text written from the store's numbers, whether
+    # protobuf is asked for), as the single-process store has always imported them. Imports
+    # inside functions are left out here: the middleware loads the process default and the
+    # optional parts when it is built, not per request.
     allowed = {"asgi_monitor.middleware", "asgi_monitor.store.single", "asgi_monitor.routes",
                "asgi_monitor.errors", "asgi_monitor.secret", "asgi_monitor.sampling.inputs",
                "asgi_monitor.store.families", "asgi_monitor.store.exposition",
                "asgi_monitor.store.cap", "asgi_monitor.store.settings",
                # the native histograms' buckets, observed per request when they are on
-               "asgi_monitor.store.native",
-               "asgi_monitor.store.protobuf_scrape"}
+               "asgi_monitor.store.native", "asgi_monitor.store.protobuf_scrape"}
     reached = {m for m in _reachable("asgi_monitor.middleware", MODULE_GRAPH)
                if not m.startswith("asgi_monitor.config")}
     assert reached <= allowed, sorted(reached - allowed)

@@ -32,6 +32,7 @@ from asgi_monitor.store.worker_file import worker_files
 
 STEPS = ("written", "renamed", "removing", "removed")
 GET_A = {"method": "GET", "route": "/a", "status": "200"}
+STREAM_S = {"method": "GET", "route": "/s"}
 
 
 @pytest.fixture
@@ -82,20 +83,25 @@ def totals(directory: Path) -> dict[str, float | None]:
             "b": value("http_requests_total", {**GET_A, "route": "/b"}),
             "in_progress": value("http_requests_in_progress", {"method": "GET"}),
             "jobs": value("jobs_total"), "queue": value("queue_depth"),
-            "errors": value("asgi_monitor_multiprocess_file_errors_total")}
+            "errors": value("asgi_monitor_multiprocess_file_errors_total"),
+            "streams": value("http_stream_duration_seconds_count", STREAM_S),
+            "stream_seconds": value("http_stream_duration_seconds_sum", STREAM_S),
+            "streams_open": value("http_streams_open")}
 
 
 def plans(first: int, count: int) -> list[dict[str, object]]:
     """Dead workers: worker i serves i requests on /a, counts i jobs, sets the queue to i,
-    leaves a request in progress."""
-    return [{"requests": [["GET", "/a", 200, i]], "counter": i, "gauge": i, "open": 1}
+    leaves a request in progress; and i streams of 2 s on /s, one of them left open."""
+    return [{"requests": [["GET", "/a", 200, i]], "counter": i, "gauge": i, "open": 1,
+             "streams": [["GET", "/s", 2.0, i]], "open_streams": 1}
             for i in range(first, first + count)]
 
 
 def expected(last: int) -> dict[str, float | None]:
     total = float(sum(range(1, last + 1)))
     return {"requests": total, "b": None, "in_progress": 0.0, "jobs": total,
-            "queue": float(last), "errors": 0.0}
+            "queue": float(last), "errors": 0.0, "streams": total, "stream_seconds": 2 * total,
+            "streams_open": 0.0}
 
 
 def compact_in_process(directory: Path, step: str = "") -> subprocess.CompletedProcess[str]:

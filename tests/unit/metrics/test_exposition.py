@@ -63,6 +63,15 @@ def fill(record: Any, offset: int = 0) -> None:
         record("GET", "/items/0", 200, "http", 0.01, 0.002, 2_000_000, 7_000_000)
 
 
+def fill_streams(store: Any) -> None:
+    # Over a cap of 4 or 5: the last ones overflow.
+    for n in range(6):
+        store.record_stream("GET", f"/events/{n}", 0.5 * n)
+    store.record_stream("POST", AWKWARD_ROUTE, 4000.0)
+    store.record_stream("OTHER", "/events/0", 1.0)
+    store.streams_open.add(2)
+
+
 def assert_same(registry: CollectorRegistry) -> None:
     for accept in ACCEPTS:
         encoder, content_type = choose_encoder(accept)
@@ -82,6 +91,7 @@ def test_one_process_writes_what_prometheus_client_writes(
     route = store.websocket_accepted("/ws")
     store.websocket_closed(route, 42.0)
     store.websocket_accepted("/ws/{room}")
+    fill_streams(store)
     Counter("app_things", "Things, the app's own", ["kind"],
             registry=built.registry).labels("a").inc(3)
     assert_same(built.registry)
@@ -112,6 +122,8 @@ def test_merged_worker_files_write_what_prometheus_client_writes(
         max_series=5))
     fill(built.collector.requests.record)
     fill(other.record, offset=1)
+    fill_streams(built.collector.requests)
+    fill_streams(other)
     built.collector.increment_counter("signups_total", labels={"plan": "pro"})
     built.collector.set_gauge("queue_depth", 3)
     built.collector.record_histogram("job_seconds", 1.5)
@@ -124,6 +136,10 @@ def test_merged_worker_files_write_what_prometheus_client_writes(
                   if line.startswith("http_request_duration_seconds_count"))
     if naming != "otel":
         assert counted == 22
+        assert 'http_streams_open{env="prod"} 4.0' in text
+    if naming != "classic":
+        assert 'http_server_active_streams{env="prod"} 4.0' in text
+        assert 'http_server_stream_duration_seconds_count{env="prod",http_request_method="_OTHER",http_route="<overflow>"} 2.0' in text  # noqa: E501
     assert 'route="<overflow>"' in text or "http_route=\"<overflow>\"" in text
 
 

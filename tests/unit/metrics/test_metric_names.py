@@ -197,6 +197,9 @@ def test_an_unknown_naming_is_refused() -> None:
     ("http_request_duration_seconds_count", "both", "http_request_duration_seconds_count"),
     ("http_time_to_first_byte_seconds_bucket", "otel", "http_time_to_first_byte_seconds_bucket"),
     ("db_queries_total", "otel", "db_queries_total"),
+    ("http_stream_duration_seconds_bucket", "otel", "http_server_stream_duration_seconds_bucket"),
+    ("http_stream_duration_seconds_count", "both", "http_stream_duration_seconds_count"),
+    ("http_streams_open", "otel", "http_server_active_streams"),
 ])
 def test_metric_name(classic: str, naming: str, expected: str) -> None:
     assert metric_name(classic, naming) == expected

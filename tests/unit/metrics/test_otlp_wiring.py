@@ -41,3 +41,30 @@ def test_metrics_data_from_a_snapshot() -> None:
               for p in metrics["http.server.request.duration"].data.data_points}
     assert points == {("_OTHER", 502, "http", "502"): (1, pytest.approx(0.2), 1),
                       ("GET", 200, "https", None): (1, pytest.approx(0.02), 1)}
+
+
+def test_streams_in_the_export() -> None:
+    pytest.importorskip("opentelemetry.sdk.metrics.export")
+    from asgi_monitor.exports.otlp import metrics_data
+
+    monitor = build_monitor(MonitoringConfig(otlp=OTLPSettings(endpoint="http://c:4318/v1/metrics")),
+                            CollectorRegistry())
+    monitor.requests.record_stream("GET", "/events", 42.0)
+    monitor.requests.record_stream("GET", "/events", 700.0)
+    monitor.requests.record_stream("OTHER", "/feed", 1.0)
+    monitor.requests.streams_open.add(3)
+    data = metrics_data(monitor.sampler.read(), resource={"service.name": "shop"},
+                        start_ns=1, now_ns=2)
+    metrics = {m.name: m for m in data.resource_metrics[0].scope_metrics[0].metrics}
+    stream = metrics["http.server.stream.duration"]
+    assert stream.unit == "s"
+    points = {(p.attributes["http.request.method"], p.attributes["http.route"]):
+              (p.count, p.sum, sum(p.bucket_counts), len(p.bucket_counts) - len(p.explicit_bounds))
+              for p in stream.data.data_points}
+    assert points == {("GET", "/events"): (2, pytest.approx(742.0), 2, 1),
+                      ("_OTHER", "/feed"): (1, pytest.approx(1.0), 1, 1)}
+    # The long bounds: an hour-long stream has a bucket of its own.
+    assert 3600.0 in next(iter(stream.data.data_points)).explicit_bounds
+    [open_now] = metrics["http.server.active_streams"].data.data_points
+    assert open_now.value == 3
+    assert metrics["http.server.active_streams"].data.is_monotonic is False

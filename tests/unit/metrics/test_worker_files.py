@@ -326,3 +326,45 @@ def test_the_error_slot_counts_failed_reservations(tmp_path: Path) -> None:
     worker = read_worker(file.values_path)
     assert worker is not None and worker.values[SLOT_FILE_ERRORS] == 1
     file.close()
+
+
+def test_streams_merge_and_only_live_workers_keep_them_open(directory: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory),
+           "PYTHONPATH": PACKAGE_ROOT}
+    live = subprocess.Popen([sys.executable, str(SUPPORT / "store_worker.py"), json.dumps(
+        {"streams": [["GET", "/events", 3.0, 2]], "open_streams": 2, "hold": True})],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout is not None and live.stdin is not None
+        live.stdout.readline()
+        run_worker(directory, {"streams": [["GET", "/events", 5.0, 1], ["POST", "/llm", 1.0, 4]],
+                               "open_streams": 3})
+        here = monitor(max_series=2)
+        requests = here.collector.requests
+        requests.record_stream("GET", "/events", 7.0)
+        requests.record_stream("GET", "/feed", 1.0)  # a third label set: over the cap of 2
+        requests.streams_open.add(1)
+        value = here.scrape_registry().get_sample_value
+        events = {"method": "GET", "route": "/events"}
+        assert value("http_stream_duration_seconds_count", events) == 4
+        assert value("http_stream_duration_seconds_sum", events) == 2 * 3.0 + 5.0 + 7.0
+        assert value("http_stream_duration_seconds_count", {"method": "POST",
+                                                            "route": "/llm"}) == 4
+        assert value("http_stream_duration_seconds_count", {"method": "GET",
+                                                            "route": "<overflow>"}) == 1
+        assert value("http_stream_duration_seconds_bucket", {**events, "le": "5.0"}) == 3
+        # Open: the live worker's 2 and this process' 1; the dead worker's 3 are gone.
+        assert value("http_streams_open") == 3
+        # What the sampler (and the OTLP export) reads: the same, typed.
+        merged = here.collector.merged
+        assert merged is not None
+        snapshot = merged.request_snapshot(merged.read())
+        assert snapshot.streams_open == 3
+        assert {(s.method, s.route): (s.count, s.total) for s in snapshot.streams} == {
+            ("GET", "/events"): (4, 18.0), ("POST", "/llm"): (4, 4.0),
+            ("GET", "<overflow>"): (1, 1.0)}
+    finally:
+        live.stdin.close()  # type: ignore[union-attr]
+        live.wait(timeout=30)
+        live.stdout.close()  # type: ignore[union-attr]
+    assert monitor().scrape_registry().get_sample_value("http_streams_open") == 1

@@ -378,3 +378,31 @@ async def test_a_health_tile_states_its_figure_once() -> None:
         assert checks[name].message in tiles[name]
     assert '<span class="tile-value">1200 jobs</span>' in tiles["queue"]
     assert "queue is backing up" in tiles["queue"]
+
+
+async def test_streams_are_shown_apart_and_escaped() -> None:
+    app = middleware()
+    async with client(app) as c:
+        html = (await c.get("/admin/monitoring")).text
+    assert 'id="streams-table"' not in html  # no stream yet: no section
+    requests = app.monitor.collector.requests
+    for lifetime in (20.0, 40.0, 50.0, 1000.0):
+        requests.record_stream("GET", "/events", lifetime)
+    requests.record_stream("GET", XSS_ROUTE, 1.0)
+    requests.streams_open.add(2)
+    app.monitor.take_sample()
+    async with client(app) as c:
+        response = await c.get("/admin/monitoring")
+    html = response.text
+    assert "<script>" not in html and " style=" not in html
+    assert 'open now <strong id="streams-open">2</strong>' in html
+    table = html[html.index('id="streams-table"'):]
+    table = table[:table.index("</table>")]
+    rows = table.split("<tr>")[2:]
+    # Most streams first. 20, 40, 50 and 1000 s on the long bounds (.. 10, 30, 60, 300, 900,
+    # 3600): p50 interpolated in 30-60 s; p95 in 900-3600 s, where an interpolation the sum
+    # (1110 s) rules out is stated as "at most" the bucket's bound.
+    assert "GET /events" in rows[0]
+    cells = [cell.split("</td>")[0] for cell in rows[0].split("<td>")[1:]]
+    assert cells == ["4", "45 s", "≤ 1 h"]
+    assert XSS_ROUTE not in html and "GET /items/&lt;svg onload=alert(2)&gt;" in rows[1]
