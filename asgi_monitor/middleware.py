@@ -123,6 +123,22 @@ class MonitoringMiddleware:
             from .exemplars import exemplar_source
 
             self._exemplar = exemplar_source(metrics.exemplar)
+        # None unless request labels are configured, like the exemplar hook.
+        # resolve(scope, status, response headers) -> the labels' values.
+        self._request_labels: Callable[[dict[str, Any], int, list[tuple[bytes, bytes]]],
+                                       tuple[str, ...]] | None = None
+        # Whether the response's headers are kept for a request label that reads one.
+        self._keep_headers = False
+        if metrics.labels:
+            # Imported here: the module is loaded only when labels are wanted.
+            from .request_labels import LabelResolver
+
+            resolver = LabelResolver(metrics.labels, metrics.label_max_values,
+                                     monitor.internal_error)
+            self._request_labels = resolver.resolve
+            self._keep_headers = resolver.needs_response_headers
+        # One test on the request path when neither is configured.
+        self._plain = self._exemplar is None and self._request_labels is None
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
         self._labels: dict[object, tuple[object, str]] = {}
@@ -158,7 +174,8 @@ class MonitoringMiddleware:
         requests = self._requests
         method = requests.begin(scope["method"])
         entry_root_path = scope.get("root_path", "")
-        exchange = _Exchange(receive, send, self._on_error)
+        exchange = (_Exchange(receive, send, self._on_error) if not self._keep_headers
+                    else _HeadersExchange(receive, send, self._on_error))
         start = perf_counter()
         try:
             await self.app(scope, exchange.receive, exchange)
@@ -185,18 +202,33 @@ class MonitoringMiddleware:
                     status = 500  # the app returned without a response; servers answer 500
                 # ASGI: "http" when the server leaves the scheme out.
                 scheme: str = scope.get("scheme", "http")
-                if self._exemplar is None:
+                if self._plain:
                     requests.record(method, self._label(scope, entry_root_path), status, scheme,
                                     finished - start, (exchange.first_byte or finished) - start,
                                     exchange.request_bytes, exchange.response_bytes)
                 else:
-                    requests.record_exemplar(
-                        method, self._label(scope, entry_root_path), status, scheme,
-                        finished - start, (exchange.first_byte or finished) - start,
-                        exchange.request_bytes, exchange.response_bytes,
-                        self._exemplar_labels(self._exemplar, scope))
+                    self._record_more(requests, scope, exchange, method,
+                                      self._label(scope, entry_root_path), status, scheme,
+                                      finished - start,
+                                      (exchange.first_byte or finished) - start)
             except Exception as exc:
                 self._on_error("record", exc)
+
+    def _record_more(self, requests: RequestStore, scope: dict[str, Any], exchange: _Exchange,
+                     method: str, route: str, status: int, scheme: str, duration: float,
+                     ttfb: float) -> None:
+        # A request with an exemplar, request labels or both: off the plain path.
+        exemplar = (None if self._exemplar is None
+                    else self._exemplar_labels(self._exemplar, scope))
+        resolver = self._request_labels
+        if resolver is None:
+            requests.record_exemplar(method, route, status, scheme, duration, ttfb,
+                                     exchange.request_bytes, exchange.response_bytes, exemplar)
+            return
+        headers = exchange.response_headers if isinstance(exchange, _HeadersExchange) else []
+        requests.record_labelled(method, route, status, scheme,
+                                 resolver(scope, status, headers), duration, ttfb,
+                                 exchange.request_bytes, exchange.response_bytes, exemplar)
 
     def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
                          scope: dict[str, Any]) -> dict[str, str] | None:
@@ -505,3 +537,23 @@ class _Exchange:
             count = max(os.fstat(fd).st_size - offset, 0)
         self.response_bytes += count
 
+
+
+class _HeadersExchange(_Exchange):
+    """An :class:`_Exchange` that also keeps the response's headers: used only when a request
+    label reads one, so that no other request pays for it."""
+
+    __slots__ = ("response_headers",)
+
+    def __init__(self, receive: Receive, send: Send,
+                 on_error: Callable[[str, BaseException], None]) -> None:
+        super().__init__(receive, send, on_error)
+        self.response_headers: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            try:
+                self.response_headers = list(message.get("headers", ()))
+            except Exception as exc:
+                self._on_error("send", exc)
+        await super().__call__(message)

@@ -31,6 +31,8 @@ class RouteLatency:
     total: float  # the sum of the durations, seconds
     status: int = 0  # 0: not kept apart (all statuses)
     scheme: str = "http"
+    # The request labels the user chose, (name, value) pairs; () when none are configured.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def count(self) -> float:

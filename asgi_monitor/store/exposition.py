@@ -250,17 +250,24 @@ class SeriesBlocks(NamedTuple):
     starts: Sequence[int]
     values: array[float]
     exemplars: Mapping[int, Sequence[Kept | None]]
+    # ``labels[i]``: the values of the request labels the user chose, for series i; empty
+    # when none are configured.
+    labels: Sequence[tuple[str, ...]] = ()
 
 
 def request_text(
     out: list[str], blocks: SeriesBlocks, in_progress: Sequence[tuple[str, float]], *,
     naming: str, prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
-    constant_labels: Constants, openmetrics: bool,
+    constant_labels: Constants, openmetrics: bool, label_names: Sequence[str] = (),
 ) -> None:
     """What :func:`~asgi_monitor.store.families.request_families` gives for the same series,
     as exposition text (appended to ``out``)."""
     constants = tuple(constant_labels)
-    keys, starts, values, exemplars = blocks
+    keys, starts, values, exemplars, user_values = blocks
+    user = tuple(label_names)
+    # Each series' request label values, escaped once ((): none configured).
+    extra = ([tuple(map(escape, labels)) for labels in user_values] if user
+             else [()] * len(keys))
     t = len(duration_bounds) + 1
     z = len(size_bounds) + 1
     # Per histogram: where it starts in a block, and its buckets (its sum follows them).
@@ -270,32 +277,32 @@ def request_text(
     les = (duration_les, duration_les, size_les, size_les)
     classic = naming != "otel"
     if classic:
-        counts: dict[tuple[str, str, str], float] = {}
-        for (method, route, status, _), at in zip(keys, starts, strict=True):
-            key = (method, route, str(status))
+        counts: dict[tuple[str, ...], float] = {}
+        for (method, route, status, _), at, labels in zip(keys, starts, extra, strict=True):
+            key = (escape(method), escape(route), str(status), *labels)
             counts[key] = counts.get(key, 0.0) + sum(values[at:at + t])
-        counter_text(out, f"{prefix}http_requests", REQUESTS_HELP, ("method", "route", "status"),
-                     constants, (((escape(method), escape(route), status), count)
-                                 for (method, route, status), count in counts.items()),
+        counter_text(out, f"{prefix}http_requests", REQUESTS_HELP,
+                     ("method", "route", "status", *user), constants, counts.items(),
                      openmetrics)
     # The classic histograms are summed over status and scheme: per (method, route), its first
     # series, and the others where there are others (ints, which the collector does not walk).
-    first: dict[tuple[str, str], int] = {}
-    more: dict[tuple[str, str], list[int]] = {}
-    for i, (method, route, _, _) in enumerate(keys):
-        found = first.setdefault((method, route), i)
+    first: dict[tuple[str, ...], int] = {}
+    more: dict[tuple[str, ...], list[int]] = {}
+    for i, ((method, route, _, _), labels) in enumerate(zip(keys, extra, strict=True)):
+        found = first.setdefault((method, route, *labels), i)
         if found != i:
-            more.setdefault((method, route), [found]).append(i)
-    routes = [((escape(method), escape(route)), i, more.get((method, route)))
-              for (method, route), i in first.items()]
+            more.setdefault((method, route, *labels), [found]).append(i)
+    routes = [((escape(key[0]), escape(key[1]), *key[2:]), i, more.get(key))
+              for key, i in first.items()]
     del first
     rows = [(escape(otel_method(method)), escape(route), str(status), escape(scheme),
-             str(status) if status >= 500 else "") for method, route, status, scheme in keys]
+             str(status) if status >= 500 else "", *labels)
+            for (method, route, status, scheme), labels in zip(keys, extra, strict=True)]
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
         offset, n = parts[index]
         kept = exemplars if openmetrics and index == 0 else {}
         if classic or index not in OTEL_HISTOGRAMS:
-            histogram_text(out, f"{prefix}{name}", doc, ("method", "route"), constants,
+            histogram_text(out, f"{prefix}{name}", doc, ("method", "route", *user), constants,
                            les[index], (
                 (labels, *_summed(values, starts, members or (i,), offset, n),
                  latest_exemplars(kept.get(j) for j in members or (i,)) if kept else None)
@@ -305,7 +312,7 @@ def request_text(
             histogram_text(
                 out, f"{prefix}{otel_name}", otel_doc,
                 ("http_request_method", "http_route", "http_response_status_code", "url_scheme",
-                 "error_type"), constants, les[index], (
+                 "error_type", *user), constants, les[index], (
                     (labels, values[at + offset:at + offset + n], values[at + offset + n],
                      kept.get(i))
                     for i, (labels, at) in enumerate(zip(rows, starts, strict=True))),

@@ -72,16 +72,22 @@ class StoredSeries(NamedTuple):
     histograms: tuple[tuple[Sequence[float], float], ...]
     # The duration buckets' last exemplars (+Inf last), or None.
     exemplars: Sequence[Kept | None] | None = None
+    # The values of the request labels the user chose (label_names' order), or () for none.
+    labels: tuple[str, ...] = ()
 
 
 def request_families(
     series: Iterable[StoredSeries], in_progress: Iterable[tuple[str, float]], *, naming: str,
     prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
-    constant_labels: Sequence[tuple[str, str]] = (),
+    constant_labels: Sequence[tuple[str, str]] = (), label_names: Sequence[str] = (),
 ) -> Iterator[Metric]:
     """The request families of ``series`` (and the in-progress gauge, by method) as ``naming``
-    (classic, otel or both) names them; ``constant_labels`` are added to every sample."""
+    (classic, otel or both) names them; ``constant_labels`` are added to every sample, and the
+    request labels ``label_names`` (each row's ``labels``) to every family but the gauges, which
+    count requests before their labels are known."""
     rows = list(series)
+    user = tuple(label_names)
+    blank = ("",) * len(user)
     names = tuple(name for name, _ in constant_labels)
     values = tuple(value for _, value in constant_labels)
     les = [[le_label(b) for b in duration_bounds], [le_label(b) for b in duration_bounds],
@@ -89,27 +95,27 @@ def request_families(
     classic = naming != "otel"
     if classic:
         total = CounterMetricFamily(f"{prefix}http_requests", REQUESTS_HELP,
-                                    labels=("method", "route", "status", *names))
-        counts: dict[tuple[str, str, str], float] = {}
+                                    labels=("method", "route", "status", *user, *names))
+        counts: dict[tuple[str, ...], float] = {}
         for row in rows:
-            key = (row.method, row.route, str(row.status))
+            key = (row.method, row.route, str(row.status), *(row.labels or blank))
             counts[key] = counts.get(key, 0.0) + row.requests
         for key, count in counts.items():
             total.add_metric((*key, *values), count)
         yield total
     # Summed over status and scheme: what the classic histograms (and ttfb in any naming) show.
-    by_route: dict[tuple[str, str], list[StoredSeries]] = {}
+    by_route: dict[tuple[str, ...], list[StoredSeries]] = {}
     for row in rows:
-        by_route.setdefault((row.method, row.route), []).append(row)
+        by_route.setdefault((row.method, row.route, *(row.labels or blank)), []).append(row)
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
         if classic or index not in OTEL_HISTOGRAMS:
             family = HistogramMetricFamily(f"{prefix}{name}", doc,
-                                           labels=("method", "route", *names))
-            for (method, route), group in by_route.items():
+                                           labels=("method", "route", *user, *names))
+            for route_key, group in by_route.items():
                 summed, total_sum = _summed(group, index)
                 kept = (latest_exemplars(row.exemplars for row in group) if index == 0
                         else None)
-                family.add_metric((method, route, *values),
+                family.add_metric((*route_key, *values),
                                   _buckets(les[index], summed, kept), total_sum)
             yield family
         if naming != "classic" and index in OTEL_HISTOGRAMS:
@@ -117,13 +123,13 @@ def request_families(
             family = HistogramMetricFamily(
                 f"{prefix}{otel_name}", otel_doc,
                 labels=("http_request_method", "http_route", "http_response_status_code",
-                        "url_scheme", "error_type", *names))
+                        "url_scheme", "error_type", *user, *names))
             for row in rows:
                 per_bucket, total_sum = row.histograms[index]
                 status = str(row.status)
                 family.add_metric(
                     (otel_method(row.method), row.route, status, row.scheme,
-                     status if row.status >= 500 else "", *values),
+                     status if row.status >= 500 else "", *(row.labels or blank), *values),
                     _buckets(les[index], per_bucket, row.exemplars if index == 0 else None),
                     total_sum)
             for sample in family.samples:

@@ -210,7 +210,9 @@ class Fold:
             if len(piece) < size or not _sane(piece):
                 continue  # the merge leaves it out too
             table = self.requests if kind == "r" else self.sockets
-            key: Any = tuple(record[1:-1]) if kind == "r" else record[1]
+            # A request key's scheme may be [scheme, label values]: a tuple, to be hashable.
+            key: Any = ((*record[1:4], record[4] if type(record[4]) is str
+                         else tuple(record[4])) if kind == "r" else record[1])
             found = table.get(key)
             if found is None:
                 table[key] = (array("d", piece), place)
@@ -259,7 +261,8 @@ class Fold:
             return [index, where[2]]
 
         for key, (block, where) in sorted(self.requests.items(), key=lambda item: item[1][1]):
-            records.append(["r", *key, len(slots), *place(where)])
+            records.append(["r", *key[:3], key[3] if type(key[3]) is str else list(key[3]),
+                            len(slots), *place(where)])
             slots.extend(block)
         for route, (block, where) in sorted(self.sockets.items(), key=lambda item: item[1][1]):
             records.append(["w", route, len(slots), *place(where)])

@@ -27,10 +27,13 @@ class StoreSettings:
     namespace: str = ""
     constant_labels: Sequence[tuple[str, str]] = ()
     naming: str = "classic"
+    # The request labels the user chose, in the order a record gives their values.
+    label_names: Sequence[str] = ()
 
     @classmethod
     def of(cls, metrics: MetricsSettings) -> StoreSettings:
         """The settings the ``metrics`` configuration section gives the stores."""
         return cls(duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
                    max_series=metrics.max_series, namespace=metrics.namespace,
-                   constant_labels=metrics.constant_labels, naming=metrics.metric_names)
+                   constant_labels=metrics.constant_labels, naming=metrics.metric_names,
+                   label_names=tuple(name for name, _ in metrics.labels))

@@ -134,6 +134,16 @@ class RequestStore:
         self.record(method, route, status, scheme, duration, ttfb, request_bytes,
                     response_bytes)
 
+    def record_labelled(
+        self, method: str, route: str, status: int, scheme: str, labels: tuple[str, ...],
+        duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        """:meth:`record_exemplar` for a request with the values of the request labels the
+        user chose (``labels``, in the settings' ``label_names`` order). Called instead of the
+        others only when request labels are configured."""
+        raise NotImplementedError
+
     def websocket_accepted(self, route: str) -> str:
         """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
         raise NotImplementedError
@@ -244,7 +254,7 @@ class Series:
             kept = self.exemplars = [None] * len(scan)
         kept[i] = (labels, duration, time.time())
 
-    def stored(self, key: tuple[str, str, int, str]) -> StoredSeries:
+    def stored(self, key: tuple[str, str, int, str], labels: tuple[str, ...] = ()) -> StoredSeries:
         """A copy for the scrape (lists copied: the event loop thread may be adding to them)."""
         kept = self.exemplars
         return StoredSeries(
@@ -253,7 +263,7 @@ class Series:
              (list(self.ttfb.counts), self.ttfb.total),
              (list(self.request_size.counts), self.request_size.total),
              (list(self.response_size.counts), self.response_size.total)),
-            list(kept) if kept is not None else None)
+            list(kept) if kept is not None else None, labels)
 
 
 class RequestMetrics(RequestStore):
@@ -274,9 +284,15 @@ class RequestMetrics(RequestStore):
         self._size_buckets = tuple(settings.size_buckets)
         max_series = settings.max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
-        # The (method, route, status) label sets the cap counts: a scheme is no new label set
-        # under classic names, and one process rarely sees more than one.
-        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(max_series)
+        # With request labels: the series by (method, route, status, scheme, their values).
+        # Apart from the others, so that a store without them keys and hashes as before.
+        self._label_names = tuple(settings.label_names)
+        self._labelled: dict[tuple[str, str, int, str, tuple[str, ...]], Series] = {}
+        # The (method, route, status) label sets the cap counts (and the request labels' values
+        # with them): a scheme is no new label set under classic names, and one process rarely
+        # sees more than one.
+        self._cap: SeriesCap[tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]] = (
+            SeriesCap(max_series))
         self._ws_cap: SeriesCap[str] = SeriesCap(max_series)
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
@@ -302,6 +318,44 @@ class RequestMetrics(RequestStore):
         if exemplar is not None:
             # The series' own histograms: an overflowed request's exemplar goes where it counted.
             series.keep_exemplar(duration, exemplar)
+
+    def record_labelled(
+        self, method: str, route: str, status: int, scheme: str, labels: tuple[str, ...],
+        duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self.labelled_series(method, route, status, scheme, labels)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        if exemplar is not None:
+            series.keep_exemplar(duration, exemplar)
+
+    def labelled_series(self, method: str, route: str, status: int, scheme: str,
+                        labels: tuple[str, ...]) -> Series:
+        """:meth:`series` with the request labels' values; over the cap, the overflow series,
+        whose request labels are all ``<overflow>`` too (so it stays one series)."""
+        key = (method, route, status, scheme, labels)
+        found = self._labelled.get(key)
+        if found is not None:
+            return found
+        overflow = (OVERFLOW,) * len(labels)
+        if not self._cap.keeps((method, route, status, labels),
+                               (method, OVERFLOW, status, overflow)):
+            self.dropped += 1
+            key = (method, OVERFLOW, status, scheme, overflow)
+            found = self._labelled.get(key)
+            if found is not None:
+                return found
+        found = self._labelled[key] = Series(self._duration_buckets, self._size_buckets)
+        return found
+
+    def _all_series(self) -> list[tuple[tuple[str, str, int, str], tuple[str, ...], Series]]:
+        """Every series with its request labels' values (empty ones for a series recorded
+        without them: a WebSocket handshake's denial)."""
+        empty = ("",) * len(self._label_names)
+        rows = [(key, empty, series) for key, series in list(self._series.items())]
+        rows += [((m, r, status, scheme), labels, series)
+                 for (m, r, status, scheme, labels), series in list(self._labelled.items())]
+        return rows
 
     def series(self, method: str, route: str, status: int, scheme: str) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""
@@ -342,7 +396,7 @@ class RequestMetrics(RequestStore):
     def collect(self) -> Iterator[Metric]:
         # list() of a dict's items is one C call under the GIL: a consistent snapshot even while
         # the event loop thread adds series.
-        return self._families([s.stored(key) for key, s in list(self._series.items())],
+        return self._families([s.stored(key, labels) for key, labels, s in self._all_series()],
                               list(self._ws_total.items()), list(self._ws_duration.items()))
 
     def exposition(self, openmetrics: bool) -> str | None:
@@ -357,7 +411,7 @@ class RequestMetrics(RequestStore):
             out, self.blocks(), in_progress,
             naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
-            openmetrics=openmetrics)
+            openmetrics=openmetrics, label_names=self._label_names)
         websocket_text(
             out, [(route, float(count)) for route, count in list(self._ws_total.items())],
             float(self.ws_active.value),
@@ -377,7 +431,8 @@ class RequestMetrics(RequestStore):
         yield from request_families(
             series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
             naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
-            size_bounds=self._size_buckets, constant_labels=self._constant_labels)
+            size_bounds=self._size_buckets, constant_labels=self._constant_labels,
+            label_names=self._label_names)
 
         yield from websocket_families(
             [(route, float(count)) for route, count in ws_total], float(self.ws_active.value),
@@ -387,11 +442,11 @@ class RequestMetrics(RequestStore):
 
     def blocks(self) -> SeriesBlocks:
         """Every series copied into one array for the exposition (no object per series)."""
-        items = list(self._series.items())
+        items = self._all_series()
         values = array("d")
         starts = []
         exemplars = {}
-        for i, (_, series) in enumerate(items):
+        for i, (_, _, series) in enumerate(items):
             starts.append(len(values))
             for histogram in (series.duration, series.ttfb, series.request_size,
                               series.response_size):
@@ -399,22 +454,26 @@ class RequestMetrics(RequestStore):
                 values.append(histogram.total)
             if series.exemplars is not None:
                 exemplars[i] = tuple(series.exemplars)
-        return SeriesBlocks([key for key, _ in items], starts, values, exemplars)
+        return SeriesBlocks([key for key, _, _ in items], starts, values, exemplars,
+                            [labels for _, labels, _ in items] if self._label_names else ())
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
-        items = list(self._series.items())
-        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), s in items)
+        items = self._all_series()
+        names = self._label_names
+        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), _, s in items)
         latency = []
-        for (method, route, status, scheme), stored in items:
+        bounds = (*self._duration_buckets, math.inf)
+        for (method, route, status, scheme), labels, stored in items:
             histogram = stored.duration
             counts, total = list(histogram.counts), histogram.total
             buckets = []
             running = 0
-            for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
+            for bound, count in zip(bounds, counts, strict=True):
                 running += count
                 buckets.append((bound, float(running)))
-            latency.append(RouteLatency(method, route, tuple(buckets), total, status, scheme))
+            latency.append(RouteLatency(method, route, tuple(buckets), total, status, scheme,
+                                        tuple(zip(names, labels, strict=True))))
         return RequestSnapshot(series, tuple(latency),
                                float(sum(cell.value for cell in self.in_progress.values())))
 
