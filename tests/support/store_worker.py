@@ -6,7 +6,8 @@ with ``"hold": true``, waits for a line on stdin first, so the test sees it live
 "fsize": bytes, "routes": n, "exemplar": [seconds, trace_id]}``: ``exemplar`` records one more
 GET /a with that exemplar, ``open`` leaves k requests in progress, ``fsize`` sets
 RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing), ``routes``
-records one request on each of n new routes after the limit.
+records one request on each of n new routes after the limit; ``labelled``:
+``[["GET", "/a", 200, ["acme"], n], ...]`` records requests with request label values.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def main() -> None:
     for method, route, status, count in plan.get("requests", ()):
         for _ in range(count):
             requests.record(method, route, status, "http", 0.01, 0.005, 0, 10)
+    for method, route, status, labels, count in plan.get("labelled", ()):
+        for _ in range(count):
+            requests.record_labelled(method, route, status, "http", tuple(labels), 0.01, 0.005,
+                                     0, 10, None)
     if "exemplar" in plan:
         seconds, trace_id = plan["exemplar"]
         requests.record_exemplar("GET", "/a", 200, "http", seconds, seconds, 0, 10,
