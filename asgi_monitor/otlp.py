@@ -97,6 +97,8 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
             "http.response.status_code": latency.status, "url.scheme": latency.scheme}
         if latency.status >= 500:
             attributes["error.type"] = str(latency.status)
+        # The request labels the user chose, under their own names.
+        attributes.update(latency.labels)
         durations.append(HistogramDataPoint(
             attributes=attributes, start_time_unix_nano=start_ns, time_unix_nano=now_ns,
             count=int(latency.count), sum=latency.total, bucket_counts=counts,

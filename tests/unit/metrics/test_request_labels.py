@@ -305,3 +305,18 @@ def test_a_compaction_keeps_the_labels(tmp_path: Path) -> None:
     again = MergedFiles(str(tmp_path), settings, compact=False)
     after = {(row.route, row.labels): row.requests for row in again.stored_series(again.read())}
     assert before == after == {("/x", ("acme",)): 2.0, ("/x", ("",)): 1.0}
+
+
+def test_otlp_carries_the_labels_as_attributes() -> None:
+    pytest.importorskip("opentelemetry.sdk.metrics.export")
+    from asgi_monitor.otlp import metrics_data
+
+    built = monitor(header_labels=(("tenant", "X-Tenant"),))
+    built.requests.record_labelled("GET", "/a", 200, "http", ("acme",), 0.02, 0.01, 0, 10, None)
+    built.requests.record_labelled("GET", "/a", 200, "http", ("",), 0.2, 0.01, 0, 10, None)
+    data = metrics_data(built.sampler.read(), resource={"service.name": "shop"},
+                        start_ns=1, now_ns=2)
+    metrics = {m.name: m for m in data.resource_metrics[0].scope_metrics[0].metrics}
+    points = {(p.attributes["http.route"], p.attributes["tenant"]): p.count
+              for p in metrics["http.server.request.duration"].data.data_points}
+    assert points == {("/a", "acme"): 1, ("/a", ""): 1}
