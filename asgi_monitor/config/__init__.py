@@ -90,10 +90,9 @@ class MonitoringConfig(Section):
         # Reading the file here makes a bad SLO file stop the app when it is configured, not
         # when the first alert would have been evaluated.
         slos = self.slo.all()
-        label_names = tuple(name for name, _ in self.metrics.labels)
         for slo in slos:
             slo.check_buckets(self.metrics.duration_buckets)
-            slo.check_labels(label_names)
+            slo.check_labels(self.metrics.label_names)
         self.slo.check_in_process(slos, self.alerts.check_interval_seconds)
 
     @classmethod

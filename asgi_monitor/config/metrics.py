@@ -204,6 +204,11 @@ class MetricsSettings(Section):
                 *self.request_labels)
 
     @property
+    def label_names(self) -> tuple[str, ...]:
+        """The request labels' names, in :attr:`labels`' order."""
+        return tuple(name for name, _ in self.labels)
+
+    @property
     def prefix(self) -> str:
         return metric_prefix(self.namespace)
 

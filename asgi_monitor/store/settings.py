@@ -36,4 +36,4 @@ class StoreSettings:
         return cls(duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
                    max_series=metrics.max_series, namespace=metrics.namespace,
                    constant_labels=metrics.constant_labels, naming=metrics.metric_names,
-                   label_names=tuple(name for name, _ in metrics.labels))
+                   label_names=metrics.label_names)
