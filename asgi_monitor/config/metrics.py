@@ -133,6 +133,10 @@ class MetricsSettings(Section):
         20, env="MONITORING_LABEL_MAX_VALUES", parse=whole, check=whole_at_least(1),
         help="per request label, the first N distinct values are kept; later ones count as "
              "`<other>`")
+    status_classes: bool = setting(
+        False, env="MONITORING_STATUS_CLASSES", parse=boolean,
+        help="the status label as its class (`2xx`, `4xx`, `5xx`...) instead of the code, on "
+             "every request family: fewer series; the in-process figures keep the codes")
     max_series: int = setting(
         2000, env="MONITORING_MAX_SERIES", parse=whole, check=whole_at_least(1),
         help="series cap per labelled metric; more go to `<overflow>`")

@@ -33,8 +33,8 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "REQUESTS_HELP", "Kept",
-           "StoredSeries", "latest_exemplars", "le_label", "otel_method",
-           "request_families"]
+           "StoredSeries", "class_text", "fold_status_classes", "latest_exemplars", "le_label",
+           "otel_method", "request_families"]
 
 # A kept exemplar: (labels such as trace_id, observed value, unix time).
 Kept = tuple[dict[str, str], float, float]
@@ -80,12 +80,15 @@ def request_families(
     series: Iterable[StoredSeries], in_progress: Iterable[tuple[str, float]], *, naming: str,
     prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
     constant_labels: Sequence[tuple[str, str]] = (), label_names: Sequence[str] = (),
+    status_classes: bool = False,
 ) -> Iterator[Metric]:
     """The request families of ``series`` (and the in-progress gauge, by method) as ``naming``
     (classic, otel or both) names them; ``constant_labels`` are added to every sample, and the
     request labels ``label_names`` (each row's ``labels``) to every family but the gauges, which
-    count requests before their labels are known."""
-    rows = list(series)
+    count requests before their labels are known. With ``status_classes`` the status is its
+    class (``2xx``...): the series of one class are summed."""
+    rows = list(series) if not status_classes else fold_status_classes(series)
+    status_text = class_text if status_classes else str
     user = tuple(label_names)
     blank = ("",) * len(user)
     names = tuple(name for name, _ in constant_labels)
@@ -98,7 +101,7 @@ def request_families(
                                     labels=("method", "route", "status", *user, *names))
         counts: dict[tuple[str, ...], float] = {}
         for row in rows:
-            key = (row.method, row.route, str(row.status), *(row.labels or blank))
+            key = (row.method, row.route, status_text(row.status), *(row.labels or blank))
             counts[key] = counts.get(key, 0.0) + row.requests
         for key, count in counts.items():
             total.add_metric((*key, *values), count)
@@ -126,7 +129,7 @@ def request_families(
                         "url_scheme", "error_type", *user, *names))
             for row in rows:
                 per_bucket, total_sum = row.histograms[index]
-                status = str(row.status)
+                status = status_text(row.status)
                 family.add_metric(
                     (otel_method(row.method), row.route, status, row.scheme,
                      status if row.status >= 500 else "", *(row.labels or blank), *values),
@@ -151,6 +154,32 @@ def request_families(
         for method, value in in_progress:
             gauge.add_metric((otel_method(method), *values), value)
         yield gauge
+
+
+def class_text(status: int) -> str:
+    """A status as its class label: ``2xx`` for 200..299 (and for 200, the class a folded
+    series carries)."""
+    return f"{status // 100}xx"
+
+
+def fold_status_classes(series: Iterable[StoredSeries]) -> list[StoredSeries]:
+    """``series`` with those of one status class summed into one, whose status is the class'
+    first code (200 for 2xx)."""
+    folded: dict[tuple[str, str, int, str, tuple[str, ...]], StoredSeries] = {}
+    for row in series:
+        status = row.status // 100 * 100
+        key = (row.method, row.route, status, row.scheme, row.labels)
+        found = folded.get(key)
+        if found is None:
+            folded[key] = row._replace(status=status)
+            continue
+        histograms = tuple(
+            ([a + b for a, b in zip(mine[0], theirs[0], strict=True)], mine[1] + theirs[1])
+            for mine, theirs in zip(found.histograms, row.histograms, strict=True))
+        folded[key] = found._replace(
+            requests=found.requests + row.requests, histograms=histograms,
+            exemplars=latest_exemplars((found.exemplars, row.exemplars)))
+    return list(folded.values())
 
 
 def otel_method(method: str) -> str:

@@ -146,6 +146,7 @@ class MergedFiles:
         self._max_series = settings.max_series
         self._constant_labels = tuple(settings.constant_labels)
         self._label_names = tuple(settings.label_names)
+        self._status_classes = settings.status_classes
         self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = settings.naming
         self._block = request_block_slots(len(self._duration), len(self._size))
@@ -271,7 +272,7 @@ class MergedFiles:
         request_text(out, blocks, merged.in_progress, naming=self._naming,
                      prefix=p, duration_bounds=self._duration, size_bounds=self._size,
                      constant_labels=self._constant_labels, openmetrics=openmetrics,
-                     label_names=self._label_names)
+                     label_names=self._label_names, status_classes=self._status_classes)
         websocket_text(out, merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p,
                        bounds=self._ws, docs=HELP, constant_labels=self._constant_labels,
                        openmetrics=openmetrics)
@@ -534,7 +535,8 @@ class MergedFiles:
         yield from request_families(
             self.stored_series(merged), merged.in_progress, naming=naming or self._naming, prefix=p,
             duration_bounds=self._duration, size_bounds=self._size,
-            constant_labels=self._constant_labels, label_names=self._label_names)
+            constant_labels=self._constant_labels, label_names=self._label_names,
+            status_classes=self._status_classes)
         yield from websocket_families(
             merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p, bounds=self._ws,
             constant_labels=self._constant_labels)

@@ -29,6 +29,8 @@ class StoreSettings:
     naming: str = "classic"
     # The request labels the user chose, in the order a record gives their values.
     label_names: Sequence[str] = ()
+    # The status label as its class (2xx...), the series of a class summed on scrape.
+    status_classes: bool = False
 
     @classmethod
     def of(cls, metrics: MetricsSettings) -> StoreSettings:
@@ -36,4 +38,4 @@ class StoreSettings:
         return cls(duration_buckets=metrics.duration_buckets, size_buckets=metrics.size_buckets,
                    max_series=metrics.max_series, namespace=metrics.namespace,
                    constant_labels=metrics.constant_labels, naming=metrics.metric_names,
-                   label_names=metrics.label_names)
+                   label_names=metrics.label_names, status_classes=metrics.status_classes)

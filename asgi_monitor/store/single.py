@@ -287,6 +287,7 @@ class RequestMetrics(RequestStore):
         # With request labels: the series by (method, route, status, scheme, their values).
         # Apart from the others, so that a store without them keys and hashes as before.
         self._label_names = tuple(settings.label_names)
+        self._status_classes = settings.status_classes
         self._labelled: dict[tuple[str, str, int, str, tuple[str, ...]], Series] = {}
         # The (method, route, status) label sets the cap counts (and the request labels' values
         # with them): a scheme is no new label set under classic names, and one process rarely
@@ -411,7 +412,8 @@ class RequestMetrics(RequestStore):
             out, self.blocks(), in_progress,
             naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
-            openmetrics=openmetrics, label_names=self._label_names)
+            openmetrics=openmetrics, label_names=self._label_names,
+            status_classes=self._status_classes)
         websocket_text(
             out, [(route, float(count)) for route, count in list(self._ws_total.items())],
             float(self.ws_active.value),
@@ -432,7 +434,7 @@ class RequestMetrics(RequestStore):
             series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
             naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
-            label_names=self._label_names)
+            label_names=self._label_names, status_classes=self._status_classes)
 
         yield from websocket_families(
             [(route, float(count)) for route, count in ws_total], float(self.ws_active.value),
