@@ -31,6 +31,8 @@ __all__ = ["MonitorHooks", "MonitoringMiddleware", "add_monitoring_middleware"]
 logger = logging.getLogger("asgi_monitor")
 
 _MAX_CACHED_ROUTES = 10_000
+# The response headers a request label reads when none of them reads any.
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
 # Status recorded for a request the client abandoned (nginx's convention, widely understood).
 CLIENT_CLOSED = 499
 
@@ -139,6 +141,10 @@ class MonitoringMiddleware:
             self._keep_headers = resolver.needs_response_headers
         # One test on the request path when neither is configured.
         self._plain = self._exemplar is None and self._request_labels is None
+        # The resolver again when the labels need neither exemplars nor the response's
+        # headers: the common case, recorded without _record_more's extra call.
+        self._labels_only = (self._request_labels if self._exemplar is None
+                             and not self._keep_headers else None)
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
         self._labels: dict[object, tuple[object, str]] = {}
@@ -206,6 +212,12 @@ class MonitoringMiddleware:
                     requests.record(method, self._label(scope, entry_root_path), status, scheme,
                                     finished - start, (exchange.first_byte or finished) - start,
                                     exchange.request_bytes, exchange.response_bytes)
+                elif self._labels_only is not None:
+                    requests.record_labelled(
+                        method, self._label(scope, entry_root_path), status, scheme,
+                        self._labels_only(scope, status, _NO_HEADERS), finished - start,
+                        (exchange.first_byte or finished) - start, exchange.request_bytes,
+                        exchange.response_bytes, None)
                 else:
                     self._record_more(requests, scope, exchange, method,
                                       self._label(scope, entry_root_path), status, scheme,

@@ -58,27 +58,81 @@ class LabelResolver:
         self.needs_response_headers = any(kind == _RESPONSE for kind, _, _ in self._plan)
         # Per label, the distinct values seen so far that keep their own series.
         self._seen: list[set[str]] = [set() for _ in self._plan]
+        # Per label, what a raw value (a header's bytes, a scope value, a callable's result)
+        # resolved to: a request then costs one lookup. Bounded, since what clients send is
+        # not; past the bound a value is resolved again each time (the same answer).
+        self._known: list[dict[object, str]] = [{} for _ in self._plan]
+        self._known_limit = max(4 * max_values, 256)
+        # The request-header labels by header name (as ASGI has it: lower case), read in one
+        # pass over the request's headers.
+        self._by_header = {what: i for i, (kind, what, _) in enumerate(self._plan)
+                           if kind == _REQUEST}
+        self._blank = ("",) * len(self._plan)
+        # The usual case, one label from a request header, resolved without the general loop.
+        self._single: bytes | None = (self._plan[0][1] if len(self._plan) == 1
+                                      and self._plan[0][0] == _REQUEST else None)
 
     def resolve(self, scope: Mapping[str, Any], status: int,
                 response_headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, ...]:
         """This request's value of every label, in :attr:`names`' order."""
-        values = []
-        for i, (kind, what, allowed) in enumerate(self._plan):
+        single = self._single
+        if single is not None:
+            for key, value in scope.get("headers", ()):
+                if key == single:
+                    try:
+                        found = self._known[0].get(value)
+                    except TypeError:  # not bytes (a server's bytearray): resolved each time
+                        found = None
+                    return (found if found is not None else self._learn(0, value),)
+            return self._blank
+        values = list(self._blank)
+        if self._by_header:
+            by_header = self._by_header
+            filled: set[int] = set()
+            for key, value in scope.get("headers", ()):
+                i = by_header.get(key)
+                if i is not None and i not in filled:  # the first one, if repeated
+                    filled.add(i)
+                    try:
+                        found = self._known[i].get(value)
+                    except TypeError:
+                        found = None
+                    values[i] = found if found is not None else self._learn(i, value)
+        for i, (kind, what, _) in enumerate(self._plan):
+            if kind == _REQUEST:
+                continue
             try:
-                if kind == _REQUEST:
-                    raw: object = _header(scope.get("headers", ()), what)
-                elif kind == _RESPONSE:
-                    raw = _header(response_headers, what)
+                if kind == _RESPONSE:
+                    raw: object = _header(response_headers, what)
                 elif kind == _SCOPE:
                     raw = _scope_value(scope, what)
                 else:
                     raw = what(scope, status, response_headers)
-                value = _clean(raw)
+                if raw is None:
+                    continue
+                found = self._known[i].get(raw)
+            except TypeError:
+                found = None  # an unhashable value: resolved each time
             except Exception as exc:
                 self._on_error("request_labels", exc)
-                value = ""
-            values.append(self._bounded(i, value, allowed))
+                continue
+            values[i] = found if found is not None else self._learn(i, raw)
         return tuple(values)
+
+    def _learn(self, i: int, raw: object) -> str:
+        """Resolve a raw value met for the first time (or past the bound of known ones)."""
+        try:
+            value = self._bounded(i, _clean(raw), self._plan[i][2])
+        except Exception as exc:
+            self._on_error("request_labels", exc)
+            return ""
+        known = self._known[i]
+        if len(known) < self._known_limit:
+            try:
+                known[raw] = value
+            except TypeError:
+                pass  # an unhashable value from a scope or a callable: resolved each time
+        return value
 
     def _bounded(self, i: int, value: str, allowed: frozenset[str] | None) -> str:
         if not value:
@@ -95,8 +149,9 @@ class LabelResolver:
 
 
 def _header(headers: Any, name: bytes) -> bytes | None:
+    # ASGI: header names are lower case.
     for key, value in headers:
-        if key == name or key.lower() == name:
+        if key == name:
             return bytes(value)
     return None
 
@@ -118,9 +173,9 @@ def _clean(raw: object) -> str:
     characters replaced."""
     if raw is None:
         return ""
-    if isinstance(raw, bytes):
+    if isinstance(raw, (bytes, bytearray, memoryview)):
         # Cut before decoding: a cut multi-byte character becomes one replacement character.
-        value = raw[:MAX_VALUE_CHARS * 4].decode("utf-8", "replace").strip()
+        value = bytes(raw[:MAX_VALUE_CHARS * 4]).decode("utf-8", "replace").strip()
     elif isinstance(raw, str):
         value = raw
     elif isinstance(raw, (int, float)):

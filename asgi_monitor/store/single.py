@@ -325,7 +325,9 @@ class RequestMetrics(RequestStore):
         duration: float, ttfb: float, request_bytes: int, response_bytes: int,
         exemplar: dict[str, str] | None,
     ) -> None:
-        series = self.labelled_series(method, route, status, scheme, labels)
+        series = self._labelled.get((method, route, status, scheme, labels))
+        if series is None:
+            series = self.labelled_series(method, route, status, scheme, labels)
         series.observe(duration, ttfb, request_bytes, response_bytes)
         if exemplar is not None:
             series.keep_exemplar(duration, exemplar)

@@ -85,6 +85,14 @@ def test_each_source_gives_its_value_and_a_missing_one_the_empty_value() -> None
     assert not resolver(("tenant", RequestHeader("X-Tenant"))).needs_response_headers
 
 
+def test_several_header_labels_in_one_pass_the_first_of_a_repeated_header() -> None:
+    found = resolver(("tenant", RequestHeader("X-Tenant")), ("client", RequestHeader("X-Client")))
+    scope = {"headers": [(b"x-client", b"web"), (b"x-tenant", b"acme"), (b"x-tenant", b"evil")]}
+    assert found.resolve(scope, 200, []) == ("acme", "web")
+    assert found.resolve({"headers": [(b"x-client", b"cli")]}, 200, []) == ("", "cli")
+    assert found.resolve({}, 200, []) == ("", "")
+
+
 def test_the_first_n_values_keep_their_own_and_later_ones_are_other() -> None:
     found = resolver(("tenant", RequestHeader("x-tenant")), max_values=2)
 
