@@ -126,6 +126,12 @@ class MonitoringMiddleware:
 
             self._exemplar = exemplar_source(metrics.exemplar)
         # None unless request labels are configured, like the exemplar hook.
+        # One request-header label: its header's name (as ASGI has it) and the values the
+        # resolver already knows by raw bytes, so that a request with a known value is
+        # resolved here (compiled) without calling the resolver.
+        self._label_header: bytes | None = None
+        self._label_known: dict[object, str] = {}
+        self._label_blank: tuple[str, ...] = ()
         # resolve(scope, status, response headers) -> the labels' values.
         self._request_labels: Callable[[dict[str, Any], int, list[tuple[bytes, bytes]]],
                                        tuple[str, ...]] | None = None
@@ -139,6 +145,10 @@ class MonitoringMiddleware:
                                      monitor.internal_error)
             self._request_labels = resolver.resolve
             self._keep_headers = resolver.needs_response_headers
+            if resolver.single_header is not None and self._exemplar is None:
+                self._label_header = resolver.single_header
+                self._label_known = resolver.single_known
+                self._label_blank = resolver.blank
         # One test on the request path when neither is configured.
         self._plain = self._exemplar is None and self._request_labels is None
         # The resolver again when the labels need neither exemplars nor the response's
@@ -215,7 +225,9 @@ class MonitoringMiddleware:
                 elif self._labels_only is not None:
                     requests.record_labelled(
                         method, self._label(scope, entry_root_path), status, scheme,
-                        self._labels_only(scope, status, _NO_HEADERS), finished - start,
+                        self._labels_only(scope, status, _NO_HEADERS)
+                        if self._label_header is None else self._header_label(scope),
+                        finished - start,
                         (exchange.first_byte or finished) - start, exchange.request_bytes,
                         exchange.response_bytes, None)
                 else:
@@ -241,6 +253,20 @@ class MonitoringMiddleware:
         requests.record_labelled(method, route, status, scheme,
                                  resolver(scope, status, headers), duration, ttfb,
                                  exchange.request_bytes, exchange.response_bytes, exemplar)
+
+    def _header_label(self, scope: dict[str, Any]) -> tuple[str, ...]:
+        # One request-header label: its value as the resolver resolved it before; a value not
+        # met yet (or not bytes) goes to the resolver, which learns it.
+        name = self._label_header
+        for key, value in scope.get("headers", ()):
+            if key == name:
+                if type(value) is bytes:
+                    found = self._label_known.get(value)
+                    if found is not None:
+                        return (found,)
+                resolve = self._labels_only
+                return self._label_blank if resolve is None else resolve(scope, 0, _NO_HEADERS)
+        return self._label_blank
 
     def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
                          scope: dict[str, Any]) -> dict[str, str] | None:

@@ -68,9 +68,14 @@ class LabelResolver:
         self._by_header = {what: i for i, (kind, what, _) in enumerate(self._plan)
                            if kind == _REQUEST}
         self._blank = ("",) * len(self._plan)
-        # The usual case, one label from a request header, resolved without the general loop.
+        # The usual case, one label from a request header, resolved without the general loop
+        # (the middleware reads it, its known values and the blank values to do the same in
+        # the compiled build).
         self._single: bytes | None = (self._plan[0][1] if len(self._plan) == 1
                                       and self._plan[0][0] == _REQUEST else None)
+        self.single_header = self._single
+        self.single_known = self._known[0] if self._single is not None else {}
+        self.blank = self._blank
 
     def resolve(self, scope: Mapping[str, Any], status: int,
                 response_headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, ...]:

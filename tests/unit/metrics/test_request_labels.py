@@ -197,11 +197,12 @@ async def test_values_past_the_limit_fold_into_other_from_the_environment() -> N
     config = MonitoringConfig.from_env({"MONITORING_HEADER_LABELS": "tenant=X-Tenant",
                                         "MONITORING_LABEL_MAX_VALUES": "2"})
     built = build_monitor(config, CollectorRegistry())
-    await get_all(app_with(built), [("/items/1", {"X-Tenant": t}) for t in "abcab"])
+    await get_all(app_with(built), [("/items/1", {"X-Tenant": t}) for t in "abcab"]
+                  + [("/items/1", {})])
     total = {"method": "GET", "route": "/items/{n}", "status": "200"}
     read = built.registry.get_sample_value
-    assert [read("http_requests_total", {**total, "tenant": t}) for t in ("a", "b", OTHER)] == [
-        2, 2, 1]
+    assert [read("http_requests_total", {**total, "tenant": t})
+            for t in ("a", "b", OTHER, "")] == [2, 2, 1, 1]
     assert read("http_requests_total", {**total, "tenant": "c"}) is None
 
 
