@@ -126,7 +126,8 @@ def _grafana(args: argparse.Namespace) -> int:
     config = MonitoringConfig.from_env()
     dashboard = grafana_dashboard(config.metrics.namespace,
                                   metric_names=config.metrics.metric_names,
-                                  slos=config.slo.all())
+                                  slos=config.slo.all(),
+                                  request_labels=config.metrics.label_names)
     print(json.dumps(dashboard, indent=2, sort_keys=True))
     return 0
 

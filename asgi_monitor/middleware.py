@@ -31,6 +31,8 @@ __all__ = ["MonitorHooks", "MonitoringMiddleware", "add_monitoring_middleware"]
 logger = logging.getLogger("asgi_monitor")
 
 _MAX_CACHED_ROUTES = 10_000
+# The response headers a request label reads when none of them reads any.
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
 # Status recorded for a request the client abandoned (nginx's convention, widely understood).
 CLIENT_CLOSED = 499
 
@@ -129,6 +131,36 @@ class MonitoringMiddleware:
             from .exemplars import exemplar_source
 
             self._exemplar = exemplar_source(metrics.exemplar)
+        # None unless request labels are configured, like the exemplar hook.
+        # One request-header label: its header's name (as ASGI has it) and the values the
+        # resolver already knows by raw bytes, so that a request with a known value is
+        # resolved here (compiled) without calling the resolver.
+        self._label_header: bytes | None = None
+        self._label_known: dict[object, str] = {}
+        self._label_blank: tuple[str, ...] = ()
+        # resolve(scope, status, response headers) -> the labels' values.
+        self._request_labels: Callable[[dict[str, Any], int, list[tuple[bytes, bytes]]],
+                                       tuple[str, ...]] | None = None
+        # Whether the response's headers are kept for a request label that reads one.
+        self._keep_headers = False
+        if metrics.labels:
+            # Imported here: the module is loaded only when labels are wanted.
+            from .request_labels import LabelResolver
+
+            resolver = LabelResolver(metrics.labels, metrics.label_max_values,
+                                     monitor.internal_error)
+            self._request_labels = resolver.resolve
+            self._keep_headers = resolver.needs_response_headers
+            if resolver.single_header is not None and self._exemplar is None:
+                self._label_header = resolver.single_header
+                self._label_known = resolver.single_known
+                self._label_blank = resolver.blank
+        # One test on the request path when neither is configured.
+        self._plain = self._exemplar is None and self._request_labels is None
+        # The resolver again when the labels need neither exemplars nor the response's
+        # headers: the common case, recorded without _record_more's extra call.
+        self._labels_only = (self._request_labels if self._exemplar is None
+                             and not self._keep_headers else None)
         self._requests: RequestStore = monitor.requests
         # route id, or (route id, root_path before, after) under a Mount -> (route, label).
         self._labels: dict[object, tuple[object, str]] = {}
@@ -164,7 +196,8 @@ class MonitoringMiddleware:
         requests = self._requests
         method = requests.begin(scope["method"])
         entry_root_path = scope.get("root_path", "")
-        exchange = _Exchange(receive, send, self, method)
+        exchange = (_Exchange(receive, send, self, method) if not self._keep_headers
+                    else _HeadersExchange(receive, send, self, method))
         if self._declared_streams:
             # Maybe a stream by its route: the first chunk of several (_Exchange.may_stream)
             # or the record below reads the route.
@@ -203,20 +236,54 @@ class MonitoringMiddleware:
                 ttfb = (exchange.first_byte or finished) - start
                 if exchange.stream:
                     duration = self._stream_ended(exchange, method, label, duration, ttfb)
-                if self._exemplar is None:
+                if self._plain:
                     requests.record(method, label, status, scheme, duration, ttfb,
                                     exchange.request_bytes, exchange.response_bytes)
+                elif self._labels_only is not None:
+                    requests.record_labelled(
+                        method, label, status, scheme,
+                        self._labels_only(scope, status, _NO_HEADERS)
+                        if self._label_header is None else self._header_label(scope),
+                        duration, ttfb, exchange.request_bytes, exchange.response_bytes, None)
                 else:
-                    requests.record_exemplar(
-                        method, label, status, scheme, duration, ttfb,
-                        exchange.request_bytes, exchange.response_bytes,
-                        self._exemplar_labels(self._exemplar, scope))
+                    self._record_more(requests, scope, exchange, method, label, status, scheme,
+                                      duration, ttfb)
             except Exception as exc:
                 if exchange.stream == 1:
                     # Recording failed before the stream was closed: close it all the same.
                     exchange.stream = 2
                     requests.streams_open.add(-1)
                 self._on_error("record", exc)
+
+    def _record_more(self, requests: RequestStore, scope: dict[str, Any], exchange: _Exchange,
+                     method: str, route: str, status: int, scheme: str, duration: float,
+                     ttfb: float) -> None:
+        # A request with an exemplar, request labels or both: off the plain path.
+        exemplar = (None if self._exemplar is None
+                    else self._exemplar_labels(self._exemplar, scope))
+        resolver = self._request_labels
+        if resolver is None:
+            requests.record_exemplar(method, route, status, scheme, duration, ttfb,
+                                     exchange.request_bytes, exchange.response_bytes, exemplar)
+            return
+        headers = exchange.response_headers if isinstance(exchange, _HeadersExchange) else []
+        requests.record_labelled(method, route, status, scheme,
+                                 resolver(scope, status, headers), duration, ttfb,
+                                 exchange.request_bytes, exchange.response_bytes, exemplar)
+
+    def _header_label(self, scope: dict[str, Any]) -> tuple[str, ...]:
+        # One request-header label: its value as the resolver resolved it before; a value not
+        # met yet (or not bytes) goes to the resolver, which learns it.
+        name = self._label_header
+        for key, value in scope.get("headers", ()):
+            if key == name:
+                if type(value) is bytes:
+                    found = self._label_known.get(value)
+                    if found is not None:
+                        return (found,)
+                resolve = self._labels_only
+                return self._label_blank if resolve is None else resolve(scope, 0, _NO_HEADERS)
+        return self._label_blank
 
     def _exemplar_labels(self, source: Callable[[dict[str, Any]], dict[str, str] | None],
                          scope: dict[str, Any]) -> dict[str, str] | None:
@@ -606,3 +673,23 @@ def is_event_stream(headers: Any) -> bool:
         if len(name) == 12 and name.lower() == b"content-type":
             return bytes(value).split(b";", 1)[0].strip().lower() == b"text/event-stream"
     return False
+
+
+class _HeadersExchange(_Exchange):
+    """An :class:`_Exchange` that also keeps the response's headers: used only when a request
+    label reads one, so that no other request pays for it."""
+
+    __slots__ = ("response_headers",)
+
+    def __init__(self, receive: Receive, send: Send, owner: MonitoringMiddleware,
+                 method: str) -> None:
+        super().__init__(receive, send, owner, method)
+        self.response_headers: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            try:
+                self.response_headers = list(message.get("headers", ()))
+            except Exception as exc:
+                self._owner._on_error("send", exc)
+        await super().__call__(message)

@@ -68,10 +68,17 @@ def build_name() -> str:
 
 # --exemplars: exemplars on, every request with a trace context.
 EXEMPLARS = False
+# --header-label: one request label from a request header, every request with that header.
+HEADER_LABELS: tuple[tuple[str, str], ...] = ()
+# A browser-like request's headers, the label's last: the resolver scans them in order.
+LABELLED_HEADERS = [(b"host", b"shop.example"), (b"user-agent", b"Mozilla/5.0"),
+                    (b"accept", b"*/*"), (b"accept-encoding", b"gzip, br"),
+                    (b"x-tenant", b"acme")]
 
 
 def config(max_series: int = 2000) -> MonitoringConfig:
-    return MonitoringConfig(metrics=MetricsSettings(max_series=max_series, exemplars=EXEMPLARS),
+    return MonitoringConfig(metrics=MetricsSettings(max_series=max_series, exemplars=EXEMPLARS,
+                                                    header_labels=HEADER_LABELS),
                             health=HealthSettings(default_checks=False),
                             alerts=AlertSettings(default_rules=False),
                             system=SystemSettings(metrics=False))
@@ -137,7 +144,8 @@ def _callgrind(variant: str, requests: int, out: str) -> subprocess.Popen[bytes]
     return subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          __file__, "--callgrind-child", variant, "--requests", str(requests),
-         *(["--exemplars"] if EXEMPLARS else [])],
+         *(["--exemplars"] if EXEMPLARS else []),
+         *(["--header-label"] if HEADER_LABELS else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONHASHSEED": "0"})
 
@@ -273,8 +281,15 @@ def main() -> None:
                         help="(c) only: the sampler's merged read of 4 x N series")
     parser.add_argument("--exemplars", action="store_true",
                         help="(a) with exemplars on, each request with a traceparent header")
+    parser.add_argument("--header-label", action="store_true",
+                        help="(a) with one request label from a header (MONITORING_HEADER_LABELS="
+                             "tenant=X-Tenant), each request with that header")
     parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.header_label:
+        global HEADER_LABELS
+        HEADER_LABELS = (("tenant", "X-Tenant"),)
+        hotpath.HEADERS.extend(LABELLED_HEADERS)
     if args.exemplars:
         global EXEMPLARS
         EXEMPLARS = True
@@ -282,7 +297,8 @@ def main() -> None:
     if args.callgrind_child:
         asyncio.run(callgrind_child(args.callgrind_child, args.requests))
         return
-    print(f"build: {build_name()}")
+    print(f"build: {build_name()}"
+          f"{'; one header label' if HEADER_LABELS else ''}")
     if args.read:
         with tempfile.TemporaryDirectory() as directory:
             merged_read(20, directory, args.read, args.workers)

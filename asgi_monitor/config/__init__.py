@@ -92,6 +92,7 @@ class MonitoringConfig(Section):
         slos = self.slo.all()
         for slo in slos:
             slo.check_buckets(self.metrics.duration_buckets)
+            slo.check_labels(self.metrics.label_names)
         self.slo.check_in_process(slos, self.alerts.check_interval_seconds)
 
     @classmethod

@@ -28,6 +28,14 @@ from .declare import (
     whole,
     whole_at_least,
 )
+from .labels import (
+    SOURCES,
+    Computed,
+    LabelSource,
+    RequestHeader,
+    header_label_pairs,
+    valid_header_name,
+)
 
 __all__ = ["DEFAULT_DURATION_BUCKETS", "DEFAULT_SIZE_BUCKETS", "METRIC_NAMES", "REQUEST_LABELS",
            "ExemplarHook", "MetricsSettings", "PathSettings", "RouteResolver", "metric_prefix"]
@@ -65,6 +73,21 @@ SCRAPE_TARGET_LABELS = ("job", "instance")
 # label; the files of several workers also hold the scheme).
 REQUEST_LABELS = ("method", "route", "status", "scheme", "le", "http_request_method",
                   "http_route", "http_response_status_code", "url_scheme", "error_type")
+# Never a request label's name either: the names above, what Prometheus and peers' dashboards
+# take for other things, and the names Prometheus itself sets on the target's series.
+RESERVED_REQUEST_LABELS = (*REQUEST_LABELS, "handler", "quantile", *SCRAPE_TARGET_LABELS)
+
+
+def _label_sources(value: object) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+        and isinstance(p[1], SOURCES) for p in value)
+
+
+def _header_pairs(value: object) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+        and valid_header_name(p[1]) for p in value)
 
 
 def metric_prefix(namespace: str) -> str:
@@ -106,6 +129,29 @@ class MetricsSettings(Section):
         check=label_set(REQUEST_LABELS),
         help="labels with a fixed value on every request series, e.g. `service=shop,env=prod` "
              "(a mapping in code)")
+    header_labels: tuple[tuple[str, str], ...] = setting(
+        (), env="MONITORING_HEADER_LABELS", parse=header_label_pairs,
+        check=Check("label=Header-Name pairs, e.g. `tenant=X-Tenant,client=X-Client-Id`",
+                    _header_pairs),
+        help="request labels from request headers, e.g. `tenant=X-Tenant,client=X-Client-Id`: "
+             "on the request counter and histograms; a request without the header gets `\"\"` "
+             "(`metrics.request_labels` for other sources)")
+    request_labels: tuple[tuple[str, LabelSource], ...] = setting(
+        (), check=Check("a mapping of label name to RequestHeader, ResponseHeader, ScopeValue, "
+                        "Computed or a callable(scope, status, response_headers)",
+                        _label_sources),
+        help="request labels from any source: a mapping of name to `RequestHeader(...)`, "
+             "`ResponseHeader(...)`, `ScopeValue(\"state\", \"tenant\")` or a callable "
+             "`(scope, status, response_headers) -> str | None`, each with optional `allowed` "
+             "values; code only")
+    label_max_values: int = setting(
+        20, env="MONITORING_LABEL_MAX_VALUES", parse=whole, check=whole_at_least(1),
+        help="per request label, the first N distinct values are kept; later ones count as "
+             "`<other>`")
+    status_classes: bool = setting(
+        False, env="MONITORING_STATUS_CLASSES", parse=boolean,
+        help="the status label as its class (`2xx`, `4xx`, `5xx`...) instead of the code, on "
+             "every request family: fewer series; the in-process figures keep the codes")
     max_series: int = setting(
         2000, env="MONITORING_MAX_SERIES", parse=whole, check=whole_at_least(1),
         help="series cap per labelled metric; more go to `<overflow>`")
@@ -154,6 +200,11 @@ class MetricsSettings(Section):
         # A mapping is the natural way to write labels in code; the frozen field keeps pairs.
         if isinstance(self.constant_labels, Mapping):
             object.__setattr__(self, "constant_labels", tuple(self.constant_labels.items()))
+        if isinstance(self.request_labels, Mapping):
+            object.__setattr__(self, "request_labels", tuple(
+                (name, source if isinstance(source, SOURCES) or not callable(source)
+                 else Computed(source))
+                for name, source in self.request_labels.items()))
         super().__post_init__()
 
     def _check_together(self) -> None:
@@ -166,6 +217,35 @@ class MetricsSettings(Section):
                        "Prometheus sets job and instance from the scrape target and renames "
                        "a scraped one to exported_job / exported_instance; use another name "
                        "such as service or host", self.constant_labels)
+        seen: set[str] = set()
+        taken_names = {*RESERVED_REQUEST_LABELS, *(n for n, _ in self.constant_labels)}
+        for field_name, pairs in (("header_labels", self.header_labels),
+                                  ("request_labels", self.request_labels)):
+            for name, _ in pairs:
+                if not name.isascii() or not name.isidentifier() or name.startswith("__"):
+                    self._fail(field_name, f"label names of letters, digits and '_' (not "
+                               f"starting with a digit or '__'); label {name!r} is not one",
+                               pairs)
+                if name in taken_names:
+                    self._fail(field_name, f"free of label {name!r}: it is reserved (taken by "
+                               f"the request series, Prometheus or a constant label); "
+                               f"choose another name", pairs)
+                if name in seen:
+                    self._fail(field_name, f"free of a second label {name!r}: request labels "
+                               "need distinct names (header_labels and request_labels "
+                               "together)", pairs)
+                seen.add(name)
+
+    @property
+    def labels(self) -> tuple[tuple[str, LabelSource], ...]:
+        """Every request label and its source: the header labels, then the others."""
+        return (*((name, RequestHeader(header)) for name, header in self.header_labels),
+                *self.request_labels)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The request labels' names, in :attr:`labels`' order."""
+        return tuple(name for name, _ in self.labels)
 
     @property
     def prefix(self) -> str:

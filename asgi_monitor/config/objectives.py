@@ -126,13 +126,24 @@ def _finite(value: object) -> bool:
 
 @dataclass(frozen=True)
 class Selector:
-    """Which requests count: every request, or those of some route templates and/or methods."""
+    """Which requests count: every request, or those of some route templates and/or methods,
+    and/or with some values of request labels (``labels={"tenant": "acme"}``: the labels the
+    user chose, ``metrics.header_labels`` / ``metrics.request_labels``)."""
 
     routes: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "routes", tuple(self.routes))
+        labels = self.labels
+        object.__setattr__(self, "labels", tuple(
+            sorted(labels.items()) if isinstance(labels, Mapping) else labels))
+        if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                   and p[0].isascii() and p[0].isidentifier() and isinstance(p[1], str)
+                   for p in self.labels):
+            raise _fail("selector.labels", "a mapping of request label name to value (e.g. "
+                        "{'tenant': 'acme'})", labels)
         object.__setattr__(self, "methods", tuple(m.upper() if isinstance(m, str) else m
                                                   for m in self.methods))
         if not all(isinstance(r, str) and r.startswith("/") for r in self.routes):
@@ -144,6 +155,11 @@ class Selector:
     def matches(self, method: str, route: str) -> bool:
         return ((not self.routes or route in self.routes)
                 and (not self.methods or method in self.methods))
+
+    def matches_labels(self, labels: tuple[tuple[str, str], ...]) -> bool:
+        """Whether a series with these request label values is selected (every selector label
+        has its value)."""
+        return all(pair in labels for pair in self.labels)
 
 
 @dataclass(frozen=True)
@@ -249,6 +265,17 @@ class SLO:
         """The fraction of requests allowed to be bad (0.001 for 99.9 %)."""
         return 1 - self.objective_percent / 100
 
+    def check_labels(self, label_names: tuple[str, ...]) -> None:
+        """Refuse a selector label that is not a configured request label: it would select
+        nothing, for ever."""
+        unknown = [name for name, _ in self.selector.labels if name not in label_names]
+        if unknown:
+            shown = ", ".join(label_names) or "none"
+            raise ConfigError(
+                f"{self.where('selector.labels')} must name request labels (configured: "
+                f"{shown}), got {unknown[0]!r}; add it to MONITORING_HEADER_LABELS or "
+                f"metrics.request_labels, or remove it from the selector")
+
     def check_buckets(self, duration_buckets: tuple[float, ...]) -> None:
         """Refuse a latency threshold that is not one of the duration histogram's bounds."""
         t = self.sli.threshold_seconds
@@ -263,7 +290,7 @@ class SLO:
 
 _SLO_KEYS = {"name", "sli", "objective_percent", "period_days", "selector"}
 _SLI_KEYS = {"kind", "bad_status", "threshold_seconds"}
-_SELECTOR_KEYS = {"routes", "methods"}
+_SELECTOR_KEYS = {"routes", "methods", "labels"}
 
 
 def _mapping(field_name: str, value: object, keys: set[str]) -> Mapping[str, Any]:
@@ -298,7 +325,10 @@ def _entry(i: int, item: object, source: str) -> SLO:
     for key in ("routes", "methods"):
         if key in sel and not isinstance(sel[key], list):
             raise _fail(f"selector.{key}", "a list", sel[key])
-    selector = Selector(**{k: tuple(v) for k, v in sel.items()})
+    if "labels" in sel and not isinstance(sel["labels"], Mapping):
+        raise _fail("selector.labels", "an object of label name to value", sel["labels"])
+    selector = Selector(**{k: tuple(v) if k != "labels" else tuple(sorted(v.items()))
+                           for k, v in sel.items()})
     kwargs = {k: raw[k] for k in ("objective_percent", "period_days") if k in raw}
     if "name" not in raw:
         raise FieldError("name", "is missing")

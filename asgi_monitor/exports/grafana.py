@@ -68,23 +68,32 @@ def _panel(title: str, unit: str, targets: list[tuple[str, str]], *, kind: str =
     return panel
 
 
-def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]]]:
+def _panels(p: str, names: RequestNames, request_labels: tuple[str, ...] = (),
+            ) -> list[tuple[str, list[dict[str, Any]]]]:
     """Rows of panels; ``p`` is the metric-name prefix (namespace + "_" or ""), ``names`` the
-    request series' names under the chosen naming."""
+    request series' names under the chosen naming, ``request_labels`` the request labels the
+    user chose (each a variable that filters the request series)."""
     rate = "$__rate_interval"
     route, method = names.route, names.method
+    # The request labels' variables ("All" is .*, which also matches the empty value).
+    chosen = "".join(f', {label}=~"${label}"' for label in request_labels)
 
     def m(name: str, matchers: str = "") -> str:
         """The series ``name`` of the chosen targets, with ``matchers`` if any."""
         return f"{p}{name}{{{matchers + ', ' if matchers else ''}{TARGET}}}"
 
-    requests = m(names.requests)
-    errors = m(names.requests, f'{names.status}=~"5.."')
-    duration = m(f"{names.duration}_bucket")
+    def r(name: str, matchers: str = "") -> str:
+        """A request series (one that carries the request labels) of the chosen targets and
+        request label values."""
+        return f"{p}{name}{{{matchers + ', ' if matchers else ''}{TARGET}{chosen}}}"
+
+    requests = r(names.requests)
+    errors = r(names.requests, f'{names.status}=~"5.."')
+    duration = r(f"{names.duration}_bucket")
     hits = m("cache_operations_total", 'operation="hit"')
     lookups = m("cache_operations_total", 'operation=~"hit|miss"')
 
-    native = m(names.duration)
+    native = r(names.duration)
 
     def quantile(q: str, by: str = "le") -> str:
         # The native histogram first (MONITORING_NATIVE_HISTOGRAMS, scraped by a Prometheus
@@ -112,6 +121,9 @@ def _panels(p: str, names: RequestNames) -> list[tuple[str, list[dict[str, Any]]
                 (quantile("0.95", f"le, {route}"), f"{{{{{route}}}}}")], exemplars=True),
             _panel("Requests in progress", "short", [
                 (f"sum by ({method}) ({m(names.in_progress)})", f"{{{{{method}}}}}")]),
+            *(_panel(f"Request rate by {label}", "reqps", [
+                (f"sum by ({label}) (rate({requests}[{rate}]))", f"{{{{{label}}}}}")])
+              for label in request_labels),
         ]),
         ("Health", [
             _panel("Health checks", "short", [
@@ -198,16 +210,18 @@ def _slo_panels(slo: SLO, namespace: str, naming: str) -> list[dict[str, Any]]:
 
 def grafana_dashboard(namespace: str = "", *, title: str | None = None,
                       metric_names: str = "classic",
-                      slos: tuple[SLO, ...] = ()) -> dict[str, Any]:
+                      slos: tuple[SLO, ...] = (),
+                      request_labels: tuple[str, ...] = ()) -> dict[str, Any]:
     """The dashboard JSON for metrics named with ``namespace`` (as MONITORING_NAMESPACE) and
     ``metric_names`` (as MONITORING_METRIC_NAMES), with a row for ``slos`` if any (their
-    SLI and burn-rate panels read the recording rules of ``asgi-monitor rules``)."""
+    SLI and burn-rate panels read the recording rules of ``asgi-monitor rules``), and a
+    variable and a request-rate panel per request label (``request_labels``: their names)."""
     prefix = metric_prefix(namespace)
     names = request_names(metric_names)
     panels: list[dict[str, Any]] = []
     y = 0
     next_id = 1
-    rows = _panels(prefix, names)
+    rows = _panels(prefix, names, request_labels)
     if slos:
         slo_panels = [panel for slo in slos for panel in _slo_panels(slo, namespace, metric_names)]
         rows.append(("Service level objectives", slo_panels))
@@ -268,6 +282,9 @@ def grafana_dashboard(namespace: str = "", *, title: str | None = None,
             _target_variable("instance", "Instance",
                              f'label_values({prefix}{names.requests}{{job=~"$job"}}, '
                              "instance)"),
+            *(_target_variable(label, label, f'label_values({prefix}{names.requests}'
+                               f'{{job=~"$job", instance=~"$instance"}}, {label})')
+              for label in request_labels),
         ]},
         "panels": panels,
     }

@@ -101,7 +101,8 @@ def configmap_dashboard(config: MonitoringConfig) -> dict[str, Any]:
     """The Grafana dashboard in a ConfigMap for the Grafana sidecar."""
     dashboard = grafana_dashboard(config.metrics.namespace,
                                   metric_names=config.metrics.metric_names,
-                                  slos=config.slo.all())
+                                  slos=config.slo.all(),
+                                  request_labels=config.metrics.label_names)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

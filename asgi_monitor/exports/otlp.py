@@ -110,6 +110,8 @@ def metrics_data(inputs: SampleInputs, *, resource: Mapping[str, str], start_ns:
             "http.response.status_code": latency.status, "url.scheme": latency.scheme}
         if latency.status >= 500:
             attributes["error.type"] = str(latency.status)
+        # The request labels the user chose, under their own names.
+        attributes.update(latency.labels)
         if latency.native is not None:
             # Native histograms on: OTLP's exponential histogram, the same buckets. Its scale is
             # Prometheus' schema, and its bucket ``offset + i`` holds (base**(offset+i),

@@ -37,6 +37,8 @@ class RouteLatency:
     scheme: str = "http"
     # The same durations' native histogram, when native histograms are on.
     native: NativeBuckets | None = None
+    # The request labels the user chose, (name, value) pairs; () when none are configured.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def count(self) -> float:

@@ -80,6 +80,10 @@ class Sample:
     process_rss_bytes: float | None = None
     routes: dict[str, RouteTotals] = field(default_factory=dict)  # "GET /items/{id}"
     native: NativeTotals | None = None  # every route's native buckets, when on
+    # With request labels: (method, route, their (name, value) pairs) -> totals, for SLO
+    # selectors that filter on them. Empty when none are configured.
+    labelled: dict[tuple[str, str, tuple[tuple[str, str], ...]], RouteTotals] = field(
+        default_factory=dict)
     # Seconds on a monotonic clock: what intervals and windows are measured with, so a wall
     # clock stepped back or forward stretches no rate. None in a hand-made sample (then `time`).
     monotonic: float | None = None
@@ -219,6 +223,23 @@ def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
             found = route_buckets[name] = dict(found)
         for bound, cumulative in latency.buckets:
             found[bound] = found.get(bound, 0.0) + cumulative
+    labelled = sample.labelled
+    for latency in requests.latency:
+        if not latency.labels:
+            continue
+        key = (latency.method, latency.route, latency.labels)
+        totals = labelled.get(key)
+        if totals is None:
+            totals = labelled[key] = RouteTotals()
+        count = latency.count
+        totals.requests += count
+        if latency.status >= 500:
+            totals.errors += count
+        totals.duration_sum += latency.total
+        totals.duration_count += count
+        totals.buckets = (latency.buckets if not totals.buckets else tuple(
+            (bound, a + b) for (bound, a), (_, b) in zip(totals.buckets, latency.buckets,
+                                                         strict=True)))
     for name, summed in route_buckets.items():
         routes[name].buckets = (summed if isinstance(summed, tuple)
                                 else tuple(sorted(summed.items())))

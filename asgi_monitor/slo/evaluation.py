@@ -20,7 +20,7 @@ from typing import Any
 from ..alerting.manager import AlertManager
 from ..alerting.models import AlertSeverity
 from ..config.objectives import SLO, WINDOWS, BurnAlert
-from ..sampling.samples import Sample, SampleBuffer
+from ..sampling.samples import RouteTotals, Sample, SampleBuffer
 
 __all__ = ["SLOTracker", "evaluable_alerts", "install_slo_rules", "window_seconds"]
 
@@ -47,9 +47,18 @@ class _Point:
 def _counts(slo: SLO, sample: Sample) -> tuple[float, float]:
     """Cumulative (good, total) of the requests ``slo`` selects, from one sample's routes."""
     good = total = 0.0
-    for key, totals in sample.routes.items():
-        method, _, route = key.partition(" ")
-        if not slo.selector.matches(method, route):
+    selector = slo.selector
+    if selector.labels:
+        # Only the series that carry the selected request label values.
+        rows: Iterable[tuple[str, str, RouteTotals]] = (
+            (method, route, totals)
+            for (method, route, labels), totals in sample.labelled.items()
+            if selector.matches_labels(labels))
+    else:
+        rows = ((key.partition(" ")[0], key.partition(" ")[2], totals)
+                for key, totals in sample.routes.items())
+    for method, route, totals in rows:
+        if not selector.matches(method, route):
             continue
         if slo.sli.kind == "latency":
             fast = dict(totals.buckets).get(slo.sli.threshold_seconds or 0.0, 0.0)
@@ -185,7 +194,8 @@ class SLOTracker:
                 "name": name, "kind": slo.sli.kind, "objective_percent": slo.objective_percent,
                 "period_days": slo.period_days,
                 "selector": {"routes": list(slo.selector.routes),
-                             "methods": list(slo.selector.methods)},
+                             "methods": list(slo.selector.methods),
+                             "labels": dict(slo.selector.labels)},
                 "threshold_seconds": slo.sli.threshold_seconds,
                 "windows": windows,
                 # Over what is kept (in memory, since the last start), not the whole period.

@@ -38,6 +38,8 @@ def _matchers(slo: SLO, names: RequestNames, *extra: str) -> str:
         found.append(f"{names.route}=~{json.dumps(routes)}")
     if slo.selector.methods:
         found.append(f"{names.method}=~{json.dumps('|'.join(slo.selector.methods))}")
+    # Request labels keep their names in every naming; an exact match each.
+    found.extend(f"{name}={json.dumps(value)}" for name, value in slo.selector.labels)
     return "{" + ",".join(found) + "}" if found else ""
 
 

@@ -43,6 +43,7 @@ from .families import (
     STREAMS_OPEN_HELP,
     Kept,
     Lifetimes,
+    class_text,
     latest_exemplars,
     le_label,
     otel_method,
@@ -254,17 +255,28 @@ class SeriesBlocks(NamedTuple):
     starts: Sequence[int]
     values: array[float]
     exemplars: Mapping[int, Sequence[Kept | None]]
+    # ``labels[i]``: the values of the request labels the user chose, for series i; empty
+    # when none are configured.
+    labels: Sequence[tuple[str, ...]] = ()
 
 
 def request_text(
     out: list[str], blocks: SeriesBlocks, in_progress: Sequence[tuple[str, float]], *,
     naming: str, prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
-    constant_labels: Constants, openmetrics: bool,
+    constant_labels: Constants, openmetrics: bool, label_names: Sequence[str] = (),
+    status_classes: bool = False,
 ) -> None:
     """What :func:`~asgi_monitor.store.families.request_families` gives for the same series,
     as exposition text (appended to ``out``)."""
     constants = tuple(constant_labels)
-    keys, starts, values, exemplars = blocks
+    if status_classes:
+        blocks = _fold_status_classes(blocks, len(duration_bounds), len(size_bounds))
+    status_text = class_text if status_classes else str
+    keys, starts, values, exemplars, user_values = blocks
+    user = tuple(label_names)
+    # Each series' request label values, escaped once ((): none configured).
+    extra = ([tuple(map(escape, labels)) for labels in user_values] if user
+             else [()] * len(keys))
     t = len(duration_bounds) + 1
     z = len(size_bounds) + 1
     # Per histogram: where it starts in a block, and its buckets (its sum follows them).
@@ -274,32 +286,32 @@ def request_text(
     les = (duration_les, duration_les, size_les, size_les)
     classic = naming != "otel"
     if classic:
-        counts: dict[tuple[str, str, str], float] = {}
-        for (method, route, status, _), at in zip(keys, starts, strict=True):
-            key = (method, route, str(status))
+        counts: dict[tuple[str, ...], float] = {}
+        for (method, route, status, _), at, labels in zip(keys, starts, extra, strict=True):
+            key = (escape(method), escape(route), status_text(status), *labels)
             counts[key] = counts.get(key, 0.0) + sum(values[at:at + t])
-        counter_text(out, f"{prefix}http_requests", REQUESTS_HELP, ("method", "route", "status"),
-                     constants, (((escape(method), escape(route), status), count)
-                                 for (method, route, status), count in counts.items()),
+        counter_text(out, f"{prefix}http_requests", REQUESTS_HELP,
+                     ("method", "route", "status", *user), constants, counts.items(),
                      openmetrics)
     # The classic histograms are summed over status and scheme: per (method, route), its first
     # series, and the others where there are others (ints, which the collector does not walk).
-    first: dict[tuple[str, str], int] = {}
-    more: dict[tuple[str, str], list[int]] = {}
-    for i, (method, route, _, _) in enumerate(keys):
-        found = first.setdefault((method, route), i)
+    first: dict[tuple[str, ...], int] = {}
+    more: dict[tuple[str, ...], list[int]] = {}
+    for i, ((method, route, _, _), labels) in enumerate(zip(keys, extra, strict=True)):
+        found = first.setdefault((method, route, *labels), i)
         if found != i:
-            more.setdefault((method, route), [found]).append(i)
-    routes = [((escape(method), escape(route)), i, more.get((method, route)))
-              for (method, route), i in first.items()]
+            more.setdefault((method, route, *labels), [found]).append(i)
+    routes = [((escape(key[0]), escape(key[1]), *key[2:]), i, more.get(key))
+              for key, i in first.items()]
     del first
-    rows = [(escape(otel_method(method)), escape(route), str(status), escape(scheme),
-             str(status) if status >= 500 else "") for method, route, status, scheme in keys]
+    rows = [(escape(otel_method(method)), escape(route), status_text(status), escape(scheme),
+             status_text(status) if status >= 500 else "", *labels)
+            for (method, route, status, scheme), labels in zip(keys, extra, strict=True)]
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
         offset, n = parts[index]
         kept = exemplars if openmetrics and index == 0 else {}
         if classic or index not in OTEL_HISTOGRAMS:
-            histogram_text(out, f"{prefix}{name}", doc, ("method", "route"), constants,
+            histogram_text(out, f"{prefix}{name}", doc, ("method", "route", *user), constants,
                            les[index], (
                 (labels, *_summed(values, starts, members or (i,), offset, n),
                  latest_exemplars(kept.get(j) for j in members or (i,)) if kept else None)
@@ -309,7 +321,7 @@ def request_text(
             histogram_text(
                 out, f"{prefix}{otel_name}", otel_doc,
                 ("http_request_method", "http_route", "http_response_status_code", "url_scheme",
-                 "error_type"), constants, les[index], (
+                 "error_type", *user), constants, les[index], (
                     (labels, values[at + offset:at + offset + n], values[at + offset + n],
                      kept.get(i))
                     for i, (labels, at) in enumerate(zip(rows, starts, strict=True))),
@@ -345,6 +357,40 @@ def websocket_text(
                    [le_label(bound) for bound in bounds],
                    (((escape(route),), per_bucket, total, None)
                     for route, per_bucket, total in sessions), openmetrics)
+
+
+def _fold_status_classes(blocks: SeriesBlocks, duration_bounds: int, size_bounds: int,
+                         ) -> SeriesBlocks:
+    """``blocks`` with the series of one status class summed into one, whose status is the
+    class' first code (200 for 2xx), as families.fold_status_classes folds stored series."""
+    keys, starts, values, exemplars, labels = blocks
+    size = 2 * (duration_bounds + 2) + 2 * (size_bounds + 2)
+    at: dict[tuple[str, str, int, str, tuple[str, ...]], int] = {}
+    new_keys: list[tuple[str, str, int, str]] = []
+    new_labels: list[tuple[str, ...]] = []
+    kept: dict[int, list[Sequence[Kept | None]]] = {}
+    folded = array("d")
+    for i, ((method, route, status, scheme), start) in enumerate(zip(keys, starts,
+                                                                     strict=True)):
+        own = labels[i] if labels else ()
+        status = status // 100 * 100
+        key = (method, route, status, scheme, own)
+        j = at.get(key)
+        block = values[start:start + size]
+        if j is None:
+            j = at[key] = len(new_keys)
+            new_keys.append((method, route, status, scheme))
+            new_labels.append(own)
+            folded.extend(block)
+        else:
+            folded[j * size:(j + 1) * size] = array(
+                "d", map(add, folded[j * size:(j + 1) * size], block))
+        if i in exemplars:
+            kept.setdefault(j, []).append(exemplars[i])
+    merged_exemplars = {j: found for j, rows in kept.items()
+                        if (found := latest_exemplars(rows)) is not None}
+    return SeriesBlocks(new_keys, [j * size for j in range(len(new_keys))], folded,
+                        merged_exemplars, new_labels if labels else ())
 
 
 def _summed(values: array[float], starts: Sequence[int], members: Sequence[int], offset: int,

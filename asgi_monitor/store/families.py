@@ -37,8 +37,9 @@ from .native import NativeSnapshot, merge_native
 __all__ = ["HISTOGRAMS", "IN_PROGRESS_HELP", "OTEL_HISTOGRAMS", "OTEL_STREAMS_OPEN",
            "OTEL_STREAM_DURATION", "REQUESTS_HELP", "STREAMS_OPEN", "STREAMS_OPEN_HELP",
            "STREAM_DURATION", "STREAM_DURATION_HELP", "Kept", "Lifetimes",
-           "NativeHistogramFamily", "StoredSeries", "latest_exemplars", "le_label", "native_key",
-           "otel_method", "request_families", "stream_families", "stream_names"]
+           "NativeHistogramFamily", "StoredSeries", "class_text", "fold_status_classes",
+           "latest_exemplars", "le_label", "native_key", "otel_method", "request_families",
+           "stream_families", "stream_names"]
 
 # A kept exemplar: (labels such as trace_id, observed value, unix time).
 Kept = tuple[dict[str, str], float, float]
@@ -95,18 +96,28 @@ class StoredSeries(NamedTuple):
     exemplars: Sequence[Kept | None] | None = None
     # The native histograms of the duration and TTFB, when native histograms are on.
     native: tuple[NativeSnapshot, NativeSnapshot] | None = None
+    # The values of the request labels the user chose (label_names' order), or () for none.
+    labels: tuple[str, ...] = ()
 
 
 def request_families(
     series: Iterable[StoredSeries], in_progress: Iterable[tuple[str, float]], *, naming: str,
     prefix: str, duration_bounds: Sequence[float], size_bounds: Sequence[float],
     constant_labels: Sequence[tuple[str, str]] = (), native_limit: int = 160,
+    label_names: Sequence[str] = (), status_classes: bool = False,
 ) -> Iterator[Metric]:
     """The request families of ``series`` (and the in-progress gauge, by method) as ``naming``
-    (classic, otel or both) names them; ``constant_labels`` are added to every sample. Series
-    with native buckets make the duration and TTFB families :class:`NativeHistogramFamily`
-    (summed native buckets over ``native_limit`` are reduced to a lower schema)."""
-    rows = list(series)
+    (classic, otel or both) names them; ``constant_labels`` are added to every sample, and the
+    request labels ``label_names`` (each row's ``labels``) to every family but the gauges, which
+    count requests before their labels are known. With ``status_classes`` the status is its
+    class (``2xx``...): the series of one class are summed. Series with native buckets make the
+    duration and TTFB families :class:`NativeHistogramFamily` (summed native buckets over
+    ``native_limit`` are reduced to a lower schema)."""
+    stored = list(series)
+    rows = stored if not status_classes else fold_status_classes(stored, native_limit)
+    status_text = class_text if status_classes else str
+    user = tuple(label_names)
+    blank = ("",) * len(user)
     names = tuple(name for name, _ in constant_labels)
     values = tuple(value for _, value in constant_labels)
     les = [[le_label(b) for b in duration_bounds], [le_label(b) for b in duration_bounds],
@@ -114,59 +125,59 @@ def request_families(
     classic = naming != "otel"
     if classic:
         total = CounterMetricFamily(f"{prefix}http_requests", REQUESTS_HELP,
-                                    labels=("method", "route", "status", *names))
-        counts: dict[tuple[str, str, str], float] = {}
+                                    labels=("method", "route", "status", *user, *names))
+        counts: dict[tuple[str, ...], float] = {}
         for row in rows:
-            key = (row.method, row.route, str(row.status))
+            key = (row.method, row.route, status_text(row.status), *(row.labels or blank))
             counts[key] = counts.get(key, 0.0) + row.requests
         for key, count in counts.items():
             total.add_metric((*key, *values), count)
         yield total
     # Summed over status and scheme: what the classic histograms (and ttfb in any naming) show.
-    by_route: dict[tuple[str, str], list[StoredSeries]] = {}
-    for row in rows:
-        by_route.setdefault((row.method, row.route), []).append(row)
-    has_native = any(row.native is not None for row in rows)
+    by_route: dict[tuple[str, ...], list[StoredSeries]] = {}
+    for row in stored:
+        by_route.setdefault((row.method, row.route, *(row.labels or blank)), []).append(row)
+    has_native = any(row.native is not None for row in stored)
     for index, (name, doc, _) in enumerate(HISTOGRAMS):
         native = has_native and index < 2
         if classic or index not in OTEL_HISTOGRAMS:
-            labels = ("method", "route", *names)
+            labels = ("method", "route", *user, *names)
             family = (NativeHistogramFamily(f"{prefix}{name}", doc, labels) if native else
                       HistogramMetricFamily(f"{prefix}{name}", doc, labels=labels))
-            for (method, route), group in by_route.items():
+            for route_key, group in by_route.items():
                 summed, total_sum = _summed(group, index)
                 kept = (latest_exemplars(row.exemplars for row in group) if index == 0
                         else None)
-                family.add_metric((method, route, *values),
+                family.add_metric((*route_key, *values),
                                   _buckets(les[index], summed, kept), total_sum)
                 if isinstance(family, NativeHistogramFamily):
                     merged = merge_native((row.native[index] if row.native else None
                                            for row in group), native_limit)
                     if merged is not None:
-                        family.native[native_key(dict(zip(labels, (method, route, *values),
+                        family.native[native_key(dict(zip(labels, (*route_key, *values),
                                                           strict=True)))] = merged
             yield family
         if naming != "classic" and index in OTEL_HISTOGRAMS:
             otel_name, otel_doc = OTEL_HISTOGRAMS[index]
             otel_labels = ("http_request_method", "http_route", "http_response_status_code",
-                           "url_scheme", "error_type", *names)
+                           "url_scheme", "error_type", *user, *names)
             family = (NativeHistogramFamily(f"{prefix}{otel_name}", otel_doc, otel_labels)
                       if native else
                       HistogramMetricFamily(f"{prefix}{otel_name}", otel_doc,
                                             labels=otel_labels))
             for row in rows:
                 per_bucket, total_sum = row.histograms[index]
-                status = str(row.status)
+                status = status_text(row.status)
                 family.add_metric(
                     (otel_method(row.method), row.route, status, row.scheme,
-                     status if row.status >= 500 else "", *values),
+                     status if row.status >= 500 else "", *(row.labels or blank), *values),
                     _buckets(les[index], per_bucket, row.exemplars if index == 0 else None),
                     total_sum)
                 if isinstance(family, NativeHistogramFamily) and row.native is not None:
                     family.native[native_key(dict(zip(otel_labels, (
                         otel_method(row.method), row.route, status, row.scheme,
-                        status if row.status >= 500 else "", *values), strict=True)))] = (
-                        row.native[index])
+                        status if row.status >= 500 else "", *(row.labels or blank), *values),
+                        strict=True)))] = row.native[index]
             for sample in family.samples:
                 # Absent rather than empty, as the conventions have it (and ~15 bytes a line).
                 if not sample.labels["error_type"]:
@@ -186,6 +197,39 @@ def request_families(
         for method, value in in_progress:
             gauge.add_metric((otel_method(method), *values), value)
         yield gauge
+
+
+def class_text(status: int) -> str:
+    """A status as its class label: ``2xx`` for 200..299 (and for 200, the class a folded
+    series carries)."""
+    return f"{status // 100}xx"
+
+
+def fold_status_classes(series: Iterable[StoredSeries],
+                        native_limit: int = 160) -> list[StoredSeries]:
+    """``series`` with those of one status class summed into one, whose status is the class'
+    first code (200 for 2xx); native buckets summed too (see :func:`merge_native`)."""
+    folded: dict[tuple[str, str, int, str, tuple[str, ...]], StoredSeries] = {}
+    for row in series:
+        status = row.status // 100 * 100
+        key = (row.method, row.route, status, row.scheme, row.labels)
+        found = folded.get(key)
+        if found is None:
+            folded[key] = row._replace(status=status)
+            continue
+        histograms = tuple(
+            ([a + b for a, b in zip(mine[0], theirs[0], strict=True)], mine[1] + theirs[1])
+            for mine, theirs in zip(found.histograms, row.histograms, strict=True))
+        native = found.native
+        if native is not None or row.native is not None:
+            summed = [merge_native((native[i] if native else None,
+                                    row.native[i] if row.native else None), native_limit)
+                      for i in range(2)]
+            native = (summed[0], summed[1]) if summed[0] and summed[1] else None
+        folded[key] = found._replace(
+            requests=found.requests + row.requests, histograms=histograms,
+            exemplars=latest_exemplars((found.exemplars, row.exemplars)), native=native)
+    return list(folded.values())
 
 
 def otel_method(method: str) -> str:

@@ -80,6 +80,7 @@ from .worker_file import (
     native_layout,
     read_worker,
     request_block_slots,
+    request_key,
     stream_block_slots,
     websocket_block_slots,
     worker_files,
@@ -92,12 +93,16 @@ logger = logging.getLogger("asgi_monitor")
 _METHODS = (*STANDARD_METHODS, "OTHER")
 _PIECE = 4096  # values added per C call in the merge
 _REASONS = ("not_regular", "not_owner", "too_large", "bad_header", "buckets")
-_Key = tuple[str, str, int, str]  # a request series: method, route, status, scheme
+# A request series: method, route, status, scheme and the request labels' values (() for a
+# series recorded without them).
+_Key = tuple[str, str, int, str, tuple[str, ...]]
+# What the cap counts: (method, route, status), and the request labels' values with them.
+_LabelSet = tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]
 # Where a series first appeared, which decides who keeps its labels under the cap: the worker's
 # start time, its file's name, the record's position there (a retired file keeps each series'
 # original place, so folding dead workers never moves a series between labels and <overflow>).
 _Order = tuple[float, str, int]
-_Entry = tuple[_Key, tuple[str, str, int], int, _Order]
+_Entry = tuple[_Key, _LabelSet, int, _Order]
 _Socket = tuple[str, int, _Order]  # a WebSocket route's block: route, first slot, order
 _Stream = tuple[tuple[str, str], int, _Order]  # a stream block: (method, route), slot, order
 
@@ -151,6 +156,8 @@ class MergedFiles:
         self._ws = websocket_bounds(settings.duration_buckets)
         self._max_series = settings.max_series
         self._constant_labels = tuple(settings.constant_labels)
+        self._label_names = tuple(settings.label_names)
+        self._status_classes = settings.status_classes
         self._plain = plain_names(self._prefix, (name for name, _ in self._constant_labels))
         self._naming = settings.naming
         # The native histograms' layout the files must have (None: off, and files without).
@@ -255,6 +262,9 @@ class MergedFiles:
     def protobuf(self, *, custom: bool = True) -> list[Metric]:
         """:meth:`families` with the request families written as protobuf messages (one
         :class:`RenderedBytes`)."""
+        if self._label_names or self._status_classes:
+            # Not written directly: the generic encoder takes the families as they are.
+            return self.families(custom=custom)
         from .protobuf import request_protobuf
 
         merged = self.read()
@@ -293,12 +303,16 @@ class MergedFiles:
         out: list[str] = []
         keys = list(merged.offsets)
         kept = merged.exemplars
-        blocks = SeriesBlocks(keys, list(merged.offsets.values()), merged.blocks,
+        blocks = SeriesBlocks([key[:4] for key in keys], list(merged.offsets.values()),
+                              merged.blocks,
                               {i: kept[key] for i, key in enumerate(keys) if key in kept}
-                              if kept else {})
+                              if kept else {},
+                              [self._label_values(key) for key in keys]
+                              if self._label_names else ())
         request_text(out, blocks, merged.in_progress, naming=self._naming,
                      prefix=p, duration_bounds=self._duration, size_bounds=self._size,
-                     constant_labels=self._constant_labels, openmetrics=openmetrics)
+                     constant_labels=self._constant_labels, openmetrics=openmetrics,
+                     label_names=self._label_names, status_classes=self._status_classes)
         websocket_text(out, merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p,
                        bounds=self._ws, docs=HELP, constant_labels=self._constant_labels,
                        openmetrics=openmetrics)
@@ -375,8 +389,10 @@ class MergedFiles:
             else:
                 order = (worker.started, name, position)
             if kind == "r":
-                entries.append(((method, route, status, scheme), (method, route, status), slot,
-                                order))
+                scheme, labels = request_key(scheme)
+                entries.append(((method, route, status, scheme, labels),
+                                (method, route, status, labels) if labels
+                                else (method, route, status), slot, order))
             elif kind == "s":
                 streams.append(((method, route), slot, order))
             else:
@@ -384,7 +400,7 @@ class MergedFiles:
         found = self._parsed[worker.path] = (records, entries, sockets, streams)
         return found
 
-    def _admitted(self, workers: list[WorkerRecords]) -> dict[tuple[str, str, int], bool] | None:
+    def _admitted(self, workers: list[WorkerRecords]) -> dict[_LabelSet, bool] | None:
         """Which label sets keep their labels: None when they all do (no more than the cap).
         Otherwise the first ``max_series`` label sets by first appearance keep them; an
         ``<overflow>`` label set always does (and counts towards the cap), as in the
@@ -392,16 +408,16 @@ class MergedFiles:
         cap = self._max_series
         if sum(len(self._entries(worker)) for worker in workers) <= cap:
             return None  # no more records than the cap, so no more label sets
-        every: set[tuple[str, str, int]] = set()
+        every: set[_LabelSet] = set()
         for worker in workers:
             every.update(entry[1] for entry in self._entries(worker))
         if len(every) <= cap:
             return None
         ordered = sorted((entry[3], entry[1]) for worker in workers
                          for entry in self._entries(worker))
-        admitted: SeriesCap[tuple[str, str, int]] = SeriesCap(cap)
+        admitted: SeriesCap[_LabelSet] = SeriesCap(cap)
         for _, label_set in ordered:
-            admitted.keeps(label_set, (label_set[0], OVERFLOW, label_set[2]))
+            admitted.keeps(label_set, _overflow_set(label_set))
         return admitted.kept
 
     def _routes_admitted(self, workers: list[WorkerRecords]) -> dict[str, bool] | None:
@@ -504,7 +520,7 @@ class MergedFiles:
                     bad += 1
                     continue
                 if admitted is not None and not admitted[label_set]:
-                    key = (key[0], OVERFLOW, key[2], key[3])
+                    key = _overflowed(key)
                 at = offsets.get(key)
                 if at is None:
                     at = offsets[key] = len(blocks)
@@ -558,7 +574,7 @@ class MergedFiles:
             streams_open)
 
     def _exemplars(self, workers: list[WorkerRecords],
-                   admitted: dict[tuple[str, str, int], bool] | None, skipped: dict[str, int],
+                   admitted: dict[_LabelSet, bool] | None, skipped: dict[str, int],
                    ) -> tuple[dict[_Key, list[Kept | None]], int]:
         """Per series and duration bucket, the newest exemplar among the workers' exemplars
         files (:mod:`asgi_monitor.store.exemplar_file`), and how many slots were bad. Read after
@@ -581,14 +597,16 @@ class MergedFiles:
             bad += wrong
             if not found:
                 continue
-            series = {slot: key for key, _, slot, _ in self._entries(worker)}
+            series = {slot: (key, label_set)
+                      for key, label_set, slot, _ in self._entries(worker)}
             for slot, bucket, kept in found:
-                key = series.get(slot)
-                if key is None:
+                entry = series.get(slot)
+                if entry is None:
                     bad += 1
                     continue
-                if admitted is not None and not admitted[key[:3]]:
-                    key = (key[0], OVERFLOW, key[2], key[3])
+                key = entry[0]
+                if admitted is not None and not admitted[entry[1]]:
+                    key = _overflowed(key)
                 row = newest.get(key)
                 if row is None:
                     row = newest[key] = [None] * buckets
@@ -605,7 +623,8 @@ class MergedFiles:
         yield from request_families(
             self.stored_series(merged), merged.in_progress, naming=naming or self._naming, prefix=p,
             duration_bounds=self._duration, size_bounds=self._size,
-            constant_labels=self._constant_labels, native_limit=self._native_limit)
+            constant_labels=self._constant_labels, native_limit=self._native_limit,
+            label_names=self._label_names, status_classes=self._status_classes)
         yield from websocket_families(
             merged.ws_total, merged.ws_active, merged.ws_sessions, prefix=p, bounds=self._ws,
             constant_labels=self._constant_labels)
@@ -621,14 +640,15 @@ class MergedFiles:
         classic = resp + z + 1
         blocks = merged.blocks
         rows = []
-        for (method, route, status, scheme), at in merged.offsets.items():
+        for key, at in merged.offsets.items():
+            method, route, status, scheme, _ = key
             b = blocks[at:at + self._block]
             rows.append(StoredSeries(
                 method, route, status, scheme, sum(b[:t]),
                 ((b[:t], b[t]), (b[ttfb:ttfb + t], b[ttfb + t]),
                  (b[req:req + z], b[req + z]), (b[resp:resp + z], b[resp + z])),
-                merged.exemplars.get((method, route, status, scheme)),
-                self._natives(b[classic:]) if self._native else None))
+                merged.exemplars.get(key),
+                self._natives(b[classic:]) if self._native else None, self._label_values(key)))
         return rows
 
     def _natives(self, tail: Sequence[float]) -> tuple[NativeSnapshot, NativeSnapshot]:
@@ -666,7 +686,7 @@ class MergedFiles:
             raw = blocks[at:at + t + 1].tobytes()  # the buckets and the sum
             found = known.get(key)
             if found is None or found[0] != raw:
-                method, route, status, scheme = key
+                method, route, status, scheme, _ = key
                 buckets = tuple(zip(bounds, accumulate(blocks[at:at + t]), strict=True))
                 native = None
                 if self._native:
@@ -675,7 +695,9 @@ class MergedFiles:
                               found_native.zero_count, tuple(sorted(found_native.counts.items())))
                 found = (raw, (method, route, status, buckets[-1][1]),
                          RouteLatency(method, route, buckets, blocks[at + t], status, scheme,
-                                      native))
+                                      native,
+                                      tuple(zip(self._label_names, self._label_values(key),
+                                                strict=True))))
             kept[key] = found
             totals.append(found[1])
             latency.append(found[2])
@@ -688,6 +710,16 @@ class MergedFiles:
         return RequestSnapshot(tuple(totals), tuple(latency),
                                sum(value for _, value in merged.in_progress), streams,
                                merged.streams_open)
+
+    def _label_values(self, key: _Key) -> tuple[str, ...]:
+        """The request labels' values of a series: empty ones for a series recorded without
+        them, and the configured labels' only (a file written under other settings may hold
+        others)."""
+        n = len(self._label_names)
+        values = key[4]
+        if len(values) == n:
+            return values
+        return (*values[:n], *("",) * (n - len(values)))
 
     def _self_counters(self, merged: Merged) -> list[tuple[str, str, float]]:
         p = self._prefix
@@ -788,6 +820,18 @@ class MergedFiles:
                 family.add_sample(f"{metric}_count", base, running)
                 family.add_sample(f"{metric}_sum", base, entry["sum"])
         return iter(families.values())
+
+
+def _overflow_set(label_set: _LabelSet) -> _LabelSet:
+    """The label set a capped one counts under: its route, and any request labels, become
+    ``<overflow>``."""
+    if len(label_set) == 3:
+        return (label_set[0], OVERFLOW, label_set[2])
+    return (label_set[0], OVERFLOW, label_set[2], (OVERFLOW,) * len(label_set[3]))
+
+
+def _overflowed(key: _Key) -> _Key:
+    return (key[0], OVERFLOW, key[2], key[3], (OVERFLOW,) * len(key[4]))
 
 
 def _sane(values: array[float] | memoryview[float], first: int, count: int) -> bool:

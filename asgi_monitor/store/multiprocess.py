@@ -315,7 +315,10 @@ class MultiprocessRequestMetrics(RequestStore):
         # Per (method, route, status, scheme), as the single-process store keeps them; the cap
         # counts (method, route, status) label sets, as there.
         self._series: dict[tuple[str, str, int, str], FileSeries] = {}
-        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(settings.max_series)
+        # With request labels, by their values too (the single-process store's layout).
+        self._labelled: dict[tuple[str, str, int, str, tuple[str, ...]], FileSeries] = {}
+        self._cap: SeriesCap[tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]] = (
+            SeriesCap(settings.max_series))
         self._ws_cap: SeriesCap[str] = SeriesCap(settings.max_series)
         self._ws: dict[str, WebSocketSeries] = {}
         self._streams: dict[tuple[str, str], StreamSeries] = {}
@@ -368,6 +371,7 @@ class MultiprocessRequestMetrics(RequestStore):
         self._exemplars_failed = False
         self._exemplars_logged = False
         self._series = {}
+        self._labelled = {}
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
@@ -405,6 +409,7 @@ class MultiprocessRequestMetrics(RequestStore):
     def close(self) -> None:
         """Release the file (tests; a worker's files otherwise live as long as it does)."""
         self._series = {}
+        self._labelled = {}
         self._cap = SeriesCap(self._max_series)
         self._ws_cap = SeriesCap(self._max_series)
         self._ws = {}
@@ -431,6 +436,40 @@ class MultiprocessRequestMetrics(RequestStore):
         if exemplar is not None and series.number >= 0:
             # The series' own block: an overflowed request's exemplar goes where it counted.
             self._keep_exemplar(series, duration, exemplar)
+
+    def record_labelled(
+        self, method: str, route: str, status: int, scheme: str, labels: tuple[str, ...],
+        duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self._labelled.get((method, route, status, scheme, labels))
+        if series is None:
+            series = self._new_labelled((method, route, status, scheme, labels))
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        if exemplar is not None and series.number >= 0:
+            self._keep_exemplar(series, duration, exemplar)
+
+    def _new_labelled(self, key: tuple[str, str, int, str, tuple[str, ...]]) -> FileSeries:
+        # As _new_series; the overflow series has every request label <overflow> too, as in
+        # the single-process store.
+        method, route, status, scheme, labels = key
+        overflow = (OVERFLOW,) * len(labels)
+        if not self._cap.keeps((method, route, status, labels),
+                               (method, OVERFLOW, status, overflow)):
+            self._dropped["http_requests_total"] = self._dropped.get("http_requests_total", 0) + 1
+            key = (method, OVERFLOW, status, scheme, overflow)
+            found = self._labelled.get(key)
+            if found is not None:
+                return found
+        try:
+            view, first, number = self.worker_file().new_block(
+                self._block, ["r", key[0], key[1], key[2], [scheme, *key[4]]])
+        except OSError as exc:
+            self._no_space(exc)
+            return self._sink
+        found = self._labelled[key] = FileSeries(view, first, self._time_scan, self._size_scan,
+                                                 number)
+        return found
 
     def _keep_exemplar(self, series: FileSeries, duration: float,
                        labels: dict[str, str]) -> None:

@@ -219,7 +219,12 @@ class Fold:
                 continue  # the merge leaves it out too
             table: dict[Any, tuple[array[float], tuple[float, str, int]]] = (
                 self.requests if kind == "r" else self.sockets if kind == "w" else self.streams)
-            key: Any = record[1] if kind == "w" else tuple(record[1:-1])
+            key: Any
+            if kind == "r":
+                # A request key's scheme may be [scheme, label values]: a tuple, to be hashable.
+                key = (*record[1:4], record[4] if type(record[4]) is str else tuple(record[4]))
+            else:
+                key = record[1] if kind == "w" else tuple(record[1:-1])
             found = table.get(key)
             if found is None:
                 table[key] = (array("d", piece), place)
@@ -268,7 +273,8 @@ class Fold:
             return [index, where[2]]
 
         for key, (block, where) in sorted(self.requests.items(), key=lambda item: item[1][1]):
-            records.append(["r", *key, len(slots), *place(where)])
+            records.append(["r", *key[:3], key[3] if type(key[3]) is str else list(key[3]),
+                            len(slots), *place(where)])
             slots.extend(block)
         for route, (block, where) in sorted(self.sockets.items(), key=lambda item: item[1][1]):
             records.append(["w", route, len(slots), *place(where)])

@@ -32,6 +32,10 @@ class StoreSettings:
     native_schema: int = 3
     native_zero_threshold: float = 2.0 ** -128
     native_max_buckets: int = 160
+    # The request labels the user chose, in the order a record gives their values.
+    label_names: Sequence[str] = ()
+    # The status label as its class (2xx...), the series of a class summed on scrape.
+    status_classes: bool = False
 
     @classmethod
     def of(cls, metrics: MetricsSettings) -> StoreSettings:
@@ -42,4 +46,5 @@ class StoreSettings:
                    native_histograms=metrics.native_histograms,
                    native_schema=metrics.native_histogram_schema,
                    native_zero_threshold=metrics.native_histogram_zero_threshold,
-                   native_max_buckets=metrics.native_histogram_max_buckets)
+                   native_max_buckets=metrics.native_histogram_max_buckets,
+                   label_names=metrics.label_names, status_classes=metrics.status_classes)

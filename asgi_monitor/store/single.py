@@ -148,6 +148,16 @@ class RequestStore:
         byte)."""
         raise NotImplementedError
 
+    def record_labelled(
+        self, method: str, route: str, status: int, scheme: str, labels: tuple[str, ...],
+        duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        """:meth:`record_exemplar` for a request with the values of the request labels the
+        user chose (``labels``, in the settings' ``label_names`` order). Called instead of the
+        others only when request labels are configured."""
+        raise NotImplementedError
+
     def websocket_accepted(self, route: str) -> str:
         """Count an accepted connection; returns the (possibly overflowed) route label to reuse."""
         raise NotImplementedError
@@ -271,7 +281,7 @@ class Series:
             kept = self.exemplars = [None] * len(scan)
         kept[i] = (labels, duration, time.time())
 
-    def stored(self, key: tuple[str, str, int, str]) -> StoredSeries:
+    def stored(self, key: tuple[str, str, int, str], labels: tuple[str, ...] = ()) -> StoredSeries:
         """A copy for the scrape (lists copied: the event loop thread may be adding to them)."""
         kept = self.exemplars
         return StoredSeries(
@@ -282,7 +292,7 @@ class Series:
              (list(self.response_size.counts), self.response_size.total)),
             list(kept) if kept is not None else None,
             None if self.native_duration is None or self.native_ttfb is None else
-            (self.native_duration.snapshot(), self.native_ttfb.snapshot()))
+            (self.native_duration.snapshot(), self.native_ttfb.snapshot()), labels)
 
 
 class RequestMetrics(RequestStore):
@@ -304,9 +314,16 @@ class RequestMetrics(RequestStore):
         self._native_limit = settings.native_max_buckets
         max_series = settings.max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
-        # The (method, route, status) label sets the cap counts: a scheme is no new label set
-        # under classic names, and one process rarely sees more than one.
-        self._cap: SeriesCap[tuple[str, str, int]] = SeriesCap(max_series)
+        # With request labels: the series by (method, route, status, scheme, their values).
+        # Apart from the others, so that a store without them keys and hashes as before.
+        self._label_names = tuple(settings.label_names)
+        self._status_classes = settings.status_classes
+        self._labelled: dict[tuple[str, str, int, str, tuple[str, ...]], Series] = {}
+        # The (method, route, status) label sets the cap counts (and the request labels' values
+        # with them): a scheme is no new label set under classic names, and one process rarely
+        # sees more than one.
+        self._cap: SeriesCap[tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]] = (
+            SeriesCap(max_series))
         self._ws_cap: SeriesCap[str] = SeriesCap(max_series)
         self.dropped = 0  # requests whose label set was over the cap and went to OVERFLOW
         self.in_progress = {m: Cell() for m in (*STANDARD_METHODS, "OTHER")}
@@ -337,6 +354,46 @@ class RequestMetrics(RequestStore):
         if exemplar is not None:
             # The series' own histograms: an overflowed request's exemplar goes where it counted.
             series.keep_exemplar(duration, exemplar)
+
+    def record_labelled(
+        self, method: str, route: str, status: int, scheme: str, labels: tuple[str, ...],
+        duration: float, ttfb: float, request_bytes: int, response_bytes: int,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        series = self._labelled.get((method, route, status, scheme, labels))
+        if series is None:
+            series = self.labelled_series(method, route, status, scheme, labels)
+        series.observe(duration, ttfb, request_bytes, response_bytes)
+        if exemplar is not None:
+            series.keep_exemplar(duration, exemplar)
+
+    def labelled_series(self, method: str, route: str, status: int, scheme: str,
+                        labels: tuple[str, ...]) -> Series:
+        """:meth:`series` with the request labels' values; over the cap, the overflow series,
+        whose request labels are all ``<overflow>`` too (so it stays one series)."""
+        key = (method, route, status, scheme, labels)
+        found = self._labelled.get(key)
+        if found is not None:
+            return found
+        overflow = (OVERFLOW,) * len(labels)
+        if not self._cap.keeps((method, route, status, labels),
+                               (method, OVERFLOW, status, overflow)):
+            self.dropped += 1
+            key = (method, OVERFLOW, status, scheme, overflow)
+            found = self._labelled.get(key)
+            if found is not None:
+                return found
+        found = self._labelled[key] = Series(self._duration_buckets, self._size_buckets)
+        return found
+
+    def _all_series(self) -> list[tuple[tuple[str, str, int, str], tuple[str, ...], Series]]:
+        """Every series with its request labels' values (empty ones for a series recorded
+        without them: a WebSocket handshake's denial)."""
+        empty = ("",) * len(self._label_names)
+        rows = [(key, empty, series) for key, series in list(self._series.items())]
+        rows += [((m, r, status, scheme), labels, series)
+                 for (m, r, status, scheme, labels), series in list(self._labelled.items())]
+        return rows
 
     def series(self, method: str, route: str, status: int, scheme: str) -> Series:
         """The series for a label set, created on first use; over the cap, the overflow one."""
@@ -393,7 +450,7 @@ class RequestMetrics(RequestStore):
     def collect(self) -> Iterator[Metric]:
         # list() of a dict's items is one C call under the GIL: a consistent snapshot even while
         # the event loop thread adds series.
-        return self._families([s.stored(key) for key, s in list(self._series.items())],
+        return self._families([s.stored(key, labels) for key, labels, s in self._all_series()],
                               list(self._ws_total.items()), list(self._ws_duration.items()),
                               self._lifetimes())
 
@@ -409,7 +466,8 @@ class RequestMetrics(RequestStore):
             out, self.blocks(), in_progress,
             naming=self._naming, prefix=self._prefix, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
-            openmetrics=openmetrics)
+            openmetrics=openmetrics, label_names=self._label_names,
+            status_classes=self._status_classes)
         websocket_text(
             out, [(route, float(count)) for route, count in list(self._ws_total.items())],
             float(self.ws_active.value),
@@ -425,6 +483,9 @@ class RequestMetrics(RequestStore):
     def protobuf(self) -> list[Metric]:
         """The request families as protobuf messages (one :class:`RenderedBytes`), then the
         WebSocket and stream families."""
+        if self._label_names or self._status_classes:
+            # Not written directly: the generic encoder takes the families as they are.
+            return list(self.collect())
         # Imported on the first protobuf scrape: the hot path's modules never need it.
         from .protobuf import request_protobuf
 
@@ -462,7 +523,8 @@ class RequestMetrics(RequestStore):
             series, [(method, float(cell.value)) for method, cell in self.in_progress.items()],
             naming=self._naming, prefix=p, duration_bounds=self._duration_buckets,
             size_bounds=self._size_buckets, constant_labels=self._constant_labels,
-            native_limit=self._native_limit)
+            native_limit=self._native_limit, label_names=self._label_names,
+            status_classes=self._status_classes)
 
         yield from websocket_families(
             [(route, float(count)) for route, count in ws_total], float(self.ws_active.value),
@@ -475,11 +537,11 @@ class RequestMetrics(RequestStore):
 
     def blocks(self) -> SeriesBlocks:
         """Every series copied into one array for the exposition (no object per series)."""
-        items = list(self._series.items())
+        items = self._all_series()
         values = array("d")
         starts = []
         exemplars = {}
-        for i, (_, series) in enumerate(items):
+        for i, (_, _, series) in enumerate(items):
             starts.append(len(values))
             for histogram in (series.duration, series.ttfb, series.request_size,
                               series.response_size):
@@ -487,25 +549,28 @@ class RequestMetrics(RequestStore):
                 values.append(histogram.total)
             if series.exemplars is not None:
                 exemplars[i] = tuple(series.exemplars)
-        return SeriesBlocks([key for key, _ in items], starts, values, exemplars)
+        return SeriesBlocks([key for key, _, _ in items], starts, values, exemplars,
+                            [labels for _, labels, _ in items] if self._label_names else ())
 
     def snapshot(self) -> RequestSnapshot:
         """What the sampler needs, without building families (runs at sample time only)."""
-        items = list(self._series.items())
-        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), s in items)
+        items = self._all_series()
+        names = self._label_names
+        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), _, s in items)
         latency = []
-        for (method, route, status, scheme), stored in items:
+        bounds = (*self._duration_buckets, math.inf)
+        for (method, route, status, scheme), labels, stored in items:
             histogram = stored.duration
             counts, total = list(histogram.counts), histogram.total
             buckets = []
             running = 0
-            for bound, count in zip((*histogram.bounds, math.inf), counts, strict=True):
+            for bound, count in zip(bounds, counts, strict=True):
                 running += count
                 buckets.append((bound, float(running)))
             native = stored.native_duration
             latency.append(RouteLatency(
                 method, route, tuple(buckets), total, status, scheme,
-                None if native is None else native.read()))
+                None if native is None else native.read(), tuple(zip(names, labels, strict=True))))
         bounds = (*self._long_bounds, math.inf)
         streams = tuple(
             RouteLatency(method, route, tuple(zip(bounds, accumulate(counts), strict=True)),

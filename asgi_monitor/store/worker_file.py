@@ -14,8 +14,10 @@ cannot be reserved raises ``OSError`` here and the caller records into a sink in
 
 The first :data:`FIXED_SLOTS` slots have fixed meanings (:data:`SLOT_IN_PROGRESS` ...). The first
 index record is the header (a JSON object: version, pid, bucket bounds, the sinks' slots); every
-other record gives one series' key and its first slot. A record is a 4-byte little-endian length
-and that many bytes of JSON, appended with one ``write``; a reader ignores an incomplete tail.
+other record gives one series' key and its first slot (a request series with request labels has
+``[scheme, label values...]`` where the scheme is, so a record keeps its length). A record is a
+4-byte little-endian length and that many bytes of JSON, appended with one ``write``; a reader
+ignores an incomplete tail.
 
 The format has limits, which the writer keeps (past them a new series is refused as on a full
 disk) and a reader enforces: :data:`MAX_VALUES` bytes of values, :data:`MAX_INDEX` bytes of
@@ -330,6 +332,18 @@ def _strings(value: Any) -> bool:
     return type(value) is list and all(type(item) is str for item in value)
 
 
+def _scheme(value: Any) -> bool:
+    """A request record's scheme, or ``[scheme, request label values...]``."""
+    return type(value) is str or (_strings(value) and len(value) >= 1)
+
+
+def request_key(scheme: str | list[str]) -> tuple[str, tuple[str, ...]]:
+    """A valid request record's scheme field as (scheme, request label values)."""
+    if type(scheme) is str:
+        return scheme, ()
+    return scheme[0], tuple(scheme[1:])
+
+
 def _bounds(value: Any) -> bool:
     return (type(value) is list and all(type(b) in (int, float) and math.isfinite(b)
                                         for b in value)
@@ -382,7 +396,7 @@ def valid_record(record: Any) -> bool:
     if kind == "r":
         return (len(record) == 6 and type(record[1]) is str and type(record[2]) is str
                 and type(record[3]) is int and 0 <= record[3] < _STATUS_LIMIT
-                and type(record[4]) is str and _slot(record[5]) and record[5] >= FIXED_SLOTS)
+                and _scheme(record[4]) and _slot(record[5]) and record[5] >= FIXED_SLOTS)
     if kind == "w":
         return (len(record) == 3 and type(record[1]) is str and _slot(record[2])
                 and record[2] >= FIXED_SLOTS)

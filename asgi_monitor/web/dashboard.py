@@ -193,7 +193,8 @@ class DashboardEndpoints:
         slos = tuple(tracker.slos.values()) if tracker is not None else ()
         return LenientJSONResponse(grafana_dashboard(metrics.namespace,
                                                      metric_names=metrics.metric_names,
-                                                     slos=slos))
+                                                     slos=slos,
+                                                     request_labels=metrics.label_names))
 
     async def export(self, request: Request) -> Response:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -66,7 +66,8 @@ def naming(request: pytest.FixtureRequest) -> str:
 def app(naming: str) -> Iterator[MonitoringMiddleware]:
     starlette = Starlette(routes=[Route("/items/{id}", items), Route("/broken", broken)])
     config = MonitoringConfig(
-        metrics=MetricsSettings(namespace=NAMESPACE, metric_names=naming),
+        metrics=MetricsSettings(namespace=NAMESPACE, metric_names=naming,
+                                header_labels=(("tenant", "X-Tenant"),)),
         health=HealthSettings(interval_seconds=1))
     monitor = build_monitor(config, CollectorRegistry())
     # The decorators and get_metrics_collector() use the process-wide monitor: this one.
@@ -81,10 +82,11 @@ def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddlewa
                                                          tmp_path: Path, naming: str) -> None:
     with serve(app) as base:
         target = base.removeprefix("http://")
-        # The variables as Grafana fills them in with this one target chosen.
+        # The variables as Grafana fills them in with this one target (and tenant) chosen.
         expressions = [e.replace("$__rate_interval", "1m").replace("$job", "asgi")
-                       .replace("$instance", target) for e in
-                       queries(grafana_dashboard(NAMESPACE, metric_names=naming))]
+                       .replace("$instance", target).replace("$tenant", "acme") for e in
+                       queries(grafana_dashboard(NAMESPACE, metric_names=naming,
+                                                 request_labels=("tenant",)))]
         with running_prometheus(tmp_path, target) as (api, client):
 
             def scraped() -> bool:
@@ -93,7 +95,8 @@ def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddlewa
 
             wait_until(scraped, timeout=30, what="the first scrape")
             # Traffic across several scrapes, so every rate() has two changing samples.
-            with httpx.Client(base_url=base, timeout=5) as app_client:
+            with httpx.Client(base_url=base, timeout=5,
+                              headers={"X-Tenant": "acme"}) as app_client:
                 for round_ in range(8):
                     for i in range(6):
                         app_client.get(f"/items/{i + round_}")
@@ -116,7 +119,8 @@ def test_every_query_returns_data_from_a_real_prometheus(app: MonitoringMiddlewa
             assert failing == {}, failing
             # What the job and instance variables' label_values() queries list.
             requests = request_names(naming).requests
-            for label, expected in (("job", ["asgi"]), ("instance", [target])):
+            for label, expected in (("job", ["asgi"]), ("instance", [target]),
+                                    ("tenant", ["acme"])):
                 body = client.get(f"{api}/api/v1/label/{label}/values",
                                   params={"match[]": f"{NAMESPACE}_{requests}"}
                                   ).json()

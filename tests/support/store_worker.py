@@ -9,7 +9,8 @@ RLIMIT_FSIZE (SIGXFSZ ignored, so a write past it fails with EFBIG instead of ki
 records one request on each of n new routes after the limit; ``"native": true`` turns native
 histograms on and ``"durations": [seconds, ...]`` records a GET /a of each (as its TTFB too);
 ``streams`` (``[["GET", "/s", lifetime, n], ...]``) records n streams of that lifetime,
-``open_streams`` leaves k streams open.
+``open_streams`` leaves k streams open; ``labelled``:
+``[["GET", "/a", 200, ["acme"], n], ...]`` records requests with request label values.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def main() -> None:
     for method, route, status, count in plan.get("requests", ()):
         for _ in range(count):
             requests.record(method, route, status, "http", 0.01, 0.005, 0, 10)
+    for method, route, status, labels, count in plan.get("labelled", ()):
+        for _ in range(count):
+            requests.record_labelled(method, route, status, "http", tuple(labels), 0.01, 0.005,
+                                     0, 10, None)
     if "exemplar" in plan:
         seconds, trace_id = plan["exemplar"]
         requests.record_exemplar("GET", "/a", 200, "http", seconds, seconds, 0, 10,

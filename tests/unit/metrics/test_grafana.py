@@ -144,3 +144,20 @@ def test_a_slo_without_a_page_has_no_page_line() -> None:
         "{{instance}} 2h", "{{instance}} 1d"]
     assert burn["description"].endswith("Alerts: ticket when 1d and 2h are over 0.2.")
     assert "thresholds" not in burn["fieldConfig"]["defaults"]
+
+
+def test_a_variable_and_a_panel_per_request_label() -> None:
+    dashboard = grafana_dashboard(NAMESPACE, request_labels=("tenant", "plan"))
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["tenant"]["definition"] == (
+        'label_values(shop_http_requests_total{job=~"$job", instance=~"$instance"}, tenant)')
+    assert variables["plan"]["allValue"] == ".*" and variables["plan"]["multi"]
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    assert "Request rate by tenant" in titles and "Request rate by plan" in titles
+    for expr in queries(dashboard):
+        # The request series follow the label variables; the other families have no such label.
+        request_series = re.findall(r"shop_http_[a-z_]+(?<!in_progress)\{[^}]*\}", expr)
+        for selector in request_series:
+            assert 'tenant=~"$tenant"' in selector and 'plan=~"$plan"' in selector, expr
+        assert "in_progress{" not in expr or "$tenant" not in expr, expr
+    assert "$tenant" not in " ".join(queries(grafana_dashboard(NAMESPACE)))
