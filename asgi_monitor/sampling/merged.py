@@ -16,6 +16,7 @@ start-up instead of turning an alert's input into a silent zero forever.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Collection, Iterable
 
 from prometheus_client.core import Metric
@@ -29,8 +30,8 @@ from .inputs import (
     CacheSnapshot,
     DatabaseSnapshot,
     RequestSnapshot,
-    RouteLatency,
     SampleInputs,
+    SeriesTable,
     UserSnapshot,
 )
 
@@ -100,13 +101,36 @@ class MergedReader:
                     logins += value
                     if labels["result"] == "failure":
                         failures += value
-        latency = tuple(RouteLatency(method, route, tuple(sorted(buckets.items())), total[0],
-                                     status, scheme)
-                        for (method, route, status, scheme), (buckets, total)
-                        in histograms.items())
         if requests is None:
-            requests = RequestSnapshot(tuple(series), latency, in_progress)
+            requests = RequestSnapshot(_table(series, histograms), in_progress)
         return SampleInputs(requests=requests,
                             database=DatabaseSnapshot(db_queries, db_errors),
                             cache=CacheSnapshot(hits, misses),
                             users=UserSnapshot(logins, failures))
+
+
+def _table(series: list[tuple[str, str, int, float]],
+           histograms: dict[tuple[str, str, int, str], tuple[dict[float, float], list[float]]],
+           ) -> SeriesTable:
+    """The request series as a store's table. The exposed histograms are kept per route (status
+    0) where the counts are kept per status: a route's histogram goes to its first series, the
+    others get zeros, and each series' count is the counter's. (A histogram without a counter
+    series, which no exposition of ours has, is left out.)"""
+    rows: dict[tuple[str, str], list[float]] = {}  # (method, route) -> per-bucket counts, sum
+    bounds: tuple[float, ...] = ()
+    for (method, route, _, _), (cumulative, total) in histograms.items():
+        ordered = sorted(cumulative.items())
+        bounds = tuple(bound for bound, _ in ordered[:-1])
+        block = [count - below for (_, count), (_, below)
+                 in zip(ordered, [(0.0, 0.0), *ordered[:-1]], strict=True)]
+        found = rows.get((method, route))
+        if found is None:
+            rows[(method, route)] = [*block, total[0]]
+        else:
+            found[:] = [a + b for a, b in zip(found, [*block, total[0]], strict=True)]
+    stride = len(bounds) + 2  # a block: the buckets with +Inf, then the sum
+    values = array("d")
+    for method, route, _, _ in series:
+        values.extend(rows.pop((method, route), [0.0] * stride))
+    return SeriesTable([(method, route, status) for method, route, status, _ in series], values,
+                       stride, bounds, [count for *_, count in series])

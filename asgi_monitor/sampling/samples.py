@@ -19,9 +19,13 @@ import dataclasses
 import math
 import threading
 import time
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import accumulate
+from operator import add
 
 from .inputs import (
     Buckets,
@@ -29,6 +33,7 @@ from .inputs import (
     RequestSnapshot,
     RouteLatency,
     SampleInputs,
+    SeriesTable,
     SystemSnapshot,
 )
 
@@ -38,6 +43,10 @@ __all__ = ["NativeTotals", "RouteTotals", "Sample", "SampleBuffer", "Sampler", "
 # Native histograms summed (with them on): (schema, count by bucket index, zero count). Bucket i
 # holds (2**((i-1)/2**schema), 2**(i/2**schema)].
 NativeTotals = tuple[int, dict[int, float], float]
+
+# Per route, its series' per-bucket counts (one series': its slice of the table; several: a list
+# of slices) and the buckets tuple the last sample made of them.
+_KnownBuckets = dict[str, tuple[object, Buckets]]
 
 
 @dataclass
@@ -122,6 +131,9 @@ class Sampler:
         # The sampler's and the alert loop's reads would otherwise run side by side, each
         # slowing the other and both holding a thread.
         self._reading = threading.Lock()
+        # Replaced whole by each sample, never changed in place: a sample taken on the loop
+        # while a worker thread takes another reads one version or the other.
+        self._known: _KnownBuckets = {}
 
     def read(self) -> SampleInputs:
         """The components' snapshots as they are now (the OTLP export sends these)."""
@@ -132,7 +144,7 @@ class Sampler:
 
     def take(self) -> Sample:
         sample = self._stamp()
-        _fold(self._read(), sample)
+        self._known = _fold(self._read(), sample, self._known)
         self._add_system(sample)
         return sample
 
@@ -148,7 +160,7 @@ class Sampler:
         with self._reading:
             # Stamped once the other loop's read is done: the time of the figures read.
             sample = self._stamp()
-            _fold(self._read(), sample)
+            self._known = _fold(self._read(), sample, self._known)
             return sample
 
     def _add_system(self, sample: Sample) -> None:
@@ -159,12 +171,13 @@ class Sampler:
         return Sample(time=self._clock(), monotonic=self._monotonic())
 
 
-def _fold(inputs: SampleInputs, sample: Sample) -> None:
-    _fold_requests(inputs.requests, sample)
+def _fold(inputs: SampleInputs, sample: Sample, known: _KnownBuckets) -> _KnownBuckets:
+    kept = _fold_requests(inputs.requests, sample, known)
     sample.db_queries, sample.db_errors = inputs.database.queries, inputs.database.errors
     sample.cache_hits, sample.cache_misses = inputs.cache.hits, inputs.cache.misses
     sample.logins, sample.login_failures = inputs.users.logins, inputs.users.failures
     _fold_system(inputs.system, sample)
+    return kept
 
 
 def _fold_system(system: SystemSnapshot | None, sample: Sample) -> None:
@@ -174,76 +187,120 @@ def _fold_system(system: SystemSnapshot | None, sample: Sample) -> None:
         sample.process_rss_bytes = system.process_rss_bytes
 
 
-def _fold_requests(requests: RequestSnapshot, sample: Sample) -> None:
+def _fold_requests(requests: RequestSnapshot, sample: Sample,
+                   known: _KnownBuckets) -> _KnownBuckets:
     # Runs for every sample over every series (thousands under several workers, in a thread of
-    # a process that serves requests): it allocates as little as it can, since every object it
-    # makes is one the garbage collector may walk while holding the GIL.
+    # a process that serves requests), so it reads the store's table as it is: per series a
+    # slice of it summed in C, per bucket one C-level sum over every series. It makes few
+    # objects the garbage collector tracks (any of them may be walked while the GIL is held):
+    # a route whose histogram did not change since the last sample (most) keeps the buckets
+    # tuple made then. Returns those tuples, for the next sample.
+    table = requests.table
+    keys, values, stride, counts = table.keys, table.values, table.stride, table.counts
+    natives = table.native
+    t = len(table.bounds) + 1
     sample.in_progress = requests.in_progress
     sample.streams_open = requests.streams_open
     sample.streams = requests.streams
+    # Each route's first series, and per series the route's next one (-1: none): one list for
+    # every route, most of which have one series.
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    after = [-1] * len(keys)
+    duration_sum = 0.0  # added in the table's order, as every sum of durations here
+    for i, key in enumerate(keys):
+        name = f"{key[0]} {key[1]}"
+        previous = last.get(name)
+        if previous is None:
+            first[name] = i
+        else:
+            after[previous] = i
+        last[name] = i
+        duration_sum += values[i * stride + t]
+    if not first:
+        return {}
+    bounds = (*table.bounds, math.inf)
+    requested = errors = client_errors = duration_count = 0.0
     routes = sample.routes
-    for method, route, status, count in requests.series:
-        name = f"{method} {route}"
-        totals = routes.get(name)
+    kept: _KnownBuckets = {}
+    for name, i in first.items():
+        route_requests = route_errors = route_sum = route_count = 0.0
+        statuses: dict[int, float] = {}
+        parts: list[Sequence[float]] = []
+        route_native: NativeTotals | None = None
+        while i >= 0:
+            at = i * stride
+            part = values[at:at + t]
+            observed = float(sum(part, 0.0))
+            count = observed if counts is None else counts[i]
+            status = keys[i][2]
+            statuses[status] = statuses.get(status, 0.0) + count
+            route_requests += count
+            if status >= 500:
+                route_errors += count
+            elif status >= 400:
+                client_errors += count
+            route_sum += values[at + t]
+            route_count += observed
+            parts.append(part)
+            if natives is not None:
+                native = natives[i]
+                if native is not None:
+                    sample.native = _add_native(sample.native, native)
+                    route_native = _add_native(route_native, native)
+            i = after[i]
+        requested += route_requests
+        errors += route_errors
+        duration_count += route_count
+        # Compared as read, so an unchanged route adds nothing up (a series' part, or the
+        # route's parts together).
+        seen = parts[0] if len(parts) == 1 else parts
+        before = known.get(name)
+        if before is None or before[0] != seen:
+            summed = reduce(_added, parts)
+            before = (seen, tuple(zip(bounds, map(float, accumulate(summed)), strict=True)))
+        kept[name] = before
+        routes[name] = RouteTotals(route_requests, route_errors, route_sum, route_count,
+                                   before[1], statuses, route_native)
+    sample.requests, sample.errors, sample.client_errors = requested, errors, client_errors
+    sample.duration_sum, sample.duration_count = duration_sum, duration_count
+    # Each bucket summed over every series at once: a strided slice, one C loop.
+    sample.buckets = tuple(zip(bounds, accumulate(float(sum(values[j::stride], 0.0))
+                                                  for j in range(t)), strict=True))
+    if table.labels:
+        _fold_labelled(table, bounds, sample.labelled)
+    return kept
+
+
+def _fold_labelled(table: SeriesTable, bounds: tuple[float, ...],
+                   labelled: dict[tuple[str, str, tuple[tuple[str, str], ...]], RouteTotals],
+                   ) -> None:
+    """Per (method, route, request labels) totals, for SLO selectors that filter on them."""
+    values, stride, t = table.values, table.stride, len(bounds)
+    for i, key in enumerate(table.keys):
+        pairs = table.labels_of(i)
+        at = i * stride
+        part = values[at:at + t]
+        count = float(sum(part, 0.0))
+        group = (key[0], key[1], pairs)
+        totals = labelled.get(group)
         if totals is None:
-            totals = routes[name] = RouteTotals()
-        sample.requests += count
+            totals = labelled[group] = RouteTotals()
         totals.requests += count
-        statuses = totals.statuses
-        statuses[status] = statuses.get(status, 0.0) + count
-        if status >= 500:
-            sample.errors += count
+        if key[2] >= 500:
             totals.errors += count
-        elif status >= 400:
-            sample.client_errors += count
-    buckets: dict[float, float] = {}
-    # A route's histograms, one per status and scheme, summed; a route with one (most) keeps
-    # its snapshot's buckets as they are (in bound order already).
-    route_buckets: dict[str, Buckets | dict[float, float]] = {}
-    for latency in requests.latency:
-        name = f"{latency.method} {latency.route}"
-        totals = routes.get(name)
-        if totals is None:
-            totals = routes[name] = RouteTotals()
-        count = latency.count
-        sample.duration_sum += latency.total
-        sample.duration_count += count
-        totals.duration_sum += latency.total
+        totals.duration_sum += values[at + t]
         totals.duration_count += count
-        for bound, cumulative in latency.buckets:
-            buckets[bound] = buckets.get(bound, 0.0) + cumulative
-        if latency.native is not None:
-            sample.native = _add_native(sample.native, latency.native)
-            totals.native = _add_native(totals.native, latency.native)
-        found = route_buckets.get(name)
-        if found is None:
-            route_buckets[name] = latency.buckets
-            continue
-        if isinstance(found, tuple):
-            found = route_buckets[name] = dict(found)
-        for bound, cumulative in latency.buckets:
-            found[bound] = found.get(bound, 0.0) + cumulative
-    labelled = sample.labelled
-    for latency in requests.latency:
-        if not latency.labels:
-            continue
-        key = (latency.method, latency.route, latency.labels)
-        totals = labelled.get(key)
-        if totals is None:
-            totals = labelled[key] = RouteTotals()
-        count = latency.count
-        totals.requests += count
-        if latency.status >= 500:
-            totals.errors += count
-        totals.duration_sum += latency.total
-        totals.duration_count += count
-        totals.buckets = (latency.buckets if not totals.buckets else tuple(
-            (bound, a + b) for (bound, a), (_, b) in zip(totals.buckets, latency.buckets,
-                                                         strict=True)))
-    for name, summed in route_buckets.items():
-        routes[name].buckets = (summed if isinstance(summed, tuple)
-                                else tuple(sorted(summed.items())))
-    sample.buckets = tuple(sorted(buckets.items()))
+        buckets = tuple(zip(bounds, map(float, accumulate(part)), strict=True))
+        totals.buckets = (buckets if not totals.buckets else tuple(
+            (bound, a + b) for (bound, a), (_, b) in zip(totals.buckets, buckets, strict=True)))
+
+
+def _added(summed: Sequence[float], part: Sequence[float]) -> Sequence[float]:
+    # An array stays one (no object per value for the garbage collector to track).
+    if isinstance(part, array):
+        return array("d", map(add, summed, part))
+    return list(map(add, summed, part))
 
 
 def _add_native(found: NativeTotals | None, native: NativeBuckets) -> NativeTotals:

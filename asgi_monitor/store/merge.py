@@ -46,7 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..config.metrics import metric_prefix
-from ..sampling.inputs import RequestSnapshot, RouteLatency
+from ..sampling.inputs import RequestSnapshot, RouteLatency, SeriesTable
 from .cap import OVERFLOW, SeriesCap
 from .compaction import COMPACT_AFTER, Compactor
 from .exemplar_file import exemplars_path, read_exemplars
@@ -112,8 +112,9 @@ class Merged:
     """One read of every worker's file: the request and WebSocket series summed, the live
     gauges of live workers, the files' own counters; ``workers`` for the custom metrics."""
 
-    # Per request series, where its summed block starts in ``blocks`` (all of them, end to end:
-    # one array, which the garbage collector never walks).
+    # Per request series, where its summed block starts in ``blocks`` (all of them, end to end
+    # in this order, each request_block_slots long: one array, which the garbage collector never
+    # walks).
     offsets: dict[_Key, int]
     blocks: array[float]
     in_progress: list[tuple[str, float]]
@@ -175,7 +176,10 @@ class MergedFiles:
         # their stream entries); see _entries.
         self._parsed: dict[str, tuple[list[list[Any]], list[_Entry], list[_Socket],
                                       list[_Stream]]] = {}
-        self._latency: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
+        # With native histograms: per series, its duration buckets and sum as last read and
+        # the native buckets decoded then (see request_snapshot).
+        self._latency: dict[_Key, tuple[bytes, tuple[int, float, int,
+                                                     tuple[tuple[int, int], ...]]]] = {}
         self._lock = threading.Lock()
         self.compactor = Compactor(directory, {
             "duration_buckets": self._duration, "size_buckets": self._size,
@@ -668,48 +672,45 @@ class MergedFiles:
 
     def request_snapshot(self, merged: Merged) -> RequestSnapshot:
         """The sampler's request values, as :meth:`RequestMetrics.snapshot` gives a single
-        process' (per stored series, cumulative duration buckets), straight from the array.
+        process': the merged array as it is, no object per series.
 
-        A series whose duration histogram has not changed since the last read keeps the values
-        made then: most series are idle between two samples, and values made again would be
-        garbage the collector walks."""
-        bounds = (*self._duration, float("inf"))
-        t = len(bounds)
-        # Where the native tail starts in a block (its duration part first).
-        tail = 2 * t + 2 * (len(self._size) + 1) + 4
+        With native histograms on, a series whose duration histogram has not changed since
+        the last read keeps the native buckets decoded then: most series are idle between two
+        samples, and values made again would be garbage the collector walks."""
         blocks = merged.blocks
-        known = self._latency
-        kept: dict[_Key, tuple[bytes, tuple[str, str, int, float], RouteLatency]] = {}
-        totals = []
-        latency = []
-        for key, at in merged.offsets.items():
-            raw = blocks[at:at + t + 1].tobytes()  # the buckets and the sum
-            found = known.get(key)
-            if found is None or found[0] != raw:
-                method, route, status, scheme, _ = key
-                buckets = tuple(zip(bounds, accumulate(blocks[at:at + t]), strict=True))
-                native = None
-                if self._native:
-                    found_native = self._natives(blocks[at + tail:at + self._block])[0]
-                    native = (found_native.schema, found_native.zero_threshold,
-                              found_native.zero_count, tuple(sorted(found_native.counts.items())))
-                found = (raw, (method, route, status, buckets[-1][1]),
-                         RouteLatency(method, route, buckets, blocks[at + t], status, scheme,
-                                      native,
-                                      tuple(zip(self._label_names, self._label_values(key),
-                                                strict=True))))
-            kept[key] = found
-            totals.append(found[1])
-            latency.append(found[2])
-        self._latency = kept  # replaced whole: a concurrent read keeps the one it took
+        keys: list[_Key] = list(merged.offsets)
+        names = self._label_names
+        if names:
+            n = len(names)
+            keys = [key if len(key[4]) == n else (*key[:4], self._label_values(key))
+                    for key in keys]
+        natives: list[tuple[int, float, int, tuple[tuple[int, int], ...]] | None] | None = None
+        if self._native:
+            t = len(self._duration) + 1
+            # Where the native tail starts in a block (its duration part first).
+            tail = 2 * t + 2 * (len(self._size) + 1) + 4
+            known = self._latency
+            kept: dict[_Key, tuple[bytes, tuple[int, float, int, tuple[tuple[int, int], ...]]]]
+            kept = {}
+            natives = []
+            for key, at in merged.offsets.items():
+                raw = blocks[at:at + t + 1].tobytes()  # the buckets and the sum
+                found = known.get(key)
+                if found is None or found[0] != raw:
+                    native = self._natives(blocks[at + tail:at + self._block])[0]
+                    found = (raw, (native.schema, native.zero_threshold, native.zero_count,
+                                   tuple(sorted(native.counts.items()))))
+                kept[key] = found
+                natives.append(found[1])
+            self._latency = kept  # replaced whole: a concurrent read keeps the one it took
         long_bounds = (*self._ws, float("inf"))
         streams = tuple(
             RouteLatency(method, route, tuple(zip(long_bounds, accumulate(counts), strict=True)),
                          total)
             for method, route, counts, total in merged.streams)
-        return RequestSnapshot(tuple(totals), tuple(latency),
-                               sum(value for _, value in merged.in_progress), streams,
-                               merged.streams_open)
+        return RequestSnapshot(
+            SeriesTable(keys, blocks, self._block, tuple(self._duration), None, names, natives),
+            sum(value for _, value in merged.in_progress), streams, merged.streams_open)
 
     def _label_values(self, key: _Key) -> tuple[str, ...]:
         """The request labels' values of a series: empty ones for a series recorded without

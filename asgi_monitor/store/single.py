@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..config.metrics import metric_prefix
-from ..sampling.inputs import RequestSnapshot, RouteLatency
+from ..sampling.inputs import RequestSnapshot, RouteLatency, SeriesTable
 from .cap import OVERFLOW, SeriesCap
 from .exposition import (
     Rendered,
@@ -312,6 +312,9 @@ class RequestMetrics(RequestStore):
         self._duration_buckets = tuple(settings.duration_buckets)
         self._size_buckets = tuple(settings.size_buckets)
         self._native_limit = settings.native_max_buckets
+        # Whether the series keep native histograms (NativeRequestMetrics): the sampler's table
+        # then carries them.
+        self._natives_kept = False
         max_series = settings.max_series
         self._series: dict[tuple[str, str, int, str], Series] = {}
         # With request labels: the series by (method, route, status, scheme, their values).
@@ -553,32 +556,34 @@ class RequestMetrics(RequestStore):
                             [labels for _, labels, _ in items] if self._label_names else ())
 
     def snapshot(self) -> RequestSnapshot:
-        """What the sampler needs, without building families (runs at sample time only)."""
+        """What the sampler needs (runs at sample time only): every series' duration counts
+        and sum end to end in one list, copied from its own list in one C call, no object per
+        series."""
         items = self._all_series()
-        names = self._label_names
-        series = tuple((m, r, status, float(s.count)) for (m, r, status, _), _, s in items)
-        latency = []
-        bounds = (*self._duration_buckets, math.inf)
-        for (method, route, status, scheme), labels, stored in items:
+        values: list[float] = []
+        for _, _, stored in items:
             histogram = stored.duration
-            counts, total = list(histogram.counts), histogram.total
-            buckets = []
-            running = 0
-            for bound, count in zip(bounds, counts, strict=True):
-                running += count
-                buckets.append((bound, float(running)))
-            native = stored.native_duration
-            latency.append(RouteLatency(
-                method, route, tuple(buckets), total, status, scheme,
-                None if native is None else native.read(), tuple(zip(names, labels, strict=True))))
-        bounds = (*self._long_bounds, math.inf)
+            values.extend(histogram.counts)
+            values.append(histogram.total)
+        natives: list[tuple[int, float, int, tuple[tuple[int, int], ...]] | None] | None = None
+        if self._natives_kept:
+            natives = []
+            for _, _, stored in items:
+                native = stored.native_duration
+                natives.append(None if native is None else native.read())
+        bounds = self._duration_buckets
+        names = self._label_names
+        keys = ([(m, r, status, scheme, labels) for (m, r, status, scheme), labels, _ in items]
+                if names else [key for key, _, _ in items])
+        long_bounds = (*self._long_bounds, math.inf)
         streams = tuple(
-            RouteLatency(method, route, tuple(zip(bounds, accumulate(counts), strict=True)),
+            RouteLatency(method, route, tuple(zip(long_bounds, accumulate(counts), strict=True)),
                          total)
             for method, route, counts, total in self._lifetimes())
-        return RequestSnapshot(series, tuple(latency),
-                               float(sum(cell.value for cell in self.in_progress.values())),
-                               streams, float(self.streams_open.value))
+        return RequestSnapshot(
+            SeriesTable(keys, values, len(bounds) + 2, bounds, None, names, natives),
+            float(sum(cell.value for cell in self.in_progress.values())),
+            streams, float(self.streams_open.value))
 
     def dropped_counts(self) -> dict[str, int]:
         return {"http_requests_total": self.dropped,
@@ -593,6 +598,7 @@ class NativeRequestMetrics(RequestMetrics):
 
     def __init__(self, settings: StoreSettings) -> None:
         super().__init__(settings)
+        self._natives_kept = True
         self._native = (settings.native_schema, settings.native_zero_threshold,
                         settings.native_max_buckets)
 
