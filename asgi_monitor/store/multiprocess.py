@@ -446,6 +446,9 @@ class MultiprocessRequestMetrics(RequestStore):
         if series is None:
             series = self._new_labelled((method, route, status, scheme, labels))
         series.observe(duration, ttfb, request_bytes, response_bytes)
+        native = series.native
+        if native is not None:  # native histograms on, and space for the series
+            native.observe(duration, ttfb)
         if exemplar is not None and series.number >= 0:
             self._keep_exemplar(series, duration, exemplar)
 
@@ -467,8 +470,8 @@ class MultiprocessRequestMetrics(RequestStore):
         except OSError as exc:
             self._no_space(exc)
             return self._sink
-        found = self._labelled[key] = FileSeries(view, first, self._time_scan, self._size_scan,
-                                                 number)
+        found = self._labelled[key] = self._with_native(
+            FileSeries(view, first, self._time_scan, self._size_scan, number), view, first)
         return found
 
     def _keep_exemplar(self, series: FileSeries, duration: float,
@@ -516,8 +519,12 @@ class MultiprocessRequestMetrics(RequestStore):
             # Not remembered: the next request of this series tries again, so freed space is
             # used; until then its requests count as unrecorded.
             return self._sink
-        found = self._series[key] = FileSeries(view, first, self._time_scan, self._size_scan,
-                                               number)
+        found = self._series[key] = self._with_native(
+            FileSeries(view, first, self._time_scan, self._size_scan, number), view, first)
+        return found
+
+    def _with_native(self, found: FileSeries, view: memoryview[float], first: int) -> FileSeries:
+        # The block's native tail, when native histograms are on.
         layout = self._native_layout
         if layout is not None:
             classic = len(found.cells)

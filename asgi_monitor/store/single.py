@@ -367,6 +367,8 @@ class RequestMetrics(RequestStore):
         if series is None:
             series = self.labelled_series(method, route, status, scheme, labels)
         series.observe(duration, ttfb, request_bytes, response_bytes)
+        if series.native_duration is not None:  # native histograms on (NativeRequestMetrics)
+            series.observe_native(duration, ttfb)
         if exemplar is not None:
             series.keep_exemplar(duration, exemplar)
 
@@ -386,7 +388,7 @@ class RequestMetrics(RequestStore):
             found = self._labelled.get(key)
             if found is not None:
                 return found
-        found = self._labelled[key] = Series(self._duration_buckets, self._size_buckets)
+        found = self._labelled[key] = self._new_series()
         return found
 
     def _all_series(self) -> list[tuple[tuple[str, str, int, str], tuple[str, ...], Series]]:

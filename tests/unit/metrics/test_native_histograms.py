@@ -438,3 +438,32 @@ async def test_the_metrics_port_serves_the_workers_native_histograms(tmp_path: P
     histogram = families["http_request_duration_seconds"].metric[0].histogram
     assert histogram.schema == 3 and histogram.sample_count == len(VALUES)
     assert native_buckets(histogram) == dict(Tally(bucket_index(v, 3) for v in VALUES))
+
+
+def test_labelled_requests_keep_their_native_buckets_in_both_stores(tmp_path: Path) -> None:
+    """With request labels and native histograms both on, a labelled series counts its native
+    buckets as an unlabelled one does, in one process and in the worker files."""
+    settings = StoreSettings(duration_buckets=MetricsSettings().duration_buckets,
+                             size_buckets=(100.0,), max_series=100, native_histograms=True,
+                             label_names=("tenant",))
+    want = dict(Tally(bucket_index(v, 3) for v in VALUES))
+    single = NativeRequestMetrics(settings)
+    registry = CollectorRegistry()
+    registry.register(RequestMetricsCollector(single))
+    worker = NativeMultiprocessRequestMetrics(str(tmp_path), settings)
+    try:
+        for value in VALUES:
+            for store in (single, worker):
+                store.record_labelled("GET", "/a", 200, "http", ("acme",), value, value, 1, 1,
+                                      None)
+        files_registry = CollectorRegistry()
+        files_registry.register(MergedFilesCollector(MergedFiles(str(tmp_path), settings,
+                                                                 compact=False)))
+        for scraped in (registry, files_registry):
+            families = {f.name: f for f in decode(encode_protobuf(scraped))}
+            [metric] = families["http_request_duration_seconds"].metric
+            assert ("tenant", "acme") in {(p.name, p.value) for p in metric.label}
+            assert metric.histogram.sample_count == len(VALUES)
+            assert native_buckets(metric.histogram) == want
+    finally:
+        worker.close()
