@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 
 import pytest
 from support import serve
 
+from asgi_monitor import set_default_monitor
 from asgi_monitor.demo import traffic
 from asgi_monitor.demo.app import create_app
 from asgi_monitor.demo.run import demo_config, demo_environment
@@ -16,6 +18,17 @@ from asgi_monitor.demo.run import demo_config, demo_environment
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
+@pytest.fixture
+def no_default_monitor() -> Iterator[None]:
+    """The demo builds the process-wide monitor from its own configuration: this test starts
+    without one (another test's, or one a leftover server thread made, would refuse the demo's
+    configuration) and leaves the one it found."""
+    previous = set_default_monitor(None)
+    yield
+    set_default_monitor(previous)
+
+
+@pytest.mark.usefixtures("no_default_monitor")
 def test_the_demo_traffic_burns_both_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
     # The demo's bursts (a third of the time) in seconds instead of minutes.
     monkeypatch.setattr(traffic, "INCIDENT_PERIOD", 6.0)
