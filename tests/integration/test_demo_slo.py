@@ -8,9 +8,11 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 from support import serve
 
-from asgi_monitor import set_default_monitor
+from asgi_monitor import build_monitor, default, set_default_monitor
+from asgi_monitor.default import build_default_with
 from asgi_monitor.demo import traffic
 from asgi_monitor.demo.app import create_app
 from asgi_monitor.demo.run import demo_config, demo_environment
@@ -20,12 +22,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def no_default_monitor() -> Iterator[None]:
-    """The demo builds the process-wide monitor from its own configuration: this test starts
-    without one (another test's, or one a leftover server thread made, would refuse the demo's
-    configuration) and leaves the one it found."""
+    """The demo builds the process-wide monitor from its own configuration: here it is built
+    on a registry of its own, from no monitor at all (one built earlier in the run, and the
+    families it left on prometheus_client's global registry, would refuse the demo's); the
+    previous monitor and builder are put back afterwards."""
+    builder = default._build
+    assert builder is not None
+    build_default_with(lambda config: build_monitor(config, CollectorRegistry()))
     previous = set_default_monitor(None)
     yield
     set_default_monitor(previous)
+    build_default_with(builder)
 
 
 @pytest.mark.usefixtures("no_default_monitor")
